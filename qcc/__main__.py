@@ -1,0 +1,3 @@
+from qcc.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Write the output folder: model C and header, runtime files, manifest, Makefile, golden test
+and host runner. The folder is a contract that tests, users and tools rely on (README)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import jinja2
+import numpy as np
+
+from qcc import __version__, reference
+from qcc.backend.assets import asset_dir
+from qcc.backend.c_emitter import CEmitter, c_float_literal, c_identifier, format_values
+from qcc.ir import C_TYPES
+from qcc.ops import op_named
+from qcc.pipeline import Compiled
+
+RUNTIME_FILES = ["qcc_kernels.h", "qcc_kernels.c", "qcc_kernels_impl.inc", "qcc_requant.h", "qcc_requant_ort.h"]
+FLOAT_IO_FILES = ["qcc_float_io.h", "qcc_float_io.c"]
+MANIFEST = "model.json"
+
+
+def _float_text(value: np.float32) -> str:
+    return np.format_float_positional(np.float32(value), unique=True, trim="-")
+
+
+def _io_entries(compiled: Compiled) -> tuple[list[dict], list[dict]]:
+    graph, prefix = compiled.graph, compiled.options.name
+    taken: set[str] = set()
+    entries = {"input": [], "output": []}
+    for role, names in (("input", graph.inputs), ("output", graph.outputs)):
+        for index, tensor_name in enumerate(names):
+            tensor = graph.tensor(tensor_name)
+            c_name = c_identifier(graph.public_name(tensor_name))
+            while c_name in taken or c_name == f"{prefix}_arena":
+                c_name += "_"
+            taken.add(c_name)
+            quant = tensor.quant
+            if tensor.dtype == "float32":  # a float boundary: its QuantizeLinear/DequantizeLinear has the scale
+                quant = None
+            scale, zero = quant.scalar() if quant is not None else (None, None)
+            entries[role].append({
+                "tensor": tensor_name, "name": graph.public_name(tensor_name), "c_name": c_name, "role": role,
+                "index": index, "dtype": tensor.dtype, "ctype": C_TYPES[tensor.dtype], "shape": list(tensor.shape),
+                "shape_text": "x".join(map(str, tensor.shape)), "count": tensor.size,
+                "scale": None if scale is None else float(scale), "zero_point": zero,
+                "scale_text": None if scale is None else _float_text(scale),
+                "scale_literal": None if scale is None else c_float_literal(scale),
+                "macro": f"{prefix}_{role}_{c_name}".upper(),
+                "decl": f"{'const ' if role == 'input' else ''}{C_TYPES[tensor.dtype]} *{c_name}",
+                "is_float": int(tensor.dtype == "float32"), "is_signed": int(tensor.dtype == "int8"),
+            })
+    return entries["input"], entries["output"]
+
+
+def _golden_values(array: np.ndarray) -> str:
+    if array.dtype == np.float32:
+        return ",\n    ".join(", ".join(c_float_literal(v) for v in array.reshape(-1)[i:i + 8])
+                              for i in range(0, array.size, 8))
+    return format_values(array)
+
+
+def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.ndarray]]) -> dict:
+    """Render everything into out_dir (which must exist and be empty); returns the manifest."""
+    graph, plan, options = compiled.graph, compiled.plan, compiled.options
+    name = options.name
+    inputs, outputs = _io_entries(compiled)
+    emitter = CEmitter(graph, plan, f"{name}_arena", {e["tensor"]: e["c_name"] for e in inputs + outputs})
+    steps, layers = [], []
+    for node in graph.nodes:
+        op = op_named(node.op)
+        in_shapes = ", ".join("x".join(map(str, graph.tensor(t).shape)) for t in node.inputs if not graph.tensor(t).is_const)
+        out_shape = "x".join(map(str, graph.tensor(node.outputs[0]).shape))
+        onnx_op = node.attrs.get("onnx_op", node.op)
+        steps.append({"comment": f"{onnx_op} '{node.name}': {in_shapes} -> {out_shape}", "code": op.emit(node, graph, emitter)})
+        layers.append({"op": onnx_op, "name": node.name, "macs": op.macs(node, graph),
+                       "output_shape": list(graph.tensor(node.outputs[0]).shape)})
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(asset_dir("templates"))), trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    common = {"name": name, "NAME": name.upper(), "version": __version__, "source": Path(graph.source).name,
+              "inputs": inputs, "outputs": outputs, "args": inputs + outputs, "arena_bytes": plan.arena_bytes,
+              "weights_bytes": emitter.weights_bytes, "rounding": options.rounding, "float_io": options.float_io,
+              "arena_symbol": f"{name}_arena", "declarations": emitter.declarations, "steps": steps}
+    runtime = RUNTIME_FILES + (FLOAT_IO_FILES if options.float_io else [])
+    objects = [f"{name}.o"] + [f[:-2] + ".o" for f in runtime if f.endswith(".c")]
+
+    cases = []
+    for case_inputs in golden_cases:
+        expected = reference.run(graph, case_inputs)
+        cases.append({
+            "inputs": [{**e, "data": _golden_values(np.asarray(v, dtype=e["dtype"]))} for e, v in zip(inputs, case_inputs)],
+            "outputs": [{**e, "data": _golden_values(v)} for e, v in zip(outputs, expected)],
+        })
+
+    files = {
+        f"{name}.h": env.get_template("model.h.j2").render(common),
+        f"{name}.c": env.get_template("model.c.j2").render(common),
+        "qcc_config.h": env.get_template("qcc_config.h.j2").render(common),
+        "Makefile": env.get_template("Makefile.j2").render(common, objects=objects),
+        f"test_{name}.c": env.get_template("test_model.c.j2").render(common, cases=cases),
+        "qcc_runner.c": env.get_template("qcc_runner.c.j2").render(common),
+    }
+    for filename, text in files.items():
+        (out_dir / filename).write_text(text)
+    for filename in runtime:
+        shutil.copyfile(asset_dir("runtime_c") / filename, out_dir / filename)
+
+    def public(entry):
+        return {k: entry[k] for k in ("name", "c_name", "dtype", "shape", "scale", "zero_point")}
+
+    manifest = {
+        "name": name, "qcc_version": __version__, "source": Path(graph.source).name, "rounding": options.rounding,
+        "float_io": options.float_io, "inputs": [public(e) for e in inputs], "outputs": [public(e) for e in outputs],
+        "arena_bytes": plan.arena_bytes, "weights_bytes": emitter.weights_bytes, "layers": layers,
+        "golden_cases": len(cases),
+    }
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest

@@ -1,0 +1,38 @@
+"""Building and running a generated folder with the host compiler (for verify and tests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from qcc.errors import QccError
+
+
+def make(out_dir: Path, target: str, cflags: str | None = None) -> None:
+    env = dict(os.environ)
+    if cflags is not None:
+        env["CFLAGS"] = cflags
+    result = subprocess.run(["make", "-s", "-C", str(out_dir), target], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise QccError(f"building {out_dir} ({target}) failed:\n{result.stdout}{result.stderr}")
+
+
+def run_runner(out_dir: Path, manifest: dict, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Run ./qcc_runner on one input set; the runner must have been built."""
+    with tempfile.TemporaryDirectory(prefix="qcc-run-") as tmp:
+        tmp = Path(tmp)
+        paths = []
+        for i, (entry, value) in enumerate(zip(manifest["inputs"], inputs)):
+            path = tmp / f"in{i}.bin"
+            np.ascontiguousarray(value, dtype=np.dtype(entry["dtype"]).newbyteorder("<")).tofile(path)
+            paths.append(str(path))
+        out_paths = [str(tmp / f"out{i}.bin") for i in range(len(manifest["outputs"]))]
+        result = subprocess.run([str(out_dir / "qcc_runner"), *paths, *out_paths], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise QccError(f"qcc_runner failed: {result.stderr.strip()}")
+        return [np.fromfile(p, dtype=np.dtype(e["dtype"]).newbyteorder("<")).reshape(e["shape"])
+                for p, e in zip(out_paths, manifest["outputs"])]

@@ -1,0 +1,79 @@
+"""The qcc command line: compile, verify, inspect. User errors print one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+
+from qcc.errors import QccError
+from qcc.frontend.onnx_loader import parse_input_shapes
+from qcc.pipeline import ROUNDING_SCHEMES, Options
+
+
+def _options(args) -> Options:
+    name = getattr(args, "name", "model")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise QccError(f"--name {name!r}: must be a C identifier (letters, digits, underscores)")
+    return Options(name=name, float_io=getattr(args, "float_io", False), rounding=args.rounding,
+                   input_shapes=parse_input_shapes(args.input_shape))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="qcc", description="Compile quantized ONNX models to integer-only C99.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p):
+        p.add_argument("model", help="the quantized .onnx file")
+        p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...", help="fix a dynamic input shape")
+        p.add_argument("--rounding", choices=ROUNDING_SCHEMES, default="ort", help="requantization scheme (default: ort)")
+
+    p = sub.add_parser("compile", help="write the C folder")
+    common(p)
+    p.add_argument("-o", "--output", required=True, help="output folder")
+    p.add_argument("--name", default="model", help="C symbol prefix and file name (default: model)")
+    p.add_argument("--golden", default="4", help="N seeded random input sets, or an .npz of inputs (default: 4)")
+    p.add_argument("--float-io", action="store_true", help="float32 inputs and outputs, quantized in C")
+
+    p = sub.add_parser("verify", help="compare the C, the reference interpreter and ONNX Runtime")
+    common(p)
+    p.add_argument("--inputs", help="an .npz with more input sets")
+    p.add_argument("-n", type=int, default=20, help="seeded random input sets (default: 20), plus 3 extreme ones")
+    p.add_argument("--float-io", action="store_true", help="verify the float32-I/O build")
+
+    p = sub.add_parser("inspect", help="each node: support, shapes, quantization, MACs, weight bytes")
+    common(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        options = _options(args)
+        if args.command == "compile":
+            from qcc.compile_command import compile_to_folder
+
+            start = time.perf_counter()
+            _, manifest = compile_to_folder(args.model, args.output, options, args.golden)
+            print(f"qcc: wrote {args.output}: {len(manifest['layers'])} layers, arena {manifest['arena_bytes']} bytes, "
+                  f"weights {manifest['weights_bytes']} bytes, {manifest['golden_cases']} golden case(s) "
+                  f"({time.perf_counter() - start:.2f} s)")
+            return 0
+        if args.command == "verify":
+            from qcc.verify import verify
+
+            report = verify(args.model, options, count=args.n, inputs_npz=args.inputs)
+            print(report.table())
+            return 0 if report.ok else 1
+        from qcc.inspection import inspect
+
+        print(inspect(args.model, options))
+        return 0
+    except QccError as error:
+        print(f"qcc: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""`qcc compile`: the output folder appears whole or not at all."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from qcc.backend.writer import MANIFEST, write_output
+from qcc.errors import QccError
+from qcc.pipeline import Compiled, Options, compile_model
+from qcc.sample_inputs import random_inputs
+
+
+def golden_cases(compiled: Compiled, golden: str) -> list[list[np.ndarray]]:
+    """--golden N (seeded random input sets) or --golden FILE.npz (arrays named after the inputs)."""
+    graph = compiled.graph
+    if golden.isdigit():
+        return random_inputs(graph, int(golden), seed=0)
+    path = Path(golden)
+    if not path.is_file():
+        raise QccError(f"{golden}: no such file (--golden takes a count or an .npz file)")
+    try:
+        data = np.load(path)
+    except Exception:
+        raise QccError(f"{golden}: not an .npz file") from None
+    cases = None
+    for name in graph.inputs:
+        public = graph.public_name(name)
+        if public not in data:
+            raise QccError(f"{golden}: no array named '{public}' (the model's inputs are "
+                           f"{[graph.public_name(n) for n in graph.inputs]})")
+        tensor = graph.tensor(name)
+        array = data[public]
+        if array.dtype != np.dtype(tensor.dtype):
+            raise QccError(f"{golden}: '{public}' is {array.dtype}; the compiled model takes {tensor.dtype}")
+        batch = array.reshape(-1, tensor.size) if array.size % tensor.size == 0 else None
+        if batch is None:
+            raise QccError(f"{golden}: '{public}' has {array.size} elements, not a multiple of {tensor.size}")
+        if cases is None:
+            cases = [[] for _ in range(len(batch))]
+        if len(batch) != len(cases):
+            raise QccError(f"{golden}: the input arrays hold different numbers of cases")
+        for case, row in zip(cases, batch):
+            case.append(row.reshape(tensor.shape))
+    return cases or []
+
+
+def compile_to_folder(model: str, out: str, options: Options, golden: str = "4") -> tuple[Compiled, dict]:
+    out_dir = Path(out)
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file())):
+        raise QccError(f"{out_dir}: exists and is not a qcc output folder; choose another -o or remove it")
+    compiled = compile_model(model, options)
+    cases = golden_cases(compiled, golden)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.qcc-", dir=out_dir.parent))
+    try:
+        manifest = write_output(compiled, staging, cases)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        staging.rename(out_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return compiled, manifest

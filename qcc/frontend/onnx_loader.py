@@ -1,0 +1,156 @@
+"""ONNX file -> qcc IR: load, check, fix input shapes, run onnx.shape_inference, import each node
+through its op module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from qcc import ops
+from qcc.errors import QccError
+from qcc.ir import Graph, Tensor
+
+_DTYPES = {
+    onnx.TensorProto.FLOAT: "float32",
+    onnx.TensorProto.INT8: "int8",
+    onnx.TensorProto.UINT8: "uint8",
+    onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.INT64: "int64",
+}
+# Ops whose presence shows that a model is quantized at all.
+_QUANTIZED_MARKERS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "QGemm",
+                      "QLinearGlobalAveragePool", "QLinearAdd", "QLinearMul", "ConvInteger", "MatMulInteger"}
+
+
+def parse_input_shapes(specs: list[str] | None) -> dict[str, list[int]]:
+    """--input-shape NAME=1,3,96,96 (repeatable) -> {NAME: [1, 3, 96, 96]}."""
+    shapes = {}
+    for spec in specs or []:
+        name, _, dims = spec.rpartition("=")
+        try:
+            shapes[name] = [int(d) for d in dims.split(",")]
+        except ValueError:
+            name = ""
+        if not name or any(d <= 0 for d in shapes.get(name, [0])):
+            raise QccError(f"--input-shape {spec!r}: expected NAME=D0,D1,... with positive integers")
+    return shapes
+
+
+def load_model(path: str | Path, input_shapes: dict[str, list[int]] | None = None) -> onnx.ModelProto:
+    path = Path(path)
+    if not path.is_file():
+        raise QccError(f"{path}: no such file")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:  # onnx raises DecodeError and others for non-ONNX bytes
+        raise QccError(f"{path}: not an ONNX model ({type(exc).__name__}); give a .onnx file") from None
+    if not model.graph.node and not model.graph.input:
+        raise QccError(f"{path}: not an ONNX model (no graph); give a .onnx file")
+    _fix_input_shapes(model, path, input_shapes or {})
+    try:
+        return onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    except Exception as exc:
+        raise QccError(f"{path}: ONNX shape inference failed: {str(exc).splitlines()[0]}") from None
+
+
+def _fix_input_shapes(model: onnx.ModelProto, path: Path, input_shapes: dict[str, list[int]]) -> None:
+    initializers = {init.name for init in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in initializers]
+    for name in input_shapes:
+        if name not in names:
+            raise QccError(f"{path}: --input-shape names '{name}', but the graph inputs are {names}")
+    for graph_input in model.graph.input:
+        if graph_input.name in initializers:
+            continue
+        dims = graph_input.type.tensor_type.shape.dim
+        if graph_input.name in input_shapes:
+            wanted = input_shapes[graph_input.name]
+            if len(wanted) != len(dims):
+                raise QccError(f"{path}: input '{graph_input.name}' has rank {len(dims)}, --input-shape gives {len(wanted)} dims")
+            for dim, value in zip(dims, wanted):
+                dim.Clear()
+                dim.dim_value = value
+        for i, dim in enumerate(dims):
+            if not dim.HasField("dim_value") or dim.dim_value <= 0:
+                label = dim.dim_param or "?"
+                raise QccError(
+                    f"{path}: input '{graph_input.name}' has a dynamic dimension {i} ('{label}'); "
+                    f"fix it with --input-shape {graph_input.name}=" + ",".join(
+                        str(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else "N" for d in dims)
+                )
+
+
+def import_graph(model: onnx.ModelProto, source: str) -> Graph:
+    onnx_graph = model.graph
+    op_types = {node.op_type for node in onnx_graph.node}
+    if not op_types & _QUANTIZED_MARKERS:
+        raise QccError(
+            f"{source}: the model is not quantized (no QuantizeLinear or QLinear* op); "
+            "quantize it first, for example with onnxruntime.quantization.quantize_static"
+        )
+    unsupported = sorted({(n.domain or "") + ("." if n.domain else "") + n.op_type
+                          for n in onnx_graph.node if n.op_type != "Constant" and ops.op_for_onnx(n.domain, n.op_type) is None})
+    if unsupported:
+        first = next(n for n in onnx_graph.node
+                     if n.op_type != "Constant" and ops.op_for_onnx(n.domain, n.op_type) is None)
+        raise QccError(
+            f"{source}: node '{first.name or first.output[0]}' uses {first.op_type}, which qcc does not support "
+            f"(unsupported here: {', '.join(unsupported)}; supported: {', '.join(ops.supported_onnx_ops())})"
+        )
+
+    graph = Graph(name=onnx_graph.name or "model", source=source, tensors={}, nodes=[], inputs=[], outputs=[])
+    for init in onnx_graph.initializer:
+        _add_constant(graph, init.name, numpy_helper.to_array(init))
+    for graph_input in onnx_graph.input:
+        if graph_input.name in graph.tensors:
+            continue
+        graph.tensors[graph_input.name] = Tensor(graph_input.name, _dtype(graph_input.type, source, graph_input.name),
+                                                 tuple(d.dim_value for d in graph_input.type.tensor_type.shape.dim))
+        graph.inputs.append(graph_input.name)
+
+    for onnx_node in onnx_graph.node:
+        if onnx_node.op_type == "Constant":
+            _add_constant(graph, onnx_node.output[0], numpy_helper.to_array(onnx.helper.get_attribute_value(onnx_node.attribute[0])))
+            continue
+        graph.nodes.append(ops.op_for_onnx(onnx_node.domain, onnx_node.op_type).import_node(onnx_node, graph))
+
+    graph.outputs = [o.name for o in onnx_graph.output]
+    inferred = {vi.name: vi for vi in list(onnx_graph.value_info) + list(onnx_graph.output)}
+    for name in graph.outputs:
+        if name not in graph.tensors:
+            raise QccError(f"{source}: graph output '{name}' is produced by no node")
+        _check_inferred_shape(graph, name, inferred.get(name))
+    for node in graph.nodes:
+        for name in node.outputs:
+            _check_inferred_shape(graph, name, inferred.get(name))
+    return graph
+
+
+def _add_constant(graph: Graph, name: str, value: np.ndarray) -> None:
+    value = np.asarray(value)
+    dtype = str(value.dtype)
+    graph.tensors[name] = Tensor(name, dtype, tuple(value.shape), value)
+
+
+def _dtype(type_proto: onnx.TypeProto, source: str, name: str) -> str:
+    elem = type_proto.tensor_type.elem_type
+    if elem not in _DTYPES:
+        raise QccError(f"{source}: tensor '{name}' has element type {onnx.TensorProto.DataType.Name(elem)}, "
+                       "which qcc does not support")
+    return _DTYPES[elem]
+
+
+def _check_inferred_shape(graph: Graph, name: str, value_info) -> None:
+    """Where ONNX inferred a static shape, qcc's own shape computation must agree."""
+    if value_info is None or not value_info.type.tensor_type.HasField("shape"):
+        return
+    dims = value_info.type.tensor_type.shape.dim
+    if not all(d.HasField("dim_value") for d in dims):
+        return
+    inferred = tuple(d.dim_value for d in dims)
+    if inferred != graph.tensor(name).shape:
+        raise QccError(f"{graph.source}: tensor '{name}': qcc computes shape {graph.tensor(name).shape} "
+                       f"but the model declares {inferred}")

@@ -1,0 +1,60 @@
+"""`qcc inspect`: what qcc makes of each node of a model."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from qcc import ops
+from qcc.errors import QccError
+from qcc.frontend.onnx_loader import load_model
+from qcc.pipeline import Options, compile_model
+
+
+def _quant_text(tensor) -> str:
+    if tensor is None or tensor.quant is None:
+        return "-"
+    q = tensor.quant
+    if q.per_channel:
+        return f"s=[{q.scale.min():.3g}..{q.scale.max():.3g}] ({q.scale.size} ch) z=[{q.zero_point.min()}..{q.zero_point.max()}]"
+    scale, zero = q.scalar()
+    return f"s={scale:.6g} z={zero}"
+
+
+def inspect(model: str, options: Options) -> str:
+    onnx_model = load_model(model, options.input_shapes)
+    lines = [f"{model}: {len(onnx_model.graph.node)} ONNX nodes"]
+    status = []
+    for node in onnx_model.graph.node:
+        supported = node.op_type == "Constant" or ops.op_for_onnx(node.domain, node.op_type) is not None
+        status.append((node.name or node.output[0], node.op_type, "supported" if supported else "UNSUPPORTED"))
+    try:
+        compiled = compile_model(model, options)
+    except QccError as error:
+        lines.append(f"{'node':<32} {'op':<26} status")
+        lines += [f"{n:<32} {t:<26} {s}" for n, t, s in status]
+        lines.append(f"cannot compile: {error}")
+        return "\n".join(lines)
+    graph = compiled.graph
+    lines.append(f"{'node':<28} {'op':<26} {'status':<10} {'input -> output shape':<30} {'MACs':>10} {'weight B':>9}  quantization (x | w | y)")
+    total_macs = total_weights = 0
+    for node in graph.nodes:
+        op = ops.op_named(node.op)
+        data = [graph.tensor(t) for t in node.inputs if not graph.tensor(t).is_const]
+        consts = [graph.tensor(t) for t in node.inputs if graph.tensor(t).is_const]
+        out = graph.tensor(node.outputs[0])
+        shapes = ",".join("x".join(map(str, t.shape)) for t in data) + " -> " + "x".join(map(str, out.shape))
+        weight_bytes = sum(t.nbytes for t in consts) + sum(
+            np.asarray(v).nbytes for k, v in node.params.items() if k in ("acc_const",) and v is not None)
+        macs = op.macs(node, graph)
+        total_macs += macs
+        total_weights += weight_bytes
+        quant = " | ".join(_quant_text(t) for t in (data[0] if data else None, consts[0] if consts else None, out))
+        onnx_op = node.attrs.get("onnx_op", node.op)
+        lines.append(f"{node.name[:28]:<28} {onnx_op:<26} {'bit-exact':<10} {shapes:<30} {macs:>10} {weight_bytes:>9}  {quant}")
+    lines.append(f"total: {total_macs} MACs, {total_weights} weight bytes, arena {compiled.plan.arena_bytes} bytes")
+    for name in graph.inputs + graph.outputs:
+        t = graph.tensor(name)
+        role = "input " if name in graph.inputs else "output"
+        lines.append(f"{role} '{graph.public_name(name)}': {t.dtype} {'x'.join(map(str, t.shape))} {_quant_text(t)}")
+    return "\n".join(lines)

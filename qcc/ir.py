@@ -1,0 +1,100 @@
+"""The typed graph every stage reads: tensors with dtype, shape and quantization, ops with attributes.
+
+The frontend builds it from ONNX, the passes rewrite it and fill in compile-time constants
+(`Node.params`), and two consumers read the result: the numpy reference interpreter and the C
+backend. Quantization parameters live on tensors, so an op's inputs are only its data tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# ONNX element types that qcc reads, by name; the name doubles as the numpy dtype.
+QUANTIZED_DTYPES = ("int8", "uint8")
+DTYPE_RANGE = {"int8": (-128, 127), "uint8": (0, 255)}
+C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "int32": "int32_t", "float32": "float"}
+
+
+@dataclass
+class QuantParams:
+    """r = scale * (q - zero_point); per-tensor when `axis` is None, else per slice along `axis`."""
+
+    scale: np.ndarray  # float32, shape () or (channels,)
+    zero_point: np.ndarray  # int64, same shape as scale
+    axis: int | None = None
+
+    @property
+    def per_channel(self) -> bool:
+        return self.axis is not None
+
+    def scalar(self) -> tuple[np.float32, int]:
+        """(scale, zero point) of a per-tensor quantization."""
+        return np.float32(self.scale.reshape(-1)[0]), int(self.zero_point.reshape(-1)[0])
+
+
+@dataclass
+class Tensor:
+    name: str
+    dtype: str  # "int8", "uint8", "int32", "int64" or "float32"
+    shape: tuple[int, ...]
+    data: np.ndarray | None = None  # set for constants (initializers and folded values)
+    quant: QuantParams | None = None
+
+    @property
+    def is_const(self) -> bool:
+        return self.data is not None
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * np.dtype(self.dtype).itemsize
+
+
+@dataclass
+class Node:
+    op: str  # the qcc op name, which is also its key in qcc.ops.registry
+    name: str  # the ONNX node name (or a generated one), used in messages and the manifest
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)  # what the model says
+    params: dict[str, Any] = field(default_factory=dict)  # what qcc computed at compile time
+
+
+@dataclass
+class Graph:
+    name: str
+    source: str  # the model file, for messages
+    tensors: dict[str, Tensor]
+    nodes: list[Node]
+    inputs: list[str]
+    outputs: list[str]
+    # The name a graph input or output has in the model, when its tensor moved across a boundary
+    # op (the float input of a QuantizeLinear becomes the quantized C input, and so on).
+    public_names: dict[str, str] = field(default_factory=dict)
+
+    def public_name(self, tensor_name: str) -> str:
+        return self.public_names.get(tensor_name, tensor_name)
+
+    def tensor(self, name: str) -> Tensor:
+        return self.tensors[name]
+
+    def producer(self, tensor_name: str) -> Node | None:
+        for node in self.nodes:
+            if tensor_name in node.outputs:
+                return node
+        return None
+
+    def consumers(self, tensor_name: str) -> list[Node]:
+        return [node for node in self.nodes if tensor_name in node.inputs]
+
+    def rename_tensor_uses(self, old: str, new: str) -> None:
+        """Point every reader of `old` (nodes and graph outputs) at `new`."""
+        for node in self.nodes:
+            node.inputs = [new if name == old else name for name in node.inputs]
+        self.outputs = [new if name == old else name for name in self.outputs]

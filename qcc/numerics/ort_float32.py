@@ -1,0 +1,92 @@
+"""The `ort` rounding scheme: ONNX Runtime's float32 requantization, emulated with integers.
+
+ORT's CPU kernels (QLinearConv, QLinearMatMul, QGemm, QLinearGlobalAveragePool) compute
+
+    v = f32(f32(acc) * scale)          scale is a float32 computed once per channel
+    q = clamp(rne(v), qmin - z, qmax - z) + z
+
+where f32() rounds to float32 (nearest, ties to even) and rne() rounds to an integer, ties to
+even. Every step is a rounding of an exact dyadic number, so it can be reproduced with integers:
+
+    scale = mult * 2**-shift            mult < 2**24 (the float32 significand), exact
+    A     = round24(|acc|)              f32(acc): |acc| < 2**32 kept to 24 significant bits
+    P     = round24(A * mult)           f32(product): A * mult < 2**56 fits in 64 bits
+    r     = rne(P * 2**-shift)          the final rounding to an integer
+    q     = clamp(sign(acc) * r, lo, hi) + z
+
+Rounding to nearest even is symmetric, so the magnitude is rounded and the sign put back after.
+This module is the oracle-side twin of runtime_c/qcc_requant_ort.h; the two must stay equal.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SIGNIFICAND_BITS = 24
+# With |acc| >= 1, a scale of 2**8 or more saturates every 8-bit output, so any larger scale is
+# replaced by exactly 2**8: same result for every accumulator, and the shift stays >= 15.
+SATURATING_SCALE_LOG2 = 8
+# P < 2**56, so P * 2**-shift < 1/2 whenever shift >= 57: every value rounds to 0.
+VANISHING_SHIFT = 57
+
+
+def fixed_point_from_float32(scale: float) -> tuple[int, int]:
+    """Exact (mult, shift) with scale == mult * 2**-shift, mult < 2**24, 15 <= shift <= 57."""
+    scale = np.float32(scale)
+    if not np.isfinite(scale) or scale < 0:
+        raise ValueError(f"requantization scale {scale!r} is not a finite non-negative float32")
+    if scale >= np.float32(2.0**SATURATING_SCALE_LOG2):
+        scale = np.float32(2.0**SATURATING_SCALE_LOG2)
+    if scale == 0:
+        return 0, VANISHING_SHIFT
+    mantissa, exponent = np.frexp(np.float64(scale))  # scale = mantissa * 2**exponent, 0.5 <= m < 1
+    mult = int(mantissa * (1 << SIGNIFICAND_BITS))  # exact: a float32 has 24 significant bits
+    shift = SIGNIFICAND_BITS - int(exponent)
+    while mult and mult % 2 == 0 and shift > 0:  # canonical form: smallest multiplier
+        mult //= 2
+        shift -= 1
+    if shift >= VANISHING_SHIFT:
+        return 0, VANISHING_SHIFT
+    return mult, shift
+
+
+def _bit_length(x: np.ndarray) -> np.ndarray:
+    """Bit length of each element of a uint64 array (0 for 0)."""
+    estimate = np.frexp(x.astype(np.float64))[1].astype(np.int64)
+    # float64 keeps 53 bits: a value just below 2**k may round up to 2**k and overstate by one.
+    too_long = (estimate > 0) & ((x >> np.maximum(estimate - 1, 0).astype(np.uint64)) == 0)
+    return estimate - too_long
+
+
+def round_shift_right_even(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """rne(x * 2**-shift) for uint64 x and shift >= 0 (elementwise), ties to even."""
+    x = x.astype(np.uint64)
+    shift = np.broadcast_to(np.asarray(shift, dtype=np.uint64), x.shape)
+    positive = shift > 0
+    s = np.where(positive, shift, 1).astype(np.uint64)
+    quotient = x >> s
+    remainder = x & ((np.uint64(1) << s) - np.uint64(1))
+    half = np.uint64(1) << (s - np.uint64(1))
+    up = (remainder > half) | ((remainder == half) & ((quotient & np.uint64(1)) == 1))
+    return np.where(positive, quotient + up.astype(np.uint64), x)
+
+
+def round_to_significand(x: np.ndarray) -> np.ndarray:
+    """Each uint64 rounded to 24 significant bits, ties to even: the magnitude of f32(x)."""
+    x = x.astype(np.uint64)
+    excess = np.maximum(_bit_length(x) - SIGNIFICAND_BITS, 0).astype(np.uint64)
+    return round_shift_right_even(x, excess) << excess
+
+
+def requantize(acc, mult, shift, lo, hi) -> np.ndarray:
+    """clamp(rne(f32(f32(acc) * scale)), lo, hi) for int32 acc and scale == mult * 2**-shift.
+
+    mult and shift broadcast against acc (per-channel parameters); lo and hi are the clamp
+    bounds with the zero point already subtracted. Returns int32 (the caller adds the zero point).
+    """
+    acc = np.asarray(acc, dtype=np.int64)
+    magnitude = round_to_significand(np.abs(acc).astype(np.uint64))
+    product = round_to_significand(magnitude * np.asarray(mult, dtype=np.uint64))
+    rounded = round_shift_right_even(product, np.asarray(shift, dtype=np.uint64)).astype(np.int64)
+    signed = np.where(acc < 0, -rounded, rounded)
+    return np.clip(signed, lo, hi).astype(np.int32)

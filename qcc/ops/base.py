@@ -1,0 +1,107 @@
+"""What every op module provides, and the registry that maps ONNX ops to them.
+
+One module per op (or per family of byte-moving ops) holds everything qcc does for it: import
+from ONNX, compile-time preparation, reference semantics, MACs and C emission. The pipeline
+stages around the ops stay generic and look ops up here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+
+from qcc.errors import QccError
+from qcc.ir import Graph, Node
+
+if TYPE_CHECKING:
+    from qcc.backend.c_emitter import CEmitter
+
+
+class Op:
+    """Base of every op: subclasses set the class attributes and override the hooks they need."""
+
+    name: str = ""  # the IR op name
+    onnx_ops: tuple[tuple[str, str], ...] = ()  # (domain, op_type) pairs this op imports
+    summary: str = ""  # one line for the README's op table
+    exactness: str = "bit-exact"  # against ONNX Runtime, for the README's op table
+
+    def import_node(self, onnx_node: onnx.NodeProto, graph: Graph) -> Node:
+        raise NotImplementedError
+
+    def prepare(self, node: Node, graph: Graph) -> None:
+        """Compute every constant the op needs at run time into node.params."""
+
+    def reference(self, node: Node, graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def emit(self, node: Node, graph: Graph, c: CEmitter) -> str:
+        """Declare the op's constants through `c` and return the C statement that runs it."""
+        raise NotImplementedError
+
+    def macs(self, node: Node, graph: Graph) -> int:
+        return 0
+
+    # Ops that only reinterpret their input's bytes (Reshape, Flatten, ...) share its storage.
+    aliases_input: bool = False
+
+
+_BY_ONNX: dict[tuple[str, str], Op] = {}
+_BY_NAME: dict[str, Op] = {}
+
+
+def register(op_class: type[Op]) -> type[Op]:
+    op = op_class()
+    _BY_NAME[op.name] = op
+    for key in op.onnx_ops:
+        _BY_ONNX[key] = op
+    return op_class
+
+
+def op_for_onnx(domain: str, op_type: str) -> Op | None:
+    return _BY_ONNX.get((domain if domain != "ai.onnx" else "", op_type))
+
+
+def op_named(name: str) -> Op:
+    return _BY_NAME[name]
+
+
+def all_ops() -> list[Op]:
+    return list(_BY_NAME.values())
+
+
+def supported_onnx_ops() -> list[str]:
+    return sorted(f"{d}.{t}" if d else t for d, t in _BY_ONNX)
+
+
+# --- helpers shared by the op modules -------------------------------------------------------
+
+
+def attribute(onnx_node: onnx.NodeProto, name: str, default=None):
+    for attr in onnx_node.attribute:
+        if attr.name == name:
+            return onnx.helper.get_attribute_value(attr)
+    return default
+
+
+def node_label(graph: Graph, onnx_node: onnx.NodeProto) -> str:
+    return f"{graph.source}: node '{onnx_node.name or onnx_node.output[0]}' ({onnx_node.op_type})"
+
+
+def require(condition: bool, graph: Graph, onnx_node: onnx.NodeProto, message: str) -> None:
+    if not condition:
+        raise QccError(f"{node_label(graph, onnx_node)}: {message}")
+
+
+def const_input(graph: Graph, onnx_node: onnx.NodeProto, index: int, what: str) -> np.ndarray:
+    """The value of a constant input, or a clear error when it is missing or computed at run time."""
+    if index >= len(onnx_node.input) or not onnx_node.input[index]:
+        raise QccError(f"{node_label(graph, onnx_node)}: the {what} input is missing")
+    tensor = graph.tensors.get(onnx_node.input[index])
+    if tensor is None or not tensor.is_const:
+        raise QccError(
+            f"{node_label(graph, onnx_node)}: the {what} '{onnx_node.input[index]}' must be a constant "
+            "initializer; qcc needs it at compile time"
+        )
+    return tensor.data

@@ -1,0 +1,160 @@
+"""QLinearConv: 2-D quantized convolution, any group count (depthwise included).
+
+ONNX semantics: y = requant(sum((x - Z_x) * (w - Z_w)) + bias), the sum over a window of the
+input padded with real zeros (code Z_x). The C kernel instead computes sum(x * w) over the
+window with padded taps read as Z_x, plus one folded int32 constant per output channel
+(bias - Z_x*sum(w) + K*Z_x*Z_w), minus Z_w*sum(x) only where Z_w != 0. Both forms are equal
+modulo 2**32, which is how ORT's int32 accumulator wraps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qcc.ir import Graph, Node
+from qcc.ops.base import Op, attribute, const_input, register, require
+from qcc.ops.quantized import (
+    add_output,
+    as_int8_weights,
+    emit_requant,
+    prepare_requant,
+    quantized_input,
+    read_quant,
+    requantize,
+    wrap_int32,
+)
+
+
+def resolve_pads(auto_pad: str, pads, in_size, kernel, stride, dilation) -> tuple[list[int], list[int]]:
+    """Begin and end pads per spatial axis, from explicit pads or auto_pad (ONNX semantics)."""
+    rank = len(in_size)
+    if auto_pad in ("", "NOTSET"):
+        pads = list(pads) if pads else [0] * (2 * rank)
+        return pads[:rank], pads[rank:]
+    if auto_pad == "VALID":
+        return [0] * rank, [0] * rank
+    begins, ends = [], []
+    for size, k, s, d in zip(in_size, kernel, stride, dilation):
+        out = -(-size // s)
+        total = max((out - 1) * s + (k - 1) * d + 1 - size, 0)
+        small, large = total // 2, total - total // 2
+        begins.append(small if auto_pad == "SAME_UPPER" else large)
+        ends.append(large if auto_pad == "SAME_UPPER" else small)
+    return begins, ends
+
+
+def window_output_size(size, kernel, stride, dilation, pad_begin, pad_end, ceil_mode=False) -> int:
+    span = size + pad_begin + pad_end - ((kernel - 1) * dilation + 1)
+    steps = -(-span // stride) if ceil_mode else span // stride
+    if ceil_mode and steps * stride >= size + pad_begin:  # the last window must start inside the input or begin pad
+        steps -= 1
+    return steps + 1
+
+
+@register
+class QLinearConv(Op):
+    name = "QLinearConv"
+    onnx_ops = (("", "QLinearConv"),)
+    summary = "2-D convolution: groups (depthwise), strides, pads, dilations, auto_pad"
+
+    def import_node(self, onnx_node, graph: Graph) -> Node:
+        x = quantized_input(graph, onnx_node, 0, "input")
+        require(len(x.shape) == 4, graph, onnx_node, f"only 2-D convolutions (4-D input) are supported, got shape {x.shape}")
+        w = const_input(graph, onnx_node, 3, "weight")
+        require(w.dtype in (np.int8, np.uint8) and w.ndim == 4, graph, onnx_node, "weights must be 4-D int8 or uint8")
+        x_quant = read_quant(graph, onnx_node, 1, 2, "input")
+        w_quant = read_quant(graph, onnx_node, 4, 5, "weight", axis=0)
+        y_quant = read_quant(graph, onnx_node, 6, 7, "output")
+        groups = int(attribute(onnx_node, "group", 1))
+        out_c, in_per_group, k_h, k_w = (int(d) for d in w.shape)
+        require(x.shape[1] == in_per_group * groups, graph, onnx_node,
+                f"input has {x.shape[1]} channels but weights expect {in_per_group} x {groups} groups")
+        require(out_c % groups == 0, graph, onnx_node, f"{out_c} output channels do not split into {groups} groups")
+        require(w_quant.scale.size in (1, out_c), graph, onnx_node, "weight scale must have 1 or out_channels entries")
+        kernel = [int(k) for k in attribute(onnx_node, "kernel_shape", [k_h, k_w])]
+        require(kernel == [k_h, k_w], graph, onnx_node, f"kernel_shape {kernel} disagrees with the weights' {[k_h, k_w]}")
+        strides = [int(s) for s in attribute(onnx_node, "strides", [1, 1])]
+        dilations = [int(d) for d in attribute(onnx_node, "dilations", [1, 1])]
+        auto_pad = attribute(onnx_node, "auto_pad", b"NOTSET")
+        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+        begins, ends = resolve_pads(auto_pad, attribute(onnx_node, "pads"), x.shape[2:], kernel, strides, dilations)
+        out_hw = [window_output_size(x.shape[2 + i], kernel[i], strides[i], dilations[i], begins[i], ends[i]) for i in range(2)]
+        require(min(out_hw) > 0, graph, onnx_node, f"the output would be empty ({out_hw})")
+        bias = None
+        if len(onnx_node.input) > 8 and onnx_node.input[8]:
+            bias = const_input(graph, onnx_node, 8, "bias").astype(np.int64).reshape(-1)
+            require(bias.size == out_c, graph, onnx_node, f"bias has {bias.size} entries for {out_c} channels")
+        graph.tensors[onnx_node.input[0]].quant = x_quant
+        graph.tensors[onnx_node.input[3]].quant = w_quant
+        y = add_output(graph, onnx_node, 0, x.dtype, (x.shape[0], out_c, *out_hw), y_quant)
+        return Node(self.name, onnx_node.name or y, [x.name, onnx_node.input[3]], [y], attrs={
+            "groups": groups, "kernel": kernel, "strides": strides, "dilations": dilations,
+            "pads_begin": begins, "pads_end": ends, "bias": bias,
+        })
+
+    def prepare(self, node: Node, graph: Graph) -> None:
+        x, w_tensor = graph.tensor(node.inputs[0]), graph.tensor(node.inputs[1])
+        s_x, z_x = x.quant.scalar()
+        s_y, _ = graph.tensor(node.outputs[0]).quant.scalar()
+        out_c = w_tensor.shape[0]
+        weights, w_zero = as_int8_weights(w_tensor.data, w_tensor.quant.zero_point)
+        w_zero = np.broadcast_to(w_zero.reshape(-1), (out_c,)).astype(np.int64)
+        taps = int(np.prod(weights.shape[1:]))
+        weight_sums = weights.reshape(out_c, -1).astype(np.int64).sum(axis=1)
+        bias = node.attrs["bias"] if node.attrs["bias"] is not None else np.zeros(out_c, np.int64)
+        node.params["weights"] = weights
+        node.params["acc_const"] = wrap_int32(bias - z_x * weight_sums + taps * z_x * w_zero)
+        node.params["weight_zero"] = w_zero.astype(np.int32) if np.any(w_zero) else None
+        # ORT's per-channel scale: f32(f32(s_x * s_w[c]) / s_y)
+        s_w = np.broadcast_to(w_tensor.quant.scale.reshape(-1), (out_c,)).astype(np.float32)
+        node.params["requant"] = prepare_requant(node, graph, (np.float32(s_x) * s_w) / np.float32(s_y))
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        x, w = inputs
+        x_tensor, w_tensor = graph.tensor(node.inputs[0]), graph.tensor(node.inputs[1])
+        _, z_x = x_tensor.quant.scalar()
+        groups = node.attrs["groups"]
+        (k_h, k_w), (s_h, s_w), (d_h, d_w) = node.attrs["kernel"], node.attrs["strides"], node.attrs["dilations"]
+        out_shape = graph.tensor(node.outputs[0]).shape
+        batch, out_c, out_h, out_w = out_shape
+        # Real zeros around the input: code Z_x, i.e. 0 after subtracting the zero point.
+        x_centered = x.astype(np.int64) - z_x
+        pads = [(0, 0), (0, 0)] + [(b, e) for b, e in zip(node.attrs["pads_begin"], node.attrs["pads_end"])]
+        x_padded = np.pad(x_centered, pads)
+        w_zero = np.broadcast_to(w_tensor.quant.zero_point.reshape(-1), (out_c,)).reshape(out_c, 1, 1, 1)
+        w_centered = w.astype(np.int64) - w_zero
+        in_per_group, out_per_group = x.shape[1] // groups, out_c // groups
+        w_grouped = w_centered.reshape(groups, out_per_group, in_per_group, k_h, k_w)
+        acc = np.zeros((batch, groups, out_per_group, out_h, out_w), dtype=np.int64)
+        for i in range(k_h):
+            for j in range(k_w):
+                window = x_padded[:, :, i * d_h: i * d_h + (out_h - 1) * s_h + 1: s_h,
+                                  j * d_w: j * d_w + (out_w - 1) * s_w + 1: s_w]
+                window = window.reshape(batch, groups, in_per_group, out_h, out_w)
+                acc += np.einsum("ngchw,goc->ngohw", window, w_grouped[:, :, :, i, j])
+        acc = acc.reshape(out_shape)
+        if node.attrs["bias"] is not None:
+            acc += node.attrs["bias"].reshape(1, out_c, 1, 1)
+        y_dtype = graph.tensor(node.outputs[0]).dtype
+        return [requantize(wrap_int32(acc), node.params["requant"], 1, y_dtype)]
+
+    def macs(self, node: Node, graph: Graph) -> int:
+        w = graph.tensor(node.inputs[1])
+        return graph.tensor(node.outputs[0]).size * int(np.prod(w.shape[1:]))
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+        prefix = c.symbol(node.name)
+        p = node.params
+        weights = c.const_array(f"{prefix}_weights", "int8_t", p["weights"])
+        acc_const = c.const_array(f"{prefix}_acc_const", "int32_t", p["acc_const"])
+        w_zero = "NULL" if p["weight_zero"] is None else c.const_array(f"{prefix}_weight_zero", "int32_t", p["weight_zero"])
+        a = node.attrs
+        fields = [
+            *x.shape, *y.shape[1:], *a["kernel"], *a["strides"], *a["dilations"],
+            a["pads_begin"][0], a["pads_begin"][1], a["groups"], x.quant.scalar()[1],
+            weights, acc_const, w_zero, emit_requant(c, prefix, p["requant"]),
+        ]
+        params = c.struct("qcc_conv_params", f"{prefix}_params", fields)
+        suffix = "s8" if x.dtype == "int8" else "u8"
+        return f"qcc_conv_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"

@@ -1,0 +1,152 @@
+"""QLinearMatMul and com.microsoft QGemm: a quantized matrix product with a constant right side.
+
+ONNX semantics: y[m, n] = requant(sum_k (a[m,k] - Z_a) * (b[k,n] - Z_b[n]) + c[m,n]). The C
+kernel stores B as rows of weights per output column and computes sum(a * w) plus one folded
+int32 constant per column (or per element when C varies along rows), minus Z_b[n] * sum(a)
+only where Z_b != 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qcc.ir import Graph, Node
+from qcc.ops.base import Op, attribute, const_input, register, require
+from qcc.ops.quantized import (
+    add_output,
+    as_int8_weights,
+    emit_requant,
+    prepare_requant,
+    quantized_input,
+    read_quant,
+    requantize,
+    wrap_int32,
+)
+
+
+class _ConstantRightMatMul(Op):
+    """Shared by both ONNX forms once imported: node.attrs hold trans_a, alpha and the bias."""
+
+    def _import(self, onnx_node, graph: Graph, *, a_idx, b_idx, y_idx, bias_idx, trans_a, trans_b, alpha) -> Node:
+        a = quantized_input(graph, onnx_node, a_idx, "A input")
+        b = const_input(graph, onnx_node, b_idx, "B (weight)")
+        require(b.ndim == 2 and b.dtype in (np.int8, np.uint8), graph, onnx_node, f"B must be a 2-D int8/uint8 constant, got {b.dtype} {b.shape}")
+        a_quant = read_quant(graph, onnx_node, a_idx + 1, a_idx + 2, "A")
+        b_quant = read_quant(graph, onnx_node, b_idx + 1, b_idx + 2, "B", axis=0 if trans_b else 1)
+        require(y_idx < len(onnx_node.input) and bool(onnx_node.input[y_idx]), graph, onnx_node,
+                "a float output (no y_scale) is not supported: qcc compiles integer outputs only")
+        y_quant = read_quant(graph, onnx_node, y_idx, y_idx + 1, "output")
+        if trans_a:
+            require(len(a.shape) == 2, graph, onnx_node, "transA needs a 2-D A")
+            rows_shape, depth = (a.shape[1],), a.shape[0]
+        else:
+            require(len(a.shape) >= 1, graph, onnx_node, "A must have at least one dimension")
+            rows_shape, depth = tuple(a.shape[:-1]), a.shape[-1]
+        weights_kn = b.T if trans_b else b
+        require(weights_kn.shape[0] == depth, graph, onnx_node, f"A has depth {depth} but B has {weights_kn.shape[0]} rows")
+        cols = weights_kn.shape[1]
+        require(b_quant.scale.size in (1, cols), graph, onnx_node, "B scale must have 1 or N entries")
+        rows = int(np.prod(rows_shape, dtype=np.int64))
+        bias = None
+        if bias_idx is not None and bias_idx < len(onnx_node.input) and onnx_node.input[bias_idx]:
+            c = const_input(graph, onnx_node, bias_idx, "C (bias)").astype(np.int64)
+            try:
+                bias = np.broadcast_to(c, (rows, cols)) if c.ndim == 2 else np.broadcast_to(c.reshape(-1), (cols,))
+            except ValueError:
+                require(False, graph, onnx_node, f"C of shape {c.shape} does not broadcast to ({rows}, {cols})")
+            if bias.ndim == 2 and np.all(bias == bias[:1]):
+                bias = bias[0]
+            bias = np.ascontiguousarray(bias)
+        graph.tensors[a.name].quant = a_quant
+        graph.tensors[onnx_node.input[b_idx]].quant = b_quant
+        y = add_output(graph, onnx_node, 0, a.dtype, (*rows_shape, cols), y_quant)
+        return Node(self.name, onnx_node.name or y, [a.name, onnx_node.input[b_idx]], [y], attrs={
+            "trans_a": trans_a, "trans_b": trans_b, "alpha": np.float32(alpha), "bias": bias,
+            "rows": rows, "depth": depth, "cols": cols,
+        })
+
+    def _output_scales(self, s_a: np.float32, s_b: np.ndarray, s_y: np.float32, alpha: np.float32) -> np.ndarray:
+        raise NotImplementedError
+
+    def _weights_nk(self, node: Node, graph: Graph) -> np.ndarray:
+        b = graph.tensor(node.inputs[1]).data
+        return b if node.attrs["trans_b"] else b.T
+
+    def prepare(self, node: Node, graph: Graph) -> None:
+        a, b = graph.tensor(node.inputs[0]), graph.tensor(node.inputs[1])
+        s_a, z_a = a.quant.scalar()
+        s_y, _ = graph.tensor(node.outputs[0]).quant.scalar()
+        cols, depth = node.attrs["cols"], node.attrs["depth"]
+        weights, w_zero = as_int8_weights(np.ascontiguousarray(self._weights_nk(node, graph)), b.quant.zero_point)
+        w_zero = np.broadcast_to(w_zero.reshape(-1), (cols,)).astype(np.int64)
+        bias = node.attrs["bias"] if node.attrs["bias"] is not None else np.zeros(cols, np.int64)
+        column_const = -z_a * weights.astype(np.int64).sum(axis=1) + depth * z_a * w_zero
+        node.params["weights"] = weights
+        node.params["acc_const"] = wrap_int32(bias + column_const)  # shape (cols,) or (rows, cols)
+        node.params["weight_zero"] = w_zero.astype(np.int32) if np.any(w_zero) else None
+        s_b = np.broadcast_to(b.quant.scale.reshape(-1), (cols,)).astype(np.float32)
+        scales = self._output_scales(np.float32(s_a), s_b, np.float32(s_y), node.attrs["alpha"])
+        node.params["requant"] = prepare_requant(node, graph, scales)
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        a, _ = inputs
+        a_tensor, b_tensor = graph.tensor(node.inputs[0]), graph.tensor(node.inputs[1])
+        _, z_a = a_tensor.quant.scalar()
+        rows, depth, cols = node.attrs["rows"], node.attrs["depth"], node.attrs["cols"]
+        a_matrix = (a.T if node.attrs["trans_a"] else a).reshape(rows, depth).astype(np.int64) - z_a
+        b_zero = np.broadcast_to(b_tensor.quant.zero_point.reshape(-1), (cols,))
+        b_matrix = self._weights_nk(node, graph).T.astype(np.int64) - b_zero.reshape(1, cols)
+        acc = a_matrix @ b_matrix
+        if node.attrs["bias"] is not None:
+            acc = acc + node.attrs["bias"]
+        y = graph.tensor(node.outputs[0])
+        return [requantize(wrap_int32(acc), node.params["requant"], 1, y.dtype).reshape(y.shape)]
+
+    def macs(self, node: Node, graph: Graph) -> int:
+        return node.attrs["rows"] * node.attrs["depth"] * node.attrs["cols"]
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        a, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+        prefix = c.symbol(node.name)
+        p, at = node.params, node.attrs
+        weights = c.const_array(f"{prefix}_weights", "int8_t", p["weights"])
+        acc_const = c.const_array(f"{prefix}_acc_const", "int32_t", p["acc_const"])
+        const_row_stride = at["cols"] if p["acc_const"].ndim == 2 else 0
+        w_zero = "NULL" if p["weight_zero"] is None else c.const_array(f"{prefix}_weight_zero", "int32_t", p["weight_zero"])
+        # A is read as a[m * row_stride + k * depth_stride]: transA only swaps the strides.
+        row_stride, depth_stride = (1, at["rows"]) if at["trans_a"] else (at["depth"], 1)
+        fields = [at["rows"], at["depth"], at["cols"], row_stride, depth_stride, weights, acc_const,
+                  const_row_stride, w_zero, emit_requant(c, prefix, p["requant"])]
+        params = c.struct("qcc_fc_params", f"{prefix}_params", fields)
+        suffix = "s8" if a.dtype == "int8" else "u8"
+        return f"qcc_fully_connected_{suffix}({params}, {c.tensor(a.name)}, {c.tensor(y.name)});"
+
+
+@register
+class QLinearMatMul(_ConstantRightMatMul):
+    name = "QLinearMatMul"
+    onnx_ops = (("", "QLinearMatMul"),)
+    summary = "matrix product with a constant 2-D right side, per-column or per-tensor B"
+
+    def import_node(self, onnx_node, graph):
+        return self._import(onnx_node, graph, a_idx=0, b_idx=3, y_idx=6, bias_idx=None,
+                            trans_a=False, trans_b=False, alpha=1.0)
+
+    def _output_scales(self, s_a, s_b, s_y, alpha):
+        return (s_a * s_b) / s_y  # ORT: f32(f32(s_a * s_b[n]) / s_y)
+
+
+@register
+class QGemm(_ConstantRightMatMul):
+    name = "QGemm"
+    onnx_ops = (("com.microsoft", "QGemm"),)
+    summary = "Gemm with transA, transB, alpha, int32 C of any broadcast shape, per-column B"
+
+    def import_node(self, onnx_node, graph):
+        return self._import(onnx_node, graph, a_idx=0, b_idx=3, y_idx=7, bias_idx=6,
+                            trans_a=bool(attribute(onnx_node, "transA", 0)),
+                            trans_b=bool(attribute(onnx_node, "transB", 0)),
+                            alpha=attribute(onnx_node, "alpha", 1.0))
+
+    def _output_scales(self, s_a, s_b, s_y, alpha):
+        return ((alpha * s_a) * s_b) / s_y  # ORT: f32(f32(f32(alpha * s_a) * s_b[n]) / s_y)

@@ -1,0 +1,90 @@
+"""QuantizeLinear on graph inputs and DequantizeLinear on graph outputs.
+
+By default the boundary pass removes them: the C takes and returns 8-bit codes, and the manifest
+gives their scale and zero point. With --float-io they stay and run in C as ORT runs them:
+    QuantizeLinear:   q = clamp(rne(f32(x / s)), qmin - z, qmax - z) + z    (NaN -> qmin)
+    DequantizeLinear: r = f32(f32(q - z) * s)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qcc.ir import DTYPE_RANGE, Graph, Node, QuantParams
+from qcc.ops.base import Op, attribute, node_label, register, require
+from qcc.ops.quantized import add_output, quantized_input, read_quant
+from qcc.backend.c_emitter import c_float_literal
+from qcc.errors import QccError
+
+
+def _per_tensor_quant(onnx_node, graph: Graph) -> QuantParams:
+    quant = read_quant(graph, onnx_node, 1, 2, "", axis=int(attribute(onnx_node, "axis", 1)))
+    if quant.per_channel:
+        raise QccError(f"{node_label(graph, onnx_node)}: per-axis quantization of an activation is not supported")
+    return quant
+
+
+def quantize_linear(x: np.ndarray, scale: np.float32, zero: int, dtype: str) -> np.ndarray:
+    """ORT's QuantizeLinear in float32: a true division, clamp, round half to even, NaN to qmin."""
+    qmin, qmax = DTYPE_RANGE[dtype]
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        v = np.asarray(x, dtype=np.float32) / np.float32(scale)
+    v = np.where(np.isnan(v), np.float32(qmin - zero), v)
+    return (np.rint(np.clip(v, qmin - zero, qmax - zero)).astype(np.int64) + zero).astype(dtype)
+
+
+def dequantize_linear(q: np.ndarray, scale: np.float32, zero: int) -> np.ndarray:
+    return (q.astype(np.int64) - zero).astype(np.float32) * np.float32(scale)
+
+
+@register
+class QuantizeLinear(Op):
+    name = "QuantizeLinear"
+    onnx_ops = (("", "QuantizeLinear"),)
+    summary = "on a graph input: removed (the C takes codes), or float32 in C with --float-io"
+
+    def import_node(self, onnx_node, graph: Graph) -> Node:
+        x = graph.tensor(onnx_node.input[0])
+        require(x.dtype == "float32", graph, onnx_node, f"the input must be float32, got {x.dtype}")
+        quant = _per_tensor_quant(onnx_node, graph)
+        zero_name = onnx_node.input[2] if len(onnx_node.input) > 2 else ""
+        dtype = graph.tensor(zero_name).dtype if zero_name else "uint8"
+        require(dtype in DTYPE_RANGE, graph, onnx_node, f"output type {dtype} is not supported (int8 or uint8)")
+        y = add_output(graph, onnx_node, 0, dtype, x.shape, quant)
+        return Node(self.name, onnx_node.name or y, [x.name], [y])
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        y = graph.tensor(node.outputs[0])
+        scale, zero = y.quant.scalar()
+        return [quantize_linear(inputs[0], scale, zero, y.dtype)]
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+        scale, zero = y.quant.scalar()
+        suffix = "s8" if y.dtype == "int8" else "u8"
+        return f"qcc_quantize_f32_{suffix}({c.tensor(x.name)}, {c.tensor(y.name)}, {x.size}, {c_float_literal(scale)}, {zero});"
+
+
+@register
+class DequantizeLinear(Op):
+    name = "DequantizeLinear"
+    onnx_ops = (("", "DequantizeLinear"),)
+    summary = "on a graph output: removed (the C returns codes), or float32 in C with --float-io"
+
+    def import_node(self, onnx_node, graph: Graph) -> Node:
+        x = quantized_input(graph, onnx_node, 0, "input")
+        quant = _per_tensor_quant(onnx_node, graph)
+        if x.quant is None:
+            x.quant = quant
+        y = add_output(graph, onnx_node, 0, "float32", x.shape)
+        return Node(self.name, onnx_node.name or y, [x.name], [y], attrs={"quant": quant})
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        scale, zero = node.attrs["quant"].scalar()
+        return [dequantize_linear(inputs[0], scale, zero)]
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+        scale, zero = node.attrs["quant"].scalar()
+        suffix = "s8" if x.dtype == "int8" else "u8"
+        return f"qcc_dequantize_{suffix}_f32({c.tensor(x.name)}, {c.tensor(y.name)}, {x.size}, {c_float_literal(scale)}, {zero});"

@@ -1,0 +1,70 @@
+"""MaxPool on a quantized tensor: the maximum code of each window (scale and zero point pass
+through unchanged, and max commutes with the monotone dequantization)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qcc.ir import Graph, Node
+from qcc.ops.base import Op, attribute, register, require
+from qcc.ops.conv import resolve_pads, window_output_size
+from qcc.ops.quantized import add_output, quantized_input
+
+
+def _has_real_tap(size, out, kernel, stride, dilation, pad_begin) -> bool:
+    return all(
+        any(0 <= o * stride - pad_begin + k * dilation < size for k in range(kernel)) for o in range(out)
+    )
+
+
+@register
+class MaxPool(Op):
+    name = "MaxPool"
+    onnx_ops = (("", "MaxPool"),)
+    summary = "2-D max pooling: kernel, strides, pads, auto_pad, ceil_mode, dilations"
+
+    def import_node(self, onnx_node, graph: Graph) -> Node:
+        x = quantized_input(graph, onnx_node, 0, "input")
+        require(len(x.shape) == 4, graph, onnx_node, f"only 2-D pooling (4-D input) is supported, got shape {x.shape}")
+        require(len(onnx_node.output) == 1 or not onnx_node.output[1], graph, onnx_node, "the Indices output is not supported")
+        kernel = [int(k) for k in attribute(onnx_node, "kernel_shape")]
+        strides = [int(s) for s in attribute(onnx_node, "strides", [1, 1])]
+        dilations = [int(d) for d in attribute(onnx_node, "dilations", [1, 1])]
+        ceil_mode = bool(attribute(onnx_node, "ceil_mode", 0))
+        auto_pad = attribute(onnx_node, "auto_pad", b"NOTSET")
+        auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+        begins, ends = resolve_pads(auto_pad, attribute(onnx_node, "pads"), x.shape[2:], kernel, strides, dilations)
+        out_hw = [window_output_size(x.shape[2 + i], kernel[i], strides[i], dilations[i], begins[i], ends[i], ceil_mode)
+                  for i in range(2)]
+        require(min(out_hw) > 0, graph, onnx_node, f"the output would be empty ({out_hw})")
+        require(all(_has_real_tap(x.shape[2 + i], out_hw[i], kernel[i], strides[i], dilations[i], begins[i]) for i in range(2)),
+                graph, onnx_node, "a pooling window lies wholly in the padding; its maximum is undefined")
+        y = add_output(graph, onnx_node, 0, x.dtype, (*x.shape[:2], *out_hw), x.quant)
+        return Node(self.name, onnx_node.name or y, [x.name], [y], attrs={
+            "kernel": kernel, "strides": strides, "dilations": dilations, "pads_begin": begins,
+        })
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        (x,) = inputs
+        y = graph.tensor(node.outputs[0])
+        (k_h, k_w), (s_h, s_w), (d_h, d_w) = node.attrs["kernel"], node.attrs["strides"], node.attrs["dilations"]
+        out_h, out_w = y.shape[2:]
+        # Pad with a value below every code so that padding never wins, wide enough for any window.
+        top, left = node.attrs["pads_begin"]
+        bottom = max(0, (out_h - 1) * s_h + (k_h - 1) * d_h + 1 - x.shape[2] - top)
+        right = max(0, (out_w - 1) * s_w + (k_w - 1) * d_w + 1 - x.shape[3] - left)
+        padded = np.pad(x.astype(np.int16), [(0, 0), (0, 0), (top, bottom), (left, right)], constant_values=-1000)
+        result = np.full(y.shape, -1000, dtype=np.int16)
+        for i in range(k_h):
+            for j in range(k_w):
+                window = padded[:, :, i * d_h: i * d_h + (out_h - 1) * s_h + 1: s_h, j * d_w: j * d_w + (out_w - 1) * s_w + 1: s_w]
+                result = np.maximum(result, window)
+        return [result.astype(y.dtype)]
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+        a = node.attrs
+        fields = [*x.shape, *y.shape[2:], *a["kernel"], *a["strides"], *a["dilations"], *a["pads_begin"]]
+        params = c.struct("qcc_maxpool_params", f"{c.symbol(node.name)}_params", fields)
+        suffix = "s8" if x.dtype == "int8" else "u8"
+        return f"qcc_maxpool_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"

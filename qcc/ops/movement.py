@@ -1,0 +1,109 @@
+"""Ops that only move bytes of a quantized tensor: Reshape, Flatten, Squeeze, Unsqueeze and
+Identity reinterpret the same bytes (the memory plan gives them their input's storage), and
+Transpose permutes them. Scale and zero point pass through unchanged."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qcc.ir import Graph, Node
+from qcc.ops.base import Op, attribute, const_input, register, require
+from qcc.ops.quantized import add_output, quantized_input
+
+MAX_TRANSPOSE_RANK = 6  # QCC_MAX_RANK in runtime_c/qcc_kernels.h
+
+
+def _axes(onnx_node, graph: Graph) -> list[int] | None:
+    """The axes of Squeeze/Unsqueeze as written: an input from opset 13, an attribute before."""
+    if len(onnx_node.input) > 1 and onnx_node.input[1]:
+        axes = const_input(graph, onnx_node, 1, "axes")
+    else:
+        axes = attribute(onnx_node, "axes")
+    return None if axes is None else [int(a) for a in np.asarray(axes).reshape(-1)]
+
+
+def _output_shape(onnx_node, graph: Graph, shape: tuple[int, ...]) -> tuple[int, ...]:
+    op = onnx_node.op_type
+    if op == "Identity":
+        return shape
+    if op == "Flatten":
+        axis = int(attribute(onnx_node, "axis", 1)) % (len(shape) + 1) if shape else 0
+        return (int(np.prod(shape[:axis])), int(np.prod(shape[axis:])))
+    if op == "Squeeze":
+        axes = _axes(onnx_node, graph)
+        if axes is None:
+            return tuple(d for d in shape if d != 1)
+        axes = [a % len(shape) for a in axes]
+        require(all(shape[a] == 1 for a in axes), graph, onnx_node, f"cannot squeeze axes {axes} of shape {shape}")
+        return tuple(d for i, d in enumerate(shape) if i not in axes)
+    if op == "Unsqueeze":
+        axes = _axes(onnx_node, graph)
+        require(axes is not None, graph, onnx_node, "Unsqueeze needs axes")
+        out_rank = len(shape) + len(axes)
+        axes = [a % out_rank for a in axes]
+        dims = iter(shape)
+        return tuple(1 if i in axes else next(dims) for i in range(out_rank))
+    # Reshape: 0 copies the input dimension (unless allowzero), -1 is inferred.
+    target = [int(d) for d in const_input(graph, onnx_node, 1, "shape").reshape(-1)]
+    if not attribute(onnx_node, "allowzero", 0):
+        target = [shape[i] if d == 0 else d for i, d in enumerate(target)]
+    try:
+        return tuple(np.empty(shape, dtype=np.uint8).reshape(target).shape)
+    except ValueError:
+        require(False, graph, onnx_node, f"cannot reshape {shape} to {target}")
+
+
+@register
+class Reshape(Op):
+    name = "Reshape"
+    onnx_ops = (("", "Reshape"), ("", "Flatten"), ("", "Squeeze"), ("", "Unsqueeze"), ("", "Identity"))
+    summary = "Reshape, Flatten, Squeeze, Unsqueeze, Identity: no code, the output shares the input's bytes"
+    aliases_input = True
+
+    def import_node(self, onnx_node, graph: Graph) -> Node:
+        x = quantized_input(graph, onnx_node, 0, "input")
+        y = add_output(graph, onnx_node, 0, x.dtype, _output_shape(onnx_node, graph, x.shape), x.quant)
+        return Node(self.name, onnx_node.name or y, [x.name], [y], attrs={"onnx_op": onnx_node.op_type})
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        return [inputs[0].reshape(graph.tensor(node.outputs[0]).shape)]
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+        if c.same_storage(x.name, y.name):
+            return f"/* {node.attrs['onnx_op']}: the output shares the input's bytes */"
+        return f"memcpy({c.tensor(y.name)}, {c.tensor(x.name)}, {x.nbytes});"
+
+
+@register
+class Transpose(Op):
+    name = "Transpose"
+    onnx_ops = (("", "Transpose"),)
+    summary = f"any permutation up to rank {MAX_TRANSPOSE_RANK}"
+
+    def import_node(self, onnx_node, graph: Graph) -> Node:
+        x = quantized_input(graph, onnx_node, 0, "input")
+        rank = len(x.shape)
+        require(rank <= MAX_TRANSPOSE_RANK, graph, onnx_node, f"rank {rank} is above the supported {MAX_TRANSPOSE_RANK}")
+        perm = [int(p) for p in attribute(onnx_node, "perm", list(reversed(range(rank))))]
+        require(sorted(perm) == list(range(rank)), graph, onnx_node, f"perm {perm} is not a permutation of {rank} axes")
+        y = add_output(graph, onnx_node, 0, x.dtype, tuple(x.shape[p] for p in perm), x.quant)
+        return Node(self.name, onnx_node.name or y, [x.name], [y], attrs={"perm": perm})
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        return [np.ascontiguousarray(np.transpose(inputs[0], node.attrs["perm"]))]
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+        perm = node.attrs["perm"]
+        in_strides = np.empty(len(x.shape), dtype=np.int64)
+        in_strides[-1:] = 1
+        for i in range(len(x.shape) - 2, -1, -1):
+            in_strides[i] = in_strides[i + 1] * x.shape[i + 1]
+        pad = MAX_TRANSPOSE_RANK - len(perm)
+        # Leading axes of size 1 fill the fixed-rank arrays of the C struct.
+        out_dims = [1] * pad + list(y.shape)
+        strides = [0] * pad + [int(in_strides[p]) for p in perm]
+        fields = ["{" + ", ".join(map(str, out_dims)) + "}", "{" + ", ".join(map(str, strides)) + "}"]
+        params = c.struct("qcc_transpose_params", f"{c.symbol(node.name)}_params", fields)
+        return f"qcc_transpose_8bit({params}, {c.tensor(x.name, 'uint8')}, {c.tensor(y.name, 'uint8')});"

@@ -1,0 +1,113 @@
+"""Pieces shared by the requantizing ops: reading quantization inputs, the folded accumulator
+constant, and the per-channel requantization parameters with their clamp."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+
+from qcc.errors import QccError
+from qcc.ir import DTYPE_RANGE, QUANTIZED_DTYPES, Graph, Node, QuantParams, Tensor
+from qcc.numerics import ort_float32
+from qcc.ops.base import const_input, node_label
+
+
+def read_quant(
+    graph: Graph, onnx_node: onnx.NodeProto, scale_index: int, zero_index: int, what: str, axis: int | None = None
+) -> QuantParams:
+    """Quantization parameters from a node's (scale, zero point) inputs; a missing zero point is 0."""
+    scale = np.asarray(const_input(graph, onnx_node, scale_index, f"{what} scale"), dtype=np.float32)
+    if zero_index < len(onnx_node.input) and onnx_node.input[zero_index]:
+        zero = np.asarray(const_input(graph, onnx_node, zero_index, f"{what} zero point")).astype(np.int64)
+    else:
+        zero = np.zeros_like(scale, dtype=np.int64)
+    if scale.size != 1 and axis is None:
+        raise QccError(f"{node_label(graph, onnx_node)}: the {what} scale must be a scalar (got shape {scale.shape})")
+    if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
+        raise QccError(f"{node_label(graph, onnx_node)}: the {what} scale must be positive and finite")
+    if scale.size == 1:
+        return QuantParams(scale.reshape(()), zero.reshape(()), None)
+    return QuantParams(scale.reshape(-1), np.broadcast_to(zero.reshape(-1), scale.reshape(-1).shape).copy(), axis)
+
+
+def quantized_input(graph: Graph, onnx_node: onnx.NodeProto, index: int, what: str) -> Tensor:
+    tensor = graph.tensors.get(onnx_node.input[index])
+    if tensor is None:
+        raise QccError(f"{node_label(graph, onnx_node)}: input '{onnx_node.input[index]}' is not produced by any node")
+    if tensor.dtype not in QUANTIZED_DTYPES:
+        raise QccError(
+            f"{node_label(graph, onnx_node)}: the {what} '{tensor.name}' is {tensor.dtype}; qcc supports int8 and uint8"
+        )
+    return tensor
+
+
+def add_output(graph: Graph, onnx_node: onnx.NodeProto, index: int, dtype: str, shape, quant=None) -> str:
+    name = onnx_node.output[index]
+    graph.tensors[name] = Tensor(name, dtype, tuple(int(d) for d in shape), None, quant)
+    return name
+
+
+def as_int8_weights(values: np.ndarray, zero: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weights as int8 whatever their stored type: uint8 codes and zero points move down by 128,
+    which leaves every difference q_w - Z_w, and so every accumulator, unchanged."""
+    if values.dtype == np.uint8:
+        return (values.astype(np.int16) - 128).astype(np.int8), zero.astype(np.int64) - 128
+    return values.astype(np.int8), zero.astype(np.int64)
+
+
+def wrap_int32(values) -> np.ndarray:
+    """Reduce modulo 2**32 into int32: ORT's accumulators wrap, and so does qcc's folding."""
+    return (np.asarray(values, dtype=np.int64) & 0xFFFFFFFF).astype(np.uint32).view(np.int32)
+
+
+@dataclass
+class Requant:
+    """Per-channel requantization: y = clamp(round(acc * mult * 2**-shift), lo, hi) + zero."""
+
+    scale: np.ndarray  # float32, the exact value ORT multiplies by (for explain and messages)
+    mult: np.ndarray  # uint32
+    shift: np.ndarray  # uint8
+    zero: int
+    lo: int  # clamp bounds with the zero point subtracted
+    hi: int
+
+    @property
+    def channels(self) -> int:
+        return int(self.mult.size)
+
+
+def prepare_requant(node: Node, graph: Graph, scales: np.ndarray) -> Requant:
+    """Requantization parameters for the node's single quantized output, with any folded clamp."""
+    out = graph.tensor(node.outputs[0])
+    _, zero = out.quant.scalar()
+    qmin, qmax = DTYPE_RANGE[out.dtype]
+    lo_code, hi_code = node.attrs.get("clamp", (qmin, qmax))
+    lo_code, hi_code = max(lo_code, qmin), min(hi_code, qmax)
+    scales = np.asarray(scales, dtype=np.float32).reshape(-1)
+    pairs = [ort_float32.fixed_point_from_float32(s) for s in scales]
+    return Requant(
+        scale=scales,
+        mult=np.array([m for m, _ in pairs], dtype=np.uint32),
+        shift=np.array([s for _, s in pairs], dtype=np.uint8),
+        zero=zero,
+        lo=lo_code - zero,
+        hi=hi_code - zero,
+    )
+
+
+def requantize(acc: np.ndarray, rq: Requant, channel_axis: int, out_dtype: str) -> np.ndarray:
+    """Reference requantization of an int32 accumulator array, channels along `channel_axis`."""
+    shape = [1] * acc.ndim
+    shape[channel_axis] = rq.channels
+    y = ort_float32.requantize(acc, rq.mult.reshape(shape), rq.shift.reshape(shape), rq.lo, rq.hi)
+    return (y + rq.zero).astype(out_dtype)
+
+
+def emit_requant(c, prefix: str, rq: Requant) -> str:
+    """The C initializer of a qcc_requant_params for `rq`."""
+    mult = c.const_array(f"{prefix}_mult", "uint32_t", rq.mult)
+    shift = c.const_array(f"{prefix}_shift", "uint8_t", rq.shift)
+    per_channel = 1 if rq.channels > 1 else 0
+    return f"{{ {mult}, {shift}, {per_channel}, {rq.zero}, {rq.lo}, {rq.hi} }}"

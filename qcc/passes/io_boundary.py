@@ -1,0 +1,63 @@
+"""Decide where the C function's inputs and outputs sit.
+
+A graph input consumed by QuantizeLinear becomes a quantized C input, and a graph output
+produced by DequantizeLinear becomes a quantized C output; the boundary ops go away unless
+float I/O is asked for. QuantizeLinear and DequantizeLinear anywhere else mean a QDQ model or
+a float island, which this version refuses by name rather than computing something else.
+"""
+
+from __future__ import annotations
+
+from qcc.errors import QccError
+from qcc.ir import QUANTIZED_DTYPES, Graph
+
+
+def apply(graph: Graph, float_io: bool) -> None:
+    for node in list(graph.nodes):
+        if node.op == "QuantizeLinear":
+            source = node.inputs[0]
+            if source not in graph.inputs:
+                _refuse(graph, node, "its input is computed inside the graph")
+            if len(graph.consumers(source)) > 1 or source in graph.outputs:
+                _refuse(graph, node, f"graph input '{source}' is also read as float elsewhere")
+            if not float_io:
+                quantized = node.outputs[0]
+                graph.inputs[graph.inputs.index(source)] = quantized
+                graph.public_names[quantized] = graph.public_name(source)
+                graph.nodes.remove(node)
+        elif node.op == "DequantizeLinear":
+            result = node.outputs[0]
+            if result not in graph.outputs:
+                _refuse(graph, node, "its output is used inside the graph")
+            if graph.consumers(result):
+                _refuse(graph, node, f"graph output '{result}' is also read inside the graph")
+            if not float_io:
+                quantized = node.inputs[0]
+                if quantized in graph.outputs or quantized in graph.inputs:
+                    continue  # keep the op: the same codes cannot be two C arguments
+                graph.outputs[graph.outputs.index(result)] = quantized
+                graph.public_names[quantized] = graph.public_name(result)
+                graph.nodes.remove(node)
+    for name in graph.inputs + graph.outputs:
+        tensor = graph.tensor(name)
+        if tensor.dtype not in QUANTIZED_DTYPES + ("float32",):
+            raise QccError(f"{graph.source}: graph {'input' if name in graph.inputs else 'output'} "
+                           f"'{graph.public_name(name)}' is {tensor.dtype}; qcc supports int8, uint8 and float32 I/O")
+        if tensor.dtype == "float32" and not _is_boundary_float(graph, name):
+            raise QccError(f"{graph.source}: float tensor '{graph.public_name(name)}' is computed by float ops; "
+                           "qcc compiles the quantized part of a model only (QuantizeLinear at the inputs, "
+                           "DequantizeLinear at the outputs)")
+
+
+def _is_boundary_float(graph: Graph, name: str) -> bool:
+    if name in graph.inputs:
+        return all(node.op == "QuantizeLinear" for node in graph.consumers(name))
+    producer = graph.producer(name)
+    return producer is not None and producer.op == "DequantizeLinear"
+
+
+def _refuse(graph: Graph, node, why: str) -> None:
+    raise QccError(
+        f"{graph.source}: node '{node.name}' ({node.op}): {why}. QDQ models and float islands are not "
+        "supported yet; quantize with quant_format=QuantFormat.QOperator"
+    )

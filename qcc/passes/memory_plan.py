@@ -1,0 +1,111 @@
+"""Static memory plan: every intermediate tensor gets an offset in one arena.
+
+Tensors that only reinterpret another's bytes (Reshape and friends) join its buffer. Each
+buffer lives from the step that writes it to the last step that reads it; buffers whose
+lifetimes overlap get disjoint bytes, placed greedily (largest first, lowest offset that fits),
+so tensors never alive together share memory. Graph inputs and outputs are the caller's
+buffers and constants live in flash: neither takes arena bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qcc.ir import Graph
+from qcc.ops import op_named
+
+ALIGNMENT = 4  # every buffer starts on a word, so kernels may load 32 bits at a time later
+
+
+@dataclass
+class Storage:
+    kind: str  # "arena", "input", "output" or "const"
+    offset: int = 0  # byte offset in the arena
+    index: int = 0  # argument position, for inputs and outputs
+
+
+@dataclass
+class MemoryPlan:
+    storage: dict[str, Storage]
+    arena_bytes: int
+    root: dict[str, str]  # tensor -> the tensor whose buffer it uses
+
+    def same_storage(self, a: str, b: str) -> bool:
+        return self.root[a] == self.root[b]
+
+
+def plan(graph: Graph) -> MemoryPlan:
+    root = {name: name for name in graph.tensors}
+
+    def find(name: str) -> str:
+        while root[name] != name:
+            name = root[name]
+        return name
+
+    def external(name: str) -> set[str]:
+        members = [t for t in graph.tensors if find(t) == find(name)]
+        kinds = set()
+        for t in members:
+            if t in graph.inputs:
+                kinds.add(f"input:{t}")
+            if t in graph.outputs:
+                kinds.add(f"output:{t}")
+            if graph.tensor(t).is_const:
+                kinds.add(f"const:{t}")
+        return kinds
+
+    # Alias ops join their output to their input's buffer unless that would make one buffer
+    # two different caller arguments (or a constant and an argument): then they copy.
+    for node in graph.nodes:
+        if op_named(node.op).aliases_input:
+            src, dst = node.inputs[0], node.outputs[0]
+            if len(external(src) | external(dst)) <= 1:
+                root[find(dst)] = find(src)
+            node.params["copies"] = find(dst) != find(src)
+    resolved = {name: find(name) for name in graph.tensors}
+
+    storage: dict[str, Storage] = {}
+    groups: dict[str, list[str]] = {}
+    for name, r in resolved.items():
+        groups.setdefault(r, []).append(name)
+    first_write, last_read = {}, {}
+    for step, node in enumerate(graph.nodes):
+        for name in node.outputs:
+            first_write.setdefault(resolved[name], step)
+        for name in node.inputs:
+            last_read[resolved[name]] = step
+    arena_buffers = []
+    for r, members in groups.items():
+        kind = None
+        for t in members:
+            if t in graph.inputs:
+                kind = Storage("input", index=graph.inputs.index(t))
+            elif t in graph.outputs:
+                kind = Storage("output", index=graph.outputs.index(t))
+            elif graph.tensor(t).is_const:
+                kind = Storage("const")
+        if kind is None and r in first_write:
+            size = max(graph.tensor(t).nbytes for t in members)
+            arena_buffers.append((r, size, first_write[r], last_read.get(r, first_write[r])))
+            kind = Storage("arena")
+        for t in members:
+            storage[t] = kind
+
+    placed: list[tuple[int, int, int, int]] = []  # (offset, size, start, end)
+    arena_bytes = 0
+    for r, size, start, end in sorted(arena_buffers, key=lambda b: (-b[1], b[2], b[0])):
+        offset = 0
+        for other_offset, other_size, other_start, other_end in sorted(placed):
+            alive_together = start <= other_end and other_start <= end
+            if alive_together and offset < other_offset + other_size and other_offset < offset + size:
+                offset = _align(other_offset + other_size)
+        placed.append((offset, size, start, end))
+        storage_r = Storage("arena", offset=offset)
+        for t in groups[r]:
+            storage[t] = storage_r
+        arena_bytes = max(arena_bytes, offset + size)
+    return MemoryPlan(storage, _align(arena_bytes), resolved)
+
+
+def _align(n: int) -> int:
+    return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT

@@ -1,0 +1,38 @@
+"""The compiler's stages in order: ONNX -> IR -> passes -> a prepared graph with a memory plan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qcc.frontend.onnx_loader import import_graph, load_model
+from qcc.ir import Graph
+from qcc.ops import op_named
+from qcc.passes import fold_activations, io_boundary, memory_plan
+
+ROUNDING_SCHEMES = ("ort",)
+
+
+@dataclass
+class Options:
+    name: str = "model"
+    float_io: bool = False
+    rounding: str = "ort"
+    input_shapes: dict[str, list[int]] = field(default_factory=dict)
+
+
+@dataclass
+class Compiled:
+    graph: Graph
+    plan: memory_plan.MemoryPlan
+    options: Options
+
+
+def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
+    options = options or Options()
+    graph = import_graph(load_model(path, options.input_shapes), str(path))
+    io_boundary.apply(graph, options.float_io)
+    fold_activations.apply(graph)
+    for node in graph.nodes:
+        op_named(node.op).prepare(node, graph)
+    return Compiled(graph, memory_plan.plan(graph), options)

@@ -1,0 +1,78 @@
+"""`qcc verify`: compile to a temporary folder, build with the host compiler, and compare the C,
+the reference interpreter and ONNX Runtime on seeded random and extreme inputs."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from qcc import ort_reference, reference
+from qcc.build import make, run_runner
+from qcc.compile_command import compile_to_folder, golden_cases
+from qcc.pipeline import Options
+from qcc.sample_inputs import extreme_inputs, random_inputs
+
+
+@dataclass
+class Agreement:
+    compared: int = 0
+    exact: int = 0
+    max_lsb: float = 0.0
+
+    def add(self, a: np.ndarray, b: np.ndarray) -> None:
+        if a.dtype == np.float32:  # float outputs (--float-io) must match bit for bit
+            same = a.view(np.uint32) == b.view(np.uint32)
+            diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+        else:
+            diff = np.abs(a.astype(np.int64) - b.astype(np.int64))
+            same = diff == 0
+        self.compared += a.size
+        self.exact += int(same.sum())
+        self.max_lsb = max(self.max_lsb, float(diff.max(initial=0)))
+
+
+@dataclass
+class VerifyReport:
+    cases: int
+    per_output: dict[str, dict[str, Agreement]] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(a.exact == a.compared for pairs in self.per_output.values() for a in pairs.values())
+
+    def table(self) -> str:
+        lines = [f"{'output':<24} {'pair':<16} {'compared':>10} {'exact':>10} {'max |diff|':>11}"]
+        for output, pairs in self.per_output.items():
+            for pair, a in pairs.items():
+                lines.append(f"{output:<24} {pair:<16} {a.compared:>10} {a.exact:>10} {a.max_lsb:>11g}")
+        lines.append(f"{self.cases} input sets: " + ("C == reference == ONNX Runtime on every value" if self.ok
+                                                    else "MISMATCH"))
+        return "\n".join(lines)
+
+
+def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None = None, seed: int = 0) -> VerifyReport:
+    with tempfile.TemporaryDirectory(prefix="qcc-verify-") as tmp:
+        out_dir = Path(tmp) / "out"
+        compiled, manifest = compile_to_folder(model, str(out_dir), options, golden="0")
+        graph = compiled.graph
+        make(out_dir, "runner")
+        cases = random_inputs(graph, count, seed) + extreme_inputs(graph)
+        if inputs_npz:
+            cases += golden_cases(compiled, inputs_npz)
+        sess = ort_reference.session(model)
+        report = VerifyReport(cases=len(cases))
+        for name in graph.outputs:
+            report.per_output[graph.public_name(name)] = {p: Agreement() for p in ("C vs reference", "C vs ORT", "reference vs ORT")}
+        for case in cases:
+            c_out = run_runner(out_dir, manifest, case)
+            ref_out = reference.run(graph, case)
+            ort_out = ort_reference.run_on_codes(sess, graph, case)
+            for name, c, r, o in zip(graph.outputs, c_out, ref_out, ort_out):
+                pairs = report.per_output[graph.public_name(name)]
+                pairs["C vs reference"].add(c, r)
+                pairs["C vs ORT"].add(c, o)
+                pairs["reference vs ORT"].add(r, o)
+        return report

@@ -1,0 +1,17 @@
+/* Float32 graph inputs and outputs (qcc compile --float-io), computed as ONNX Runtime does:
+ *   QuantizeLinear:   q = clamp(rne(x / scale), qmin - zero, qmax - zero) + zero, NaN -> qmin
+ *   DequantizeLinear: r = (float)(q - zero) * scale
+ * Needs an FPU, or the compiler's soft-float; no libm. Evaluated in float32, so the target must
+ * have FLT_EVAL_METHOD == 0 (true of Cortex-M FPUs and of x86-64 with SSE). */
+#ifndef QCC_FLOAT_IO_H
+#define QCC_FLOAT_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void qcc_quantize_f32_s8(const float *x, int8_t *q, size_t n, float scale, int32_t zero);
+void qcc_quantize_f32_u8(const float *x, uint8_t *q, size_t n, float scale, int32_t zero);
+void qcc_dequantize_s8_f32(const int8_t *q, float *r, size_t n, float scale, int32_t zero);
+void qcc_dequantize_u8_f32(const uint8_t *q, float *r, size_t n, float scale, int32_t zero);
+
+#endif /* QCC_FLOAT_IO_H */

@@ -1,0 +1,44 @@
+/* qcc runtime kernels. The bodies live in qcc_kernels_impl.inc, instantiated here once per
+ * activation type; link with --gc-sections to drop the ones a model does not call. */
+#include "qcc_kernels.h"
+#include "qcc_requant.h"
+
+/* The int32 with the same bits as u: the modular result of the wrapping accumulator. */
+static inline int32_t qcc_wrap_i32(uint32_t u)
+{
+    return u <= (uint32_t)INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
+}
+
+#define QCC_ACT int8_t
+#define QCC_NAME(base) base##_s8
+#include "qcc_kernels_impl.inc"
+#undef QCC_ACT
+#undef QCC_NAME
+
+#define QCC_ACT uint8_t
+#define QCC_NAME(base) base##_u8
+#include "qcc_kernels_impl.inc"
+#undef QCC_ACT
+#undef QCC_NAME
+
+void qcc_transpose_8bit(const qcc_transpose_params *p, const uint8_t *x, uint8_t *y)
+{
+    int32_t index[QCC_MAX_RANK] = {0, 0, 0, 0, 0, 0};
+    size_t total = 1, i, source = 0;
+    int axis;
+    for (axis = 0; axis < QCC_MAX_RANK; ++axis) {
+        total *= (size_t)p->out_dims[axis];
+    }
+    /* Walk the output in order, keeping the input offset of the current element. */
+    for (i = 0; i < total; ++i) {
+        y[i] = x[source];
+        for (axis = QCC_MAX_RANK - 1; axis >= 0; --axis) {
+            if (++index[axis] < p->out_dims[axis]) {
+                source += (size_t)p->in_strides[axis];
+                break;
+            }
+            source -= (size_t)p->in_strides[axis] * (size_t)(p->out_dims[axis] - 1);
+            index[axis] = 0;
+        }
+    }
+}

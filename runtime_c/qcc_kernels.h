@@ -1,0 +1,82 @@
+/* qcc runtime: the kernels that generated models call.
+ *
+ * Each kernel takes one const parameter struct per layer, computed by the compiler and stored
+ * in flash, so code size does not grow with the number of layers. Names end with the
+ * activation type: _s8 for int8, _u8 for uint8. Weights are always int8 (the compiler moves
+ * uint8 weights and their zero points down by 128, which leaves every product sum unchanged).
+ * Tensors are in ONNX layout (NCHW), row-major. */
+#ifndef QCC_KERNELS_H
+#define QCC_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* y = clamp(requantize(acc, mult[c], shift[c]), lo, hi) + zero, channel c = index * per_channel.
+ * lo and hi are the output clamp with the zero point already subtracted (Relu/Clip folded in). */
+typedef struct {
+    const uint32_t *mult;
+    const uint8_t *shift;
+    int32_t per_channel; /* 1: one mult/shift per output channel; 0: one for the tensor */
+    int32_t zero;
+    int32_t lo;
+    int32_t hi;
+} qcc_requant_params;
+
+typedef struct {
+    int32_t batch, in_c, in_h, in_w;
+    int32_t out_c, out_h, out_w;
+    int32_t kernel_h, kernel_w;
+    int32_t stride_h, stride_w;
+    int32_t dilation_h, dilation_w;
+    int32_t pad_top, pad_left;
+    int32_t groups;
+    int32_t input_zero;         /* Z_x: the code that padded taps read */
+    const int8_t *weights;      /* [out_c][in_c / groups][kernel_h][kernel_w] */
+    const int32_t *acc_const;   /* per out channel: bias - Z_x*sum(w) + taps*Z_x*Z_w */
+    const int32_t *weight_zero; /* per out channel Z_w, or NULL when all are 0 */
+    qcc_requant_params requant;
+} qcc_conv_params;
+
+typedef struct {
+    int32_t rows, depth, cols;
+    int32_t a_row_stride, a_depth_stride; /* a[m][k] is a[m * a_row_stride + k * a_depth_stride] */
+    const int8_t *weights;                /* [cols][depth] */
+    const int32_t *acc_const;             /* per column: bias - Z_a*sum(w) + depth*Z_a*Z_w */
+    int32_t acc_const_row_stride;         /* 0: one row for all rows; cols: one row per row */
+    const int32_t *weight_zero;           /* per column Z_w, or NULL when all are 0 */
+    qcc_requant_params requant;
+} qcc_fc_params;
+
+typedef struct {
+    int32_t batch, channels, count; /* count: elements averaged per channel */
+    int32_t channels_last;
+    int32_t acc_const;              /* -Z_x * count */
+    qcc_requant_params requant;
+} qcc_global_avgpool_params;
+
+typedef struct {
+    int32_t batch, channels, in_h, in_w;
+    int32_t out_h, out_w;
+    int32_t kernel_h, kernel_w;
+    int32_t stride_h, stride_w;
+    int32_t dilation_h, dilation_w;
+    int32_t pad_top, pad_left;
+} qcc_maxpool_params;
+
+#define QCC_MAX_RANK 6
+typedef struct {
+    int32_t out_dims[QCC_MAX_RANK];   /* leading dims of 1 pad lower ranks */
+    int32_t in_strides[QCC_MAX_RANK]; /* input stride of each output axis, in elements */
+} qcc_transpose_params;
+
+void qcc_conv_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y);
+void qcc_conv_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y);
+void qcc_fully_connected_s8(const qcc_fc_params *p, const int8_t *a, int8_t *y);
+void qcc_fully_connected_u8(const qcc_fc_params *p, const uint8_t *a, uint8_t *y);
+void qcc_global_avgpool_s8(const qcc_global_avgpool_params *p, const int8_t *x, int8_t *y);
+void qcc_global_avgpool_u8(const qcc_global_avgpool_params *p, const uint8_t *x, uint8_t *y);
+void qcc_maxpool_s8(const qcc_maxpool_params *p, const int8_t *x, int8_t *y);
+void qcc_maxpool_u8(const qcc_maxpool_params *p, const uint8_t *x, uint8_t *y);
+void qcc_transpose_8bit(const qcc_transpose_params *p, const uint8_t *x, uint8_t *y);
+
+#endif /* QCC_KERNELS_H */

@@ -1,0 +1,23 @@
+/* Selects the rounding scheme the model was compiled for (qcc_config.h names it).
+ * Kernels call qcc_requantize() and never a scheme directly, so a scheme is one header. */
+#ifndef QCC_REQUANT_H
+#define QCC_REQUANT_H
+
+#include "qcc_config.h"
+#include "qcc_kernels.h"
+
+#if defined(QCC_ROUNDING_ORT)
+#include "qcc_requant_ort.h"
+#define QCC_REQUANTIZE_SCHEME qcc_requantize_ort
+#else
+#error "qcc_config.h names no rounding scheme"
+#endif
+
+/* The requantized output code for accumulator acc of output channel c. */
+static inline int32_t qcc_requantize(const qcc_requant_params *rq, int32_t acc, int32_t c)
+{
+    const int32_t i = c * rq->per_channel;
+    return QCC_REQUANTIZE_SCHEME(acc, rq->mult[i], rq->shift[i], rq->lo, rq->hi) + rq->zero;
+}
+
+#endif /* QCC_REQUANT_H */

@@ -1,0 +1,61 @@
+/* The `ort` rounding scheme: ONNX Runtime's float32 requantization, emulated with integers.
+ *
+ * ORT computes v = f32(f32(acc) * scale), then clamp(rne(v), lo, hi), where f32() rounds to
+ * float32 (nearest, ties to even) and rne() rounds to an integer, ties to even. With the scale
+ * held exactly as mult * 2^-shift (mult < 2^24, its float32 significand; 15 <= shift <= 57):
+ *
+ *   a = |acc| kept to 24 significant bits     f32(acc)
+ *   p = a * mult kept to 24 significant bits  f32(f32(acc) * scale), p < 2^56
+ *   r = rne(p * 2^-shift)
+ *
+ * Rounding to nearest even is symmetric, so magnitudes are rounded and the sign restored last.
+ * Twin of qcc/numerics/ort_float32.py: the two must stay bit-identical. */
+#ifndef QCC_REQUANT_ORT_H
+#define QCC_REQUANT_ORT_H
+
+#include <stdint.h>
+
+/* Number of significant bits of x (0 for 0). */
+static inline int qcc_bit_length_u64(uint64_t x)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return x ? 64 - __builtin_clzll(x) : 0;
+#else
+    int n = 0;
+    while (x) {
+        ++n;
+        x >>= 1;
+    }
+    return n;
+#endif
+}
+
+/* rne(x * 2^-shift) for 1 <= shift <= 63: round half to even. */
+static inline uint64_t qcc_shift_right_rne_u64(uint64_t x, int shift)
+{
+    const uint64_t quotient = x >> shift;
+    const uint64_t remainder = x & ((UINT64_C(1) << shift) - 1u);
+    const uint64_t half = UINT64_C(1) << (shift - 1);
+    return quotient + (uint64_t)(remainder > half || (remainder == half && (quotient & 1u)));
+}
+
+/* x rounded to 24 significant bits, ties to even: the magnitude of f32(x). */
+static inline uint64_t qcc_round_to_f32_significand(uint64_t x)
+{
+    const int excess = qcc_bit_length_u64(x) - 24;
+    return excess > 0 ? qcc_shift_right_rne_u64(x, excess) << excess : x;
+}
+
+/* clamp(rne(f32(f32(acc) * mult * 2^-shift)), lo, hi) */
+static inline int32_t qcc_requantize_ort(int32_t acc, uint32_t mult, int shift, int32_t lo, int32_t hi)
+{
+    /* 0u - (uint32_t)acc is |acc| for every int32, INT32_MIN included, without overflow. */
+    const uint32_t magnitude = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
+    const uint64_t a = qcc_round_to_f32_significand(magnitude);
+    const uint64_t p = qcc_round_to_f32_significand(a * mult);
+    const uint64_t r = qcc_shift_right_rne_u64(p, shift); /* < 2^41: fits int64 */
+    const int64_t v = acc < 0 ? -(int64_t)r : (int64_t)r;
+    return v < lo ? lo : v > hi ? hi : (int32_t)v;
+}
+
+#endif /* QCC_REQUANT_ORT_H */
