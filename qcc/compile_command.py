@@ -14,9 +14,12 @@ from qcc.pipeline import Compiled, Options, compile_model
 from qcc.sample_inputs import random_inputs
 
 
-def golden_cases(compiled: Compiled, golden: str) -> list[list[np.ndarray]]:
-    """--golden N (seeded random input sets) or --golden FILE.npz (arrays named after the inputs)."""
+def golden_cases(compiled: Compiled, golden) -> list[list[np.ndarray]]:
+    """--golden N (seeded random input sets) or --golden FILE.npz (arrays named after the inputs);
+    from Python, also a list of input sets."""
     graph = compiled.graph
+    if isinstance(golden, list):
+        return golden
     if golden.isdigit():
         return random_inputs(graph, int(golden), seed=0)
     path = Path(golden)
@@ -48,7 +51,7 @@ def golden_cases(compiled: Compiled, golden: str) -> list[list[np.ndarray]]:
     return cases or []
 
 
-def compile_to_folder(model: str, out: str, options: Options, golden: str = "4") -> tuple[Compiled, dict]:
+def compile_to_folder(model, out, options: Options, golden="4") -> tuple[Compiled, dict]:
     out_dir = Path(out)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file())):
         raise QccError(f"{out_dir}: exists and is not a qcc output folder; choose another -o or remove it")

@@ -86,7 +86,9 @@ def _fix_input_shapes(model: onnx.ModelProto, path: Path, input_shapes: dict[str
 def import_graph(model: onnx.ModelProto, source: str) -> Graph:
     onnx_graph = model.graph
     op_types = {node.op_type for node in onnx_graph.node}
-    if not op_types & _QUANTIZED_MARKERS:
+    quantized_inputs = [i for i in onnx_graph.input
+                        if i.type.tensor_type.elem_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8)]
+    if not op_types & _QUANTIZED_MARKERS and not quantized_inputs:
         raise QccError(
             f"{source}: the model is not quantized (no QuantizeLinear or QLinear* op); "
             "quantize it first, for example with onnxruntime.quantization.quantize_static"

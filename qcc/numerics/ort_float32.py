@@ -42,9 +42,6 @@ def fixed_point_from_float32(scale: float) -> tuple[int, int]:
     mantissa, exponent = np.frexp(np.float64(scale))  # scale = mantissa * 2**exponent, 0.5 <= m < 1
     mult = int(mantissa * (1 << SIGNIFICAND_BITS))  # exact: a float32 has 24 significant bits
     shift = SIGNIFICAND_BITS - int(exponent)
-    while mult and mult % 2 == 0 and shift > 0:  # canonical form: smallest multiplier
-        mult //= 2
-        shift -= 1
     if shift >= VANISHING_SHIFT:
         return 0, VANISHING_SHIFT
     return mult, shift

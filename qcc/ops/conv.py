@@ -77,6 +77,8 @@ class QLinearConv(Op):
         dilations = [int(d) for d in attribute(onnx_node, "dilations", [1, 1])]
         auto_pad = attribute(onnx_node, "auto_pad", b"NOTSET")
         auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+        require(not (auto_pad.startswith("SAME") and dilations != [1, 1]), graph, onnx_node,
+                "dilations with auto_pad SAME_* are not supported (ONNX Runtime refuses them too); give explicit pads")
         begins, ends = resolve_pads(auto_pad, attribute(onnx_node, "pads"), x.shape[2:], kernel, strides, dilations)
         out_hw = [window_output_size(x.shape[2 + i], kernel[i], strides[i], dilations[i], begins[i], ends[i]) for i in range(2)]
         require(min(out_hw) > 0, graph, onnx_node, f"the output would be empty ({out_hw})")

@@ -1,0 +1,68 @@
+"""Shared test machinery: building small ONNX models, and the one check every model test makes:
+the generated C equals the reference interpreter (its golden test, run by `make check`) and the
+reference interpreter equals ONNX Runtime, bit for bit, on seeded random and extreme inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from qcc import ort_reference, reference
+from qcc.build import make
+from qcc.compile_command import compile_to_folder
+from qcc.pipeline import Compiled, Options
+from qcc.sample_inputs import extreme_inputs, random_inputs
+
+REPO = Path(__file__).resolve().parent.parent
+STRICT_CFLAGS = "-std=c99 -O1 -Wall -Wextra -Wpedantic -Werror"
+ONNX_TYPES = {"uint8": TensorProto.UINT8, "int8": TensorProto.INT8, "float32": TensorProto.FLOAT,
+              "int32": TensorProto.INT32, "int64": TensorProto.INT64}
+
+
+def make_model(nodes, inputs, outputs, initializers: dict[str, np.ndarray], opset: int = 13) -> onnx.ModelProto:
+    """inputs/outputs: (name, dtype, shape) triples; initializers: name -> numpy array."""
+    graph = helper.make_graph(
+        nodes, "test",
+        [helper.make_tensor_value_info(n, ONNX_TYPES[d], s) for n, d, s in inputs],
+        [helper.make_tensor_value_info(n, ONNX_TYPES[d], s) for n, d, s in outputs],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    return model
+
+
+def scalar(value, dtype) -> np.ndarray:
+    return np.array(value, dtype=dtype)
+
+
+def check_exact(model: onnx.ModelProto | Path, tmp_path: Path, *, n_random: int = 4, seed: int = 0,
+                float_io: bool = False, extra_cases=None) -> Compiled:
+    """Compile, prove C == reference with the golden test, and reference == ORT on the same inputs."""
+    if isinstance(model, onnx.ModelProto):
+        path = tmp_path / "model.onnx"
+        onnx.save(model, str(path))
+    else:
+        path = Path(model)
+    options = Options(float_io=float_io)
+    from qcc.pipeline import compile_model
+
+    graph = compile_model(path, options).graph
+    cases = random_inputs(graph, n_random, seed) + extreme_inputs(graph) + list(extra_cases or [])
+    compiled, _ = compile_to_folder(path, tmp_path / "out", options, golden=cases)
+    make(tmp_path / "out", "check", cflags=STRICT_CFLAGS)  # fails unless C == reference on every value
+    sess = ort_reference.session(path)
+    for i, case in enumerate(cases):
+        expected = ort_reference.run_on_codes(sess, compiled.graph, case)
+        got = reference.run(compiled.graph, case)
+        for name, e, g in zip(compiled.graph.outputs, expected, got):
+            if not np.array_equal(e, g):
+                diff = np.abs(e.astype(np.int64) - g.astype(np.int64)) if e.dtype != np.float32 else np.abs(e - g)
+                raise AssertionError(
+                    f"case {i}, output '{name}': reference differs from ORT in {int((diff != 0).sum())} of {e.size} "
+                    f"values, max |diff| {diff.max()}; first at {np.argwhere(diff != 0)[0].tolist()}: "
+                    f"ORT {e.reshape(-1)[np.flatnonzero(diff)[0]]}, reference {g.reshape(-1)[np.flatnonzero(diff)[0]]}")
+    return compiled
