@@ -16,6 +16,8 @@ def _options(args) -> Options:
     name = getattr(args, "name", "model")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise QccError(f"--name {name!r}: must be a C identifier (letters, digits, underscores)")
+    if name.startswith("qcc_"):
+        raise QccError(f"--name {name!r}: the qcc_ prefix belongs to the runtime files and symbols; choose another name")
     return Options(name=name, float_io=getattr(args, "float_io", False), rounding=args.rounding,
                    input_shapes=parse_input_shapes(args.input_shape))
 

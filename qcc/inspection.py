@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-import onnx
-
 from qcc import ops
+from qcc.backend.writer import emit_layers, io_entries
 from qcc.errors import QccError
 from qcc.frontend.onnx_loader import load_model
 from qcc.pipeline import Options, compile_model
@@ -36,22 +34,19 @@ def inspect(model: str, options: Options) -> str:
         lines.append(f"cannot compile: {error}")
         return "\n".join(lines)
     graph = compiled.graph
+    _, _, layers = emit_layers(compiled, *io_entries(compiled))
     lines.append(f"{'node':<28} {'op':<26} {'status':<10} {'input -> output shape':<30} {'MACs':>10} {'weight B':>9}  quantization (x | w | y)")
     total_macs = total_weights = 0
-    for node in graph.nodes:
-        op = ops.op_named(node.op)
+    for node, layer in zip(graph.nodes, layers):
         data = [graph.tensor(t) for t in node.inputs if not graph.tensor(t).is_const]
         consts = [graph.tensor(t) for t in node.inputs if graph.tensor(t).is_const]
         out = graph.tensor(node.outputs[0])
         shapes = ",".join("x".join(map(str, t.shape)) for t in data) + " -> " + "x".join(map(str, out.shape))
-        weight_bytes = sum(t.nbytes for t in consts) + sum(
-            np.asarray(v).nbytes for k, v in node.params.items() if k in ("acc_const",) and v is not None)
-        macs = op.macs(node, graph)
+        weight_bytes, macs = layer["weights_bytes"], layer["macs"]
         total_macs += macs
         total_weights += weight_bytes
         quant = " | ".join(_quant_text(t) for t in (data[0] if data else None, consts[0] if consts else None, out))
-        onnx_op = node.attrs.get("onnx_op", node.op)
-        lines.append(f"{node.name[:28]:<28} {onnx_op:<26} {'bit-exact':<10} {shapes:<30} {macs:>10} {weight_bytes:>9}  {quant}")
+        lines.append(f"{node.name[:28]:<28} {layer['op']:<26} {'bit-exact':<10} {shapes:<30} {macs:>10} {weight_bytes:>9}  {quant}")
     lines.append(f"total: {total_macs} MACs, {total_weights} weight bytes, arena {compiled.plan.arena_bytes} bytes")
     for name in graph.inputs + graph.outputs:
         t = graph.tensor(name)

@@ -66,3 +66,13 @@ def check_exact(model: onnx.ModelProto | Path, tmp_path: Path, *, n_random: int 
                     f"values, max |diff| {diff.max()}; first at {np.argwhere(diff != 0)[0].tolist()}: "
                     f"ORT {e.reshape(-1)[np.flatnonzero(diff)[0]]}, reference {g.reshape(-1)[np.flatnonzero(diff)[0]]}")
     return compiled
+
+
+def straddling_accumulators(scale: np.float32, other: np.float32, lo: int, hi: int, limit: int = 2**22) -> np.ndarray:
+    """Accumulators in [lo, hi] that ORT's float32 requantization maps to different integers under
+    `scale` and under `other`: they tell a right scale formula from a near miss."""
+    acc = np.arange(lo, hi + 1, dtype=np.int64)[: limit]
+    f = acc.astype(np.float32)
+    first = np.rint(f * np.float32(scale))
+    second = np.rint(f * np.float32(other))
+    return acc[first != second]

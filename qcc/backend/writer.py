@@ -26,7 +26,7 @@ def _float_text(value: np.float32) -> str:
     return np.format_float_positional(np.float32(value), unique=True, trim="-")
 
 
-def _io_entries(compiled: Compiled) -> tuple[list[dict], list[dict]]:
+def io_entries(compiled: Compiled) -> tuple[list[dict], list[dict]]:
     graph, prefix = compiled.graph, compiled.options.name
     taken: set[str] = set()
     entries = {"input": [], "output": []}
@@ -51,32 +51,44 @@ def _io_entries(compiled: Compiled) -> tuple[list[dict], list[dict]]:
                 "macro": f"{prefix}_{role}_{c_name}".upper(),
                 "decl": f"{'const ' if role == 'input' else ''}{C_TYPES[tensor.dtype]} *{c_name}",
                 "is_float": int(tensor.dtype == "float32"), "is_signed": int(tensor.dtype == "int8"),
+                "golden_ctype": "uint32_t" if tensor.dtype == "float32" else C_TYPES[tensor.dtype],
             })
     return entries["input"], entries["output"]
 
 
 def _golden_values(array: np.ndarray) -> str:
+    """Golden data as C initializers; floats as their IEEE-754 bits, so NaN and infinities survive."""
     if array.dtype == np.float32:
-        return ",\n    ".join(", ".join(c_float_literal(v) for v in array.reshape(-1)[i:i + 8])
-                              for i in range(0, array.size, 8))
+        return format_values(np.ascontiguousarray(array).view(np.uint32))
     return format_values(array)
 
 
-def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.ndarray]]) -> dict:
-    """Render everything into out_dir (which must exist and be empty); returns the manifest."""
-    graph, plan, options = compiled.graph, compiled.plan, compiled.options
-    name = options.name
-    inputs, outputs = _io_entries(compiled)
-    emitter = CEmitter(graph, plan, f"{name}_arena", {e["tensor"]: e["c_name"] for e in inputs + outputs})
+def emit_layers(compiled: Compiled, inputs: list[dict], outputs: list[dict]) -> tuple[CEmitter, list[dict], list[dict]]:
+    """Run every op's C emission: the emitter (declarations), the steps of the run function, and
+    one manifest entry per layer with its MACs and the flash bytes of its constants."""
+    graph = compiled.graph
+    emitter = CEmitter(graph, compiled.plan, f"{compiled.options.name}_arena",
+                       {e["tensor"]: e["c_name"] for e in inputs + outputs})
     steps, layers = [], []
     for node in graph.nodes:
         op = op_named(node.op)
         in_shapes = ", ".join("x".join(map(str, graph.tensor(t).shape)) for t in node.inputs if not graph.tensor(t).is_const)
         out_shape = "x".join(map(str, graph.tensor(node.outputs[0]).shape))
         onnx_op = node.attrs.get("onnx_op", node.op)
+        bytes_before = emitter.weights_bytes
         steps.append({"comment": f"{onnx_op} '{node.name}': {in_shapes} -> {out_shape}", "code": op.emit(node, graph, emitter)})
         layers.append({"op": onnx_op, "name": node.name, "macs": op.macs(node, graph),
+                       "weights_bytes": emitter.weights_bytes - bytes_before,
                        "output_shape": list(graph.tensor(node.outputs[0]).shape)})
+    return emitter, steps, layers
+
+
+def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.ndarray]]) -> dict:
+    """Render everything into out_dir (which must exist and be empty); returns the manifest."""
+    graph, plan, options = compiled.graph, compiled.plan, compiled.options
+    name = options.name
+    inputs, outputs = io_entries(compiled)
+    emitter, steps, layers = emit_layers(compiled, inputs, outputs)
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(asset_dir("templates"))), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)

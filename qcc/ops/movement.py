@@ -57,7 +57,7 @@ def _output_shape(onnx_node, graph: Graph, shape: tuple[int, ...]) -> tuple[int,
 class Reshape(Op):
     name = "Reshape"
     onnx_ops = (("", "Reshape"), ("", "Flatten"), ("", "Squeeze"), ("", "Unsqueeze"), ("", "Identity"))
-    summary = "Reshape, Flatten, Squeeze, Unsqueeze, Identity: no code, the output shares the input's bytes"
+    summary = "no code: the output shares the input's bytes (a copy only between two caller buffers)"
     aliases_input = True
 
     def import_node(self, onnx_node, graph: Graph) -> Node:

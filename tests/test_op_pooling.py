@@ -1,0 +1,111 @@
+"""com.microsoft QLinearGlobalAveragePool and MaxPool against ONNX Runtime, C against the reference."""
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from onnx import helper
+
+from helpers import check_exact, make_model, scalar, straddling_accumulators
+from qcc.ir import DTYPE_RANGE
+
+
+def zero_point(draw, dtype):
+    qmin, qmax = DTYPE_RANGE[dtype]
+    return draw(st.sampled_from([qmin, qmax, None])) or draw(st.integers(qmin, qmax))
+
+
+def gap_model(dtype, shape, s_x, z_x, s_y, z_y, channels_last=False):
+    inits = {"x_scale": scalar(s_x, np.float32), "x_zero": scalar(z_x, dtype),
+             "y_scale": scalar(s_y, np.float32), "y_zero": scalar(z_y, dtype)}
+    out_shape = [shape[0], *[1] * (len(shape) - 2), shape[-1]] if channels_last else [*shape[:2], *[1] * (len(shape) - 2)]
+    node = helper.make_node("QLinearGlobalAveragePool", ["x", "x_scale", "x_zero", "y_scale", "y_zero"], ["y"], name="gap",
+                            domain="com.microsoft", channels_last=int(channels_last))
+    return make_model([node], [("x", dtype, list(shape))], [("y", dtype, out_shape)], inits)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_global_average_pool_drawn_parameters(data):
+    draw = data.draw
+    dtype = draw(st.sampled_from(["uint8", "int8"]))
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 40)), draw(st.integers(1, 30)), draw(st.integers(1, 30)))
+    count = shape[2] * shape[3]
+    s_x = np.float32(draw(st.floats(1e-6, 10.0)))
+    # ORT refuses s_x / (s_y * n) outside [2^-32, 256): draw s_y so the ratio stays inside
+    ratio = np.float32(np.exp(draw(st.floats(np.log(2.0**-20), np.log(200.0)))))
+    s_y = np.float32(s_x / (ratio * count))
+    channels_last = draw(st.booleans())
+    if channels_last:
+        shape = (shape[0], shape[2], shape[3], shape[1])
+    model = gap_model(dtype, shape, s_x, zero_point(draw, dtype), s_y, zero_point(draw, dtype), channels_last)
+    with tempfile.TemporaryDirectory() as tmp:
+        check_exact(model, Path(tmp), n_random=3)
+
+
+def test_global_average_pool_scale_formula(tmp_path):
+    """ORT's scale is f32(s_x / f32(s_y * f32(n))); f32(f32(s_x / s_y) / n) rounds differently."""
+    rng = np.random.default_rng(5)
+    n = 49
+    for _ in range(20000):
+        s_x, s_y = np.exp(rng.uniform(-6, -1, 2)).astype(np.float32)
+        ort_scale = s_x / (s_y * np.float32(n))
+        other = (s_x / s_y) / np.float32(n)
+        if ort_scale != other and 2**-32 <= ort_scale < 1:
+            hits = straddling_accumulators(ort_scale, other, 0, min(255 * n, int(127 / ort_scale)))
+            if hits.size:
+                break
+    acc = int(hits[0])
+    x = np.zeros(n, np.int64)
+    x[: acc // 255] = 255
+    x[acc // 255] += acc % 255 if acc // 255 < n else 0
+    assert x.sum() == acc
+    model = gap_model("uint8", (1, 1, 7, 7), s_x, 0, s_y, 0)
+    check_exact(model, tmp_path, n_random=0, extra_cases=[[x.astype(np.uint8).reshape(1, 1, 7, 7)]])
+
+
+def maxpool_model(dtype, shape, out_shape, **attrs):
+    """QuantizeLinear -> MaxPool on the codes -> DequantizeLinear, as a QOperator model has it."""
+    inits = {"s": scalar(0.05, np.float32), "z": scalar(DTYPE_RANGE[dtype][0] + 100, dtype)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="q"),
+             helper.make_node("MaxPool", ["xq"], ["yq"], name="pool", **attrs),
+             helper.make_node("DequantizeLinear", ["yq", "s", "z"], ["y"], name="dq")]
+    return make_model(nodes, [("x", "float32", list(shape))], [("y", "float32", list(out_shape))], inits)
+
+
+def pooled_size(size, k, s, d, begin, end, ceil_mode):
+    span = size + begin + end - ((k - 1) * d + 1)
+    out = (-(-span // s) if ceil_mode else span // s) + 1
+    if ceil_mode and (out - 1) * s >= size + begin:
+        out -= 1
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_maxpool_drawn_parameters(data):
+    draw = data.draw
+    dtype = draw(st.sampled_from(["uint8", "int8"]))
+    kernel = [draw(st.integers(1, 4)) for _ in range(2)]
+    strides = [draw(st.integers(1, 3)) for _ in range(2)]
+    dilations = [draw(st.sampled_from([1, 1, 2])) for _ in range(2)]
+    pads = [draw(st.integers(0, k - 1)) for k in kernel * 2]
+    ceil_mode = draw(st.booleans())
+    size = [draw(st.integers((k - 1) * d + 1, 16)) for k, d in zip(kernel, dilations)]
+    out = [pooled_size(size[i], kernel[i], strides[i], dilations[i], pads[i], pads[i + 2], ceil_mode) for i in range(2)]
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 5)), *size)
+    model = maxpool_model(dtype, shape, (*shape[:2], *out), kernel_shape=kernel, strides=strides, dilations=dilations,
+                          pads=pads, ceil_mode=int(ceil_mode))
+    with tempfile.TemporaryDirectory() as tmp:
+        check_exact(model, Path(tmp), n_random=3)
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+def test_maxpool_auto_pad(tmp_path, auto_pad):
+    size, k, s = 11, 3, 2
+    out = -(-size // s) if auto_pad != "VALID" else (size - k) // s + 1
+    model = maxpool_model("int8", (1, 3, size, size), (1, 3, out, out), kernel_shape=[k, k], strides=[s, s], auto_pad=auto_pad)
+    check_exact(model, tmp_path, n_random=4)
