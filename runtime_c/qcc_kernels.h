@@ -32,7 +32,7 @@ typedef struct {
     int32_t groups;
     int32_t input_zero;         /* Z_x: the code that padded taps read */
     const int8_t *weights;      /* [out_c][in_c / groups][kernel_h][kernel_w] */
-    const int32_t *acc_const;   /* per out channel: bias - Z_x*sum(w) + taps*Z_x*Z_w */
+    const int32_t *acc_const;   /* per out channel: bias - Z_x*sum(w - Z_w) */
     const int32_t *weight_zero; /* per out channel Z_w, or NULL when all are 0 */
     qcc_requant_params requant;
 } qcc_conv_params;
@@ -69,8 +69,9 @@ typedef struct {
     int32_t in_strides[QCC_MAX_RANK]; /* input stride of each output axis, in elements */
 } qcc_transpose_params;
 
-void qcc_conv_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y);
-void qcc_conv_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y);
+/* scratch: out_w + 2 * kernel_w int32 words of working memory (the compiler plans them in the arena). */
+void qcc_conv_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y, int32_t *scratch);
+void qcc_conv_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y, int32_t *scratch);
 void qcc_fully_connected_s8(const qcc_fc_params *p, const int8_t *a, int8_t *y);
 void qcc_fully_connected_u8(const qcc_fc_params *p, const uint8_t *a, uint8_t *y);
 void qcc_global_avgpool_s8(const qcc_global_avgpool_params *p, const int8_t *x, int8_t *y);

@@ -4,6 +4,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import helper
@@ -119,3 +120,35 @@ def test_depthwise_int8_per_channel_extreme_zero_points(tmp_path):
                               x_scale=0.05, x_zero=127, y_scale=0.1, y_zero=-128, y_shape=(1, c, 5, 5),
                               bias=rng.integers(-5000, 5000, c), kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], group=c)
     check_exact(model, tmp_path, n_random=4)
+
+
+def sweep_case(kernel, strides, dilations, groups, in_per_group, out_per_group, pads, x_dtype="uint8", seed=0):
+    rng = np.random.default_rng(seed)
+    size = [9, 8]
+    out_hw = [output_size(size[i], kernel[i], strides[i], dilations[i], pads[i], pads[i + 2]) for i in range(2)]
+    out_c = groups * out_per_group
+    w = rng.integers(-128, 128, (out_c, in_per_group, *kernel)).astype(np.int8)
+    return dict(x_dtype=x_dtype, x_shape=(1, groups * in_per_group, *size), w=w,
+                w_scale=np.exp(rng.uniform(-7, -3, out_c)).astype(np.float32), w_zero=np.zeros(out_c, np.int64),
+                x_scale=np.float32(0.03), x_zero=7 if x_dtype == "uint8" else -7, y_scale=np.float32(0.05),
+                y_zero=100 if x_dtype == "uint8" else -3, y_shape=(1, out_c, *out_hw), bias=rng.integers(-9999, 9999, out_c),
+                kernel_shape=list(kernel), strides=list(strides), dilations=list(dilations), pads=list(pads),
+                **({"group": groups} if groups > 1 else {}))
+
+
+# A fixed sweep beside the drawn cases, so every shape the issue names is covered on every run.
+SWEEP = [
+    *[dict(kernel=(k, k), strides=(s, s), dilations=(1, 1), groups=1, in_per_group=3, out_per_group=4, pads=(k // 2,) * 4)
+      for k in (1, 3, 5, 7) for s in (1, 2)],
+    dict(kernel=(1, 7), strides=(1, 2), dilations=(1, 1), groups=1, in_per_group=2, out_per_group=3, pads=(0, 3, 0, 2)),
+    dict(kernel=(5, 3), strides=(2, 1), dilations=(1, 1), groups=1, in_per_group=2, out_per_group=3, pads=(2, 0, 1, 1)),
+    dict(kernel=(3, 3), strides=(1, 1), dilations=(2, 2), groups=1, in_per_group=3, out_per_group=2, pads=(2, 2, 2, 2)),
+    dict(kernel=(3, 3), strides=(2, 2), dilations=(1, 1), groups=6, in_per_group=1, out_per_group=1, pads=(1, 1, 1, 1)),
+    dict(kernel=(3, 3), strides=(1, 1), dilations=(2, 1), groups=3, in_per_group=2, out_per_group=2, pads=(0, 1, 2, 0)),
+]
+
+
+@pytest.mark.parametrize("x_dtype", ["uint8", "int8"])
+@pytest.mark.parametrize("shape", SWEEP, ids=lambda s: f"k{s['kernel']}-s{s['strides']}-d{s['dilations']}-g{s['groups']}")
+def test_qlinearconv_shape_sweep(tmp_path, shape, x_dtype):
+    check_exact(qlinearconv_model(**sweep_case(**shape, x_dtype=x_dtype)), tmp_path, n_random=2)

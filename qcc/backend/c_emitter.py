@@ -75,6 +75,11 @@ class CEmitter:
         self.declarations.append(f"static const {ctype} {name} = {{\n    {body}\n}};")
         return f"&{name}"
 
+    def scratch(self, node) -> str:
+        """A pointer to the node's scratch buffer (word-aligned) in the arena."""
+        step = self.graph.nodes.index(node)
+        return f"(int32_t *)(void *)&{self.arena_symbol}.bytes[{self.plan.scratch[step]}]"
+
     def same_storage(self, a: str, b: str) -> bool:
         return self.plan.same_storage(a, b)
 

@@ -43,6 +43,10 @@ class Op:
     def macs(self, node: Node, graph: Graph) -> int:
         return 0
 
+    def scratch_bytes(self, node: Node, graph: Graph) -> int:
+        """Working memory the kernel needs during this step only; the memory plan puts it in the arena."""
+        return 0
+
     # Ops that only reinterpret their input's bytes (Reshape, Flatten, ...) share its storage.
     aliases_input: bool = False
 

@@ -144,6 +144,10 @@ class QLinearConv(Op):
         w = graph.tensor(node.inputs[1])
         return graph.tensor(node.outputs[0]).size * int(np.prod(w.shape[1:]))
 
+    def scratch_bytes(self, node: Node, graph: Graph) -> int:
+        # int32 words: one accumulator per output column, and each kernel column's valid output range
+        return 4 * (graph.tensor(node.outputs[0]).shape[3] + 2 * node.attrs["kernel"][1])
+
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         prefix = c.symbol(node.name)
@@ -159,4 +163,4 @@ class QLinearConv(Op):
         ]
         params = c.struct("qcc_conv_params", f"{prefix}_params", fields)
         suffix = "s8" if x.dtype == "int8" else "u8"
-        return f"qcc_conv_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
+        return f"qcc_conv_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"

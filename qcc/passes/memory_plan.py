@@ -29,6 +29,7 @@ class MemoryPlan:
     storage: dict[str, Storage]
     arena_bytes: int
     root: dict[str, str]  # tensor -> the tensor whose buffer it uses
+    scratch: dict[int, int]  # node index -> arena offset of its scratch buffer
 
     def same_storage(self, a: str, b: str) -> bool:
         return self.root[a] == self.root[b]
@@ -91,20 +92,31 @@ def plan(graph: Graph) -> MemoryPlan:
         for t in members:
             storage[t] = kind
 
+    # A kernel's scratch lives during its own step only.
+    for step, node in enumerate(graph.nodes):
+        size = op_named(node.op).scratch_bytes(node, graph)
+        if size:
+            arena_buffers.append((step, size, step, step))
+
     placed: list[tuple[int, int, int, int]] = []  # (offset, size, start, end)
+    scratch: dict[int, int] = {}
     arena_bytes = 0
-    for r, size, start, end in sorted(arena_buffers, key=lambda b: (-b[1], b[2], b[0])):
+    for r, size, start, end in sorted(arena_buffers, key=lambda b: (-b[1], b[2], str(b[0]))):
         offset = 0
         for other_offset, other_size, other_start, other_end in sorted(placed):
             alive_together = start <= other_end and other_start <= end
             if alive_together and offset < other_offset + other_size and other_offset < offset + size:
                 offset = _align(other_offset + other_size)
         placed.append((offset, size, start, end))
+        if isinstance(r, int):
+            scratch[r] = offset
+            arena_bytes = max(arena_bytes, offset + size)
+            continue
         storage_r = Storage("arena", offset=offset)
         for t in groups[r]:
             storage[t] = storage_r
         arena_bytes = max(arena_bytes, offset + size)
-    return MemoryPlan(storage, _align(arena_bytes), resolved)
+    return MemoryPlan(storage, _align(arena_bytes), resolved, scratch)
 
 
 def _align(n: int) -> int:
