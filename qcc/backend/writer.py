@@ -17,9 +17,18 @@ from qcc.ir import C_TYPES
 from qcc.ops import op_named
 from qcc.pipeline import Compiled
 
-RUNTIME_FILES = ["qcc_kernels.h", "qcc_kernels.c", "qcc_kernels_impl.inc", "qcc_requant.h", "qcc_requant_ort.h"]
-FLOAT_IO_FILES = ["qcc_float_io.h", "qcc_float_io.c"]
 MANIFEST = "model.json"
+
+
+def runtime_files(compiled: Compiled) -> tuple[list[str], list[str], list[str]]:
+    """(files to copy, .c sources to build, headers model.c includes): every runtime header and
+    include fragment, and only the sources that the model's ops call into."""
+    used = [op_named(node.op) for node in compiled.graph.nodes]
+    sources = sorted({s for op in used for s in op.runtime_sources})
+    headers = sorted({op.runtime_header for op in used if op.runtime_header})
+    runtime = asset_dir("runtime_c")
+    shared = sorted(p.name for p in runtime.iterdir() if p.suffix in (".h", ".inc"))
+    return shared + sources, sources, headers
 
 
 def _float_text(value: np.float32) -> str:
@@ -89,15 +98,16 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
     name = options.name
     inputs, outputs = io_entries(compiled)
     emitter, steps, layers = emit_layers(compiled, inputs, outputs)
+    runtime, sources, headers = runtime_files(compiled)
+    objects = [f"{name}.o"] + [f[:-2] + ".o" for f in sources]
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(asset_dir("templates"))), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     common = {"name": name, "NAME": name.upper(), "version": __version__, "source": Path(graph.source).name,
               "inputs": inputs, "outputs": outputs, "args": inputs + outputs, "arena_bytes": plan.arena_bytes,
               "weights_bytes": emitter.weights_bytes, "rounding": options.rounding, "float_io": options.float_io,
-              "arena_symbol": f"{name}_arena", "declarations": emitter.declarations, "steps": steps}
-    runtime = RUNTIME_FILES + (FLOAT_IO_FILES if options.float_io else [])
-    objects = [f"{name}.o"] + [f[:-2] + ".o" for f in runtime if f.endswith(".c")]
+              "arena_symbol": f"{name}_arena", "declarations": emitter.declarations, "steps": steps,
+              "runtime_headers": headers}
 
     cases = []
     for case_inputs in golden_cases:

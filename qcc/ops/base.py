@@ -26,6 +26,13 @@ class Op:
     onnx_ops: tuple[tuple[str, str], ...] = ()  # (domain, op_type) pairs this op imports
     summary: str = ""  # one line for the README's op table
     exactness: str = "bit-exact"  # against ONNX Runtime, for the README's op table
+    # The runtime_c/ sources the op's C calls into (every runtime header is always copied), and the
+    # header model.c must include for it.
+    runtime_sources: tuple[str, ...] = ()
+    runtime_header: str | None = None
+    # True when the op's integer output goes through a clamp that Relu/Clip can fold into
+    # (the op reads node.attrs["clamp"] = (lo_code, hi_code) in prepare).
+    folds_clamp: bool = False
 
     def import_node(self, onnx_node: onnx.NodeProto, graph: Graph) -> Node:
         raise NotImplementedError

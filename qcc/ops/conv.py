@@ -53,6 +53,9 @@ def window_output_size(size, kernel, stride, dilation, pad_begin, pad_end, ceil_
 
 @register
 class QLinearConv(Op):
+    runtime_sources = ("qcc_kernels.c",)
+    runtime_header = "qcc_kernels.h"
+    folds_clamp = True
     name = "QLinearConv"
     onnx_ops = (("", "QLinearConv"),)
     summary = "2-D convolution: groups (depthwise), strides, pads, dilations, auto_pad"

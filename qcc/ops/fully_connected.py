@@ -26,6 +26,9 @@ from qcc.ops.quantized import (
 
 class _ConstantRightMatMul(Op):
     """Shared by both ONNX forms once imported: node.attrs hold trans_a, alpha and the bias."""
+    runtime_sources = ("qcc_kernels.c",)
+    runtime_header = "qcc_kernels.h"
+    folds_clamp = True
 
     def _import(self, onnx_node, graph: Graph, *, a_idx, b_idx, y_idx, bias_idx, trans_a, trans_b, alpha) -> Node:
         a = quantized_input(graph, onnx_node, a_idx, "A input")

@@ -15,6 +15,9 @@ from qcc.ops.quantized import add_output, emit_requant, prepare_requant, quantiz
 
 @register
 class QLinearGlobalAveragePool(Op):
+    runtime_sources = ("qcc_kernels.c",)
+    runtime_header = "qcc_kernels.h"
+    folds_clamp = True
     name = "QLinearGlobalAveragePool"
     onnx_ops = (("com.microsoft", "QLinearGlobalAveragePool"),)
     summary = "mean over the spatial map, channels first or last"

@@ -39,6 +39,8 @@ def dequantize_linear(q: np.ndarray, scale: np.float32, zero: int) -> np.ndarray
 
 @register
 class QuantizeLinear(Op):
+    runtime_sources = ("qcc_float_io.c",)
+    runtime_header = "qcc_float_io.h"
     name = "QuantizeLinear"
     onnx_ops = (("", "QuantizeLinear"),)
     summary = "on a graph input: removed (the C takes codes), or float32 in C with --float-io"
@@ -67,6 +69,8 @@ class QuantizeLinear(Op):
 
 @register
 class DequantizeLinear(Op):
+    runtime_sources = ("qcc_float_io.c",)
+    runtime_header = "qcc_float_io.h"
     name = "DequantizeLinear"
     onnx_ops = (("", "DequantizeLinear"),)
     summary = "on a graph output: removed (the C returns codes), or float32 in C with --float-io"

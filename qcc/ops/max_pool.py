@@ -19,6 +19,8 @@ def _has_real_tap(size, out, kernel, stride, dilation, pad_begin) -> bool:
 
 @register
 class MaxPool(Op):
+    runtime_sources = ("qcc_kernels.c",)
+    runtime_header = "qcc_kernels.h"
     name = "MaxPool"
     onnx_ops = (("", "MaxPool"),)
     summary = "2-D max pooling: kernel, strides, pads, auto_pad, ceil_mode, dilations"

@@ -77,6 +77,8 @@ class Reshape(Op):
 
 @register
 class Transpose(Op):
+    runtime_sources = ("qcc_kernels.c",)
+    runtime_header = "qcc_kernels.h"
     name = "Transpose"
     onnx_ops = (("", "Transpose"),)
     summary = f"any permutation up to rank {MAX_TRANSPOSE_RANK}"

@@ -9,19 +9,18 @@ from __future__ import annotations
 
 from qcc.errors import QccError
 from qcc.ir import Graph
-
-REQUANTIZING_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "QLinearGlobalAveragePool"}
+from qcc.ops import all_ops, op_named
 
 
 def apply(graph: Graph) -> None:
     for node in [n for n in graph.nodes if n.op == "ClampCodes"]:
         source, result = node.inputs[0], node.outputs[0]
         producer = graph.producer(source)
-        if (producer is None or producer.op not in REQUANTIZING_OPS or len(graph.consumers(source)) != 1
+        if (producer is None or not op_named(producer.op).folds_clamp or len(graph.consumers(source)) != 1
                 or source in graph.outputs):
             raise QccError(
                 f"{graph.source}: node '{node.name}' ({node.attrs['onnx_op']}) does not directly follow an integer "
-                f"op ({', '.join(sorted(REQUANTIZING_OPS))}) as its only reader; qcc folds {node.attrs['onnx_op']} "
+                f"op ({', '.join(sorted(op.name for op in all_ops() if op.folds_clamp))}) as its only reader; qcc folds {node.attrs['onnx_op']} "
                 "only into such an op's clamp"
             )
         lo, hi = node.attrs["clamp"]
