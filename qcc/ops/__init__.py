@@ -3,7 +3,7 @@
 import importlib
 import pkgutil
 
-from qcc.ops.base import all_ops, op_for_onnx, op_named, supported_onnx_ops  # noqa: F401
+from qcc.ops.base import all_ops, op_for_onnx, op_named, qdq_op_for, supported_onnx_ops  # noqa: F401
 
 _SHARED = {"base", "quantized"}  # helpers of the op modules, not ops
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):

@@ -57,9 +57,19 @@ class Op:
     # Ops that only reinterpret their input's bytes (Reshape, Flatten, ...) share its storage.
     aliases_input: bool = False
 
+    # QDQ models: the float ONNX ops (domain, op_type) whose DequantizeLinear -> op -> QuantizeLinear
+    # group ORT runs as this op's integer kernel, and how to write that group as a QOperator node.
+    qdq_float_ops: tuple[tuple[str, str], ...] = ()
+
+    def from_qdq(self, group) -> list[onnx.NodeProto]:
+        """The QOperator node(s) replacing a qcc.frontend.qdq.QdqGroup; raise NotFused where ORT
+        leaves the group in float."""
+        raise NotImplementedError
+
 
 _BY_ONNX: dict[tuple[str, str], Op] = {}
 _BY_NAME: dict[str, Op] = {}
+_BY_QDQ: dict[tuple[str, str], Op] = {}
 
 
 def register(op_class: type[Op]) -> type[Op]:
@@ -67,11 +77,17 @@ def register(op_class: type[Op]) -> type[Op]:
     _BY_NAME[op.name] = op
     for key in op.onnx_ops:
         _BY_ONNX[key] = op
+    for key in op.qdq_float_ops:
+        _BY_QDQ[key] = op
     return op_class
 
 
 def op_for_onnx(domain: str, op_type: str) -> Op | None:
     return _BY_ONNX.get((domain if domain != "ai.onnx" else "", op_type))
+
+
+def qdq_op_for(domain: str, op_type: str) -> Op | None:
+    return _BY_QDQ.get((domain if domain != "ai.onnx" else "", op_type))
 
 
 def op_named(name: str) -> Op:

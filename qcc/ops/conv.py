@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from qcc.frontend.qdq import bias_codes, check_integer_types
 from qcc.ir import Graph, Node
 from qcc.ops.base import Op, attribute, const_input, register, require
 from qcc.ops.quantized import (
@@ -59,6 +60,16 @@ class QLinearConv(Op):
     name = "QLinearConv"
     onnx_ops = (("", "QLinearConv"),)
     summary = "2-D convolution: groups (depthwise), strides, pads, dilations, auto_pad"
+
+    qdq_float_ops = (("", "Conv"),)
+
+    def from_qdq(self, group):
+        x, w, y = group.quantized_input(0), group.quantized_input(1), group.quantized_output()
+        check_integer_types(group, x, w, y)
+        inputs = [*x, *w, y[1], y[2]]
+        if len(group.node.input) > 2 and group.node.input[2]:
+            inputs.append(bias_codes(group, 2))
+        return [group.replacement("QLinearConv", inputs, **group.attributes())]
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")

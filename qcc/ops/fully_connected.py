@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from qcc.frontend.qdq import NotFused, bias_codes, check_integer_types
 from qcc.ir import Graph, Node
 from qcc.ops.base import Op, attribute, const_input, register, require
 from qcc.ops.quantized import (
@@ -131,6 +132,13 @@ class QLinearMatMul(_ConstantRightMatMul):
     onnx_ops = (("", "QLinearMatMul"),)
     summary = "matrix product with a constant 2-D right side, per-column or per-tensor B"
 
+    qdq_float_ops = (("", "MatMul"),)
+
+    def from_qdq(self, group):
+        a, b, y = group.quantized_input(0), group.quantized_input(1), group.quantized_output()
+        check_integer_types(group, a, b, y)
+        return [group.replacement("QLinearMatMul", [*a, *b, y[1], y[2]])]
+
     def import_node(self, onnx_node, graph):
         return self._import(onnx_node, graph, a_idx=0, b_idx=3, y_idx=6, bias_idx=None,
                             trans_a=False, trans_b=False, alpha=1.0)
@@ -144,6 +152,20 @@ class QGemm(_ConstantRightMatMul):
     name = "QGemm"
     onnx_ops = (("com.microsoft", "QGemm"),)
     summary = "Gemm with transA, transB, alpha, int32 C of any broadcast shape, per-column B"
+
+    qdq_float_ops = (("", "Gemm"),)
+
+    def from_qdq(self, group):
+        a, b, y = group.quantized_input(0), group.quantized_input(1), group.quantized_output()
+        check_integer_types(group, a, b, y)
+        attrs = group.attributes()
+        c = ""
+        if len(group.node.input) > 2 and group.node.input[2]:
+            if attrs.get("beta", 1.0) != 1.0:
+                raise NotFused("its beta is not 1 (QGemm has no beta)")
+            c = bias_codes(group, 2)
+        attrs.pop("beta", None)
+        return [group.replacement("QGemm", [*a, *b, c, y[1], y[2]], domain="com.microsoft", **attrs)]
 
     def import_node(self, onnx_node, graph):
         return self._import(onnx_node, graph, a_idx=0, b_idx=3, y_idx=7, bias_idx=6,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from qcc.frontend.qdq import check_integer_types
 from qcc.ir import Graph, Node
 from qcc.ops.base import Op, attribute, register, require
 from qcc.ops.quantized import add_output, emit_requant, prepare_requant, quantized_input, read_quant, requantize, wrap_int32
@@ -21,6 +22,13 @@ class QLinearGlobalAveragePool(Op):
     name = "QLinearGlobalAveragePool"
     onnx_ops = (("com.microsoft", "QLinearGlobalAveragePool"),)
     summary = "mean over the spatial map, channels first or last"
+
+    qdq_float_ops = (("", "GlobalAveragePool"),)
+
+    def from_qdq(self, group):
+        x, y = group.quantized_input(0), group.quantized_output()
+        check_integer_types(group, x, None, y)
+        return [group.replacement("QLinearGlobalAveragePool", [*x, y[1], y[2]], domain="com.microsoft", channels_last=0)]
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")

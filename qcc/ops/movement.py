@@ -59,6 +59,10 @@ class Reshape(Op):
     onnx_ops = (("", "Reshape"), ("", "Flatten"), ("", "Squeeze"), ("", "Unsqueeze"), ("", "Identity"))
     summary = "no code: the output shares the input's bytes (a copy only between two caller buffers)"
     aliases_input = True
+    qdq_float_ops = onnx_ops
+
+    def from_qdq(self, group):
+        return [group.on_codes()]
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")
@@ -82,6 +86,10 @@ class Transpose(Op):
     name = "Transpose"
     onnx_ops = (("", "Transpose"),)
     summary = f"any permutation up to rank {MAX_TRANSPOSE_RANK}"
+    qdq_float_ops = onnx_ops
+
+    def from_qdq(self, group):
+        return [group.on_codes()]
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")

@@ -1,0 +1,92 @@
+"""QDQ models: DequantizeLinear -> op -> QuantizeLinear groups become the integer ops ORT fuses them
+into, bit-exact to ORT; groups ORT leaves in float are refused by name."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from helpers import check_exact, make_model, scalar
+from models import cnn96, quantize
+from qcc.errors import QccError
+from qcc.pipeline import Options, compile_model
+from test_op_movement_and_activation import conv1x1
+
+
+@pytest.mark.parametrize("activation", ["uint8", "int8"])
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_cnn96_qdq_is_fused_and_exact(tmp_path, activation, per_channel):
+    path = quantize(cnn96(), tmp_path / "cnn_qdq.onnx", activation=activation, per_channel=per_channel, quant_format="QDQ")
+    compiled = check_exact(path, tmp_path, n_random=3)
+    assert [n.op for n in compiled.graph.nodes] == ["QLinearConv"] * 3 + ["QLinearGlobalAveragePool", "Reshape", "QGemm"]
+
+
+def qdq_conv_model(*, weight_dtype="int8", weight_zero=0, with_bias=True, output_q=True, activation="uint8"):
+    """input -> Q -> DQ -> Conv(DQ(w), DQ(b)) -> Q -> DQ -> output, written by hand."""
+    rng = np.random.default_rng(1)
+    lo, hi = (0, 255) if weight_dtype == "uint8" else (-128, 127)
+    x_zero = 10 if activation == "uint8" else -10
+    inits = {"xs": scalar(0.02, np.float32), "xz": scalar(x_zero, activation),
+             "w": rng.integers(lo, hi, (4, 3, 3, 3), endpoint=True).astype(weight_dtype),
+             "ws": np.full(4, 0.01, np.float32), "wz": np.full(4, weight_zero, weight_dtype),
+             "b": rng.integers(-500, 500, 4).astype(np.int32), "bs": np.full(4, np.float32(0.02) * np.float32(0.01), np.float32),
+             "bz": np.zeros(4, np.int32), "ys": scalar(0.05, np.float32), "yz": scalar(x_zero + 3, activation)}
+    conv_inputs = ["xd", "wd", "bd"] if with_bias else ["xd", "wd"]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"], name="q_in"),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"], name="dq_in"),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], name="dq_w", axis=0),
+             helper.make_node("DequantizeLinear", ["b", "bs", "bz"], ["bd"], name="dq_b", axis=0),
+             helper.make_node("Conv", conv_inputs, ["c"], name="conv", pads=[1, 1, 1, 1])]
+    if output_q:
+        nodes += [helper.make_node("QuantizeLinear", ["c", "ys", "yz"], ["cq"], name="q_out"),
+                  helper.make_node("DequantizeLinear", ["cq", "ys", "yz"], ["y"], name="dq_out")]
+        out = "y"
+    else:
+        out = "c"
+    return make_model(nodes, [("x", "float32", [1, 3, 8, 8])], [(out, "float32", [1, 4, 8, 8])], inits)
+
+
+@pytest.mark.parametrize("weight_dtype, weight_zero", [("int8", 0), ("uint8", 128), ("uint8", 37)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_hand_written_qdq_conv(tmp_path, weight_dtype, weight_zero, with_bias):
+    model = qdq_conv_model(weight_dtype=weight_dtype, weight_zero=weight_zero, with_bias=with_bias)
+    compiled = check_exact(model, tmp_path, n_random=4)
+    assert [n.op for n in compiled.graph.nodes] == ["QLinearConv"]
+
+
+def test_qdq_maxpool_and_reshape_run_on_codes(tmp_path):
+    conv, inits = conv1x1("uint8", 4, x="x", y="c")
+    inits["shape"] = np.array([1, -1], np.int64)
+    nodes = [conv,
+             helper.make_node("DequantizeLinear", ["c", "conv_ys", "conv_yz"], ["cd"], name="dq1"),
+             helper.make_node("MaxPool", ["cd"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("QuantizeLinear", ["p", "conv_ys", "conv_yz"], ["pq"], name="q1"),
+             helper.make_node("DequantizeLinear", ["pq", "conv_ys", "conv_yz"], ["pd"], name="dq2"),
+             helper.make_node("Reshape", ["pd", "shape"], ["r"], name="reshape"),
+             helper.make_node("QuantizeLinear", ["r", "conv_ys", "conv_yz"], ["y"], name="q2")]
+    model = make_model(nodes, [("x", "uint8", [1, 4, 6, 6])], [("y", "uint8", [1, 36])], inits)
+    compiled = check_exact(model, tmp_path, n_random=4)
+    assert [n.op for n in compiled.graph.nodes] == ["QLinearConv", "MaxPool", "Reshape"]
+
+
+def compile_error(model, tmp_path) -> str:
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(QccError) as error:
+        compile_model(path, Options())
+    return str(error.value)
+
+
+def test_conv_without_output_quantize_is_refused(tmp_path):
+    message = compile_error(qdq_conv_model(output_q=False), tmp_path)
+    assert "node 'conv' (Conv) stays in float in ONNX Runtime because its output does not go to exactly one QuantizeLinear" in message
+
+
+def test_maxpool_between_different_quantizations_is_refused(tmp_path):
+    conv, inits = conv1x1("uint8", 4, x="x", y="c")
+    inits.update({"s2": scalar(0.5, np.float32), "z2": scalar(3, "uint8")})
+    nodes = [conv, helper.make_node("DequantizeLinear", ["c", "conv_ys", "conv_yz"], ["cd"], name="dq1"),
+             helper.make_node("MaxPool", ["cd"], ["p"], name="pool", kernel_shape=[2, 2]),
+             helper.make_node("QuantizeLinear", ["p", "s2", "z2"], ["y"], name="q1")]
+    message = compile_error(make_model(nodes, [("x", "uint8", [1, 4, 6, 6])], [("y", "uint8", [1, 4, 5, 5])], inits), tmp_path)
+    assert "node 'pool' (MaxPool) stays in float" in message and "different scales or zero points" in message
