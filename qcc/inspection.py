@@ -24,7 +24,8 @@ def inspect(model: str, options: Options) -> str:
     lines = [f"{model}: {len(onnx_model.graph.node)} ONNX nodes"]
     status = []
     for node in onnx_model.graph.node:
-        supported = node.op_type == "Constant" or ops.op_for_onnx(node.domain, node.op_type) is not None
+        supported = (ops.op_for_onnx(node.domain, node.op_type) is not None
+                     or ops.qdq_op_for(node.domain, node.op_type) is not None)
         status.append((node.name or node.output[0], node.op_type, "supported" if supported else "UNSUPPORTED"))
     try:
         compiled = compile_model(model, options)

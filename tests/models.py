@@ -36,8 +36,9 @@ def cnn96(seed: int = 0) -> onnx.ModelProto:
 
 
 def quantize(float_model: onnx.ModelProto, out_path: Path, *, activation: str = "uint8", per_channel: bool = True,
-             quant_format: str = "QOperator", calibration_batches: int = 4, seed: int = 1) -> Path:
-    """quantize_static with seeded uniform [0, 1) calibration data; activation 'uint8' or 'int8', int8 weights."""
+             quant_format: str = "QOperator", calibration_batches: int = 4, seed: int = 1, weight: str = "int8",
+             extra_options: dict | None = None) -> Path:
+    """quantize_static with seeded uniform [0, 1) calibration data; activation and weight 'uint8' or 'int8'."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     out_path = Path(out_path)
@@ -56,6 +57,7 @@ def quantize(float_model: onnx.ModelProto, out_path: Path, *, activation: str = 
     quantize_static(str(float_path), str(out_path), Reader(), quant_format=getattr(QuantFormat, quant_format),
                     per_channel=per_channel,
                     activation_type=QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8,
-                    weight_type=QuantType.QInt8)
+                    weight_type=QuantType.QUInt8 if weight == "uint8" else QuantType.QInt8,
+                    extra_options=extra_options or {})
     float_path.unlink()
     return out_path

@@ -21,6 +21,20 @@ def test_cnn96_qdq_is_fused_and_exact(tmp_path, activation, per_channel):
     assert [n.op for n in compiled.graph.nodes] == ["QLinearConv"] * 3 + ["QLinearGlobalAveragePool", "Reshape", "QGemm"]
 
 
+@pytest.mark.parametrize("quant_format", ["QDQ", "QOperator"])
+@pytest.mark.parametrize("options", [{"WeightSymmetric": False}, {"ActivationSymmetric": True}], ids=["weight-asym", "act-sym"])
+def test_cnn96_quantizer_options(tmp_path, quant_format, options):
+    """uint8 weights with non-zero zero points (the Z_w * sum(x) term at run time), symmetric activations."""
+    weight = "uint8" if options.get("WeightSymmetric") is False else "int8"
+    # (per channel, ORT 1.32's quantizer writes uint8 weights with zero point 128 whatever WeightSymmetric says)
+    path = quantize(cnn96(), tmp_path / "cnn.onnx", activation="uint8", weight=weight, quant_format=quant_format,
+                    per_channel=weight != "uint8", extra_options=options)
+    compiled = check_exact(path, tmp_path, n_random=3)
+    conv = compiled.graph.nodes[0]
+    if weight == "uint8":
+        assert conv.params["weight_zero"] is not None and conv.params["weight_zero"].any()
+
+
 def qdq_conv_model(*, weight_dtype="int8", weight_zero=0, with_bias=True, output_q=True, activation="uint8"):
     """input -> Q -> DQ -> Conv(DQ(w), DQ(b)) -> Q -> DQ -> output, written by hand."""
     rng = np.random.default_rng(1)
@@ -90,3 +104,22 @@ def test_maxpool_between_different_quantizations_is_refused(tmp_path):
              helper.make_node("QuantizeLinear", ["p", "s2", "z2"], ["y"], name="q1")]
     message = compile_error(make_model(nodes, [("x", "uint8", [1, 4, 6, 6])], [("y", "uint8", [1, 4, 5, 5])], inits), tmp_path)
     assert "node 'pool' (MaxPool) stays in float" in message and "different scales or zero points" in message
+
+
+def test_exporter_shape_arithmetic_is_folded(tmp_path):
+    """Shape -> Gather -> Unsqueeze -> Concat -> Reshape, a Constant, ConstantOfShape and Cast: all folded."""
+    conv, inits = conv1x1("int8", 4, x="x", y="c")
+    inits.update({"zero": np.array(0, np.int64), "axes": np.array([0], np.int64), "one_dim": np.array([1], np.int64)})
+    nodes = [conv,
+             helper.make_node("Shape", ["c"], ["shape"], name="shape"),
+             helper.make_node("Gather", ["shape", "zero"], ["batch"], name="gather", axis=0),
+             helper.make_node("Unsqueeze", ["batch", "axes"], ["batch1"], name="unsqueeze"),
+             helper.make_node("Constant", [], ["minus_one"], name="const", value=onnx.numpy_helper.from_array(np.array([-1], np.int64))),
+             helper.make_node("ConstantOfShape", ["one_dim"], ["ones"], name="cos", value=onnx.numpy_helper.from_array(np.array([1.0], np.float32))),
+             helper.make_node("Cast", ["ones"], ["ones_i"], name="cast", to=onnx.TensorProto.INT64),
+             helper.make_node("Mul", ["minus_one", "ones_i"], ["m1"], name="mul"),
+             helper.make_node("Concat", ["batch1", "m1"], ["target"], name="concat", axis=0),
+             helper.make_node("Reshape", ["c", "target"], ["y"], name="reshape")]
+    model = make_model(nodes, [("x", "int8", [2, 4, 3, 3])], [("y", "int8", [2, 36])], inits)
+    compiled = check_exact(model, tmp_path, n_random=3)
+    assert [n.op for n in compiled.graph.nodes] == ["QLinearConv", "Reshape"]

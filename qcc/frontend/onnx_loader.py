@@ -94,10 +94,10 @@ def import_graph(model: onnx.ModelProto, source: str) -> Graph:
             "quantize it first, for example with onnxruntime.quantization.quantize_static"
         )
     unsupported = sorted({(n.domain or "") + ("." if n.domain else "") + n.op_type
-                          for n in onnx_graph.node if n.op_type != "Constant" and ops.op_for_onnx(n.domain, n.op_type) is None})
+                          for n in onnx_graph.node if ops.op_for_onnx(n.domain, n.op_type) is None})
     if unsupported:
         first = next(n for n in onnx_graph.node
-                     if n.op_type != "Constant" and ops.op_for_onnx(n.domain, n.op_type) is None)
+                     if ops.op_for_onnx(n.domain, n.op_type) is None)
         raise QccError(
             f"{source}: node '{first.name or first.output[0]}' uses {first.op_type}, which qcc does not support "
             f"(unsupported here: {', '.join(unsupported)}; supported: {', '.join(ops.supported_onnx_ops())})"
@@ -114,9 +114,6 @@ def import_graph(model: onnx.ModelProto, source: str) -> Graph:
         graph.inputs.append(graph_input.name)
 
     for onnx_node in onnx_graph.node:
-        if onnx_node.op_type == "Constant":
-            _add_constant(graph, onnx_node.output[0], numpy_helper.to_array(onnx.helper.get_attribute_value(onnx_node.attribute[0])))
-            continue
         graph.nodes.append(ops.op_for_onnx(onnx_node.domain, onnx_node.op_type).import_node(onnx_node, graph))
 
     # Shapes come from each op's own computation, which follows ONNX Runtime where ONNX's shape
