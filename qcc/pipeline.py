@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qcc.frontend import constant_folding, qdq
+from qcc.frontend import constant_folding, float_islands, qdq
 from qcc.frontend.onnx_loader import import_graph, load_model
 from qcc.ir import Graph
 from qcc.ops import op_named
@@ -32,7 +32,8 @@ class Compiled:
 def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
     options = options or Options()
     model = constant_folding.fold(load_model(path, options.input_shapes), str(path))
-    graph = import_graph(qdq.fuse(model, str(path)), str(path))
+    model = float_islands.replace(qdq.fuse(model, str(path)), str(path))
+    graph = import_graph(model, str(path))
     io_boundary.apply(graph, options.float_io)
     fold_activations.apply(graph)
     for node in graph.nodes:

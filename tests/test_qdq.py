@@ -21,10 +21,12 @@ def test_cnn96_qdq_is_fused_and_exact(tmp_path, activation, per_channel):
     assert [n.op for n in compiled.graph.nodes] == ["QLinearConv"] * 3 + ["QLinearGlobalAveragePool", "Reshape", "QGemm"]
 
 
-@pytest.mark.parametrize("quant_format", ["QDQ", "QOperator"])
-@pytest.mark.parametrize("options", [{"WeightSymmetric": False}, {"ActivationSymmetric": True}], ids=["weight-asym", "act-sym"])
+@pytest.mark.parametrize("quant_format, options", [
+    ("QDQ", {"WeightSymmetric": False}), ("QOperator", {"WeightSymmetric": False}), ("QDQ", {"ActivationSymmetric": True})],
+    ids=["weight-asym-QDQ", "weight-asym-QOperator", "act-sym-QDQ"])
 def test_cnn96_quantizer_options(tmp_path, quant_format, options):
-    """uint8 weights with non-zero zero points (the Z_w * sum(x) term at run time), symmetric activations."""
+    """uint8 weights with non-zero zero points (the Z_w * sum(x) term at run time); symmetric uint8
+    activations (zero point 128, so each Relu stays a float op: an island, compiled to a table)."""
     weight = "uint8" if options.get("WeightSymmetric") is False else "int8"
     # (per channel, ORT 1.32's quantizer writes uint8 weights with zero point 128 whatever WeightSymmetric says)
     path = quantize(cnn96(), tmp_path / "cnn.onnx", activation="uint8", weight=weight, quant_format=quant_format,
@@ -33,6 +35,15 @@ def test_cnn96_quantizer_options(tmp_path, quant_format, options):
     conv = compiled.graph.nodes[0]
     if weight == "uint8":
         assert conv.params["weight_zero"] is not None and conv.params["weight_zero"].any()
+
+
+def test_float_global_pool_left_by_the_quantizer_is_refused(tmp_path):
+    """With symmetric activations the QOperator quantizer leaves Relu -> GlobalAveragePool -> Flatten in
+    float; ORT runs that pooling in float32, which qcc has no exact integer form for."""
+    path = quantize(cnn96(), tmp_path / "cnn.onnx", activation="uint8", quant_format="QOperator",
+                    extra_options={"ActivationSymmetric": True})
+    with pytest.raises(QccError, match=r"node 'gap' \(GlobalAveragePool\) computes in float here"):
+        compile_model(path, Options())
 
 
 def qdq_conv_model(*, weight_dtype="int8", weight_zero=0, with_bias=True, output_q=True, activation="uint8"):
@@ -123,3 +134,43 @@ def test_exporter_shape_arithmetic_is_folded(tmp_path):
     model = make_model(nodes, [("x", "int8", [2, 4, 3, 3])], [("y", "int8", [2, 36])], inits)
     compiled = check_exact(model, tmp_path, n_random=3)
     assert [n.op for n in compiled.graph.nodes] == ["QLinearConv", "Reshape"]
+
+
+def test_double_qdq_pair_is_refused(tmp_path):
+    inits = {"s1": scalar(0.05, np.float32), "z1": scalar(128, "uint8"), "s2": scalar(0.1, np.float32), "z2": scalar(128, "uint8")}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s1", "z1"], ["a"], name="q1"),
+             helper.make_node("DequantizeLinear", ["a", "s1", "z1"], ["b"], name="dq1"),
+             helper.make_node("QuantizeLinear", ["b", "s2", "z2"], ["c"], name="q2"),
+             helper.make_node("DequantizeLinear", ["c", "s2", "z2"], ["y"], name="dq2")]
+    message = compile_error(make_model(nodes, [("x", "float32", [4])], [("y", "float32", [4])], inits), tmp_path)
+    assert "'q1' -> 'dq1' -> 'q2' -> 'dq2' is a double QuantizeLinear/DequantizeLinear pair" in message
+
+
+def test_conv_with_a_relu_the_quantize_does_not_make_redundant_is_refused(tmp_path):
+    model = qdq_conv_model()
+    graph = model.graph
+    conv = next(n for n in graph.node if n.op_type == "Conv")
+    conv.output[0] = "c0"
+    graph.node.insert(list(graph.node).index(conv) + 1, helper.make_node("Relu", ["c0"], ["c"], name="relu"))
+    message = compile_error(model, tmp_path)  # the output zero point is 13, not qmin: ORT keeps a float FusedConv
+    assert "node 'conv' (Conv) stays in float" in message and "Relu before its QuantizeLinear clamps inside" in message
+
+
+def test_conv_with_a_redundant_relu_is_fused(tmp_path):
+    model = qdq_conv_model()
+    for init in model.graph.initializer:
+        if init.name == "yz":
+            init.CopyFrom(onnx.numpy_helper.from_array(np.array(0, np.uint8), "yz"))
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    conv.output[0] = "c0"
+    model.graph.node.insert(list(model.graph.node).index(conv) + 1, helper.make_node("Relu", ["c0"], ["c"], name="relu"))
+    compiled = check_exact(model, tmp_path, n_random=3)
+    assert [n.op for n in compiled.graph.nodes] == ["QLinearConv"]
+
+
+def test_conv_bias_with_a_wrong_scale_is_refused(tmp_path):
+    model = qdq_conv_model()
+    for init in model.graph.initializer:
+        if init.name == "bs":
+            init.CopyFrom(onnx.numpy_helper.from_array(np.full(4, 0.02 * 0.01 * 1.05, np.float32), "bs"))
+    assert "its bias is not quantized with zero point 0 and scale s_x * s_w" in compile_error(model, tmp_path)

@@ -11,6 +11,7 @@ from onnx import numpy_helper
 
 from qcc import ops
 from qcc.errors import QccError
+from qcc.frontend import float_islands
 from qcc.ir import Graph, Tensor
 
 _DTYPES = {
@@ -96,10 +97,19 @@ def import_graph(model: onnx.ModelProto, source: str) -> Graph:
     unsupported = sorted({(n.domain or "") + ("." if n.domain else "") + n.op_type
                           for n in onnx_graph.node if ops.op_for_onnx(n.domain, n.op_type) is None})
     if unsupported:
-        first = next(n for n in onnx_graph.node
-                     if ops.op_for_onnx(n.domain, n.op_type) is None)
+        first = next(n for n in onnx_graph.node if ops.op_for_onnx(n.domain, n.op_type) is None)
+        label = f"{source}: node '{first.name or first.output[0]}'"
+        float_tensors = {vi.name for vi in list(onnx_graph.value_info) + list(onnx_graph.input)
+                         if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+        float_tensors |= {n.output[0] for n in onnx_graph.node if n.op_type == "DequantizeLinear"}
+        if first.input and first.input[0] in float_tensors:
+            raise QccError(
+                f"{label} ({first.op_type}) computes in float here (ONNX Runtime runs it as a float kernel, outside "
+                "any DequantizeLinear -> op -> QuantizeLinear group it fuses, and it is not an elementwise island); "
+                "qcc compiles integer kernels only: quantize this op too"
+            )
         raise QccError(
-            f"{source}: node '{first.name or first.output[0]}' uses {first.op_type}, which qcc does not support "
+            f"{label} uses {first.op_type}, which qcc does not support "
             f"(unsupported here: {', '.join(unsupported)}; supported: {', '.join(ops.supported_onnx_ops())})"
         )
 

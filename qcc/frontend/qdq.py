@@ -32,9 +32,20 @@ class QdqGroup:
         self.g = model_graph
         self.node = node
         self.dq = [model_graph.producer_of(name, "DequantizeLinear") if name else None for name in node.input]
-        consumers = model_graph.consumers[node.output[0]] if node.output else []
-        self.q = consumers[0] if (len(consumers) == 1 and consumers[0].op_type == "QuantizeLinear"
-                                  and node.output[0] not in model_graph.graph_outputs) else None
+        self.skipped: list[onnx.NodeProto] = []  # a Relu/Clip between node and Q that the Q makes redundant
+        self.q = None
+        self.why_no_q = "its output does not go to exactly one QuantizeLinear"
+        consumer = model_graph.single_consumer(node.output[0]) if node.output else None
+        if consumer is not None and consumer.op_type in ("Relu", "Clip"):
+            activation, consumer = consumer, model_graph.single_consumer(consumer.output[0])
+            if consumer is not None and consumer.op_type == "QuantizeLinear":
+                if model_graph.q_makes_redundant(activation, consumer):
+                    self.skipped = [activation]
+                else:
+                    consumer, self.why_no_q = None, (f"the {activation.op_type} before its QuantizeLinear clamps "
+                                                     "inside the quantized range (not redundant)")
+        if consumer is not None and consumer.op_type == "QuantizeLinear":
+            self.q = consumer
 
     # --- reading the group ---------------------------------------------------------------------
     def quantized_input(self, i: int) -> list[str]:
@@ -47,7 +58,7 @@ class QdqGroup:
     def quantized_output(self) -> list[str]:
         """[codes, scale, zero point] names of the Q after the node."""
         if self.q is None:
-            raise NotFused("its output does not go to exactly one QuantizeLinear")
+            raise NotFused(self.why_no_q)
         return [self.q.output[0], self.q.input[1], self.q.input[2] if len(self.q.input) > 2 else ""]
 
     def has_dq(self, i: int) -> bool:
@@ -60,13 +71,15 @@ class QdqGroup:
         return self.g.constant(name)
 
     def same_quantization(self, a: list[str], b: list[str]) -> bool:
-        """Whether two (codes, scale, zero point) triples have equal constant scale and zero point."""
-        sa, sb = self.constant(a[1]), self.constant(b[1])
-        za, zb = (self.constant(a[2]) if a[2] else 0), (self.constant(b[2]) if b[2] else 0)
-        if sa is None or sb is None or za is None or zb is None:
+        """ORT's IsQDQPairSupported: both zero points given explicitly, scale and zero point constant
+        scalars, of the same types, with exactly equal values."""
+        if not a[2] or not b[2]:
             return False
-        return bool(np.array_equal(sa, sb) and np.array_equal(np.asarray(za).astype(np.int64), np.asarray(zb).astype(np.int64))
-                    and self.g.elem_type(a[0]) == self.g.elem_type(b[0]))
+        sa, sb, za, zb = (self.constant(n) for n in (a[1], b[1], a[2], b[2]))
+        if any(v is None or v.size != 1 for v in (sa, sb, za, zb)):
+            return False
+        return bool(sa.dtype == sb.dtype and za.dtype == zb.dtype and sa.reshape(()) == sb.reshape(())
+                    and za.reshape(()) == zb.reshape(()) and self.g.elem_type(a[0]) == self.g.elem_type(b[0]))
 
     # --- building the replacement ------------------------------------------------------------------
     def replacement(self, op_type: str, inputs: list[str], domain: str = "", **attrs) -> onnx.NodeProto:
@@ -86,6 +99,10 @@ class QdqGroup:
         node.output[0] = y[0]
         return node
 
+    def removed(self) -> list[onnx.NodeProto]:
+        """The nodes the replacement takes the place of, besides the float node."""
+        return [*self.skipped, self.q]
+
     def attributes(self) -> dict:
         return {a.name: helper.get_attribute_value(a) for a in self.node.attribute}
 
@@ -95,7 +112,11 @@ _INTEGER_TYPES = {onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT8: "int8"
 
 def check_integer_types(group: QdqGroup, x: list[str], w: list[str] | None, y: list[str]) -> None:
     """ORT's 8-bit integer kernels: activations uint8 or int8 with the output of the same type;
-    weights int8, or uint8 beside uint8 activations."""
+    weights int8, or uint8 beside uint8 activations. ORT would fuse a per-channel activation
+    DequantizeLinear too, then fail at run time: qcc refuses it here."""
+    scale = group.constant(x[1])
+    if scale is not None and scale.size != 1:
+        raise NotFused("its input is quantized per channel, which ORT's integer kernels cannot run")
     x_type, y_type = group.g.elem_type(x[0]), group.g.elem_type(y[0])
     if x_type not in _INTEGER_TYPES or y_type != x_type:
         raise NotFused("its input and output are not both uint8 or both int8")
@@ -105,12 +126,32 @@ def check_integer_types(group: QdqGroup, x: list[str], w: list[str] | None, y: l
             raise NotFused("its weights are not int8 (or uint8 with uint8 activations)")
 
 
-def bias_codes(group: QdqGroup, i: int) -> str:
-    """The int32 codes behind a bias input's DequantizeLinear."""
-    codes = group.quantized_input(i)[0]
+def bias_codes(group: QdqGroup, i: int, x: list[str] | None = None, w: list[str] | None = None) -> str:
+    """The int32 codes behind a bias input's DequantizeLinear. Given x and w (Conv), also ORT's
+    check that the bias is quantized with zero point 0 and a scale within 1% of s_x * s_w."""
+    if not group.has_dq(i):
+        raise NotFused("its bias is float: ORT quantizes it itself (WeightBiasQuantization), which qcc does "
+                       "not reproduce; quantize the bias to int32")
+    codes, scale, zero = group.quantized_input(i)
     if group.g.elem_type(codes) != onnx.TensorProto.INT32:
         raise NotFused("its bias is not an int32 DequantizeLinear")
+    if x is not None and w is not None:
+        b_scale, x_scale, w_scale = group.constant(scale), group.constant(x[1]), group.constant(w[1])
+        b_zero = group.constant(zero) if zero else np.zeros(1, np.int32)
+        if b_scale is None or x_scale is None or w_scale is None or b_zero is None:
+            raise NotFused("its bias scale is not a constant that qcc can compare with s_x * s_w")
+        expected = np.float64(x_scale.reshape(())) * w_scale.astype(np.float64).reshape(-1)
+        # ORT documents 1% (observed ~1.2%); qcc refuses anything beyond 1% so it never guesses.
+        if np.any(b_zero != 0) or np.any(np.abs(b_scale.astype(np.float64).reshape(-1) - expected) > 0.01 * expected):
+            raise NotFused("its bias is not quantized with zero point 0 and scale s_x * s_w (ORT checks both)")
     return codes
+
+
+def weight_input(group: QdqGroup, i: int) -> list[str]:
+    if not group.has_dq(i):
+        raise NotFused("its weights are float: ORT quantizes them itself (WeightBiasQuantization), which qcc does "
+                       "not reproduce; quantize the weights")
+    return group.quantized_input(i)
 
 
 class _GraphIndex:
@@ -128,6 +169,28 @@ class _GraphIndex:
         self.graph_outputs = {o.name for o in graph.output}
         self.types = {vi.name: vi.type.tensor_type.elem_type for vi in list(graph.value_info) + list(graph.input) + list(graph.output)}
         self.types.update({init.name: init.data_type for init in graph.initializer})
+
+    def single_consumer(self, name: str) -> onnx.NodeProto | None:
+        consumers = self.consumers.get(name, [])
+        return consumers[0] if len(consumers) == 1 and name not in self.graph_outputs else None
+
+    def q_makes_redundant(self, activation: onnx.NodeProto, q: onnx.NodeProto) -> bool:
+        """ORT's IsClipMadeRedundantByQ: a Relu before a Q whose zero point is qmin, or a Clip whose
+        range, quantized, covers [qmin, qmax]."""
+        scale = self.constant(q.input[1])
+        zero = self.constant(q.input[2]) if len(q.input) > 2 and q.input[2] else np.zeros((), np.uint8)
+        if scale is None or zero is None or scale.size != 1 or zero.size != 1 or zero.dtype not in (np.uint8, np.int8):
+            return False
+        info = np.iinfo(zero.dtype)
+        z = int(zero.reshape(()))
+        if activation.op_type == "Relu":
+            return z == info.min
+        bounds = [self.constant(n) if n else None for n in list(activation.input[1:3]) + [""] * (3 - len(activation.input))]
+        lo, hi = bounds[0], bounds[1]
+        if lo is None or hi is None:
+            return False
+        s = np.float32(scale.reshape(()))
+        return (np.rint(np.float32(lo) / s) + z <= info.min) and (np.rint(np.float32(hi) / s) + z >= info.max)
 
     def producer_of(self, name: str, op_type: str) -> onnx.NodeProto | None:
         node = self.producer.get(name)
@@ -158,6 +221,7 @@ def fuse(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     if not any(n.op_type == "DequantizeLinear" for n in graph.node):
         return model
     index = _GraphIndex(graph)
+    _refuse_double_pairs(index, source)
     new_nodes: list[onnx.NodeProto] = []
     removed: set[int] = set()
     fused_any = False
@@ -175,7 +239,7 @@ def fuse(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
                 f"because {why}; qcc compiles only what ORT runs as integer kernels"
             ) from None
         new_nodes.extend(replacement)
-        removed.add(id(group.q))
+        removed.update(id(n) for n in group.removed())
         fused_any = True
     if not fused_any:
         return model
@@ -190,3 +254,18 @@ def fuse(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     del graph.node[:]
     graph.node.extend(kept)
     return model
+
+
+def _refuse_double_pairs(index: _GraphIndex, source: str) -> None:
+    """ORT's DoubleQDQPairsRemover merges Q1 -> DQ1 -> Q2 -> DQ2 into one pair with newly computed
+    parameters, which changes the numbers; qcc does not reproduce that and says so."""
+    for q1 in index.graph.node:
+        if q1.op_type != "QuantizeLinear":
+            continue
+        dq1 = index.single_consumer(q1.output[0])
+        q2 = index.single_consumer(dq1.output[0]) if dq1 is not None and dq1.op_type == "DequantizeLinear" else None
+        dq2 = index.single_consumer(q2.output[0]) if q2 is not None and q2.op_type == "QuantizeLinear" else None
+        if dq2 is not None and dq2.op_type == "DequantizeLinear":
+            raise QccError(f"{source}: '{q1.name}' -> '{dq1.name}' -> '{q2.name}' -> '{dq2.name}' is a double "
+                           "QuantizeLinear/DequantizeLinear pair, which ONNX Runtime merges with recomputed scale and "
+                           "zero point; qcc does not reproduce that: remove one pair from the model")

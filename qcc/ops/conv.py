@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcc.frontend.qdq import bias_codes, check_integer_types
+from qcc.frontend.qdq import bias_codes, check_integer_types, weight_input
 from qcc.ir import Graph, Node
 from qcc.ops.base import Op, attribute, const_input, register, require
 from qcc.ops.quantized import (
@@ -64,11 +64,11 @@ class QLinearConv(Op):
     qdq_float_ops = (("", "Conv"),)
 
     def from_qdq(self, group):
-        x, w, y = group.quantized_input(0), group.quantized_input(1), group.quantized_output()
+        x, w, y = group.quantized_input(0), weight_input(group, 1), group.quantized_output()
         check_integer_types(group, x, w, y)
         inputs = [*x, *w, y[1], y[2]]
         if len(group.node.input) > 2 and group.node.input[2]:
-            inputs.append(bias_codes(group, 2))
+            inputs.append(bias_codes(group, 2, x, w))
         return [group.replacement("QLinearConv", inputs, **group.attributes())]
 
     def import_node(self, onnx_node, graph: Graph) -> Node:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcc.frontend.qdq import NotFused, bias_codes, check_integer_types
+from qcc.frontend.qdq import NotFused, bias_codes, check_integer_types, weight_input
 from qcc.ir import Graph, Node
 from qcc.ops.base import Op, attribute, const_input, register, require
 from qcc.ops.quantized import (
@@ -156,14 +156,14 @@ class QGemm(_ConstantRightMatMul):
     qdq_float_ops = (("", "Gemm"),)
 
     def from_qdq(self, group):
-        a, b, y = group.quantized_input(0), group.quantized_input(1), group.quantized_output()
+        a, b, y = group.quantized_input(0), weight_input(group, 1), group.quantized_output()
         check_integer_types(group, a, b, y)
         attrs = group.attributes()
         c = ""
         if len(group.node.input) > 2 and group.node.input[2]:
-            if attrs.get("beta", 1.0) != 1.0:
-                raise NotFused("its beta is not 1 (QGemm has no beta)")
-            c = bias_codes(group, 2)
+            if attrs.get("beta", 1.0) != 1.0 or attrs.get("alpha", 1.0) != 1.0:
+                raise NotFused("it has a bias with alpha or beta other than 1")
+            c = bias_codes(group, 2)  # ORT uses the int32 codes as they are, whatever their scale
         attrs.pop("beta", None)
         return [group.replacement("QGemm", [*a, *b, c, y[1], y[2]], domain="com.microsoft", **attrs)]
 

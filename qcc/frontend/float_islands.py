@@ -1,0 +1,231 @@
+"""Float islands: elementwise float chains between a DequantizeLinear and a QuantizeLinear
+(the empty chain included: DequantizeLinear -> QuantizeLinear with other parameters requantizes).
+
+ORT keeps some ops in float even in a quantized model (BatchNormalization after a dense layer,
+HardSigmoid, a Relu whose QuantizeLinear zero point is not qmin, ...). Such a chain maps each
+input code to one output code (per channel where its parameters vary by channel), so qcc turns
+it into lookup tables computed at compile time: the codes are dequantized as ORT does, each
+float op is evaluated with ORT's float32 arithmetic (one evaluator per op below, each checked
+against ORT on all 256 codes of every channel by the tests), and the result is quantized as
+ORT's QuantizeLinear does. The chain becomes one node ("ai.qcc" Lookup) with the tables as an
+initializer; what is not elementwise, or not known here, stays and is refused downstream.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from qcc.errors import QccError
+from qcc.ir import DTYPE_RANGE
+
+LOOKUP_DOMAIN = "ai.qcc"
+_DTYPES = {onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT8: "int8"}
+
+
+def _attr(node, name, default):
+    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
+
+
+def _per_channel(value: np.ndarray, channels: int, where: str) -> np.ndarray:
+    """A constant as a column (channels or 1, 1) against the probe's channel axis."""
+    value = np.asarray(value, dtype=np.float32)
+    if value.size == 1:
+        return value.reshape(1, 1)
+    squeezed = value.reshape(-1)
+    if squeezed.size == channels and (value.ndim <= 1 or max(value.shape) == value.size):
+        return squeezed.reshape(channels, 1)
+    raise _NotElementwise(f"{where}: a constant of shape {list(value.shape)} does not vary along the channel axis only")
+
+
+class _NotElementwise(Exception):
+    pass
+
+
+# Each evaluator gets the float32 values (channels or 1, 256), the node's other inputs as constants
+# (None where absent) and the position of x among the inputs, and returns what ORT's float kernel
+# computes, in numpy float32 (IEEE-754 exact for + - * / sqrt).
+def _batch_normalization(node, x, consts, channels, position):
+    scale, bias, mean, var = (_per_channel(c, channels, node.name) for c in consts)
+    eps = np.float32(_attr(node, "epsilon", 1e-5))
+    # core/providers/cpu/nn/batch_norm.h: inv_std = 1/sqrt(var + eps); new_scale = inv_std * scale;
+    # new_bias = B - mean * new_scale; y = x * new_scale + new_bias (each step rounded to float32)
+    inv_std = np.float32(1) / np.sqrt(var + eps)
+    new_scale = inv_std * scale
+    new_bias = bias - mean * new_scale
+    return x * new_scale + new_bias
+
+
+def _relu(node, x, consts, channels, position):
+    return np.maximum(x, np.float32(0))
+
+
+def _clip(node, x, consts, channels, position):
+    lo = consts[0] if len(consts) > 0 and consts[0] is not None else np.float32(-np.inf)
+    hi = consts[1] if len(consts) > 1 and consts[1] is not None else np.float32(np.inf)
+    return np.minimum(np.maximum(x, np.float32(lo)), np.float32(hi))
+
+
+def _leaky_relu(node, x, consts, channels, position):
+    alpha = np.float32(_attr(node, "alpha", 0.01))
+    return np.where(x >= 0, x, alpha * x)
+
+
+def _hard_sigmoid(node, x, consts, channels, position):
+    alpha, beta = np.float32(_attr(node, "alpha", 0.2)), np.float32(_attr(node, "beta", 0.5))
+    return np.maximum(np.minimum(alpha * x + beta, np.float32(1)), np.float32(0))
+
+
+def _binary(op):
+    def evaluate(node, x, consts, channels, position):
+        c = _per_channel(consts[0], channels, node.name)
+        return op(x, c) if position == 0 else op(c, x)
+    return evaluate
+
+
+EVALUATORS = {
+    "BatchNormalization": _batch_normalization, "Relu": _relu, "Clip": _clip, "LeakyRelu": _leaky_relu,
+    "HardSigmoid": _hard_sigmoid,
+    "Add": _binary(np.add), "Mul": _binary(np.multiply), "Sub": _binary(np.subtract), "Div": _binary(np.divide),
+}
+
+
+def byte_order_codes(dtype: str) -> np.ndarray:
+    """The 256 codes in byte order (int8: 0..127 then -128..-1), the order tables are indexed in."""
+    return np.arange(256, dtype=np.uint8).view(np.dtype(dtype)).astype(np.int64)
+
+
+def quantize_float32(v: np.ndarray, scale: np.float32, zero: int, dtype: str) -> np.ndarray:
+    """ORT's QuantizeLinear: a true float32 division, clamp (NaN to qmin), round half to even."""
+    qmin, qmax = DTYPE_RANGE[dtype]
+    with np.errstate(all="ignore"):
+        q = v.astype(np.float32) / np.float32(scale)
+    q = np.where(np.isnan(q), np.float32(qmin - zero), q)
+    return (np.rint(np.clip(q, qmin - zero, qmax - zero)).astype(np.int64) + zero).astype(dtype)
+
+
+class _Index:
+    def __init__(self, graph):
+        self.producer = {o: n for n in graph.node for o in n.output}
+        self.consumers = defaultdict(list)
+        for n in graph.node:
+            for i in n.input:
+                self.consumers[i].append(n)
+        self.constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        self.outputs = {o.name for o in graph.output}
+        self.shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+                       for vi in list(graph.value_info) + list(graph.input) + list(graph.output)}
+        self.types = {vi.name: vi.type.tensor_type.elem_type for vi in list(graph.value_info) + list(graph.input)}
+        self.types.update({i.name: i.data_type for i in graph.initializer})
+
+    def constant(self, name):
+        """A constant input, directly or behind a DequantizeLinear of a constant (quantized parameters)."""
+        if not name:
+            return None
+        if name in self.constants:
+            return self.constants[name]
+        dq = self.producer.get(name)
+        if dq is not None and dq.op_type == "DequantizeLinear" and all(i in self.constants for i in dq.input if i):
+            q, s = self.constants[dq.input[0]], self.constants[dq.input[1]]
+            z = self.constants[dq.input[2]] if len(dq.input) > 2 and dq.input[2] else np.zeros_like(q)
+            axis = _attr(dq, "axis", 1)
+            if np.asarray(s).size > 1:
+                shape = [1] * q.ndim
+                shape[axis] = -1
+                s, z = np.reshape(s, shape), np.reshape(z, shape)
+            return (q.astype(np.int64) - np.asarray(z).astype(np.int64)).astype(np.float32) * np.asarray(s, np.float32)
+        return None
+
+    def code_type(self, name):
+        node = self.producer.get(name)
+        if node is not None and node.op_type == "QuantizeLinear":
+            return self.types.get(node.input[2], onnx.TensorProto.UINT8) if len(node.input) > 2 and node.input[2] else onnx.TensorProto.UINT8
+        return self.types.get(name)
+
+
+def replace(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
+    graph = model.graph
+    index = _Index(graph)
+    replaced: dict[int, onnx.NodeProto | None] = {}
+    tables = []
+    for dq in graph.node:
+        if dq.op_type != "DequantizeLinear" or dq.input[0] in index.constants:
+            continue
+        for first in index.consumers[dq.output[0]]:
+            if first.op_type not in EVALUATORS and first.op_type != "QuantizeLinear":
+                continue
+            chain, node = [], first
+            while node is not None and node.op_type in EVALUATORS:
+                chain.append(node)
+                nxt = index.consumers[node.output[0]]
+                node = nxt[0] if len(nxt) == 1 and node.output[0] not in index.outputs else None
+            if node is None or node.op_type != "QuantizeLinear":
+                continue
+            try:
+                lookup, table = _island(index, dq, chain, node, source)
+            except _NotElementwise as why:
+                raise QccError(f"{source}: float ops between '{dq.name}' and '{node.name}' "
+                               f"({' -> '.join(n.op_type for n in chain)}) cannot become a lookup table: {why}") from None
+            tables.append(table)
+            replaced[id((chain or [node])[0])] = lookup
+            for n in (chain[1:] + [node]) if chain else []:
+                replaced[id(n)] = None
+    if not replaced:
+        return model
+    nodes = []
+    for n in graph.node:
+        if id(n) in replaced:
+            if replaced[id(n)] is not None:
+                nodes.append(replaced[id(n)])
+        else:
+            nodes.append(n)
+    read = {i for n in nodes for i in n.input} | {o.name for o in graph.output}
+    nodes = [n for n in nodes if not (n.op_type == "DequantizeLinear" and n.output[0] not in read)]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(tables)
+    if not any(o.domain == LOOKUP_DOMAIN for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid(LOOKUP_DOMAIN, 1))
+    return model
+
+
+def _island(index: _Index, dq, chain, q, source):
+    """The Lookup node and its table initializer for DQ -> chain -> Q."""
+    x_codes = dq.input[0]
+    # The zero point's type is the codes' type (contrib ops' outputs have no inferred type).
+    in_dtype = _DTYPES.get(index.types.get(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else index.code_type(x_codes))
+    out_dtype = _DTYPES.get(index.types.get(q.input[2]) if len(q.input) > 2 and q.input[2] else onnx.TensorProto.UINT8)
+    if in_dtype is None or out_dtype is None:
+        raise _NotElementwise("its input or output is not 8-bit")
+    in_scale, in_zero = index.constant(dq.input[1]), index.constant(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else 0
+    out_scale, out_zero = index.constant(q.input[1]), index.constant(q.input[2]) if len(q.input) > 2 and q.input[2] else 0
+    if any(v is None or np.asarray(v).size != 1 for v in (in_scale, in_zero, out_scale, out_zero)):
+        raise _NotElementwise("its DequantizeLinear or QuantizeLinear is not per-tensor with constant parameters")
+    shape = index.shapes.get(x_codes) or index.shapes.get(dq.output[0])
+    channels = shape[1] if shape and len(shape) >= 2 else 1
+    codes = byte_order_codes(in_dtype)
+    # ORT's DequantizeLinear: f32(f32(q - z) * s)
+    x = ((codes - int(np.asarray(in_zero))).astype(np.float32) * np.float32(in_scale)).reshape(1, 256)
+    data = dq.output[0]
+    for node in chain:
+        position = list(node.input).index(data)
+        others = [name for i, name in enumerate(node.input) if i != position]
+        consts = [index.constant(name) for name in others]
+        if any(c is None for c, name in zip(consts, others) if name):
+            raise _NotElementwise(f"node '{node.name}' has a non-constant second input")
+        with np.errstate(all="ignore"):
+            x = np.asarray(EVALUATORS[node.op_type](node, x, consts, channels, position), dtype=np.float32)
+        data = node.output[0]
+    table = quantize_float32(x, np.float32(out_scale), int(np.asarray(out_zero)), out_dtype)
+    table = np.ascontiguousarray(table.view(np.uint8))
+    per_channel = table.shape[0] > 1 and not np.all(table == table[:1])
+    table = table if per_channel else table[:1]
+    name = f"{q.output[0]}_lookup_table"
+    lookup = helper.make_node("Lookup", [x_codes, name, q.input[1], q.input[2] if len(q.input) > 2 else ""], [q.output[0]],
+                              name=(chain[0].name if chain else q.name) or q.output[0], domain=LOOKUP_DOMAIN,
+                              axis=1 if per_channel else -1,
+                              float_ops=",".join(n.op_type for n in chain) or "requantize")
+    return lookup, numpy_helper.from_array(table, name)

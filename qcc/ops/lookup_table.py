@@ -1,0 +1,218 @@
+"""Lookup: an 8-bit elementwise op as a 256-entry table, and the ONNX ops that become one
+(com.microsoft QLinearLeakyRelu and QLinearSigmoid).
+
+ONNX Runtime runs these ops through a table too (contrib_ops/cpu/quantization/
+qlinear_lookup_table.cc): for each input byte b, with x the code whose byte is b,
+
+    table[b] = QuantizeLinear(f(f32(s_x * (x - z_x))), s_y, z_y)
+
+and then y = table[byte of x] for every element. qcc computes the same 256 entries at compile
+time, reproducing every float32 step exactly (qcc/numerics/float32_exact.py), and the C kernel
+only indexes a const byte array in flash: no arithmetic at all at run time.
+
+The IR op "Lookup" is generic, so other passes can create it (a float chain between a
+DequantizeLinear and a QuantizeLinear maps each input code to one output code):
+    node.params["table"]  uint8 array (channels, 256): row c holds the output codes' bytes of
+                          channel c, indexed by the input code's byte;
+    node.attrs["axis"]    None (one table, channels == 1) or the input axis the tables run along.
+Build tables with `lookup_table` and the node with `make_lookup_node`. Input and output may be
+int8 or uint8 in any combination; a Relu/Clip after the node folds into the table.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from qcc.errors import QccError
+from qcc.frontend.qdq import check_integer_types
+from qcc.ir import DTYPE_RANGE, QUANTIZED_DTYPES, Graph, Node
+from qcc.numerics import float32_exact as fx
+from qcc.ops.base import Op, attribute, register, require
+from qcc.ops.quantized import add_output, quantized_input, read_quant
+
+TABLE_ENTRIES = 256
+
+# --- building tables the way ORT does ---------------------------------------------------------
+
+
+def input_codes(dtype: str) -> np.ndarray:
+    """The 256 codes of an 8-bit type in byte order: entry b is the code whose byte is b
+    (int8: 0..127 then -128..-1), as ORT's `static_cast<T>(i)`."""
+    return np.arange(TABLE_ENTRIES, dtype=np.uint8).view(np.dtype(dtype)).astype(np.int64)
+
+
+def dequantize(code: int, scale, zero: int) -> float:
+    """ORT's table input: f32(s_x * (x - z_x)), the integer difference converted exactly."""
+    return fx.mul(scale, int(code) - int(zero))
+
+
+def quantize(value: float, scale, zero: int, dtype: str) -> int:
+    """ORT's QuantizeLinear (MLAS): v = f32(value / s) (a true division), clamped to
+    [qmin - z, qmax - z] with MAXPS/MINPS (a NaN becomes qmin - z), rounded half to even, plus z."""
+    qmin, qmax = DTYPE_RANGE[dtype]
+    v = fx.div(value, scale)
+    lo, hi = qmin - zero, qmax - zero
+    v = v if v > lo else lo  # _mm_max_ps(v, lo): the second operand when v is NaN
+    v = v if v < hi else hi  # _mm_min_ps(v, hi)
+    return round(v) + zero  # v is finite here; Python's round() is half to even
+
+
+def lookup_table(in_dtype: str, in_scale, in_zero: int, f: Callable[[float], float],
+                 out_dtype: str, out_scale, out_zero: int) -> np.ndarray:
+    """One table: the bytes of QuantizeLinear(f(dequantize(code))) for the 256 input codes in
+    byte order. `f` maps a float32 (as a Python float) to a float32, computing like ORT does
+    (use float32_exact for each rounding step). For a per-channel table, stack one per channel."""
+    for dtype in (in_dtype, out_dtype):
+        if dtype not in QUANTIZED_DTYPES:
+            raise ValueError(f"lookup tables map 8-bit codes, not {dtype}")
+    codes = [quantize(f(dequantize(x, in_scale, in_zero)), out_scale, out_zero, out_dtype)
+             for x in input_codes(in_dtype)]
+    return np.array(codes, dtype=out_dtype).view(np.uint8)
+
+
+def leaky_relu(alpha) -> Callable[[float], float]:
+    """ORT's QLinearLeakyRelu: v >= 0 ? v : f32(alpha * v)."""
+    alpha = fx.f32(alpha)
+    return lambda v: v if v >= 0.0 else fx.mul(alpha, v)
+
+
+# MLAS's logistic constants (core/mlas/lib/logistic.cpp, MlasLogisticConstants), as the C compiler
+# rounds the decimal literals: straight to float32.
+LOGISTIC_RANGE = fx.f32("18.0")
+LOGISTIC_ALPHA = [fx.f32(s) for s in ("4.37031012579801e-11", "1.15627324459942e-07", "6.08574864600143e-05",
+                                      "8.51377133304701e-03", "2.48287947061529e-01")]  # alpha_9 .. alpha_1
+LOGISTIC_BETA = [fx.f32(s) for s in ("6.10247389755681e-13", "5.76102136993427e-09", "6.29106785017040e-06",
+                                     "1.70198817374094e-03", "1.16817656904453e-01",
+                                     "9.93151921023180e-01")]  # beta_10 .. beta_0
+
+
+def mlas_logistic(v: float) -> float:
+    """ORT's sigmoid on x86-64 with FMA3 (MlasLogisticKernelFma3, x86_64/LogisticKernelFma3.S), a
+    rational approximation, not exp: clamp to [-18, 18]; p = x * (odd polynomial in x^2) and
+    q = (even polynomial in x^2), each Horner step one fma; f32(p / q) + 0.5; clamp below at 0.
+    That kernel has no upper clamp, so 1.0000001 comes out near x = 17.844 (the portable C
+    kernel, used on ARM, clamps at 1 and rounds its multiply-adds twice: a different table)."""
+    x = -LOGISTIC_RANGE if -LOGISTIC_RANGE > v else v  # vmaxps(lower, v): NaN passes through
+    x = x if not LOGISTIC_RANGE < x else LOGISTIC_RANGE  # vminps(upper, x)
+    x2 = fx.mul(x, x)
+    a9, a7, a5, a3, a1 = LOGISTIC_ALPHA
+    p = fx.fma(x2, a9, a7)
+    for a in (a5, a3, a1):
+        p = fx.fma(x2, p, a)
+    p = fx.mul(x, p)
+    b10, b8, b6, b4, b2, b0 = LOGISTIC_BETA
+    q = fx.fma(x2, b10, b8)
+    for b in (b6, b4, b2, b0):
+        q = fx.fma(x2, q, b)
+    y = fx.add(fx.div(p, q), 0.5)
+    return y if not 0.0 > y else 0.0  # vmaxps(0, y)
+
+
+# --- the IR op --------------------------------------------------------------------------------
+
+
+def make_lookup_node(name: str, x: str, y: str, table: np.ndarray, axis: int | None = None,
+                     onnx_op: str = "Lookup") -> Node:
+    """A Lookup node: y = table[c][byte of x] (c the index along `axis`, or 0 without one).
+    The caller adds the output tensor y (8-bit, x's shape) to the graph."""
+    table = np.asarray(table, dtype=np.uint8).reshape(-1, TABLE_ENTRIES)
+    if axis is None and table.shape[0] != 1:
+        raise ValueError(f"Lookup '{name}': {table.shape[0]} tables need an axis")
+    return Node("Lookup", name, [x], [y], attrs={"axis": axis, "onnx_op": onnx_op}, params={"table": table})
+
+
+def _channel_split(shape: tuple[int, ...], axis: int | None) -> tuple[int, int, int]:
+    """(outer, channels, inner): the element at (o, c, i) has flat index (o * channels + c) * inner + i."""
+    if axis is None:
+        return 1, 1, int(np.prod(shape, dtype=np.int64))
+    return (int(np.prod(shape[:axis], dtype=np.int64)), int(shape[axis]),
+            int(np.prod(shape[axis + 1:], dtype=np.int64)))
+
+
+@register
+class Lookup(Op):
+    name = "Lookup"
+    onnx_ops = (("com.microsoft", "QLinearLeakyRelu"), ("com.microsoft", "QLinearSigmoid"))
+    summary = ("a 256-byte table per op (or per channel) built at compile time as ORT builds it "
+               "(Sigmoid: MLAS's FMA3 rational approximation); a Relu/Clip after it folds into the table")
+    runtime_sources = ("qcc_lookup.c",)
+    runtime_header = "qcc_lookup.h"
+    folds_clamp = True
+    qdq_float_ops = (("", "LeakyRelu"), ("", "Sigmoid"))
+
+    def from_qdq(self, group):
+        x, y = group.quantized_input(0), group.quantized_output()
+        check_integer_types(group, x, None, y)
+        return [group.replacement(f"QLinear{group.node.op_type}", [*x, y[1], y[2]], domain="com.microsoft",
+                                  **group.attributes())]
+
+    def import_node(self, onnx_node, graph: Graph) -> Node:
+        x = quantized_input(graph, onnx_node, 0, "input")
+        require(len(onnx_node.input) >= 4 and onnx_node.input[3], graph, onnx_node, "the Y_scale input is missing")
+        x_quant = read_quant(graph, onnx_node, 1, 2, "input")
+        y_quant = read_quant(graph, onnx_node, 3, 4, "output")
+        (s_x, z_x), (s_y, z_y) = x_quant.scalar(), y_quant.scalar()
+        qmin, qmax = DTYPE_RANGE[x.dtype]
+        require(qmin <= z_x <= qmax and qmin <= z_y <= qmax, graph, onnx_node,
+                f"zero points must be {x.dtype} codes, got {z_x} and {z_y}")
+        if onnx_node.op_type == "QLinearLeakyRelu":
+            alpha = float(attribute(onnx_node, "alpha", 0.01))
+            require(np.isfinite(alpha), graph, onnx_node, f"alpha must be finite, got {alpha}")
+            f = leaky_relu(alpha)
+        else:
+            f = mlas_logistic
+        graph.tensors[x.name].quant = x_quant
+        y = add_output(graph, onnx_node, 0, x.dtype, x.shape, y_quant)
+        table = lookup_table(x.dtype, s_x, z_x, f, x.dtype, s_y, z_y)
+        return make_lookup_node(onnx_node.name or y, x.name, y, table, onnx_op=onnx_node.op_type)
+
+    def prepare(self, node: Node, graph: Graph) -> None:
+        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+        table = node.params["table"]
+        axis = node.attrs.get("axis")
+        where = f"{graph.source}: node '{node.name}' ({node.attrs.get('onnx_op', 'Lookup')})"
+        if x.dtype not in QUANTIZED_DTYPES or y.dtype not in QUANTIZED_DTYPES or x.shape != y.shape:
+            raise QccError(f"{where}: a lookup maps 8-bit codes elementwise; got {x.dtype}{list(x.shape)} -> "
+                           f"{y.dtype}{list(y.shape)}")
+        if axis is not None:
+            if not -len(x.shape) <= axis < len(x.shape):
+                raise QccError(f"{where}: axis {axis} is out of range for shape {list(x.shape)}")
+            axis = node.attrs["axis"] = axis % len(x.shape)
+        channels = 1 if axis is None else x.shape[axis]
+        if table.dtype != np.uint8 or table.size != channels * TABLE_ENTRIES:
+            raise QccError(f"{where}: expected {channels} uint8 table(s) of 256 entries, got {table.dtype} {table.shape}")
+        table = node.params["table"] = table.reshape(channels, TABLE_ENTRIES)
+        if x.size >= 2**31:
+            raise QccError(f"{where}: {x.size} elements is beyond the kernel's int32 counts")
+        if "clamp" in node.attrs:  # a folded Relu/Clip: clamp the table's output codes (idempotent)
+            lo, hi = node.attrs["clamp"]
+            codes = np.clip(table.view(y.dtype), lo, hi).astype(y.dtype)
+            node.params["table"] = codes.view(np.uint8)
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        (x,) = inputs
+        table = node.params["table"]
+        axis = node.attrs.get("axis")
+        byte = np.ascontiguousarray(x).view(np.uint8)
+        if axis is None:
+            y = table[0][byte]
+        else:
+            shape = [1] * x.ndim
+            shape[axis] = table.shape[0]
+            channel = np.arange(table.shape[0]).reshape(shape)
+            y = table[channel, byte]
+        return [y.view(graph.tensor(node.outputs[0]).dtype)]
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+        prefix = c.symbol(node.name)
+        table = node.params["table"]
+        tables = c.const_array(f"{prefix}_table", "uint8_t", table.reshape(-1))
+        x_bytes, y_bytes = c.tensor(x.name, "uint8"), c.tensor(y.name, "uint8")
+        if node.attrs.get("axis") is None:
+            return f"qcc_lookup_8bit({tables}, {x_bytes}, {y_bytes}, {x.size});"
+        outer, channels, inner = _channel_split(x.shape, node.attrs["axis"])
+        params = c.struct("qcc_lookup_params", f"{prefix}_params", [outer, channels, inner, tables])
+        return f"qcc_lookup_channels_8bit({params}, {x_bytes}, {y_bytes});"
