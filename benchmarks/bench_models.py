@@ -1,8 +1,9 @@
-"""Benchmark the 96x96 CNN (tests/models.py) with uint8 and int8 activations: arena and weight
-bytes, `qcc compile` wall time, the generated C's time per inference (gcc -O2 and -O3 -march=native)
-and ONNX Runtime's single-threaded time per inference on the same model and input.
+"""Benchmark models side by side with ONNX Runtime: arena and weight bytes, `qcc compile` wall
+time, the generated C's time per inference (gcc -O2 and -O3 -march=native) and ONNX Runtime's
+single-threaded time per inference on the same model and input, measured in one run.
 
-    python benchmarks/bench_cnn96.py
+    python benchmarks/bench_models.py                 # every model below
+    python benchmarks/bench_models.py cnn96-u8 resnet8-qdq-u8
 
 Timings are informative only; nothing asserts them."""
 
@@ -23,6 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from models import cnn96, quantize  # noqa: E402
+from networks import NETWORKS  # noqa: E402
 
 from qcc import ort_reference  # noqa: E402
 from qcc.build import make  # noqa: E402
@@ -32,7 +34,13 @@ from qcc.ops.io_boundary import dequantize_linear  # noqa: E402
 from qcc.pipeline import Options  # noqa: E402
 from qcc.sample_inputs import random_inputs  # noqa: E402
 
-ACTIVATIONS = ["uint8", "int8"]
+# label -> (float model builder, quantize() options)
+MODELS = {
+    "cnn96-u8": (cnn96, dict(activation="uint8")),
+    "cnn96-s8": (cnn96, dict(activation="int8")),
+    **{f"{name}-qdq-u8": (build, dict(activation="uint8", quant_format="QDQ")) for name, build in NETWORKS.items()},
+    **{f"{name}-qdq-s8": (build, dict(activation="int8", quant_format="QDQ")) for name, build in NETWORKS.items()},
+}
 CFLAGS = {"C -O2": "-std=c99 -O2", "C -O3 native": "-std=c99 -O3 -march=native"}
 REPS = 5
 COMPILE_REPS = 3
@@ -162,9 +170,10 @@ def ort_feeds(sess, manifest: dict, codes: list[np.ndarray]) -> dict:
     return feeds
 
 
-def bench(activation: str, work: Path) -> dict:
-    model = quantize(cnn96(), work / f"cnn96_{activation}.onnx", activation=activation)
-    out_dir = work / f"cnn96_{activation}"
+def bench(label: str, work: Path) -> dict:
+    build, options = MODELS[label]
+    model = quantize(build(), work / f"{label}.onnx", **options)
+    out_dir = work / label
     compile_times = []
     for _ in range(COMPILE_REPS):
         start = time.perf_counter()
@@ -180,14 +189,14 @@ def bench(activation: str, work: Path) -> dict:
     sess = ort_reference.session(model)
     expected = ort_reference.run_on_codes(sess, compiled.graph, codes)
     write_harness(out_dir, manifest)
-    row = {"activation": activation, "arena": manifest["arena_bytes"], "weights": manifest["weights_bytes"],
+    row = {"model": label, "arena": manifest["arena_bytes"], "weights": manifest["weights_bytes"],
            "compile_ms": statistics.median(compile_times) * 1e3}
     for column, cflags in CFLAGS.items():
         row[column] = time_c(build_harness(out_dir, cflags), in_paths, out_paths)
         for path, entry, want in zip(out_paths, manifest["outputs"], expected):
             got = np.fromfile(path, dtype=np.dtype(entry["dtype"]).newbyteorder("<")).reshape(want.shape)
             if not np.array_equal(got, want):  # a fast wrong answer is no benchmark
-                raise SystemExit(f"{activation} {column}: the C output differs from ORT")
+                raise SystemExit(f"{label} {column}: the C output differs from ORT")
     row["ORT"] = time_ort(sess, ort_feeds(sess, manifest, codes))
     return row
 
@@ -203,14 +212,17 @@ def environment() -> list[str]:
 
 def main() -> None:
     logging.disable(logging.WARNING)  # quantize_static's pre-processing advice would interleave with the table
+    labels = sys.argv[1:] or list(MODELS)
+    unknown = [label for label in labels if label not in MODELS]
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
     with tempfile.TemporaryDirectory(prefix="qcc-bench-") as tmp:
-        rows = [bench(activation, Path(tmp)) for activation in ACTIVATIONS]
+        rows = [bench(label, Path(tmp)) for label in labels]
     print("\n".join(environment()))
-    print("cnn96: 1x3x96x96 -> 3x Conv3x3+Relu -> GlobalAveragePool -> Gemm(10); times are per inference, "
-          f"median of {REPS} (compile: of {COMPILE_REPS})\n")
-    header = ["activations", "arena B", "weights B", "compile ms", *CFLAGS, "ORT",
+    print(f"times are per inference, median of {REPS} (compile: of {COMPILE_REPS})\n")
+    header = ["model", "arena B", "weights B", "compile ms", *CFLAGS, "ORT",
               *(f"{c} / ORT" for c in CFLAGS)]
-    lines = [[r["activation"], str(r["arena"]), str(r["weights"]), f"{r['compile_ms']:.0f}",
+    lines = [[r["model"], str(r["arena"]), str(r["weights"]), f"{r['compile_ms']:.0f}",
               *(f"{r[c] / 1e6:.2f} ms" for c in CFLAGS), f"{r['ORT'] / 1e6:.2f} ms",
               *(f"{r[c] / r['ORT']:.2f}" for c in CFLAGS)] for r in rows]
     widths = [max(len(cell) for cell in column) for column in zip(header, *lines)]
