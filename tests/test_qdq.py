@@ -174,3 +174,22 @@ def test_conv_bias_with_a_wrong_scale_is_refused(tmp_path):
         if init.name == "bs":
             init.CopyFrom(onnx.numpy_helper.from_array(np.full(4, 0.02 * 0.01 * 1.05, np.float32), "bs"))
     assert "its bias is not quantized with zero point 0 and scale s_x * s_w" in compile_error(model, tmp_path)
+
+
+def test_byte_movers_at_the_float_boundary_run_on_codes(tmp_path):
+    """float NHWC input -> Transpose -> Q ... DQ -> Reshape -> float output: as ORT does, the
+    Transpose and the Reshape run on the codes, and the C takes and returns codes."""
+    model = qdq_conv_model()
+    graph = model.graph
+    q_in = next(n for n in graph.node if n.name == "q_in")
+    q_in.input[0] = "x_nchw"
+    dq_out = next(n for n in graph.node if n.name == "dq_out")
+    dq_out.output[0] = "y_flat"
+    graph.node.insert(0, helper.make_node("Transpose", ["x"], ["x_nchw"], name="to_nchw", perm=[0, 3, 1, 2]))
+    graph.initializer.append(onnx.numpy_helper.from_array(np.array([1, -1], np.int64), "flat_shape"))
+    graph.node.append(helper.make_node("Reshape", ["y_flat", "flat_shape"], ["y"], name="flatten"))
+    graph.input[0].CopyFrom(helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 8, 8, 3]))
+    graph.output[0].CopyFrom(helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 256]))
+    compiled = check_exact(model, tmp_path, n_random=3)
+    assert [n.op for n in compiled.graph.nodes] == ["Transpose", "QLinearConv", "Reshape"]
+    assert compiled.graph.tensor(compiled.graph.inputs[0]).dtype == "uint8"

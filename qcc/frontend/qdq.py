@@ -213,11 +213,82 @@ class _GraphIndex:
         return onnx.TensorProto.UNDEFINED
 
 
+# Ops that ORT's QDQPropagationTransformer moves QuantizeLinear and DequantizeLinear across: they
+# only move or select values, so quantizing before or after them gives the same codes.
+_PROPAGATING_OPS = {"MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice"}
+
+
+def _move_boundary_quantization(graph: onnx.GraphProto) -> bool:
+    """As ORT does, run byte-moving ops between a float graph input and its QuantizeLinear (or
+    between a DequantizeLinear and a float graph output) on the codes instead: float input ->
+    Reshape -> Q becomes input -> Q -> Reshape, and DQ -> Transpose -> output becomes
+    Transpose -> DQ -> output."""
+    index = _GraphIndex(graph)
+    inputs = {i.name for i in graph.input} - set(index.initializers)
+    moved = False
+    for q in [n for n in graph.node if n.op_type == "QuantizeLinear"]:
+        chain, name = [], q.input[0]
+        while name not in inputs:
+            op = index.producer.get(name)
+            if op is None or op.op_type not in _PROPAGATING_OPS or index.single_consumer(name) is None:
+                break
+            chain.insert(0, op)
+            name = op.input[0]
+        if not chain or name not in inputs or index.single_consumer(name) is None:
+            continue
+        # input -> Q -> chain (on codes); the chain's last output keeps the Q's output name.
+        codes = f"{name}_quantized_early"
+        q_input, q_output = q.input[0], q.output[0]
+        q.input[0], q.output[0] = name, codes
+        chain[0].input[0] = codes
+        for op in chain:
+            if op.output[0] == q_input:
+                op.output[0] = q_output
+        moved = True
+    outputs = {o.name for o in graph.output}
+    for dq in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
+        chain, name = [], dq.output[0]
+        while name not in outputs:
+            op = index.single_consumer(name)
+            if op is None or op.op_type not in _PROPAGATING_OPS or op.input[0] != name:
+                break
+            chain.append(op)
+            name = op.output[0]
+        if not chain or name not in outputs:
+            continue
+        # chain on codes -> DQ -> output
+        codes, result = dq.input[0], dq.output[0]
+        chain[0].input[0] = codes
+        for op in chain:
+            op.output[0] = op.output[0] + "_codes" if op is chain[-1] else op.output[0]
+        dq.input[0], dq.output[0] = chain[-1].output[0], name
+        moved = True
+    if moved:  # restore a topological order: each node after the producers of its inputs
+        _topological_sort(graph)
+    return moved
+
+
+def _topological_sort(graph: onnx.GraphProto) -> None:
+    produced = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in produced for i in n.input)]
+        if not ready:
+            raise QccError("the graph has a cycle")
+        for n in ready:
+            ordered.append(n)
+            produced.update(n.output)
+        pending = [n for n in pending if n not in ready]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
 def fuse(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     """Rewrite every DQ -> op -> Q group that ORT fuses into its QOperator form."""
     from qcc.ops import qdq_op_for
 
     graph = model.graph
+    moved = _move_boundary_quantization(graph)
     if not any(n.op_type == "DequantizeLinear" for n in graph.node):
         return model
     index = _GraphIndex(graph)
@@ -241,7 +312,7 @@ def fuse(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
         new_nodes.extend(replacement)
         removed.update(id(n) for n in group.removed())
         fused_any = True
-    if not fused_any:
+    if not fused_any and not moved:
         return model
     kept = [n for n in new_nodes if id(n) not in removed]
     # DequantizeLinear nodes whose outputs nobody reads any more disappear with their groups.
