@@ -193,3 +193,19 @@ def test_byte_movers_at_the_float_boundary_run_on_codes(tmp_path):
     compiled = check_exact(model, tmp_path, n_random=3)
     assert [n.op for n in compiled.graph.nodes] == ["Transpose", "QLinearConv", "Reshape"]
     assert compiled.graph.tensor(compiled.graph.inputs[0]).dtype == "uint8"
+
+
+def test_zero_pad_before_conv_is_absorbed_like_ort_pad_fusion(tmp_path):
+    model = qdq_conv_model()
+    graph = model.graph
+    conv = next(n for n in graph.node if n.op_type == "Conv")
+    conv.input[0] = "xp"
+    del conv.attribute[:]
+    conv.attribute.append(helper.make_attribute("pads", [0, 1, 0, 0]))
+    graph.initializer.append(onnx.numpy_helper.from_array(np.array([0, 0, 1, 0, 0, 0, 2, 1], np.int64), "pad_amounts"))
+    graph.node.insert(list(graph.node).index(conv), helper.make_node("Pad", ["xd", "pad_amounts"], ["xp"], name="pad"))
+    graph.output[0].CopyFrom(helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 4, 9, 8]))
+    compiled = check_exact(model, tmp_path, n_random=3)
+    (conv_node,) = compiled.graph.nodes
+    assert conv_node.op == "QLinearConv"
+    assert conv_node.attrs["pads_begin"] == [1, 1] and conv_node.attrs["pads_end"] == [2, 1]

@@ -26,6 +26,27 @@ from qcc.ops.quantized import (
 )
 
 
+def absorb_zero_pad(group, attrs: dict) -> list[str] | None:
+    """ORT's PadFusion: DQ -> Pad(constant 0 on the spatial axes) -> Conv becomes a Conv with larger
+    pads, then fused. Returns the quantized input behind the Pad, or None when there is no such Pad."""
+    pad = group.g.producer.get(group.node.input[0])
+    if pad is None or pad.op_type != "Pad" or group.g.single_consumer(pad.output[0]) is not group.node:
+        return None
+    dq = group.g.producer_of(pad.input[0], "DequantizeLinear")
+    mode = next((a.s.decode() for a in pad.attribute if a.name == "mode"), "constant")
+    pads = group.constant(pad.input[1]) if len(pad.input) > 1 and pad.input[1] else None
+    value = group.constant(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else np.zeros(1, np.float32)
+    if (dq is None or mode != "constant" or pads is None or value is None or value.size != 1 or float(value.reshape(())) != 0
+            or len(pad.input) > 3 or pads.size != 8 or np.any(pads < 0) or np.any(pads[[0, 1, 4, 5]] != 0)
+            or attrs.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
+        return None
+    conv_pads = list(attrs.get("pads", [0, 0, 0, 0]))
+    attrs["pads"] = [int(conv_pads[0] + pads[2]), int(conv_pads[1] + pads[3]), int(conv_pads[2] + pads[6]),
+                     int(conv_pads[3] + pads[7])]
+    group.skipped.append(pad)
+    return [dq.input[0], dq.input[1], dq.input[2] if len(dq.input) > 2 else ""]
+
+
 def resolve_pads(auto_pad: str, pads, in_size, kernel, stride, dilation) -> tuple[list[int], list[int]]:
     """Begin and end pads per spatial axis, from explicit pads or auto_pad (ONNX semantics)."""
     rank = len(in_size)
@@ -64,12 +85,14 @@ class QLinearConv(Op):
     qdq_float_ops = (("", "Conv"),)
 
     def from_qdq(self, group):
-        x, w, y = group.quantized_input(0), weight_input(group, 1), group.quantized_output()
+        attrs = group.attributes()
+        x = absorb_zero_pad(group, attrs) or group.quantized_input(0)
+        w, y = weight_input(group, 1), group.quantized_output()
         check_integer_types(group, x, w, y)
         inputs = [*x, *w, y[1], y[2]]
         if len(group.node.input) > 2 and group.node.input[2]:
             inputs.append(bias_codes(group, 2, x, w))
-        return [group.replacement("QLinearConv", inputs, **group.attributes())]
+        return [group.replacement("QLinearConv", inputs, **attrs)]
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")
