@@ -209,3 +209,17 @@ def test_zero_pad_before_conv_is_absorbed_like_ort_pad_fusion(tmp_path):
     (conv_node,) = compiled.graph.nodes
     assert conv_node.op == "QLinearConv"
     assert conv_node.attrs["pads_begin"] == [1, 1] and conv_node.attrs["pads_end"] == [2, 1]
+
+
+@pytest.mark.parametrize("opset, axis", [(13, None), (13, 1), (11, None), (11, 1)])
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_qdq_softmax_is_fused_with_its_opset_semantics(tmp_path, opset, axis, dtype):
+    zero_in, zero_out = (100, 0) if dtype == "uint8" else (-20, -128)
+    inits = {"s": scalar(0.07, np.float32), "z": scalar(zero_in, dtype), "so": scalar(1 / 256, np.float32), "zo": scalar(zero_out, dtype)}
+    attrs = {} if axis is None else {"axis": axis}
+    nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xd"], name="dq"),
+             helper.make_node("Softmax", ["xd"], ["p"], name="softmax", **attrs),
+             helper.make_node("QuantizeLinear", ["p", "so", "zo"], ["y"], name="q")]
+    model = make_model(nodes, [("x", dtype, [2, 10, 3])], [("y", dtype, [2, 10, 3])], inits, opset=opset)
+    compiled = check_exact(model, tmp_path, n_random=4)
+    assert [n.op for n in compiled.graph.nodes] == ["QLinearSoftmax"]

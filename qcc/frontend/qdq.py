@@ -61,6 +61,10 @@ class QdqGroup:
             raise NotFused(self.why_no_q)
         return [self.q.output[0], self.q.input[1], self.q.input[2] if len(self.q.input) > 2 else ""]
 
+    @property
+    def opset(self) -> int:
+        return self.g.opset
+
     def has_dq(self, i: int) -> bool:
         return i < len(self.dq) and self.dq[i] is not None
 
@@ -155,8 +159,9 @@ def weight_input(group: QdqGroup, i: int) -> list[str]:
 
 
 class _GraphIndex:
-    def __init__(self, graph: onnx.GraphProto):
+    def __init__(self, graph: onnx.GraphProto, opset: int = 13):
         self.graph = graph
+        self.opset = opset  # the model's default-domain opset
         self.producer: dict[str, onnx.NodeProto] = {}
         self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
         for node in graph.node:
@@ -291,7 +296,8 @@ def fuse(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     moved = _move_boundary_quantization(graph)
     if not any(n.op_type == "DequantizeLinear" for n in graph.node):
         return model
-    index = _GraphIndex(graph)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    index = _GraphIndex(graph, opset)
     _refuse_double_pairs(index, source)
     new_nodes: list[onnx.NodeProto] = []
     removed: set[int] = set()

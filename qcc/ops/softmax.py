@@ -1,0 +1,171 @@
+"""com.microsoft QLinearSoftmax: softmax over the codes of one axis, through an exp table.
+
+What ORT 1.32 computes (contrib_ops/cpu/quantization/qlinear_softmax.cc, QlinearSoftmaxCPU; read
+in the x86-64 binary, since the public sources differ in the last step):
+
+- A table of 256 float32 values, built once in double precision (D = the reduced length):
+      bit_shift = max(0, double(logf(FLT_MAX / float(D))) - 5) / s_x
+      t[i]      = f32(exp((i - 255 + bit_shift) * s_x))          i = 0 .. 255
+  Entry i is exp for an input code that lies i - 255 below the row's maximum (int8 uses the same
+  values, stored rotated by 128). The shift keeps the row sum below FLT_MAX / e^5; z_x is unused.
+  qcc builds the table the same way with the C library's exp (Python's math.exp) and logf.
+- Per row: m = max(x); t_j = t[x_j - m + 255]; s = t_0 + t_1 + ... summed in float32 one element
+  after another (scalar addss, in index order); Y = floor(f32(1 / s_y)) (a float32 integer);
+      q_j = nearbyint(double(t_j) * Y / double(s))   in double precision
+      y_j = saturate(q_j + z_y)
+  t_j * Y is exact in double and the quotient cannot round onto or across a half (Y < 2^24), so
+  q_j is the exact rational t_j * Y / s rounded half to even.
+- Axis: opset < 13 flattens the input to 2-D at `axis` (D = product of the dimensions from axis
+  on); opset >= 13 reduces the single dimension `axis` (ORT transposes it last). A missing axis
+  is -1 whatever the opset: the schema's default reaches the kernel, not the kernel's fallback
+  of 1 before opset 13. The `opset` attribute is required (ORT refuses a node without it).
+
+The C (runtime_c/qcc_softmax.c) holds the table as exact integers, each float32 as its 24-bit
+significand m and biased exponent E (value m * 2^(E - 150), E = 0 for 0.0), adds them with the
+float32 round-half-to-even rule in integers, and rounds t * Y / s exactly with a per-row
+reciprocal and one exact correction: no float anywhere, equal to ORT on every value.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import math
+
+import numpy as np
+
+from qcc.frontend.qdq import check_integer_types
+from qcc.ir import DTYPE_RANGE, Graph, Node
+from qcc.ops.base import Op, attribute, register, require
+from qcc.ops.quantized import add_output, quantized_input, read_quant
+
+FLT_MAX = np.finfo(np.float32).max
+MAX_Y = 2**24  # Y = floor(1 / s_y) must stay below this (s_y > 2^-24): the C's 64-bit bounds rely on it
+
+
+def _c_logf():
+    """The C library's logf, which ORT calls (its float32 result differs from f32(log(double)) for
+    a few reduced lengths above 60000); f32(log) where no C math library can be loaded."""
+    name = ctypes.util.find_library("m") or ctypes.util.find_library("c")
+    try:
+        logf = ctypes.CDLL(name).logf
+    except (OSError, AttributeError, TypeError):
+        return lambda v: np.float32(math.log(float(v)))
+    logf.restype, logf.argtypes = ctypes.c_float, [ctypes.c_float]
+    return lambda v: np.float32(logf(float(v)))
+
+
+_logf = _c_logf()
+
+
+def exp_table(s_x: np.float32, reduce_len: int) -> np.ndarray:
+    """ORT's QlinearBuildLookupTableUint32: 256 float32, entry i for a code i - 255 below the row max."""
+    s_x = float(np.float32(s_x))
+    log_range = float(_logf(FLT_MAX / np.float32(reduce_len)))  # float division, then logf
+    bit_shift = max(0.0, log_range - 5.0) / s_x
+    return np.array([np.float32(math.exp((i - 255.0 + bit_shift) * s_x)) for i in range(256)], dtype=np.float32)
+
+
+def y_factor(s_y: np.float32) -> int:
+    """ORT's Y_scale = std::floor(1.0F / y_scale): a float32 division, then floor."""
+    with np.errstate(divide="ignore", over="ignore"):
+        y = np.floor(np.float32(1.0) / np.float32(s_y))
+    return int(y) if np.isfinite(y) else MAX_Y
+
+
+def packed_table(table: np.ndarray) -> np.ndarray:
+    """Each float32 as the integer (E << 24) | m, value m * 2^(E - 150): E the biased exponent (1 for
+    subnormals, whose m lacks the implicit bit; 0 only for 0.0), m the 24-bit significand."""
+    bits = np.asarray(table, dtype=np.float32).view(np.uint32).astype(np.int64)
+    field, fraction = bits >> 23, bits & 0x7FFFFF
+    m = np.where(field > 0, fraction | (1 << 23), fraction)
+    e = np.where(field > 0, field, np.where(fraction > 0, 1, 0))
+    return (e * 2**24 + m).astype(np.uint32)
+
+
+@register
+class QLinearSoftmax(Op):
+    name = "QLinearSoftmax"
+    onnx_ops = (("com.microsoft", "QLinearSoftmax"),)
+    summary = ("softmax along an axis, opset < 13 (2-D coercion) and >= 13 semantics; ORT's exp table, "
+               "float32 row sum and double rounding reproduced in integers; a Relu/Clip after it folds into its clamp")
+    runtime_sources = ("qcc_softmax.c",)
+    runtime_header = "qcc_softmax.h"
+    qdq_float_ops = (("", "Softmax"),)
+
+    def from_qdq(self, group):
+        """ORT fuses DQ -> Softmax -> Q into QLinearSoftmax with opset = Softmax's since-version and the
+        Softmax's axis (default 1 before opset 13, -1 from it)."""
+        x, y = group.quantized_input(0), group.quantized_output()
+        check_integer_types(group, x, None, y)
+        since = 13 if group.opset >= 13 else 11 if group.opset >= 11 else 1
+        axis = group.attributes().get("axis", -1 if since == 13 else 1)
+        return [group.replacement("QLinearSoftmax", [*x, y[1], y[2]], domain="com.microsoft", opset=since, axis=axis)]
+    folds_clamp = True
+
+    def import_node(self, onnx_node, graph: Graph) -> Node:
+        x = quantized_input(graph, onnx_node, 0, "input")
+        rank = len(x.shape)
+        require(rank >= 1, graph, onnx_node, "the input must have at least one dimension")
+        opset = attribute(onnx_node, "opset")
+        require(opset is not None, graph, onnx_node, "the 'opset' attribute is missing (ONNX Runtime requires it)")
+        opset = int(opset)
+        axis = int(attribute(onnx_node, "axis", -1))  # ORT's schema default, for every opset
+        require(-rank <= axis < rank, graph, onnx_node, f"axis {axis} is out of range for shape {list(x.shape)}")
+        axis %= rank
+        require(len(onnx_node.input) >= 4 and onnx_node.input[3], graph, onnx_node, "the y_scale input is missing")
+        x_quant = read_quant(graph, onnx_node, 1, 2, "input")
+        y_quant = read_quant(graph, onnx_node, 3, 4, "output")
+        (s_x, _), (s_y, z_y) = x_quant.scalar(), y_quant.scalar()
+        qmin, qmax = DTYPE_RANGE[x.dtype]
+        require(qmin <= z_y <= qmax, graph, onnx_node, f"the output zero point {z_y} is not a {x.dtype} code")
+        require(y_factor(s_y) < MAX_Y, graph, onnx_node,
+                f"y_scale {float(s_y):g} is below 2^-24 (1/y_scale too large); use a larger output scale")
+        outer = int(np.prod(x.shape[:axis], dtype=np.int64))
+        if opset < 13:  # ORT coerces to 2-D: one softmax over all dimensions from axis on
+            depth, inner = int(np.prod(x.shape[axis:], dtype=np.int64)), 1
+        else:
+            depth, inner = int(x.shape[axis]), int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+        require(0 < x.size < 2**31, graph, onnx_node, f"{x.size} elements is outside the kernel's int32 counts")
+        graph.tensors[x.name].quant = x_quant
+        y = add_output(graph, onnx_node, 0, x.dtype, x.shape, y_quant)
+        return Node(self.name, onnx_node.name or y, [x.name], [y],
+                    attrs={"axis": axis, "opset": opset, "outer": outer, "depth": depth, "inner": inner})
+
+    def prepare(self, node: Node, graph: Graph) -> None:
+        s_x, _ = graph.tensor(node.inputs[0]).quant.scalar()
+        y = graph.tensor(node.outputs[0])
+        s_y, _ = y.quant.scalar()
+        qmin, qmax = DTYPE_RANGE[y.dtype]
+        lo, hi = node.attrs.get("clamp", (qmin, qmax))
+        node.params["table"] = exp_table(s_x, node.attrs["depth"])
+        node.params["y_factor"] = y_factor(s_y)
+        node.params["lo"], node.params["hi"] = max(lo, qmin), min(hi, qmax)
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        (x,) = inputs
+        y = graph.tensor(node.outputs[0])
+        _, z_y = y.quant.scalar()
+        a, p = node.attrs, node.params
+        codes = x.astype(np.int64).reshape(a["outer"], a["depth"], a["inner"])  # rows along axis 1
+        t = p["table"][codes - codes.max(axis=1, keepdims=True) + 255]
+        s = np.zeros((a["outer"], 1, a["inner"]), dtype=np.float32)
+        for j in range(a["depth"]):  # float32, one element after another
+            s = s + t[:, j:j + 1, :]
+        q = np.rint(t.astype(np.float64) * float(p["y_factor"]) / s.astype(np.float64))  # double, half to even
+        q = np.minimum(np.maximum(q + z_y, p["lo"]), p["hi"])
+        return [q.astype(y.dtype).reshape(y.shape)]
+
+    def macs(self, node: Node, graph: Graph) -> int:
+        return graph.tensor(node.inputs[0]).size
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+        _, z_y = y.quant.scalar()
+        prefix = c.symbol(node.name)
+        a, p = node.attrs, node.params
+        table = c.const_array(f"{prefix}_exp", "uint32_t", packed_table(p["table"]))
+        fields = [a["outer"], a["depth"], a["inner"], table, f"{p['y_factor']}u", z_y, p["lo"], p["hi"]]
+        params = c.struct("qcc_softmax_params", f"{prefix}_params", fields)
+        suffix = "s8" if x.dtype == "int8" else "u8"
+        return f"qcc_softmax_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"

@@ -1,0 +1,32 @@
+/* qcc runtime: com.microsoft QLinearSoftmax, bit-exact to ONNX Runtime, in integers only.
+ *
+ * ORT looks each code up in a float32 exp table (entry i for a code i - 255 below the row's
+ * maximum), sums a row in float32 one element after another, and rounds
+ * q = nearbyint(t * Y / sum) in double precision (Y = floor(1 / s_y)); y = saturate(q + z_y).
+ * Here every table value is an exact integer pair: its 24-bit significand m and its biased
+ * float32 exponent E, packed as (E << 24) | m with value m * 2^(E - 150) (E = 0 only for 0.0).
+ * The row sum repeats float32's round-half-to-even additions on those pairs, and q is the exact
+ * rational t * Y / sum rounded half to even, which is what ORT's double arithmetic yields.
+ *
+ * The tensor is viewed as [outer][depth][inner]; a softmax runs over depth elements at stride
+ * inner, summed in increasing index order. x and y may be the same buffer. */
+#ifndef QCC_SOFTMAX_H
+#define QCC_SOFTMAX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int32_t outer;             /* product of the dimensions before the axis */
+    int32_t depth;             /* elements of one softmax */
+    int32_t inner;             /* their stride: product of the dimensions after the axis (1 for 2-D coercion) */
+    const uint32_t *exp_table; /* [256]: entry i, as (E << 24) | m, for a code i - 255 below the maximum */
+    uint32_t y_factor;         /* Y = floor(1 / s_y), below 2^24 */
+    int32_t zero;              /* z_y */
+    int32_t lo, hi;            /* output clamp, in codes (the type's range, narrowed by a folded Relu/Clip) */
+} qcc_softmax_params;
+
+void qcc_softmax_u8(const qcc_softmax_params *p, const uint8_t *x, uint8_t *y);
+void qcc_softmax_s8(const qcc_softmax_params *p, const int8_t *x, int8_t *y);
+
+#endif
