@@ -223,3 +223,42 @@ def test_qdq_softmax_is_fused_with_its_opset_semantics(tmp_path, opset, axis, dt
     model = make_model(nodes, [("x", dtype, [2, 10, 3])], [("y", dtype, [2, 10, 3])], inits, opset=opset)
     compiled = check_exact(model, tmp_path, n_random=4)
     assert [n.op for n in compiled.graph.nodes] == ["QLinearSoftmax"]
+
+
+def test_per_channel_activation_dequantize_is_refused(tmp_path):
+    model = qdq_conv_model()
+    model.graph.initializer.extend([onnx.numpy_helper.from_array(np.full(3, 0.02, np.float32), "xs3"),
+                                    onnx.numpy_helper.from_array(np.full(3, 10, np.uint8), "xz3")])
+    dq_in = next(n for n in model.graph.node if n.name == "dq_in")
+    dq_in.input[1], dq_in.input[2] = "xs3", "xz3"
+    dq_in.attribute.append(helper.make_attribute("axis", 1))
+    assert "its input is quantized per channel" in compile_error(model, tmp_path)
+
+
+def test_float_weights_are_refused(tmp_path):
+    model = qdq_conv_model()
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.full((4, 3, 3, 3), 0.1, np.float32), "w_float"))
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    conv.input[1] = "w_float"
+    assert "its weights are float: ORT quantizes them itself" in compile_error(model, tmp_path)
+
+
+def test_gemm_with_bias_and_alpha_is_refused(tmp_path):
+    inits = {"s": scalar(0.1, np.float32), "z": scalar(3, "uint8"), "w": np.ones((4, 2), np.int8), "ws": scalar(0.01, np.float32),
+             "wz": scalar(0, "int8"), "b": np.ones(2, np.int32), "bs": scalar(0.001, np.float32), "bz": scalar(0, "int32")}
+    nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xd"], name="dq"),
+             helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], name="dqw"),
+             helper.make_node("DequantizeLinear", ["b", "bs", "bz"], ["bd"], name="dqb"),
+             helper.make_node("Gemm", ["xd", "wd", "bd"], ["g"], name="gemm", alpha=0.5),
+             helper.make_node("QuantizeLinear", ["g", "s", "z"], ["y"], name="q")]
+    model = make_model(nodes, [("x", "uint8", [1, 4])], [("y", "uint8", [1, 2])], inits)
+    assert "node 'gemm' (Gemm) stays in float" in compile_error(model, tmp_path)
+
+
+def test_drop_op_without_explicit_zero_points_is_refused(tmp_path):
+    conv, inits = conv1x1("uint8", 4, x="x", y="c")
+    nodes = [conv, helper.make_node("DequantizeLinear", ["c", "conv_ys"], ["cd"], name="dq1"),
+             helper.make_node("MaxPool", ["cd"], ["p"], name="pool", kernel_shape=[2, 2]),
+             helper.make_node("QuantizeLinear", ["p", "conv_ys"], ["y"], name="q1")]
+    message = compile_error(make_model(nodes, [("x", "uint8", [1, 4, 6, 6])], [("y", "uint8", [1, 4, 5, 5])], inits), tmp_path)
+    assert "node 'pool' (MaxPool) stays in float" in message

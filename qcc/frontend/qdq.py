@@ -96,7 +96,8 @@ class QdqGroup:
         when the DQ and the Q have the same scale and zero point."""
         x, y = self.quantized_input(0), self.quantized_output()
         if not self.same_quantization(x, y):
-            raise NotFused("its DequantizeLinear and QuantizeLinear have different scales or zero points")
+            raise NotFused("its DequantizeLinear and QuantizeLinear do not have the same explicit constant scale and "
+                           "zero point (different scales or zero points, or one omitted)")
         node = onnx.NodeProto()
         node.CopyFrom(self.node)
         node.input[0] = x[0]

@@ -16,6 +16,7 @@ from qcc.ops.quantized import add_output, quantized_input, read_quant
 class FloatIsland(Lookup):
     name = "FloatIsland"
     onnx_ops = (("ai.qcc", "Lookup"),)
+    qdq_float_ops = ()  # written by qcc.frontend.float_islands, not matched as a QDQ group
     summary = ("an elementwise float chain between DequantizeLinear and QuantizeLinear ("
                + ", ".join(sorted(EVALUATORS)) + " with constant operands): one 256-byte table per channel, "
                "computed with ORT's float32 arithmetic")
