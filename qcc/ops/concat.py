@@ -1,0 +1,189 @@
+"""Concat on 8-bit codes, and com.microsoft QLinearConcat.
+
+Concat moves codes: each input is one strided block copy into its slice of the output.
+
+QLinearConcat (inputs: y_scale, y_zero_point, then a (tensor, scale, zero point) triple per
+input; attribute axis) requantizes each input to the output's parameters. ONNX Runtime
+(contrib_ops/cpu/quantization/qlinear_concat.cc, qlinear_lookup_table.cc) does it through a
+256-entry table per input,
+    table[b] = QuantizeLinear(f32(s_i * f32(b - z_i)), s_y, z_y)
+(QuantizeLinear: a true float32 division, clamp, round half to even), except that an input whose
+scale and zero point equal the output's is copied. qcc computes each table at compile time with
+numpy float32 (IEEE exact) and emits the copy as a plain copy; the C only looks bytes up. A Relu
+or Clip that follows folds into the tables (and turns a copied input into a clamping table).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qcc.frontend.qdq import check_integer_types
+from qcc.ir import DTYPE_RANGE, Graph, Node, QuantParams
+from qcc.ops.base import Op, attribute, register, require
+from qcc.ops.io_boundary import quantize_linear
+from qcc.ops.quantized import add_output, quantized_input, read_quant
+from qcc.ops.slice_split_pad import (RUNTIME_HEADER, RUNTIME_SOURCES, StridedCopy, byte_source, emit_copy,
+                                     normalize_axis, require_nonempty, row_major_strides)
+
+
+def concat_shape(graph: Graph, onnx_node, shapes: list[tuple[int, ...]], axis: int) -> tuple[tuple[int, ...], int]:
+    """The output shape and the normalized axis; every other dimension must agree."""
+    rank = len(shapes[0])
+    require(all(len(s) == rank for s in shapes), graph, onnx_node, f"inputs have different ranks: {shapes}")
+    axis = normalize_axis(axis, rank, graph, onnx_node)
+    for s in shapes:
+        require(s[:axis] + s[axis + 1:] == shapes[0][:axis] + shapes[0][axis + 1:], graph, onnx_node,
+                f"input shapes {shapes} differ outside axis {axis}")
+    shape = shapes[0][:axis] + (sum(s[axis] for s in shapes),) + shapes[0][axis + 1:]
+    require_nonempty(shape, graph, onnx_node, "output")
+    return shape, axis
+
+
+def emit_concat(c, graph: Graph, node: Node, tables: list[np.ndarray | None] | None = None) -> str:
+    """One block copy per input into its slice of the output along the axis (through a byte table
+    where one is given)."""
+    y = graph.tensor(node.outputs[0])
+    axis = node.attrs["axis"]
+    out_strides = row_major_strides(y.shape)
+    prefix = c.symbol(node.name)
+    target = c.tensor(y.name, "uint8")
+    emitted: dict[bytes, str] = {}  # inputs with the same parameters share one table
+    calls, begin = [], 0
+    for i, name in enumerate(node.inputs):
+        x = graph.tensor(name)
+        table = None if tables is None else tables[i]
+        table_symbol = None
+        if table is not None and graph.tensor(name).is_const:
+            # A constant input is requantized here, at compile time, and then only copied.
+            source = byte_source(c, graph, name, f"{prefix}_x{i}", table[x.data.reshape(-1).view(np.uint8)])
+        else:
+            source = byte_source(c, graph, name, f"{prefix}_x{i}")
+            if table is not None:
+                key = table.tobytes()
+                if key not in emitted:
+                    emitted[key] = c.const_array(f"{prefix}_table{i}", "uint8_t", table)
+                table_symbol = emitted[key]
+        copy = StridedCopy(list(x.shape), row_major_strides(x.shape), out_strides, 0, begin * out_strides[axis])
+        calls.append(emit_copy(c, node, f"{prefix}_params{i}", copy, source, target, table_symbol))
+        begin += x.shape[axis]
+    return "\n    ".join(calls)
+
+
+@register
+class Concat(Op):
+    runtime_sources = RUNTIME_SOURCES
+    runtime_header = RUNTIME_HEADER
+    name = "Concat"
+    onnx_ops = (("", "Concat"),)
+    summary = "codes of the same type along any axis (constant inputs too); no requantization"
+
+    def import_node(self, onnx_node, graph: Graph) -> Node:
+        inputs = [quantized_input(graph, onnx_node, i, f"input {i}") for i in range(len(onnx_node.input))]
+        require(len({t.dtype for t in inputs}) == 1, graph, onnx_node,
+                f"inputs mix {sorted({t.dtype for t in inputs})}; Concat needs one type")
+        require(attribute(onnx_node, "axis") is not None, graph, onnx_node, "the axis attribute is required")
+        shape, axis = concat_shape(graph, onnx_node, [t.shape for t in inputs], int(attribute(onnx_node, "axis")))
+        # The codes are not requantized: the output shares its inputs' parameters when they agree
+        # (a DequantizeLinear after it gives them otherwise).
+        quants = [t.quant for t in inputs if t.quant is not None]
+        same = quants and all(_same_quant(q, quants[0]) for q in quants) and len(quants) == len(inputs)
+        y = add_output(graph, onnx_node, 0, inputs[0].dtype, shape, quants[0] if same else None)
+        return Node(self.name, onnx_node.name or y, [t.name for t in inputs], [y], attrs={"axis": axis})
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        return [np.concatenate(inputs, axis=node.attrs["axis"])]
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        return emit_concat(c, graph, node)
+
+
+def _same_quant(a: QuantParams, b: QuantParams) -> bool:
+    return (a.axis == b.axis and np.array_equal(a.scale, b.scale) and np.array_equal(a.zero_point, b.zero_point))
+
+
+def requantize_codes(x: np.ndarray, x_scale: np.float32, x_zero: int, y_scale: np.float32, y_zero: int,
+                     dtype: str) -> np.ndarray:
+    """ORT's QLinearConcat on codes: dequantize in float32, then QuantizeLinear; an input with the
+    output's exact scale and zero point is copied."""
+    if np.float32(x_scale) == np.float32(y_scale) and x_zero == y_zero:
+        return x.copy()
+    real = np.float32(x_scale) * (x.astype(np.int32) - x_zero).astype(np.float32)  # f32(s_x * f32(x - z_x))
+    return quantize_linear(real, y_scale, y_zero, dtype)
+
+
+@register
+class QLinearConcat(Op):
+    runtime_sources = RUNTIME_SOURCES
+    runtime_header = RUNTIME_HEADER
+    folds_clamp = True
+    name = "QLinearConcat"
+    onnx_ops = (("com.microsoft", "QLinearConcat"),)
+    summary = "any axis; each input requantized by a 256-entry table (copied when its parameters equal the output's)"
+
+    # QDQ models: ORT's "*DQ" rule turns DQ -> Concat -> Q into QLinearConcat when every input comes
+    # from a DequantizeLinear and all inputs and the output have one 8-bit type; scales may differ.
+    qdq_float_ops = (("", "Concat"),)
+
+    def from_qdq(self, group):
+        y = group.quantized_output()
+        inputs = [group.quantized_input(i) for i in range(len(group.node.input))]
+        for x in inputs:
+            check_integer_types(group, x, None, y)
+        names = [y[1], y[2]] + [name for x in inputs for name in x]
+        return [group.replacement("QLinearConcat", names, domain="com.microsoft", **group.attributes())]
+
+    def import_node(self, onnx_node, graph: Graph) -> Node:
+        count = len(onnx_node.input) - 2
+        require(count >= 3 and count % 3 == 0, graph, onnx_node,
+                "expected y_scale, y_zero_point, then a (tensor, scale, zero point) triple per input")
+        y_quant = read_quant(graph, onnx_node, 0, 1, "output")
+        # The output type is the zero point's; without one (a QDQ group whose Q omits it), the inputs'.
+        dtype = graph.tensor(onnx_node.input[1] or onnx_node.input[2]).dtype
+        require(dtype in DTYPE_RANGE, graph, onnx_node, f"the output would be {dtype}; qcc supports int8 and uint8")
+        inputs, quants = [], []
+        for i in range(count // 3):
+            x = quantized_input(graph, onnx_node, 2 + 3 * i, f"input {i}")
+            require(x.dtype == dtype, graph, onnx_node, f"input {i} is {x.dtype} but the output is {dtype}")
+            quant = read_quant(graph, onnx_node, 3 + 3 * i, 4 + 3 * i, f"input {i}")
+            zero_type = graph.tensor(onnx_node.input[4 + 3 * i]).dtype if onnx_node.input[4 + 3 * i] else dtype
+            require(zero_type == dtype, graph, onnx_node, f"the zero point of input {i} is {zero_type}, not {dtype}")
+            if x.quant is None and not x.is_const:
+                x.quant = quant
+            inputs.append(x)
+            quants.append(quant)
+        shape, axis = concat_shape(graph, onnx_node, [t.shape for t in inputs], int(attribute(onnx_node, "axis", 0)))
+        y = add_output(graph, onnx_node, 0, dtype, shape, y_quant)
+        return Node(self.name, onnx_node.name or y, [t.name for t in inputs], [y],
+                    attrs={"axis": axis, "input_quant": [q.scalar() for q in quants]})
+
+    def _clamp(self, node: Node, graph: Graph) -> tuple[int, int]:
+        qmin, qmax = DTYPE_RANGE[graph.tensor(node.outputs[0]).dtype]
+        lo, hi = node.attrs.get("clamp", (qmin, qmax))
+        return max(lo, qmin), min(hi, qmax)
+
+    def prepare(self, node: Node, graph: Graph) -> None:
+        """A byte table per input (None: a plain copy)."""
+        y = graph.tensor(node.outputs[0])
+        s_y, z_y = y.quant.scalar()
+        qmin, qmax = DTYPE_RANGE[y.dtype]
+        lo, hi = self._clamp(node, graph)
+        codes = np.arange(256, dtype=np.int64).astype(np.uint8).view(y.dtype)  # table index = the code's byte
+        tables = []
+        for s_x, z_x in node.attrs["input_quant"]:
+            copies = np.float32(s_x) == np.float32(s_y) and z_x == z_y
+            if copies and (lo, hi) == (qmin, qmax):
+                tables.append(None)
+                continue
+            table = np.clip(requantize_codes(codes, s_x, z_x, s_y, z_y, y.dtype), lo, hi).astype(y.dtype)
+            tables.append(table.view(np.uint8))
+        node.params["tables"] = tables
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        y = graph.tensor(node.outputs[0])
+        s_y, z_y = y.quant.scalar()
+        lo, hi = self._clamp(node, graph)
+        parts = [requantize_codes(x, s_x, z_x, s_y, z_y, y.dtype) for x, (s_x, z_x) in zip(inputs, node.attrs["input_quant"])]
+        return [np.clip(np.concatenate(parts, axis=node.attrs["axis"]), lo, hi).astype(y.dtype)]
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        return emit_concat(c, graph, node, node.params["tables"])

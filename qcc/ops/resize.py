@@ -1,0 +1,206 @@
+"""Resize in nearest mode on 8-bit codes (upsampling in detector heads, any rank up to 6).
+
+Nearest resizing moves codes, so the whole op is an index table per axis, computed here exactly as
+ONNX Runtime computes it (core/providers/cpu/tensor/upsamplebase.h, upsample.cc), in float32:
+
+- output shape: from `sizes`, or from `scales` as int64(f32(scale * f32(in))) (truncated);
+  opset 18 `axes` and `keep_aspect_ratio_policy` adjust both as ORT does. With sizes, the scale
+  used for coordinates is f32(f32(out) / f32(in)).
+- when every output dimension equals the input's, ORT copies the input whatever the scales.
+- on an axis whose scale is exactly 1 (rank 2 and up), output index i reads input index i.
+- otherwise x = original coordinate of output index i (float32):
+      half_pixel           (i + 0.5) / s - 0.5
+      pytorch_half_pixel   out > 1 ? (i + 0.5) / s - 0.5 : 0
+      align_corners        out == 1 ? 0 : i * (in - 1) / (out - 1)
+      asymmetric           i / s
+      tf_half_pixel_for_nn (i + 0.5) / s
+      half_pixel_symmetric (opset 19) offset + (i + 0.5) / s - 0.5, in double as ORT has it
+  then the nearest pixel: round_prefer_floor (halves down), round_prefer_ceil (halves up), where
+  ORT 1.32 counts a coordinate within 1e-6 of k + 0.5 as a half (measured against ORT: the
+  published sources round the float32 value exactly); floor; ceil; opset 10 has no nearest_mode:
+  trunc, or ceil when downsampling (s < 1); then clamped to [0, in - 1].
+tf_crop_and_resize (extrapolation), linear, cubic and antialias are refused.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from qcc.frontend.qdq import NotFused
+from qcc.ir import Graph, Node
+from qcc.ops.base import Op, attribute, const_input, register, require
+from qcc.ops.quantized import add_output, quantized_input
+from qcc.ops.slice_split_pad import (MAX_RANK, RUNTIME_HEADER, RUNTIME_SOURCES, byte_source, emit_gather,
+                                     normalize_axis, require_nonempty)
+
+F32 = np.float32
+COORDINATE_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn",
+                    "half_pixel_symmetric")
+ROUND_TIE_TOLERANCE = 1e-6
+NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")  # opset 10 has its own, "simple"
+
+
+def original_coordinate(mode: str, i: int, scale: np.float32, out_len: int, in_len: int) -> float:
+    """ORT's get_original_coordinate_ for output index i, every step rounded to float32."""
+    x, s, lo, li = F32(i), F32(scale), F32(out_len), F32(in_len)
+    if mode == "asymmetric":
+        return float(x / s)
+    if mode == "half_pixel":
+        return float((x + F32(0.5)) / s - F32(0.5))
+    if mode == "pytorch_half_pixel":
+        return float((x + F32(0.5)) / s - F32(0.5)) if lo > 1 else 0.0
+    if mode == "tf_half_pixel_for_nn":
+        return float((x + F32(0.5)) / s)
+    if mode == "align_corners":
+        return 0.0 if lo == 1 else float(x * (li - F32(1)) / (lo - F32(1)))
+    if mode == "half_pixel_symmetric":
+        output_width = s * li
+        adjustment = lo / output_width
+        center = li / F32(2)
+        offset = center * (F32(1) - adjustment)
+        # offset + (x + 0.5) / s - 0.5 with double literals: evaluated in double, then to float
+        return float(F32(float(offset) + (float(x) + 0.5) / float(s) - 0.5))
+    raise ValueError(mode)
+
+
+def nearest_pixel(mode: str, x: float, downsampling: bool) -> int:
+    """ORT's get_nearest_pixel_ on a float32 coordinate x (exact in a Python float)."""
+    if mode == "simple":  # opset 10: truncation, or ceil when downsampling
+        return math.ceil(x) if downsampling else int(x)
+    if mode == "floor":
+        return math.floor(x)
+    if mode == "ceil":
+        return math.ceil(x)
+    # round_prefer_floor / round_prefer_ceil. ORT 1.32 takes a coordinate within 1e-6 of a half as
+    # a tie (measured: 0.98e-6 below k + 0.5 is a tie, 1.01e-6 above is not; floor, ceil and opset
+    # 10 have no such tolerance). Anything else goes to the nearest integer.
+    lower = math.floor(x)
+    if abs((x - lower) - 0.5) <= ROUND_TIE_TOLERANCE:
+        return lower if mode == "round_prefer_floor" else lower + 1
+    return math.floor(x + 0.5)
+
+
+def source_indices(in_shape, out_shape, scales, coordinate_mode: str, nearest_mode: str) -> list[np.ndarray]:
+    """For each axis, the input index every output index reads (ORT's UpsampleNearest mappings)."""
+    if tuple(out_shape) == tuple(in_shape):  # ORT copies the input unchanged
+        return [np.arange(n) for n in in_shape]
+    result = []
+    for in_len, out_len, scale in zip(in_shape, out_shape, scales):
+        if F32(scale) == F32(1) and len(in_shape) > 1:
+            result.append(np.arange(out_len))
+            continue
+        idx = [nearest_pixel(nearest_mode, original_coordinate(coordinate_mode, i, scale, out_len, in_len), scale < 1)
+               for i in range(out_len)]
+        result.append(np.clip(np.array(idx, dtype=np.int64), 0, in_len - 1))
+    return result
+
+
+def _text(value, default: str) -> str:
+    value = default if value is None else value
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@register
+class Resize(Op):
+    runtime_sources = RUNTIME_SOURCES
+    runtime_header = RUNTIME_HEADER
+    name = "Resize"
+    onnx_ops = (("", "Resize"),)
+    summary = ("nearest mode: scales or sizes (axes, keep_aspect_ratio_policy), every coordinate transformation "
+               "but tf_crop_and_resize, every nearest_mode")
+
+    # QDQ models: ORT drops a DQ -> Resize -> Q pair with equal parameters and resizes the codes,
+    # in nearest mode only (linear and cubic stay float).
+    qdq_float_ops = onnx_ops
+
+    def from_qdq(self, group):
+        mode = _text(group.attributes().get("mode"), "nearest")
+        if mode != "nearest":
+            raise NotFused(f"its mode is '{mode}' (ORT resizes codes in nearest mode only)")
+        return [group.on_codes()]
+
+    def import_node(self, onnx_node, graph: Graph) -> Node:
+        x = quantized_input(graph, onnx_node, 0, "input")
+        rank = len(x.shape)
+        require(1 <= rank <= MAX_RANK, graph, onnx_node, f"rank {rank} is outside 1..{MAX_RANK}")
+        mode = _text(attribute(onnx_node, "mode"), "nearest")
+        require(mode == "nearest", graph, onnx_node,
+                f"mode '{mode}' is not supported; qcc resizes codes in nearest mode only")
+        require(not attribute(onnx_node, "antialias", 0), graph, onnx_node, "antialias is not supported")
+        opset10 = len(onnx_node.input) == 2  # Resize-10: (X, scales); from opset 11: (X, roi, scales, sizes)
+        if opset10:
+            coordinate_mode, nearest_mode = "asymmetric", "simple"
+            scales_index, sizes_index = 1, None
+        else:
+            coordinate_mode = _text(attribute(onnx_node, "coordinate_transformation_mode"), "half_pixel")
+            nearest_mode = _text(attribute(onnx_node, "nearest_mode"), "round_prefer_floor")
+            scales_index, sizes_index = 2, 3
+        require(coordinate_mode in COORDINATE_MODES, graph, onnx_node,
+                f"coordinate_transformation_mode '{coordinate_mode}' is not supported "
+                f"(supported: {', '.join(COORDINATE_MODES)})")
+        require(nearest_mode in NEAREST_MODES or opset10, graph, onnx_node,
+                f"nearest_mode '{nearest_mode}' is not one of {', '.join(NEAREST_MODES)}")
+        axes = attribute(onnx_node, "axes")
+        policy = _text(attribute(onnx_node, "keep_aspect_ratio_policy"), "stretch")
+        require(policy in ("stretch", "not_larger", "not_smaller"), graph, onnx_node,
+                f"keep_aspect_ratio_policy '{policy}' is not supported")
+        # ORT matches keep_aspect_ratio_policy's axes without normalizing them: a negative axis is
+        # silently left unscaled there. Refused rather than imitated.
+        require(policy == "stretch" or axes is None or all(int(a) >= 0 for a in axes), graph, onnx_node,
+                f"negative axes {list(axes or [])} with keep_aspect_ratio_policy '{policy}': ORT ignores them; "
+                "write the axes as non-negative numbers")
+        axes = list(range(rank)) if axes is None else [normalize_axis(int(a), rank, graph, onnx_node) for a in axes]
+
+        scales = self._optional(graph, onnx_node, scales_index, "scales")
+        sizes = self._optional(graph, onnx_node, sizes_index, "sizes")
+        require((scales is None) != (sizes is None), graph, onnx_node, "exactly one of scales and sizes must be given")
+        if scales is not None:
+            values = scales.astype(np.float32).reshape(-1)
+            require(values.size == len(axes), graph, onnx_node, f"{values.size} scales for {len(axes)} axes")
+            require(bool(np.all(values > 0)), graph, onnx_node, f"scales {values.tolist()} must be positive")
+            scale = [F32(1)] * rank
+            for a, v in zip(axes, values):
+                scale[a] = F32(v)
+            out_shape = [int(F32(s) * F32(n)) for s, n in zip(scale, x.shape)]  # int64(f32(scale * f32(in)))
+        else:
+            values = [int(v) for v in sizes.reshape(-1)]
+            require(len(values) == len(axes), graph, onnx_node, f"{len(values)} sizes for {len(axes)} axes")
+            require(all(v > 0 for v in values), graph, onnx_node, f"sizes {values} must be positive")
+            out_shape = list(x.shape)
+            for a, v in zip(axes, values):
+                out_shape[a] = v
+            scale = [F32(F32(o) / F32(n)) for o, n in zip(out_shape, x.shape)]
+            if policy != "stretch":
+                chosen = [scale[a] for a in axes]
+                common = min(chosen) if policy == "not_larger" else max(chosen)
+                for a in range(rank):
+                    if a in axes:
+                        scale[a] = common
+                        out_shape[a] = math.floor(float(common * F32(x.shape[a])) + 0.5)  # std::round(f32(s * in))
+                    else:
+                        scale[a], out_shape[a] = F32(1), x.shape[a]
+        require_nonempty(out_shape, graph, onnx_node, "output")
+        y = add_output(graph, onnx_node, 0, x.dtype, out_shape, x.quant)
+        sources = source_indices(x.shape, out_shape, scale, coordinate_mode, nearest_mode)
+        return Node(self.name, onnx_node.name or y, [x.name], [y],
+                    attrs={"coordinate_transformation_mode": coordinate_mode, "nearest_mode": nearest_mode,
+                           "scales": [float(s) for s in scale], "sources": sources})
+
+    @staticmethod
+    def _optional(graph: Graph, onnx_node, index, what: str):
+        """A constant scales/sizes input, or None when absent or empty."""
+        if index is None or index >= len(onnx_node.input) or not onnx_node.input[index]:
+            return None
+        value = np.asarray(const_input(graph, onnx_node, index, what))
+        return value if value.size else None
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        return [inputs[0][np.ix_(*node.attrs["sources"])]]
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+        prefix = c.symbol(node.name)
+        return emit_gather(c, node, f"{prefix}_params", x.shape, node.attrs["sources"],
+                           byte_source(c, graph, x.name, f"{prefix}_x"), c.tensor(y.name, "uint8"))

@@ -1,0 +1,95 @@
+/* qcc runtime: byte-moving kernels (see qcc_data_movement.h). No arithmetic on the codes, so one
+ * version serves int8 and uint8. Offsets are int32_t element indices that always name an element
+ * of the tensor they index (the compiler checks that every tensor has fewer than 2^31 elements). */
+#include <string.h>
+
+#include "qcc_data_movement.h"
+
+#define QCC_INNER (QCC_MAX_RANK - 1)
+
+void qcc_copy_8bit(const qcc_copy_params *p, const uint8_t *x, uint8_t *y)
+{
+    int32_t index[QCC_MAX_RANK] = {0, 0, 0, 0, 0, 0};
+    const int32_t n = p->dims[QCC_INNER];
+    const int32_t src_step = p->src_strides[QCC_INNER];
+    const int32_t dst_step = p->dst_strides[QCC_INNER];
+    int32_t src = p->src_offset;
+    int32_t dst = p->dst_offset;
+    int32_t i;
+    int axis;
+    for (;;) {
+        /* One run along the innermost axis. */
+        if (p->table != NULL) {
+            for (i = 0; i < n; ++i) {
+                y[dst + i * dst_step] = p->table[x[src + i * src_step]];
+            }
+        } else if (src_step == 1 && dst_step == 1) {
+            memcpy(&y[dst], &x[src], (size_t)n);
+        } else {
+            for (i = 0; i < n; ++i) {
+                y[dst + i * dst_step] = x[src + i * src_step];
+            }
+        }
+        /* Advance the outer axes like an odometer, moving both offsets with them. */
+        for (axis = QCC_INNER - 1; axis >= 0; --axis) {
+            if (++index[axis] < p->dims[axis]) {
+                src += p->src_strides[axis];
+                dst += p->dst_strides[axis];
+                break;
+            }
+            index[axis] = 0;
+            src -= p->src_strides[axis] * (p->dims[axis] - 1);
+            dst -= p->dst_strides[axis] * (p->dims[axis] - 1);
+        }
+        if (axis < 0) {
+            return;
+        }
+    }
+}
+
+static int32_t qcc_gather_offset(const qcc_gather_params *p, int axis, int32_t i)
+{
+    return p->tables[axis] != NULL ? p->tables[axis][i] : i * p->in_strides[axis];
+}
+
+void qcc_gather_8bit(const qcc_gather_params *p, const uint8_t *x, uint8_t *y)
+{
+    int32_t index[QCC_MAX_RANK] = {0, 0, 0, 0, 0, 0};
+    const int32_t n = p->out_dims[QCC_INNER];
+    const int32_t *inner = p->tables[QCC_INNER];
+    int32_t previous_row = -1; /* the source offset of the last row written, -1 before the first */
+    int32_t i;
+    int axis;
+    for (;;) {
+        int32_t row = 0;
+        for (axis = 0; axis < QCC_INNER; ++axis) {
+            row += qcc_gather_offset(p, axis, index[axis]);
+        }
+        if (row == previous_row) {
+            /* Same source row as the output row just written (nearest upsampling repeats rows). */
+            memcpy(y, y - n, (size_t)n);
+        } else if (inner != NULL) {
+            const uint8_t *xr = x + row;
+            for (i = 0; i < n; ++i) {
+                y[i] = xr[inner[i]];
+            }
+        } else {
+            const uint8_t *xr = x + row;
+            const int32_t step = p->in_strides[QCC_INNER];
+            for (i = 0; i < n; ++i) {
+                y[i] = xr[i * step];
+            }
+        }
+        previous_row = row;
+        y += n;
+        for (axis = QCC_INNER - 1; axis >= 0; --axis) {
+            if (++index[axis] < p->out_dims[axis]) {
+                break;
+            }
+            index[axis] = 0;
+        }
+        if (axis < 0) {
+            return;
+        }
+    }
+}

@@ -1,0 +1,43 @@
+/* qcc runtime: kernels that move 8-bit codes without arithmetic (Concat, QLinearConcat, Split,
+ * Slice, Pad, Resize in nearest mode).
+ *
+ * The ops only move bytes, so int8 and uint8 tensors share the same byte kernels (the generated
+ * code passes them as uint8_t pointers). Every offset, size and index table is computed by the
+ * compiler and stored in a const parameter struct (flash); the kernels only walk them.
+ * Tensors are row-major; ranks below QCC_MAX_RANK are padded with leading axes of size 1. */
+#ifndef QCC_DATA_MOVEMENT_H
+#define QCC_DATA_MOVEMENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qcc_kernels.h" /* QCC_MAX_RANK */
+
+/* A strided block copy: for every index i in dims,
+ *     y[dst_offset + sum_k i[k] * dst_strides[k]] = f(x[src_offset + sum_k i[k] * src_strides[k]])
+ * with f the identity, or f(b) = table[b] when table is not NULL (QLinearConcat's requantization
+ * of each code, a 256-entry table indexed by the code's byte). Strides are in elements and may be
+ * negative (a Slice with negative steps); every offset the walk visits is an element of x or y. */
+typedef struct {
+    int32_t dims[QCC_MAX_RANK];
+    int32_t src_strides[QCC_MAX_RANK];
+    int32_t dst_strides[QCC_MAX_RANK];
+    int32_t src_offset;
+    int32_t dst_offset;
+    const uint8_t *table; /* NULL: copy the bytes */
+} qcc_copy_params;
+
+/* A gather by per-axis index tables: for every output index i in out_dims (written in order),
+ *     y[...] = x[sum_k offset_k(i[k])],  offset_k(j) = tables[k] ? tables[k][j] : j * in_strides[k]
+ * where tables[k] holds out_dims[k] input element offsets (source index times input stride).
+ * A row whose source row equals the previous row's is copied from the previous output row. */
+typedef struct {
+    int32_t out_dims[QCC_MAX_RANK];
+    int32_t in_strides[QCC_MAX_RANK];       /* used where tables[k] is NULL */
+    const int32_t *tables[QCC_MAX_RANK];    /* per axis: out_dims[k] offsets, or NULL */
+} qcc_gather_params;
+
+void qcc_copy_8bit(const qcc_copy_params *p, const uint8_t *x, uint8_t *y);
+void qcc_gather_8bit(const qcc_gather_params *p, const uint8_t *x, uint8_t *y);
+
+#endif /* QCC_DATA_MOVEMENT_H */
