@@ -262,3 +262,22 @@ def test_drop_op_without_explicit_zero_points_is_refused(tmp_path):
              helper.make_node("QuantizeLinear", ["p", "conv_ys"], ["y"], name="q1")]
     message = compile_error(make_model(nodes, [("x", "uint8", [1, 4, 6, 6])], [("y", "uint8", [1, 4, 5, 5])], inits), tmp_path)
     assert "node 'pool' (MaxPool) stays in float" in message
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_qdq_split_and_pad_run_on_codes(tmp_path, dtype):
+    """Split (fused by ORT when every output's Q matches the DQ) and Pad (a float Pad in ORT, equal
+    to a Pad on codes with the pad value quantized when the parameters match)."""
+    zero = 3 if dtype == "uint8" else -3
+    inits = {"s": scalar(0.1, np.float32), "z": scalar(zero, dtype), "sizes": np.array([2, 4], np.int64),
+             "pads": np.array([0, 0, 1, 2, 0, 0, 2, 0], np.int64), "value": np.array(0.73, np.float32)}
+    nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xd"], name="dq"),
+             helper.make_node("Split", ["xd", "sizes"], ["a", "b"], name="split", axis=1),
+             helper.make_node("QuantizeLinear", ["a", "s", "z"], ["aq"], name="qa"),
+             helper.make_node("QuantizeLinear", ["b", "s", "z"], ["y1"], name="qb"),
+             helper.make_node("DequantizeLinear", ["aq", "s", "z"], ["ad"], name="dqa"),
+             helper.make_node("Pad", ["ad", "pads", "value"], ["p"], name="pad"),
+             helper.make_node("QuantizeLinear", ["p", "s", "z"], ["y0"], name="qp")]
+    model = make_model(nodes, [("x", dtype, [1, 6, 4, 5])], [("y0", dtype, [1, 2, 7, 7]), ("y1", dtype, [1, 4, 4, 5])], inits)
+    compiled = check_exact(model, tmp_path, n_random=4)
+    assert [n.op for n in compiled.graph.nodes] == ["Split", "Pad"]

@@ -46,6 +46,10 @@ class QdqGroup:
                                                      "inside the quantized range (not redundant)")
         if consumer is not None and consumer.op_type == "QuantizeLinear":
             self.q = consumer
+        # Ops with several outputs (Split): the single QuantizeLinear after each.
+        self.output_qs = [self.q] + [model_graph.single_consumer(name) for name in node.output[1:]]
+        self.output_qs = [q if q is not None and q.op_type == "QuantizeLinear" else None for q in self.output_qs]
+        self.new_initializers: list[onnx.TensorProto] = []
 
     # --- reading the group ---------------------------------------------------------------------
     def quantized_input(self, i: int) -> list[str]:
@@ -64,6 +68,17 @@ class QdqGroup:
     @property
     def opset(self) -> int:
         return self.g.opset
+
+    def quantized_outputs(self) -> list[list[str]]:
+        """[codes, scale, zero point] names of the Q after each output."""
+        if any(q is None for q in self.output_qs):
+            raise NotFused("not every output goes to exactly one QuantizeLinear")
+        return [[q.output[0], q.input[1], q.input[2] if len(q.input) > 2 else ""] for q in self.output_qs]
+
+    def add_initializer(self, name: str, value: np.ndarray) -> str:
+        """A constant the replacement reads (for example a pad value turned into a code)."""
+        self.new_initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
 
     def has_dq(self, i: int) -> bool:
         return i < len(self.dq) and self.dq[i] is not None
@@ -106,7 +121,7 @@ class QdqGroup:
 
     def removed(self) -> list[onnx.NodeProto]:
         """The nodes the replacement takes the place of, besides the float node."""
-        return [*self.skipped, self.q]
+        return [*self.skipped, *(q for q in self.output_qs if q is not None)]
 
     def attributes(self) -> dict:
         return {a.name: helper.get_attribute_value(a) for a in self.node.attribute}
@@ -317,7 +332,8 @@ def fuse(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
                 f"because {why}; qcc compiles only what ORT runs as integer kernels"
             ) from None
         new_nodes.extend(replacement)
-        removed.update(id(n) for n in group.removed())
+        removed.update(id(n) for n in group.removed() if n not in replacement)
+        graph.initializer.extend(group.new_initializers)
         fused_any = True
     if not fused_any and not moved:
         return model

@@ -23,9 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
 
+from qcc.frontend.qdq import NotFused
 from qcc.ir import Graph, Node
 from qcc.ops.base import Op, attribute, const_input, register, require
+from qcc.ops.io_boundary import quantize_linear
 from qcc.ops.quantized import add_output, quantized_input
 from qcc.errors import QccError
 
@@ -162,6 +165,19 @@ class Split(Op):
     name = "Split"
     onnx_ops = (("", "Split"),)
     summary = "split sizes from the input or attribute, num_outputs (opset 18) or equal parts; any axis"
+    qdq_float_ops = onnx_ops
+
+    def from_qdq(self, group):
+        """ORT's SplitSelector: one DQ, and after every output one Q with the DQ's parameters."""
+        x, outputs = group.quantized_input(0), group.quantized_outputs()
+        if not all(group.same_quantization(x, y) for y in outputs):
+            raise NotFused("its outputs' QuantizeLinear parameters differ from its DequantizeLinear's")
+        node = onnx.NodeProto()
+        node.CopyFrom(group.node)
+        node.input[0] = x[0]
+        for i, y in enumerate(outputs):
+            node.output[i] = y[0]
+        return [node]
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")
@@ -312,6 +328,31 @@ class Pad(Op):
     name = "Pad"
     onnx_ops = (("", "Pad"),)
     summary = "opset 11+: constant (value input is a code), edge, reflect and wrap modes; negative pads crop; axes input"
+    qdq_float_ops = onnx_ops
+
+    def from_qdq(self, group):
+        """ORT has no CPU QDQ rule for Pad: DQ -> Pad -> Q runs a float Pad. With the same parameters on
+        both sides that equals Pad on the codes, the pad value quantized as ORT's QuantizeLinear does;
+        a zero Pad feeding a Conv is left for the Conv to absorb (ORT's PadFusion)."""
+        consumer = group.g.single_consumer(group.node.output[0])
+        if group.q is None and consumer is not None and consumer.op_type == "Conv":
+            return [group.node]
+        x, y = group.quantized_input(0), group.quantized_output()
+        if not group.same_quantization(x, y):
+            raise NotFused("ORT runs this Pad in float between different quantizations; qcc compiles it when the "
+                           "DequantizeLinear and QuantizeLinear share scale and zero point")
+        node = onnx.NodeProto()
+        node.CopyFrom(group.node)
+        node.input[0], node.output[0] = x[0], y[0]
+        if len(node.input) > 2 and node.input[2]:
+            value = group.constant(node.input[2])
+            if value is None:
+                raise NotFused("its pad value is not a constant")
+            scale, zero = group.constant(y[1]), group.constant(y[2])
+            code = quantize_linear(np.float32(value.reshape(())), np.float32(scale.reshape(())), int(zero.reshape(())),
+                                   str(zero.dtype))
+            node.input[2] = group.add_initializer(f"{y[0]}_pad_code", np.asarray(code, dtype=zero.dtype).reshape(()))
+        return [node]
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")
