@@ -77,6 +77,7 @@ class Graph:
     # The name a graph input or output has in the model, when its tensor moved across a boundary
     # op (the float input of a QuantizeLinear becomes the quantized C input, and so on).
     public_names: dict[str, str] = field(default_factory=dict)
+    rounding: str = "ort"  # the requantization scheme (qcc.numerics.SCHEMES) the passes prepare for
 
     def public_name(self, tensor_name: str) -> str:
         return self.public_names.get(tensor_name, tensor_name)

@@ -8,10 +8,11 @@ from pathlib import Path
 from qcc.frontend import constant_folding, float_islands, qdq
 from qcc.frontend.onnx_loader import import_graph, load_model
 from qcc.ir import Graph
+from qcc.numerics import SCHEMES
 from qcc.ops import op_named
 from qcc.passes import fold_activations, io_boundary, memory_plan
 
-ROUNDING_SCHEMES = ("ort",)
+ROUNDING_SCHEMES = tuple(SCHEMES)
 
 
 @dataclass
@@ -34,6 +35,7 @@ def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
     model = constant_folding.fold(load_model(path, options.input_shapes), str(path))
     model = float_islands.replace(qdq.fuse(model, str(path)), str(path))
     graph = import_graph(model, str(path))
+    graph.rounding = options.rounding
     io_boundary.apply(graph, options.float_io)
     fold_activations.apply(graph)
     for node in graph.nodes:

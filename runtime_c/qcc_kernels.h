@@ -15,7 +15,7 @@
  * lo and hi are the output clamp with the zero point already subtracted (Relu/Clip folded in). */
 typedef struct {
     const uint32_t *mult;
-    const uint8_t *shift;
+    const int8_t *shift; /* the scheme's shift (ort: right shift 15..57; tflm, single: exponent e) */
     int32_t per_channel; /* 1: one mult/shift per output channel; 0: one for the tensor */
     int32_t zero;
     int32_t lo;

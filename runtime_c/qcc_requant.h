@@ -9,6 +9,12 @@
 #if defined(QCC_ROUNDING_ORT)
 #include "qcc_requant_ort.h"
 #define QCC_REQUANTIZE_SCHEME qcc_requantize_ort
+#elif defined(QCC_ROUNDING_TFLM)
+#include "qcc_requant_tflm.h"
+#define QCC_REQUANTIZE_SCHEME qcc_requantize_tflm
+#elif defined(QCC_ROUNDING_SINGLE)
+#include "qcc_requant_single.h"
+#define QCC_REQUANTIZE_SCHEME qcc_requantize_single
 #else
 #error "qcc_config.h names no rounding scheme"
 #endif

@@ -39,9 +39,13 @@ def scalar(value, dtype) -> np.ndarray:
     return np.array(value, dtype=dtype)
 
 
+OTHER_SCHEMES = ("tflm", "single")
+
+
 def check_exact(model: onnx.ModelProto | Path, tmp_path: Path, *, n_random: int = 4, seed: int = 0,
                 float_io: bool = False, extra_cases=None) -> Compiled:
-    """Compile, prove C == reference with the golden test, and reference == ORT on the same inputs."""
+    """Compile, prove C == reference with the golden test, and reference == ORT on the same inputs.
+    Where the model requantizes, also prove C == reference in the other rounding schemes."""
     if isinstance(model, onnx.ModelProto):
         path = tmp_path / "model.onnx"
         onnx.save(model, str(path))
@@ -65,6 +69,11 @@ def check_exact(model: onnx.ModelProto | Path, tmp_path: Path, *, n_random: int 
                     f"case {i}, output '{name}': reference differs from ORT in {int((diff != 0).sum())} of {e.size} "
                     f"values, max |diff| {diff.max()}; first at {np.argwhere(diff != 0)[0].tolist()}: "
                     f"ORT {e.reshape(-1)[np.flatnonzero(diff)[0]]}, reference {g.reshape(-1)[np.flatnonzero(diff)[0]]}")
+    if any("requant" in node.params for node in compiled.graph.nodes):
+        for scheme in OTHER_SCHEMES:
+            out = tmp_path / f"out_{scheme}"
+            compile_to_folder(path, out, Options(float_io=float_io, rounding=scheme), golden=cases)
+            make(out, "check", cflags=STRICT_CFLAGS)  # C == reference in that scheme, on every value
     return compiled
 
 

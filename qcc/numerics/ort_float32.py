@@ -47,6 +47,11 @@ def fixed_point_from_float32(scale: float) -> tuple[int, int]:
     return mult, shift
 
 
+def fixed_point(ort_scale, real_scale) -> tuple[int, int]:
+    """(multiplier, shift) stored for this scheme: the float32 scale ORT multiplies by, exactly."""
+    return fixed_point_from_float32(ort_scale)
+
+
 def _bit_length(x: np.ndarray) -> np.ndarray:
     """Bit length of each element of a uint64 array (0 for 0)."""
     estimate = np.frexp(x.astype(np.float64))[1].astype(np.int64)

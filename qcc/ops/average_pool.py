@@ -145,7 +145,8 @@ class QLinearAveragePool(Op):
             count = int(np.prod(node.attrs["in_hw"]))
             node.params["acc_const"] = int(wrap_int32(-z_x * count))
             # ORT: f32(s_x / f32(s_y * f32(n)))
-            node.params["requant"] = prepare_requant(node, graph, np.float32(s_x) / (np.float32(s_y) * np.float32(count)))
+            node.params["requant"] = prepare_requant(node, graph, np.float32(s_x) / (np.float32(s_y) * np.float32(count)),
+                                                 np.float64(s_x) / (np.float64(s_y) * count))
             return
         qmin, qmax = DTYPE_RANGE[y.dtype]
         lo, hi = node.attrs.get("clamp", (qmin, qmax))

@@ -146,7 +146,8 @@ class QLinearConv(Op):
         node.params["weight_zero"] = w_zero.astype(np.int32) if np.any(w_zero) else None
         # ORT's per-channel scale: f32(f32(s_x * s_w[c]) / s_y)
         s_w = np.broadcast_to(w_tensor.quant.scale.reshape(-1), (out_c,)).astype(np.float32)
-        node.params["requant"] = prepare_requant(node, graph, (np.float32(s_x) * s_w) / np.float32(s_y))
+        node.params["requant"] = prepare_requant(node, graph, (np.float32(s_x) * s_w) / np.float32(s_y),
+                                                 np.float64(s_x) * s_w.astype(np.float64) / np.float64(s_y))
 
     def reference(self, node: Node, graph: Graph, inputs):
         x, w = inputs

@@ -90,7 +90,8 @@ class _ConstantRightMatMul(Op):
         node.params["weight_zero"] = w_zero.astype(np.int32) if np.any(w_zero) else None
         s_b = np.broadcast_to(b.quant.scale.reshape(-1), (cols,)).astype(np.float32)
         scales = self._output_scales(np.float32(s_a), s_b, np.float32(s_y), node.attrs["alpha"])
-        node.params["requant"] = prepare_requant(node, graph, scales)
+        real = (np.float64(node.attrs["alpha"]) * np.float64(s_a) * s_b.astype(np.float64)) / np.float64(s_y)
+        node.params["requant"] = prepare_requant(node, graph, scales, real)
 
     def reference(self, node: Node, graph: Graph, inputs):
         a, _ = inputs

@@ -10,7 +10,7 @@ import onnx
 
 from qcc.errors import QccError
 from qcc.ir import DTYPE_RANGE, QUANTIZED_DTYPES, Graph, Node, QuantParams, Tensor
-from qcc.numerics import ort_float32
+from qcc.numerics import SCHEMES
 from qcc.ops.base import const_input, node_label
 
 
@@ -64,11 +64,14 @@ def wrap_int32(values) -> np.ndarray:
 
 @dataclass
 class Requant:
-    """Per-channel requantization: y = clamp(round(acc * mult * 2**-shift), lo, hi) + zero."""
+    """Per-channel requantization in one rounding scheme: y = clamp(round(acc * M[c]), lo, hi) + zero,
+    with M[c] held as (mult, shift) as the scheme defines them (qcc/numerics)."""
 
-    scale: np.ndarray  # float32, the exact value ORT multiplies by (for explain and messages)
+    scheme: str
+    scale: np.ndarray  # float32, the exact value ORT multiplies by
+    real_scale: np.ndarray  # float64, the same ratio of scales in double precision
     mult: np.ndarray  # uint32
-    shift: np.ndarray  # uint8
+    shift: np.ndarray  # int8
     zero: int
     lo: int  # clamp bounds with the zero point subtracted
     hi: int
@@ -78,19 +81,25 @@ class Requant:
         return int(self.mult.size)
 
 
-def prepare_requant(node: Node, graph: Graph, scales: np.ndarray) -> Requant:
-    """Requantization parameters for the node's single quantized output, with any folded clamp."""
+def prepare_requant(node: Node, graph: Graph, scales: np.ndarray, real_scales: np.ndarray) -> Requant:
+    """Requantization parameters for the node's single quantized output, with any folded clamp, in
+    the graph's rounding scheme. scales: the float32 scales ORT computes for the op; real_scales:
+    the same ratios in double precision."""
     out = graph.tensor(node.outputs[0])
     _, zero = out.quant.scalar()
     qmin, qmax = DTYPE_RANGE[out.dtype]
     lo_code, hi_code = node.attrs.get("clamp", (qmin, qmax))
     lo_code, hi_code = max(lo_code, qmin), min(hi_code, qmax)
     scales = np.asarray(scales, dtype=np.float32).reshape(-1)
-    pairs = [ort_float32.fixed_point_from_float32(s) for s in scales]
+    real_scales = np.broadcast_to(np.asarray(real_scales, dtype=np.float64).reshape(-1), scales.shape)
+    scheme = SCHEMES[graph.rounding]
+    pairs = [scheme.fixed_point(s, r) for s, r in zip(scales, real_scales)]
     return Requant(
+        scheme=graph.rounding,
         scale=scales,
+        real_scale=np.array(real_scales),
         mult=np.array([m for m, _ in pairs], dtype=np.uint32),
-        shift=np.array([s for _, s in pairs], dtype=np.uint8),
+        shift=np.array([s for _, s in pairs], dtype=np.int8),
         zero=zero,
         lo=lo_code - zero,
         hi=hi_code - zero,
@@ -101,13 +110,13 @@ def requantize(acc: np.ndarray, rq: Requant, channel_axis: int, out_dtype: str) 
     """Reference requantization of an int32 accumulator array, channels along `channel_axis`."""
     shape = [1] * acc.ndim
     shape[channel_axis] = rq.channels
-    y = ort_float32.requantize(acc, rq.mult.reshape(shape), rq.shift.reshape(shape), rq.lo, rq.hi)
+    y = SCHEMES[rq.scheme].requantize(acc, rq.mult.reshape(shape), rq.shift.reshape(shape), rq.lo, rq.hi)
     return (y + rq.zero).astype(out_dtype)
 
 
 def emit_requant(c, prefix: str, rq: Requant) -> str:
     """The C initializer of a qcc_requant_params for `rq`."""
     mult = c.const_array(f"{prefix}_mult", "uint32_t", rq.mult)
-    shift = c.const_array(f"{prefix}_shift", "uint8_t", rq.shift)
+    shift = c.const_array(f"{prefix}_shift", "int8_t", rq.shift)
     per_channel = 1 if rq.channels > 1 else 0
     return f"{{ {mult}, {shift}, {per_channel}, {rq.zero}, {rq.lo}, {rq.hi} }}"

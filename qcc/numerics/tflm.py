@@ -1,0 +1,72 @@
+"""The `tflm` rounding scheme: TensorFlow Lite Micro's and gemmlowp's requantization.
+
+M = s_x * s_w / s_y in double; M = q * 2**e with q in [0.5, 1) (frexp); M0 = round(q * 2**31),
+halves away from zero; if M0 == 2**31 then M0 = 2**30 and e += 1; if e < -31 then M0 = e = 0.
+(tensorflow/lite/kernels/internal/quantization_util.cc, QuantizeMultiplier.) Then
+
+    y = RDBPOT(SRDHM(acc * 2**max(e, 0), M0), max(-e, 0))
+
+SRDHM(a, b) is the high 32 bits of 2*a*b, rounded (nudge 2**30, or 1 - 2**30 for a negative
+product, then a division by 2**31 that truncates toward zero), saturating the single overflow
+case a = b = INT32_MIN; RDBPOT(x, n) is a right shift by n that rounds halves away from zero
+(gemmlowp fixedpoint.h). Two roundings in a row. One deliberate difference: for M >= 1 TFLM
+shifts acc left in int32 and can wrap; qcc saturates there instead (such scales saturate every
+8-bit output anyway for all but tiny accumulators).
+Twin of runtime_c/qcc_requant_tflm.h.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLM's QuantizeMultiplier: (M0, e) with real ~= M0 * 2**(e - 31)."""
+    if real == 0:
+        return 0, 0
+    q, e = math.frexp(real)
+    m0 = int(math.floor(abs(q) * 2**31 + 0.5))  # std::round: halves away from zero (q > 0 here)
+    if m0 == 2**31:
+        m0 //= 2
+        e += 1
+    if e < -31:
+        return 0, 0
+    return m0, e
+
+
+def fixed_point(ort_scale, real_scale) -> tuple[int, int]:
+    """(multiplier, shift) stored for this scheme: M0 and the exponent e (positive: left shift)."""
+    m0, e = quantize_multiplier(float(real_scale))
+    return m0, max(min(e, 31), -31)
+
+
+def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    overflow = (a == INT32_MIN) & (b == INT32_MIN)
+    ab = a * b
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    total = ab + nudge
+    # division by 2**31 truncating toward zero
+    quotient = np.where(total >= 0, total >> 31, -((-total) >> 31))
+    return np.where(overflow, INT32_MAX, quotient)
+
+
+def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    x, exponent = np.asarray(x, np.int64), np.asarray(exponent, np.int64)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def requantize(acc, mult, shift, lo, hi) -> np.ndarray:
+    acc = np.asarray(acc, np.int64)
+    shift = np.asarray(shift, np.int64)
+    left = np.maximum(shift, 0)
+    shifted = np.clip(acc << left, INT32_MIN, INT32_MAX)  # saturate where TFLM would wrap
+    y = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, mult), np.maximum(-shift, 0))
+    return np.clip(y, lo, hi).astype(np.int32)
