@@ -57,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
             from qcc.compile_command import compile_to_folder
 
             start = time.perf_counter()
-            _, manifest = compile_to_folder(args.model, args.output, options, args.golden)
+            compiled, manifest = compile_to_folder(args.model, args.output, options, args.golden)
+            for warning in compiled.warnings:
+                print(f"qcc: warning: {warning}", file=sys.stderr)
             print(f"qcc: wrote {args.output}: {len(manifest['layers'])} layers, arena {manifest['arena_bytes']} bytes, "
                   f"weights {manifest['weights_bytes']} bytes, {manifest['golden_cases']} golden case(s) "
                   f"({time.perf_counter() - start:.2f} s)")

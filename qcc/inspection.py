@@ -6,6 +6,7 @@ from qcc import ops
 from qcc.backend.writer import emit_layers, io_entries
 from qcc.errors import QccError
 from qcc.frontend.onnx_loader import load_model
+from qcc.passes import range_analysis
 from qcc.pipeline import Options, compile_model
 
 
@@ -36,7 +37,8 @@ def inspect(model: str, options: Options) -> str:
         return "\n".join(lines)
     graph = compiled.graph
     _, _, layers = emit_layers(compiled, *io_entries(compiled))
-    lines.append(f"{'node':<28} {'op':<26} {'status':<10} {'input -> output shape':<30} {'MACs':>10} {'weight B':>9}  quantization (x | w | y)")
+    lines.append(f"{'node':<28} {'op':<26} {'status':<10} {'input -> output shape':<30} {'MACs':>10} {'weight B':>9}  "
+                 f"{'accumulator':<32} quantization (x | w | y)")
     total_macs = total_weights = 0
     for node, layer in zip(graph.nodes, layers):
         data = [graph.tensor(t) for t in node.inputs if not graph.tensor(t).is_const]
@@ -47,8 +49,10 @@ def inspect(model: str, options: Options) -> str:
         total_macs += macs
         total_weights += weight_bytes
         quant = " | ".join(_quant_text(t) for t in (data[0] if data else None, consts[0] if consts else None, out))
-        lines.append(f"{node.name[:28]:<28} {layer['op']:<26} {'bit-exact':<10} {shapes:<30} {macs:>10} {weight_bytes:>9}  {quant}")
+        lines.append(f"{node.name[:28]:<28} {layer['op']:<26} {'bit-exact':<10} {shapes:<30} {macs:>10} {weight_bytes:>9}  "
+                     f"{range_analysis.describe(node):<32} {quant}")
     lines.append(f"total: {total_macs} MACs, {total_weights} weight bytes, arena {compiled.plan.arena_bytes} bytes")
+    lines += [f"warning: {w}" for w in compiled.warnings]
     for name in graph.inputs + graph.outputs:
         t = graph.tensor(name)
         role = "input " if name in graph.inputs else "output"

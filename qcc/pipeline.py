@@ -10,7 +10,7 @@ from qcc.frontend.onnx_loader import import_graph, load_model
 from qcc.ir import Graph
 from qcc.numerics import SCHEMES
 from qcc.ops import op_named
-from qcc.passes import fold_activations, io_boundary, memory_plan
+from qcc.passes import fold_activations, io_boundary, memory_plan, range_analysis
 
 ROUNDING_SCHEMES = tuple(SCHEMES)
 
@@ -28,6 +28,7 @@ class Compiled:
     graph: Graph
     plan: memory_plan.MemoryPlan
     options: Options
+    warnings: list[str] = field(default_factory=list)
 
 
 def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
@@ -38,6 +39,7 @@ def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
     graph.rounding = options.rounding
     io_boundary.apply(graph, options.float_io)
     fold_activations.apply(graph)
+    warnings = range_analysis.analyze(graph)
     for node in graph.nodes:
         op_named(node.op).prepare(node, graph)
-    return Compiled(graph, memory_plan.plan(graph), options)
+    return Compiled(graph, memory_plan.plan(graph), options, warnings)

@@ -20,6 +20,7 @@ typedef struct {
     int32_t zero;
     int32_t lo;
     int32_t hi;
+    int32_t acc_f32_exact; /* 1: range analysis proved |acc| <= 2^24 (the ort scheme skips rounding f32(acc)) */
 } qcc_requant_params;
 
 typedef struct {

@@ -46,12 +46,13 @@ static inline uint64_t qcc_round_to_f32_significand(uint64_t x)
     return excess > 0 ? qcc_shift_right_rne_u64(x, excess) << excess : x;
 }
 
-/* clamp(rne(f32(f32(acc) * mult * 2^-shift)), lo, hi) */
-static inline int32_t qcc_requantize_ort(int32_t acc, uint32_t mult, int shift, int32_t lo, int32_t hi)
+/* clamp(rne(f32(f32(acc) * mult * 2^-shift)), lo, hi). acc_f32_exact: the compiler proved
+ * |acc| <= 2^24 for this layer, so f32(acc) == acc and its rounding is skipped. */
+static inline int32_t qcc_requantize_ort(int32_t acc, uint32_t mult, int shift, int32_t lo, int32_t hi, int acc_f32_exact)
 {
     /* 0u - (uint32_t)acc is |acc| for every int32, INT32_MIN included, without overflow. */
     const uint32_t magnitude = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
-    const uint64_t a = qcc_round_to_f32_significand(magnitude);
+    const uint64_t a = acc_f32_exact ? magnitude : qcc_round_to_f32_significand(magnitude);
     const uint64_t p = qcc_round_to_f32_significand(a * mult);
     const uint64_t r = qcc_shift_right_rne_u64(p, shift); /* < 2^41: fits int64 */
     const int64_t v = acc < 0 ? -(int64_t)r : (int64_t)r;

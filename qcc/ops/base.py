@@ -50,6 +50,11 @@ class Op:
     def macs(self, node: Node, graph: Graph) -> int:
         return 0
 
+    def accumulator_range(self, node: Node, graph: Graph):
+        """The exact range of the op's int32 accumulator per output channel
+        (qcc.passes.range_analysis.AccumulatorRange), or None for ops without one."""
+        return None
+
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
         """Working memory the kernel needs during this step only; the memory plan puts it in the arena."""
         return 0

@@ -14,6 +14,7 @@ import numpy as np
 from qcc.frontend.qdq import bias_codes, check_integer_types, weight_input
 from qcc.ir import Graph, Node
 from qcc.ops.base import Op, attribute, const_input, register, require
+from qcc.passes.range_analysis import product_sum_range
 from qcc.ops.quantized import (
     add_output,
     as_int8_weights,
@@ -181,6 +182,12 @@ class QLinearConv(Op):
     def macs(self, node: Node, graph: Graph) -> int:
         w = graph.tensor(node.inputs[1])
         return graph.tensor(node.outputs[0]).size * int(np.prod(w.shape[1:]))
+
+    def accumulator_range(self, node: Node, graph: Graph):
+        x, w = graph.tensor(node.inputs[0]), graph.tensor(node.inputs[1])
+        out_c = w.shape[0]
+        w_zero = np.broadcast_to(w.quant.zero_point.reshape(-1), (out_c,))
+        return product_sum_range(w.data.reshape(out_c, -1), w_zero, x.quant.scalar()[1], x.dtype, node.attrs["bias"])
 
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
         # int32 words: one accumulator per output column, and each kernel column's valid output range

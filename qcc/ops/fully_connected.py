@@ -13,6 +13,7 @@ import numpy as np
 from qcc.frontend.qdq import NotFused, bias_codes, check_integer_types, weight_input
 from qcc.ir import Graph, Node
 from qcc.ops.base import Op, attribute, const_input, register, require
+from qcc.passes.range_analysis import product_sum_range
 from qcc.ops.quantized import (
     add_output,
     as_int8_weights,
@@ -109,6 +110,12 @@ class _ConstantRightMatMul(Op):
 
     def macs(self, node: Node, graph: Graph) -> int:
         return node.attrs["rows"] * node.attrs["depth"] * node.attrs["cols"]
+
+    def accumulator_range(self, node: Node, graph: Graph):
+        a, b = graph.tensor(node.inputs[0]), graph.tensor(node.inputs[1])
+        b_zero = np.broadcast_to(b.quant.zero_point.reshape(-1), (node.attrs["cols"],))
+        return product_sum_range(np.ascontiguousarray(self._weights_nk(node, graph)), b_zero, a.quant.scalar()[1],
+                                 a.dtype, node.attrs["bias"])
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         a, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])

@@ -11,6 +11,7 @@ import numpy as np
 from qcc.frontend.qdq import check_integer_types
 from qcc.ir import Graph, Node
 from qcc.ops.base import Op, attribute, register, require
+from qcc.passes.range_analysis import sum_range
 from qcc.ops.quantized import add_output, emit_requant, prepare_requant, quantized_input, read_quant, requantize, wrap_int32
 
 
@@ -68,6 +69,10 @@ class QLinearGlobalAveragePool(Op):
         axes = tuple(range(1, x.ndim - 1)) if node.attrs["channels_last"] else tuple(range(2, x.ndim))
         acc = (x.astype(np.int64) - z_x).sum(axis=axes, keepdims=True)
         return [requantize(wrap_int32(acc), node.params["requant"], 0, y.dtype).reshape(y.shape)]
+
+    def accumulator_range(self, node: Node, graph: Graph):
+        x = graph.tensor(node.inputs[0])
+        return sum_range(node.attrs["count"], x.quant.scalar()[1], x.dtype)
 
     def macs(self, node: Node, graph: Graph) -> int:
         return graph.tensor(node.inputs[0]).size

@@ -75,6 +75,7 @@ class Requant:
     zero: int
     lo: int  # clamp bounds with the zero point subtracted
     hi: int
+    acc_f32_exact: bool = False  # range analysis proved |acc| <= 2**24: f32(acc) == acc
 
     @property
     def channels(self) -> int:
@@ -103,6 +104,7 @@ def prepare_requant(node: Node, graph: Graph, scales: np.ndarray, real_scales: n
         zero=zero,
         lo=lo_code - zero,
         hi=hi_code - zero,
+        acc_f32_exact=bool(node.params.get("acc_range") is not None and node.params["acc_range"].f32_exact),
     )
 
 
@@ -110,6 +112,8 @@ def requantize(acc: np.ndarray, rq: Requant, channel_axis: int, out_dtype: str) 
     """Reference requantization of an int32 accumulator array, channels along `channel_axis`."""
     shape = [1] * acc.ndim
     shape[channel_axis] = rq.channels
+    # The reference always takes the general path: the C's shortcut where |acc| <= 2**24 is proven
+    # (no rounding of f32(acc)) must give the same numbers, and the golden tests check that it does.
     y = SCHEMES[rq.scheme].requantize(acc, rq.mult.reshape(shape), rq.shift.reshape(shape), rq.lo, rq.hi)
     return (y + rq.zero).astype(out_dtype)
 
@@ -119,4 +123,4 @@ def emit_requant(c, prefix: str, rq: Requant) -> str:
     mult = c.const_array(f"{prefix}_mult", "uint32_t", rq.mult)
     shift = c.const_array(f"{prefix}_shift", "int8_t", rq.shift)
     per_channel = 1 if rq.channels > 1 else 0
-    return f"{{ {mult}, {shift}, {per_channel}, {rq.zero}, {rq.lo}, {rq.hi} }}"
+    return f"{{ {mult}, {shift}, {per_channel}, {rq.zero}, {rq.lo}, {rq.hi}, {int(rq.acc_f32_exact)} }}"
