@@ -53,11 +53,12 @@ def quantized_wrapper(op_type: str, node_name: str, **attrs) -> onnx.ModelProto:
     return make_model(nodes, [("x", "float32", [1, 8])], [("y", "float32", [1, 8])], {"s": SCALE, "z": ZERO})
 
 
-def qlinear_add_model() -> onnx.ModelProto:
-    """A QOperator model whose middle op is com.microsoft.QLinearAdd, which qcc does not register."""
+def qlinear_where_model() -> onnx.ModelProto:
+    """A QOperator model whose middle op is com.microsoft.QLinearWhere, which qcc does not register."""
     nodes = [
         helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="quantize_x"),
-        helper.make_node("QLinearAdd", ["xq", "s", "z", "xq", "s", "z", "s", "z"], ["yq"], name="residual_add",
+        helper.make_node("Constant", [], ["cond"], name="cond", value=onnx.numpy_helper.from_array(np.ones((1, 8), bool))),
+        helper.make_node("QLinearWhere", ["cond", "xq", "s", "z", "xq", "s", "z", "s", "z"], ["yq"], name="select",
                          domain="com.microsoft"),
         helper.make_node("DequantizeLinear", ["yq", "s", "z"], ["y"], name="dequantize_y"),
     ]
@@ -145,8 +146,8 @@ def test_float_model_must_be_quantized_first(tmp_path, capsys):
 @pytest.mark.parametrize("model, node_name, op_type", [
     (quantized_wrapper("Softmax", "head_softmax", axis=1), "head_softmax", "Softmax"),
     (quantized_wrapper("LeakyRelu", "leaky", alpha=0.1), "leaky", "LeakyRelu"),
-    (qlinear_add_model(), "residual_add", "QLinearAdd"),
-], ids=["Softmax", "LeakyRelu", "com.microsoft.QLinearAdd"])
+    (qlinear_where_model(), "select", "QLinearWhere"),
+], ids=["Softmax", "LeakyRelu", "com.microsoft.QLinearWhere"])
 def test_unsupported_op_is_named_with_the_supported_ones(tmp_path, capsys, model, node_name, op_type):
     message = compile_fails(save(model, tmp_path / "unsupported.onnx"), tmp_path, capsys)
     assert "unsupported.onnx" in message
