@@ -11,7 +11,8 @@
 static inline int32_t qcc_requantize_single(int32_t acc, uint32_t m0, int shift, int32_t lo, int32_t hi)
 {
     const int total_shift = 31 - shift; /* 1..62 */
-    const int64_t sum = (int64_t)acc * (int64_t)m0 + (INT64_C(1) << (total_shift - 1));
+    /* m0 < 2^31: a signed operand lets Cortex-M use one SMLAL */
+    const int64_t sum = (int64_t)acc * (int64_t)(int32_t)m0 + (INT64_C(1) << (total_shift - 1));
     const int64_t y = sum >= 0 ? (sum >> total_shift) : -(int64_t)((~(uint64_t)sum) >> total_shift) - 1;
     return y < lo ? lo : y > hi ? hi : (int32_t)y;
 }

@@ -281,3 +281,30 @@ def test_qdq_split_and_pad_run_on_codes(tmp_path, dtype):
     model = make_model(nodes, [("x", dtype, [1, 6, 4, 5])], [("y0", dtype, [1, 2, 7, 7]), ("y1", dtype, [1, 4, 4, 5])], inits)
     compiled = check_exact(model, tmp_path, n_random=4)
     assert [n.op for n in compiled.graph.nodes] == ["Split", "Pad"]
+
+
+@pytest.mark.parametrize("op", ["Add", "Mul"])
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_qdq_add_and_mul_with_broadcast_constant(tmp_path, op, dtype):
+    lo = 0 if dtype == "uint8" else -128
+    rng = np.random.default_rng(2)
+    inits = {"sa": scalar(0.05, np.float32), "za": scalar(lo + 30, dtype), "sb": scalar(0.02, np.float32),
+             "zb": scalar(lo + 200, dtype), "sy": scalar(0.08, np.float32), "zy": scalar(lo + 90, dtype),
+             "b": rng.integers(lo, lo + 256, (4, 1, 1)).astype(dtype)}
+    nodes = [helper.make_node("DequantizeLinear", ["x", "sa", "za"], ["xd"], name="dqa"),
+             helper.make_node("DequantizeLinear", ["b", "sb", "zb"], ["bd"], name="dqb"),
+             helper.make_node(op, ["bd", "xd"], ["s"], name="op"),
+             helper.make_node("QuantizeLinear", ["s", "sy", "zy"], ["y"], name="q")]
+    model = make_model(nodes, [("x", dtype, [2, 4, 3, 5])], [("y", dtype, [2, 4, 3, 5])], inits)
+    compiled = check_exact(model, tmp_path, n_random=4)
+    assert [n.op for n in compiled.graph.nodes] == [f"QLinear{op}"]
+
+
+def test_qdq_add_of_mixed_types_is_refused(tmp_path):
+    inits = {"s": scalar(0.05, np.float32), "zu": scalar(3, "uint8"), "zs": scalar(3, "int8")}
+    nodes = [helper.make_node("DequantizeLinear", ["x", "s", "zu"], ["xd"], name="dqa"),
+             helper.make_node("DequantizeLinear", ["w", "s", "zs"], ["wd"], name="dqb"),
+             helper.make_node("Add", ["xd", "wd"], ["s1"], name="add"),
+             helper.make_node("QuantizeLinear", ["s1", "s", "zu"], ["y"], name="q")]
+    model = make_model(nodes, [("x", "uint8", [4]), ("w", "int8", [4])], [("y", "uint8", [4])], inits)
+    assert "node 'add' (Add) stays in float" in compile_error(model, tmp_path)

@@ -1,0 +1,234 @@
+"""com.microsoft QLinearAdd and QLinearMul: elementwise with numpy-style broadcasting.
+
+ONNX Runtime computes both in float32 (qcc/numerics/ort_add_mul.py states the formulas and the
+operand roles of QLinearAdd); the C kernels (runtime_c/qcc_add_mul.c) reproduce every rounding
+with integers. Either input may be a constant initializer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qcc.errors import QccError
+from qcc.frontend.qdq import check_integer_types
+from qcc.ir import DTYPE_RANGE, Graph, Node
+from qcc.numerics import ort_add_mul as ort
+from qcc.ops.base import Op, register, require
+from qcc.ops.quantized import add_output, quantized_input, read_quant
+
+MAX_RANK = 8  # QCC_BROADCAST_MAX_RANK in runtime_c/qcc_add_mul.h
+
+
+def broadcast_layout(out_shape, x_shape, y_shape) -> tuple[list[int], list[int], list[int]]:
+    """Output dims and element strides of x and y (0 = broadcast), with dims of size 1 dropped
+    and neighbours merged wherever both inputs step through them contiguously."""
+    rank = len(out_shape)
+
+    def strides(shape):
+        shape = [1] * (rank - len(shape)) + list(shape)
+        result, step = [0] * rank, 1
+        for i in reversed(range(rank)):
+            result[i] = step if shape[i] != 1 else 0
+            step *= shape[i]
+        return result
+
+    dims, xs, ys = [], [], []
+    for d, a, b in zip(out_shape, strides(x_shape), strides(y_shape)):
+        if d == 1:
+            continue
+        if dims and xs[-1] == a * d and ys[-1] == b * d:
+            dims[-1], xs[-1], ys[-1] = dims[-1] * d, a, b
+        else:
+            dims.append(d)
+            xs.append(a)
+            ys.append(b)
+    return (dims, xs, ys) if dims else ([1], [0], [0])
+
+
+def code_bytes(codes: np.ndarray) -> np.ndarray:
+    """The bytes of int8 or uint8 codes."""
+    return (np.asarray(codes, np.int64) & 0xFF).astype(np.uint8)
+
+
+def hex_u64(value: int) -> str:
+    return f"0x{value & 0xFFFFFFFFFFFFFFFF:016X}u"
+
+
+class _Binary(Op):
+    runtime_sources = ("qcc_add_mul.c",)
+    runtime_header = "qcc_add_mul.h"
+
+    def from_qdq(self, group):
+        """ORT's BinarySelector: both inputs from a DequantizeLinear (a constant one included), one
+        QuantizeLinear, all three of the same 8-bit type; scales and zero points may all differ."""
+        a, b, y = group.quantized_input(0), group.quantized_input(1), group.quantized_output()
+        check_integer_types(group, a, None, y)
+        check_integer_types(group, b, None, y)
+        return [group.replacement(self.name, [*a, *b, y[1], y[2]], domain="com.microsoft")]
+    folds_clamp = True
+    onnx_type = ""
+
+    def import_node(self, onnx_node, graph: Graph) -> Node:
+        a = quantized_input(graph, onnx_node, 0, "A input")
+        b = quantized_input(graph, onnx_node, 3, "B input")
+        require(a.dtype == b.dtype, graph, onnx_node, f"A is {a.dtype} but B is {b.dtype}; ONNX Runtime needs one type")
+        quants = [read_quant(graph, onnx_node, 1, 2, "A"), read_quant(graph, onnx_node, 4, 5, "B"),
+                  read_quant(graph, onnx_node, 6, 7, "output")]
+        try:
+            out_shape = tuple(int(d) for d in np.broadcast_shapes(a.shape, b.shape))
+        except ValueError:
+            require(False, graph, onnx_node, f"shapes {a.shape} and {b.shape} do not broadcast")
+        require(int(np.prod(out_shape)) > 0, graph, onnx_node, f"the output {out_shape} is empty")
+        _, xs, _ = broadcast_layout(out_shape, a.shape, b.shape)
+        require(len(xs) <= MAX_RANK, graph, onnx_node,
+                f"broadcasting {a.shape} with {b.shape} needs {len(xs)} loop levels; qcc supports {MAX_RANK}")
+        for tensor, quant in zip((a, b), quants):
+            if tensor.quant is None:
+                tensor.quant = quant
+        y = add_output(graph, onnx_node, 0, a.dtype, out_shape, quants[2])
+        (s_a, z_a), (s_b, z_b), (s_c, z_c) = (q.scalar() for q in quants)
+        return Node(self.name, onnx_node.name or y, [a.name, b.name], [y], attrs={
+            "onnx_op": self.onnx_type, "a_scale": s_a, "a_zero": z_a, "b_scale": s_b, "b_zero": z_b,
+            "c_scale": s_c, "c_zero": z_c,
+        })
+
+    def _fail(self, node: Node, graph: Graph, message: str):
+        raise QccError(f"{graph.source}: node '{node.name}' ({self.onnx_type}): {message}")
+
+    def _clamp(self, node: Node, graph: Graph) -> tuple[int, int, int, int]:
+        """(qmin, qmax) of the output type and the output clamp (lo, hi) with any folded Relu/Clip."""
+        qmin, qmax = DTYPE_RANGE[graph.tensor(node.outputs[0]).dtype]
+        lo, hi = node.attrs.get("clamp", (qmin, qmax))
+        return qmin, qmax, max(lo, qmin), min(hi, qmax)
+
+    def _finish(self, node: Node, graph: Graph, codes: np.ndarray) -> np.ndarray:
+        _, _, lo, hi = self._clamp(node, graph)
+        out = graph.tensor(node.outputs[0])
+        return np.clip(codes, lo, hi).astype(out.dtype).reshape(out.shape)
+
+    def macs(self, node: Node, graph: Graph) -> int:
+        return graph.tensor(node.outputs[0]).size
+
+    def _shape_field(self, node: Node, graph: Graph, x: str, y: str) -> str:
+        dims, xs, ys = broadcast_layout(graph.tensor(node.outputs[0]).shape, graph.tensor(x).shape, graph.tensor(y).shape)
+        pad = [0] * (MAX_RANK - len(dims))
+        row = lambda values: "{" + ", ".join(str(v) for v in list(values) + pad) + "}"  # noqa: E731
+        return f"{{ {len(dims)}, {row(dims)}, {row(xs)}, {row(ys)} }}"
+
+    def _operand(self, c, symbol: str, graph: Graph, name: str, values: np.ndarray | None = None) -> str:
+        """A uint8 pointer to an operand's bytes: its storage, or a const array for an initializer."""
+        tensor = graph.tensor(name)
+        if tensor.is_const or values is not None:
+            data = code_bytes(tensor.data) if values is None else values
+            return c.const_array(symbol, "uint8_t", np.ascontiguousarray(data).reshape(-1))
+        return c.tensor(name, as_dtype="uint8")
+
+
+@register
+class QLinearAdd(_Binary):
+    name = "QLinearAdd"
+    onnx_type = "QLinearAdd"
+    onnx_ops = (("com.microsoft", "QLinearAdd"),)
+    qdq_float_ops = (("", "Add"),)
+    summary = "elementwise sum, any broadcast shapes, either input constant"
+
+    def _roles(self, node: Node, graph: Graph):
+        """((name, scale, zero point) of X, the same of Y): ORT's roles for this node's shapes."""
+        a, b = graph.tensor(node.inputs[0]), graph.tensor(node.inputs[1])
+        at = node.attrs
+        sides = [(a.name, at["a_scale"], at["a_zero"]), (b.name, at["b_scale"], at["b_zero"])]
+        swap = ort.add_swaps_operands(a.shape, b.shape)
+        return (sides[1], sides[0]) if swap else (sides[0], sides[1])
+
+    def _ratios(self, node: Node, graph: Graph):
+        (_, s_x, z_x), (_, s_y, z_y) = self._roles(node, graph)
+        r_x, r_y = ort.add_ratios(s_x, s_y, node.attrs["c_scale"])
+        if not (np.isfinite(r_x) and np.isfinite(r_y)):
+            self._fail(node, graph, f"a scale ratio over the output scale overflows float32 ({r_x}, {r_y})")
+        try:
+            fixed = ort.add_fixed_part(r_x, z_x, r_y, z_y, node.attrs["c_zero"])
+        except OverflowError:
+            self._fail(node, graph, "the zero-point term overflows float32")
+        return r_x, r_y, fixed
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        a, b = inputs
+        qmin, qmax, _, _ = self._clamp(node, graph)
+        (x_name, _, _), _ = self._roles(node, graph)
+        x, y = (a, b) if x_name == node.inputs[0] else (b, a)
+        r_x, r_y, fixed = self._ratios(node, graph)
+        return [self._finish(node, graph, ort.qlinear_add(x, y, r_x, r_y, fixed, qmin, qmax))]
+
+    def prepare(self, node: Node, graph: Graph) -> None:
+        (x_name, _, _), (y_name, _, _) = self._roles(node, graph)
+        r_x, r_y, fixed = self._ratios(node, graph)
+        y = graph.tensor(y_name)
+        _, _, lo, hi = self._clamp(node, graph)
+        if y.is_const:  # a table of the codes Y holds only; y becomes an index into it
+            codes, index = np.unique(np.asarray(y.data, np.int64), return_inverse=True)
+            y_index = index.astype(np.uint8).reshape(y.shape)
+        else:  # all 256 codes, in the order of their bytes
+            codes, y_index = np.arange(256, dtype=np.int64), None
+            if y.dtype == "int8":
+                codes = np.where(codes >= 128, codes - 256, codes)
+        try:
+            plan = ort.plan_add(r_x, r_y, fixed, y.dtype, codes, lo, hi)
+        except ort.OutsideEnvelope as exc:
+            self._fail(node, graph, f"scale ratios sX/sC = {r_x:g} and sY/sC = {r_y:g} are too far apart or too large "
+                                    f"for qcc's exact 64-bit form ({exc}); ONNX Runtime's result would be mostly saturated")
+        node.params.update(x=x_name, y=y_name, plan=plan, y_index=y_index)
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        p = node.params
+        plan: ort.AddPlan = p["plan"]
+        prefix = c.symbol(node.name)
+        x = self._operand(c, f"{prefix}_x", graph, p["x"])
+        y = self._operand(c, f"{prefix}_y", graph, p["y"], p["y_index"])
+        words = np.stack([plan.table & np.uint64(0xFFFFFFFF), plan.table >> np.uint64(32)], axis=1).astype(np.uint32)
+        table = c.const_array(f"{prefix}_table", "uint32_t", words.reshape(-1))
+        fields = [self._shape_field(node, graph, p["x"], p["y"]), table, hex_u64(plan.x_mult), f"0x{plan.x_flip:X}u",
+                  plan.fine_shift, f"0x{plan.lo:08X}u", f"0x{plan.hi:08X}u"]
+        params = c.struct("qcc_qlinear_add_params", f"{prefix}_params", fields)
+        out = c.tensor(node.outputs[0], as_dtype="uint8")
+        return f"qcc_qlinear_add_8bit({params}, {x}, {y}, {out});"
+
+
+@register
+class QLinearMul(_Binary):
+    name = "QLinearMul"
+    onnx_type = "QLinearMul"
+    onnx_ops = (("com.microsoft", "QLinearMul"),)
+    qdq_float_ops = (("", "Mul"),)
+    summary = "elementwise product, any broadcast shapes, either input constant"
+
+    def _ratio(self, node: Node, graph: Graph):
+        at = node.attrs
+        r = ort.mul_ratio(at["a_scale"], at["b_scale"], at["c_scale"])
+        if not np.isfinite(r):
+            self._fail(node, graph, f"s_A * s_B / s_C = {r} overflows float32")
+        return r
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        a, b = inputs
+        at = node.attrs
+        qmin, qmax, _, _ = self._clamp(node, graph)
+        codes = ort.qlinear_mul(a, b, at["a_zero"], at["b_zero"], self._ratio(node, graph), at["c_zero"], qmin, qmax)
+        return [self._finish(node, graph, codes)]
+
+    def prepare(self, node: Node, graph: Graph) -> None:
+        at = node.attrs
+        _, _, lo, hi = self._clamp(node, graph)
+        dtype = graph.tensor(node.outputs[0]).dtype
+        node.params["plan"] = ort.plan_mul(self._ratio(node, graph), at["a_zero"], at["b_zero"], at["c_zero"], dtype, lo, hi)
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        plan: ort.MulPlan = node.params["plan"]
+        prefix = c.symbol(node.name)
+        a = self._operand(c, f"{prefix}_a", graph, node.inputs[0])
+        b = self._operand(c, f"{prefix}_b", graph, node.inputs[1])
+        fields = [self._shape_field(node, graph, node.inputs[0], node.inputs[1]), f"0x{plan.flip:X}u", plan.a_zero,
+                  plan.b_zero, f"0x{plan.r_mult:X}u", plan.r_shift, hex_u64(plan.c_offset), hex_u64(plan.overflow_at),
+                  f"0x{plan.lo:08X}u", f"0x{plan.hi:08X}u"]
+        params = c.struct("qcc_qlinear_mul_params", f"{prefix}_params", fields)
+        out = c.tensor(node.outputs[0], as_dtype="uint8")
+        return f"qcc_qlinear_mul_8bit({params}, {a}, {b}, {out});"
