@@ -1,0 +1,29 @@
+"""Acceptance: the networks embedded engineers deploy, quantized by ORT in QDQ form (uint8 and int8
+activations, per-channel weights) and in QOperator form (per-tensor and per-channel): `qcc verify`
+finds C == reference == ORT on 7 seeded random inputs plus the 3 extremes."""
+
+import pytest
+
+from models import quantize
+from networks import NETWORKS
+from qcc.pipeline import Options
+from qcc.verify import verify
+
+VARIANTS = {
+    "qdq-u8": dict(quant_format="QDQ", activation="uint8", per_channel=True),
+    "qdq-s8": dict(quant_format="QDQ", activation="int8", per_channel=True),
+    "qop-tensor": dict(quant_format="QOperator", activation="uint8", per_channel=False),
+    "qop-channel": dict(quant_format="QOperator", activation="uint8", per_channel=True),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("network", list(NETWORKS))
+def test_network_is_bit_exact_to_ort(tmp_path, network, variant):
+    path = quantize(NETWORKS[network](), tmp_path / f"{network}.onnx", **VARIANTS[variant])
+    report = verify(str(path), Options(), count=7)
+    assert report.cases == 10
+    for output, pairs in report.per_output.items():
+        for pair, agreement in pairs.items():
+            assert agreement.compared > 0
+            assert agreement.exact == agreement.compared, f"{output} {pair}: {agreement}"
