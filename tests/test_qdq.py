@@ -308,3 +308,17 @@ def test_qdq_add_of_mixed_types_is_refused(tmp_path):
              helper.make_node("QuantizeLinear", ["s1", "s", "zu"], ["y"], name="q")]
     model = make_model(nodes, [("x", "uint8", [4]), ("w", "int8", [4])], [("y", "uint8", [4])], inits)
     assert "node 'add' (Add) stays in float" in compile_error(model, tmp_path)
+
+
+@pytest.mark.parametrize("op, attrs", [("LeakyRelu", {"alpha": 0.1}), ("Sigmoid", {})])
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_qdq_leakyrelu_and_sigmoid_become_tables(tmp_path, op, attrs, dtype):
+    lo = 0 if dtype == "uint8" else -128
+    inits = {"s": scalar(0.06, np.float32), "z": scalar(lo + 128, dtype), "so": scalar(1 / 200, np.float32), "zo": scalar(lo + 20, dtype)}
+    nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xd"], name="dq"),
+             helper.make_node(op, ["xd"], ["a"], name="act", **attrs),
+             helper.make_node("QuantizeLinear", ["a", "so", "zo"], ["y"], name="q")]
+    model = make_model(nodes, [("x", dtype, [1, 256])], [("y", dtype, [1, 256])], inits)
+    every_code = np.arange(256, dtype=np.uint8).view(dtype).reshape(1, 256)
+    compiled = check_exact(model, tmp_path, n_random=2, extra_cases=[[every_code]])
+    assert [n.op for n in compiled.graph.nodes] == ["Lookup"]
