@@ -68,8 +68,9 @@ class Op:
 
     def from_qdq(self, group) -> list[onnx.NodeProto]:
         """The QOperator node(s) replacing a qcc.frontend.qdq.QdqGroup; raise NotFused where ORT
-        leaves the group in float."""
-        raise NotImplementedError
+        leaves the group in float. The default is ORT's rule for ops that only move or select bytes:
+        with the same parameters on the DQ and the Q, the op runs on the codes."""
+        return [group.on_codes()]
 
 
 _BY_ONNX: dict[tuple[str, str], Op] = {}

@@ -27,9 +27,6 @@ class MaxPool(Op):
 
     qdq_float_ops = (("", "MaxPool"),)
 
-    def from_qdq(self, group):
-        return [group.on_codes()]
-
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")
         require(len(x.shape) == 4, graph, onnx_node, f"only 2-D pooling (4-D input) is supported, got shape {x.shape}")

@@ -61,9 +61,6 @@ class Reshape(Op):
     aliases_input = True
     qdq_float_ops = onnx_ops
 
-    def from_qdq(self, group):
-        return [group.on_codes()]
-
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")
         y = add_output(graph, onnx_node, 0, x.dtype, _output_shape(onnx_node, graph, x.shape), x.quant)
@@ -87,9 +84,6 @@ class Transpose(Op):
     onnx_ops = (("", "Transpose"),)
     summary = f"any permutation up to rank {MAX_TRANSPOSE_RANK}"
     qdq_float_ops = onnx_ops
-
-    def from_qdq(self, group):
-        return [group.on_codes()]
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")

@@ -255,9 +255,6 @@ class Slice(Op):
     # QDQ models: ORT drops a DQ -> Slice -> Q pair with equal parameters and slices the codes.
     qdq_float_ops = onnx_ops
 
-    def from_qdq(self, group):
-        return [group.on_codes()]
-
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")
         rank = len(x.shape)
@@ -337,13 +334,8 @@ class Pad(Op):
         consumer = group.g.single_consumer(group.node.output[0])
         if group.q is None and consumer is not None and consumer.op_type == "Conv":
             return [group.node]
-        x, y = group.quantized_input(0), group.quantized_output()
-        if not group.same_quantization(x, y):
-            raise NotFused("ORT runs this Pad in float between different quantizations; qcc compiles it when the "
-                           "DequantizeLinear and QuantizeLinear share scale and zero point")
-        node = onnx.NodeProto()
-        node.CopyFrom(group.node)
-        node.input[0], node.output[0] = x[0], y[0]
+        node = group.on_codes()
+        y = group.quantized_output()
         if len(node.input) > 2 and node.input[2]:
             value = group.constant(node.input[2])
             if value is None:
