@@ -46,6 +46,16 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="each node: support, shapes, quantization, MACs, weight bytes")
     common(p)
+
+    p = sub.add_parser("explain", help="each layer's integer arithmetic with its numbers, and one value traced")
+    common(p)
+    p.add_argument("--node", help="only this node (its name in the model)")
+    p.add_argument("--channel", type=int, help="the output channel to show and trace (default: every channel shown, 0 traced)")
+    p.add_argument("--position", type=int, help="the output position traced within the channel, row-major (default: "
+                   "the first whose code is not at a clamp bound)")
+    p.add_argument("--input", help="an .npz with one array per model input (its first input set is traced; "
+                   "default: seeded random codes)")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text", help="output format (default: text)")
     return parser
 
 
@@ -70,6 +80,13 @@ def main(argv: list[str] | None = None) -> int:
             report = verify(args.model, options, count=args.n, inputs_npz=args.inputs)
             print(report.table())
             return 0 if report.ok else 1
+        if args.command == "explain":
+            from qcc.explain import explain, render
+
+            facts = explain(args.model, options, node=args.node, channel=args.channel, input_npz=args.input,
+                            position=args.position)
+            print(render(facts, args.format), end="")
+            return 0
         from qcc.inspection import inspect
 
         print(inspect(args.model, options))

@@ -11,8 +11,9 @@ from qcc.ir import Graph
 from qcc.ops import op_named
 
 
-def run(graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Outputs (in graph.outputs order) for inputs given in graph.inputs order."""
+def run(graph: Graph, inputs: list[np.ndarray], keep_all: bool = False):
+    """Outputs (in graph.outputs order) for inputs given in graph.inputs order. With keep_all,
+    instead a dict of every tensor the run holds (the inputs and each node's outputs), by name."""
     if len(inputs) != len(graph.inputs):
         raise QccError(f"{graph.source}: the model takes {len(graph.inputs)} inputs, got {len(inputs)}")
     values: dict[str, np.ndarray] = {}
@@ -27,4 +28,6 @@ def run(graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
         args = [values[n] if n in values else graph.tensor(n).data for n in node.inputs]
         for name, value in zip(node.outputs, op_named(node.op).reference(node, graph, args)):
             values[name] = value
+    if keep_all:
+        return values
     return [values[name] for name in graph.outputs]

@@ -19,6 +19,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from qcc.errors import QccError
+from qcc.frontend import float_islands
 
 
 class NotFused(Exception):
@@ -327,6 +328,10 @@ def fuse(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
         try:
             replacement = op.from_qdq(group)
         except NotFused as why:
+            if node.op_type in float_islands.EVALUATORS and any(
+                    dq is None for dq, name in zip(group.dq, node.input) if name):
+                new_nodes.append(node)  # a float operand: ORT runs it in float, maybe as part of an island
+                continue
             raise QccError(
                 f"{source}: node '{node.name or node.output[0]}' ({node.op_type}) stays in float in ONNX Runtime "
                 f"because {why}; qcc compiles only what ORT runs as integer kernels"

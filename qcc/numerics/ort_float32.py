@@ -92,3 +92,43 @@ def requantize(acc, mult, shift, lo, hi) -> np.ndarray:
     rounded = round_shift_right_even(product, np.asarray(shift, dtype=np.uint64)).astype(np.int64)
     signed = np.where(acc < 0, -rounded, rounded)
     return np.clip(signed, lo, hi).astype(np.int32)
+
+
+# --- one accumulator, step by step (for `qcc explain`) --------------------------------------
+
+
+def _round_shift_right_even_int(x: int, shift: int) -> int:
+    """rne(x * 2**-shift) for Python ints x >= 0, shift >= 0."""
+    if shift <= 0:
+        return x
+    quotient, remainder, half = x >> shift, x & ((1 << shift) - 1), 1 << (shift - 1)
+    return quotient + (remainder > half or (remainder == half and quotient & 1))
+
+
+def _round_to_significand_int(x: int) -> int:
+    excess = max(x.bit_length() - SIGNIFICAND_BITS, 0)
+    return _round_shift_right_even_int(x, excess) << excess
+
+
+def trace(acc, mult, shift, lo, hi, acc_f32_exact: bool = False) -> list[tuple[str, int | float]]:
+    """The steps of requantize() for one accumulator as (step, value) pairs, in Python integers;
+    the last value is requantize()'s result (before the zero point is added). Values are integers
+    except the one marked "exact value", the real number the last rounding starts from."""
+    acc, mult, shift = int(acc), int(mult), int(shift)
+    magnitude = abs(acc)
+    a = _round_to_significand_int(magnitude)
+    product = a * mult
+    p = _round_to_significand_int(product)
+    r = _round_shift_right_even_int(p, shift)
+    v = -r if acc < 0 else r
+    skipped = " (exact here: |acc| <= 2^24 is proven, so the C skips this step)" if acc_f32_exact else ""
+    return [
+        ("|acc| (the sign is put back after rounding: rne is symmetric)", magnitude),
+        (f"a = f32(|acc|): kept to 24 significant bits, ties to even{skipped}", a),
+        (f"a * M0 = a * {mult} (exact, below 2^56: the 64-bit product)", product),
+        ("p = f32(a * M0): kept to 24 significant bits, ties to even", p),
+        (f"p * 2^-{shift} (exact value before the last rounding)", p / 2.0**shift),  # p has 24 bits: exact in a double
+        (f"r = rne(p * 2^-{shift}): round half to even", r),
+        ("sign of acc restored", v),
+        (f"clamp to [{int(lo)}, {int(hi)}] (the output range minus Z_y)", min(max(v, int(lo)), int(hi))),
+    ]

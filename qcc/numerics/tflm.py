@@ -70,3 +70,40 @@ def requantize(acc, mult, shift, lo, hi) -> np.ndarray:
     shifted = np.clip(acc << left, INT32_MIN, INT32_MAX)  # saturate where TFLM would wrap
     y = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, mult), np.maximum(-shift, 0))
     return np.clip(y, lo, hi).astype(np.int32)
+
+
+# --- one accumulator, step by step (for `qcc explain`) --------------------------------------
+
+
+def trace(acc, mult, shift, lo, hi) -> list[tuple[str, int | float]]:
+    """The steps of requantize() for one accumulator as (step, value) pairs, in Python integers;
+    the last value is requantize()'s result (before the zero point is added). Values marked
+    "real value" are the unrounded quotient a step rounds (as a double, for reading)."""
+    acc, m0, e = int(acc), int(mult), int(shift)
+    left, right = max(e, 0), max(-e, 0)
+    steps: list[tuple[str, int | float]] = []
+    x = acc
+    if left:
+        x = min(max(acc * 2**left, INT32_MIN), INT32_MAX)
+        steps.append((f"x = acc * 2^{left}, saturated to int32 (M >= 1)", x))
+    ab = x * m0
+    steps.append((f"x * M0 = x * {m0} (the 64-bit product)", ab))
+    if x == INT32_MIN and m0 == 2**31:
+        high = INT32_MAX
+        steps.append(("SRDHM saturates (x = M0 = INT32_MIN)", high))
+    else:
+        nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+        total = ab + nudge
+        steps.append(("x * M0 / 2^31 (real value before the first rounding)", ab / 2.0**31))
+        steps.append((f"+ nudge {nudge} (2^30, or 1 - 2^30 below zero)", total))
+        high = total >> 31 if total >= 0 else -((-total) >> 31)
+        steps.append(("SRDHM = (x * M0 + nudge) / 2^31 truncated toward zero: first rounding", high))
+    y = high
+    if right:
+        mask = (1 << right) - 1
+        remainder, threshold = high & mask, (mask >> 1) + (high < 0)
+        y = (high >> right) + (remainder > threshold)
+        steps.append((f"SRDHM / 2^{right} (real value before the second rounding)", high / 2.0**right))
+        steps.append((f"RDBPOT: shift right by {right}, halves away from zero: second rounding", y))
+    steps.append((f"clamp to [{int(lo)}, {int(hi)}] (the output range minus Z_y)", min(max(y, int(lo)), int(hi))))
+    return steps

@@ -25,6 +25,7 @@ from qcc.frontend.qdq import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node
 from qcc.numerics import ort_float32_sum
 from qcc.ops.base import Op, attribute, register, require
+from qcc.passes.range_analysis import sum_range
 from qcc.ops.quantized import add_output, emit_requant, prepare_requant, quantized_input, read_quant, requantize, wrap_int32
 
 
@@ -137,6 +138,13 @@ class QLinearAveragePool(Op):
         })
 
     # --- compile time ---------------------------------------------------------------------------
+    def accumulator_range(self, node: Node, graph: Graph):
+        """Only the global path has an int32 accumulator; the float path sums in (emulated) float32."""
+        if not node.attrs["global"]:
+            return None
+        x = graph.tensor(node.inputs[0])
+        return sum_range(int(np.prod(node.attrs["in_hw"])), x.quant.scalar()[1], x.dtype)
+
     def prepare(self, node: Node, graph: Graph) -> None:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         s_x, z_x = x.quant.scalar()
