@@ -322,3 +322,24 @@ def test_qdq_leakyrelu_and_sigmoid_become_tables(tmp_path, op, attrs, dtype):
     every_code = np.arange(256, dtype=np.uint8).view(dtype).reshape(1, 256)
     compiled = check_exact(model, tmp_path, n_random=2, extra_cases=[[every_code]])
     assert [n.op for n in compiled.graph.nodes] == ["Lookup"]
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_qdq_matmul_and_transpose(tmp_path, dtype):
+    """DQ -> MatMul(DQ(constant B)) -> Q becomes QLinearMatMul; DQ -> Transpose -> Q with equal
+    parameters runs on the codes."""
+    rng = np.random.default_rng(4)
+    lo = 0 if dtype == "uint8" else -128
+    inits = {"s": scalar(0.03, np.float32), "z": scalar(lo + 100, dtype), "b": rng.integers(-128, 128, (6, 5)).astype(np.int8),
+             "bs": np.exp(rng.uniform(-6, -3, 5)).astype(np.float32), "bz": np.zeros(5, np.int8),
+             "sy": scalar(0.2, np.float32), "zy": scalar(lo + 60, dtype)}
+    nodes = [helper.make_node("DequantizeLinear", ["x", "s", "z"], ["xd"], name="dq"),
+             helper.make_node("DequantizeLinear", ["b", "bs", "bz"], ["bd"], name="dqb", axis=1),
+             helper.make_node("MatMul", ["xd", "bd"], ["m"], name="matmul"),
+             helper.make_node("QuantizeLinear", ["m", "sy", "zy"], ["mq"], name="q"),
+             helper.make_node("DequantizeLinear", ["mq", "sy", "zy"], ["md"], name="dq2"),
+             helper.make_node("Transpose", ["md"], ["t"], name="transpose", perm=[0, 2, 1]),
+             helper.make_node("QuantizeLinear", ["t", "sy", "zy"], ["y"], name="q2")]
+    model = make_model(nodes, [("x", dtype, [2, 3, 6])], [("y", dtype, [2, 5, 3])], inits)
+    compiled = check_exact(model, tmp_path, n_random=4)
+    assert [n.op for n in compiled.graph.nodes] == ["QLinearMatMul", "Transpose"]
