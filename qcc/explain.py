@@ -68,10 +68,15 @@ SCHEME_FACTS = {
 
 _KEEPS_ORT = "the rounding schemes have no form of their own for this op: it keeps ORT's arithmetic in every scheme"
 OTHER_OPS = {
-    "QLinearAdd": ("ort_arithmetic", "ORT computes it in float32 (rX = f32(sX/sC), fma of the scaled codes, "
-                   "qcc/numerics/ort_add_mul.py); the C reproduces every float32 rounding with integers; " + _KEEPS_ORT),
-    "QLinearMul": ("ort_arithmetic", "ORT computes it in float32 (f32(f32(p) * r) + Z_c, qcc/numerics/ort_add_mul.py); "
-                   "the C reproduces every float32 rounding with integers; " + _KEEPS_ORT),
+    "QLinearAdd": ("ort_arithmetic", "under ort and single, ORT's float32 arithmetic (rX = f32(sX/sC), fma of the "
+                   "scaled codes, qcc/numerics/ort_add_mul.py), every float32 rounding reproduced with integers in C; "
+                   "under tflm, TensorFlow Lite Micro's integer ADD: each (x - Z) * 2^20 scaled by sX / (2 max(sA, sB)), "
+                   "the sum by 2 max(sA, sB) / (2^20 sC), each step RDBPOT(SRDHM(v, M0), -e) with "
+                   "QuantizeMultiplierSmallerThanOneExp's M0 and e (qcc/ops/add_mul.py)"),
+    "QLinearMul": ("ort_arithmetic", "under ort and single, ORT's float32 arithmetic (f32(f32(p) * r) + Z_c, "
+                   "qcc/numerics/ort_add_mul.py), every float32 rounding reproduced with integers in C; under tflm, "
+                   "TensorFlow Lite Micro's integer MUL: Z_c + MultiplyByQuantizedMultiplier((a - Z_a)(b - Z_b), M0, e) "
+                   "with QuantizeMultiplier(sA sB / sC) (qcc/ops/add_mul.py)"),
     "QLinearAveragePool": ("ort_arithmetic", "a window smaller than the map (or padded): ORT averages in float32 "
                            "(sequential float32 sum, division, z_y added before rounding); the C reproduces it with "
                            "integers (qcc/numerics/ort_float32_sum.py); " + _KEEPS_ORT),

@@ -1,5 +1,6 @@
 /* QLinearAdd and QLinearMul kernels: see qcc_add_mul.h and qcc/numerics/ort_add_mul.py. */
 #include "qcc_add_mul.h"
+#include "qcc_requant_tflm.h"
 
 /* Fractions within this many 2^-32 units of 1/2 take the exact rounding rule (half a float32 ulp
  * at n + 1/2 is at most 2^15 units while |n| < 256); all others round by comparison with 1/2. */
@@ -237,4 +238,93 @@ void qcc_qlinear_mul_8bit(const qcc_qlinear_mul_params *p, const uint8_t *a, con
         }
         qcc_broadcast_next(s, count, &ao, &bo);
     }
+}
+
+/* --- the `tflm` scheme: TensorFlow Lite Micro's integer ADD and MUL --------------------------- */
+
+/* TFLM's MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0). */
+static inline int32_t qcc_tflm_scale_down(int32_t x, int32_t mult, int32_t shift)
+{
+    return qcc_rounding_divide_by_pot(qcc_srdhm(x, mult), (int)-shift);
+}
+
+/* TFLM's AddFunc for codes a and b; |a - zA| <= 255, so (a - zA) * 2^20 fits in int32, and each
+ * scaled input is below 2^27 in magnitude, so their sum does too. */
+static inline int32_t qcc_add_tflm_code(const qcc_add_tflm_params *p, int32_t a, int32_t b)
+{
+    const int32_t a_scaled = qcc_tflm_scale_down((a - p->a_zero) * (INT32_C(1) << QCC_TFLM_ADD_LEFT_SHIFT), p->a_mult, p->a_shift);
+    const int32_t b_scaled = qcc_tflm_scale_down((b - p->b_zero) * (INT32_C(1) << QCC_TFLM_ADD_LEFT_SHIFT), p->b_mult, p->b_shift);
+    const int32_t y = qcc_tflm_scale_down(a_scaled + b_scaled, p->c_mult, p->c_shift) + p->c_zero;
+    return y < p->lo ? p->lo : y > p->hi ? p->hi : y;
+}
+
+/* TFLM's MulElementwise for codes a and b: |(a - zA)(b - zB)| <= 255 * 255 fits in int32; the clamp
+ * is applied before zC is added (the same result, and no int32 overflow where the product saturates). */
+static inline int32_t qcc_mul_tflm_code(const qcc_mul_tflm_params *p, int32_t a, int32_t b)
+{
+    const int32_t lo = p->lo - p->c_zero, hi = p->hi - p->c_zero;
+    return qcc_requantize_tflm((a - p->a_zero) * (b - p->b_zero), (uint32_t)p->mult, (int)p->shift, lo, hi) + p->c_zero;
+}
+
+/* Both kernels on the bytes of the codes: flip = 0x80 reads int8 (code = (byte ^ 0x80) - 0x80). */
+static void qcc_add_tflm_bytes(const qcc_add_tflm_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out,
+                               uint32_t flip)
+{
+    const qcc_broadcast_params *s = &p->shape;
+    const int32_t n = s->dims[s->rank - 1];
+    const ptrdiff_t as = s->x_strides[s->rank - 1], bs = s->y_strides[s->rank - 1];
+    const size_t rows = qcc_broadcast_rows(s);
+    int32_t count[QCC_BROADCAST_MAX_RANK] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t row, ao = 0, bo = 0;
+    int32_t i;
+    for (row = 0; row < rows; ++row, out += n) {
+        const uint8_t *ar = a + ao, *br = b + bo;
+        for (i = 0; i < n; ++i, ar += as, br += bs) {
+            const int32_t av = (int32_t)(*ar ^ flip) - (int32_t)flip;
+            const int32_t bv = (int32_t)(*br ^ flip) - (int32_t)flip;
+            out[i] = (uint8_t)((uint32_t)qcc_add_tflm_code(p, av, bv) & 0xFFu);
+        }
+        qcc_broadcast_next(s, count, &ao, &bo);
+    }
+}
+
+static void qcc_mul_tflm_bytes(const qcc_mul_tflm_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out,
+                               uint32_t flip)
+{
+    const qcc_broadcast_params *s = &p->shape;
+    const int32_t n = s->dims[s->rank - 1];
+    const ptrdiff_t as = s->x_strides[s->rank - 1], bs = s->y_strides[s->rank - 1];
+    const size_t rows = qcc_broadcast_rows(s);
+    int32_t count[QCC_BROADCAST_MAX_RANK] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t row, ao = 0, bo = 0;
+    int32_t i;
+    for (row = 0; row < rows; ++row, out += n) {
+        const uint8_t *ar = a + ao, *br = b + bo;
+        for (i = 0; i < n; ++i, ar += as, br += bs) {
+            const int32_t av = (int32_t)(*ar ^ flip) - (int32_t)flip;
+            const int32_t bv = (int32_t)(*br ^ flip) - (int32_t)flip;
+            out[i] = (uint8_t)((uint32_t)qcc_mul_tflm_code(p, av, bv) & 0xFFu);
+        }
+        qcc_broadcast_next(s, count, &ao, &bo);
+    }
+}
+
+void qcc_add_tflm_s8(const qcc_add_tflm_params *p, const int8_t *a, const int8_t *b, int8_t *out)
+{
+    qcc_add_tflm_bytes(p, (const uint8_t *)(const void *)a, (const uint8_t *)(const void *)b, (uint8_t *)(void *)out, 0x80u);
+}
+
+void qcc_add_tflm_u8(const qcc_add_tflm_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out)
+{
+    qcc_add_tflm_bytes(p, a, b, out, 0u);
+}
+
+void qcc_mul_tflm_s8(const qcc_mul_tflm_params *p, const int8_t *a, const int8_t *b, int8_t *out)
+{
+    qcc_mul_tflm_bytes(p, (const uint8_t *)(const void *)a, (const uint8_t *)(const void *)b, (uint8_t *)(void *)out, 0x80u);
+}
+
+void qcc_mul_tflm_u8(const qcc_mul_tflm_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out)
+{
+    qcc_mul_tflm_bytes(p, a, b, out, 0u);
 }

@@ -45,6 +45,31 @@ typedef struct {
     uint32_t lo, hi;        /* output clamp as code + 2^31 */
 } qcc_qlinear_mul_params;
 
+/* The `tflm` rounding scheme: TensorFlow Lite Micro's integer ADD and MUL kernels (reference/
+ * integer_ops/add.h, mul.h), the same for uint8 and int8 (qcc/ops/add_mul.py states the formulas).
+ * Multipliers and shifts are TFLM's (M0 in [2^30, 2^31) or 0; shift = TFLM's exponent). */
+#define QCC_TFLM_ADD_LEFT_SHIFT 20
+
+typedef struct {
+    qcc_broadcast_params shape;
+    int32_t a_zero, b_zero, c_zero;
+    int32_t a_mult, b_mult, c_mult;    /* QuantizeMultiplierSmallerThanOneExp */
+    int32_t a_shift, b_shift, c_shift; /* <= 0 */
+    int32_t lo, hi;                    /* output clamp (saturation, folded Relu/Clip) */
+} qcc_add_tflm_params;
+
+typedef struct {
+    qcc_broadcast_params shape;
+    int32_t a_zero, b_zero, c_zero;
+    int32_t mult, shift; /* QuantizeMultiplier of sA sB / sC; shift <= 31 */
+    int32_t lo, hi;      /* output clamp */
+} qcc_mul_tflm_params;
+
+void qcc_add_tflm_s8(const qcc_add_tflm_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void qcc_add_tflm_u8(const qcc_add_tflm_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out);
+void qcc_mul_tflm_s8(const qcc_mul_tflm_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void qcc_mul_tflm_u8(const qcc_mul_tflm_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out);
+
 void qcc_qlinear_add_8bit(const qcc_qlinear_add_params *p, const uint8_t *x, const uint8_t *y, uint8_t *out);
 void qcc_qlinear_mul_8bit(const qcc_qlinear_mul_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out);
 

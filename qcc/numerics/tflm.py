@@ -72,6 +72,25 @@ def requantize(acc, mult, shift, lo, hi) -> np.ndarray:
     return np.clip(y, lo, hi).astype(np.int32)
 
 
+# --- TFLM's integer ADD and MUL kernels (QLinearAdd / QLinearMul in this scheme) -------------
+
+
+def quantize_multiplier_smaller_than_one(real: float) -> tuple[int, int]:
+    """TFLM's QuantizeMultiplierSmallerThanOneExp: QuantizeMultiplier for 0 < real < 1, whose
+    exponent e (the `left_shift`) must be <= 0; ValueError where TFLM's checks would fail."""
+    if not 0 < real < 1:
+        raise ValueError(f"multiplier {real!r} is not in (0, 1)")
+    m0, e = quantize_multiplier(real)
+    if e > 0:
+        raise ValueError(f"multiplier {real!r} rounds to 1")
+    return m0, e
+
+
+def multiply_by_quantized_multiplier_smaller_than_one(x, m0: int, e: int) -> np.ndarray:
+    """TFLM's MultiplyByQuantizedMultiplierSmallerThanOneExp (e <= 0): RDBPOT(SRDHM(x, M0), -e)."""
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, m0), -e)
+
+
 # --- one accumulator, step by step (for `qcc explain`) --------------------------------------
 
 

@@ -3,6 +3,16 @@
 ONNX Runtime computes both in float32 (qcc/numerics/ort_add_mul.py states the formulas and the
 operand roles of QLinearAdd); the C kernels (runtime_c/qcc_add_mul.c) reproduce every rounding
 with integers. Either input may be a constant initializer.
+
+Under the `tflm` rounding scheme both follow TensorFlow Lite Micro's integer kernels instead
+(tensorflow/lite/micro/kernels/add_common.cc, mul_common.cc and reference/integer_ops/add.h, mul.h),
+for uint8 as for int8; the C is runtime_c/qcc_add_mul.c's qcc_add_tflm_* / qcc_mul_tflm_*:
+  ADD: twice_max = 2 max(sA, sB) (double); (MA, eA), (MB, eB) = QuantizeMultiplierSmallerThanOneExp of
+       sA / twice_max, sB / twice_max; (MC, eC) = the same of twice_max / (2^20 sC);
+       a' = MBQMSTOE((a - zA) * 2^20, MA, eA), b' likewise; y = MBQMSTOE(a' + b', MC, eC) + zC, clamped;
+       MBQMSTOE(x, M, e) = RDBPOT(SRDHM(x, M), -e) (qcc/numerics/tflm.py).
+  MUL: (M0, e) = QuantizeMultiplier(sA sB / sC) (double); y = zC + MultiplyByQuantizedMultiplier(
+       (a - zA)(b - zB), M0, e), clamped (qcc's tflm requantize: saturates where TFLM's left shift wraps).
 """
 
 from __future__ import annotations
@@ -11,12 +21,14 @@ import numpy as np
 
 from qcc.errors import QccError
 from qcc.frontend.qdq import check_integer_types
-from qcc.ir import DTYPE_RANGE, Graph, Node
+from qcc.ir import C_TYPES, DTYPE_RANGE, Graph, Node
 from qcc.numerics import ort_add_mul as ort
+from qcc.numerics import tflm
 from qcc.ops.base import Op, register, require
 from qcc.ops.quantized import add_output, quantized_input, read_quant
 
 MAX_RANK = 8  # QCC_BROADCAST_MAX_RANK in runtime_c/qcc_add_mul.h
+TFLM_ADD_LEFT_SHIFT = 20  # TFLM's left_shift for 8-bit ADD (QCC_TFLM_ADD_LEFT_SHIFT in qcc_add_mul.h)
 
 
 def broadcast_layout(out_shape, x_shape, y_shape) -> tuple[list[int], list[int], list[int]]:
@@ -115,6 +127,23 @@ class _Binary(Op):
         row = lambda values: "{" + ", ".join(str(v) for v in list(values) + pad) + "}"  # noqa: E731
         return f"{{ {len(dims)}, {row(dims)}, {row(xs)}, {row(ys)} }}"
 
+    def _typed_operand(self, c, symbol: str, graph: Graph, name: str) -> str:
+        """A pointer to an operand as its own type (int8_t or uint8_t): its storage, or a const array."""
+        tensor = graph.tensor(name)
+        if tensor.is_const:
+            return c.const_array(symbol, C_TYPES[tensor.dtype], np.asarray(tensor.data).reshape(-1))
+        return c.tensor(name)
+
+    def _emit_tflm(self, node: Node, graph: Graph, c, kernel: str, ctype: str, fields: list) -> str:
+        prefix = c.symbol(node.name)
+        a = self._typed_operand(c, f"{prefix}_a", graph, node.inputs[0])
+        b = self._typed_operand(c, f"{prefix}_b", graph, node.inputs[1])
+        _, _, lo, hi = self._clamp(node, graph)
+        shape = self._shape_field(node, graph, node.inputs[0], node.inputs[1])
+        params = c.struct(ctype, f"{prefix}_params", [shape, *fields, lo, hi])
+        suffix = "s8" if graph.tensor(node.outputs[0]).dtype == "int8" else "u8"
+        return f"{kernel}_{suffix}({params}, {a}, {b}, {c.tensor(node.outputs[0])});"
+
     def _operand(self, c, symbol: str, graph: Graph, name: str, values: np.ndarray | None = None) -> str:
         """A uint8 pointer to an operand's bytes: its storage, or a const array for an initializer."""
         tensor = graph.tensor(name)
@@ -151,8 +180,33 @@ class QLinearAdd(_Binary):
             self._fail(node, graph, "the zero-point term overflows float32")
         return r_x, r_y, fixed
 
+    def _tflm_params(self, node: Node, graph: Graph) -> dict:
+        """TFLM's CalculateOpDataAdd for 8-bit tensors: the three (multiplier, shift) pairs."""
+        at = node.attrs
+        s_a, s_b, s_c = float(at["a_scale"]), float(at["b_scale"]), float(at["c_scale"])
+        twice_max = 2 * max(s_a, s_b)
+        reals = {"a": s_a / twice_max, "b": s_b / twice_max, "c": twice_max / ((1 << TFLM_ADD_LEFT_SHIFT) * s_c)}
+        params = {}
+        for side, real in reals.items():
+            try:
+                params[f"{side}_mult"], params[f"{side}_shift"] = tflm.quantize_multiplier_smaller_than_one(real)
+            except ValueError:
+                self._fail(node, graph, f"TFLM's ADD needs 2 max(sA, sB) / (2^20 sC) < 1, got {reals['c']:g} "
+                                        "(the output scale is too small for the input scales); use another rounding scheme")
+        return params
+
+    def _reference_tflm(self, node: Node, graph: Graph, a, b) -> np.ndarray:
+        """TFLM's AddFunc (reference/integer_ops/add.h), on every element at once."""
+        at, p = node.attrs, self._tflm_params(node, graph)
+        scale_down = tflm.multiply_by_quantized_multiplier_smaller_than_one
+        a_scaled = scale_down((np.asarray(a, np.int64) - at["a_zero"]) * 2**TFLM_ADD_LEFT_SHIFT, p["a_mult"], p["a_shift"])
+        b_scaled = scale_down((np.asarray(b, np.int64) - at["b_zero"]) * 2**TFLM_ADD_LEFT_SHIFT, p["b_mult"], p["b_shift"])
+        return scale_down(a_scaled + b_scaled, p["c_mult"], p["c_shift"]) + at["c_zero"]
+
     def reference(self, node: Node, graph: Graph, inputs):
         a, b = inputs
+        if graph.rounding == "tflm":
+            return [self._finish(node, graph, self._reference_tflm(node, graph, a, b))]
         qmin, qmax, _, _ = self._clamp(node, graph)
         (x_name, _, _), _ = self._roles(node, graph)
         x, y = (a, b) if x_name == node.inputs[0] else (b, a)
@@ -160,6 +214,9 @@ class QLinearAdd(_Binary):
         return [self._finish(node, graph, ort.qlinear_add(x, y, r_x, r_y, fixed, qmin, qmax))]
 
     def prepare(self, node: Node, graph: Graph) -> None:
+        if graph.rounding == "tflm":
+            node.params["tflm"] = self._tflm_params(node, graph)
+            return
         (x_name, _, _), (y_name, _, _) = self._roles(node, graph)
         r_x, r_y, fixed = self._ratios(node, graph)
         y = graph.tensor(y_name)
@@ -180,6 +237,11 @@ class QLinearAdd(_Binary):
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         p = node.params
+        if "tflm" in p:
+            at, t = node.attrs, p["tflm"]
+            fields = [at["a_zero"], at["b_zero"], at["c_zero"], t["a_mult"], t["b_mult"], t["c_mult"],
+                      t["a_shift"], t["b_shift"], t["c_shift"]]
+            return self._emit_tflm(node, graph, c, "qcc_add_tflm", "qcc_add_tflm_params", fields)
         plan: ort.AddPlan = p["plan"]
         prefix = c.symbol(node.name)
         x = self._operand(c, f"{prefix}_x", graph, p["x"])
@@ -208,20 +270,44 @@ class QLinearMul(_Binary):
             self._fail(node, graph, f"s_A * s_B / s_C = {r} overflows float32")
         return r
 
+    def _tflm_params(self, node: Node, graph: Graph) -> dict:
+        """TFLM's CalculateOpDataMul: QuantizeMultiplier of sA sB / sC in double."""
+        at = node.attrs
+        real = float(at["a_scale"]) * float(at["b_scale"]) / float(at["c_scale"])
+        mult, shift = tflm.quantize_multiplier(real)
+        if shift > 31:
+            self._fail(node, graph, f"s_A * s_B / s_C = {real:g} is 2^31 or more; TFLM's MUL cannot shift by it")
+        return {"mult": mult, "shift": shift}
+
+    def _reference_tflm(self, node: Node, graph: Graph, a, b) -> np.ndarray:
+        """TFLM's MulElementwise (reference/integer_ops/mul.h), on every element at once."""
+        at, p = node.attrs, self._tflm_params(node, graph)
+        prod = (np.asarray(a, np.int64) - at["a_zero"]) * (np.asarray(b, np.int64) - at["b_zero"])
+        return at["c_zero"] + tflm.requantize(prod, p["mult"], p["shift"], tflm.INT32_MIN, tflm.INT32_MAX).astype(np.int64)
+
     def reference(self, node: Node, graph: Graph, inputs):
         a, b = inputs
+        if graph.rounding == "tflm":
+            return [self._finish(node, graph, self._reference_tflm(node, graph, a, b))]
         at = node.attrs
         qmin, qmax, _, _ = self._clamp(node, graph)
         codes = ort.qlinear_mul(a, b, at["a_zero"], at["b_zero"], self._ratio(node, graph), at["c_zero"], qmin, qmax)
         return [self._finish(node, graph, codes)]
 
     def prepare(self, node: Node, graph: Graph) -> None:
+        if graph.rounding == "tflm":
+            node.params["tflm"] = self._tflm_params(node, graph)
+            return
         at = node.attrs
         _, _, lo, hi = self._clamp(node, graph)
         dtype = graph.tensor(node.outputs[0]).dtype
         node.params["plan"] = ort.plan_mul(self._ratio(node, graph), at["a_zero"], at["b_zero"], at["c_zero"], dtype, lo, hi)
 
     def emit(self, node: Node, graph: Graph, c) -> str:
+        if "tflm" in node.params:
+            at, t = node.attrs, node.params["tflm"]
+            fields = [at["a_zero"], at["b_zero"], at["c_zero"], t["mult"], t["shift"]]
+            return self._emit_tflm(node, graph, c, "qcc_mul_tflm", "qcc_mul_tflm_params", fields)
         plan: ort.MulPlan = node.params["plan"]
         prefix = c.symbol(node.name)
         a = self._operand(c, f"{prefix}_a", graph, node.inputs[0])
