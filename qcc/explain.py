@@ -522,6 +522,8 @@ def _requant_layer(layer: _Layer, values, channel: int | None, position: int | N
 
 def _other_layer(node: Node, graph: Graph, kernel_call: str) -> dict:
     kind, note = OTHER_OPS.get(node.op, _MOVES_CODES)
+    if "tflm" in node.params:  # Add/Mul compiled in the tflm scheme: TFLM's integer kernels
+        kind = "tflm_integer"
     if "requant" in node.params:  # a requantizing op explain does not know yet
         kind, note = "requantize", "requantized in the model's scheme; qcc explain has no trace for this op yet"
     data = [n for n in node.inputs if not graph.tensor(n).is_const]
