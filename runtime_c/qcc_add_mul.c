@@ -266,11 +266,13 @@ static inline int32_t qcc_mul_tflm_code(const qcc_mul_tflm_params *p, int32_t a,
     return qcc_requantize_tflm((a - p->a_zero) * (b - p->b_zero), (uint32_t)p->mult, (int)p->shift, lo, hi) + p->c_zero;
 }
 
-/* Both kernels on the bytes of the codes: flip = 0x80 reads int8 (code = (byte ^ 0x80) - 0x80). */
-static void qcc_add_tflm_bytes(const qcc_add_tflm_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out,
-                               uint32_t flip)
+/* Both kernels on the bytes of the codes: flip = 0x80 reads int8 (code = (byte ^ 0x80) - 0x80).
+ * Exactly one of add and mul is given; the branch on it is constant per call, so each caller
+ * gets its own loop once inlined. */
+static inline void qcc_tflm_binary_bytes(const qcc_broadcast_params *s, const qcc_add_tflm_params *add,
+                                         const qcc_mul_tflm_params *mul, const uint8_t *a, const uint8_t *b,
+                                         uint8_t *out, uint32_t flip)
 {
-    const qcc_broadcast_params *s = &p->shape;
     const int32_t n = s->dims[s->rank - 1];
     const ptrdiff_t as = s->x_strides[s->rank - 1], bs = s->y_strides[s->rank - 1];
     const size_t rows = qcc_broadcast_rows(s);
@@ -282,31 +284,23 @@ static void qcc_add_tflm_bytes(const qcc_add_tflm_params *p, const uint8_t *a, c
         for (i = 0; i < n; ++i, ar += as, br += bs) {
             const int32_t av = (int32_t)(*ar ^ flip) - (int32_t)flip;
             const int32_t bv = (int32_t)(*br ^ flip) - (int32_t)flip;
-            out[i] = (uint8_t)((uint32_t)qcc_add_tflm_code(p, av, bv) & 0xFFu);
+            const int32_t code = add ? qcc_add_tflm_code(add, av, bv) : qcc_mul_tflm_code(mul, av, bv);
+            out[i] = (uint8_t)((uint32_t)code & 0xFFu);
         }
         qcc_broadcast_next(s, count, &ao, &bo);
     }
 }
 
+static void qcc_add_tflm_bytes(const qcc_add_tflm_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out,
+                               uint32_t flip)
+{
+    qcc_tflm_binary_bytes(&p->shape, p, NULL, a, b, out, flip);
+}
+
 static void qcc_mul_tflm_bytes(const qcc_mul_tflm_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out,
                                uint32_t flip)
 {
-    const qcc_broadcast_params *s = &p->shape;
-    const int32_t n = s->dims[s->rank - 1];
-    const ptrdiff_t as = s->x_strides[s->rank - 1], bs = s->y_strides[s->rank - 1];
-    const size_t rows = qcc_broadcast_rows(s);
-    int32_t count[QCC_BROADCAST_MAX_RANK] = {0, 0, 0, 0, 0, 0, 0, 0};
-    size_t row, ao = 0, bo = 0;
-    int32_t i;
-    for (row = 0; row < rows; ++row, out += n) {
-        const uint8_t *ar = a + ao, *br = b + bo;
-        for (i = 0; i < n; ++i, ar += as, br += bs) {
-            const int32_t av = (int32_t)(*ar ^ flip) - (int32_t)flip;
-            const int32_t bv = (int32_t)(*br ^ flip) - (int32_t)flip;
-            out[i] = (uint8_t)((uint32_t)qcc_mul_tflm_code(p, av, bv) & 0xFFu);
-        }
-        qcc_broadcast_next(s, count, &ao, &bo);
-    }
+    qcc_tflm_binary_bytes(&p->shape, NULL, p, a, b, out, flip);
 }
 
 void qcc_add_tflm_s8(const qcc_add_tflm_params *p, const int8_t *a, const int8_t *b, int8_t *out)
