@@ -7,7 +7,8 @@ bytes, drops the DQ/Q pair and runs the op on the codes. This pass does the same
 the ONNX graph, so the rest of qcc sees a QOperator model. Each op module says, through
 Op.qdq_float_ops and Op.from_qdq, which float ops it replaces and how; this module finds the
 groups and splices the replacements in. A float op next to DQ/Q that no rule fuses is refused
-by name: qcc never computes something else than ORT.
+by name, unless it has a float operand and may belong to an elementwise island that
+qcc/frontend/float_islands.py turns into tables: qcc never computes something else than ORT.
 """
 
 from __future__ import annotations
@@ -83,9 +84,6 @@ class QdqGroup:
 
     def has_dq(self, i: int) -> bool:
         return i < len(self.dq) and self.dq[i] is not None
-
-    def input_dtype(self, i: int) -> int:
-        return self.g.elem_type(self.quantized_input(i)[0])
 
     def constant(self, name: str) -> np.ndarray | None:
         return self.g.constant(name)
