@@ -30,7 +30,7 @@ from qcc import ort_reference  # noqa: E402
 from qcc.build import make  # noqa: E402
 from qcc.compile_command import compile_to_folder  # noqa: E402
 from qcc.ir import C_TYPES  # noqa: E402
-from qcc.ops.io_boundary import dequantize_linear  # noqa: E402
+from qcc.numerics.quantize_linear import dequantize_linear  # noqa: E402
 from qcc.pipeline import Options  # noqa: E402
 from qcc.sample_inputs import random_inputs  # noqa: E402
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from qcc.errors import QccError
 from qcc.ir import Graph
-from qcc.ops.io_boundary import dequantize_linear, quantize_linear
+from qcc.numerics.quantize_linear import dequantize_linear, quantize_linear
 
 
 def session(model_path: str | Path):

@@ -91,9 +91,8 @@ class CEmitter:
         if storage.kind == "arena":
             return f"({ctype} *)&{self.arena_symbol}.bytes[{storage.offset}]"
         if storage.kind in ("input", "output"):
-            root = self.plan.root[name]
-            owner = next(t for t, s in self.plan.storage.items()
-                         if s is storage and t in self.argument_names and self.plan.root[t] == root)
+            # The caller's argument this tensor lives in (itself, or what a Reshape-like op aliases).
+            owner = (self.graph.inputs if storage.kind == "input" else self.graph.outputs)[storage.index]
             expr = self.argument_names[owner]
             if as_dtype and as_dtype != self.graph.tensor(owner).dtype:
                 qualifier = "const " if storage.kind == "input" else ""

@@ -13,14 +13,13 @@ initializer; what is not elementwise, or not known here, stays and is refused do
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from qcc.errors import QccError
-from qcc.ir import DTYPE_RANGE
+from qcc.frontend.graph_index import GraphIndex
+from qcc.numerics.quantize_linear import codes_in_byte_order, dequantize_linear, quantize_linear
 
 LOOKUP_DOMAIN = "ai.qcc"
 _DTYPES = {onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT8: "int8"}
@@ -93,66 +92,33 @@ EVALUATORS = {
 }
 
 
-def byte_order_codes(dtype: str) -> np.ndarray:
-    """The 256 codes in byte order (int8: 0..127 then -128..-1), the order tables are indexed in."""
-    return np.arange(256, dtype=np.uint8).view(np.dtype(dtype)).astype(np.int64)
-
-
-def quantize_float32(v: np.ndarray, scale: np.float32, zero: int, dtype: str) -> np.ndarray:
-    """ORT's QuantizeLinear: a true float32 division, clamp (NaN to qmin), round half to even."""
-    qmin, qmax = DTYPE_RANGE[dtype]
-    with np.errstate(all="ignore"):
-        q = v.astype(np.float32) / np.float32(scale)
-    q = np.where(np.isnan(q), np.float32(qmin - zero), q)
-    return (np.rint(np.clip(q, qmin - zero, qmax - zero)).astype(np.int64) + zero).astype(dtype)
-
-
-class _Index:
-    def __init__(self, graph):
-        self.producer = {o: n for n in graph.node for o in n.output}
-        self.consumers = defaultdict(list)
-        for n in graph.node:
-            for i in n.input:
-                self.consumers[i].append(n)
-        self.constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-        self.outputs = {o.name for o in graph.output}
-        self.shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
-                       for vi in list(graph.value_info) + list(graph.input) + list(graph.output)}
-        self.types = {vi.name: vi.type.tensor_type.elem_type for vi in list(graph.value_info) + list(graph.input)}
-        self.types.update({i.name: i.data_type for i in graph.initializer})
-
-    def constant(self, name):
-        """A constant input, directly or behind a DequantizeLinear of a constant (quantized parameters)."""
-        if not name:
-            return None
-        if name in self.constants:
-            return self.constants[name]
-        dq = self.producer.get(name)
-        if dq is not None and dq.op_type == "DequantizeLinear" and all(i in self.constants for i in dq.input if i):
-            q, s = self.constants[dq.input[0]], self.constants[dq.input[1]]
-            z = self.constants[dq.input[2]] if len(dq.input) > 2 and dq.input[2] else np.zeros_like(q)
-            axis = _attr(dq, "axis", 1)
-            if np.asarray(s).size > 1:
-                shape = [1] * q.ndim
-                shape[axis] = -1
-                s, z = np.reshape(s, shape), np.reshape(z, shape)
-            return (q.astype(np.int64) - np.asarray(z).astype(np.int64)).astype(np.float32) * np.asarray(s, np.float32)
+def _operand(index: GraphIndex, name: str) -> np.ndarray | None:
+    """A constant operand, directly or behind a DequantizeLinear of constants (quantized
+    parameters, dequantized as ORT does)."""
+    if not name:
         return None
-
-    def code_type(self, name):
-        node = self.producer.get(name)
-        if node is not None and node.op_type == "QuantizeLinear":
-            return self.types.get(node.input[2], onnx.TensorProto.UINT8) if len(node.input) > 2 and node.input[2] else onnx.TensorProto.UINT8
-        return self.types.get(name)
+    value = index.constant(name)
+    dq = index.producer_of(name, "DequantizeLinear")
+    if value is not None or dq is None:
+        return value
+    q, s = index.constant(dq.input[0]), index.constant(dq.input[1])
+    z = index.constant(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else np.zeros((), np.int64)
+    if q is None or s is None or z is None:
+        return None
+    if s.size > 1:  # per-axis parameters line up with the DequantizeLinear's axis
+        shape = [1] * q.ndim
+        shape[_attr(dq, "axis", 1)] = -1
+        s, z = s.reshape(shape), z.reshape(shape)
+    return dequantize_linear(q, s, z)
 
 
 def replace(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     graph = model.graph
-    index = _Index(graph)
+    index = GraphIndex(graph)
     replaced: dict[int, onnx.NodeProto | None] = {}
     tables = []
     for dq in graph.node:
-        if dq.op_type != "DequantizeLinear" or dq.input[0] in index.constants:
+        if dq.op_type != "DequantizeLinear" or index.constant(dq.input[0]) is not None:
             continue
         for first in index.consumers[dq.output[0]]:
             if first.op_type not in EVALUATORS and first.op_type != "QuantizeLinear":
@@ -161,7 +127,7 @@ def replace(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
             while node is not None and node.op_type in EVALUATORS:
                 chain.append(node)
                 nxt = index.consumers[node.output[0]]
-                node = nxt[0] if len(nxt) == 1 and node.output[0] not in index.outputs else None
+                node = nxt[0] if len(nxt) == 1 and node.output[0] not in index.graph_outputs else None
             if node is None or node.op_type != "QuantizeLinear":
                 continue
             try:
@@ -192,12 +158,12 @@ def replace(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     return model
 
 
-def _island(index: _Index, dq, chain, q, source):
+def _island(index: GraphIndex, dq, chain, q, source):
     """The Lookup node and its table initializer for DQ -> chain -> Q."""
     x_codes = dq.input[0]
     # The zero point's type is the codes' type (contrib ops' outputs have no inferred type).
-    in_dtype = _DTYPES.get(index.types.get(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else index.code_type(x_codes))
-    out_dtype = _DTYPES.get(index.types.get(q.input[2]) if len(q.input) > 2 and q.input[2] else onnx.TensorProto.UINT8)
+    in_dtype = _DTYPES.get(index.elem_type(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else index.elem_type(x_codes))
+    out_dtype = _DTYPES.get(index.elem_type(q.output[0]))
     if in_dtype is None or out_dtype is None:
         raise _NotElementwise("its input or output is not 8-bit")
     in_scale, in_zero = index.constant(dq.input[1]), index.constant(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else 0
@@ -206,20 +172,18 @@ def _island(index: _Index, dq, chain, q, source):
         raise _NotElementwise("its DequantizeLinear or QuantizeLinear is not per-tensor with constant parameters")
     shape = index.shapes.get(x_codes) or index.shapes.get(dq.output[0])
     channels = shape[1] if shape and len(shape) >= 2 else 1
-    codes = byte_order_codes(in_dtype)
-    # ORT's DequantizeLinear: f32(f32(q - z) * s)
-    x = ((codes - int(np.asarray(in_zero))).astype(np.float32) * np.float32(in_scale)).reshape(1, 256)
+    x = dequantize_linear(codes_in_byte_order(in_dtype), np.float32(in_scale), int(np.asarray(in_zero))).reshape(1, 256)
     data = dq.output[0]
     for node in chain:
         position = list(node.input).index(data)
         others = [name for i, name in enumerate(node.input) if i != position]
-        consts = [index.constant(name) for name in others]
+        consts = [_operand(index, name) for name in others]
         if any(c is None for c, name in zip(consts, others) if name):
             raise _NotElementwise(f"node '{node.name}' has a non-constant second input")
         with np.errstate(all="ignore"):
             x = np.asarray(EVALUATORS[node.op_type](node, x, consts, channels, position), dtype=np.float32)
         data = node.output[0]
-    table = quantize_float32(x, np.float32(out_scale), int(np.asarray(out_zero)), out_dtype)
+    table = quantize_linear(x, np.float32(out_scale), int(np.asarray(out_zero)), out_dtype)
     table = np.ascontiguousarray(table.view(np.uint8))
     per_channel = table.shape[0] > 1 and not np.all(table == table[:1])
     table = table if per_channel else table[:1]

@@ -13,14 +13,13 @@ qcc/frontend/float_islands.py turns into tables: qcc never computes something el
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
 from qcc.errors import QccError
 from qcc.frontend import float_islands
+from qcc.frontend.graph_index import GraphIndex
 
 
 class NotFused(Exception):
@@ -30,7 +29,7 @@ class NotFused(Exception):
 class QdqGroup:
     """One float node with the DequantizeLinear nodes feeding it and the QuantizeLinear after it."""
 
-    def __init__(self, model_graph: "_GraphIndex", node: onnx.NodeProto):
+    def __init__(self, model_graph: GraphIndex, node: onnx.NodeProto):
         self.g = model_graph
         self.node = node
         self.dq = [model_graph.producer_of(name, "DequantizeLinear") if name else None for name in node.input]
@@ -41,7 +40,7 @@ class QdqGroup:
         if consumer is not None and consumer.op_type in ("Relu", "Clip"):
             activation, consumer = consumer, model_graph.single_consumer(consumer.output[0])
             if consumer is not None and consumer.op_type == "QuantizeLinear":
-                if model_graph.q_makes_redundant(activation, consumer):
+                if q_makes_redundant(model_graph, activation, consumer):
                     self.skipped = [activation]
                 else:
                     consumer, self.why_no_q = None, (f"the {activation.op_type} before its QuantizeLinear clamps "
@@ -173,64 +172,23 @@ def weight_input(group: QdqGroup, i: int) -> list[str]:
     return group.quantized_input(i)
 
 
-class _GraphIndex:
-    def __init__(self, graph: onnx.GraphProto, opset: int = 13):
-        self.graph = graph
-        self.opset = opset  # the model's default-domain opset
-        self.producer: dict[str, onnx.NodeProto] = {}
-        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
-        for node in graph.node:
-            for name in node.output:
-                self.producer[name] = node
-            for name in node.input:
-                if name:
-                    self.consumers[name].append(node)
-        self.initializers = {init.name: init for init in graph.initializer}
-        self.graph_outputs = {o.name for o in graph.output}
-        self.types = {vi.name: vi.type.tensor_type.elem_type for vi in list(graph.value_info) + list(graph.input) + list(graph.output)}
-        self.types.update({init.name: init.data_type for init in graph.initializer})
-
-    def single_consumer(self, name: str) -> onnx.NodeProto | None:
-        consumers = self.consumers.get(name, [])
-        return consumers[0] if len(consumers) == 1 and name not in self.graph_outputs else None
-
-    def q_makes_redundant(self, activation: onnx.NodeProto, q: onnx.NodeProto) -> bool:
-        """ORT's IsClipMadeRedundantByQ: a Relu before a Q whose zero point is qmin, or a Clip whose
-        range, quantized, covers [qmin, qmax]."""
-        scale = self.constant(q.input[1])
-        zero = self.constant(q.input[2]) if len(q.input) > 2 and q.input[2] else np.zeros((), np.uint8)
-        if scale is None or zero is None or scale.size != 1 or zero.size != 1 or zero.dtype not in (np.uint8, np.int8):
-            return False
-        info = np.iinfo(zero.dtype)
-        z = int(zero.reshape(()))
-        if activation.op_type == "Relu":
-            return z == info.min
-        bounds = [self.constant(n) if n else None for n in list(activation.input[1:3]) + [""] * (3 - len(activation.input))]
-        lo, hi = bounds[0], bounds[1]
-        if lo is None or hi is None:
-            return False
-        s = np.float32(scale.reshape(()))
-        return (np.rint(np.float32(lo) / s) + z <= info.min) and (np.rint(np.float32(hi) / s) + z >= info.max)
-
-    def producer_of(self, name: str, op_type: str) -> onnx.NodeProto | None:
-        node = self.producer.get(name)
-        return node if node is not None and node.op_type == op_type else None
-
-    def constant(self, name: str) -> np.ndarray | None:
-        if name in self.initializers:
-            return numpy_helper.to_array(self.initializers[name])
-        node = self.producer.get(name)
-        if node is not None and node.op_type == "Constant":
-            return numpy_helper.to_array(helper.get_attribute_value(node.attribute[0]))
-        return None
-
-    def elem_type(self, name: str) -> int:
-        if name in self.types:
-            return self.types[name]
-        node = self.producer.get(name)
-        if node is not None and node.op_type == "QuantizeLinear":  # output type = zero point type (uint8 by default)
-            return self.elem_type(node.input[2]) if len(node.input) > 2 and node.input[2] else onnx.TensorProto.UINT8
-        return onnx.TensorProto.UNDEFINED
+def q_makes_redundant(index: GraphIndex, activation: onnx.NodeProto, q: onnx.NodeProto) -> bool:
+    """ORT's IsClipMadeRedundantByQ: a Relu before a Q whose zero point is qmin, or a Clip whose
+    range, quantized, covers [qmin, qmax]."""
+    scale = index.constant(q.input[1])
+    zero = index.constant(q.input[2]) if len(q.input) > 2 and q.input[2] else np.zeros((), np.uint8)
+    if scale is None or zero is None or scale.size != 1 or zero.size != 1 or zero.dtype not in (np.uint8, np.int8):
+        return False
+    info = np.iinfo(zero.dtype)
+    z = int(zero.reshape(()))
+    if activation.op_type == "Relu":
+        return z == info.min
+    bounds = [index.constant(n) if n else None for n in list(activation.input[1:3]) + [""] * (3 - len(activation.input))]
+    lo, hi = bounds[0], bounds[1]
+    if lo is None or hi is None:
+        return False
+    s = np.float32(scale.reshape(()))
+    return (np.rint(np.float32(lo) / s) + z <= info.min) and (np.rint(np.float32(hi) / s) + z >= info.max)
 
 
 # Ops that ORT's QDQPropagationTransformer moves QuantizeLinear and DequantizeLinear across: they
@@ -243,7 +201,7 @@ def _move_boundary_quantization(graph: onnx.GraphProto) -> bool:
     between a DequantizeLinear and a float graph output) on the codes instead: float input ->
     Reshape -> Q becomes input -> Q -> Reshape, and DQ -> Transpose -> output becomes
     Transpose -> DQ -> output."""
-    index = _GraphIndex(graph)
+    index = GraphIndex(graph)
     inputs = {i.name for i in graph.input} - set(index.initializers)
     moved = False
     for q in [n for n in graph.node if n.op_type == "QuantizeLinear"]:
@@ -312,7 +270,7 @@ def fuse(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     if not any(n.op_type == "DequantizeLinear" for n in graph.node):
         return model
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
-    index = _GraphIndex(graph, opset)
+    index = GraphIndex(graph, opset)
     _refuse_double_pairs(index, source)
     new_nodes: list[onnx.NodeProto] = []
     removed: set[int] = set()
@@ -353,7 +311,7 @@ def fuse(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     return model
 
 
-def _refuse_double_pairs(index: _GraphIndex, source: str) -> None:
+def _refuse_double_pairs(index: GraphIndex, source: str) -> None:
     """ORT's DoubleQDQPairsRemover merges Q1 -> DQ1 -> Q2 -> DQ2 into one pair with newly computed
     parameters, which changes the numbers; qcc does not reproduce that and says so."""
     for q1 in index.graph.node:

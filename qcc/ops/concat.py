@@ -20,7 +20,7 @@ import numpy as np
 from qcc.frontend.qdq import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node, QuantParams
 from qcc.ops.base import Op, attribute, register, require
-from qcc.ops.io_boundary import quantize_linear
+from qcc.numerics.quantize_linear import quantize_linear
 from qcc.ops.quantized import add_output, quantized_input, read_quant
 from qcc.ops.slice_split_pad import (RUNTIME_HEADER, RUNTIME_SOURCES, StridedCopy, byte_source, emit_copy,
                                      normalize_axis, require_nonempty, row_major_strides)

@@ -8,13 +8,13 @@ gives their scale and zero point. With --float-io they stay and run in C as ORT 
 
 from __future__ import annotations
 
-import numpy as np
 
 from qcc.ir import DTYPE_RANGE, Graph, Node, QuantParams
 from qcc.ops.base import Op, attribute, node_label, register, require
 from qcc.ops.quantized import add_output, quantized_input, read_quant
 from qcc.backend.c_emitter import c_float_literal
 from qcc.errors import QccError
+from qcc.numerics.quantize_linear import dequantize_linear, quantize_linear
 
 
 def _per_tensor_quant(onnx_node, graph: Graph) -> QuantParams:
@@ -22,19 +22,6 @@ def _per_tensor_quant(onnx_node, graph: Graph) -> QuantParams:
     if quant.per_channel:
         raise QccError(f"{node_label(graph, onnx_node)}: per-axis quantization of an activation is not supported")
     return quant
-
-
-def quantize_linear(x: np.ndarray, scale: np.float32, zero: int, dtype: str) -> np.ndarray:
-    """ORT's QuantizeLinear in float32: a true division, clamp, round half to even, NaN to qmin."""
-    qmin, qmax = DTYPE_RANGE[dtype]
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        v = np.asarray(x, dtype=np.float32) / np.float32(scale)
-    v = np.where(np.isnan(v), np.float32(qmin - zero), v)
-    return (np.rint(np.clip(v, qmin - zero, qmax - zero)).astype(np.int64) + zero).astype(dtype)
-
-
-def dequantize_linear(q: np.ndarray, scale: np.float32, zero: int) -> np.ndarray:
-    return (q.astype(np.int64) - zero).astype(np.float32) * np.float32(scale)
 
 
 @register

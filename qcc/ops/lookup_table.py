@@ -26,6 +26,7 @@ from typing import Callable
 import numpy as np
 
 from qcc.errors import QccError
+from qcc.numerics.quantize_linear import codes_in_byte_order
 from qcc.frontend.qdq import check_integer_types
 from qcc.ir import DTYPE_RANGE, QUANTIZED_DTYPES, Graph, Node
 from qcc.numerics import float32_exact as fx
@@ -37,10 +38,8 @@ TABLE_ENTRIES = 256
 # --- building tables the way ORT does ---------------------------------------------------------
 
 
-def input_codes(dtype: str) -> np.ndarray:
-    """The 256 codes of an 8-bit type in byte order: entry b is the code whose byte is b
-    (int8: 0..127 then -128..-1), as ORT's `static_cast<T>(i)`."""
-    return np.arange(TABLE_ENTRIES, dtype=np.uint8).view(np.dtype(dtype)).astype(np.int64)
+# The 256 codes in byte order, as ORT's `static_cast<T>(i)` enumerates them for its tables.
+input_codes = codes_in_byte_order
 
 
 def dequantize(code: int, scale, zero: int) -> float:

@@ -28,7 +28,7 @@ import onnx
 from qcc.frontend.qdq import NotFused
 from qcc.ir import Graph, Node
 from qcc.ops.base import Op, attribute, const_input, register, require
-from qcc.ops.io_boundary import quantize_linear
+from qcc.numerics.quantize_linear import quantize_linear
 from qcc.ops.quantized import add_output, quantized_input
 from qcc.errors import QccError
 

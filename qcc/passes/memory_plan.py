@@ -43,26 +43,19 @@ def plan(graph: Graph) -> MemoryPlan:
             name = root[name]
         return name
 
-    def external(name: str) -> set[str]:
-        members = [t for t in graph.tensors if find(t) == find(name)]
-        kinds = set()
-        for t in members:
-            if t in graph.inputs:
-                kinds.add(f"input:{t}")
-            if t in graph.outputs:
-                kinds.add(f"output:{t}")
-            if graph.tensor(t).is_const:
-                kinds.add(f"const:{t}")
-        return kinds
+    # The storage each buffer must be, when it is not the arena's: a caller argument or a constant.
+    external = {t: {t} for t in graph.tensors if t in graph.inputs or t in graph.outputs or graph.tensor(t).is_const}
 
     # Alias ops join their output to their input's buffer unless that would make one buffer
     # two different caller arguments (or a constant and an argument): then they copy.
     for node in graph.nodes:
         if op_named(node.op).aliases_input:
-            src, dst = node.inputs[0], node.outputs[0]
-            if len(external(src) | external(dst)) <= 1:
-                root[find(dst)] = find(src)
-            node.params["copies"] = find(dst) != find(src)
+            src, dst = find(node.inputs[0]), find(node.outputs[0])
+            joined = external.get(src, set()) | external.get(dst, set())
+            if len(joined) <= 1:
+                root[dst] = src
+                if joined:
+                    external[src] = joined
     resolved = {name: find(name) for name in graph.tensors}
 
     storage: dict[str, Storage] = {}

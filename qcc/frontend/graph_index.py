@@ -1,0 +1,55 @@
+"""Lookups over an ONNX graph that the ONNX-level passes (QDQ fusion, float islands) share:
+who produces and who reads each tensor, constants, element types and static shapes."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+
+class GraphIndex:
+    def __init__(self, graph: onnx.GraphProto, opset: int = 13):
+        self.graph = graph
+        self.opset = opset  # the model's default-domain opset
+        self.producer: dict[str, onnx.NodeProto] = {}
+        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+        for node in graph.node:
+            for name in node.output:
+                self.producer[name] = node
+            for name in node.input:
+                if name:
+                    self.consumers[name].append(node)
+        self.initializers = {init.name: init for init in graph.initializer}
+        self.graph_outputs = {o.name for o in graph.output}
+        infos = list(graph.value_info) + list(graph.input) + list(graph.output)
+        self.types = {vi.name: vi.type.tensor_type.elem_type for vi in infos}
+        self.types.update({init.name: init.data_type for init in graph.initializer})
+        self.shapes = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim] for vi in infos}
+
+    def single_consumer(self, name: str) -> onnx.NodeProto | None:
+        consumers = self.consumers.get(name, [])
+        return consumers[0] if len(consumers) == 1 and name not in self.graph_outputs else None
+
+    def producer_of(self, name: str, op_type: str) -> onnx.NodeProto | None:
+        node = self.producer.get(name)
+        return node if node is not None and node.op_type == op_type else None
+
+    def constant(self, name: str) -> np.ndarray | None:
+        """The value of an initializer or Constant output, None for a tensor computed at run time."""
+        if name in self.initializers:
+            return numpy_helper.to_array(self.initializers[name])
+        node = self.producer.get(name)
+        if node is not None and node.op_type == "Constant":
+            return numpy_helper.to_array(helper.get_attribute_value(node.attribute[0]))
+        return None
+
+    def elem_type(self, name: str) -> int:
+        if name in self.types:
+            return self.types[name]
+        node = self.producer.get(name)
+        if node is not None and node.op_type == "QuantizeLinear":  # output type = zero point type (uint8 by default)
+            return self.elem_type(node.input[2]) if len(node.input) > 2 and node.input[2] else onnx.TensorProto.UINT8
+        return onnx.TensorProto.UNDEFINED
