@@ -258,6 +258,18 @@ def test_count_include_pad_divides_by_the_kernel_even_past_the_pads(tmp_path):
     check_against_ort(model, tmp_path, shape, "uint8", [x])
 
 
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER"])
+def test_same_padding_can_be_negative_when_the_stride_exceeds_the_kernel(tmp_path, auto_pad):
+    """A 1x1 window with stride 3 over 3 columns: SAME asks for -2 pads (ORT keeps them), so the
+    one window of each row starts at column 1 (UPPER) or 0 (LOWER) rather than at a padded column."""
+    shape = (1, 2, 2, 3)
+    model = pool_model("uint8", shape, 0.1, 3, 0.1, 3, kernel_shape=[1, 1], strides=[1, 3], auto_pad=auto_pad)
+    x = np.arange(12, dtype=np.uint8).reshape(shape) * 20
+    column = 1 if auto_pad == "SAME_UPPER" else 0
+    assert ort_output(model, x, tmp_path).reshape(-1).tolist() == x[..., column].reshape(-1).tolist()
+    check_against_ort(model, tmp_path, shape, "uint8", [x])
+
+
 @pytest.mark.parametrize("dtype, activation", [("int8", "Relu"), ("uint8", "Clip"), ("int8", "Clip")])
 def test_relu_and_clip_fold_into_the_output_clamp(tmp_path, dtype, activation):
     qmin, qmax = DTYPE_RANGE[dtype]

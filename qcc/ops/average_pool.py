@@ -202,10 +202,14 @@ class QLinearAveragePool(Op):
         (k_h, k_w), (st_h, st_w), (top, left) = a["kernel"], a["strides"], a["pads_begin"]
         out_h, out_w = a["out_hw"]
         xf = np.float32(s_x) * (x.astype(np.int32) - z_x).astype(np.float32)
+        # auto_pad SAME with a stride larger than the kernel can ask for a negative begin pad (ORT
+        # does not clamp it): the first window then starts inside the map, as if it were cropped.
+        xf = xf[:, :, max(0, -top):, max(0, -left):]
+        top, left = max(0, top), max(0, left)
         # Taps outside the map read +0.0, which leaves a float32 sum unchanged: summing every tap of
         # the padded map in row-major order is ORT's sequential sum over the taps inside.
-        bottom = max(0, (out_h - 1) * st_h + k_h - x.shape[2] - top)
-        right = max(0, (out_w - 1) * st_w + k_w - x.shape[3] - left)
+        bottom = max(0, (out_h - 1) * st_h + k_h - xf.shape[2] - top)
+        right = max(0, (out_w - 1) * st_w + k_w - xf.shape[3] - left)
         padded = np.pad(xf, [(0, 0), (0, 0), (top, bottom), (left, right)])
         total = np.zeros((*x.shape[:2], out_h, out_w), dtype=np.float32)
         for i in range(k_h):
