@@ -30,7 +30,6 @@ from qcc import ort_reference  # noqa: E402
 from qcc.build import make  # noqa: E402
 from qcc.compile_command import compile_to_folder  # noqa: E402
 from qcc.ir import C_TYPES  # noqa: E402
-from qcc.numerics.quantize_linear import dequantize_linear  # noqa: E402
 from qcc.pipeline import Options  # noqa: E402
 from qcc.sample_inputs import random_inputs  # noqa: E402
 
@@ -161,15 +160,6 @@ def time_ort(sess, feeds: dict) -> float:
     return statistics.median(per_rep)
 
 
-def ort_feeds(sess, manifest: dict, codes: list[np.ndarray]) -> dict:
-    """ORT takes the float model inputs; feed it the exact reals the C's input codes stand for."""
-    feeds = {}
-    for entry, value, info in zip(manifest["inputs"], codes, sess.get_inputs()):
-        feeds[info.name] = (dequantize_linear(value, entry["scale"], entry["zero_point"])
-                            if info.type == "tensor(float)" else value)
-    return feeds
-
-
 def bench(label: str, work: Path) -> dict:
     build, options = MODELS[label]
     model = quantize(build(), work / f"{label}.onnx", **options)
@@ -197,7 +187,7 @@ def bench(label: str, work: Path) -> dict:
             got = np.fromfile(path, dtype=np.dtype(entry["dtype"]).newbyteorder("<")).reshape(want.shape)
             if not np.array_equal(got, want):  # a fast wrong answer is no benchmark
                 raise SystemExit(f"{label} {column}: the C output differs from ORT")
-    row["ORT"] = time_ort(sess, ort_feeds(sess, manifest, codes))
+    row["ORT"] = time_ort(sess, ort_reference.feeds_for(compiled.graph, codes))
     return row
 
 
@@ -207,7 +197,10 @@ def environment() -> list[str]:
     gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     import onnxruntime
 
-    return [f"CPU: {cpu}", f"gcc: {gcc}", f"onnxruntime: {onnxruntime.__version__} (CPU provider, 1 thread)"]
+    kernels = ("uint8 x int8 pairs saturate in int16 here, so ORT runs its slower exact uint8 x uint8 kernels"
+               if ort_reference.cpu_saturates_u8s8_pairs() else "uint8 x int8 kernels exact here")
+    return [f"CPU: {cpu}", f"gcc: {gcc}", f"onnxruntime: {onnxruntime.__version__} (CPU provider, 1 thread, the ground "
+            f"truth's session config, session.x64quantprecision=1 among it: {kernels})"]
 
 
 def main() -> None:

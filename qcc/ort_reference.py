@@ -1,28 +1,128 @@
-"""Running the original model in ONNX Runtime, configured as qcc's ground truth: the CPU
-provider, one thread, default graph optimizations, and session.qdqisint8allowed = 1 so that
-int8 QDQ groups run as integer kernels (as ORT does on ARM). Used by `qcc verify` and tests."""
+"""Running the original model in ONNX Runtime, configured as qcc's ground truth. Every ORT session
+that qcc (`qcc verify`) and its tests create comes from `session()`, with one configuration:
+
+- the CPU provider, one thread, default graph optimizations;
+- `session.qdqisint8allowed = 1`: int8 QDQ groups run as integer kernels, as ORT does on ARM;
+- `session.x64quantprecision = 1`: on x86 CPUs without VNNI, MLAS's uint8 x int8 GEMM kernels add
+  pairs of products in saturating int16 (vpmaddubsw), so their results depend on the CPU
+  (onnxruntime issues 16105 and 6004). With this option ORT moves int8 weights that leave
+  [-64, 64] to uint8 (w + 128, an exact rewrite) and runs its exact uint8 x uint8 kernels, on
+  every x86 CPU with AVX2 (VNNI or not), so results equal those of VNNI and ARM hosts.
+
+One fallback: with the option, ORT 1.32 has no kernel for int8 activations with weights moved to
+uint8, so it cannot build such sessions (NOT_IMPLEMENTED). Those are built without the option;
+int8 x int8 kernels sum exactly on every x86 CPU. The session says which configuration it has.
+"""
 
 from __future__ import annotations
 
+import functools
+import re
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 from qcc.errors import QccError
 from qcc.ir import Graph
 from qcc.numerics.quantize_linear import dequantize_linear, quantize_linear
 
+QDQ_IS_INT8_ALLOWED = "session.qdqisint8allowed"
+X64_QUANT_PRECISION = "session.x64quantprecision"
 
-def session(model_path: str | Path):
+
+def _onnxruntime():
     try:
-        import onnxruntime as ort
+        import onnxruntime
     except ImportError:
         raise QccError("comparing with ONNX Runtime needs onnxruntime: pip install 'qcc[test]'") from None
+    return onnxruntime
+
+
+def _source(model):
+    if isinstance(model, onnx.ModelProto):
+        return model.SerializeToString()
+    if isinstance(model, (str, Path)):
+        return str(model)
+    return model  # serialized bytes
+
+
+def ort_session(model, x64_quant_precision: bool):
+    """The one place an ORT InferenceSession is built. `session()` gives the ground truth; the tests
+    and the probe below also build one without session.x64quantprecision, as users running ORT
+    with its defaults get, to show where that differs."""
+    ort = _onnxruntime()
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.qdqisint8allowed", "1")
-    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+    options.log_severity_level = 3  # ORT's own warnings are not the user's concern here
+    options.add_session_config_entry(QDQ_IS_INT8_ALLOWED, "1")
+    if x64_quant_precision:
+        options.add_session_config_entry(X64_QUANT_PRECISION, "1")
+    return ort.InferenceSession(_source(model), options, providers=["CPUExecutionProvider"])
+
+
+class Session:
+    """An ORT InferenceSession in the ground-truth configuration, and which one that was."""
+
+    def __init__(self, inference_session, x64_quant_precision: bool, fallback_reason: str | None = None):
+        self.ort_session = inference_session
+        self.x64_quant_precision = x64_quant_precision
+        self.fallback_reason = fallback_reason  # ORT's error with the option, when built without it
+
+    def run(self, output_names, feeds):
+        return self.ort_session.run(output_names, feeds)
+
+    def get_inputs(self):
+        return self.ort_session.get_inputs()
+
+    def get_outputs(self):
+        return self.ort_session.get_outputs()
+
+    def configuration(self) -> str:
+        """One line: the ORT version and options, and what they mean on this CPU."""
+        entries = f"{QDQ_IS_INT8_ALLOWED}=1" + (f", {X64_QUANT_PRECISION}=1" if self.x64_quant_precision else "")
+        head = f"ONNX Runtime {_onnxruntime().__version__}: CPU provider, 1 thread, default optimizations, {entries}"
+        saturating = cpu_saturates_u8s8_pairs()
+        cpu = ("this CPU's uint8 x int8 kernel adds product pairs in saturating int16 (x86 without VNNI)" if saturating
+               else "this CPU's uint8 x int8 kernel sums exactly (VNNI, or not x86)")
+        if self.x64_quant_precision:
+            effect = ("so the option is what keeps ORT exact here: int8 weights beyond [-64, 64] run as uint8 through "
+                      "the exact uint8 x uint8 kernels" if saturating else "so the option changes no result here")
+            return f"{head}; {cpu}, {effect}"
+        caution = ", so uint8 x int8 layers, if the model has any, are not exact in this session" if saturating else ""
+        return (f"{head}; without {X64_QUANT_PRECISION}=1, which ORT cannot build this model with ({self.fallback_reason}), "
+                f"as happens for int8 activations with weights moved to uint8: int8 x int8 kernels sum exactly on every "
+                f"x86 CPU; {cpu}{caution}")
+
+
+def session(model) -> Session:
+    """The ground-truth session for a model (a path, serialized bytes or an onnx.ModelProto)."""
+    not_implemented = _onnxruntime().capi.onnxruntime_pybind11_state.NotImplemented
+    try:
+        return Session(ort_session(model, x64_quant_precision=True), True)
+    except not_implemented as error:  # "[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Failed to find kernel for ...". ...
+        reason = re.sub(r"^\[ONNXRuntimeError\] : \d+ : ", "", str(error)).split(". ")[0]
+    return Session(ort_session(model, x64_quant_precision=False), False, reason)
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_saturates_u8s8_pairs() -> bool:
+    """Whether this CPU's ORT uint8 x int8 GEMM adds product pairs in saturating int16, measured:
+    255*127 + 255*127 = 64770 comes out as 32767 there (the kernel ORT picks by CPUID, so this also
+    holds under an emulated CPU, where /proc/cpuinfo would describe the host)."""
+    initializers = {"x_scale": np.float32(1), "x_zero": np.uint8(0), "w": np.full((2, 1), 127, np.int8),
+                    "w_scale": np.float32(1), "w_zero": np.int8(0), "y_scale": np.float32(256), "y_zero": np.uint8(0)}
+    graph = helper.make_graph(
+        [helper.make_node("QLinearMatMul", ["x", "x_scale", "x_zero", "w", "w_scale", "w_zero", "y_scale", "y_zero"], ["y"])],
+        "u8s8_pair_probe", [helper.make_tensor_value_info("x", TensorProto.UINT8, [1, 2])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [1, 1])],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in initializers.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    y = ort_session(model, x64_quant_precision=False).run(None, {"x": np.full((1, 2), 255, np.uint8)})[0]
+    return int(y[0, 0]) != 253  # 64770 / 256 rounds to 253; the saturated 32767 / 256 to 128
 
 
 def _boundary_quant(graph: Graph, tensor_name: str):
@@ -31,10 +131,9 @@ def _boundary_quant(graph: Graph, tensor_name: str):
     return scale, zero, tensor.dtype
 
 
-def run_on_codes(sess, graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Run ORT on the compiled graph's inputs and return its outputs as the compiled graph's
-    outputs are typed. Where qcc removed a QuantizeLinear, ORT gets floats that quantize exactly to
-    the given codes; where it removed a DequantizeLinear, ORT's floats map back to unique codes."""
+def feeds_for(graph: Graph, inputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """ORT's feeds for the compiled graph's input codes: where qcc removed a QuantizeLinear, floats
+    that quantize exactly to the given codes."""
     feeds = {}
     for name, value in zip(graph.inputs, inputs):
         public = graph.public_name(name)
@@ -46,11 +145,17 @@ def run_on_codes(sess, graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarra
             feeds[public] = real
         else:
             feeds[public] = value
-    results = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds)))
+    return feeds
+
+
+def outputs_as_codes(graph: Graph, output_names: list[str], results: list[np.ndarray]) -> list[np.ndarray]:
+    """ORT's outputs (named output_names) typed as the compiled graph's outputs: where qcc removed a
+    DequantizeLinear, ORT's floats map back to unique codes."""
+    by_name = dict(zip(output_names, results))
     outputs = []
     for name in graph.outputs:
         public = graph.public_name(name)
-        value = results[public]
+        value = by_name[public]
         if public != name:  # ORT's DequantizeLinear output: invert it to codes, exactly
             scale, zero, dtype = _boundary_quant(graph, name)
             codes = np.rint(value.astype(np.float64) / np.float64(scale)) + zero
@@ -60,3 +165,9 @@ def run_on_codes(sess, graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarra
             value = codes.astype(dtype)
         outputs.append(value.reshape(graph.tensor(name).shape))
     return outputs
+
+
+def run_on_codes(sess: Session, graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
+    """Run ORT on the compiled graph's input codes; its outputs typed as the compiled graph's."""
+    names = [o.name for o in sess.get_outputs()]
+    return outputs_as_codes(graph, names, sess.run(None, feeds_for(graph, inputs)))

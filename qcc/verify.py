@@ -38,6 +38,7 @@ class Agreement:
 class VerifyReport:
     cases: int
     rounding: str = "ort"
+    ort_configuration: str = ""  # how ONNX Runtime was configured on this host (ort_reference.Session)
     per_output: dict[str, dict[str, Agreement]] = field(default_factory=dict)
 
     @property
@@ -48,7 +49,8 @@ class VerifyReport:
                    for pair, a in pairs.items() if pair in must_match)
 
     def table(self) -> str:
-        lines = [f"{'output':<24} {'pair':<16} {'compared':>10} {'exact':>10} {'max |diff|':>11}"]
+        lines = [f"ground truth: {self.ort_configuration}"] if self.ort_configuration else []
+        lines += [f"{'output':<24} {'pair':<16} {'compared':>10} {'exact':>10} {'max |diff|':>11}"]
         for output, pairs in self.per_output.items():
             for pair, a in pairs.items():
                 lines.append(f"{output:<24} {pair:<16} {a.compared:>10} {a.exact:>10} {a.max_lsb:>11g}")
@@ -74,7 +76,7 @@ def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None
         if inputs_npz:
             cases += golden_cases(compiled, inputs_npz)
         sess = ort_reference.session(model)
-        report = VerifyReport(cases=len(cases), rounding=options.rounding)
+        report = VerifyReport(cases=len(cases), rounding=options.rounding, ort_configuration=sess.configuration())
         for name in graph.outputs:
             report.per_output[graph.public_name(name)] = {p: Agreement() for p in ("C vs reference", "C vs ORT", "reference vs ORT")}
         for case in cases:

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import helper
 
 from helpers import check_exact, make_model, scalar
+from qcc import ort_reference
 from qcc.errors import QccError
 from qcc.ir import DTYPE_RANGE
 from qcc.pipeline import Options, compile_model
@@ -28,10 +28,7 @@ INT64_MAX, INT64_MIN, INT32_MAX = 2**63 - 1, -2**63, 2**31 - 1
 
 def ort_run(model: onnx.ModelProto, feeds: dict | None = None) -> list[np.ndarray]:
     """ORT's outputs for the model (zeros for any input not given); raises what ORT raises."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    sess = ort_reference.session(model)
     feeds = dict(feeds or {})
     for i in sess.get_inputs():
         if i.name not in feeds:
