@@ -484,6 +484,17 @@ def _trace(layer: _Layer, values, c: int, position: int | None) -> dict:
     }
 
 
+def _u8s8_pairs(node: Node) -> dict | None:
+    """The int16 pair sums of ORT's uint8 x int8 GEMM on x86 without VNNI (range analysis)."""
+    pairs = node.params.get("u8s8_pairs")
+    if pairs is None:
+        return None
+    worst = pairs.worst_channel
+    return {"can_saturate": pairs.can_saturate, "saturating_channels": pairs.saturating_channels().tolist(),
+            "low": int(pairs.low.min()), "high": int(pairs.high.max()),
+            "worst_channel": worst, "worst_k": int(pairs.worst_k[worst])}
+
+
 def _requant_layer(layer: _Layer, values, channel: int | None, position: int | None, kernel_call: str) -> dict:
     node, graph, rq = layer.node, layer.graph, layer.rq
     if channel is not None and not 0 <= channel < layer.channels:
@@ -513,6 +524,7 @@ def _requant_layer(layer: _Layer, values, channel: int | None, position: int | N
         "taps": layer.taps,
         "accumulator": {"low": int(r.low.min()), "high": int(r.high.max()), "bits": r.bits,
                         "int32_safe": r.int32_safe, "f32_exact": r.f32_exact},
+        "ort_u8s8_int16_pairs": _u8s8_pairs(node),
         "channels": rows,
         "c": {"kernel_call": kernel_call, "accumulator": generic, "accumulator_channel": numbers,
               "requantize": _c_requantize(rq, layer.rq_index(c)), "channel": c},
@@ -674,6 +686,11 @@ def _layer_lines(layer: dict, markdown: bool) -> list[str]:
     operands.append(f"accumulator: bound [{acc['low']}, {acc['high']}] = {acc['bits']} bits; "
                     + ("int32 proven safe" if acc["int32_safe"] else "int32 CAN OVERFLOW (wraps mod 2^32 as ORT does)")
                     + ("; |acc| <= 2^24 so f32(acc) is exact" if acc["f32_exact"] else ""))
+    pairs = layer["ort_u8s8_int16_pairs"]
+    if pairs and pairs["can_saturate"]:
+        operands.append(f"ORT int16 pairs: in {len(pairs['saturating_channels'])} channel(s) two adjacent uint8 x int8 "
+                        f"products can sum to [{pairs['low']}, {pairs['high']}], outside int16: ONNX Runtime on x86 without "
+                        "VNNI saturates them unless run with session.x64quantprecision=1; the sum above is exact")
     lines += [f"- {o}" for o in operands] if markdown else operands
     header, cells = _channel_header(), [_channel_cells(r) for r in layer["channels"]]
     if markdown:

@@ -20,6 +20,27 @@ def _quant_text(tensor) -> str:
     return f"s={scale:.6g} z={zero}"
 
 
+def _u8s8_pair_notes(graph) -> list[str]:
+    """Where ORT's uint8 x int8 kernels on x86 without VNNI would not give the exact sums."""
+    notes = []
+    for node in graph.nodes:
+        pairs = node.params.get("u8s8_pairs")
+        if pairs is None or not pairs.can_saturate:
+            continue
+        channels = pairs.saturating_channels()
+        worst = pairs.worst_channel
+        k = int(pairs.worst_k[worst])
+        notes.append(f"int16 pairs: node '{node.name}' ({node.attrs.get('onnx_op', node.op)}): in {channels.size} of "
+                     f"{pairs.low.size} output channels two adjacent uint8 x int8 products can sum outside int16 "
+                     f"(worst: channel {worst}, K positions {k} and {k + 1} in ORT's order, sums in [{pairs.low[worst]}, "
+                     f"{pairs.high[worst]}])")
+    if notes:
+        notes.append("int16 pairs: ONNX Runtime's uint8 x int8 kernels on x86 CPUs without VNNI saturate such pair sums: "
+                     "without session.x64quantprecision=1 (or weights quantized with reduce_range) ORT on such a CPU can "
+                     "differ from the exact arithmetic in these layers; qcc computes the exact sums")
+    return notes
+
+
 def inspect(model: str, options: Options) -> str:
     onnx_model = load_model(model, options.input_shapes)
     lines = [f"{model}: {len(onnx_model.graph.node)} ONNX nodes"]
@@ -38,7 +59,7 @@ def inspect(model: str, options: Options) -> str:
     graph = compiled.graph
     _, _, layers = emit_layers(compiled, *io_entries(compiled))
     lines.append(f"{'node':<28} {'op':<26} {'status':<10} {'input -> output shape':<30} {'MACs':>10} {'weight B':>9}  "
-                 f"{'accumulator':<32} quantization (x | w | y)")
+                 f"{'accumulator':<32} {'ORT int16 pairs':<18} quantization (x | w | y)")
     total_macs = total_weights = 0
     for node, layer in zip(graph.nodes, layers):
         data = [graph.tensor(t) for t in node.inputs if not graph.tensor(t).is_const]
@@ -50,9 +71,10 @@ def inspect(model: str, options: Options) -> str:
         total_weights += weight_bytes
         quant = " | ".join(_quant_text(t) for t in (data[0] if data else None, consts[0] if consts else None, out))
         lines.append(f"{node.name[:28]:<28} {layer['op']:<26} {'bit-exact':<10} {shapes:<30} {macs:>10} {weight_bytes:>9}  "
-                     f"{range_analysis.describe(node):<32} {quant}")
+                     f"{range_analysis.describe(node):<32} {range_analysis.describe_u8s8_pairs(node):<18} {quant}")
     lines.append(f"total: {total_macs} MACs, {total_weights} weight bytes, arena {compiled.plan.arena_bytes} bytes")
     lines += [f"warning: {w}" for w in compiled.warnings]
+    lines += _u8s8_pair_notes(graph)
     for name in graph.inputs + graph.outputs:
         t = graph.tensor(name)
         role = "input " if name in graph.inputs else "output"

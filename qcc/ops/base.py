@@ -55,6 +55,13 @@ class Op:
         (qcc.passes.range_analysis.AccumulatorRange), or None for ops without one."""
         return None
 
+    def ort_gemm_weights(self, node: Node, graph: Graph) -> np.ndarray | None:
+        """The weights as stored in the model (int8 or uint8), shaped (output channels, K) in the
+        order ONNX Runtime's integer GEMM sums their products, or None where ORT runs no GEMM over
+        them. The range analysis reads it: on x86 without VNNI, ORT's uint8 x int8 kernels add the
+        products of K positions 2j and 2j+1 in a saturating int16."""
+        return None
+
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
         """Working memory the kernel needs during this step only; the memory plan puts it in the arena."""
         return 0

@@ -189,6 +189,14 @@ class QLinearConv(Op):
         w_zero = np.broadcast_to(w.quant.zero_point.reshape(-1), (out_c,))
         return product_sum_range(w.data.reshape(out_c, -1), w_zero, x.quant.scalar()[1], x.dtype, node.attrs["bias"])
 
+    def ort_gemm_weights(self, node: Node, graph: Graph):
+        w = graph.tensor(node.inputs[1]).data  # (out channels, in channels per group, kernel rows, kernel columns)
+        if w.shape[1] == 1 and w.shape[0] == node.attrs["groups"]:
+            return None  # depthwise: MLAS's depthwise kernels widen before adding (measured: no pair saturates)
+        # ORT reorders each filter to (kernel row, kernel column, input channel), the order of its
+        # channels-last im2col, and its symmetric indirect kernel reads the same pairs.
+        return w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
+
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
         # int32 words: one accumulator per output column, and each kernel column's valid output range
         return 4 * (graph.tensor(node.outputs[0]).shape[3] + 2 * node.attrs["kernel"][1])

@@ -117,6 +117,9 @@ class _ConstantRightMatMul(Op):
         return product_sum_range(np.ascontiguousarray(self._weights_nk(node, graph)), b_zero, a.quant.scalar()[1],
                                  a.dtype, node.attrs["bias"])
 
+    def ort_gemm_weights(self, node: Node, graph: Graph):
+        return np.ascontiguousarray(self._weights_nk(node, graph))  # per output column, K in A's order
+
     def emit(self, node: Node, graph: Graph, c) -> str:
         a, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         prefix = c.symbol(node.name)

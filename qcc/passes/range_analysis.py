@@ -11,6 +11,12 @@ pass records them in node.params["acc_range"] (arrays per channel), proves where
 overflow, warns where it can (the C then wraps modulo 2^32, as ORT's accumulator does), and marks
 layers whose |acc| stays below 2^24, where f32(acc) is exact and the `ort` scheme can skip
 rounding it.
+
+It also bounds the int16 pair sums of ONNX Runtime's uint8 x int8 GEMM on x86 CPUs without VNNI
+(node.params["u8s8_pairs"]): MLAS's AVX2 and AVX512BW kernels (vpmaddubsw) add the raw products
+of K positions 2j and 2j+1 in a saturating int16 before widening, so where a pair can leave
+[-32768, 32767] ORT run without session.x64quantprecision=1 on such a CPU differs from the exact
+sum that qcc (and ORT with that option, or on VNNI and ARM CPUs) computes.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import numpy as np
 from qcc.ir import DTYPE_RANGE, Graph, Node
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1
 F32_EXACT_LIMIT = 2**24  # every integer of magnitude <= 2**24 is a float32
 
 
@@ -69,13 +76,53 @@ def sum_range(count: int, x_zero: int, x_dtype: str) -> AccumulatorRange:
     return AccumulatorRange(np.array([count * (qmin - x_zero)]), np.array([count * (qmax - x_zero)]))
 
 
+@dataclass
+class PairSumRange:
+    """Per output channel, the extreme sums of two adjacent raw products x*w (K positions 2j and
+    2j+1 in the order ORT's GEMM reads the weights) over every input."""
+
+    low: np.ndarray  # int64 per output channel
+    high: np.ndarray
+    worst_k: np.ndarray  # per channel, the first K position (even) of the pair furthest out of int16
+
+    def saturating_channels(self) -> np.ndarray:
+        return np.flatnonzero((self.low < INT16_MIN) | (self.high > INT16_MAX))
+
+    @property
+    def can_saturate(self) -> bool:
+        return bool(self.saturating_channels().size)
+
+    @property
+    def worst_channel(self) -> int:
+        """The channel whose pair sums go furthest outside int16 (or come closest to leaving it)."""
+        return int(np.argmax(np.maximum(self.high - INT16_MAX, INT16_MIN - self.low)))
+
+
+def u8s8_pair_sum_range(weights: np.ndarray, x_dtype: str) -> PairSumRange:
+    """Pair sums of raw codes for weights (C, K) in ORT's K order, x free in its type's range (MLAS
+    multiplies codes before any zero point is subtracted; an odd K is padded with a zero weight)."""
+    qmin, qmax = DTYPE_RANGE[x_dtype]
+    w = weights.astype(np.int64)
+    if w.shape[1] % 2:
+        w = np.pad(w, ((0, 0), (0, 1)))
+    top, bottom = np.maximum(qmin * w, qmax * w), np.minimum(qmin * w, qmax * w)
+    pair_high, pair_low = top[:, 0::2] + top[:, 1::2], bottom[:, 0::2] + bottom[:, 1::2]
+    excess = np.maximum(pair_high - INT16_MAX, INT16_MIN - pair_low)
+    return PairSumRange(pair_low.min(axis=1), pair_high.max(axis=1), 2 * np.argmax(excess, axis=1))
+
+
 def analyze(graph: Graph) -> list[str]:
-    """Attach node.params["acc_range"] where an op defines one; return the overflow warnings."""
+    """Attach node.params["acc_range"] where an op defines one, and node.params["u8s8_pairs"] where
+    ORT runs a uint8 x int8 GEMM; return the overflow warnings."""
     from qcc.ops import op_named
 
     warnings = []
     for node in graph.nodes:
-        acc_range = op_named(node.op).accumulator_range(node, graph)
+        op = op_named(node.op)
+        gemm_weights = op.ort_gemm_weights(node, graph)
+        if gemm_weights is not None and gemm_weights.dtype == np.int8 and graph.tensor(node.inputs[0]).dtype == "uint8":
+            node.params["u8s8_pairs"] = u8s8_pair_sum_range(gemm_weights, "uint8")
+        acc_range = op.accumulator_range(node, graph)
         if acc_range is None:
             continue
         node.params["acc_range"] = acc_range
@@ -89,6 +136,15 @@ def analyze(graph: Graph) -> list[str]:
                 "exactly as ONNX Runtime does"
             )
     return warnings
+
+
+def describe_u8s8_pairs(node: Node) -> str:
+    """The inspect cell: whether ORT's int16 pair sums can saturate in this layer on x86 without VNNI."""
+    pairs = node.params.get("u8s8_pairs")
+    if pairs is None:
+        return "-"
+    channels = pairs.saturating_channels()
+    return f"SATURATE {channels.size}/{pairs.low.size} ch" if channels.size else "fit int16"
 
 
 def describe(node: Node) -> str:
