@@ -9,6 +9,15 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from qcc.errors import QccError
+
+FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    """The model's opset for the default ONNX domain."""
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+
 
 class GraphIndex:
     def __init__(self, graph: onnx.GraphProto, opset: int = 13):
@@ -46,6 +55,23 @@ class GraphIndex:
             return numpy_helper.to_array(helper.get_attribute_value(node.attribute[0]))
         return None
 
+    def clip_bounds(self, node: onnx.NodeProto) -> tuple[np.float32, np.float32] | None:
+        """A Clip's (min, max) as ORT reads them (GetClipConstantMinMax): attributes before opset 11,
+        optional inputs from 11; an absent bound is float32's lowest or highest value. None when a
+        bound is computed at run time."""
+        defaults = (np.float32(-FLT_MAX), np.float32(FLT_MAX))
+        if self.opset < 11:
+            return tuple(np.float32(next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), d))
+                         for name, d in zip(("min", "max"), defaults))
+        bounds = []
+        for i, default in zip((1, 2), defaults):
+            name = node.input[i] if len(node.input) > i else ""
+            value = self.constant(name) if name else np.asarray(default)
+            if value is None or value.size != 1:
+                return None
+            bounds.append(np.float32(value.reshape(())))
+        return tuple(bounds)
+
     def elem_type(self, name: str) -> int:
         if name in self.types:
             return self.types[name]
@@ -53,3 +79,19 @@ class GraphIndex:
         if node is not None and node.op_type == "QuantizeLinear":  # output type = zero point type (uint8 by default)
             return self.elem_type(node.input[2]) if len(node.input) > 2 and node.input[2] else onnx.TensorProto.UINT8
         return onnx.TensorProto.UNDEFINED
+
+
+def topological_sort(graph: onnx.GraphProto) -> None:
+    """Reorder the nodes so that each comes after the producers of its inputs (after a pass added some)."""
+    produced = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in produced for i in n.input)]
+        if not ready:
+            raise QccError("the graph has a cycle")
+        for n in ready:
+            ordered.append(n)
+            produced.update(n.output)
+        pending = [n for n in pending if n not in ready]
+    del graph.node[:]
+    graph.node.extend(ordered)

@@ -19,7 +19,7 @@ from onnx import helper, numpy_helper
 
 from qcc.errors import QccError
 from qcc.frontend import float_islands
-from qcc.frontend.graph_index import GraphIndex
+from qcc.frontend.graph_index import GraphIndex, default_opset
 
 
 class NotFused(Exception):
@@ -148,8 +148,8 @@ def bias_codes(group: QdqGroup, i: int, x: list[str] | None = None, w: list[str]
     """The int32 codes behind a bias input's DequantizeLinear. Given x and w (Conv), also ORT's
     check that the bias is quantized with zero point 0 and a scale within 1% of s_x * s_w."""
     if not group.has_dq(i):
-        raise NotFused("its bias is float: ORT quantizes it itself (WeightBiasQuantization), which qcc does "
-                       "not reproduce; quantize the bias to int32")
+        raise NotFused("its bias is float and ORT's WeightBiasQuantization leaves it so (it quantizes only a 1-D "
+                       "constant bias, with per-channel weight scales on the output-channel axis)")
     codes, scale, zero = group.quantized_input(i)
     if group.g.elem_type(codes) != onnx.TensorProto.INT32:
         raise NotFused("its bias is not an int32 DequantizeLinear")
@@ -183,82 +183,12 @@ def q_makes_redundant(index: GraphIndex, activation: onnx.NodeProto, q: onnx.Nod
     z = int(zero.reshape(()))
     if activation.op_type == "Relu":
         return z == info.min
-    bounds = [index.constant(n) if n else None for n in list(activation.input[1:3]) + [""] * (3 - len(activation.input))]
-    lo, hi = bounds[0], bounds[1]
-    if lo is None or hi is None:
+    bounds = index.clip_bounds(activation)
+    if bounds is None:
         return False
     s = np.float32(scale.reshape(()))
-    return (np.rint(np.float32(lo) / s) + z <= info.min) and (np.rint(np.float32(hi) / s) + z >= info.max)
-
-
-# Ops that ORT's QDQPropagationTransformer moves QuantizeLinear and DequantizeLinear across: they
-# only move or select values, so quantizing before or after them gives the same codes.
-_PROPAGATING_OPS = {"MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice"}
-
-
-def _move_boundary_quantization(graph: onnx.GraphProto) -> bool:
-    """As ORT does, run byte-moving ops between a float graph input and its QuantizeLinear (or
-    between a DequantizeLinear and a float graph output) on the codes instead: float input ->
-    Reshape -> Q becomes input -> Q -> Reshape, and DQ -> Transpose -> output becomes
-    Transpose -> DQ -> output."""
-    index = GraphIndex(graph)
-    inputs = {i.name for i in graph.input} - set(index.initializers)
-    moved = False
-    for q in [n for n in graph.node if n.op_type == "QuantizeLinear"]:
-        chain, name = [], q.input[0]
-        while name not in inputs:
-            op = index.producer.get(name)
-            if op is None or op.op_type not in _PROPAGATING_OPS or index.single_consumer(name) is None:
-                break
-            chain.insert(0, op)
-            name = op.input[0]
-        if not chain or name not in inputs or index.single_consumer(name) is None:
-            continue
-        # input -> Q -> chain (on codes); the chain's last output keeps the Q's output name.
-        codes = f"{name}_quantized_early"
-        q_input, q_output = q.input[0], q.output[0]
-        q.input[0], q.output[0] = name, codes
-        chain[0].input[0] = codes
-        for op in chain:
-            if op.output[0] == q_input:
-                op.output[0] = q_output
-        moved = True
-    outputs = {o.name for o in graph.output}
-    for dq in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
-        chain, name = [], dq.output[0]
-        while name not in outputs:
-            op = index.single_consumer(name)
-            if op is None or op.op_type not in _PROPAGATING_OPS or op.input[0] != name:
-                break
-            chain.append(op)
-            name = op.output[0]
-        if not chain or name not in outputs:
-            continue
-        # chain on codes -> DQ -> output
-        codes, result = dq.input[0], dq.output[0]
-        chain[0].input[0] = codes
-        for op in chain:
-            op.output[0] = op.output[0] + "_codes" if op is chain[-1] else op.output[0]
-        dq.input[0], dq.output[0] = chain[-1].output[0], name
-        moved = True
-    if moved:  # restore a topological order: each node after the producers of its inputs
-        _topological_sort(graph)
-    return moved
-
-
-def _topological_sort(graph: onnx.GraphProto) -> None:
-    produced = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    pending, ordered = list(graph.node), []
-    while pending:
-        ready = [n for n in pending if all(i in produced for i in n.input)]
-        if not ready:
-            raise QccError("the graph has a cycle")
-        for n in ready:
-            ordered.append(n)
-            produced.update(n.output)
-        pending = [n for n in pending if n not in ready]
-    del graph.node[:]
-    graph.node.extend(ordered)
+    with np.errstate(over="ignore"):
+        return bool((np.rint(bounds[0] / s) + z <= info.min) and (np.rint(bounds[1] / s) + z >= info.max))
 
 
 def fuse(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
@@ -266,10 +196,9 @@ def fuse(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     from qcc.ops import qdq_op_for
 
     graph = model.graph
-    moved = _move_boundary_quantization(graph)
     if not any(n.op_type == "DequantizeLinear" for n in graph.node):
         return model
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+    opset = default_opset(model)
     index = GraphIndex(graph, opset)
     _refuse_double_pairs(index, source)
     new_nodes: list[onnx.NodeProto] = []
@@ -296,7 +225,7 @@ def fuse(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
         removed.update(id(n) for n in group.removed() if n not in replacement)
         graph.initializer.extend(group.new_initializers)
         fused_any = True
-    if not fused_any and not moved:
+    if not fused_any:
         return model
     kept = [n for n in new_nodes if id(n) not in removed]
     # DequantizeLinear nodes whose outputs nobody reads any more disappear with their groups.
