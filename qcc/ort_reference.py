@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +49,15 @@ def _source(model):
     return model  # serialized bytes
 
 
-def ort_session(model, x64_quant_precision: bool):
+def ort_session(model, x64_quant_precision: bool, optimized_model_path: str | None = None):
     """The one place an ORT InferenceSession is built. `session()` gives the ground truth; the tests
     and the probe below also build one without session.x64quantprecision, as users running ORT
-    with its defaults get, to show where that differs."""
+    with its defaults get, to show where that differs. optimized_model_path: where ORT saves the
+    graph it runs, after its graph optimizations."""
     ort = _onnxruntime()
     options = ort.SessionOptions()
+    if optimized_model_path:
+        options.optimized_model_filepath = optimized_model_path
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # ORT's own warnings are not the user's concern here
@@ -97,14 +101,22 @@ class Session:
                 f"x86 CPU; {cpu}{caution}")
 
 
-def session(model) -> Session:
+def session(model, optimized_model_path: str | None = None) -> Session:
     """The ground-truth session for a model (a path, serialized bytes or an onnx.ModelProto)."""
     not_implemented = _onnxruntime().capi.onnxruntime_pybind11_state.NotImplemented
     try:
-        return Session(ort_session(model, x64_quant_precision=True), True)
+        return Session(ort_session(model, True, optimized_model_path), True)
     except not_implemented as error:  # "[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Failed to find kernel for ...". ...
         reason = re.sub(r"^\[ONNXRuntimeError\] : \d+ : ", "", str(error)).split(". ")[0]
-    return Session(ort_session(model, x64_quant_precision=False), False, reason)
+    return Session(ort_session(model, False, optimized_model_path), False, reason)
+
+
+def optimized_model(model) -> onnx.ModelProto:
+    """The graph ORT runs for the model in the ground-truth configuration, after its optimizations."""
+    with tempfile.TemporaryDirectory(prefix="qcc-ort-") as tmp:
+        path = str(Path(tmp) / "optimized.onnx")
+        session(model, path)
+        return onnx.load(path)
 
 
 @functools.lru_cache(maxsize=1)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from qcc.frontend import constant_folding, float_islands, qdq
+from qcc.frontend import (constant_folding, float_islands, matmul_add_fusion, node_elimination, qdq, qdq_propagation,
+                          weight_bias_quantization)
 from qcc.frontend.onnx_loader import import_graph, load_model
 from qcc.ir import Graph
 from qcc.numerics import SCHEMES
@@ -34,6 +35,9 @@ class Compiled:
 def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
     options = options or Options()
     model = constant_folding.fold(load_model(path, options.input_shapes), str(path))
+    # ONNX Runtime's graph rewrites before its QDQ fusion, in its order, then the fusion itself
+    model = qdq_propagation.propagate(matmul_add_fusion.fuse(node_elimination.eliminate(model)))
+    model = weight_bias_quantization.quantize_biases(model, str(path))
     model = float_islands.replace(qdq.fuse(model, str(path)), str(path))
     graph = import_graph(model, str(path))
     graph.rounding = options.rounding
