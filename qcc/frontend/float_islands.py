@@ -18,7 +18,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from qcc.errors import QccError
-from qcc.frontend.graph_index import GraphIndex
+from qcc.frontend.graph_index import GraphIndex, default_opset
 from qcc.numerics.quantize_linear import codes_in_byte_order, dequantize_linear, quantize_linear
 
 LOOKUP_DOMAIN = "ai.qcc"
@@ -63,9 +63,8 @@ def _relu(node, x, consts, channels, position):
 
 
 def _clip(node, x, consts, channels, position):
-    lo = consts[0] if len(consts) > 0 and consts[0] is not None else np.float32(-np.inf)
-    hi = consts[1] if len(consts) > 1 and consts[1] is not None else np.float32(np.inf)
-    return np.minimum(np.maximum(x, np.float32(lo)), np.float32(hi))
+    lo, hi = consts  # GraphIndex.clip_bounds: attributes before opset 11, inputs after, float32 limits when absent
+    return np.minimum(np.maximum(x, lo), hi)
 
 
 def _leaky_relu(node, x, consts, channels, position):
@@ -114,7 +113,7 @@ def _operand(index: GraphIndex, name: str) -> np.ndarray | None:
 
 def replace(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     graph = model.graph
-    index = GraphIndex(graph)
+    index = GraphIndex(graph, default_opset(model))
     replaced: dict[int, onnx.NodeProto | None] = {}
     tables = []
     for dq in graph.node:
@@ -178,7 +177,9 @@ def _island(index: GraphIndex, dq, chain, q, source):
         position = list(node.input).index(data)
         others = [name for i, name in enumerate(node.input) if i != position]
         consts = [_operand(index, name) for name in others]
-        if any(c is None for c, name in zip(consts, others) if name):
+        if node.op_type == "Clip":
+            consts = index.clip_bounds(node) or [None]
+        if any(c is None for c, name in zip(consts, others) if name) or any(c is None for c in consts[:1]):
             raise _NotElementwise(f"node '{node.name}' has a non-constant second input")
         with np.errstate(all="ignore"):
             x = np.asarray(EVALUATORS[node.op_type](node, x, consts, channels, position), dtype=np.float32)

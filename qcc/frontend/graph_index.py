@@ -14,6 +14,14 @@ from qcc.errors import QccError
 FLT_MAX = float(np.finfo(np.float32).max)
 
 
+def quantize_output_type(node: onnx.NodeProto, zero_point_type: int | None) -> int:
+    """A QuantizeLinear's output element type: its zero point's, else the output_dtype attribute
+    (opset 21), else uint8."""
+    if zero_point_type:
+        return zero_point_type
+    return next((a.i for a in node.attribute if a.name == "output_dtype" and a.i), onnx.TensorProto.UINT8)
+
+
 def default_opset(model: onnx.ModelProto) -> int:
     """The model's opset for the default ONNX domain."""
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
@@ -76,8 +84,9 @@ class GraphIndex:
         if name in self.types:
             return self.types[name]
         node = self.producer.get(name)
-        if node is not None and node.op_type == "QuantizeLinear":  # output type = zero point type (uint8 by default)
-            return self.elem_type(node.input[2]) if len(node.input) > 2 and node.input[2] else onnx.TensorProto.UINT8
+        if node is not None and node.op_type == "QuantizeLinear":
+            has_zero = len(node.input) > 2 and node.input[2]
+            return quantize_output_type(node, self.elem_type(node.input[2]) if has_zero else None)
         return onnx.TensorProto.UNDEFINED
 
 

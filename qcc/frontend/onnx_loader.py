@@ -11,6 +11,7 @@ from onnx import numpy_helper
 
 from qcc import ops
 from qcc.errors import QccError
+from qcc.frontend.graph_index import default_opset
 from qcc.frontend import float_islands
 from qcc.ir import Graph, Tensor
 
@@ -113,7 +114,8 @@ def import_graph(model: onnx.ModelProto, source: str) -> Graph:
             f"(unsupported here: {', '.join(unsupported)}; supported: {', '.join(ops.supported_onnx_ops())})"
         )
 
-    graph = Graph(name=onnx_graph.name or "model", source=source, tensors={}, nodes=[], inputs=[], outputs=[])
+    graph = Graph(name=onnx_graph.name or "model", source=source, tensors={}, nodes=[], inputs=[], outputs=[],
+                  opset=default_opset(model))
     for init in onnx_graph.initializer:
         _add_constant(graph, init.name, numpy_helper.to_array(init))
     for graph_input in onnx_graph.input:

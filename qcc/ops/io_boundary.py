@@ -8,13 +8,18 @@ gives their scale and zero point. With --float-io they stay and run in C as ORT 
 
 from __future__ import annotations
 
+import onnx
 
+from qcc.frontend.graph_index import quantize_output_type
 from qcc.ir import DTYPE_RANGE, Graph, Node, QuantParams
 from qcc.ops.base import Op, attribute, node_label, register, require
 from qcc.ops.quantized import add_output, quantized_input, read_quant
 from qcc.backend.c_emitter import c_float_literal
 from qcc.errors import QccError
 from qcc.numerics.quantize_linear import dequantize_linear, quantize_linear
+
+
+_ELEM_DTYPES = {onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT8: "int8"}
 
 
 def _per_tensor_quant(onnx_node, graph: Graph) -> QuantParams:
@@ -37,7 +42,8 @@ class QuantizeLinear(Op):
         require(x.dtype == "float32", graph, onnx_node, f"the input must be float32, got {x.dtype}")
         quant = _per_tensor_quant(onnx_node, graph)
         zero_name = onnx_node.input[2] if len(onnx_node.input) > 2 else ""
-        dtype = graph.tensor(zero_name).dtype if zero_name else "uint8"
+        elem = quantize_output_type(onnx_node, None) if not zero_name else None
+        dtype = graph.tensor(zero_name).dtype if zero_name else _ELEM_DTYPES.get(elem, f"element type {elem}")
         require(dtype in DTYPE_RANGE, graph, onnx_node, f"output type {dtype} is not supported (int8 or uint8)")
         y = add_output(graph, onnx_node, 0, dtype, x.shape, quant)
         return Node(self.name, onnx_node.name or y, [x.name], [y])

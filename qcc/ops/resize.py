@@ -129,7 +129,7 @@ class Resize(Op):
         require(mode == "nearest", graph, onnx_node,
                 f"mode '{mode}' is not supported; qcc resizes codes in nearest mode only")
         require(not attribute(onnx_node, "antialias", 0), graph, onnx_node, "antialias is not supported")
-        opset10 = len(onnx_node.input) == 2  # Resize-10: (X, scales); from opset 11: (X, roi, scales, sizes)
+        opset10 = graph.opset < 11  # Resize-10: (X, scales); from opset 11: (X, roi, scales, sizes)
         if opset10:
             coordinate_mode, nearest_mode = "asymmetric", "simple"
             scales_index, sizes_index = 1, None

@@ -336,14 +336,19 @@ class Pad(Op):
             return [group.node]
         node = group.on_codes()
         y = group.quantized_output()
-        if len(node.input) > 2 and node.input[2]:
-            value = group.constant(node.input[2])
+        mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "constant")
+        if mode == "constant":
+            # The float pad value (0.0 when the input is absent) becomes the code ORT's QuantizeLinear
+            # gives it: the zero point for 0.0, not code 0.
+            value = group.constant(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros((), np.float32)
             if value is None:
                 raise NotFused("its pad value is not a constant")
             scale, zero = group.constant(y[1]), group.constant(y[2])
             code = quantize_linear(np.float32(value.reshape(())), np.float32(scale.reshape(())), int(zero.reshape(())),
                                    str(zero.dtype))
-            node.input[2] = group.add_initializer(f"{y[0]}_pad_code", np.asarray(code, dtype=zero.dtype).reshape(()))
+            inputs = list(node.input) + [""] * (3 - len(node.input))
+            inputs[2] = group.add_initializer(f"{y[0]}_pad_code", np.asarray(code, dtype=zero.dtype).reshape(()))
+            node.input[:] = inputs
         return [node]
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
