@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--inputs", help="an .npz with more input sets")
     p.add_argument("-n", type=int, default=20, help="seeded random input sets (default: 20), plus 3 extreme ones")
     p.add_argument("--float-io", action="store_true", help="verify the float32-I/O build")
+    p.add_argument("--layers", action="store_true", help="also compare every layer's output (C, reference, ORT) on one "
+                   "input set and name the first that differs (done anyway when some output differs)")
 
     p = sub.add_parser("inspect", help="each node: support, shapes, quantization, MACs, weight bytes")
     common(p)
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "verify":
             from qcc.verify import verify
 
-            report = verify(args.model, options, count=args.n, inputs_npz=args.inputs)
+            report = verify(args.model, options, count=args.n, inputs_npz=args.inputs, layers=args.layers)
             print(report.table())
             return 0 if report.ok else 1
         if args.command == "explain":

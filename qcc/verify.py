@@ -11,27 +11,11 @@ import numpy as np
 
 from qcc import ort_reference, reference
 from qcc.build import make, run_runner
+from qcc.comparison import Agreement
+from qcc.layer_verify import LayerReport, compare_layers
 from qcc.compile_command import compile_to_folder, golden_cases
 from qcc.pipeline import Options
 from qcc.sample_inputs import extreme_inputs, random_inputs
-
-
-@dataclass
-class Agreement:
-    compared: int = 0
-    exact: int = 0
-    max_lsb: float = 0.0
-
-    def add(self, a: np.ndarray, b: np.ndarray) -> None:
-        if a.dtype == np.float32:  # float outputs (--float-io) must match bit for bit
-            same = a.view(np.uint32) == b.view(np.uint32)
-            diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
-        else:
-            diff = np.abs(a.astype(np.int64) - b.astype(np.int64))
-            same = diff == 0
-        self.compared += a.size
-        self.exact += int(same.sum())
-        self.max_lsb = max(self.max_lsb, float(diff.max(initial=0)))
 
 
 @dataclass
@@ -40,6 +24,7 @@ class VerifyReport:
     rounding: str = "ort"
     ort_configuration: str = ""  # how ONNX Runtime was configured on this host (ort_reference.Session)
     per_output: dict[str, dict[str, Agreement]] = field(default_factory=dict)
+    layers: LayerReport | None = None  # --layers, or the first input set that mismatched
 
     @property
     def ok(self) -> bool:
@@ -63,10 +48,15 @@ class VerifyReport:
                        f"{sum(a.compared for a in ort)} values, max {max(a.max_lsb for a in ort):g} LSB"
                        if self.ok else f"MISMATCH between the C and the reference ({self.rounding} scheme)")
         lines.append(f"{self.cases} input sets: {verdict}")
+        if self.layers is not None:
+            lines += ["", self.layers.table()]
         return "\n".join(lines)
 
 
-def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None = None, seed: int = 0) -> VerifyReport:
+def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None = None, seed: int = 0,
+           layers: bool = False) -> VerifyReport:
+    """Compare the C, the reference and ORT on every input set. With `layers`, or when some value
+    differs, also compare every layer on one input set (the first that differs, else the first)."""
     with tempfile.TemporaryDirectory(prefix="qcc-verify-") as tmp:
         out_dir = Path(tmp) / "out"
         compiled, manifest = compile_to_folder(model, str(out_dir), options, golden="0")
@@ -79,7 +69,8 @@ def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None
         report = VerifyReport(cases=len(cases), rounding=options.rounding, ort_configuration=sess.configuration())
         for name in graph.outputs:
             report.per_output[graph.public_name(name)] = {p: Agreement() for p in ("C vs reference", "C vs ORT", "reference vs ORT")}
-        for case in cases:
+        first_difference = None  # the input set the layer comparison looks at
+        for index, case in enumerate(cases):
             c_out = run_runner(out_dir, manifest, case)
             ref_out = reference.run(graph, case)
             ort_out = ort_reference.run_on_codes(sess, graph, case)
@@ -88,4 +79,10 @@ def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None
                 pairs["C vs reference"].add(c, r)
                 pairs["C vs ORT"].add(c, o)
                 pairs["reference vs ORT"].add(r, o)
+                if first_difference is None and not (np.array_equal(c, r) and np.array_equal(r, o)):
+                    first_difference = index
+        if layers or not report.ok:
+            make(out_dir, "runner-trace")
+            chosen = first_difference or 0
+            report.layers = compare_layers(model, graph, out_dir, manifest, cases[chosen], chosen)
         return report

@@ -85,7 +85,11 @@ def emit_layers(compiled: Compiled, inputs: list[dict], outputs: list[dict]) -> 
         out_shape = "x".join(map(str, graph.tensor(node.outputs[0]).shape))
         onnx_op = node.attrs.get("onnx_op", node.op)
         bytes_before = emitter.weights_bytes
-        steps.append({"comment": f"{onnx_op} '{node.name}': {in_shapes} -> {out_shape}", "code": op.emit(node, graph, emitter)})
+        code = op.emit(node, graph, emitter)
+        trace = [{"output": k, "pointer": emitter.tensor(name), "bytes": graph.tensor(name).nbytes}
+                 for k, name in enumerate(node.outputs)]
+        steps.append({"comment": f"{onnx_op} '{node.name}': {in_shapes} -> {out_shape}", "code": code,
+                      "index": len(steps), "trace": trace})
         layers.append({"op": onnx_op, "name": node.name, "macs": op.macs(node, graph),
                        "weights_bytes": emitter.weights_bytes - bytes_before,
                        "output_shape": list(graph.tensor(node.outputs[0]).shape)})
@@ -121,7 +125,8 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
         f"{name}.h": env.get_template("model.h.j2").render(common),
         f"{name}.c": env.get_template("model.c.j2").render(common),
         "qcc_config.h": env.get_template("qcc_config.h.j2").render(common),
-        "Makefile": env.get_template("Makefile.j2").render(common, objects=objects),
+        "Makefile": env.get_template("Makefile.j2").render(common, objects=objects,
+                                                           sources=[f"{name}.c"] + list(sources)),
         f"test_{name}.c": env.get_template("test_model.c.j2").render(common, cases=cases),
         "qcc_runner.c": env.get_template("qcc_runner.c.j2").render(common),
     }
