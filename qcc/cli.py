@@ -19,7 +19,15 @@ def _options(args) -> Options:
     if name.startswith("qcc_"):
         raise QccError(f"--name {name!r}: the qcc_ prefix belongs to the runtime files and symbols; choose another name")
     return Options(name=name, float_io=getattr(args, "float_io", False), rounding=args.rounding,
-                   input_shapes=parse_input_shapes(args.input_shape))
+                   input_shapes=parse_input_shapes(args.input_shape),
+                   cut_inputs=_tensor_names(getattr(args, "cut_inputs", None)), cut_outputs=_tensor_names(args.outputs))
+
+
+def _tensor_names(text: str | None) -> list[str]:
+    names = [n for n in (text or "").split(",") if n]
+    if text is not None and not names:
+        raise QccError(f"{text!r}: give tensor names separated by commas")
+    return names
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("model", help="the quantized .onnx file")
         p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...", help="fix a dynamic input shape")
         p.add_argument("--rounding", choices=ROUNDING_SCHEMES, default="ort", help="requantization scheme (default: ort)")
+        p.add_argument("--outputs", metavar="T1,T2", help="compile the model only up to these tensors (they become the C "
+                       "outputs); the rest, for example float post-processing, is left to the application")
+        inputs_flag = ["--cut-inputs"] if p.prog.endswith("verify") else ["--inputs", "--cut-inputs"]
+        p.add_argument(*inputs_flag, dest="cut_inputs", metavar="T1,T2",
+                       help="compile the model only from these tensors (they become the C inputs)")
 
     p = sub.add_parser("compile", help="write the C folder")
     common(p)
@@ -72,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             compiled, manifest = compile_to_folder(args.model, args.output, options, args.golden)
             for warning in compiled.warnings:
                 print(f"qcc: warning: {warning}", file=sys.stderr)
+            if compiled.cut_summary:
+                print(f"qcc: {compiled.cut_summary}")
             print(f"qcc: wrote {args.output}: {len(manifest['layers'])} layers, arena {manifest['arena_bytes']} bytes, "
                   f"weights {manifest['weights_bytes']} bytes, {manifest['golden_cases']} golden case(s) "
                   f"({time.perf_counter() - start:.2f} s)")

@@ -12,6 +12,7 @@ layer where they part:
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -73,10 +74,10 @@ class LayerReport:
         return "\n".join(lines)
 
 
-def _ort_intermediates(model_path: str, graph: Graph, case: list[np.ndarray]) -> tuple[dict[str, np.ndarray], bool]:
+def _ort_intermediates(model_path, graph: Graph, case: list[np.ndarray]) -> tuple[dict[str, np.ndarray], bool]:
     """ORT's values of the compiled graph's tensors that exist as 8-bit tensors in the model, and
     whether asking for them changed ORT's final outputs."""
-    model = onnx.load(model_path)
+    model = copy.deepcopy(model_path) if isinstance(model_path, onnx.ModelProto) else onnx.load(str(model_path))
     produced = {name for node in model.graph.node for name in node.output}
     outputs = {o.name for o in model.graph.output}
     # A compiled tensor named like a node output of the model is that output (a QuantizeLinear's, a
@@ -93,9 +94,8 @@ def _ort_intermediates(model_path: str, graph: Graph, case: list[np.ndarray]) ->
     results = dict(zip(names, extended.run(None, feeds)))
     changed = any(not np.array_equal(a, results[o.name]) for a, o in zip(before, plain.get_outputs()))
     values = {name: results[name] for name in wanted}
-    for name in graph.outputs:  # the graph's own outputs, as codes
-        values.update(zip([name], ort_reference.outputs_as_codes(graph, [graph.public_name(name)],
-                                                                  [results[graph.public_name(name)]])))
+    publics = [graph.public_name(name) for name in graph.outputs]  # the graph's own outputs, as codes
+    values.update(zip(graph.outputs, ort_reference.outputs_as_codes(graph, publics, [results[p] for p in publics])))
     return values, changed
 
 
@@ -106,7 +106,7 @@ def _as_tensor(graph: Graph, name: str, value: np.ndarray) -> np.ndarray | None:
     return value.reshape(tensor.shape)
 
 
-def compare_layers(model_path: str, graph: Graph, out_dir, manifest: dict, case: list[np.ndarray], case_index: int) -> LayerReport:
+def compare_layers(model_path, graph: Graph, out_dir, manifest: dict, case: list[np.ndarray], case_index: int) -> LayerReport:
     ref = reference.run(graph, case, keep_all=True)
     traced = run_runner_trace(out_dir, manifest, case)
     ort_values, changed = _ort_intermediates(model_path, graph, case)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import onnx
+
+from qcc.errors import FloatNodeError, QccError
 from qcc.frontend import (constant_folding, float_islands, matmul_add_fusion, node_elimination, qdq, qdq_propagation,
-                          weight_bias_quantization)
+                          subgraph, weight_bias_quantization)
 from qcc.frontend.onnx_loader import import_graph, load_model
 from qcc.ir import Graph
 from qcc.numerics import SCHEMES
@@ -22,6 +26,8 @@ class Options:
     float_io: bool = False
     rounding: str = "ort"
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
+    cut_inputs: list[str] = field(default_factory=list)  # --inputs: compile from these tensors
+    cut_outputs: list[str] = field(default_factory=list)  # --outputs: compile up to these tensors
 
 
 @dataclass
@@ -30,20 +36,36 @@ class Compiled:
     plan: memory_plan.MemoryPlan
     options: Options
     warnings: list[str] = field(default_factory=list)
+    # With --inputs/--outputs: the cut model (what ORT must agree with) and what was left out.
+    cut_model: onnx.ModelProto | None = None
+    cut_summary: str | None = None
 
 
 def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
     options = options or Options()
-    model = constant_folding.fold(load_model(path, options.input_shapes), str(path))
-    # ONNX Runtime's graph rewrites before its QDQ fusion, in its order, then the fusion itself
-    model = qdq_propagation.propagate(matmul_add_fusion.fuse(node_elimination.eliminate(model)))
-    model = weight_bias_quantization.quantize_biases(model, str(path))
-    model = float_islands.replace(qdq.fuse(model, str(path)), str(path))
-    graph = import_graph(model, str(path))
+    loaded = load_model(path, options.input_shapes)
+    cut_model = cut_summary = None
+    if options.cut_inputs or options.cut_outputs:
+        cut_model, cut_summary = subgraph.cut(loaded, options.cut_inputs, options.cut_outputs, str(path))
+        loaded = cut_model
+    try:
+        graph = import_graph(_frontend(copy.deepcopy(loaded), str(path)), str(path))
+    except FloatNodeError as refused:  # say where to cut to compile what comes before
+        node = next((n for n in loaded.graph.node if refused.tensor in n.output), None)
+        raise QccError(str(refused) + (subgraph.suggest_outputs(loaded, node) if node is not None else "")) from None
     graph.rounding = options.rounding
     io_boundary.apply(graph, options.float_io)
     fold_activations.apply(graph)
     warnings = range_analysis.analyze(graph)
     for node in graph.nodes:
         op_named(node.op).prepare(node, graph)
-    return Compiled(graph, memory_plan.plan(graph), options, warnings)
+    return Compiled(graph, memory_plan.plan(graph), options, warnings, cut_model, cut_summary)
+
+
+def _frontend(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
+    """ONNX -> the QOperator-form ONNX graph that import_graph reads."""
+    model = constant_folding.fold(model, source)
+    # ONNX Runtime's graph rewrites before its QDQ fusion, in its order, then the fusion itself
+    model = qdq_propagation.propagate(matmul_add_fusion.fuse(node_elimination.eliminate(model)))
+    model = weight_bias_quantization.quantize_biases(model, source)
+    return float_islands.replace(qdq.fuse(model, source), source)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from qcc import ort_reference, reference
 from qcc.build import make, run_runner
@@ -29,7 +30,8 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         """C == reference always; == ORT too in the `ort` scheme (other schemes are measured against ORT)."""
-        must_match = ("C vs reference",) if self.rounding != "ort" else ("C vs reference", "C vs ORT", "reference vs ORT")
+        must_match = ("C vs reference",) if self.rounding != "ort" else (
+            "C vs reference", "C vs ORT", "reference vs ORT", "C vs ORT, whole model")
         return all(a.exact == a.compared for pairs in self.per_output.values()
                    for pair, a in pairs.items() if pair in must_match)
 
@@ -65,15 +67,23 @@ def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None
         cases = random_inputs(graph, count, seed) + extreme_inputs(graph)
         if inputs_npz:
             cases += golden_cases(compiled, inputs_npz)
-        sess = ort_reference.session(model)
+        # With --inputs/--outputs ORT runs the cut model; with --outputs alone also the whole model,
+        # the cut tensors as extra outputs: what the user's runtime computes for them.
+        ort_model = compiled.cut_model if compiled.cut_model is not None else model
+        sess = ort_reference.session(ort_model)
+        whole = _whole_model_session(model, graph) if compiled.cut_model is not None and not options.cut_inputs else None
         report = VerifyReport(cases=len(cases), rounding=options.rounding, ort_configuration=sess.configuration())
+        pair_names = ("C vs reference", "C vs ORT", "reference vs ORT") + (("C vs ORT, whole model",) if whole else ())
         for name in graph.outputs:
-            report.per_output[graph.public_name(name)] = {p: Agreement() for p in ("C vs reference", "C vs ORT", "reference vs ORT")}
+            report.per_output[graph.public_name(name)] = {p: Agreement() for p in pair_names}
         first_difference = None  # the input set the layer comparison looks at
         for index, case in enumerate(cases):
             c_out = run_runner(out_dir, manifest, case)
             ref_out = reference.run(graph, case)
             ort_out = ort_reference.run_on_codes(sess, graph, case)
+            if whole is not None:
+                for name, c, w in zip(graph.outputs, c_out, ort_reference.run_on_codes(whole, graph, case)):
+                    report.per_output[graph.public_name(name)]["C vs ORT, whole model"].add(c, w)
             for name, c, r, o in zip(graph.outputs, c_out, ref_out, ort_out):
                 pairs = report.per_output[graph.public_name(name)]
                 pairs["C vs reference"].add(c, r)
@@ -84,5 +94,17 @@ def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None
         if layers or not report.ok:
             make(out_dir, "runner-trace")
             chosen = first_difference or 0
-            report.layers = compare_layers(model, graph, out_dir, manifest, cases[chosen], chosen)
+            report.layers = compare_layers(ort_model, graph, out_dir, manifest, cases[chosen], chosen)
         return report
+
+
+def _whole_model_session(model: str, graph) -> ort_reference.Session:
+    """ORT on the whole model, with the cut model's outputs as its graph outputs (they are tensors
+    of the whole model), so that run_on_codes reads them by the same names."""
+    whole = onnx.load(model)
+    cut_outputs = [graph.public_name(name) for name in graph.outputs]
+    infos = {vi.name: vi for vi in onnx.shape_inference.infer_shapes(whole, strict_mode=False).graph.value_info}
+    infos.update({o.name: o for o in whole.graph.output})
+    del whole.graph.output[:]
+    whole.graph.output.extend(infos[name] for name in cut_outputs)
+    return ort_reference.session(whole)

@@ -143,6 +143,8 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
         "float_io": options.float_io, "inputs": [public(e) for e in inputs], "outputs": [public(e) for e in outputs],
         "arena_bytes": plan.arena_bytes, "weights_bytes": emitter.weights_bytes, "layers": layers,
         "golden_cases": len(cases),
+        "cut": None if compiled.cut_summary is None else {
+            "inputs": list(options.cut_inputs), "outputs": list(options.cut_outputs), "summary": compiled.cut_summary},
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -10,7 +10,7 @@ import onnx
 from onnx import numpy_helper
 
 from qcc import ops
-from qcc.errors import QccError
+from qcc.errors import FloatNodeError, QccError
 from qcc.frontend.graph_index import default_opset
 from qcc.frontend import float_islands
 from qcc.ir import Graph, Tensor
@@ -104,10 +104,10 @@ def import_graph(model: onnx.ModelProto, source: str) -> Graph:
                          if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
         float_tensors |= {n.output[0] for n in onnx_graph.node if n.op_type == "DequantizeLinear"}
         if first.input and first.input[0] in float_tensors:
-            raise QccError(
+            raise FloatNodeError(
                 f"{label} ({first.op_type}) computes in float here (ONNX Runtime runs it as a float kernel, outside "
                 "any DequantizeLinear -> op -> QuantizeLinear group it fuses, and it is not an elementwise island); "
-                "qcc compiles integer kernels only: quantize this op too"
+                "qcc compiles integer kernels only: quantize this op too", first.output[0] if first.output else ""
             )
         raise QccError(
             f"{label} uses {first.op_type}, which qcc does not support "

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from qcc.errors import QccError
+from qcc.errors import FloatNodeError, QccError
 from qcc.frontend import float_islands
 from qcc.frontend.graph_index import GraphIndex, default_opset
 
@@ -217,9 +217,9 @@ def fuse(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
                     dq is None for dq, name in zip(group.dq, node.input) if name):
                 new_nodes.append(node)  # a float operand: ORT runs it in float, maybe as part of an island
                 continue
-            raise QccError(
+            raise FloatNodeError(
                 f"{source}: node '{node.name or node.output[0]}' ({node.op_type}) stays in float in ONNX Runtime "
-                f"because {why}; qcc compiles only what ORT runs as integer kernels"
+                f"because {why}; qcc compiles only what ORT runs as integer kernels", node.output[0]
             ) from None
         new_nodes.extend(replacement)
         removed.update(id(n) for n in group.removed() if n not in replacement)
