@@ -11,7 +11,7 @@ import onnx
 from qcc.errors import FloatNodeError, QccError
 from qcc.frontend import (constant_folding, float_islands, matmul_add_fusion, node_elimination, qdq, qdq_propagation,
                           subgraph, weight_bias_quantization)
-from qcc.frontend.onnx_loader import import_graph, load_model
+from qcc.frontend.onnx_loader import import_graph, load_model, refuse_dynamic_quantization
 from qcc.ir import Graph
 from qcc.numerics import SCHEMES
 from qcc.ops import op_named
@@ -44,6 +44,7 @@ class Compiled:
 def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
     options = options or Options()
     loaded = load_model(path, options.input_shapes)
+    refuse_dynamic_quantization(loaded, str(path))
     cut_model = cut_summary = None
     if options.cut_inputs or options.cut_outputs:
         cut_model, cut_summary = subgraph.cut(loaded, options.cut_inputs, options.cut_outputs, str(path))

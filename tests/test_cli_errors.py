@@ -140,6 +140,24 @@ def test_float_model_must_be_quantized_first(tmp_path, capsys):
     assert "quantize it first" in message
 
 
+def test_dynamically_quantized_model_is_told_to_quantize_statically(tmp_path, capsys):
+    """quantize_dynamic's output (DynamicQuantizeLinear + MatMulInteger): the message says why a
+    microcontroller build needs static quantization and how to get it."""
+    from onnxruntime.quantization import quantize_dynamic
+
+    weights = onnx.numpy_helper.from_array(np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], "fc",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 16])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 8])], [weights])
+    float_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    float_model.ir_version = 8
+    onnx.save(float_model, str(tmp_path / "fc.onnx"))
+    quantize_dynamic(str(tmp_path / "fc.onnx"), str(tmp_path / "fc_dynamic.onnx"))
+    message = compile_fails(tmp_path / "fc_dynamic.onnx", tmp_path, capsys)
+    assert "fc_dynamic.onnx: the model is dynamically quantized (node '" in message
+    assert "quantize_static" in message and "CalibrationDataReader" in message
+
+
 # --- unsupported ops ---------------------------------------------------------------------------
 
 

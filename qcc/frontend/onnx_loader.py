@@ -85,6 +85,22 @@ def _fix_input_shapes(model: onnx.ModelProto, path: Path, input_shapes: dict[str
                 )
 
 
+# Ops that onnxruntime.quantization.quantize_dynamic writes: activations quantized at run time.
+_DYNAMIC_QUANTIZATION = {"DynamicQuantizeLinear", "ConvInteger", "MatMulInteger", "DynamicQuantizeLSTM",
+                         "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
+
+
+def refuse_dynamic_quantization(model: onnx.ModelProto, source: str) -> None:
+    node = next((n for n in model.graph.node if n.op_type in _DYNAMIC_QUANTIZATION), None)
+    if node is not None:
+        raise QccError(
+            f"{source}: the model is dynamically quantized (node '{node.name or node.output[0]}' is {node.op_type}): its "
+            "activation scales are computed from each input at run time, which a microcontroller build cannot fix at "
+            "compile time; quantize the float model statically instead, with onnxruntime.quantization.quantize_static "
+            "and a CalibrationDataReader over representative inputs"
+        )
+
+
 def import_graph(model: onnx.ModelProto, source: str) -> Graph:
     onnx_graph = model.graph
     op_types = {node.op_type for node in onnx_graph.node}
