@@ -34,6 +34,15 @@ ISLANDS = {
     "scalar-add-then-div": ([helper.make_node("Add", ["a", "xd"], ["t"], name="add"),
                              helper.make_node("Div", ["t", "d"], ["r"], name="div")],
                             {"a": np.float32(0.3), "d": np.float32(1.7)}, False),
+    "prelu-per-channel": ([helper.make_node("PRelu", ["xd", "slope"], ["r"], name="prelu")],
+                          {"slope": RNG.uniform(-0.5, 0.5, C).astype(np.float32)}, True),
+    # LeakyRelu as exporters also write it: Max(x, alpha * x), x read twice
+    "max-of-x-and-alpha-x": ([helper.make_node("Mul", ["xd", "alpha"], ["m"], name="mul"),
+                              helper.make_node("Max", ["xd", "m"], ["r"], name="max")],
+                             {"alpha": np.float32(0.1)}, False),
+    "min-max-clamp": ([helper.make_node("Max", ["xd", "lo"], ["t"], name="max"),
+                       helper.make_node("Min", ["hi", "t"], ["r"], name="min")],
+                      {"lo": np.float32(-0.4), "hi": np.float32(0.9)}, False),
 }
 
 

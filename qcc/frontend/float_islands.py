@@ -44,11 +44,12 @@ class _NotElementwise(Exception):
     pass
 
 
-# Each evaluator gets the float32 values (channels or 1, 256), the node's other inputs as constants
-# (None where absent) and the position of x among the inputs, and returns what ORT's float kernel
-# computes, in numpy float32 (IEEE-754 exact for + - * / sqrt).
-def _batch_normalization(node, x, consts, channels, position):
-    scale, bias, mean, var = (_per_channel(c, channels, node.name) for c in consts)
+# Each evaluator gets the node and its inputs in order, as float32 arrays that broadcast against
+# the probe (channels or 1, 256): the island's values, or constants as columns (channels or 1, 1);
+# Clip gets its two bounds. It returns what ORT's float kernel computes, in numpy float32
+# (IEEE-754 exact for + - * / sqrt, max, min).
+def _batch_normalization(node, inputs, channels):
+    x, scale, bias, mean, var = inputs
     eps = np.float32(_attr(node, "epsilon", 1e-5))
     # core/providers/cpu/nn/batch_norm.h: inv_std = 1/sqrt(var + eps); new_scale = inv_std * scale;
     # new_bias = B - mean * new_scale; y = x * new_scale + new_bias (each step rounded to float32)
@@ -58,36 +59,50 @@ def _batch_normalization(node, x, consts, channels, position):
     return x * new_scale + new_bias
 
 
-def _relu(node, x, consts, channels, position):
-    return np.maximum(x, np.float32(0))
+def _relu(node, inputs, channels):
+    return np.maximum(inputs[0], np.float32(0))
 
 
-def _clip(node, x, consts, channels, position):
-    lo, hi = consts  # GraphIndex.clip_bounds: attributes before opset 11, inputs after, float32 limits when absent
+def _clip(node, inputs, channels):
+    x, lo, hi = inputs  # GraphIndex.clip_bounds: attributes before opset 11, inputs after, float32 limits when absent
     return np.minimum(np.maximum(x, lo), hi)
 
 
-def _leaky_relu(node, x, consts, channels, position):
+def _leaky_relu(node, inputs, channels):
     alpha = np.float32(_attr(node, "alpha", 0.01))
-    return np.where(x >= 0, x, alpha * x)
+    return np.where(inputs[0] >= 0, inputs[0], alpha * inputs[0])
 
 
-def _hard_sigmoid(node, x, consts, channels, position):
+def _prelu(node, inputs, channels):
+    x, slope = inputs  # core/providers/cpu/activation/activations.h: x > 0 ? x : x * slope
+    return np.where(x > 0, x, x * slope)
+
+
+def _hard_sigmoid(node, inputs, channels):
     alpha, beta = np.float32(_attr(node, "alpha", 0.2)), np.float32(_attr(node, "beta", 0.5))
-    return np.maximum(np.minimum(alpha * x + beta, np.float32(1)), np.float32(0))
+    return np.maximum(np.minimum(alpha * inputs[0] + beta, np.float32(1)), np.float32(0))
 
 
 def _binary(op):
-    def evaluate(node, x, consts, channels, position):
-        c = _per_channel(consts[0], channels, node.name)
-        return op(x, c) if position == 0 else op(c, x)
+    def evaluate(node, inputs, channels):
+        return op(inputs[0], inputs[1])
+    return evaluate
+
+
+def _variadic(op):
+    def evaluate(node, inputs, channels):
+        result = inputs[0]
+        for other in inputs[1:]:
+            result = op(result, other)
+        return result
     return evaluate
 
 
 EVALUATORS = {
     "BatchNormalization": _batch_normalization, "Relu": _relu, "Clip": _clip, "LeakyRelu": _leaky_relu,
-    "HardSigmoid": _hard_sigmoid,
+    "PRelu": _prelu, "HardSigmoid": _hard_sigmoid,
     "Add": _binary(np.add), "Mul": _binary(np.multiply), "Sub": _binary(np.subtract), "Div": _binary(np.divide),
+    "Max": _variadic(np.maximum), "Min": _variadic(np.minimum),
 }
 
 
@@ -111,33 +126,60 @@ def _operand(index: GraphIndex, name: str) -> np.ndarray | None:
     return dequantize_linear(q, s, z)
 
 
+def _island_nodes(index: GraphIndex, q: onnx.NodeProto):
+    """The elementwise float nodes between some DequantizeLinear nodes of one codes tensor and q
+    (topologically ordered), and those DequantizeLinear nodes; None when q ends no such island.
+    The nodes may form a graph (Max(x, Mul(x, alpha)) reads x twice); what they compute must
+    leave the island only through q."""
+    nodes, dqs, pending, seen = [], [], [q.input[0]], set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        producer = index.producer.get(name)
+        if producer is None:
+            return None
+        if producer.op_type == "DequantizeLinear" and index.constant(producer.input[0]) is None:
+            dqs.append(producer)
+            continue
+        if producer.op_type not in EVALUATORS:
+            return None
+        nodes.append(producer)
+        variable = [n for n in producer.input if n and _operand(index, n) is None]
+        if not variable:
+            return None
+        pending.extend(variable)
+    if not dqs or len({(d.input[0], *d.input[1:]) for d in dqs}) != 1:
+        return None  # not one quantized input (the same codes, scale and zero point)
+    inside = {n.output[0] for n in nodes}
+    for node in nodes:
+        readers = index.consumers.get(node.output[0], [])
+        if node.output[0] in index.graph_outputs or any(r is not q and r.output[0] not in inside for r in readers):
+            return None
+    order = {id(n): i for i, n in enumerate(index.graph.node)}
+    return sorted(nodes, key=lambda n: order[id(n)]), dqs
+
+
 def replace(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     graph = model.graph
     index = GraphIndex(graph, default_opset(model))
     replaced: dict[int, onnx.NodeProto | None] = {}
     tables = []
-    for dq in graph.node:
-        if dq.op_type != "DequantizeLinear" or index.constant(dq.input[0]) is not None:
+    for q in [n for n in graph.node if n.op_type == "QuantizeLinear"]:
+        found = _island_nodes(index, q)
+        if found is None:
             continue
-        for first in index.consumers[dq.output[0]]:
-            if first.op_type not in EVALUATORS and first.op_type != "QuantizeLinear":
-                continue
-            chain, node = [], first
-            while node is not None and node.op_type in EVALUATORS:
-                chain.append(node)
-                nxt = index.consumers[node.output[0]]
-                node = nxt[0] if len(nxt) == 1 and node.output[0] not in index.graph_outputs else None
-            if node is None or node.op_type != "QuantizeLinear":
-                continue
-            try:
-                lookup, table = _island(index, dq, chain, node, source)
-            except _NotElementwise as why:
-                raise QccError(f"{source}: float ops between '{dq.name}' and '{node.name}' "
-                               f"({' -> '.join(n.op_type for n in chain)}) cannot become a lookup table: {why}") from None
-            tables.append(table)
-            replaced[id((chain or [node])[0])] = lookup
-            for n in (chain[1:] + [node]) if chain else []:
-                replaced[id(n)] = None
+        chain, dqs = found
+        try:
+            lookup, table = _island(index, dqs[0], chain, q, source)
+        except _NotElementwise as why:
+            raise QccError(f"{source}: float ops between '{dqs[0].name}' and '{q.name}' "
+                           f"({' -> '.join(n.op_type for n in chain)}) cannot become a lookup table: {why}") from None
+        tables.append(table)
+        replaced[id((chain or [q])[0])] = lookup
+        for n in (chain[1:] + [q]) if chain else []:
+            replaced[id(n)] = None
     if not replaced:
         return model
     nodes = []
@@ -172,18 +214,20 @@ def _island(index: GraphIndex, dq, chain, q, source):
     shape = index.shapes.get(x_codes) or index.shapes.get(dq.output[0])
     channels = shape[1] if shape and len(shape) >= 2 else 1
     x = dequantize_linear(codes_in_byte_order(in_dtype), np.float32(in_scale), int(np.asarray(in_zero))).reshape(1, 256)
-    data = dq.output[0]
+    values = {name: x for name in {n for node in chain for n in node.input} | {q.input[0]}
+              if (p := index.producer.get(name)) is not None and p.op_type == "DequantizeLinear"
+              and p.input[0] == x_codes}
     for node in chain:
-        position = list(node.input).index(data)
-        others = [name for i, name in enumerate(node.input) if i != position]
-        consts = [_operand(index, name) for name in others]
+        inputs = [values[name] if name in values else _per_channel(_operand(index, name), channels, node.name)
+                  for name in node.input if name]
         if node.op_type == "Clip":
-            consts = index.clip_bounds(node) or [None]
-        if any(c is None for c, name in zip(consts, others) if name) or any(c is None for c in consts[:1]):
-            raise _NotElementwise(f"node '{node.name}' has a non-constant second input")
+            bounds = index.clip_bounds(node)
+            if bounds is None:
+                raise _NotElementwise(f"node '{node.name}' has bounds computed at run time")
+            inputs = [inputs[0], *bounds]
         with np.errstate(all="ignore"):
-            x = np.asarray(EVALUATORS[node.op_type](node, x, consts, channels, position), dtype=np.float32)
-        data = node.output[0]
+            values[node.output[0]] = np.asarray(EVALUATORS[node.op_type](node, inputs, channels), dtype=np.float32)
+    x = values[q.input[0]]
     table = quantize_linear(x, np.float32(out_scale), int(np.asarray(out_zero)), out_dtype)
     table = np.ascontiguousarray(table.view(np.uint8))
     per_channel = table.shape[0] > 1 and not np.all(table == table[:1])

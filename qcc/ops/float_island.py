@@ -17,9 +17,9 @@ class FloatIsland(Lookup):
     name = "FloatIsland"
     onnx_ops = (("ai.qcc", "Lookup"),)
     qdq_float_ops = ()  # written by qcc.frontend.float_islands, not matched as a QDQ group
-    summary = ("an elementwise float chain between DequantizeLinear and QuantizeLinear ("
-               + ", ".join(sorted(EVALUATORS)) + " with constant operands): one 256-byte table per channel, "
-               "computed with ORT's float32 arithmetic")
+    summary = ("elementwise float ops between DequantizeLinear and QuantizeLinear ("
+               + ", ".join(sorted(EVALUATORS)) + "; constant operands, one quantized input, a chain or a small graph): "
+               "one 256-byte table per channel, computed with ORT's float32 arithmetic")
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")
