@@ -15,7 +15,7 @@ import numpy as np
 # ONNX element types that qcc reads, by name; the name doubles as the numpy dtype.
 QUANTIZED_DTYPES = ("int8", "uint8")
 DTYPE_RANGE = {"int8": (-128, 127), "uint8": (0, 255)}
-C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "int32": "int32_t", "float32": "float"}
+C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "int32": "int32_t", "int64": "int64_t", "float32": "float"}
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 
 from qcc.errors import FloatNodeError, QccError
-from qcc.frontend import (constant_folding, float_islands, matmul_add_fusion, node_elimination, qdq, qdq_propagation,
+from qcc.frontend import (batched_matmul, boundary_movers, constant_folding, float_islands, matmul_add_fusion, node_elimination, qdq, qdq_propagation,
                           subgraph, weight_bias_quantization)
 from qcc.frontend.onnx_loader import import_graph, load_model, refuse_dynamic_quantization
 from qcc.ir import Graph
@@ -69,4 +69,5 @@ def _frontend(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     # ONNX Runtime's graph rewrites before its QDQ fusion, in its order, then the fusion itself
     model = qdq_propagation.propagate(matmul_add_fusion.fuse(node_elimination.eliminate(model)))
     model = weight_bias_quantization.quantize_biases(model, source)
-    return float_islands.replace(qdq.fuse(model, source), source)
+    model = boundary_movers.move(model)  # qcc's own: exact whatever ORT does with them
+    return batched_matmul.split(float_islands.replace(qdq.fuse(model, source), source))

@@ -93,3 +93,31 @@ void qcc_gather_8bit(const qcc_gather_params *p, const uint8_t *x, uint8_t *y)
         }
     }
 }
+
+/* One body for both code types: codes compare as their C type (signed for int8). */
+#define QCC_ARG_EXTREME_BODY                                                            \
+    int32_t o, i, k;                                                                  \
+    for (o = 0; o < p->outer; ++o) {                                                  \
+        for (i = 0; i < p->inner; ++i) {                                              \
+            int32_t best = 0;                                                         \
+            int32_t base = o * p->axis_len * p->inner + i;                            \
+            for (k = 1; k < p->axis_len; ++k) {                                       \
+                int32_t v = x[base + k * p->inner], b = x[base + best * p->inner];    \
+                int32_t better = p->largest ? (v > b) : (v < b);                      \
+                if (better || (p->last && v == b)) {                                  \
+                    best = k;                                                         \
+                }                                                                     \
+            }                                                                         \
+            y[o * p->inner + i] = best;                                               \
+        }                                                                             \
+    }
+
+void qcc_arg_extreme_u8(const qcc_arg_extreme_params *p, const uint8_t *x, int64_t *y)
+{
+    QCC_ARG_EXTREME_BODY
+}
+
+void qcc_arg_extreme_s8(const qcc_arg_extreme_params *p, const int8_t *x, int64_t *y)
+{
+    QCC_ARG_EXTREME_BODY
+}

@@ -1,5 +1,5 @@
 /* qcc runtime: kernels that move 8-bit codes without arithmetic (Concat, QLinearConcat, Split,
- * Slice, Pad, Resize in nearest mode).
+ * Slice, Pad, Resize in nearest mode), and ArgMax/ArgMin, which select an index.
  *
  * The ops only move bytes, so int8 and uint8 tensors share the same byte kernels (the generated
  * code passes them as uint8_t pointers). Every offset, size and index table is computed by the
@@ -37,7 +37,20 @@ typedef struct {
     const int32_t *tables[QCC_MAX_RANK];    /* per axis: out_dims[k] offsets, or NULL */
 } qcc_gather_params;
 
+/* ArgMax / ArgMin: y[o * inner + i] = the index k < axis_len of the largest (largest = 1) or
+ * smallest code x[(o * axis_len + k) * inner + i]; ties give the first index, or the last with
+ * last = 1. Selects an index; no arithmetic on the codes. */
+typedef struct {
+    int32_t outer;
+    int32_t axis_len;
+    int32_t inner;
+    int32_t largest;
+    int32_t last;
+} qcc_arg_extreme_params;
+
 void qcc_copy_8bit(const qcc_copy_params *p, const uint8_t *x, uint8_t *y);
 void qcc_gather_8bit(const qcc_gather_params *p, const uint8_t *x, uint8_t *y);
+void qcc_arg_extreme_u8(const qcc_arg_extreme_params *p, const uint8_t *x, int64_t *y);
+void qcc_arg_extreme_s8(const qcc_arg_extreme_params *p, const int8_t *x, int64_t *y);
 
 #endif /* QCC_DATA_MOVEMENT_H */

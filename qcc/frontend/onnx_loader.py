@@ -85,6 +85,12 @@ def _fix_input_shapes(model: onnx.ModelProto, path: Path, input_shapes: dict[str
                 )
 
 
+# What to do instead, for float ops exporters write where an integer form exists.
+_FLOAT_OP_HINTS = {
+    "ReduceMean": "over the spatial axes with keepdims=1 it is a GlobalAveragePool, which ORT runs as an integer "
+                  "kernel (QLinearGlobalAveragePool): write it so in the model",
+}
+
 # Ops that onnxruntime.quantization.quantize_dynamic writes: activations quantized at run time.
 _DYNAMIC_QUANTIZATION = {"DynamicQuantizeLinear", "ConvInteger", "MatMulInteger", "DynamicQuantizeLSTM",
                          "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
@@ -123,7 +129,8 @@ def import_graph(model: onnx.ModelProto, source: str) -> Graph:
             raise FloatNodeError(
                 f"{label} ({first.op_type}) computes in float here (ONNX Runtime runs it as a float kernel, outside "
                 "any DequantizeLinear -> op -> QuantizeLinear group it fuses, and it is not an elementwise island); "
-                "qcc compiles integer kernels only: quantize this op too", first.output[0] if first.output else ""
+                "qcc compiles integer kernels only: " + _FLOAT_OP_HINTS.get(first.op_type, "quantize this op too"),
+                first.output[0] if first.output else ""
             )
         raise QccError(
             f"{label} uses {first.op_type}, which qcc does not support "
@@ -141,12 +148,12 @@ def import_graph(model: onnx.ModelProto, source: str) -> Graph:
                                                  tuple(d.dim_value for d in graph_input.type.tensor_type.shape.dim))
         graph.inputs.append(graph_input.name)
 
+    graph.outputs = [o.name for o in onnx_graph.output]  # known to the ops as they import
     for onnx_node in onnx_graph.node:
         graph.nodes.append(ops.op_for_onnx(onnx_node.domain, onnx_node.op_type).import_node(onnx_node, graph))
 
     # Shapes come from each op's own computation, which follows ONNX Runtime where ONNX's shape
     # inference differs (MaxPool with ceil_mode drops a last window that starts in the padding).
-    graph.outputs = [o.name for o in onnx_graph.output]
     for name in graph.outputs:
         if name not in graph.tensors:
             raise QccError(f"{source}: graph output '{name}' is produced by no node")
