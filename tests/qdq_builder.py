@@ -82,9 +82,14 @@ class QdqGraph:
         return model
 
 
-def ort_runs_as_integers(model: onnx.ModelProto) -> bool:
-    """Whether ONNX Runtime (the ground-truth configuration) runs the model's inside as integer
-    kernels: in the graph it runs, no node reads a DequantizeLinear's output (only graph outputs do)."""
+def ort_float_ops(model: onnx.ModelProto) -> set[str]:
+    """The ops ONNX Runtime (the ground-truth configuration) runs in float inside the model: in the
+    graph it runs, those that read a DequantizeLinear's output."""
     graph = ort_reference.optimized_model(model).graph
     dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
-    return not any(name in dequantized for n in graph.node for name in n.input)
+    return {n.op_type for n in graph.node if any(name in dequantized for name in n.input)}
+
+
+def ort_runs_as_integers(model: onnx.ModelProto) -> bool:
+    """Whether ORT runs everything inside the model as integer kernels (only graph outputs read floats)."""
+    return not ort_float_ops(model)

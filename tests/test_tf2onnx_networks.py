@@ -1,0 +1,88 @@
+"""Whole networks written the way tf2onnx converts TFLite int8 models (`--opset 13`/`17`), as most
+TFLite users reach ONNX: int8 input and output without Q/DQ at the edges, NHWC at the boundary with
+Transposes, every layer DQ(int8) -> op -> Q with per-channel DQ weights and DQ(int32) biases,
+TFLite's explicit Pad (no value input), fully connected layers as MatMul + Add, the classifier's
+Softmax. ORT must run each as integers (but TFLite's Pads, float in ORT), and qcc must equal it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import check_exact
+from qdq_builder import QdqGraph, ort_float_ops
+
+ACT = 4 / 128  # every activation's scale: the values stay within about +-4
+
+
+class TfliteStyle(QdqGraph):
+    """Layers with weights scaled by their fan-in, so that activations stay in range."""
+
+    def conv(self, x, cin, cout, k=3, stride=1, group=1, relu=True, pad=None, x_quant=(ACT, -128)):
+        if pad is not None:  # TFLite's SAME padding: a Pad without a value (pads with 0.0), same quantization
+            x = self.qdq(self.node("Pad", [x, self.const(np.array([0, 0, *pad, 0, 0, *pad], np.int64))]), *x_quant, np.int8)
+        fan_in = cin // group * k * k
+        w_scale = (self.rng.uniform(0.6, 1.4, cout) / (127 * np.sqrt(fan_in)) * 3).astype(np.float32)
+        codes = self.rng.integers(-127, 128, (cout, cin // group, k, k)).astype(np.int8)
+        w = self.dequantize(self.const(codes), w_scale, np.zeros(cout, np.int8), np.int8, axis=0)
+        bias = self.int32_bias((cout,), (np.float32(x_quant[0]) * w_scale).astype(np.float32), axis=0)
+        y = self.node("Conv", [x, w, bias], strides=[stride, stride], group=group, kernel_shape=[k, k])
+        if relu:
+            y = self.node("Relu", [y])
+        return self.qdq(y, ACT, -128 if relu else -3, np.int8)
+
+    def fully_connected(self, x, k, n):
+        w_scale = (self.rng.uniform(0.6, 1.4, n) / (127 * np.sqrt(k)) * 3).astype(np.float32)
+        w = self.dequantize(self.const(self.rng.integers(-127, 128, (k, n)).astype(np.int8)), w_scale,
+                            np.zeros(n, np.int8), np.int8, axis=1)
+        y = self.node("MatMul", [x, w])
+        y = self.node("Add", [y, self.int32_bias((n,), (np.float32(ACT) * w_scale).astype(np.float32), axis=0)])
+        return self.qdq(y, ACT, -3, np.int8)
+
+
+def ds_cnn(opset: int):
+    """MLPerf Tiny's keyword spotting DS-CNN (reduced): 49x10 MFCC input, a strided conv, two
+    depthwise-separable blocks, average pooling, a fully connected layer and Softmax."""
+    g = TfliteStyle(opset, seed=11)
+    x = g.dequantize(g.input("input_1", [1, 49, 10, 1], np.int8), 1 / 128, 0, np.int8)
+    x = g.qdq(g.node("Transpose", [x], perm=[0, 3, 1, 2]), 1 / 128, 0, np.int8)
+    x = g.conv(x, 1, 16, k=3, stride=2, pad=[1, 1], x_quant=(1 / 128, 0))
+    for _ in range(2):
+        x = g.conv(x, 16, 16, k=3, group=16, pad=[1, 1])
+        x = g.conv(x, 16, 16, k=1)
+    x = g.qdq(g.node("AveragePool", [x], kernel_shape=[25, 5]), ACT, -128, np.int8)
+    x = g.qdq(g.node("Reshape", [x, g.const(np.array([1, 16], np.int64))]), ACT, -128, np.int8)
+    logits = g.fully_connected(x, 16, 12)
+    probs = g.quantize(g.node("Softmax", [logits], axis=-1), 1 / 256, -128, np.int8)
+    g.output(probs, "Identity")
+    return g.model()
+
+
+def vww_head(opset: int):
+    """A visual-wake-words style head in NHWC: conv, depthwise, global pooling written as
+    ReduceMean's replacement GlobalAveragePool, flatten, two fully connected layers."""
+    g = TfliteStyle(opset, seed=12)
+    x = g.dequantize(g.input("input", [1, 16, 16, 3], np.int8), 1 / 128, -1, np.int8)
+    x = g.qdq(g.node("Transpose", [x], perm=[0, 3, 1, 2]), 1 / 128, -1, np.int8)
+    x = g.conv(x, 3, 8, k=3, stride=2, pad=[1, 1], x_quant=(1 / 128, -1))
+    x = g.conv(x, 8, 8, k=3, group=8, pad=[1, 1])
+    x = g.conv(x, 8, 16, k=1)
+    x = g.qdq(g.node("GlobalAveragePool", [x]), ACT, -128, np.int8)
+    x = g.qdq(g.node("Reshape", [x, g.const(np.array([1, 16], np.int64))]), ACT, -128, np.int8)
+    x = g.fully_connected(x, 16, 8)
+    y = g.fully_connected(x, 8, 2)
+    g.output(g.quantize(g.node("Softmax", [y], axis=-1), 1 / 256, -128, np.int8), "output")
+    return g.model()
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+@pytest.mark.parametrize("network", [ds_cnn, vww_head], ids=["ds_cnn", "vww_head"])
+def test_tf2onnx_network_runs_as_integers_and_qcc_equals_ort(tmp_path, network, opset):
+    model = network(opset)
+    # ORT runs each DQ -> Pad -> Q as a float Pad (it has no QDQ rule for Pad); padding with Q(0.0),
+    # the zero point, it equals qcc's Pad on the codes. Everything else runs as integers.
+    assert ort_float_ops(model) == {"Pad"}
+    compiled = check_exact(model, tmp_path, n_random=6)
+    ops = [n.op for n in compiled.graph.nodes]
+    assert "QGemm" in ops and "QLinearSoftmax" in ops and all(o not in ("QuantizeLinear", "DequantizeLinear") for o in ops)
+    assert all(compiled.graph.tensor(n).dtype == "int8" for n in compiled.graph.inputs + compiled.graph.outputs)
