@@ -374,9 +374,9 @@ def test_golden_npz_gives_a_passing_test_that_catches_a_wrong_value(build, tmp_p
     text = test_c.read_text()
     graph = compile_model(build.model, Options()).graph
     for i in range(2):  # the golden test holds our inputs, and the reference interpreter's outputs
-        assert np.array_equal(c_array(text, f"case{i}_input")[1], cases[i].reshape(-1))
+        assert np.array_equal(c_array(text, f"case{i}_in_input")[1], cases[i].reshape(-1))
         (expected,) = reference.run(graph, [cases[i]])
-        assert np.array_equal(c_array(text, f"case{i}_expected_logits")[1], expected.reshape(-1))
+        assert np.array_equal(c_array(text, f"case{i}_out_logits")[1], expected.reshape(-1))
     assert "case2_" not in text
 
     cflags = "CFLAGS=" + " ".join(STRICT + ["-O2"])
@@ -385,7 +385,7 @@ def test_golden_npz_gives_a_passing_test_that_catches_a_wrong_value(build, tmp_p
     assert "OK: 2 case(s)" in result.stdout
 
     # Corrupt one expected value: the golden test must fail and say where.
-    match, values = c_array(text, "case1_expected_logits")
+    match, values = c_array(text, "case1_out_logits")
     info = np.iinfo(build.activation)
     values[3] = values[3] + 1 if values[3] < info.max else values[3] - 1
     corrupted = text[:match.start(2)] + "\n    " + ", ".join(map(str, values)) + "\n" + text[match.end(2):]

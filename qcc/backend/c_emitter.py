@@ -3,6 +3,7 @@ C expression for any tensor's storage (arena slice, caller argument)."""
 
 from __future__ import annotations
 
+import hashlib
 import keyword
 import re
 from typing import TYPE_CHECKING
@@ -17,16 +18,60 @@ if TYPE_CHECKING:
 _C_KEYWORDS = set("""auto break case char const continue default do double else enum extern float for goto if
 inline int long register restrict return short signed sizeof static struct switch typedef union unsigned void
 volatile while _Bool _Complex _Imaginary main""".split())
+# What the generated files include (stdint.h, stddef.h, string.h, stdio.h, stdlib.h) declares or
+# defines as a macro: a model's name must never become one of these.
+_C_LIBRARY = set("""int8_t uint8_t int16_t uint16_t int32_t uint32_t int64_t uint64_t intptr_t uintptr_t intmax_t
+uintmax_t size_t ptrdiff_t wchar_t NULL offsetof memcpy memmove memset memcmp memchr strlen strcpy strncpy strcat
+strcmp strncmp strchr strrchr strstr strtok strerror FILE EOF BUFSIZ FILENAME_MAX FOPEN_MAX SEEK_SET SEEK_CUR
+SEEK_END TMP_MAX L_tmpnam stdin stdout stderr printf fprintf sprintf snprintf vprintf vfprintf scanf fscanf sscanf
+fopen fclose fflush fread fwrite fgetc fgets fputc fputs getc getchar putc putchar puts remove rename tmpfile
+fseek ftell rewind feof ferror clearerr perror setbuf setvbuf exit abort atexit getenv system malloc calloc
+realloc free abs labs div ldiv atoi atol atof strtol strtoul strtod rand srand qsort bsearch EXIT_SUCCESS
+EXIT_FAILURE RAND_MAX MB_CUR_MAX errno assert bool true false""".split())
+_C_LIMIT_MACRO = re.compile(r"U?INT(8|16|32|64|PTR|MAX)_(MIN|MAX|C)|U?INT(8|16|32|64|MAX)_C|SIZE_MAX|PTRDIFF_(MIN|MAX)")
+_MAX_IDENTIFIER = 48  # longer names are cut and given a hash, so that they stay unique and readable
+_MAX_TEXT = 120  # names shown in comments and strings are cut to this many characters
 _VALUES_PER_LINE = 16
 
 
 def c_identifier(text: str) -> str:
+    """A C identifier made from a model's name: other characters become '_'; never a keyword,
+    a name the standard headers declare, or a reserved form (leading '_' or digit); at most
+    _MAX_IDENTIFIER characters (a hash of the whole name keeps long ones apart)."""
     ident = re.sub(r"[^0-9A-Za-z_]", "_", text) or "t"
-    if ident[0].isdigit():
-        ident = "t_" + ident
-    if ident in _C_KEYWORDS or keyword.iskeyword(ident):
+    if ident[0].isdigit() or ident[0] == "_":
+        ident = "t" + ("" if ident[0] == "_" else "_") + ident
+    if len(ident) > _MAX_IDENTIFIER:
+        digest = hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        ident = f"{ident[:_MAX_IDENTIFIER - 9]}_{digest}"
+    if ident in _C_KEYWORDS or ident in _C_LIBRARY or keyword.iskeyword(ident) or _C_LIMIT_MACRO.fullmatch(ident):
         ident += "_"
     return ident
+
+
+def c_comment_text(text: str) -> str:
+    """A model's text made safe inside a /* */ comment: printable ASCII only, no comment
+    delimiters or trigraph starts, at most _MAX_TEXT characters."""
+    safe = "".join(ch if " " <= ch <= "~" else "?" for ch in text)
+    safe = safe.replace("*/", "*_/").replace("/*", "/_*").replace("??", "?_?").replace("\\", "/")
+    return safe if len(safe) <= _MAX_TEXT else safe[:_MAX_TEXT - 3] + "..."
+
+
+def c_string_literal(text: str) -> str:
+    """A model's text as a C string literal: quotes, backslashes, '?' (trigraphs) and every byte
+    outside printable ASCII escaped; at most _MAX_TEXT characters of the text."""
+    if len(text) > _MAX_TEXT:
+        text = text[:_MAX_TEXT - 3] + "..."
+    out = []
+    for byte in text.encode("utf-8", "replace"):
+        ch = chr(byte)
+        if ch in "\\\"?":
+            out.append("\\" + ch)
+        elif " " <= ch <= "~":
+            out.append(ch)
+        else:
+            out.append(f"\\{byte:03o}")
+    return '"' + "".join(out) + '"'
 
 
 def c_float_literal(value) -> str:
@@ -54,11 +99,15 @@ class CEmitter:
         self.weights_bytes = 0
 
     def symbol(self, node_name: str) -> str:
-        """A C identifier for a node, stable for the model and unique in model.c."""
+        """A C identifier for a node, stable for the model and unique in model.c. Ops append
+        suffixes to it (_params, _weights, ...), so no argument name may start with it, and it
+        never starts with the runtime's qcc_ prefix."""
         if node_name not in self._symbols:
             base = c_identifier(node_name)
+            if base.lower().startswith("qcc_"):
+                base = "n_" + base
             ident, k = base, 2
-            while ident in self._taken:
+            while ident in self._taken or any(arg.startswith(ident + "_") for arg in self.argument_names.values()):
                 ident, k = f"{base}_{k}", k + 1
             self._taken.add(ident)
             self._symbols[node_name] = ident

@@ -12,7 +12,8 @@ import numpy as np
 
 from qcc import __version__, reference
 from qcc.backend.assets import asset_dir
-from qcc.backend.c_emitter import CEmitter, c_float_literal, c_identifier, format_values
+from qcc.backend.c_emitter import (CEmitter, c_comment_text, c_float_literal, c_identifier, c_string_literal,
+                                   format_values)
 from qcc.ir import C_TYPES
 from qcc.ops import op_named
 from qcc.pipeline import Compiled
@@ -43,15 +44,20 @@ def io_entries(compiled: Compiled) -> tuple[list[dict], list[dict]]:
         for index, tensor_name in enumerate(names):
             tensor = graph.tensor(tensor_name)
             c_name = c_identifier(graph.public_name(tensor_name))
-            while c_name in taken or c_name == f"{prefix}_arena":
+            if c_name.lower().startswith(("qcc_", f"{prefix.lower()}_")):  # the runtime's and the model's own names
+                c_name = "t_" + c_name
+            # unique also in upper case: each name also makes macros (NAME_INPUT_X_COUNT)
+            while c_name.upper() in taken:
                 c_name += "_"
-            taken.add(c_name)
+            taken.add(c_name.upper())
             quant = tensor.quant
             if tensor.dtype == "float32":  # a float boundary: its QuantizeLinear/DequantizeLinear has the scale
                 quant = None
             scale, zero = quant.scalar() if quant is not None else (None, None)
             entries[role].append({
                 "tensor": tensor_name, "name": graph.public_name(tensor_name), "c_name": c_name, "role": role,
+                "name_comment": c_comment_text(graph.public_name(tensor_name)),
+                "name_string": c_string_literal(graph.public_name(tensor_name)),
                 "index": index, "dtype": tensor.dtype, "ctype": C_TYPES[tensor.dtype], "shape": list(tensor.shape),
                 "shape_text": "x".join(map(str, tensor.shape)), "count": tensor.size,
                 "scale": None if scale is None else float(scale), "zero_point": zero,
@@ -88,7 +94,7 @@ def emit_layers(compiled: Compiled, inputs: list[dict], outputs: list[dict]) -> 
         code = op.emit(node, graph, emitter)
         trace = [{"output": k, "pointer": emitter.tensor(name), "bytes": graph.tensor(name).nbytes}
                  for k, name in enumerate(node.outputs)]
-        steps.append({"comment": f"{onnx_op} '{node.name}': {in_shapes} -> {out_shape}", "code": code,
+        steps.append({"comment": c_comment_text(f"{onnx_op} '{node.name}': {in_shapes} -> {out_shape}"), "code": code,
                       "index": len(steps), "trace": trace})
         layers.append({"op": onnx_op, "name": node.name, "macs": op.macs(node, graph),
                        "weights_bytes": emitter.weights_bytes - bytes_before,
@@ -107,7 +113,7 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(asset_dir("templates"))), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
-    common = {"name": name, "NAME": name.upper(), "version": __version__, "source": Path(graph.source).name,
+    common = {"name": name, "NAME": name.upper(), "version": __version__, "source": c_comment_text(Path(graph.source).name),
               "inputs": inputs, "outputs": outputs, "args": inputs + outputs, "arena_bytes": plan.arena_bytes,
               "weights_bytes": emitter.weights_bytes, "rounding": options.rounding, "float_io": options.float_io,
               "arena_symbol": f"{name}_arena", "declarations": emitter.declarations, "steps": steps,

@@ -149,8 +149,15 @@ def import_graph(model: onnx.ModelProto, source: str) -> Graph:
         graph.inputs.append(graph_input.name)
 
     graph.outputs = [o.name for o in onnx_graph.output]  # known to the ops as they import
+    names: set[str] = set()
     for onnx_node in onnx_graph.node:
-        graph.nodes.append(ops.op_for_onnx(onnx_node.domain, onnx_node.op_type).import_node(onnx_node, graph))
+        node = ops.op_for_onnx(onnx_node.domain, onnx_node.op_type).import_node(onnx_node, graph)
+        unique, k = node.name, 2
+        while unique in names:  # ONNX does not require unique node names; qcc's C symbols and messages do
+            unique, k = f"{node.name}_{k}", k + 1
+        node.name = unique
+        names.add(unique)
+        graph.nodes.append(node)
 
     # Shapes come from each op's own computation, which follows ONNX Runtime where ONNX's shape
     # inference differs (MaxPool with ceil_mode drops a last window that starts in the padding).
