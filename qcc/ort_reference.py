@@ -60,7 +60,7 @@ def ort_session(model, x64_quant_precision: bool, optimized_model_path: str | No
         options.optimized_model_filepath = optimized_model_path
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    options.log_severity_level = 3  # ORT's own warnings are not the user's concern here
+    options.log_severity_level = 4  # fatal only: ORT reports its errors as exceptions, which qcc words itself
     options.add_session_config_entry(QDQ_IS_INT8_ALLOWED, "1")
     if x64_quant_precision:
         options.add_session_config_entry(X64_QUANT_PRECISION, "1")
@@ -96,18 +96,23 @@ class Session:
                       "the exact uint8 x uint8 kernels" if saturating else "so the option changes no result here")
             return f"{head}; {cpu}, {effect}"
         caution = ", so uint8 x int8 layers, if the model has any, are not exact in this session" if saturating else ""
-        return (f"{head}; without {X64_QUANT_PRECISION}=1, which ORT cannot build this model with ({self.fallback_reason}), "
-                f"as happens for int8 activations with weights moved to uint8: int8 x int8 kernels sum exactly on every "
-                f"x86 CPU; {cpu}{caution}")
+        return (f"{head}; without {X64_QUANT_PRECISION}=1, which ORT cannot build this model with ({self.fallback_reason}; "
+                f"it happens for int8 activations, whose int8 x int8 kernels sum exactly on every x86 CPU, and for weights "
+                f"two nodes share); {cpu}{caution}")
 
 
 def session(model, optimized_model_path: str | None = None) -> Session:
     """The ground-truth session for a model (a path, serialized bytes or an onnx.ModelProto)."""
-    not_implemented = _onnxruntime().capi.onnxruntime_pybind11_state.NotImplemented
     try:
         return Session(ort_session(model, True, optimized_model_path), True)
-    except not_implemented as error:  # "[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Failed to find kernel for ...". ...
-        reason = re.sub(r"^\[ONNXRuntimeError\] : \d+ : ", "", str(error)).split(". ")[0]
+    except Exception as error:  # e.g. "[ONNXRuntimeError] : 9 : NOT_IMPLEMENTED : Failed to find kernel for ...". ...
+        first_error = error
+    # ORT 1.32 cannot build some sessions with the option: int8 activations with the moved weights
+    # (NOT_IMPLEMENTED), or a weight initializer two nodes share (FAIL: "Attempt to replace the
+    # existing tensor"). Without it, ORT may build the session; if it cannot either, that error
+    # is the model's.
+    reason = re.sub(r"^\[ONNXRuntimeError\] : \d+ : ", "", str(first_error).splitlines()[0]).split(". ")[0]
+    reason = reason if len(reason) <= 200 else reason[:197] + "..."
     return Session(ort_session(model, False, optimized_model_path), False, reason)
 
 
@@ -168,7 +173,8 @@ def outputs_as_codes(graph: Graph, output_names: list[str], results: list[np.nda
     for name in graph.outputs:
         public = graph.public_name(name)
         value = by_name[public]
-        if public != name:  # ORT's DequantizeLinear output: invert it to codes, exactly
+        if value.dtype == np.float32 and graph.tensor(name).dtype != "float32":
+            # ORT's DequantizeLinear output, where qcc returns the codes: invert it, exactly
             scale, zero, dtype = _boundary_quant(graph, name)
             codes = np.rint(value.astype(np.float64) / np.float64(scale)) + zero
             codes = codes.astype(np.int64)

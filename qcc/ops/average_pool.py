@@ -26,7 +26,8 @@ from qcc.ir import DTYPE_RANGE, Graph, Node
 from qcc.numerics import ort_float32_sum
 from qcc.ops.base import Op, attribute, register, require
 from qcc.passes.range_analysis import sum_range
-from qcc.ops.quantized import add_output, emit_requant, prepare_requant, quantized_input, read_quant, requantize, wrap_int32
+from qcc.ops.quantized import (add_output, bind_quant, emit_requant, prepare_requant, quantized_input, read_quant,
+                                requantize, wrap_int32)
 
 
 def _ort_pads(auto_pad: str, pads, size, kernel, strides):
@@ -128,10 +129,10 @@ class QLinearAveragePool(Op):
         def pad_2d(values, fill):  # 1-D pooling runs as 2-D over a map of height 1
             return [fill] * (2 - rank) + list(values)
 
-        graph.tensors[x.name].quant = x_quant
+        x_name = bind_quant(graph, onnx_node, 0, x_quant)
         out_shape = (batch, *out, channels) if channels_last else (batch, channels, *out)
         y = add_output(graph, onnx_node, 0, x.dtype, out_shape, y_quant)
-        return Node(self.name, onnx_node.name or y, [x.name], [y], attrs={
+        return Node(self.name, onnx_node.name or y, [x_name], [y], attrs={
             "global": is_global, "channels_last": channels_last, "batch": batch, "channels": channels,
             "in_hw": pad_2d(spatial, 1), "out_hw": pad_2d(out, 1), "kernel": pad_2d(kernel, 1),
             "strides": pad_2d(strides, 1), "pads_begin": pad_2d(begins, 0), "count_include_pad": count_include_pad,

@@ -18,6 +18,7 @@ from qcc.passes.range_analysis import product_sum_range
 from qcc.ops.quantized import (
     add_output,
     as_int8_weights,
+    bind_quant,
     emit_requant,
     prepare_requant,
     quantized_input,
@@ -124,10 +125,9 @@ class QLinearConv(Op):
         if len(onnx_node.input) > 8 and onnx_node.input[8]:
             bias = const_input(graph, onnx_node, 8, "bias").astype(np.int64).reshape(-1)
             require(bias.size == out_c, graph, onnx_node, f"bias has {bias.size} entries for {out_c} channels")
-        graph.tensors[onnx_node.input[0]].quant = x_quant
-        graph.tensors[onnx_node.input[3]].quant = w_quant
+        x_name, w_name = bind_quant(graph, onnx_node, 0, x_quant), bind_quant(graph, onnx_node, 3, w_quant)
         y = add_output(graph, onnx_node, 0, x.dtype, (x.shape[0], out_c, *out_hw), y_quant)
-        return Node(self.name, onnx_node.name or y, [x.name, onnx_node.input[3]], [y], attrs={
+        return Node(self.name, onnx_node.name or y, [x_name, w_name], [y], attrs={
             "groups": groups, "kernel": kernel, "strides": strides, "dilations": dilations,
             "pads_begin": begins, "pads_end": ends, "bias": bias,
         })

@@ -17,6 +17,7 @@ from qcc.passes.range_analysis import product_sum_range
 from qcc.ops.quantized import (
     add_output,
     as_int8_weights,
+    bind_quant,
     emit_requant,
     prepare_requant,
     quantized_input,
@@ -62,10 +63,9 @@ class _ConstantRightMatMul(Op):
             if bias.ndim == 2 and np.all(bias == bias[:1]):
                 bias = bias[0]
             bias = np.ascontiguousarray(bias)
-        graph.tensors[a.name].quant = a_quant
-        graph.tensors[onnx_node.input[b_idx]].quant = b_quant
+        a_name, b_name = bind_quant(graph, onnx_node, a_idx, a_quant), bind_quant(graph, onnx_node, b_idx, b_quant)
         y = add_output(graph, onnx_node, 0, a.dtype, (*rows_shape, cols), y_quant)
-        return Node(self.name, onnx_node.name or y, [a.name, onnx_node.input[b_idx]], [y], attrs={
+        return Node(self.name, onnx_node.name or y, [a_name, b_name], [y], attrs={
             "trans_a": trans_a, "trans_b": trans_b, "alpha": np.float32(alpha), "bias": bias,
             "rows": rows, "depth": depth, "cols": cols,
         })

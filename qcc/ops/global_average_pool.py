@@ -12,7 +12,8 @@ from qcc.frontend.qdq import check_integer_types
 from qcc.ir import Graph, Node
 from qcc.ops.base import Op, attribute, register, require
 from qcc.passes.range_analysis import sum_range
-from qcc.ops.quantized import add_output, emit_requant, prepare_requant, quantized_input, read_quant, requantize, wrap_int32
+from qcc.ops.quantized import (add_output, bind_quant, emit_requant, prepare_requant, quantized_input, read_quant,
+                                requantize, wrap_int32)
 
 
 @register
@@ -48,9 +49,9 @@ class QLinearGlobalAveragePool(Op):
         scale = np.float32(x_quant.scalar()[0]) / (np.float32(y_quant.scalar()[0]) * np.float32(count))
         require(2.0**-32 <= scale < 256.0, graph, onnx_node,
                 f"s_x / (s_y * n) = {scale:g} is outside [2^-32, 256), which ORT refuses")
-        graph.tensors[x.name].quant = x_quant
+        x_name = bind_quant(graph, onnx_node, 0, x_quant)
         y = add_output(graph, onnx_node, 0, x.dtype, out_shape, y_quant)
-        return Node(self.name, onnx_node.name or y, [x.name], [y],
+        return Node(self.name, onnx_node.name or y, [x_name], [y],
                     attrs={"channels_last": channels_last, "count": count, "channels": channels})
 
     def prepare(self, node: Node, graph: Graph) -> None:

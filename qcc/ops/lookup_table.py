@@ -31,7 +31,7 @@ from qcc.frontend.qdq import check_integer_types
 from qcc.ir import DTYPE_RANGE, QUANTIZED_DTYPES, Graph, Node
 from qcc.numerics import float32_exact as fx
 from qcc.ops.base import Op, attribute, register, require
-from qcc.ops.quantized import add_output, quantized_input, read_quant
+from qcc.ops.quantized import add_output, bind_quant, quantized_input, read_quant
 
 TABLE_ENTRIES = 256
 
@@ -162,10 +162,10 @@ class Lookup(Op):
             f = leaky_relu(alpha)
         else:
             f = mlas_logistic
-        graph.tensors[x.name].quant = x_quant
+        x_name = bind_quant(graph, onnx_node, 0, x_quant)
         y = add_output(graph, onnx_node, 0, x.dtype, x.shape, y_quant)
         table = lookup_table(x.dtype, s_x, z_x, f, x.dtype, s_y, z_y)
-        return make_lookup_node(onnx_node.name or y, x.name, y, table, onnx_op=onnx_node.op_type)
+        return make_lookup_node(onnx_node.name or y, x_name, y, table, onnx_op=onnx_node.op_type)
 
     def prepare(self, node: Node, graph: Graph) -> None:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])

@@ -77,6 +77,16 @@ class Reshape(Op):
 
 
 @register
+class Reinterpret(Reshape):
+    """The same codes read with other quantization parameters (qcc.ops.quantized.bind_quant):
+    no ONNX op of its own, and no code, like a Reshape."""
+    name = "Reinterpret"
+    onnx_ops = ()
+    qdq_float_ops = ()
+    summary = "the same codes read with other quantization parameters: no code"
+
+
+@register
 class Transpose(Op):
     runtime_sources = ("qcc_kernels.c",)
     runtime_header = "qcc_kernels.h"

@@ -43,6 +43,33 @@ def quantized_input(graph: Graph, onnx_node: onnx.NodeProto, index: int, what: s
     return tensor
 
 
+def same_quant(a: QuantParams, b: QuantParams) -> bool:
+    return (a.axis == b.axis and a.scale.shape == b.scale.shape and bool(np.all(a.scale == b.scale))
+            and bool(np.all(a.zero_point == b.zero_point)))
+
+
+def bind_quant(graph: Graph, onnx_node: onnx.NodeProto, index: int, quant: QuantParams) -> str:
+    """The tensor a QOperator node reads its input `index` as, quantized with the node's own
+    parameters. ORT lets each node read codes with its own scale and zero point, whatever the
+    producer (or another reader) wrote or read them with: the same bytes, interpreted otherwise,
+    no requantization. Parameters live on tensors in qcc, so a reader whose parameters differ
+    from the tensor's gets a view: a Reinterpret node that shares the bytes (or, for a constant,
+    a copy of the constant) carrying its parameters."""
+    name = onnx_node.input[index]
+    tensor = graph.tensors[name]
+    if tensor.quant is None or same_quant(tensor.quant, quant):
+        tensor.quant = quant
+        return name
+    k = 1
+    while f"{name}__read_as_{k}" in graph.tensors:
+        k += 1
+    view = f"{name}__read_as_{k}"
+    graph.tensors[view] = Tensor(view, tensor.dtype, tensor.shape, tensor.data, quant)
+    if not tensor.is_const:
+        graph.nodes.append(Node("Reinterpret", view, [name], [view], attrs={"onnx_op": "Reinterpret"}))
+    return view
+
+
 def add_output(graph: Graph, onnx_node: onnx.NodeProto, index: int, dtype: str, shape, quant=None) -> str:
     name = onnx_node.output[index]
     graph.tensors[name] = Tensor(name, dtype, tuple(int(d) for d in shape), None, quant)

@@ -37,7 +37,7 @@ import numpy as np
 from qcc.frontend.qdq import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node
 from qcc.ops.base import Op, attribute, register, require
-from qcc.ops.quantized import add_output, quantized_input, read_quant
+from qcc.ops.quantized import add_output, bind_quant, quantized_input, read_quant
 
 FLT_MAX = np.finfo(np.float32).max
 MAX_Y = 2**24  # Y = floor(1 / s_y) must stay below this (s_y > 2^-24): the C's 64-bit bounds rely on it
@@ -127,9 +127,9 @@ class QLinearSoftmax(Op):
         else:
             depth, inner = int(x.shape[axis]), int(np.prod(x.shape[axis + 1:], dtype=np.int64))
         require(0 < x.size < 2**31, graph, onnx_node, f"{x.size} elements is outside the kernel's int32 counts")
-        graph.tensors[x.name].quant = x_quant
+        x_name = bind_quant(graph, onnx_node, 0, x_quant)
         y = add_output(graph, onnx_node, 0, x.dtype, x.shape, y_quant)
-        return Node(self.name, onnx_node.name or y, [x.name], [y],
+        return Node(self.name, onnx_node.name or y, [x_name], [y],
                     attrs={"axis": axis, "opset": opset, "outer": outer, "depth": depth, "inner": inner})
 
     def prepare(self, node: Node, graph: Graph) -> None:

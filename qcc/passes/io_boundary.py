@@ -9,10 +9,12 @@ a float island, which this version refuses by name rather than computing somethi
 from __future__ import annotations
 
 from qcc.errors import QccError
-from qcc.ir import QUANTIZED_DTYPES, Graph
+from qcc.ir import QUANTIZED_DTYPES, Graph, Node, Tensor
+from qcc.ops.quantized import same_quant
 
 
 def apply(graph: Graph, float_io: bool) -> None:
+    output_names = [graph.public_name(name) for name in graph.outputs]  # before inputs take the codes' names
     for node in list(graph.nodes):
         if node.op == "QuantizeLinear":
             source = node.inputs[0]
@@ -32,12 +34,20 @@ def apply(graph: Graph, float_io: bool) -> None:
             if graph.consumers(result):
                 _refuse(graph, node, f"graph output '{result}' is also read inside the graph")
             if not float_io:
-                quantized = node.inputs[0]
-                if quantized in graph.outputs or quantized in graph.inputs:
-                    continue  # keep the op: the same codes cannot be two C arguments
-                graph.outputs[graph.outputs.index(result)] = quantized
-                graph.public_names[quantized] = graph.public_name(result)
-                graph.nodes.remove(node)
+                quantized = node.inputs[0]  # (codes that are also an input or output get a copy below)
+                codes = graph.tensor(quantized)
+                if codes.quant is not None and not same_quant(codes.quant, node.attrs["quant"]):
+                    # The DequantizeLinear reads the codes with other parameters than they were
+                    # written with: the C output is a view of them with the DequantizeLinear's.
+                    view = f"{quantized}__read_as_output"
+                    graph.tensors[view] = Tensor(view, codes.dtype, codes.shape, None, node.attrs["quant"])
+                    graph.nodes[graph.nodes.index(node)] = Node("Reinterpret", view, [quantized], [view],
+                                                                attrs={"onnx_op": "Reinterpret"})
+                    quantized = view
+                else:
+                    graph.nodes.remove(node)
+                graph.outputs[graph.outputs.index(result)] = quantized  # named below
+    _copy_repeated_outputs(graph, output_names)
     for name in graph.inputs + graph.outputs:
         tensor = graph.tensor(name)
         if tensor.dtype == "int64" and name in graph.outputs and graph.producer(name) is not None \
@@ -50,6 +60,25 @@ def apply(graph: Graph, float_io: bool) -> None:
             raise QccError(f"{graph.source}: float tensor '{graph.public_name(name)}' is computed by float ops; "
                            "qcc compiles the quantized part of a model only (QuantizeLinear at the inputs, "
                            "DequantizeLinear at the outputs)")
+
+
+def _copy_repeated_outputs(graph: Graph, output_names: list[str]) -> None:
+    """A C output is its own caller buffer: a graph output that is a graph input (a model that only
+    quantizes, or only an Identity), a constant, or an output named twice gets a copy of its own."""
+    seen = set(graph.inputs)
+    for i, name in enumerate(graph.outputs):
+        tensor = graph.tensor(name)
+        if name in seen or tensor.is_const:
+            k = 1
+            while f"{name}__copy_{k}" in graph.tensors:
+                k += 1
+            copy = f"{name}__copy_{k}"
+            graph.tensors[copy] = Tensor(copy, tensor.dtype, tensor.shape, None, tensor.quant)
+            graph.nodes.append(Node("Reshape", copy, [name], [copy], attrs={"onnx_op": "Identity"}))
+            graph.outputs[i] = copy
+        if graph.public_name(graph.outputs[i]) != output_names[i]:
+            graph.public_names[graph.outputs[i]] = output_names[i]
+        seen.add(graph.outputs[i])
 
 
 def _is_boundary_float(graph: Graph, name: str) -> bool:
