@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
+import warnings
 
 from qcc.errors import QccError
 from qcc.frontend.onnx_loader import parse_input_shapes
@@ -76,6 +78,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with warnings.catch_warnings():  # numpy's RuntimeWarnings on hostile values are not for the user
+        warnings.simplefilter("ignore")
+        return _run(args)
+
+
+def _run(args) -> int:
     try:
         options = _options(args)
         if args.command == "compile":
@@ -84,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             compiled, manifest = compile_to_folder(args.model, args.output, options, args.golden)
             for warning in compiled.warnings:
-                print(f"qcc: warning: {warning}", file=sys.stderr)
+                print(f"qcc: warning: {_one_line(warning)}", file=sys.stderr)
             if compiled.cut_summary:
-                print(f"qcc: {compiled.cut_summary}")
+                print(f"qcc: {_one_line(compiled.cut_summary)}")
             print(f"qcc: wrote {args.output}: {len(manifest['layers'])} layers, arena {manifest['arena_bytes']} bytes, "
                   f"weights {manifest['weights_bytes']} bytes, {manifest['golden_cases']} golden case(s) "
                   f"({time.perf_counter() - start:.2f} s)")
@@ -109,8 +117,25 @@ def main(argv: list[str] | None = None) -> int:
         print(inspect(args.model, options))
         return 0
     except QccError as error:
-        print(f"qcc: error: {error}", file=sys.stderr)
+        print(f"qcc: error: {_one_line(str(error))}", file=sys.stderr)
         return 2
+    except OSError as error:  # an unwritable -o, a full disk, a compiler that cannot be run
+        where = error.filename or getattr(args, "output", None) or args.model
+        print(f"qcc: error: {_one_line(str(where))}: {_one_line(str(error.strerror or error))}", file=sys.stderr)
+        return 2
+    except Exception as error:  # never a traceback: say what failed and that it is qcc's to fix
+        if os.environ.get("QCC_TRACEBACK"):  # for qcc's developers
+            raise
+        print(f"qcc: error: {_one_line(args.model)}: qcc failed on this model ({type(error).__name__}: "
+              f"{_one_line(str(error))[:300]}); if ONNX Runtime runs it, this is a qcc bug: please report it with the model",
+              file=sys.stderr)
+        return 2
+
+
+def _one_line(text: str) -> str:
+    """The message on one terminal line: control characters a model's names may hold (newlines,
+    carriage returns, escape sequences) are shown escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 if __name__ == "__main__":

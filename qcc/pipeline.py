@@ -8,7 +8,7 @@ from pathlib import Path
 
 import onnx
 
-from qcc.errors import FloatNodeError, QccError
+from qcc.errors import FloatNodeError, QccError, malformed
 from qcc.frontend import (batched_matmul, boundary_movers, constant_folding, float_islands, matmul_add_fusion, node_elimination, qdq, qdq_propagation,
                           subgraph, weight_bias_quantization)
 from qcc.frontend.onnx_loader import import_graph, load_model, refuse_dynamic_quantization
@@ -59,7 +59,8 @@ def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
     fold_activations.apply(graph)
     warnings = range_analysis.analyze(graph)
     for node in graph.nodes:
-        op_named(node.op).prepare(node, graph)
+        with malformed(str(path), node.name, node.attrs.get("onnx_op", node.op)):
+            op_named(node.op).prepare(node, graph)
     return Compiled(graph, memory_plan.plan(graph), options, warnings, cut_model, cut_summary)
 
 

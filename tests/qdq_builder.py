@@ -40,12 +40,14 @@ class QdqGraph:
         self.inputs.append(helper.make_tensor_value_info(name, ELEM[np.dtype(dtype)], list(shape)))
         return name
 
-    def output(self, tensor: str, name: str = "y") -> None:
-        """Make `tensor` a graph output called `name` (its producer's output is renamed)."""
+    def output(self, tensor: str, name: str = "y", dtype=None, shape=None) -> None:
+        """Make `tensor` a graph output called `name` (its producer's output is renamed); typed by
+        shape inference, or by dtype and shape where inference cannot (com.microsoft ops)."""
         for node in self.nodes:
             node.output[:] = [name if o == tensor else o for o in node.output]
             node.input[:] = [name if i == tensor else i for i in node.input]
-        self.outputs.append(helper.make_tensor_value_info(name, onnx.TensorProto.UNDEFINED, None))
+        elem = onnx.TensorProto.UNDEFINED if dtype is None else ELEM[np.dtype(dtype)]
+        self.outputs.append(helper.make_tensor_value_info(name, elem, shape))
 
     def quantize(self, x: str, scale: float, zero: int, dtype=np.uint8) -> str:
         return self.node("QuantizeLinear", [x, self.const(np.float32(scale)), self.const(np.asarray(zero, dtype))])
@@ -78,7 +80,7 @@ class QdqGraph:
                                                         helper.make_opsetid("com.microsoft", 1)])
         model.ir_version = 8
         inferred = {vi.name: vi for vi in onnx.shape_inference.infer_shapes(model).graph.value_info}
-        model.graph.output.extend(inferred[o.name] for o in self.outputs)
+        model.graph.output.extend(o if o.type.tensor_type.elem_type else inferred[o.name] for o in self.outputs)
         return model
 
 

@@ -10,8 +10,9 @@ import onnx
 from onnx import numpy_helper
 
 from qcc import ops
-from qcc.errors import FloatNodeError, QccError
+from qcc.errors import FloatNodeError, QccError, malformed
 from qcc.frontend.graph_index import default_opset
+from qcc.frontend.validate import MAX_ELEMENTS, validate
 from qcc.frontend import float_islands
 from qcc.ir import Graph, Tensor
 
@@ -51,6 +52,7 @@ def load_model(path: str | Path, input_shapes: dict[str, list[int]] | None = Non
         raise QccError(f"{path}: not an ONNX model ({type(exc).__name__}); give a .onnx file") from None
     if not model.graph.node and not model.graph.input:
         raise QccError(f"{path}: not an ONNX model (no graph); give a .onnx file")
+    validate(model, str(path))
     _fix_input_shapes(model, path, input_shapes or {})
     try:
         return onnx.shape_inference.infer_shapes(model, strict_mode=False)
@@ -75,6 +77,11 @@ def _fix_input_shapes(model: onnx.ModelProto, path: Path, input_shapes: dict[str
             for dim, value in zip(dims, wanted):
                 dim.Clear()
                 dim.dim_value = value
+        count = 1
+        for d in dims:
+            count *= max(d.dim_value, 1)
+        if count > MAX_ELEMENTS:
+            raise QccError(f"{path}: input '{graph_input.name}' would have {count} elements; qcc's limit is 2^31 - 1")
         for i, dim in enumerate(dims):
             if not dim.HasField("dim_value") or dim.dim_value <= 0:
                 label = dim.dim_param or "?"
@@ -151,7 +158,9 @@ def import_graph(model: onnx.ModelProto, source: str) -> Graph:
     graph.outputs = [o.name for o in onnx_graph.output]  # known to the ops as they import
     names: set[str] = set()
     for onnx_node in onnx_graph.node:
-        node = ops.op_for_onnx(onnx_node.domain, onnx_node.op_type).import_node(onnx_node, graph)
+        op = ops.op_for_onnx(onnx_node.domain, onnx_node.op_type)
+        with malformed(source, onnx_node.name or onnx_node.output[0], onnx_node.op_type):
+            node = op.import_node(onnx_node, graph)
         unique, k = node.name, 2
         while unique in names:  # ONNX does not require unique node names; qcc's C symbols and messages do
             unique, k = f"{node.name}_{k}", k + 1

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from qcc.errors import FloatNodeError, QccError
+from qcc.errors import FloatNodeError, QccError, malformed
 from qcc.frontend import float_islands
 from qcc.frontend.graph_index import GraphIndex, default_opset
 
@@ -122,7 +122,9 @@ class QdqGroup:
         return [*self.skipped, *(q for q in self.output_qs if q is not None)]
 
     def attributes(self) -> dict:
-        return {a.name: helper.get_attribute_value(a) for a in self.node.attribute}
+        """The float node's attributes, strings decoded (undecodable bytes become U+FFFD)."""
+        values = {a.name: helper.get_attribute_value(a) for a in self.node.attribute}
+        return {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in values.items()}
 
 
 _INTEGER_TYPES = {onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT8: "int8"}
@@ -211,7 +213,8 @@ def fuse(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
             continue
         group = QdqGroup(index, node)
         try:
-            replacement = op.from_qdq(group)
+            with malformed(source, node.name or node.output[0], node.op_type):
+                replacement = op.from_qdq(group)
         except NotFused as why:
             if node.op_type in float_islands.EVALUATORS and any(
                     dq is None for dq, name in zip(group.dq, node.input) if name):

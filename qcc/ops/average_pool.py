@@ -24,7 +24,7 @@ import numpy as np
 from qcc.frontend.qdq import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node
 from qcc.numerics import ort_float32_sum
-from qcc.ops.base import Op, attribute, register, require
+from qcc.ops.base import Op, attribute, int_list_attribute, register, require
 from qcc.passes.range_analysis import sum_range
 from qcc.ops.quantized import (add_output, bind_quant, emit_requant, prepare_requant, quantized_input, read_quant,
                                 requantize, wrap_int32)
@@ -87,10 +87,10 @@ class QLinearAveragePool(Op):
         kernel = attribute(onnx_node, "kernel_shape")
         require(kernel is not None and len(kernel) == rank, graph, onnx_node,
                 f"kernel_shape must have {rank} entries, got {kernel}")
-        kernel = [int(k) for k in kernel]
-        strides = [int(s) for s in (attribute(onnx_node, "strides") or [1] * rank)]
-        pads = [int(p) for p in (attribute(onnx_node, "pads") or [0] * (2 * rank))]
-        dilations = [int(d) for d in (attribute(onnx_node, "dilations") or [1] * rank)]
+        kernel = int_list_attribute(graph, onnx_node, "kernel_shape", None, rank, 1)
+        strides = int_list_attribute(graph, onnx_node, "strides", [1] * rank, rank, 1)
+        pads = int_list_attribute(graph, onnx_node, "pads", [0] * (2 * rank), 2 * rank, 0)
+        dilations = int_list_attribute(graph, onnx_node, "dilations", [1] * rank, rank, 1)
         ceil_mode = bool(attribute(onnx_node, "ceil_mode", 0))
         count_include_pad = bool(attribute(onnx_node, "count_include_pad", 0))
         auto_pad = attribute(onnx_node, "auto_pad", b"NOTSET")

@@ -119,10 +119,24 @@ def supported_onnx_ops() -> list[str]:
 
 
 def attribute(onnx_node: onnx.NodeProto, name: str, default=None):
+    """An attribute's value (strings decoded; undecodable bytes become U+FFFD, so that the op's
+    own check refuses the value by name), or the default."""
     for attr in onnx_node.attribute:
         if attr.name == name:
-            return onnx.helper.get_attribute_value(attr)
+            value = onnx.helper.get_attribute_value(attr)
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     return default
+
+
+def int_list_attribute(graph: Graph, onnx_node: onnx.NodeProto, name: str, default: list[int], length: int,
+                       minimum: int) -> list[int]:
+    """A list-of-ints attribute of the given length whose values are at least `minimum`."""
+    value = attribute(onnx_node, name, default)
+    if not isinstance(value, (list, tuple)) or len(value) != length or not all(isinstance(v, int) for v in value):
+        raise QccError(f"{node_label(graph, onnx_node)}: {name} must be {length} integers, got {value!r}")
+    if any(v < minimum for v in value):
+        raise QccError(f"{node_label(graph, onnx_node)}: {name} {list(value)} must be {minimum} or more")
+    return [int(v) for v in value]
 
 
 def node_label(graph: Graph, onnx_node: onnx.NodeProto) -> str:

@@ -13,7 +13,7 @@ import numpy as np
 
 from qcc.frontend.qdq import bias_codes, check_integer_types, weight_input
 from qcc.ir import Graph, Node
-from qcc.ops.base import Op, attribute, const_input, register, require
+from qcc.ops.base import Op, attribute, const_input, int_list_attribute, register, require
 from qcc.passes.range_analysis import product_sum_range
 from qcc.ops.quantized import (
     add_output,
@@ -35,7 +35,7 @@ def absorb_zero_pad(group, attrs: dict) -> list[str] | None:
     if pad is None or pad.op_type != "Pad" or group.g.single_consumer(pad.output[0]) is not group.node:
         return None
     dq = group.g.producer_of(pad.input[0], "DequantizeLinear")
-    mode = next((a.s.decode() for a in pad.attribute if a.name == "mode"), "constant")
+    mode = next((a.s.decode("utf-8", "replace") for a in pad.attribute if a.name == "mode"), "constant")
     pads = group.constant(pad.input[1]) if len(pad.input) > 1 and pad.input[1] else None
     value = group.constant(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else np.zeros(1, np.float32)
     if (dq is None or mode != "constant" or pads is None or value is None or value.size != 1 or float(value.reshape(())) != 0
@@ -105,15 +105,18 @@ class QLinearConv(Op):
         w_quant = read_quant(graph, onnx_node, 4, 5, "weight", axis=0)
         y_quant = read_quant(graph, onnx_node, 6, 7, "output")
         groups = int(attribute(onnx_node, "group", 1))
+        require(groups > 0, graph, onnx_node, f"group {groups} must be 1 or more")
         out_c, in_per_group, k_h, k_w = (int(d) for d in w.shape)
         require(x.shape[1] == in_per_group * groups, graph, onnx_node,
                 f"input has {x.shape[1]} channels but weights expect {in_per_group} x {groups} groups")
         require(out_c % groups == 0, graph, onnx_node, f"{out_c} output channels do not split into {groups} groups")
         require(w_quant.scale.size in (1, out_c), graph, onnx_node, "weight scale must have 1 or out_channels entries")
-        kernel = [int(k) for k in attribute(onnx_node, "kernel_shape", [k_h, k_w])]
+        kernel = int_list_attribute(graph, onnx_node, "kernel_shape", [k_h, k_w], 2, 1)
         require(kernel == [k_h, k_w], graph, onnx_node, f"kernel_shape {kernel} disagrees with the weights' {[k_h, k_w]}")
-        strides = [int(s) for s in attribute(onnx_node, "strides", [1, 1])]
-        dilations = [int(d) for d in attribute(onnx_node, "dilations", [1, 1])]
+        strides = int_list_attribute(graph, onnx_node, "strides", [1, 1], 2, 1)
+        dilations = int_list_attribute(graph, onnx_node, "dilations", [1, 1], 2, 1)
+        if attribute(onnx_node, "pads") is not None:
+            int_list_attribute(graph, onnx_node, "pads", [0, 0, 0, 0], 4, 0)
         auto_pad = attribute(onnx_node, "auto_pad", b"NOTSET")
         auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
         require(not (auto_pad.startswith("SAME") and dilations != [1, 1]), graph, onnx_node,

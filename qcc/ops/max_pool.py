@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcc.ir import Graph, Node
-from qcc.ops.base import Op, attribute, register, require
+from qcc.ops.base import Op, attribute, int_list_attribute, register, require
 from qcc.ops.conv import resolve_pads, window_output_size
 from qcc.ops.quantized import add_output, quantized_input
 
@@ -31,9 +31,11 @@ class MaxPool(Op):
         x = quantized_input(graph, onnx_node, 0, "input")
         require(len(x.shape) == 4, graph, onnx_node, f"only 2-D pooling (4-D input) is supported, got shape {x.shape}")
         require(len(onnx_node.output) == 1 or not onnx_node.output[1], graph, onnx_node, "the Indices output is not supported")
-        kernel = [int(k) for k in attribute(onnx_node, "kernel_shape")]
-        strides = [int(s) for s in attribute(onnx_node, "strides", [1, 1])]
-        dilations = [int(d) for d in attribute(onnx_node, "dilations", [1, 1])]
+        kernel = int_list_attribute(graph, onnx_node, "kernel_shape", None, 2, 1)
+        strides = int_list_attribute(graph, onnx_node, "strides", [1, 1], 2, 1)
+        dilations = int_list_attribute(graph, onnx_node, "dilations", [1, 1], 2, 1)
+        if attribute(onnx_node, "pads") is not None:
+            int_list_attribute(graph, onnx_node, "pads", [0, 0, 0, 0], 4, 0)
         ceil_mode = bool(attribute(onnx_node, "ceil_mode", 0))
         auto_pad = attribute(onnx_node, "auto_pad", b"NOTSET")
         auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad

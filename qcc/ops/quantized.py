@@ -27,12 +27,25 @@ def read_quant(
         raise QccError(f"{node_label(graph, onnx_node)}: the {what} scale must be a scalar (got shape {scale.shape})")
     if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
         raise QccError(f"{node_label(graph, onnx_node)}: the {what} scale must be positive and finite")
+    if np.any(scale < np.finfo(np.float32).tiny):
+        raise QccError(f"{node_label(graph, onnx_node)}: the {what} scale {float(scale.min()):g} is subnormal "
+                       "(below 2^-126); give a normal float32 scale")
+    if zero_index < len(onnx_node.input) and onnx_node.input[zero_index]:
+        zero_type = graph.tensors[onnx_node.input[zero_index]].dtype
+        if zero_type not in ("uint8", "int8"):
+            raise QccError(f"{node_label(graph, onnx_node)}: the {what} zero point is {zero_type}; it must be int8 or "
+                           "uint8 (so that it lies in the codes' range)")
+    if zero.size not in (1, scale.size):
+        raise QccError(f"{node_label(graph, onnx_node)}: the {what} zero point has {zero.size} values for "
+                       f"{scale.size} scales")
     if scale.size == 1:
         return QuantParams(scale.reshape(()), zero.reshape(()), None)
     return QuantParams(scale.reshape(-1), np.broadcast_to(zero.reshape(-1), scale.reshape(-1).shape).copy(), axis)
 
 
 def quantized_input(graph: Graph, onnx_node: onnx.NodeProto, index: int, what: str) -> Tensor:
+    if index >= len(onnx_node.input) or not onnx_node.input[index]:
+        raise QccError(f"{node_label(graph, onnx_node)}: the {what} is missing")
     tensor = graph.tensors.get(onnx_node.input[index])
     if tensor is None:
         raise QccError(f"{node_label(graph, onnx_node)}: input '{onnx_node.input[index]}' is not produced by any node")

@@ -99,7 +99,7 @@ def source_indices(in_shape, out_shape, scales, coordinate_mode: str, nearest_mo
 
 def _text(value, default: str) -> str:
     value = default if value is None else value
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
 @register
