@@ -50,7 +50,8 @@ def _parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--name", default="model", help="C symbol prefix and file name (default: model)")
-    p.add_argument("--golden", default="4", help="N seeded random input sets, or an .npz of inputs (default: 4)")
+    p.add_argument("--golden", help="N seeded random input sets, or an .npz of inputs (default: 4, fewer when the "
+                   "model's inputs and outputs are large: the golden data stays under 8 MiB)")
     p.add_argument("--float-io", action="store_true", help="float32 inputs and outputs, quantized in C")
 
     p = sub.add_parser("verify", help="compare the C, the reference interpreter and ONNX Runtime")

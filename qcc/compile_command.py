@@ -14,14 +14,34 @@ from qcc.pipeline import Compiled, Options, compile_model
 from qcc.sample_inputs import random_inputs
 
 
+# The golden test holds every case's inputs and expected outputs as C initializers (about four
+# characters of source per byte): beyond this many bytes it would be a slow, huge file.
+MAX_GOLDEN_BYTES = 8 * 2**20
+DEFAULT_GOLDEN_CASES = 4
+
+
+def _case_bytes(compiled: Compiled) -> int:
+    graph = compiled.graph
+    return sum(graph.tensor(name).nbytes for name in graph.inputs + graph.outputs)
+
+
 def golden_cases(compiled: Compiled, golden) -> list[list[np.ndarray]]:
     """--golden N (seeded random input sets) or --golden FILE.npz (arrays named after the inputs);
-    from Python, also a list of input sets."""
+    from Python, also a list of input sets. None: DEFAULT_GOLDEN_CASES, or as many as
+    MAX_GOLDEN_BYTES holds."""
     graph = compiled.graph
     if isinstance(golden, list):
         return golden
+    per_case = max(_case_bytes(compiled), 1)
+    fitting = MAX_GOLDEN_BYTES // per_case
+    if golden is None:
+        return random_inputs(graph, min(DEFAULT_GOLDEN_CASES, fitting), seed=0)
     if golden.isdigit():
-        return random_inputs(graph, int(golden), seed=0)
+        count = int(golden)
+        if count > fitting:
+            raise QccError(f"--golden {golden}: {count} cases of {per_case} bytes exceed the golden test's limit of "
+                           f"{MAX_GOLDEN_BYTES // 2**20} MiB; give at most {fitting}")
+        return random_inputs(graph, count, seed=0)
     path = Path(golden)
     if not path.is_file():
         raise QccError(f"{golden}: no such file (--golden takes a count or an .npz file)")
@@ -48,10 +68,13 @@ def golden_cases(compiled: Compiled, golden) -> list[list[np.ndarray]]:
             raise QccError(f"{golden}: the input arrays hold different numbers of cases")
         for case, row in zip(cases, batch):
             case.append(row.reshape(tensor.shape))
+    if cases and len(cases) * per_case > MAX_GOLDEN_BYTES:
+        raise QccError(f"{golden}: {len(cases)} cases of {per_case} bytes exceed the golden test's limit of "
+                       f"{MAX_GOLDEN_BYTES // 2**20} MiB; give at most {fitting}")
     return cases or []
 
 
-def compile_to_folder(model, out, options: Options, golden="4") -> tuple[Compiled, dict]:
+def compile_to_folder(model, out, options: Options, golden=None) -> tuple[Compiled, dict]:
     out_dir = Path(out)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file())):
         raise QccError(f"{out_dir}: exists and is not a qcc output folder; choose another -o or remove it")

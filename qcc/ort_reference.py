@@ -76,7 +76,10 @@ class Session:
         self.fallback_reason = fallback_reason  # ORT's error with the option, when built without it
 
     def run(self, output_names, feeds):
-        return self.ort_session.run(output_names, feeds)
+        try:
+            return self.ort_session.run(output_names, feeds)
+        except Exception as error:  # ORT's own refusal, in one line
+            raise QccError(f"ONNX Runtime fails to run the model: {_first_line(error)}") from None
 
     def get_inputs(self):
         return self.ort_session.get_inputs()
@@ -111,9 +114,18 @@ def session(model, optimized_model_path: str | None = None) -> Session:
     # (NOT_IMPLEMENTED), or a weight initializer two nodes share (FAIL: "Attempt to replace the
     # existing tensor"). Without it, ORT may build the session; if it cannot either, that error
     # is the model's.
-    reason = re.sub(r"^\[ONNXRuntimeError\] : \d+ : ", "", str(first_error).splitlines()[0]).split(". ")[0]
+    reason = _first_line(first_error).split(". ")[0]
     reason = reason if len(reason) <= 200 else reason[:197] + "..."
-    return Session(ort_session(model, False, optimized_model_path), False, reason)
+    try:
+        return Session(ort_session(model, False, optimized_model_path), False, reason)
+    except Exception as error:
+        raise QccError(f"ONNX Runtime cannot load the model: {_first_line(error)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    """ORT's message without its '[ONNXRuntimeError] : 9 : ' prefix, on one line."""
+    text = re.sub(r"^\[ONNXRuntimeError\] : \d+ : ", "", str(error).strip())
+    return " ".join(text.split())[:400]
 
 
 def optimized_model(model) -> onnx.ModelProto:

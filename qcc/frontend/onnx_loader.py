@@ -12,7 +12,7 @@ from onnx import numpy_helper
 from qcc import ops
 from qcc.errors import FloatNodeError, QccError, malformed
 from qcc.frontend.graph_index import default_opset
-from qcc.frontend.validate import MAX_ELEMENTS, validate
+from qcc.frontend.validate import MAX_TENSOR_ELEMENTS, validate
 from qcc.frontend import float_islands
 from qcc.ir import Graph, Tensor
 
@@ -80,8 +80,8 @@ def _fix_input_shapes(model: onnx.ModelProto, path: Path, input_shapes: dict[str
         count = 1
         for d in dims:
             count *= max(d.dim_value, 1)
-        if count > MAX_ELEMENTS:
-            raise QccError(f"{path}: input '{graph_input.name}' would have {count} elements; qcc's limit is 2^31 - 1")
+        if count > MAX_TENSOR_ELEMENTS:
+            raise QccError(f"{path}: input '{graph_input.name}' would have {count} elements; qcc's limit is 2^28 per tensor")
         for i, dim in enumerate(dims):
             if not dim.HasField("dim_value") or dim.dim_value <= 0:
                 label = dim.dim_param or "?"

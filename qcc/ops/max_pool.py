@@ -12,9 +12,11 @@ from qcc.ops.quantized import add_output, quantized_input
 
 
 def _has_real_tap(size, out, kernel, stride, dilation, pad_begin) -> bool:
-    return all(
-        any(0 <= o * stride - pad_begin + k * dilation < size for k in range(kernel)) for o in range(out)
-    )
+    """Whether every window has a tap inside the input: for window o, some k < kernel with
+    0 <= o*stride - pad_begin + k*dilation < size (the first such k, if any, by arithmetic)."""
+    start = np.arange(out, dtype=np.int64) * stride - pad_begin
+    first = np.maximum(-(start // dilation), 0)  # the first k whose tap is at 0 or beyond
+    return bool(np.all((first < kernel) & (start + first * dilation < size)))
 
 
 @register

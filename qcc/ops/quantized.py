@@ -11,6 +11,7 @@ import onnx
 from qcc.errors import QccError
 from qcc.ir import DTYPE_RANGE, QUANTIZED_DTYPES, Graph, Node, QuantParams, Tensor
 from qcc.numerics import SCHEMES
+from qcc.frontend.validate import MAX_TENSOR_ELEMENTS
 from qcc.ops.base import const_input, node_label
 
 
@@ -85,6 +86,10 @@ def bind_quant(graph: Graph, onnx_node: onnx.NodeProto, index: int, quant: Quant
 
 def add_output(graph: Graph, onnx_node: onnx.NodeProto, index: int, dtype: str, shape, quant=None) -> str:
     name = onnx_node.output[index]
+    count = int(np.prod([int(d) for d in shape], dtype=np.int64)) if len(shape) else 1
+    if count > MAX_TENSOR_ELEMENTS:
+        raise QccError(f"{node_label(graph, onnx_node)}: its output would have {count} elements; qcc's limit is 2^28 "
+                       "per tensor (more does not fit a microcontroller, and would not compile in reasonable time)")
     graph.tensors[name] = Tensor(name, dtype, tuple(int(d) for d in shape), None, quant)
     return name
 

@@ -42,44 +42,47 @@ ROUND_TIE_TOLERANCE = 1e-6
 NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")  # opset 10 has its own, "simple"
 
 
-def original_coordinate(mode: str, i: int, scale: np.float32, out_len: int, in_len: int) -> float:
-    """ORT's get_original_coordinate_ for output index i, every step rounded to float32."""
-    x, s, lo, li = F32(i), F32(scale), F32(out_len), F32(in_len)
-    if mode == "asymmetric":
-        return float(x / s)
-    if mode == "half_pixel":
-        return float((x + F32(0.5)) / s - F32(0.5))
-    if mode == "pytorch_half_pixel":
-        return float((x + F32(0.5)) / s - F32(0.5)) if lo > 1 else 0.0
-    if mode == "tf_half_pixel_for_nn":
-        return float((x + F32(0.5)) / s)
-    if mode == "align_corners":
-        return 0.0 if lo == 1 else float(x * (li - F32(1)) / (lo - F32(1)))
-    if mode == "half_pixel_symmetric":
-        output_width = s * li
-        adjustment = lo / output_width
-        center = li / F32(2)
-        offset = center * (F32(1) - adjustment)
-        # offset + (x + 0.5) / s - 0.5 with double literals: evaluated in double, then to float
-        return float(F32(float(offset) + (float(x) + 0.5) / float(s) - 0.5))
-    raise ValueError(mode)
+def original_coordinates(mode: str, out_len: int, scale: np.float32, in_len: int) -> np.ndarray:
+    """ORT's get_original_coordinate_ for every output index, each step rounded to float32 as ORT
+    computes it (numpy float32 arithmetic is the same IEEE arithmetic, element by element)."""
+    x, s, lo, li = np.arange(out_len, dtype=np.float32), F32(scale), F32(out_len), F32(in_len)
+    with np.errstate(all="ignore"):
+        if mode == "asymmetric":
+            result = x / s
+        elif mode == "half_pixel":
+            result = (x + F32(0.5)) / s - F32(0.5)
+        elif mode == "pytorch_half_pixel":
+            result = (x + F32(0.5)) / s - F32(0.5) if lo > 1 else np.zeros_like(x)
+        elif mode == "tf_half_pixel_for_nn":
+            result = (x + F32(0.5)) / s
+        elif mode == "align_corners":
+            result = np.zeros_like(x) if lo == 1 else x * (li - F32(1)) / (lo - F32(1))
+        elif mode == "half_pixel_symmetric":
+            output_width = s * li
+            adjustment = lo / output_width
+            center = li / F32(2)
+            offset = center * (F32(1) - adjustment)
+            # offset + (x + 0.5) / s - 0.5 with double literals: evaluated in double, then to float
+            result = (np.float64(offset) + (x.astype(np.float64) + 0.5) / np.float64(s) - 0.5).astype(np.float32)
+        else:
+            raise ValueError(mode)
+    return result.astype(np.float64)
 
 
-def nearest_pixel(mode: str, x: float, downsampling: bool) -> int:
-    """ORT's get_nearest_pixel_ on a float32 coordinate x (exact in a Python float)."""
+def nearest_pixels(mode: str, x: np.ndarray, downsampling: bool) -> np.ndarray:
+    """ORT's get_nearest_pixel_ on float32 coordinates (held exactly in float64)."""
     if mode == "simple":  # opset 10: truncation, or ceil when downsampling
-        return math.ceil(x) if downsampling else int(x)
+        return np.ceil(x) if downsampling else np.trunc(x)
     if mode == "floor":
-        return math.floor(x)
+        return np.floor(x)
     if mode == "ceil":
-        return math.ceil(x)
+        return np.ceil(x)
     # round_prefer_floor / round_prefer_ceil. ORT 1.32 takes a coordinate within 1e-6 of a half as
     # a tie (measured: 0.98e-6 below k + 0.5 is a tie, 1.01e-6 above is not; floor, ceil and opset
     # 10 have no such tolerance). Anything else goes to the nearest integer.
-    lower = math.floor(x)
-    if abs((x - lower) - 0.5) <= ROUND_TIE_TOLERANCE:
-        return lower if mode == "round_prefer_floor" else lower + 1
-    return math.floor(x + 0.5)
+    lower = np.floor(x)
+    tie = np.abs((x - lower) - 0.5) <= ROUND_TIE_TOLERANCE
+    return np.where(tie, lower if mode == "round_prefer_floor" else lower + 1, np.floor(x + 0.5))
 
 
 def source_indices(in_shape, out_shape, scales, coordinate_mode: str, nearest_mode: str) -> list[np.ndarray]:
@@ -91,9 +94,10 @@ def source_indices(in_shape, out_shape, scales, coordinate_mode: str, nearest_mo
         if F32(scale) == F32(1) and len(in_shape) > 1:
             result.append(np.arange(out_len))
             continue
-        idx = [nearest_pixel(nearest_mode, original_coordinate(coordinate_mode, i, scale, out_len, in_len), scale < 1)
-               for i in range(out_len)]
-        result.append(np.clip(np.array(idx, dtype=np.int64), 0, in_len - 1))
+        coordinates = original_coordinates(coordinate_mode, out_len, scale, in_len)
+        idx = nearest_pixels(nearest_mode, coordinates, scale < 1)
+        idx = np.nan_to_num(idx, nan=0.0, posinf=in_len - 1, neginf=0.0)
+        result.append(np.clip(idx, 0, in_len - 1).astype(np.int64))
     return result
 
 

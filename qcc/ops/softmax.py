@@ -149,9 +149,7 @@ class QLinearSoftmax(Op):
         a, p = node.attrs, node.params
         codes = x.astype(np.int64).reshape(a["outer"], a["depth"], a["inner"])  # rows along axis 1
         t = p["table"][codes - codes.max(axis=1, keepdims=True) + 255]
-        s = np.zeros((a["outer"], 1, a["inner"]), dtype=np.float32)
-        for j in range(a["depth"]):  # float32, one element after another
-            s = s + t[:, j:j + 1, :]
+        s = np.cumsum(t, axis=1, dtype=np.float32)[:, -1:, :]  # float32, one element after another
         q = np.rint(t.astype(np.float64) * float(p["y_factor"]) / s.astype(np.float64))  # double, half to even
         q = np.minimum(np.maximum(q + z_y, p["lo"]), p["hi"])
         return [q.astype(y.dtype).reshape(y.shape)]
