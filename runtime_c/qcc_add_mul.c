@@ -207,7 +207,9 @@ static inline uint8_t qcc_mul_code(const qcc_qlinear_mul_params *q, int32_t prod
         const int overflow = units > 39 || ((uint64_t)kept << units) >= q->overflow_at;
         return (uint8_t)(prod > 0 && !overflow ? q->hi : q->lo);
     }
-    if (position >= 0) {
+    if (kept == 0u) {
+        scaled = 0u; /* p == 0: the shift below may exceed 63 for a large r, which C leaves undefined */
+    } else if (position >= 0) {
         scaled = (uint64_t)kept << position;
     } else if (position > -32) {
         scaled = (uint64_t)((kept >> -position) | (uint32_t)((kept & ((1u << -position) - 1u)) != 0u));
