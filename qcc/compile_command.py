@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -82,6 +83,9 @@ def compile_to_folder(model, out, options: Options, golden=None) -> tuple[Compil
     cases = golden_cases(compiled, golden)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.qcc-", dir=out_dir.parent))
+    umask = os.umask(0)  # mkdtemp makes 0700; the folder gets the mode any new folder would
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)
     try:
         manifest = write_output(compiled, staging, cases)
         if out_dir.exists():

@@ -128,3 +128,14 @@ def test_extreme_output_scales_are_exact_or_refused_by_name(tmp_path, op, y_scal
         check_exact(g.model(), tmp_path, n_random=4)
     except QccError as error:
         assert op == "QLinearAdd" and "scale ratios" in str(error), error
+
+
+def test_the_output_folder_gets_the_umask_mode(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        assert compile_cli(tmp_path, conv_model().SerializeToString()).returncode == 0
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o755  # (the subprocess inherited umask 022)

@@ -97,7 +97,8 @@ def topological_sort(graph: onnx.GraphProto) -> None:
     while pending:
         ready = [n for n in pending if all(i in produced for i in n.input)]
         if not ready:
-            raise QccError("the graph has a cycle")
+            stuck = pending[0]
+            raise QccError(f"the graph has a cycle through node '{stuck.name or stuck.output[0]}' ({stuck.op_type})")
         for n in ready:
             ordered.append(n)
             produced.update(n.output)
