@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from qcc.errors import QccError
 from qcc.ir import Graph
 from qcc.ops import op_named
 
@@ -109,6 +110,9 @@ def plan(graph: Graph) -> MemoryPlan:
         for t in groups[r]:
             storage[t] = storage_r
         arena_bytes = max(arena_bytes, offset + size)
+    if arena_bytes >= 2**31:
+        raise QccError(f"{graph.source}: the tensors alive at once need an arena of {arena_bytes} bytes; qcc's limit is "
+                       "2^31 - 1 (a 32-bit address space)")
     return MemoryPlan(storage, _align(arena_bytes), resolved, scratch)
 
 
