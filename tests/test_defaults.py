@@ -164,6 +164,21 @@ def test_per_channel_weight_axis_of_a_matrix_product(tmp_path, op, axis):
         exact(model, tmp_path)
 
 
+@pytest.mark.parametrize("axis", [None, 0, 1])
+def test_per_channel_conv_weight_axis(tmp_path, axis):
+    """Conv weights (4, 4, 3, 3) with 4 scales: ORT fuses every axis into QLinearConv and reads the
+    scales per output channel, axis 1 (the default, per input channel in ONNX) included; qcc
+    computes what ORT does (measured)."""
+    g = QdqGraph(13, seed=6)
+    x = g.qdq(g.input("x", [1, 4, 6, 6]), S, 128)
+    attrs = {} if axis is None else {"axis": axis}
+    w = g.node("DequantizeLinear", [g.const(g.rng.integers(-127, 128, (4, 4, 3, 3)).astype(np.int8)),
+                                    g.const(np.array([0.01, 0.02, 0.005, 0.03], np.float32)), g.const(np.zeros(4, np.int8))],
+               **attrs)
+    g.output(g.dequantize(g.quantize(g.node("Conv", [x, w], name="conv", pads=[1, 1, 1, 1]), S, 100), S, 100))
+    assert [n.op for n in exact(g.model(), tmp_path).graph.nodes] == ["QLinearConv"]
+
+
 # --- byte movers whose inputs and attributes changed across opsets ---
 
 MOVERS = {

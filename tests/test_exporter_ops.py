@@ -64,13 +64,28 @@ def test_matmul_with_a_constant_batched_right_side(tmp_path, a_shape, b_shape):
     assert sum(n.op == "QLinearMatMul" for n in compiled.graph.nodes) == int(np.prod(expected))
 
 
-@pytest.mark.parametrize("where", ["input", "output"])
+def test_qlinear_matmul_with_a_3d_constant_b_as_onnx_node_tests_write_it(tmp_path):
+    """ONNX's own QLinearMatMul node test shape: A (2, 2, 4) times a constant B (2, 4, 3)."""
+    g = QdqGraph(13, seed=9)
+    inputs = [g.input("a", [2, 2, 4], np.uint8), g.const(np.float32(0.0066)), g.const(np.uint8(113)),
+              g.const(g.rng.integers(0, 256, (2, 4, 3)).astype(np.uint8)), g.const(np.float32(0.00705)),
+              g.const(np.uint8(114)), g.const(np.float32(0.0107)), g.const(np.uint8(118))]
+    g.output(g.node("QLinearMatMul", inputs, name="mm"), "y", np.uint8, [2, 2, 3])
+    compiled = check_exact(g.model(), tmp_path, n_random=4)
+    assert sum(n.op == "QLinearMatMul" for n in compiled.graph.nodes) == 2
+
+
+@pytest.mark.parametrize("where", ["input", "output", "transposed input"])
 def test_flatten_at_the_float_boundary_moves_onto_the_codes(tmp_path, where):
     """A QOperator model whose float input is flattened before its QuantizeLinear (or whose
     dequantized output is flattened): ORT flattens floats, qcc the codes; the values are the same."""
     g = QdqGraph(13)
     x = g.input("x", [1, 2, 3, 4])
-    x = g.node("Flatten", [x], name="flatten") if where == "input" else g.node("Reshape", [x, g.const(np.array([1, 24], np.int64))])
+    if where == "transposed input":  # ORT moves this QuantizeLinear before the Transpose (QDQ propagation)
+        x = g.node("Reshape", [g.node("Transpose", [x], perm=[0, 2, 3, 1]), g.const(np.array([1, 24], np.int64))])
+    else:
+        x = g.node("Flatten", [x], name="flatten") if where == "input" else \
+            g.node("Reshape", [x, g.const(np.array([1, 24], np.int64))])
     q = g.quantize(x, 0.05, 128)
     w = g.const(g.rng.integers(-127, 128, (24, 6)).astype(np.int8))
     y = g.node("QLinearMatMul", [q, g.const(np.float32(0.05)), g.const(np.uint8(128)), w, g.const(np.float32(0.01)),

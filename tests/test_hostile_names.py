@@ -6,6 +6,7 @@ parses every file, and none of the text becomes code."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import numpy as np
@@ -61,6 +62,9 @@ def test_hostile_names_never_become_code(tmp_path, fake_libc):
             ast = parse(out / source, fake_libc)
             names = {getattr(d, "name", None) for d in ast.ext}
             assert "injected_by_name" not in names and "injected_macro" not in names
+    manifest = json.loads((out / "model.json").read_text())  # the names stay data there, exactly
+    assert [o["name"] for o in manifest["outputs"]] == HOSTILE[8:]
+    assert manifest["inputs"][0]["name"] == HOSTILE[0]
     header = (out / "model.h").read_text()
     assert all(len(line) < 400 for line in header.splitlines())  # the 10,000-character name is cut
     macros = [line.split()[1] for line in header.splitlines() if line.startswith("#define")]
