@@ -9,8 +9,8 @@ from pathlib import Path
 import onnx
 
 from qcc.errors import FloatNodeError, QccError, malformed
-from qcc.frontend import (batched_matmul, boundary_movers, constant_folding, float_islands, matmul_add_fusion, node_elimination, qdq, qdq_propagation,
-                          subgraph, weight_bias_quantization)
+from qcc.frontend import (batched_matmul, boundary_movers, constant_folding, float_islands, matmul_add_fusion,
+                          node_elimination, qdq, qdq_propagation, subgraph, weight_bias_quantization)
 from qcc.frontend.onnx_loader import import_graph, load_model, refuse_dynamic_quantization
 from qcc.ir import Graph
 from qcc.numerics import SCHEMES

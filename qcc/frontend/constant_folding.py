@@ -15,6 +15,7 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from qcc.errors import QccError
+from qcc.frontend.graph_index import attribute
 
 _KEEP = {"QuantizeLinear", "DequantizeLinear"}
 
@@ -52,8 +53,7 @@ def fold(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     for node in graph.node:
         inputs = [name for name in node.input if name]
         if node.op_type == "Shape" and node.input[0] in shapes and node.domain in ("", "ai.onnx"):
-            start = int(next((helper.get_attribute_value(a) for a in node.attribute if a.name == "start"), 0))
-            end = next((helper.get_attribute_value(a) for a in node.attribute if a.name == "end"), None)
+            start, end = int(attribute(node, "start", 0)), attribute(node, "end")
             known[node.output[0]] = np.array(shapes[node.input[0]][start:end], dtype=np.int64)
         elif node.op_type not in _KEEP and node.domain in ("", "ai.onnx") and all(name in known for name in inputs):
             try:

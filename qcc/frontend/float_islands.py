@@ -18,15 +18,11 @@ import onnx
 from onnx import helper, numpy_helper
 
 from qcc.errors import QccError
-from qcc.frontend.graph_index import GraphIndex, default_opset
+from qcc.frontend.graph_index import GraphIndex, attribute, default_opset
 from qcc.numerics.quantize_linear import codes_in_byte_order, dequantize_linear, quantize_linear
 
 LOOKUP_DOMAIN = "ai.qcc"
 _DTYPES = {onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT8: "int8"}
-
-
-def _attr(node, name, default):
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
 def _per_channel(value: np.ndarray, channels: int, where: str) -> np.ndarray:
@@ -50,7 +46,7 @@ class _NotElementwise(Exception):
 # (IEEE-754 exact for + - * / sqrt, max, min).
 def _batch_normalization(node, inputs, channels):
     x, scale, bias, mean, var = inputs
-    eps = np.float32(_attr(node, "epsilon", 1e-5))
+    eps = np.float32(attribute(node, "epsilon", 1e-5))
     # core/providers/cpu/nn/batch_norm.h: inv_std = 1/sqrt(var + eps); new_scale = inv_std * scale;
     # new_bias = B - mean * new_scale; y = x * new_scale + new_bias (each step rounded to float32)
     inv_std = np.float32(1) / np.sqrt(var + eps)
@@ -69,7 +65,7 @@ def _clip(node, inputs, channels):
 
 
 def _leaky_relu(node, inputs, channels):
-    alpha = np.float32(_attr(node, "alpha", 0.01))
+    alpha = np.float32(attribute(node, "alpha", 0.01))
     return np.where(inputs[0] >= 0, inputs[0], alpha * inputs[0])
 
 
@@ -79,7 +75,7 @@ def _prelu(node, inputs, channels):
 
 
 def _hard_sigmoid(node, inputs, channels):
-    alpha, beta = np.float32(_attr(node, "alpha", 0.2)), np.float32(_attr(node, "beta", 0.5))
+    alpha, beta = np.float32(attribute(node, "alpha", 0.2)), np.float32(attribute(node, "beta", 0.5))
     return np.maximum(np.minimum(alpha * inputs[0] + beta, np.float32(1)), np.float32(0))
 
 
@@ -121,7 +117,7 @@ def _operand(index: GraphIndex, name: str) -> np.ndarray | None:
         return None
     if s.size > 1:  # per-axis parameters line up with the DequantizeLinear's axis
         shape = [1] * q.ndim
-        shape[_attr(dq, "axis", 1)] = -1
+        shape[attribute(dq, "axis", 1)] = -1
         s, z = s.reshape(shape), z.reshape(shape)
     return dequantize_linear(q, s, z)
 

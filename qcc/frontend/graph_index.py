@@ -14,12 +14,20 @@ from qcc.errors import QccError
 FLT_MAX = float(np.finfo(np.float32).max)
 
 
+def attribute(node: onnx.NodeProto, name: str, default=None):
+    """A node's attribute value (strings decoded; undecodable bytes become U+FFFD, so that the
+    reader's own check refuses the value by name), or the default."""
+    for attr in node.attribute:
+        if attr.name == name:
+            value = helper.get_attribute_value(attr)
+            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    return default
+
+
 def quantize_output_type(node: onnx.NodeProto, zero_point_type: int | None) -> int:
     """A QuantizeLinear's output element type: its zero point's, else the output_dtype attribute
     (opset 21), else uint8."""
-    if zero_point_type:
-        return zero_point_type
-    return next((a.i for a in node.attribute if a.name == "output_dtype" and a.i), onnx.TensorProto.UINT8)
+    return zero_point_type or attribute(node, "output_dtype", 0) or onnx.TensorProto.UINT8
 
 
 def default_opset(model: onnx.ModelProto) -> int:
@@ -69,8 +77,7 @@ class GraphIndex:
         bound is computed at run time."""
         defaults = (np.float32(-FLT_MAX), np.float32(FLT_MAX))
         if self.opset < 11:
-            return tuple(np.float32(next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), d))
-                         for name, d in zip(("min", "max"), defaults))
+            return tuple(np.float32(attribute(node, name, d)) for name, d in zip(("min", "max"), defaults))
         bounds = []
         for i, default in zip((1, 2), defaults):
             name = node.input[i] if len(node.input) > i else ""

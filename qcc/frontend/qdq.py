@@ -19,7 +19,7 @@ from onnx import helper, numpy_helper
 
 from qcc.errors import FloatNodeError, QccError, malformed
 from qcc.frontend import float_islands
-from qcc.frontend.graph_index import GraphIndex, default_opset
+from qcc.frontend.graph_index import GraphIndex, attribute, default_opset
 
 
 class NotFused(Exception):
@@ -122,9 +122,8 @@ class QdqGroup:
         return [*self.skipped, *(q for q in self.output_qs if q is not None)]
 
     def attributes(self) -> dict:
-        """The float node's attributes, strings decoded (undecodable bytes become U+FFFD)."""
-        values = {a.name: helper.get_attribute_value(a) for a in self.node.attribute}
-        return {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in values.items()}
+        """The float node's attributes, strings decoded (graph_index.attribute)."""
+        return {a.name: attribute(self.node, a.name) for a in self.node.attribute}
 
 
 _INTEGER_TYPES = {onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT8: "int8"}

@@ -23,7 +23,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from qcc.errors import QccError
-from qcc.frontend.graph_index import GraphIndex, default_opset, topological_sort
+from qcc.frontend.graph_index import GraphIndex, attribute, default_opset, topological_sort
 
 
 def _reaches_quantize_linear(index: GraphIndex, node: onnx.NodeProto) -> bool:
@@ -39,10 +39,6 @@ def _reaches_quantize_linear(index: GraphIndex, node: onnx.NodeProto) -> bool:
         if readers[0].op_type not in ("Relu", "Clip"):
             return False
         current = readers[0]
-
-
-def _attribute(node: onnx.NodeProto, name: str, default):
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
 def quantize_biases(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
@@ -66,13 +62,13 @@ def quantize_biases(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
         per_channel = not (w_scale.size == 1 and w_scale.ndim <= 1)
         if per_channel:
             weight_rank = len(index.initializers[w_dq.input[0]].dims) if w_dq.input[0] in index.initializers else None
-            axis = _attribute(w_dq, "axis", 1)
+            axis = attribute(w_dq, "axis", 1)
             if axis < 0:
                 if weight_rank is None:
                     continue
                 axis += weight_rank
-            expected = 0 if node.op_type == "Conv" or _attribute(node, "transB", 0) else 1
-            if w_scale.ndim != 1 or w_scale.size != bias.size or _attribute(w_dq, "block_size", 0) or axis != expected:
+            expected = 0 if node.op_type == "Conv" or attribute(node, "transB", 0) else 1
+            if w_scale.ndim != 1 or w_scale.size != bias.size or attribute(w_dq, "block_size", 0) or axis != expected:
                 continue
         scale = (np.float32(x_scale.reshape(())) * w_scale.astype(np.float32)).astype(np.float32)
         with np.errstate(divide="ignore", over="ignore", invalid="ignore"):

@@ -13,6 +13,7 @@ import numpy as np
 import onnx
 
 from qcc.errors import QccError
+from qcc.frontend.graph_index import attribute  # noqa: F401 (the op modules read attributes through base)
 from qcc.ir import Graph, Node
 
 if TYPE_CHECKING:
@@ -116,16 +117,6 @@ def supported_onnx_ops() -> list[str]:
 
 
 # --- helpers shared by the op modules -------------------------------------------------------
-
-
-def attribute(onnx_node: onnx.NodeProto, name: str, default=None):
-    """An attribute's value (strings decoded; undecodable bytes become U+FFFD, so that the op's
-    own check refuses the value by name), or the default."""
-    for attr in onnx_node.attribute:
-        if attr.name == name:
-            value = onnx.helper.get_attribute_value(attr)
-            return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-    return default
 
 
 def int_list_attribute(graph: Graph, onnx_node: onnx.NodeProto, name: str, default: list[int], length: int,

@@ -35,7 +35,7 @@ def absorb_zero_pad(group, attrs: dict) -> list[str] | None:
     if pad is None or pad.op_type != "Pad" or group.g.single_consumer(pad.output[0]) is not group.node:
         return None
     dq = group.g.producer_of(pad.input[0], "DequantizeLinear")
-    mode = next((a.s.decode("utf-8", "replace") for a in pad.attribute if a.name == "mode"), "constant")
+    mode = attribute(pad, "mode", "constant")
     pads = group.constant(pad.input[1]) if len(pad.input) > 1 and pad.input[1] else None
     value = group.constant(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else np.zeros(1, np.float32)
     if (dq is None or mode != "constant" or pads is None or value is None or value.size != 1 or float(value.reshape(())) != 0

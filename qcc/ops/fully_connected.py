@@ -151,7 +151,7 @@ class QLinearMatMul(_ConstantRightMatMul):
         scale, codes = group.constant(b[1]), group.constant(b[0])
         if scale is not None and scale.size > 1 and codes is not None:
             rank = codes.ndim
-            axis = next((attr.i for attr in group.dq[1].attribute if attr.name == "axis"), 1)
+            axis = attribute(group.dq[1], "axis", 1)
             if axis % max(rank, 1) != rank - 1:  # measured: ORT fuses per-column B only
                 raise NotFused(f"its B is quantized per row (DequantizeLinear axis {axis}), not per column")
         return [group.replacement("QLinearMatMul", [*a, *b, y[1], y[2]])]

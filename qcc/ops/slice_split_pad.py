@@ -336,7 +336,7 @@ class Pad(Op):
             return [group.node]
         node = group.on_codes()
         y = group.quantized_output()
-        mode = next((a.s.decode("utf-8", "replace") for a in node.attribute if a.name == "mode"), "constant")
+        mode = attribute(node, "mode", "constant")
         if mode == "constant":
             # The float pad value (0.0 when the input is absent) becomes the code ORT's QuantizeLinear
             # gives it: the zero point for 0.0, not code 0.
