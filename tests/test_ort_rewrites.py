@@ -262,3 +262,45 @@ def test_a_float_bias_is_quantized_with_orts_float32_arithmetic(tmp_path):
     node = compile_model(path, Options()).graph.nodes[0]
     assert node.op == "QLinearConv" and np.array_equal(node.attrs["bias"], expected)
     check_exact(model, tmp_path, n_random=3)
+
+
+def test_the_rewrites_keep_the_exporters_node_order(tmp_path):
+    """The node order is the C's execution order, which the memory plan follows. A model written
+    depth-first (each branch's layers together, as PyTorch and tf2onnx write them) goes through the
+    QDQ propagation, which inserts nodes and restores a topological order: the branches must stay
+    in the exporter's order, not be interleaved level by level."""
+    g = QdqGraph(13)
+    x = g.qdq(g.input("x", [1, 4, 8, 8]), S_X, 128)
+    branches = []
+    for b in "ab":
+        y = x
+        for depth in range(3):
+            y = g.node("Conv", [y, g.weights((4, 4, 1, 1), S_W)], name=f"{b}{depth}")
+            y = g.qdq(y, S_X, 128)
+        branches.append(g.node("Transpose", [y], perm=[0, 1, 3, 2]))  # Q/DQ propagate across it
+    g.output(g.dequantize(g.quantize(g.node("Concat", branches, axis=1), S_X, 128), S_X, 128))
+    model = g.model()
+    assert ort_runs_as_integers(model)
+    compiled = check_exact(model, tmp_path, n_random=2)
+    convs = [n.name for n in compiled.graph.nodes if n.op == "QLinearConv"]
+    assert convs == ["a0", "a1", "a2", "b0", "b1", "b2"]
+
+
+def test_topological_sort_moves_only_what_must_move():
+    """Nodes already in order keep it; an appended node moves to just before its first reader; a
+    cycle is refused by name."""
+    from onnx import TensorProto, helper
+
+    from qcc.frontend.graph_index import topological_sort
+
+    def relu(source, result, name=None):
+        return helper.make_node("Relu", [source], [result], name=name or result)
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([relu("x", "a1"), relu("a1q", "a2"), relu("x", "b1"), relu("b1", "b2"), relu("a1", "a1q")],
+                              "g", [x], [])
+    topological_sort(graph)
+    assert [n.name for n in graph.node] == ["a1", "a1q", "a2", "b1", "b2"]
+    cycle = helper.make_graph([relu("z", "y", "first"), relu("y", "z", "second")], "g", [x], [])
+    with pytest.raises(QccError, match=r"cycle through node 'first' \(Relu\)"):
+        topological_sort(cycle)

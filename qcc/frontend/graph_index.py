@@ -98,17 +98,29 @@ class GraphIndex:
 
 
 def topological_sort(graph: onnx.GraphProto) -> None:
-    """Reorder the nodes so that each comes after the producers of its inputs (after a pass added some)."""
-    produced = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    pending, ordered = list(graph.node), []
-    while pending:
-        ready = [n for n in pending if all(i in produced for i in n.input)]
-        if not ready:
-            stuck = pending[0]
-            raise QccError(f"the graph has a cycle through node '{stuck.name or stuck.output[0]}' ({stuck.op_type})")
-        for n in ready:
-            ordered.append(n)
-            produced.update(n.output)
-        pending = [n for n in pending if n not in ready]
+    """Reorder the nodes so that each comes after the producers of its inputs, after a pass appended
+    some. The node order is the execution order, which the memory plan follows: nodes already in
+    order keep it, and each appended node moves to just before its first reader (a depth-first
+    walk in the given order, each node after its producers)."""
+    nodes = list(graph.node)
+    producer = {name: i for i, node in enumerate(nodes) for name in node.output}
+    placed, on_path, ordered = [False] * len(nodes), [False] * len(nodes), []
+    for root in range(len(nodes)):
+        if placed[root]:
+            continue
+        path, on_path[root] = [root], True
+        while path:
+            node = nodes[path[-1]]
+            waiting = next((producer[name] for name in node.input if name in producer and not placed[producer[name]]), None)
+            if waiting is None:
+                placed[path[-1]], on_path[path[-1]] = True, False
+                ordered.append(node)
+                path.pop()
+            elif on_path[waiting]:
+                stuck = nodes[waiting]
+                raise QccError(f"the graph has a cycle through node '{stuck.name or stuck.output[0]}' ({stuck.op_type})")
+            else:
+                on_path[waiting] = True
+                path.append(waiting)
     del graph.node[:]
     graph.node.extend(ordered)

@@ -45,17 +45,16 @@ def cut(model: onnx.ModelProto, inputs: list[str], outputs: list[str], source: s
                     "cut at 8-bit codes or at the output of a DequantizeLinear")
             raise QccError(f"{source}: --outputs names '{name}', a float tensor that {producer.op_type} computes; the C "
                            f"returns codes: {hint}")
-    kept, pending, seen = [], list(outputs), set(inputs)
+    kept_ids, pending, seen = set(), list(outputs), set(inputs)
     while pending:
         name = pending.pop()
         if name in seen:
             continue
         seen.add(name)
         node = index.producer.get(name)
-        if node is not None and not any(node is k for k in kept):
-            kept.append(node)
+        if node is not None and id(node) not in kept_ids:
+            kept_ids.add(id(node))
             pending.extend(n for n in node.input if n)
-    kept_ids = {id(n) for n in kept}
     ordered = [n for n in graph.node if id(n) in kept_ids]
     read = {name for node in ordered for name in node.input} | set(outputs)
     graph_inputs = [i for i in graph.input if i.name in read and i.name not in index.initializers]
