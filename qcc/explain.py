@@ -32,7 +32,7 @@ from qcc.errors import QccError
 from qcc.ir import DTYPE_RANGE, Graph, Node
 from qcc.numerics import SCHEMES
 from qcc.ops.quantized import as_int8_weights
-from qcc.passes.range_analysis import AccumulatorRange, sum_range
+from qcc.numerics.accumulator_range import AccumulatorRange, sum_range
 from qcc.pipeline import Options, compile_model
 from qcc.sample_inputs import random_inputs
 

@@ -15,6 +15,8 @@ import numpy as np
 # ONNX element types that qcc reads, by name; the name doubles as the numpy dtype.
 QUANTIZED_DTYPES = ("int8", "uint8")
 DTYPE_RANGE = {"int8": (-128, 127), "uint8": (0, 255)}
+# Elements of one activation tensor: more fits no microcontroller and takes no reasonable compile.
+MAX_TENSOR_ELEMENTS = 2**28
 C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "int32": "int32_t", "int64": "int64_t", "float32": "float"}
 
 
@@ -58,7 +60,7 @@ class Tensor:
 
 @dataclass
 class Node:
-    op: str  # the qcc op name, which is also its key in qcc.ops.registry
+    op: str  # the qcc op name, which is also its key in the op registry (qcc.ops.base)
     name: str  # the ONNX node name (or a generated one), used in messages and the manifest
     inputs: list[str]
     outputs: list[str]
@@ -95,8 +97,21 @@ class Graph:
     def consumers(self, tensor_name: str) -> list[Node]:
         return [node for node in self.nodes if tensor_name in node.inputs]
 
-    def rename_tensor_uses(self, old: str, new: str) -> None:
-        """Point every reader of `old` (nodes and graph outputs) at `new`."""
-        for node in self.nodes:
-            node.inputs = [new if name == old else name for name in node.inputs]
-        self.outputs = [new if name == old else name for name in self.outputs]
+
+# The memory plan (qcc/passes/memory_plan.py computes it): where each tensor lives at run time.
+@dataclass
+class Storage:
+    kind: str  # "arena", "input", "output" or "const"
+    offset: int = 0  # byte offset in the arena
+    index: int = 0  # argument position, for inputs and outputs
+
+
+@dataclass
+class MemoryPlan:
+    storage: dict[str, Storage]
+    arena_bytes: int
+    root: dict[str, str]  # tensor -> the tensor whose buffer it uses
+    scratch: dict[int, int]  # node index -> arena offset of its scratch buffer
+
+    def same_storage(self, a: str, b: str) -> bool:
+        return self.root[a] == self.root[b]

@@ -12,7 +12,7 @@ from qcc.errors import FloatNodeError, QccError, malformed
 from qcc.frontend import (batched_matmul, boundary_movers, constant_folding, float_islands, matmul_add_fusion,
                           node_elimination, qdq, qdq_propagation, subgraph, weight_bias_quantization)
 from qcc.frontend.onnx_loader import import_graph, load_model, refuse_dynamic_quantization
-from qcc.ir import Graph
+from qcc.ir import Graph, MemoryPlan
 from qcc.numerics import SCHEMES
 from qcc.ops import op_named
 from qcc.passes import fold_activations, io_boundary, memory_plan, range_analysis
@@ -33,7 +33,7 @@ class Options:
 @dataclass
 class Compiled:
     graph: Graph
-    plan: memory_plan.MemoryPlan
+    plan: MemoryPlan
     options: Options
     warnings: list[str] = field(default_factory=list)
     # With --inputs/--outputs: the cut model (what ORT must agree with) and what was left out.

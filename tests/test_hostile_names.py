@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 
-import numpy as np
 import onnx
 import pytest
 

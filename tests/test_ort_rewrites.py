@@ -291,7 +291,7 @@ def test_topological_sort_moves_only_what_must_move():
     cycle is refused by name."""
     from onnx import TensorProto, helper
 
-    from qcc.frontend.graph_index import topological_sort
+    from qcc.onnx_graph import topological_sort
 
     def relu(source, result, name=None):
         return helper.make_node("Relu", [source], [result], name=name or result)

@@ -7,7 +7,7 @@ from helpers import check_exact
 from models import cnn96, quantize
 from qcc.cli import main
 from qcc.pipeline import Options, compile_model
-from qcc.passes.range_analysis import product_sum_range
+from qcc.numerics.accumulator_range import product_sum_range
 from test_op_conv import qlinearconv_model
 
 

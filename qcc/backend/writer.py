@@ -12,7 +12,7 @@ import numpy as np
 
 from qcc import __version__, reference
 from qcc.backend.assets import asset_dir
-from qcc.backend.c_emitter import (CEmitter, c_comment_text, c_float_literal, c_identifier, c_string_literal,
+from qcc.ops.c_emitter import (CEmitter, c_comment_text, c_float_literal, c_identifier, c_string_literal,
                                    format_values)
 from qcc.ir import C_TYPES
 from qcc.ops import op_named

@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from qcc.frontend.graph_index import GraphIndex, topological_sort
+from qcc.onnx_graph import GraphIndex, topological_sort
 
 
 def split(model: onnx.ModelProto) -> onnx.ModelProto:

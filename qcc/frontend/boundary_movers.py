@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import onnx
 
-from qcc.frontend.graph_index import GraphIndex, topological_sort
+from qcc.onnx_graph import GraphIndex, topological_sort
 
 _MOVERS = {"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity"}
 

@@ -15,7 +15,7 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from qcc.errors import QccError
-from qcc.frontend.graph_index import attribute
+from qcc.onnx_graph import attribute
 
 _KEEP = {"QuantizeLinear", "DequantizeLinear"}
 

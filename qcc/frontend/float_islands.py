@@ -18,7 +18,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from qcc.errors import QccError
-from qcc.frontend.graph_index import GraphIndex, attribute, default_opset
+from qcc.onnx_graph import GraphIndex, attribute, default_opset
 from qcc.numerics.quantize_linear import codes_in_byte_order, dequantize_linear, quantize_linear
 
 LOOKUP_DOMAIN = "ai.qcc"

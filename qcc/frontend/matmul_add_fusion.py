@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from qcc.frontend.graph_index import GraphIndex, default_opset, topological_sort
+from qcc.onnx_graph import GraphIndex, default_opset, topological_sort
 
 _FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from qcc.frontend.graph_index import GraphIndex
+from qcc.onnx_graph import GraphIndex
 
 
 def _can_remove(index: GraphIndex, node: onnx.NodeProto) -> bool:

@@ -11,10 +11,9 @@ from onnx import numpy_helper
 
 from qcc import ops
 from qcc.errors import FloatNodeError, QccError, malformed
-from qcc.frontend.graph_index import default_opset
-from qcc.frontend.validate import MAX_TENSOR_ELEMENTS, validate
-from qcc.frontend import float_islands
-from qcc.ir import Graph, Tensor
+from qcc.onnx_graph import default_opset
+from qcc.frontend.validate import validate
+from qcc.ir import MAX_TENSOR_ELEMENTS, Graph, Tensor
 
 _DTYPES = {
     onnx.TensorProto.FLOAT: "float32",

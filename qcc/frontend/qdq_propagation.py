@@ -23,7 +23,7 @@ import itertools
 import onnx
 from onnx import defs, helper
 
-from qcc.frontend.graph_index import GraphIndex, default_opset, topological_sort
+from qcc.onnx_graph import GraphIndex, default_opset, topological_sort
 
 _MIN_VERSION = {"Reshape": 5, "Transpose": 1, "Squeeze": 1, "Unsqueeze": 1, "Slice": 1, "MaxPool": 12}
 

@@ -18,7 +18,7 @@ import onnx
 from onnx import helper
 
 from qcc.errors import QccError
-from qcc.frontend.graph_index import GraphIndex
+from qcc.onnx_graph import GraphIndex
 
 
 def _names(index: GraphIndex, names: list[str], what: str, source: str) -> list[str]:

@@ -18,8 +18,6 @@ from qcc.errors import QccError
 # the runtime kernels and a microcontroller's address space use.
 MAX_ELEMENTS = 2**31 - 1
 MAX_CONSTANT_BYTES = 2**31 - 1
-# Elements of one activation tensor: more fits no microcontroller and takes no reasonable compile.
-MAX_TENSOR_ELEMENTS = 2**28
 _READABLE_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.UINT8, onnx.TensorProto.INT8, onnx.TensorProto.INT32,
                    onnx.TensorProto.INT64, onnx.TensorProto.INT16, onnx.TensorProto.UINT16, onnx.TensorProto.DOUBLE,
                    onnx.TensorProto.FLOAT16, onnx.TensorProto.BOOL, onnx.TensorProto.UINT32, onnx.TensorProto.UINT64}

@@ -23,7 +23,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from qcc.errors import QccError
-from qcc.frontend.graph_index import GraphIndex, attribute, default_opset, topological_sort
+from qcc.onnx_graph import GraphIndex, attribute, default_opset, topological_sort
 
 
 def _reaches_quantize_linear(index: GraphIndex, node: onnx.NodeProto) -> bool:

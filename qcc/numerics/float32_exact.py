@@ -95,7 +95,3 @@ def fma(a, b, c) -> float:
     if _special(a, b, c):
         return float(a) * float(b) + float(c)  # a*b of float32 operands is exact in float64
     return round_to_float32(exact(a) * exact(b) + exact(c))
-
-
-def is_float32(value: float) -> bool:
-    return not math.isfinite(value) or round_to_float32(value) == value

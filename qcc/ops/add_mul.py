@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcc.errors import QccError
-from qcc.frontend.qdq import check_integer_types
+from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import C_TYPES, DTYPE_RANGE, Graph, Node
 from qcc.numerics import ort_add_mul as ort
 from qcc.numerics import tflm

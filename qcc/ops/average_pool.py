@@ -21,11 +21,11 @@ import math
 
 import numpy as np
 
-from qcc.frontend.qdq import check_integer_types
+from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node
 from qcc.numerics import ort_float32_sum
 from qcc.ops.base import Op, attribute, int_list_attribute, register, require
-from qcc.passes.range_analysis import sum_range
+from qcc.numerics.accumulator_range import sum_range
 from qcc.ops.quantized import (add_output, bind_quant, emit_requant, prepare_requant, quantized_input, read_quant,
                                 requantize, wrap_int32)
 

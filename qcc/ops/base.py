@@ -7,17 +7,13 @@ stages around the ops stay generic and look ops up here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import onnx
 
 from qcc.errors import QccError
-from qcc.frontend.graph_index import attribute  # noqa: F401 (the op modules read attributes through base)
 from qcc.ir import Graph, Node
-
-if TYPE_CHECKING:
-    from qcc.backend.c_emitter import CEmitter
+from qcc.onnx_graph import attribute  # noqa: F401 (the op modules read attributes through base)
+from qcc.ops.c_emitter import CEmitter
 
 
 class Op:
@@ -53,7 +49,7 @@ class Op:
 
     def accumulator_range(self, node: Node, graph: Graph):
         """The exact range of the op's int32 accumulator per output channel
-        (qcc.passes.range_analysis.AccumulatorRange), or None for ops without one."""
+        (qcc.numerics.accumulator_range.AccumulatorRange), or None for ops without one."""
         return None
 
     def ort_gemm_weights(self, node: Node, graph: Graph) -> np.ndarray | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcc.frontend.qdq import check_integer_types
+from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node, QuantParams
 from qcc.ops.base import Op, attribute, register, require
 from qcc.numerics.quantize_linear import quantize_linear

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcc.frontend.qdq import NotFused, bias_codes, check_integer_types, weight_input
+from qcc.ops.qdq_group import NotFused, bias_codes, check_integer_types, weight_input
 from qcc.ir import Graph, Node
 from qcc.ops.base import Op, attribute, const_input, register, require
-from qcc.passes.range_analysis import product_sum_range
+from qcc.numerics.accumulator_range import product_sum_range
 from qcc.ops.quantized import (
     add_output,
     as_int8_weights,

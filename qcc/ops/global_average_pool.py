@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcc.frontend.qdq import check_integer_types
+from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import Graph, Node
 from qcc.ops.base import Op, attribute, register, require
-from qcc.passes.range_analysis import sum_range
+from qcc.numerics.accumulator_range import sum_range
 from qcc.ops.quantized import (add_output, bind_quant, emit_requant, prepare_requant, quantized_input, read_quant,
                                 requantize, wrap_int32)
 

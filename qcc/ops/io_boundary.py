@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import onnx
 
-from qcc.frontend.graph_index import quantize_output_type
+from qcc.onnx_graph import quantize_output_type
 from qcc.ir import DTYPE_RANGE, Graph, Node, QuantParams
 from qcc.ops.base import Op, attribute, node_label, register, require
 from qcc.ops.quantized import add_output, quantized_input, read_quant
-from qcc.backend.c_emitter import c_float_literal
+from qcc.ops.c_emitter import c_float_literal
 from qcc.errors import QccError
 from qcc.numerics.quantize_linear import dequantize_linear, quantize_linear
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from qcc.errors import QccError
 from qcc.numerics.quantize_linear import codes_in_byte_order
-from qcc.frontend.qdq import check_integer_types
+from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, QUANTIZED_DTYPES, Graph, Node
 from qcc.numerics import float32_exact as fx
 from qcc.ops.base import Op, attribute, register, require

@@ -9,9 +9,8 @@ import numpy as np
 import onnx
 
 from qcc.errors import QccError
-from qcc.ir import DTYPE_RANGE, QUANTIZED_DTYPES, Graph, Node, QuantParams, Tensor
+from qcc.ir import DTYPE_RANGE, MAX_TENSOR_ELEMENTS, QUANTIZED_DTYPES, Graph, Node, QuantParams, Tensor
 from qcc.numerics import SCHEMES
-from qcc.frontend.validate import MAX_TENSOR_ELEMENTS
 from qcc.ops.base import const_input, node_label
 
 

@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from qcc.frontend.qdq import NotFused
+from qcc.ops.qdq_group import NotFused
 from qcc.ir import Graph, Node
 from qcc.ops.base import Op, attribute, const_input, register, require
 from qcc.ops.quantized import add_output, quantized_input

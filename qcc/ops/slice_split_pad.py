@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnx
 
-from qcc.frontend.qdq import NotFused
+from qcc.ops.qdq_group import NotFused
 from qcc.ir import Graph, Node
 from qcc.ops.base import Op, attribute, const_input, register, require
 from qcc.numerics.quantize_linear import quantize_linear

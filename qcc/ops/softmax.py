@@ -34,7 +34,7 @@ import math
 
 import numpy as np
 
-from qcc.frontend.qdq import check_integer_types
+from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node
 from qcc.ops.base import Op, attribute, register, require
 from qcc.ops.quantized import add_output, bind_quant, quantized_input, read_quant
@@ -116,7 +116,7 @@ class QLinearSoftmax(Op):
         require(len(onnx_node.input) >= 4 and onnx_node.input[3], graph, onnx_node, "the y_scale input is missing")
         x_quant = read_quant(graph, onnx_node, 1, 2, "input")
         y_quant = read_quant(graph, onnx_node, 3, 4, "output")
-        (s_x, _), (s_y, z_y) = x_quant.scalar(), y_quant.scalar()
+        s_y, z_y = y_quant.scalar()
         qmin, qmax = DTYPE_RANGE[x.dtype]
         require(qmin <= z_y <= qmax, graph, onnx_node, f"the output zero point {z_y} is not a {x.dtype} code")
         require(y_factor(s_y) < MAX_Y, graph, onnx_node,

@@ -9,31 +9,11 @@ buffers and constants live in flash: neither takes arena bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from qcc.errors import QccError
-from qcc.ir import Graph
+from qcc.ir import Graph, MemoryPlan, Storage
 from qcc.ops import op_named
 
 ALIGNMENT = 4  # every buffer starts on a word, so kernels may load 32 bits at a time later
-
-
-@dataclass
-class Storage:
-    kind: str  # "arena", "input", "output" or "const"
-    offset: int = 0  # byte offset in the arena
-    index: int = 0  # argument position, for inputs and outputs
-
-
-@dataclass
-class MemoryPlan:
-    storage: dict[str, Storage]
-    arena_bytes: int
-    root: dict[str, str]  # tensor -> the tensor whose buffer it uses
-    scratch: dict[int, int]  # node index -> arena offset of its scratch buffer
-
-    def same_storage(self, a: str, b: str) -> bool:
-        return self.root[a] == self.root[b]
 
 
 def plan(graph: Graph) -> MemoryPlan:

@@ -6,14 +6,10 @@ from __future__ import annotations
 import hashlib
 import keyword
 import re
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from qcc.ir import C_TYPES, Graph
-
-if TYPE_CHECKING:
-    from qcc.passes.memory_plan import MemoryPlan
+from qcc.ir import C_TYPES, Graph, MemoryPlan
 
 _C_KEYWORDS = set("""auto break case char const continue default do double else enum extern float for goto if
 inline int long register restrict return short signed sizeof static struct switch typedef union unsigned void
