@@ -6,6 +6,7 @@ from qcc import ops
 from qcc.backend.writer import emit_layers, io_entries
 from qcc.errors import QccError
 from qcc.frontend.onnx_loader import load_model
+from qcc.onnx_graph import opset_of
 from qcc.passes import range_analysis
 from qcc.pipeline import Options, compile_model
 
@@ -46,8 +47,9 @@ def inspect(model: str, options: Options) -> str:
     lines = [f"{model}: {len(onnx_model.graph.node)} ONNX nodes"]
     status = []
     for node in onnx_model.graph.node:
-        supported = (ops.op_for_onnx(node.domain, node.op_type) is not None
-                     or ops.qdq_op_for(node.domain, node.op_type) is not None)
+        opset = opset_of(onnx_model, node.domain)
+        supported = (ops.op_for_onnx(node.domain, node.op_type, opset) is not None
+                     or ops.qdq_op_for(node.domain, node.op_type, opset) is not None)
         status.append((node.name or node.output[0], node.op_type, "supported" if supported else "UNSUPPORTED"))
     try:
         compiled = compile_model(model, options)

@@ -35,6 +35,13 @@ def default_opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
 
 
+def opset_of(model: onnx.ModelProto, domain: str) -> int:
+    """The model's opset for a node's domain (the default domain when absent: 13; another: 1)."""
+    if domain in ("", "ai.onnx"):
+        return default_opset(model)
+    return next((o.version for o in model.opset_import if o.domain == domain), 1)
+
+
 class GraphIndex:
     def __init__(self, graph: onnx.GraphProto, opset: int = 13):
         self.graph = graph

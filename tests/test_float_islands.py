@@ -3,10 +3,14 @@ tables that equal ORT on all 256 codes of every channel, through the whole pipel
 == ORT."""
 
 import numpy as np
+import onnx
 import pytest
 from onnx import helper
 
 from helpers import check_exact, make_model, scalar
+from qcc import ort_reference
+from qcc.errors import QccError
+from qcc.pipeline import Options, compile_model
 
 C = 12
 RNG = np.random.default_rng(0)
@@ -40,20 +44,23 @@ ISLANDS = {
     "max-of-x-and-alpha-x": ([helper.make_node("Mul", ["xd", "alpha"], ["m"], name="mul"),
                               helper.make_node("Max", ["xd", "m"], ["r"], name="max")],
                              {"alpha": np.float32(0.1)}, False),
+    # HardSwish as exporters write it before opset 14 (and as ORT expands it): x * HardSigmoid(x)
+    "hardsigmoid-mul": ([helper.make_node("HardSigmoid", ["xd"], ["h"], name="hs", alpha=1 / 6, beta=0.5),
+                         helper.make_node("Mul", ["xd", "h"], ["r"], name="mul")], {}, False),
     "min-max-clamp": ([helper.make_node("Max", ["xd", "lo"], ["t"], name="max"),
                        helper.make_node("Min", ["hi", "t"], ["r"], name="min")],
                       {"lo": np.float32(-0.4), "hi": np.float32(0.9)}, False),
 }
 
 
-def island_model(chain, inits, dtype, rank, zeros):
+def island_model(chain, inits, dtype, rank, zeros, opset=13):
     z_in, z_out = zeros
     inits = {**inits, "s_in": scalar(0.037, np.float32), "z_in": scalar(z_in, dtype),
              "s_out": scalar(0.021, np.float32), "z_out": scalar(z_out, dtype)}
     shape = [256, C] if rank == 2 else [1, C, 16, 16]
     nodes = [helper.make_node("DequantizeLinear", ["x", "s_in", "z_in"], ["xd"], name="dq"), *chain,
              helper.make_node("QuantizeLinear", [chain[-1].output[0] if chain else "xd", "s_out", "z_out"], ["y"], name="q")]
-    return make_model(nodes, [("x", dtype, shape)], [("y", dtype, shape)], inits), shape
+    return make_model(nodes, [("x", dtype, shape)], [("y", dtype, shape)], inits, opset=opset), shape
 
 
 def every_code_in_every_channel(dtype, shape):
@@ -74,3 +81,35 @@ def test_island_equals_ort_on_every_code_of_every_channel(tmp_path, island, dtyp
     assert node.op == "FloatIsland"
     # per-channel parameters give one table per channel, unless every channel's table is the same
     assert node.params["table"].shape in ([(C, 256), (1, 256)] if per_channel else [(1, 256)])
+
+
+@pytest.mark.parametrize("dtype, zeros", [("uint8", (7, 100)), ("uint8", (0, 255)), ("int8", (-7, 3)), ("int8", (-128, 127))])
+def test_hard_swish_equals_ort_on_every_code(tmp_path, dtype, zeros):
+    """HardSwish (opset 14): ORT runs it in float beside its DequantizeLinear and QuantizeLinear."""
+    model, shape = island_model([helper.make_node("HardSwish", ["xd"], ["r"], name="hswish")], {}, dtype, 2, zeros, opset=14)
+    compiled = check_exact(model, tmp_path, n_random=2, extra_cases=[[every_code_in_every_channel(dtype, shape)]])
+    (node,) = compiled.graph.nodes
+    assert node.op == "FloatIsland" and node.attrs["onnx_op"] == "HardSwish"
+
+
+def test_ort_expands_hard_swish_into_hard_sigmoid_and_mul():
+    """What qcc's HardSwish computes rests on this: ORT has no HardSwish kernel and inlines ONNX's
+    function body, HardSigmoid(alpha = f32(1/6), beta = 0.5) then Mul with x."""
+    model, _ = island_model([helper.make_node("HardSwish", ["xd"], ["r"], name="hswish")], {}, "uint8", 2, (7, 100),
+                            opset=14)
+    graph = ort_reference.optimized_model(model).graph
+    ops = [n.op_type for n in graph.node]
+    assert ops == ["DequantizeLinear", "HardSigmoid", "Mul", "QuantizeLinear"], ops
+    hard_sigmoid, mul = graph.node[1], graph.node[2]
+    attrs = {a.name: helper.get_attribute_value(a) for a in hard_sigmoid.attribute}
+    assert attrs == {"alpha": float(np.float32(1 / 6)), "beta": 0.5}
+    assert sorted(mul.input) == sorted(["xd", hard_sigmoid.output[0]])
+
+
+def test_hard_swish_before_opset_14_is_refused_by_name(tmp_path):
+    """HardSwish does not exist before opset 14: no rule covers it, and the message says so."""
+    model, _ = island_model([helper.make_node("HardSwish", ["xd"], ["r"], name="hswish")], {}, "uint8", 2, (7, 100))
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(QccError, match="hswish"):
+        compile_model(path, Options())

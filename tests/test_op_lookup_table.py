@@ -21,7 +21,8 @@ from qcc.build import make
 from qcc.ir import DTYPE_RANGE
 from qcc.ops import op_named
 from qcc.numerics import float32_exact as fx
-from qcc.ops.lookup_table import leaky_relu, lookup_table, make_lookup_node, mlas_logistic
+from qcc.numerics.quantize_linear import code_table
+from qcc.ops.lookup_table import leaky_relu, make_lookup_node, mlas_logistic
 from qcc.pipeline import Options, compile_model
 
 ALPHAS = [0.01, 0.1, 0.2, -0.5, 1.5]
@@ -226,11 +227,10 @@ def test_per_channel_tables(tmp_path, in_dtype, out_dtype, axis):
     z_y = rng.integers(out_min, out_max, channels, endpoint=True)
 
     def island(c):  # what a float island between DequantizeLinear and QuantizeLinear computes
-        leaky = leaky_relu(alpha[c])
-        return lambda v: leaky(fx.add(fx.mul(v, gamma[c]), beta[c]))
+        return lambda v: leaky_relu(v * gamma[c] + beta[c], alpha[c])  # float32 steps, as ORT's kernels
 
-    tables = np.stack([lookup_table(in_dtype, s_x[c], int(z_x[c]), island(c), out_dtype, s_y[c], int(z_y[c]))
-                       for c in range(channels)])
+    tables = np.concatenate([code_table(in_dtype, s_x[c], int(z_x[c]), island(c), out_dtype, s_y[c], int(z_y[c]))
+                             for c in range(channels)])
 
     # Any one-node 8-bit model gives the graph; its node is replaced by the per-channel Lookup.
     node, inits = lookup_node("QLinearSigmoid", "0", in_dtype, 0.1, 0, 0.1, 0, x="x", y="y")

@@ -5,9 +5,9 @@ ORT keeps some ops in float even in a quantized model (BatchNormalization after 
 HardSigmoid, a Relu whose QuantizeLinear zero point is not qmin, ...). Such a chain maps each
 input code to one output code (per channel where its parameters vary by channel), so qcc turns
 it into lookup tables computed at compile time: the codes are dequantized as ORT does, each
-float op is evaluated with ORT's float32 arithmetic (one evaluator per op below, each checked
-against ORT on all 256 codes of every channel by the tests), and the result is quantized as
-ORT's QuantizeLinear does. The chain becomes one node ("ai.qcc" Lookup) with the tables as an
+float op is evaluated with ORT's float32 arithmetic (Op.evaluate_float of the op module registered
+for it, each checked against ORT on all 256 codes of every channel by the tests), and the result
+is quantized as ORT's QuantizeLinear does (one table builder: quantize_linear.code_table). The chain becomes one node ("ai.qcc" Lookup) with the tables as an
 initializer; what is not elementwise, or not known here, stays and is refused downstream.
 """
 
@@ -17,9 +17,11 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from qcc import ops
 from qcc.errors import QccError
+from qcc.numerics.quantize_linear import code_table, dequantize_linear
 from qcc.onnx_graph import GraphIndex, attribute, default_opset
-from qcc.numerics.quantize_linear import codes_in_byte_order, dequantize_linear, quantize_linear
+from qcc.ops.base import NotElementwise
 
 LOOKUP_DOMAIN = "ai.qcc"
 _DTYPES = {onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.INT8: "int8"}
@@ -33,73 +35,7 @@ def _per_channel(value: np.ndarray, channels: int, where: str) -> np.ndarray:
     squeezed = value.reshape(-1)
     if squeezed.size == channels and (value.ndim <= 1 or max(value.shape) == value.size):
         return squeezed.reshape(channels, 1)
-    raise _NotElementwise(f"{where}: a constant of shape {list(value.shape)} does not vary along the channel axis only")
-
-
-class _NotElementwise(Exception):
-    pass
-
-
-# Each evaluator gets the node and its inputs in order, as float32 arrays that broadcast against
-# the probe (channels or 1, 256): the island's values, or constants as columns (channels or 1, 1);
-# Clip gets its two bounds. It returns what ORT's float kernel computes, in numpy float32
-# (IEEE-754 exact for + - * / sqrt, max, min).
-def _batch_normalization(node, inputs, channels):
-    x, scale, bias, mean, var = inputs
-    eps = np.float32(attribute(node, "epsilon", 1e-5))
-    # core/providers/cpu/nn/batch_norm.h: inv_std = 1/sqrt(var + eps); new_scale = inv_std * scale;
-    # new_bias = B - mean * new_scale; y = x * new_scale + new_bias (each step rounded to float32)
-    inv_std = np.float32(1) / np.sqrt(var + eps)
-    new_scale = inv_std * scale
-    new_bias = bias - mean * new_scale
-    return x * new_scale + new_bias
-
-
-def _relu(node, inputs, channels):
-    return np.maximum(inputs[0], np.float32(0))
-
-
-def _clip(node, inputs, channels):
-    x, lo, hi = inputs  # GraphIndex.clip_bounds: attributes before opset 11, inputs after, float32 limits when absent
-    return np.minimum(np.maximum(x, lo), hi)
-
-
-def _leaky_relu(node, inputs, channels):
-    alpha = np.float32(attribute(node, "alpha", 0.01))
-    return np.where(inputs[0] >= 0, inputs[0], alpha * inputs[0])
-
-
-def _prelu(node, inputs, channels):
-    x, slope = inputs  # core/providers/cpu/activation/activations.h: x > 0 ? x : x * slope
-    return np.where(x > 0, x, x * slope)
-
-
-def _hard_sigmoid(node, inputs, channels):
-    alpha, beta = np.float32(attribute(node, "alpha", 0.2)), np.float32(attribute(node, "beta", 0.5))
-    return np.maximum(np.minimum(alpha * inputs[0] + beta, np.float32(1)), np.float32(0))
-
-
-def _binary(op):
-    def evaluate(node, inputs, channels):
-        return op(inputs[0], inputs[1])
-    return evaluate
-
-
-def _variadic(op):
-    def evaluate(node, inputs, channels):
-        result = inputs[0]
-        for other in inputs[1:]:
-            result = op(result, other)
-        return result
-    return evaluate
-
-
-EVALUATORS = {
-    "BatchNormalization": _batch_normalization, "Relu": _relu, "Clip": _clip, "LeakyRelu": _leaky_relu,
-    "PRelu": _prelu, "HardSigmoid": _hard_sigmoid,
-    "Add": _binary(np.add), "Mul": _binary(np.multiply), "Sub": _binary(np.subtract), "Div": _binary(np.divide),
-    "Max": _variadic(np.maximum), "Min": _variadic(np.minimum),
-}
+    raise NotElementwise(f"{where}: a constant of shape {list(value.shape)} does not vary along the channel axis only")
 
 
 def _operand(index: GraphIndex, name: str) -> np.ndarray | None:
@@ -139,7 +75,7 @@ def _island_nodes(index: GraphIndex, q: onnx.NodeProto):
         if producer.op_type == "DequantizeLinear" and index.constant(producer.input[0]) is None:
             dqs.append(producer)
             continue
-        if producer.op_type not in EVALUATORS:
+        if ops.island_op_for(producer.domain, producer.op_type, index.opset) is None:
             return None
         nodes.append(producer)
         variable = [n for n in producer.input if n and _operand(index, n) is None]
@@ -169,7 +105,7 @@ def replace(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
         chain, dqs = found
         try:
             lookup, table = _island(index, dqs[0], chain, q, source)
-        except _NotElementwise as why:
+        except NotElementwise as why:
             raise QccError(f"{source}: float ops between '{dqs[0].name}' and '{q.name}' "
                            f"({' -> '.join(n.op_type for n in chain)}) cannot become a lookup table: {why}") from None
         tables.append(table)
@@ -202,30 +138,33 @@ def _island(index: GraphIndex, dq, chain, q, source):
     in_dtype = _DTYPES.get(index.elem_type(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else index.elem_type(x_codes))
     out_dtype = _DTYPES.get(index.elem_type(q.output[0]))
     if in_dtype is None or out_dtype is None:
-        raise _NotElementwise("its input or output is not 8-bit")
+        raise NotElementwise("its input or output is not 8-bit")
     in_scale, in_zero = index.constant(dq.input[1]), index.constant(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else 0
     out_scale, out_zero = index.constant(q.input[1]), index.constant(q.input[2]) if len(q.input) > 2 and q.input[2] else 0
     if any(v is None or np.asarray(v).size != 1 for v in (in_scale, in_zero, out_scale, out_zero)):
-        raise _NotElementwise("its DequantizeLinear or QuantizeLinear is not per-tensor with constant parameters")
+        raise NotElementwise("its DequantizeLinear or QuantizeLinear is not per-tensor with constant parameters")
     shape = index.shapes.get(x_codes) or index.shapes.get(dq.output[0])
     channels = shape[1] if shape and len(shape) >= 2 else 1
-    x = dequantize_linear(codes_in_byte_order(in_dtype), np.float32(in_scale), int(np.asarray(in_zero))).reshape(1, 256)
-    values = {name: x for name in {n for node in chain for n in node.input} | {q.input[0]}
-              if (p := index.producer.get(name)) is not None and p.op_type == "DequantizeLinear"
-              and p.input[0] == x_codes}
-    for node in chain:
-        inputs = [values[name] if name in values else _per_channel(_operand(index, name), channels, node.name)
-                  for name in node.input if name]
-        if node.op_type == "Clip":
-            bounds = index.clip_bounds(node)
-            if bounds is None:
-                raise _NotElementwise(f"node '{node.name}' has bounds computed at run time")
-            inputs = [inputs[0], *bounds]
-        with np.errstate(all="ignore"):
-            values[node.output[0]] = np.asarray(EVALUATORS[node.op_type](node, inputs, channels), dtype=np.float32)
-    x = values[q.input[0]]
-    table = quantize_linear(x, np.float32(out_scale), int(np.asarray(out_zero)), out_dtype)
-    table = np.ascontiguousarray(table.view(np.uint8))
+    dequantized = {name for name in {n for node in chain for n in node.input} | {q.input[0]}
+                   if (p := index.producer.get(name)) is not None and p.op_type == "DequantizeLinear"
+                   and p.input[0] == x_codes}
+
+    def evaluate_chain(x: np.ndarray) -> np.ndarray:
+        values = dict.fromkeys(dequantized, x)
+        for node in chain:
+            inputs = [values[name] if name in values else _per_channel(_operand(index, name), channels, node.name)
+                      for name in node.input if name]
+            if node.op_type == "Clip":
+                bounds = index.clip_bounds(node)
+                if bounds is None:
+                    raise NotElementwise(f"node '{node.name}' has bounds computed at run time")
+                inputs = [inputs[0], *bounds]
+            op = ops.island_op_for(node.domain, node.op_type, index.opset)
+            values[node.output[0]] = np.asarray(op.evaluate_float(node, inputs, index.opset), dtype=np.float32)
+        return values[q.input[0]]
+
+    table = code_table(in_dtype, np.float32(in_scale), int(np.asarray(in_zero)), evaluate_chain,
+                       out_dtype, np.float32(out_scale), int(np.asarray(out_zero)))
     per_channel = table.shape[0] > 1 and not np.all(table == table[:1])
     table = table if per_channel else table[:1]
     name = f"{q.output[0]}_lookup_table"

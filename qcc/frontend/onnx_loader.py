@@ -11,7 +11,7 @@ from onnx import numpy_helper
 
 from qcc import ops
 from qcc.errors import FloatNodeError, QccError, malformed
-from qcc.onnx_graph import default_opset
+from qcc.onnx_graph import default_opset, opset_of
 from qcc.frontend.validate import validate
 from qcc.ir import MAX_TENSOR_ELEMENTS, Graph, Tensor
 
@@ -123,10 +123,9 @@ def import_graph(model: onnx.ModelProto, source: str) -> Graph:
             f"{source}: the model is not quantized (no QuantizeLinear or QLinear* op); "
             "quantize it first, for example with onnxruntime.quantization.quantize_static"
         )
-    unsupported = sorted({(n.domain or "") + ("." if n.domain else "") + n.op_type
-                          for n in onnx_graph.node if ops.op_for_onnx(n.domain, n.op_type) is None})
+    unsupported = [n for n in onnx_graph.node if _op_for(model, n) is None]
     if unsupported:
-        first = next(n for n in onnx_graph.node if ops.op_for_onnx(n.domain, n.op_type) is None)
+        first = unsupported[0]
         label = f"{source}: node '{first.name or first.output[0]}'"
         float_tensors = {vi.name for vi in list(onnx_graph.value_info) + list(onnx_graph.input)
                          if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
@@ -138,9 +137,18 @@ def import_graph(model: onnx.ModelProto, source: str) -> Graph:
                 "qcc compiles integer kernels only: " + _FLOAT_OP_HINTS.get(first.op_type, "quantize this op too"),
                 first.output[0] if first.output else ""
             )
+        versions = ops.QOPERATOR_RULES.versions(first.domain, first.op_type)
+        if versions:
+            raise QccError(
+                f"{label} ({first.op_type}) is at opset {opset_of(model, first.domain)} of its domain, where qcc does not "
+                f"import it (qcc imports {first.op_type} at {', '.join(versions)}): its inputs or meaning differ there, "
+                "or ONNX Runtime has no integer kernel for it; convert the model to a supported opset "
+                "(onnx.version_converter)"
+            )
+        names = sorted({(n.domain + "." if n.domain else "") + n.op_type for n in unsupported})
         raise QccError(
             f"{label} uses {first.op_type}, which qcc does not support "
-            f"(unsupported here: {', '.join(unsupported)}; supported: {', '.join(ops.supported_onnx_ops())})"
+            f"(unsupported here: {', '.join(names)}; supported: {', '.join(ops.supported_onnx_ops())})"
         )
 
     graph = Graph(name=onnx_graph.name or "model", source=source, tensors={}, nodes=[], inputs=[], outputs=[],
@@ -157,7 +165,7 @@ def import_graph(model: onnx.ModelProto, source: str) -> Graph:
     graph.outputs = [o.name for o in onnx_graph.output]  # known to the ops as they import
     names: set[str] = set()
     for onnx_node in onnx_graph.node:
-        op = ops.op_for_onnx(onnx_node.domain, onnx_node.op_type)
+        op = _op_for(model, onnx_node)
         with malformed(source, onnx_node.name or onnx_node.output[0], onnx_node.op_type):
             node = op.import_node(onnx_node, graph)
         unique, k = node.name, 2
@@ -173,6 +181,10 @@ def import_graph(model: onnx.ModelProto, source: str) -> Graph:
         if name not in graph.tensors:
             raise QccError(f"{source}: graph output '{name}' is produced by no node")
     return graph
+
+
+def _op_for(model: onnx.ModelProto, node: onnx.NodeProto) -> ops.Op | None:
+    return ops.op_for_onnx(node.domain, node.op_type, opset_of(model, node.domain))
 
 
 def _add_constant(graph: Graph, name: str, value: np.ndarray) -> None:

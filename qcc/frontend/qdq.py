@@ -17,7 +17,6 @@ import onnx
 
 from qcc import ops
 from qcc.errors import FloatNodeError, QccError, malformed
-from qcc.frontend import float_islands
 from qcc.onnx_graph import GraphIndex, default_opset
 from qcc.ops.qdq_group import NotFused, QdqGroup
 
@@ -34,7 +33,7 @@ def fuse(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     removed: set[int] = set()
     fused_any = False
     for node in graph.node:
-        op = ops.qdq_op_for(node.domain, node.op_type)
+        op = ops.qdq_op_for(node.domain, node.op_type, opset)
         if op is None or not any(index.producer_of(name, "DequantizeLinear") for name in node.input if name):
             new_nodes.append(node)
             continue
@@ -43,7 +42,7 @@ def fuse(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
             with malformed(source, node.name or node.output[0], node.op_type):
                 replacement = op.from_qdq(group)
         except NotFused as why:
-            if node.op_type in float_islands.EVALUATORS and any(
+            if ops.island_op_for(node.domain, node.op_type, opset) is not None and any(
                     dq is None for dq, name in zip(group.dq, node.input) if name):
                 new_nodes.append(node)  # a float operand: ORT runs it in float, maybe as part of an island
                 continue

@@ -1,21 +1,32 @@
 """Relu and Clip on a quantized tensor. In a QOperator model they act on the raw codes
 (Relu: max(q, 0); Clip: clamp(q, min, max)), so after an integer op they fold exactly into that
-op's output clamp (see qcc/passes/fold_activations.py); nothing of them is left to run."""
+op's output clamp (see qcc/passes/fold_activations.py); nothing of them is left to run. Between a
+DequantizeLinear and a QuantizeLinear that ORT does not fuse, they are float ops of an island."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from qcc.ir import DTYPE_RANGE, Graph, Node
-from qcc.ops.base import Op, const_input, register
+from qcc.ops.base import OnnxOp, Op, const_input, register
 from qcc.ops.quantized import add_output, quantized_input
 
 
 @register
 class ClampCodes(Op):
     name = "ClampCodes"
-    onnx_ops = (("", "Relu"), ("", "Clip"))
+    # On codes: ONNX (and ORT) run Relu on int8 from opset 14 and Clip on 8-bit types from 12.
+    onnx_ops = (OnnxOp("", "Relu", 14), OnnxOp("", "Clip", 12))
     summary = "Relu and Clip after an integer op: folded into its output clamp"
+    # In float (a Relu whose QuantizeLinear zero point is not qmin, a Clip inside the quantized
+    # range), ORT computes them on the dequantized values: they become part of a float island.
+    island_float_ops = (OnnxOp("", "Relu", 6), OnnxOp("", "Clip", 6))
+
+    def evaluate_float(self, node, inputs, opset):
+        if node.op_type == "Relu":
+            return np.maximum(inputs[0], np.float32(0))
+        x, lo, hi = inputs  # the bounds as ORT reads them at this opset (attributes before 11)
+        return np.minimum(np.maximum(x, lo), hi)
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")

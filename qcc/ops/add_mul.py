@@ -24,7 +24,7 @@ from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import C_TYPES, DTYPE_RANGE, Graph, Node
 from qcc.numerics import ort_add_mul as ort
 from qcc.numerics import tflm
-from qcc.ops.base import Op, register, require
+from qcc.ops.base import OnnxOp, Op, register, require
 from qcc.ops.quantized import add_output, quantized_input, read_quant
 
 MAX_RANK = 8  # QCC_BROADCAST_MAX_RANK in runtime_c/qcc_add_mul.h
@@ -157,9 +157,13 @@ class _Binary(Op):
 class QLinearAdd(_Binary):
     name = "QLinearAdd"
     onnx_type = "QLinearAdd"
-    onnx_ops = (("com.microsoft", "QLinearAdd"),)
-    qdq_float_ops = (("", "Add"),)
+    onnx_ops = (OnnxOp("com.microsoft", "QLinearAdd"),)
+    qdq_float_ops = (OnnxOp("", "Add", 7),)  # Add-6 and before: a broadcast attribute
+    island_float_ops = qdq_float_ops  # beside a float operand ORT adds in float
     summary = "elementwise sum, any broadcast shapes, either input constant"
+
+    def evaluate_float(self, node, inputs, opset):
+        return np.add(inputs[0], inputs[1])
 
     def _roles(self, node: Node, graph: Graph):
         """((name, scale, zero point) of X, the same of Y): ORT's roles for this node's shapes."""
@@ -259,9 +263,13 @@ class QLinearAdd(_Binary):
 class QLinearMul(_Binary):
     name = "QLinearMul"
     onnx_type = "QLinearMul"
-    onnx_ops = (("com.microsoft", "QLinearMul"),)
-    qdq_float_ops = (("", "Mul"),)
+    onnx_ops = (OnnxOp("com.microsoft", "QLinearMul"),)
+    qdq_float_ops = (OnnxOp("", "Mul", 7),)
+    island_float_ops = qdq_float_ops  # beside a float operand ORT multiplies in float
     summary = "elementwise product, any broadcast shapes, either input constant"
+
+    def evaluate_float(self, node, inputs, opset):
+        return np.multiply(inputs[0], inputs[1])
 
     def _ratio(self, node: Node, graph: Graph):
         at = node.attrs

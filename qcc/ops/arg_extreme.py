@@ -14,7 +14,7 @@ import numpy as np
 
 from qcc.ops.qdq_group import NotFused
 from qcc.ir import Graph, Node
-from qcc.ops.base import Op, attribute, register, require
+from qcc.ops.base import OnnxOp, Op, attribute, register, require
 from qcc.ops.quantized import add_output, quantized_input
 from qcc.ops.slice_split_pad import normalize_axis, require_nonempty
 
@@ -24,7 +24,7 @@ class ArgExtreme(Op):
     runtime_sources = ("qcc_data_movement.c",)
     runtime_header = "qcc_data_movement.h"
     name = "ArgExtreme"
-    onnx_ops = (("", "ArgMax"), ("", "ArgMin"))
+    onnx_ops = (OnnxOp("", "ArgMax"), OnnxOp("", "ArgMin"))  # select_last_index from opset 12
     summary = "index of the largest or smallest code along an axis (keepdims, select_last_index); int64 graph output"
     qdq_float_ops = onnx_ops
 

@@ -24,7 +24,7 @@ import numpy as np
 from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node
 from qcc.numerics import ort_float32_sum
-from qcc.ops.base import Op, attribute, int_list_attribute, register, require
+from qcc.ops.base import OnnxOp, Op, attribute, int_list_attribute, register, require
 from qcc.numerics.accumulator_range import sum_range
 from qcc.ops.quantized import (add_output, bind_quant, emit_requant, prepare_requant, quantized_input, read_quant,
                                 requantize, wrap_int32)
@@ -64,10 +64,10 @@ class QLinearAveragePool(Op):
     runtime_header = "qcc_average_pool.h"
     folds_clamp = True
     name = "QLinearAveragePool"
-    onnx_ops = (("com.microsoft", "QLinearAveragePool"),)
+    onnx_ops = (OnnxOp("com.microsoft", "QLinearAveragePool"),)
     summary = "1-D and 2-D average pooling: kernel, strides, pads, auto_pad, ceil_mode, count_include_pad, channels first or last"
 
-    qdq_float_ops = (("", "AveragePool"),)
+    qdq_float_ops = (OnnxOp("", "AveragePool", 7),)  # count_include_pad from 7
 
     def from_qdq(self, group):
         x, y = group.quantized_input(0), group.quantized_output()

@@ -7,6 +7,8 @@ stages around the ops stay generic and look ops up here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import onnx
 
@@ -16,11 +18,45 @@ from qcc.onnx_graph import attribute  # noqa: F401 (the op modules read attribut
 from qcc.ops.c_emitter import CEmitter
 
 
+class RegistryError(Exception):
+    """Two op modules claim the same ONNX op at overlapping opsets: a programming error, raised
+    when the op modules are imported."""
+
+
+@dataclass(frozen=True)
+class OnnxOp:
+    """An ONNX op as one rule imports it: (domain, op type) at the opsets first..last of its domain
+    (last None: every later one). An op whose inputs, attributes or meaning changed across opsets
+    has one rule per signature it handles; a model at an opset no rule covers is refused by name."""
+
+    domain: str
+    op_type: str
+    first: int = 1
+    last: int | None = None
+
+    def covers(self, opset: int) -> bool:
+        return self.first <= opset and (self.last is None or opset <= self.last)
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.domain}.{self.op_type}" if self.domain else self.op_type
+
+    @property
+    def versions(self) -> str:
+        if self.last is None:
+            return f"opset {self.first}+" if self.first > 1 else "every opset"
+        return f"opset {self.first}" if self.first == self.last else f"opsets {self.first}-{self.last}"
+
+
+class NotElementwise(Exception):
+    """Raised by Op.evaluate_float where a float node cannot be part of a table (the message says why)."""
+
+
 class Op:
     """Base of every op: subclasses set the class attributes and override the hooks they need."""
 
     name: str = ""  # the IR op name
-    onnx_ops: tuple[tuple[str, str], ...] = ()  # (domain, op_type) pairs this op imports
+    onnx_ops: tuple[OnnxOp, ...] = ()  # the QOperator-form ONNX ops this op imports, with their opsets
     summary: str = ""  # one line for the README's op table
     exactness: str = "bit-exact"  # against ONNX Runtime, for the README's op table
     # The runtime_c/ sources the op's C calls into (every runtime header is always copied), and the
@@ -66,9 +102,9 @@ class Op:
     # Ops that only reinterpret their input's bytes (Reshape, Flatten, ...) share its storage.
     aliases_input: bool = False
 
-    # QDQ models: the float ONNX ops (domain, op_type) whose DequantizeLinear -> op -> QuantizeLinear
-    # group ORT runs as this op's integer kernel, and how to write that group as a QOperator node.
-    qdq_float_ops: tuple[tuple[str, str], ...] = ()
+    # QDQ models: the float ONNX ops whose DequantizeLinear -> op -> QuantizeLinear group ORT runs
+    # as this op's integer kernel, and how to write that group as a QOperator node.
+    qdq_float_ops: tuple[OnnxOp, ...] = ()
 
     def from_qdq(self, group) -> list[onnx.NodeProto]:
         """The QOperator node(s) replacing a qcc.frontend.qdq.QdqGroup; raise NotFused where ORT
@@ -76,28 +112,81 @@ class Op:
         with the same parameters on the DQ and the Q, the op runs on the codes."""
         return [group.on_codes()]
 
+    # Float islands (qcc/frontend/float_islands.py): the float ONNX ops this module gives ORT's
+    # float32 semantics for, so that an elementwise chain between a DequantizeLinear and a
+    # QuantizeLinear becomes a table.
+    island_float_ops: tuple[OnnxOp, ...] = ()
 
-_BY_ONNX: dict[tuple[str, str], Op] = {}
+    def evaluate_float(self, node: onnx.NodeProto, inputs: list[np.ndarray], opset: int) -> np.ndarray:
+        """What ORT's float kernel computes for `node`, in numpy float32 (IEEE-754 exact for + - * /
+        sqrt, max, min). `inputs` are the node's inputs in order as float32 arrays that broadcast
+        against the island's values (channels or 1, 256); constants are columns (channels or 1, 1).
+        Clip gets its two bounds as ORT reads them at this opset. Raise NotElementwise for a node
+        that is not elementwise here."""
+        raise NotImplementedError
+
+
+class _Rules:
+    """OnnxOp rules of one kind (QOperator import, QDQ group, float island) -> the op modules."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.rules: dict[tuple[str, str], list[tuple[OnnxOp, Op]]] = {}
+
+    def add(self, rule: OnnxOp, op: Op) -> None:
+        rules = self.rules.setdefault((rule.domain, rule.op_type), [])
+        for other, owner in rules:
+            if other.first <= (rule.last or 10**9) and rule.first <= (other.last or 10**9):
+                raise RegistryError(f"{type(op).__name__} and {type(owner).__name__} both register "
+                                    f"{rule.qualified_name} ({self.kind}) at {rule.versions} / {other.versions}")
+        rules.append((rule, op))
+
+    def find(self, domain: str, op_type: str, opset: int) -> Op | None:
+        domain = "" if domain == "ai.onnx" else domain
+        return next((op for rule, op in self.rules.get((domain, op_type), []) if rule.covers(opset)), None)
+
+    def versions(self, domain: str, op_type: str) -> list[str]:
+        """The opsets some rule covers, for the message that refuses a node outside them."""
+        domain = "" if domain == "ai.onnx" else domain
+        return [rule.versions for rule, _ in sorted(self.rules.get((domain, op_type), []), key=lambda r: r[0].first)]
+
+    def names(self) -> list[str]:
+        return sorted({rule.qualified_name for rules in self.rules.values() for rule, _ in rules})
+
+
 _BY_NAME: dict[str, Op] = {}
-_BY_QDQ: dict[tuple[str, str], Op] = {}
+QOPERATOR_RULES = _Rules("QOperator import")
+QDQ_RULES = _Rules("QDQ group")
+ISLAND_RULES = _Rules("float island")
 
 
 def register(op_class: type[Op]) -> type[Op]:
     op = op_class()
+    if op.name in _BY_NAME:
+        raise RegistryError(f"{op_class.__name__} and {type(_BY_NAME[op.name]).__name__} are both named '{op.name}'")
     _BY_NAME[op.name] = op
-    for key in op.onnx_ops:
-        _BY_ONNX[key] = op
-    for key in op.qdq_float_ops:
-        _BY_QDQ[key] = op
+    for rules, claimed in ((QOPERATOR_RULES, op.onnx_ops), (QDQ_RULES, op.qdq_float_ops),
+                           (ISLAND_RULES, op.island_float_ops)):
+        for rule in claimed:
+            if not isinstance(rule, OnnxOp):
+                raise RegistryError(f"{op_class.__name__}: {rule!r} is not an OnnxOp")
+            rules.add(rule, op)
     return op_class
 
 
-def op_for_onnx(domain: str, op_type: str) -> Op | None:
-    return _BY_ONNX.get((domain if domain != "ai.onnx" else "", op_type))
+def op_for_onnx(domain: str, op_type: str, opset: int) -> Op | None:
+    """The op that imports this QOperator-form node at the opset of its domain."""
+    return QOPERATOR_RULES.find(domain, op_type, opset)
 
 
-def qdq_op_for(domain: str, op_type: str) -> Op | None:
-    return _BY_QDQ.get((domain if domain != "ai.onnx" else "", op_type))
+def qdq_op_for(domain: str, op_type: str, opset: int) -> Op | None:
+    """The op whose integer kernel ORT runs for DequantizeLinear -> this float op -> QuantizeLinear."""
+    return QDQ_RULES.find(domain, op_type, opset)
+
+
+def island_op_for(domain: str, op_type: str, opset: int) -> Op | None:
+    """The op that gives this float op's float32 semantics inside a float island."""
+    return ISLAND_RULES.find(domain, op_type, opset)
 
 
 def op_named(name: str) -> Op:
@@ -109,7 +198,7 @@ def all_ops() -> list[Op]:
 
 
 def supported_onnx_ops() -> list[str]:
-    return sorted(f"{d}.{t}" if d else t for d, t in _BY_ONNX)
+    return QOPERATOR_RULES.names()
 
 
 # --- helpers shared by the op modules -------------------------------------------------------

@@ -19,8 +19,8 @@ import numpy as np
 
 from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node, QuantParams
-from qcc.ops.base import Op, attribute, register, require
-from qcc.numerics.quantize_linear import quantize_linear
+from qcc.ops.base import OnnxOp, Op, attribute, register, require
+from qcc.numerics.quantize_linear import code_table, codes_in_byte_order, dequantize_linear, quantize_linear
 from qcc.ops.quantized import add_output, quantized_input, read_quant
 from qcc.ops.slice_split_pad import (RUNTIME_HEADER, RUNTIME_SOURCES, StridedCopy, byte_source, emit_copy,
                                      normalize_axis, require_nonempty, row_major_strides)
@@ -74,7 +74,7 @@ class Concat(Op):
     runtime_sources = RUNTIME_SOURCES
     runtime_header = RUNTIME_HEADER
     name = "Concat"
-    onnx_ops = (("", "Concat"),)
+    onnx_ops = (OnnxOp("", "Concat", 4),)  # axis required from 4
     summary = "codes of the same type along any axis (constant inputs too); no requantization"
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
@@ -107,8 +107,7 @@ def requantize_codes(x: np.ndarray, x_scale: np.float32, x_zero: int, y_scale: n
     output's exact scale and zero point is copied."""
     if np.float32(x_scale) == np.float32(y_scale) and x_zero == y_zero:
         return x.copy()
-    real = np.float32(x_scale) * (x.astype(np.int32) - x_zero).astype(np.float32)  # f32(s_x * f32(x - z_x))
-    return quantize_linear(real, y_scale, y_zero, dtype)
+    return quantize_linear(dequantize_linear(x, x_scale, x_zero), y_scale, y_zero, dtype)
 
 
 @register
@@ -117,12 +116,12 @@ class QLinearConcat(Op):
     runtime_header = RUNTIME_HEADER
     folds_clamp = True
     name = "QLinearConcat"
-    onnx_ops = (("com.microsoft", "QLinearConcat"),)
+    onnx_ops = (OnnxOp("com.microsoft", "QLinearConcat"),)
     summary = "any axis; each input requantized by a 256-entry table (copied when its parameters equal the output's)"
 
     # QDQ models: ORT's "*DQ" rule turns DQ -> Concat -> Q into QLinearConcat when every input comes
     # from a DequantizeLinear and all inputs and the output have one 8-bit type; scales may differ.
-    qdq_float_ops = (("", "Concat"),)
+    qdq_float_ops = (OnnxOp("", "Concat", 4),)
 
     def from_qdq(self, group):
         y = group.quantized_output()
@@ -167,15 +166,17 @@ class QLinearConcat(Op):
         s_y, z_y = y.quant.scalar()
         qmin, qmax = DTYPE_RANGE[y.dtype]
         lo, hi = self._clamp(node, graph)
-        codes = np.arange(256, dtype=np.int64).astype(np.uint8).view(y.dtype)  # table index = the code's byte
         tables = []
         for s_x, z_x in node.attrs["input_quant"]:
             copies = np.float32(s_x) == np.float32(s_y) and z_x == z_y
             if copies and (lo, hi) == (qmin, qmax):
                 tables.append(None)
                 continue
-            table = np.clip(requantize_codes(codes, s_x, z_x, s_y, z_y, y.dtype), lo, hi).astype(y.dtype)
-            tables.append(table.view(np.uint8))
+            if copies:  # ORT copies such an input; a table here only for the folded clamp
+                table = codes_in_byte_order(y.dtype).astype(y.dtype).view(np.uint8)
+            else:
+                table = code_table(y.dtype, s_x, z_x, lambda v: v, y.dtype, s_y, z_y).reshape(-1)
+            tables.append(np.clip(table.view(y.dtype), lo, hi).astype(y.dtype).view(np.uint8))
         node.params["tables"] = tables
 
     def reference(self, node: Node, graph: Graph, inputs):

@@ -13,7 +13,7 @@ import numpy as np
 
 from qcc.ops.qdq_group import bias_codes, check_integer_types, weight_input
 from qcc.ir import Graph, Node
-from qcc.ops.base import Op, attribute, const_input, int_list_attribute, register, require
+from qcc.ops.base import OnnxOp, Op, attribute, const_input, int_list_attribute, register, require
 from qcc.numerics.accumulator_range import product_sum_range
 from qcc.ops.quantized import (
     add_output,
@@ -81,10 +81,10 @@ class QLinearConv(Op):
     runtime_header = "qcc_kernels.h"
     folds_clamp = True
     name = "QLinearConv"
-    onnx_ops = (("", "QLinearConv"),)
+    onnx_ops = (OnnxOp("", "QLinearConv", 10),)
     summary = "2-D convolution: groups (depthwise), strides, pads, dilations, auto_pad"
 
-    qdq_float_ops = (("", "Conv"),)
+    qdq_float_ops = (OnnxOp("", "Conv"),)
 
     def from_qdq(self, group):
         attrs = group.attributes()

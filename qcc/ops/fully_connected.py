@@ -12,7 +12,7 @@ import numpy as np
 
 from qcc.ops.qdq_group import NotFused, bias_codes, check_integer_types, weight_input
 from qcc.ir import Graph, Node
-from qcc.ops.base import Op, attribute, const_input, register, require
+from qcc.ops.base import OnnxOp, Op, attribute, const_input, register, require
 from qcc.numerics.accumulator_range import product_sum_range
 from qcc.ops.quantized import (
     add_output,
@@ -140,10 +140,10 @@ class _ConstantRightMatMul(Op):
 @register
 class QLinearMatMul(_ConstantRightMatMul):
     name = "QLinearMatMul"
-    onnx_ops = (("", "QLinearMatMul"),)
+    onnx_ops = (OnnxOp("", "QLinearMatMul", 10),)
     summary = "matrix product with a constant 2-D right side, per-column or per-tensor B"
 
-    qdq_float_ops = (("", "MatMul"),)
+    qdq_float_ops = (OnnxOp("", "MatMul"),)
 
     def from_qdq(self, group):
         a, b, y = group.quantized_input(0), group.quantized_input(1), group.quantized_output()
@@ -167,10 +167,10 @@ class QLinearMatMul(_ConstantRightMatMul):
 @register
 class QGemm(_ConstantRightMatMul):
     name = "QGemm"
-    onnx_ops = (("com.microsoft", "QGemm"),)
+    onnx_ops = (OnnxOp("com.microsoft", "QGemm"),)
     summary = "Gemm with transA, transB, alpha, int32 C of any broadcast shape, per-column B"
 
-    qdq_float_ops = (("", "Gemm"),)
+    qdq_float_ops = (OnnxOp("", "Gemm", 7),)  # Gemm-6 and before: a broadcast attribute
 
     def from_qdq(self, group):
         a, b, y = group.quantized_input(0), weight_input(group, 1), group.quantized_output()

@@ -10,7 +10,7 @@ import numpy as np
 
 from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import Graph, Node
-from qcc.ops.base import Op, attribute, register, require
+from qcc.ops.base import OnnxOp, Op, attribute, register, require
 from qcc.numerics.accumulator_range import sum_range
 from qcc.ops.quantized import (add_output, bind_quant, emit_requant, prepare_requant, quantized_input, read_quant,
                                 requantize, wrap_int32)
@@ -22,10 +22,10 @@ class QLinearGlobalAveragePool(Op):
     runtime_header = "qcc_kernels.h"
     folds_clamp = True
     name = "QLinearGlobalAveragePool"
-    onnx_ops = (("com.microsoft", "QLinearGlobalAveragePool"),)
+    onnx_ops = (OnnxOp("com.microsoft", "QLinearGlobalAveragePool"),)
     summary = "mean over the spatial map, channels first or last"
 
-    qdq_float_ops = (("", "GlobalAveragePool"),)
+    qdq_float_ops = (OnnxOp("", "GlobalAveragePool"),)
 
     def from_qdq(self, group):
         x, y = group.quantized_input(0), group.quantized_output()

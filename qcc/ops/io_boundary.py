@@ -12,7 +12,7 @@ import onnx
 
 from qcc.onnx_graph import quantize_output_type
 from qcc.ir import DTYPE_RANGE, Graph, Node, QuantParams
-from qcc.ops.base import Op, attribute, node_label, register, require
+from qcc.ops.base import OnnxOp, Op, attribute, node_label, register, require
 from qcc.ops.quantized import add_output, quantized_input, read_quant
 from qcc.ops.c_emitter import c_float_literal
 from qcc.errors import QccError
@@ -34,7 +34,7 @@ class QuantizeLinear(Op):
     runtime_sources = ("qcc_float_io.c",)
     runtime_header = "qcc_float_io.h"
     name = "QuantizeLinear"
-    onnx_ops = (("", "QuantizeLinear"),)
+    onnx_ops = (OnnxOp("", "QuantizeLinear", 10),)
     summary = "on a graph input: removed (the C takes codes), or float32 in C with --float-io"
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
@@ -65,7 +65,7 @@ class DequantizeLinear(Op):
     runtime_sources = ("qcc_float_io.c",)
     runtime_header = "qcc_float_io.h"
     name = "DequantizeLinear"
-    onnx_ops = (("", "DequantizeLinear"),)
+    onnx_ops = (OnnxOp("", "DequantizeLinear", 10),)
     summary = "on a graph output: removed (the C returns codes), or float32 in C with --float-io"
 
     def import_node(self, onnx_node, graph: Graph) -> Node:

@@ -15,66 +15,31 @@ DequantizeLinear and a QuantizeLinear maps each input code to one output code):
     node.params["table"]  uint8 array (channels, 256): row c holds the output codes' bytes of
                           channel c, indexed by the input code's byte;
     node.attrs["axis"]    None (one table, channels == 1) or the input axis the tables run along.
-Build tables with `lookup_table` and the node with `make_lookup_node`. Input and output may be
+Build tables with qcc.numerics.quantize_linear.code_table and the node with `make_lookup_node`. Input and output may be
 int8 or uint8 in any combination; a Relu/Clip after the node folds into the table.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 
 from qcc.errors import QccError
-from qcc.numerics.quantize_linear import codes_in_byte_order
+from qcc.numerics.quantize_linear import code_table
 from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, QUANTIZED_DTYPES, Graph, Node
 from qcc.numerics import float32_exact as fx
-from qcc.ops.base import Op, attribute, register, require
+from qcc.ops.base import OnnxOp, Op, attribute, register, require
 from qcc.ops.quantized import add_output, bind_quant, quantized_input, read_quant
 
 TABLE_ENTRIES = 256
 
-# --- building tables the way ORT does ---------------------------------------------------------
+# --- what ORT's float kernels compute, on float32 arrays --------------------------------------
 
 
-# The 256 codes in byte order, as ORT's `static_cast<T>(i)` enumerates them for its tables.
-input_codes = codes_in_byte_order
-
-
-def dequantize(code: int, scale, zero: int) -> float:
-    """ORT's table input: f32(s_x * (x - z_x)), the integer difference converted exactly."""
-    return fx.mul(scale, int(code) - int(zero))
-
-
-def quantize(value: float, scale, zero: int, dtype: str) -> int:
-    """ORT's QuantizeLinear (MLAS): v = f32(value / s) (a true division), clamped to
-    [qmin - z, qmax - z] with MAXPS/MINPS (a NaN becomes qmin - z), rounded half to even, plus z."""
-    qmin, qmax = DTYPE_RANGE[dtype]
-    v = fx.div(value, scale)
-    lo, hi = qmin - zero, qmax - zero
-    v = v if v > lo else lo  # _mm_max_ps(v, lo): the second operand when v is NaN
-    v = v if v < hi else hi  # _mm_min_ps(v, hi)
-    return round(v) + zero  # v is finite here; Python's round() is half to even
-
-
-def lookup_table(in_dtype: str, in_scale, in_zero: int, f: Callable[[float], float],
-                 out_dtype: str, out_scale, out_zero: int) -> np.ndarray:
-    """One table: the bytes of QuantizeLinear(f(dequantize(code))) for the 256 input codes in
-    byte order. `f` maps a float32 (as a Python float) to a float32, computing like ORT does
-    (use float32_exact for each rounding step). For a per-channel table, stack one per channel."""
-    for dtype in (in_dtype, out_dtype):
-        if dtype not in QUANTIZED_DTYPES:
-            raise ValueError(f"lookup tables map 8-bit codes, not {dtype}")
-    codes = [quantize(f(dequantize(x, in_scale, in_zero)), out_scale, out_zero, out_dtype)
-             for x in input_codes(in_dtype)]
-    return np.array(codes, dtype=out_dtype).view(np.uint8)
-
-
-def leaky_relu(alpha) -> Callable[[float], float]:
-    """ORT's QLinearLeakyRelu: v >= 0 ? v : f32(alpha * v)."""
-    alpha = fx.f32(alpha)
-    return lambda v: v if v >= 0.0 else fx.mul(alpha, v)
+def leaky_relu(x: np.ndarray, alpha) -> np.ndarray:
+    """ORT's LeakyRelu (QLinearLeakyRelu's table, and the float op in an island): x >= 0 ? x : f32(alpha * x)."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.where(x >= 0, x, np.float32(alpha) * x)
 
 
 # MLAS's logistic constants (core/mlas/lib/logistic.cpp, MlasLogisticConstants), as the C compiler
@@ -109,6 +74,10 @@ def mlas_logistic(v: float) -> float:
     return y if not 0.0 > y else 0.0  # vmaxps(0, y)
 
 
+# mlas_logistic on each element of a float32 array (the float32_exact steps take Python floats).
+mlas_logistic_array = np.vectorize(lambda v: mlas_logistic(float(v)), otypes=[np.float32])
+
+
 # --- the IR op --------------------------------------------------------------------------------
 
 
@@ -133,13 +102,17 @@ def _channel_split(shape: tuple[int, ...], axis: int | None) -> tuple[int, int, 
 @register
 class Lookup(Op):
     name = "Lookup"
-    onnx_ops = (("com.microsoft", "QLinearLeakyRelu"), ("com.microsoft", "QLinearSigmoid"))
+    onnx_ops = (OnnxOp("com.microsoft", "QLinearLeakyRelu"), OnnxOp("com.microsoft", "QLinearSigmoid"))
     summary = ("a 256-byte table per op (or per channel) built at compile time as ORT builds it "
                "(Sigmoid: MLAS's FMA3 rational approximation); a Relu/Clip after it folds into the table")
     runtime_sources = ("qcc_lookup.c",)
     runtime_header = "qcc_lookup.h"
     folds_clamp = True
-    qdq_float_ops = (("", "LeakyRelu"), ("", "Sigmoid"))
+    qdq_float_ops = (OnnxOp("", "LeakyRelu", 6), OnnxOp("", "Sigmoid", 6))
+    island_float_ops = (OnnxOp("", "LeakyRelu", 6),)  # where ORT leaves it in float (a float neighbour)
+
+    def evaluate_float(self, node, inputs, opset):
+        return leaky_relu(inputs[0], np.float32(attribute(node, "alpha", 0.01)))
 
     def from_qdq(self, group):
         x, y = group.quantized_input(0), group.quantized_output()
@@ -159,12 +132,12 @@ class Lookup(Op):
         if onnx_node.op_type == "QLinearLeakyRelu":
             alpha = float(attribute(onnx_node, "alpha", 0.01))
             require(np.isfinite(alpha), graph, onnx_node, f"alpha must be finite, got {alpha}")
-            f = leaky_relu(alpha)
+            f = lambda v: leaky_relu(v, alpha)  # noqa: E731
         else:
-            f = mlas_logistic
+            f = mlas_logistic_array
         x_name = bind_quant(graph, onnx_node, 0, x_quant)
         y = add_output(graph, onnx_node, 0, x.dtype, x.shape, y_quant)
-        table = lookup_table(x.dtype, s_x, z_x, f, x.dtype, s_y, z_y)
+        table = code_table(x.dtype, s_x, z_x, f, x.dtype, s_y, z_y)
         return make_lookup_node(onnx_node.name or y, x_name, y, table, onnx_op=onnx_node.op_type)
 
     def prepare(self, node: Node, graph: Graph) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcc.ir import Graph, Node
-from qcc.ops.base import Op, attribute, int_list_attribute, register, require
+from qcc.ops.base import OnnxOp, Op, attribute, int_list_attribute, register, require
 from qcc.ops.conv import resolve_pads, window_output_size
 from qcc.ops.quantized import add_output, quantized_input
 
@@ -24,10 +24,10 @@ class MaxPool(Op):
     runtime_sources = ("qcc_kernels.c",)
     runtime_header = "qcc_kernels.h"
     name = "MaxPool"
-    onnx_ops = (("", "MaxPool"),)
+    onnx_ops = (OnnxOp("", "MaxPool", 12),)  # ORT runs MaxPool on int8 and uint8 from opset 12
     summary = "2-D max pooling: kernel, strides, pads, auto_pad, ceil_mode, dilations"
 
-    qdq_float_ops = (("", "MaxPool"),)
+    qdq_float_ops = onnx_ops
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")

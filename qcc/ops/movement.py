@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcc.ir import Graph, Node
-from qcc.ops.base import Op, attribute, const_input, register, require
+from qcc.ops.base import OnnxOp, Op, attribute, const_input, register, require
 from qcc.ops.quantized import add_output, quantized_input
 
 MAX_TRANSPOSE_RANK = 6  # QCC_MAX_RANK in runtime_c/qcc_kernels.h
@@ -56,7 +56,9 @@ def _output_shape(onnx_node, graph: Graph, shape: tuple[int, ...]) -> tuple[int,
 @register
 class Reshape(Op):
     name = "Reshape"
-    onnx_ops = (("", "Reshape"), ("", "Flatten"), ("", "Squeeze"), ("", "Unsqueeze"), ("", "Identity"))
+    # Reshape takes its shape as an input from 5; Squeeze/Unsqueeze their axes as an attribute before 13.
+    onnx_ops = (OnnxOp("", "Reshape", 5), OnnxOp("", "Flatten"), OnnxOp("", "Squeeze", 1, 12), OnnxOp("", "Squeeze", 13),
+                OnnxOp("", "Unsqueeze", 1, 12), OnnxOp("", "Unsqueeze", 13), OnnxOp("", "Identity"))
     summary = "no code: the output shares the input's bytes (a copy only between two caller buffers)"
     aliases_input = True
     qdq_float_ops = onnx_ops
@@ -91,7 +93,7 @@ class Transpose(Op):
     runtime_sources = ("qcc_kernels.c",)
     runtime_header = "qcc_kernels.h"
     name = "Transpose"
-    onnx_ops = (("", "Transpose"),)
+    onnx_ops = (OnnxOp("", "Transpose"),)
     summary = f"any permutation up to rank {MAX_TRANSPOSE_RANK}"
     qdq_float_ops = onnx_ops
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from qcc.ops.qdq_group import NotFused
 from qcc.ir import Graph, Node
-from qcc.ops.base import Op, attribute, const_input, register, require
+from qcc.ops.base import OnnxOp, Op, attribute, const_input, register, require
 from qcc.ops.quantized import add_output, quantized_input
 from qcc.ops.slice_split_pad import (MAX_RANK, RUNTIME_HEADER, RUNTIME_SOURCES, byte_source, emit_gather,
                                      normalize_axis, require_nonempty)
@@ -111,7 +111,7 @@ class Resize(Op):
     runtime_sources = RUNTIME_SOURCES
     runtime_header = RUNTIME_HEADER
     name = "Resize"
-    onnx_ops = (("", "Resize"),)
+    onnx_ops = (OnnxOp("", "Resize", 10, 10), OnnxOp("", "Resize", 11))  # (X, scales); then (X, roi, scales, sizes)
     summary = ("nearest mode: scales or sizes (axes, keep_aspect_ratio_policy), every coordinate transformation "
                "but tf_crop_and_resize, every nearest_mode")
 

@@ -27,7 +27,7 @@ import onnx
 
 from qcc.ops.qdq_group import NotFused
 from qcc.ir import Graph, Node
-from qcc.ops.base import Op, attribute, const_input, register, require
+from qcc.ops.base import OnnxOp, Op, attribute, const_input, register, require
 from qcc.numerics.quantize_linear import quantize_linear
 from qcc.ops.quantized import add_output, quantized_input
 from qcc.errors import QccError
@@ -163,7 +163,9 @@ class Split(Op):
     runtime_sources = RUNTIME_SOURCES
     runtime_header = RUNTIME_HEADER
     name = "Split"
-    onnx_ops = (("", "Split"),)
+    # Split-2 and -11 take the sizes as an attribute, -13 as an input, -18 adds num_outputs.
+    onnx_ops = (OnnxOp("", "Split", 2, 10), OnnxOp("", "Split", 11, 12), OnnxOp("", "Split", 13, 17),
+                OnnxOp("", "Split", 18))
     summary = "split sizes from the input or attribute, num_outputs (opset 18) or equal parts; any axis"
     qdq_float_ops = onnx_ops
 
@@ -249,7 +251,7 @@ class Slice(Op):
     runtime_sources = RUNTIME_SOURCES
     runtime_header = RUNTIME_HEADER
     name = "Slice"
-    onnx_ops = (("", "Slice"),)
+    onnx_ops = (OnnxOp("", "Slice", 1, 9), OnnxOp("", "Slice", 10))  # attributes, then inputs with steps
     summary = "constant starts, ends, axes and steps (negative steps too)"
 
     # QDQ models: ORT drops a DQ -> Slice -> Q pair with equal parameters and slices the codes.
@@ -323,7 +325,8 @@ class Pad(Op):
     runtime_sources = RUNTIME_SOURCES
     runtime_header = RUNTIME_HEADER
     name = "Pad"
-    onnx_ops = (("", "Pad"),)
+    # Pad-2 pads float tensors only in ORT (its pads and value are attributes); from 11 they are inputs.
+    onnx_ops = (OnnxOp("", "Pad", 11),)
     summary = "opset 11+: constant (value input is a code), edge, reflect and wrap modes; negative pads crop; axes input"
     qdq_float_ops = onnx_ops
 

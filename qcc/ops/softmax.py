@@ -36,7 +36,7 @@ import numpy as np
 
 from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node
-from qcc.ops.base import Op, attribute, register, require
+from qcc.ops.base import OnnxOp, Op, attribute, register, require
 from qcc.ops.quantized import add_output, bind_quant, quantized_input, read_quant
 
 FLT_MAX = np.finfo(np.float32).max
@@ -86,12 +86,13 @@ def packed_table(table: np.ndarray) -> np.ndarray:
 @register
 class QLinearSoftmax(Op):
     name = "QLinearSoftmax"
-    onnx_ops = (("com.microsoft", "QLinearSoftmax"),)
+    onnx_ops = (OnnxOp("com.microsoft", "QLinearSoftmax"),)
     summary = ("softmax along an axis, opset < 13 (2-D coercion) and >= 13 semantics; ORT's exp table, "
                "float32 row sum and double rounding reproduced in integers; a Relu/Clip after it folds into its clamp")
     runtime_sources = ("qcc_softmax.c",)
     runtime_header = "qcc_softmax.h"
-    qdq_float_ops = (("", "Softmax"),)
+    # Softmax before 13 coerces its input to 2-D at axis; from 13 it reduces one axis.
+    qdq_float_ops = (OnnxOp("", "Softmax", 1, 12), OnnxOp("", "Softmax", 13))
 
     def from_qdq(self, group):
         """ORT fuses DQ -> Softmax -> Q into QLinearSoftmax with opset = Softmax's since-version and the
