@@ -8,6 +8,7 @@ import numpy as np
 from qcc.frontend.float_islands import EVALUATORS
 from qcc.ir import Graph, Node
 from qcc.ops.base import attribute, const_input, register
+from qcc.ops.explanation import KEEPS_ORT, Explanation
 from qcc.ops.lookup_table import Lookup
 from qcc.ops.quantized import add_output, quantized_input, read_quant
 
@@ -33,3 +34,8 @@ class FloatIsland(Lookup):
         return Node(self.name, onnx_node.name or y, [x.name], [y],
                     attrs={"axis": axis if axis >= 0 else None, "onnx_op": ops.decode() if isinstance(ops, bytes) else ops},
                     params={"table": np.ascontiguousarray(table, dtype=np.uint8)})
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return Explanation("table", "a float chain between DequantizeLinear and QuantizeLinear, turned into a "
+                                    "256-entry table per channel computed at compile time with ORT's float32 "
+                                    "arithmetic; " + KEEPS_ORT)
