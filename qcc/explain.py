@@ -1,16 +1,16 @@
 """`qcc explain`: the integer arithmetic of each layer with the model's own numbers, and one value
 traced through it on a real input.
 
-For every requantizing layer (convolutions, matrix products, the integer average pools) it
-collects, into one dict: the real-valued formula and the integer one; S_x, Z_x, S_w and Z_w per
-channel, S_y, Z_y and the output clamp; M exactly, its M0 and n in the chosen rounding scheme
-(M ~ M0 * 2^-n) and the relative error of M0 * 2^-n against M; the folded constant of each channel
-with the terms it holds; the accumulator bound from the range analysis; the C the backend emits;
-and one output element traced from the layer's input codes: the accumulator computed here
-directly, sum((x - Z_x)(w - Z_w)) + bias, and in the kernel's folded form, acc_const + sum(x(w - Z_w)),
-then each step of the scheme, the clamp, the zero point and the final code, next to the reference
-interpreter's value for that element. Layers without a requantization step get one note saying
-what they compute and that the rounding scheme does not change them.
+Each op says what it computes through Op.explain (qcc/ops/explanation.py): a kind and one
+sentence, or for a requantizing op (convolutions, matrix products, the integer average pools) the
+pieces of its arithmetic. From those this module collects, into one dict: the real-valued formula
+and the integer one; S_x, Z_x, S_w and Z_w per channel, S_y, Z_y and the output clamp; M exactly,
+its M0 and n in the chosen rounding scheme (M ~ M0 * 2^-n) and the relative error of M0 * 2^-n
+against M; the folded constant of each channel with the terms it holds; the accumulator bound from
+the range analysis; the C the backend emits; and one output element traced from the layer's input
+codes: its accumulator as the op computes it, directly, sum((x - Z_x)(w - Z_w)) + bias, and in the
+kernel's folded form, acc_const + sum(x(w - Z_w)), then each step of the scheme, the clamp, the
+zero point and the final code, next to the reference interpreter's value for that element.
 
 The three output formats (text, markdown, json) render that one dict; the json form is documented
 in docs/explain_json.md (schema_version 1).
@@ -31,8 +31,10 @@ from qcc.compile_command import golden_cases
 from qcc.errors import QccError
 from qcc.ir import DTYPE_RANGE, Graph, Node
 from qcc.numerics import SCHEMES
-from qcc.ops.quantized import as_int8_weights
-from qcc.numerics.accumulator_range import AccumulatorRange, sum_range
+from qcc.numerics.accumulator_range import AccumulatorRange
+from qcc.ops import op_named
+from qcc.ops.explanation import Explanation, RequantExplanation
+from qcc.ops.quantized import wrap_int32
 from qcc.pipeline import Options, compile_model
 from qcc.sample_inputs import random_inputs
 
@@ -66,42 +68,8 @@ SCHEME_FACTS = {
     },
 }
 
-_KEEPS_ORT = "the rounding schemes have no form of their own for this op: it keeps ORT's arithmetic in every scheme"
-OTHER_OPS = {
-    "QLinearAdd": ("ort_arithmetic", "under ort and single, ORT's float32 arithmetic (rX = f32(sX/sC), fma of the "
-                   "scaled codes, qcc/numerics/ort_add_mul.py), every float32 rounding reproduced with integers in C; "
-                   "under tflm, TensorFlow Lite Micro's integer ADD: each (x - Z) * 2^20 scaled by sX / (2 max(sA, sB)), "
-                   "the sum by 2 max(sA, sB) / (2^20 sC), each step RDBPOT(SRDHM(v, M0), -e) with "
-                   "QuantizeMultiplierSmallerThanOneExp's M0 and e (qcc/ops/add_mul.py)"),
-    "QLinearMul": ("ort_arithmetic", "under ort and single, ORT's float32 arithmetic (f32(f32(p) * r) + Z_c, "
-                   "qcc/numerics/ort_add_mul.py), every float32 rounding reproduced with integers in C; under tflm, "
-                   "TensorFlow Lite Micro's integer MUL: Z_c + MultiplyByQuantizedMultiplier((a - Z_a)(b - Z_b), M0, e) "
-                   "with QuantizeMultiplier(sA sB / sC) (qcc/ops/add_mul.py)"),
-    "QLinearAveragePool": ("ort_arithmetic", "a window smaller than the map (or padded): ORT averages in float32 "
-                           "(sequential float32 sum, division, z_y added before rounding); the C reproduces it with "
-                           "integers (qcc/numerics/ort_float32_sum.py); " + _KEEPS_ORT),
-    "QLinearSoftmax": ("ort_arithmetic", "ORT's exp table, float32 row sum and double rounding, reproduced with "
-                       "integers; " + _KEEPS_ORT),
-    "Lookup": ("table", "a 256-entry table per op (or per channel) computed at compile time as ORT computes it; "
-               "a lookup at run time, no arithmetic; " + _KEEPS_ORT),
-    "FloatIsland": ("table", "a float chain between DequantizeLinear and QuantizeLinear, turned into a 256-entry "
-                    "table per channel computed at compile time with ORT's float32 arithmetic; " + _KEEPS_ORT),
-    "QLinearConcat": ("table", "each input requantized by a 256-entry table computed at compile time with ORT's "
-                      "float32 arithmetic (copied when its parameters equal the output's); " + _KEEPS_ORT),
-    "QuantizeLinear": ("boundary", "the float32 input boundary (with --float-io: float32 in C, exactly as ORT "
-                       "computes it); no requantization step"),
-    "DequantizeLinear": ("boundary", "the float32 output boundary (with --float-io: float32 in C, exactly as ORT "
-                         "computes it); no requantization step"),
-}
-_MOVES_CODES = ("no_arithmetic", "moves or selects codes: no arithmetic, nothing to round, the same in every scheme")
-
 
 # --- small helpers --------------------------------------------------------------------------------
-
-
-def _wrap32(value: int) -> int:
-    value &= 0xFFFFFFFF
-    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def _decimal(value: Fraction, digits: int = 20) -> str:
@@ -114,8 +82,8 @@ def _f(value) -> float:
     return float(value)
 
 
-def _per(values, count: int) -> list:
-    return list(np.broadcast_to(np.asarray(values).reshape(-1), (count,)))
+def _wrap32(value: int) -> int:
+    return int(wrap_int32(value))
 
 
 def _scheme_m0_n(scheme: str, mult: int, shift: int) -> tuple[int, int]:
@@ -138,281 +106,6 @@ def _scheme_trace(rq, index: int, acc: int) -> list[tuple[str, int | float]]:
     return SCHEMES[rq.scheme].trace(acc, int(rq.mult[index]), int(rq.shift[index]), rq.lo, rq.hi, **extra)
 
 
-# --- per-op facts ---------------------------------------------------------------------------------
-
-
-class _Layer:
-    """What differs between the requantizing ops: formulas, operands, the folded constant's terms,
-    the accumulator's C, and the traced element (computed from the layer's input codes)."""
-
-    weights = True
-
-    def __init__(self, node: Node, graph: Graph):
-        self.node, self.graph = node, graph
-        self.rq = node.params["requant"]
-        self.x = graph.tensor(node.inputs[0])
-        self.y = graph.tensor(node.outputs[0])
-        self.s_x, self.z_x = self.x.quant.scalar()
-        self.s_y, self.z_y = self.y.quant.scalar()
-
-    @property
-    def acc_range(self) -> AccumulatorRange:
-        """The range analysis' bounds; an op the pass does not cover gets the same bound computed here."""
-        found = self.node.params.get("acc_range")
-        return found if found is not None else self.own_range()
-
-    def own_range(self) -> AccumulatorRange:
-        raise NotImplementedError
-
-    def rq_index(self, channel: int) -> int:
-        return channel if self.rq.channels > 1 else 0
-
-    def exact_m(self, channel: int) -> Fraction:
-        raise NotImplementedError
-
-
-class _Conv(_Layer):
-    def __init__(self, node, graph):
-        super().__init__(node, graph)
-        self.w = graph.tensor(node.inputs[1])
-        self.channels = self.w.shape[0]
-        self.taps = int(np.prod(self.w.shape[1:]))
-        self.s_w = [np.float32(s) for s in _per(self.w.quant.scale, self.channels)]
-        self.z_w = [int(z) for z in _per(self.w.quant.zero_point, self.channels)]
-        self.stored, stored_zero = as_int8_weights(self.w.data, self.w.quant.zero_point)
-        self.stored_zero = [int(z) for z in _per(stored_zero, self.channels)]
-        bias = node.attrs["bias"]
-        self.bias = [0] * self.channels if bias is None else [int(b) for b in bias]
-
-    formula = {
-        "real": "y[c] = b[c] + sum_k x[k] * w[c,k]   (each r = S * (q - Z); the bias has scale S_x * S_w[c], zero point 0)",
-        "integer": "acc = sum_k (q_x[k] - Z_x) * (q_w[c,k] - Z_w[c]) + q_b[c]  (int32, wrapping);  "
-                   "q_y = clamp(round(M[c] * acc), lo, hi) + Z_y,  M[c] = S_x * S_w[c] / S_y",
-        "folded": "acc = acc_const[c] + sum_k q_x[k] * (q_w[c,k] - Z_w[c]),  "
-                  "acc_const[c] = q_b[c] - Z_x * sum_k q_w[c,k] + K * Z_x * Z_w[c]  (padded taps read q_x = Z_x)",
-    }
-
-    def exact_m(self, c):
-        return Fraction(float(self.s_x)) * Fraction(float(self.s_w[c])) / Fraction(float(self.s_y))
-
-    def terms(self, c) -> dict:
-        weight_sum = int(self.stored[c].astype(np.int64).sum())
-        return {"bias": self.bias[c], "minus_zx_sum_w": -self.z_x * weight_sum,
-                "k_zx_zw": self.taps * self.z_x * self.stored_zero[c]}
-
-    def acc_const(self, c) -> int:
-        return int(self.node.params["acc_const"][c])
-
-    def c_accumulator(self, c) -> tuple[str, str]:
-        generic = "acc = acc_const[c] + sum(x[k] * (w[c][k] - Z_w[c]), k < K)"
-        numbers = (f"acc = {self.acc_const(c)} + sum(x[k] * (w[{c}][k] - {self.stored_zero[c]}), k < {self.taps})"
-                   f"   /* padded taps read x = Z_x = {self.z_x} */")
-        return generic, numbers
-
-    def positions(self) -> int:
-        return int(np.prod(self.y.shape[2:]))
-
-    def codes(self, values, c) -> np.ndarray:
-        """The reference output codes of channel c (batch 0), one per position, row-major."""
-        return values[self.node.outputs[0]][0, c].reshape(-1)
-
-    def trace(self, values, c, position) -> dict:
-        a = self.node.attrs
-        y_codes = values[self.node.outputs[0]]
-        oh, ow = divmod(position, self.y.shape[3])
-        x = values[self.node.inputs[0]]
-        in_per_group = self.w.shape[1]
-        group = c // (self.channels // a["groups"])
-        k_h, k_w = a["kernel"]
-        direct = folded = padded = 0
-        first = []
-        for ic in range(in_per_group):
-            for kh in range(k_h):
-                for kw in range(k_w):
-                    ih = oh * a["strides"][0] - a["pads_begin"][0] + kh * a["dilations"][0]
-                    iw = ow * a["strides"][1] - a["pads_begin"][1] + kw * a["dilations"][1]
-                    inside = 0 <= ih < x.shape[2] and 0 <= iw < x.shape[3]
-                    w_code = int(self.w.data[c, ic, kh, kw])
-                    x_code = int(x[0, group * in_per_group + ic, ih, iw]) if inside else None
-                    product = (x_code - self.z_x) * (w_code - self.z_w[c]) if inside else 0  # the pad is a real 0
-                    direct += product
-                    x_read = x_code if inside else self.z_x  # what the kernel reads
-                    folded += x_read * (int(self.stored[c, ic, kh, kw]) - self.stored_zero[c])
-                    padded += not inside
-                    if len(first) < FIRST_TERMS:
-                        first.append({"x": x_code, "w": w_code, "product": product})
-        return {
-            "output_index": [0, c, oh, ow], "reference_code": int(y_codes[0, c, oh, ow]),
-            "taps": self.taps, "padded_taps": padded, "first_terms": first,
-            "direct": {"sum_products": direct, "bias": self.bias[c], "acc_int64": direct + self.bias[c],
-                       "acc": _wrap32(direct + self.bias[c])},
-            "folded": {"acc_const": self.acc_const(c), "sum_x_times_w_minus_zw": folded, "minus_zw_sum_x": 0,
-                       "acc": _wrap32(self.acc_const(c) + folded)},
-        }
-
-
-class _MatMul(_Layer):
-    def __init__(self, node, graph):
-        super().__init__(node, graph)
-        a = node.attrs
-        self.w = graph.tensor(node.inputs[1])
-        self.channels, self.depth, self.rows = a["cols"], a["depth"], a["rows"]
-        self.taps = self.depth
-        self.raw_nk = self.w.data if a["trans_b"] else self.w.data.T  # (cols, depth), the model's codes
-        self.s_w = [np.float32(s) for s in _per(self.w.quant.scale, self.channels)]
-        self.z_w = [int(z) for z in _per(self.w.quant.zero_point, self.channels)]
-        self.stored = node.params["weights"]
-        stored_zero = node.params["weight_zero"]
-        self.stored_zero = [0] * self.channels if stored_zero is None else [int(z) for z in stored_zero]
-        self.bias = a["bias"]  # None, (cols,) or (rows, cols)
-        self.alpha = a["alpha"]
-        self.gemm = node.op == "QGemm"
-        self.formula = {
-            "real": ("Y = alpha * A * B + C" if self.gemm else "Y = A * B")
-            + "   (each r = S * (q - Z); C has scale alpha * S_a * S_b[n], zero point 0)",
-            "integer": "acc = sum_k (q_a[m,k] - Z_a) * (q_b[k,n] - Z_b[n]) + q_c[m,n]  (int32, wrapping);  "
-                       "q_y = clamp(round(M[n] * acc), lo, hi) + Z_y,  M[n] = "
-                       + ("alpha * S_a * S_b[n] / S_y" if self.gemm else "S_a * S_b[n] / S_y"),
-            "folded": "acc = acc_const[n] + sum_k q_a[m,k] * w[n,k] - Z_b[n] * sum_k q_a[m,k],  "
-                      "acc_const[n] = q_c[n] - Z_a * sum_k w[n,k] + K * Z_a * Z_b[n]  (the last term of acc only "
-                      "where Z_b != 0)",
-        }
-
-    def exact_m(self, c):
-        m = Fraction(float(self.s_x)) * Fraction(float(self.s_w[c])) / Fraction(float(self.s_y))
-        return m * Fraction(float(self.alpha)) if self.gemm else m
-
-    def _bias(self, c, row=None):
-        if self.bias is None:
-            return 0
-        if self.bias.ndim == 2:
-            return [int(b) for b in self.bias[:, c]] if row is None else int(self.bias[row, c])
-        return int(self.bias[c])
-
-    def terms(self, c) -> dict:
-        weight_sum = int(self.stored[c].astype(np.int64).sum())
-        return {"bias": self._bias(c), "minus_zx_sum_w": -self.z_x * weight_sum,
-                "k_zx_zw": self.depth * self.z_x * self.stored_zero[c]}
-
-    def acc_const(self, c, row=None):
-        table = self.node.params["acc_const"]
-        if table.ndim == 2:
-            return [int(v) for v in table[:, c]] if row is None else int(table[row, c])
-        return int(table[c])
-
-    def c_accumulator(self, c) -> tuple[str, str]:
-        zero = self.node.params["weight_zero"] is not None
-        generic = "acc = acc_const[n] + sum(a[k] * w[n][k], k < K)" + (" - Z_w[n] * sum(a[k], k < K)" if zero else "")
-        const = self.acc_const(c, 0)
-        numbers = f"acc = {const} + sum(a[k] * w[{c}][k], k < {self.depth})"
-        if zero:
-            numbers += f" - {self.stored_zero[c]} * sum(a[k], k < {self.depth})"
-        if self.node.params["acc_const"].ndim == 2:
-            numbers += "   /* row 0's constant: C varies by row */"
-        return generic, numbers
-
-    def positions(self) -> int:
-        return self.rows
-
-    def codes(self, values, c) -> np.ndarray:
-        return values[self.node.outputs[0]].reshape(self.rows, self.channels)[:, c]
-
-    def trace(self, values, c, row) -> dict:
-        a = values[self.node.inputs[0]]
-        a_matrix = (a.T if self.node.attrs["trans_a"] else a).reshape(self.rows, self.depth)
-        y_codes = values[self.node.outputs[0]].reshape(self.rows, self.channels)
-        direct = folded = a_sum = 0
-        first = []
-        for k in range(self.depth):
-            a_code, w_code = int(a_matrix[row, k]), int(self.raw_nk[c, k])
-            product = (a_code - self.z_x) * (w_code - self.z_w[c])
-            direct += product
-            folded += a_code * int(self.stored[c, k])
-            a_sum += a_code
-            if len(first) < FIRST_TERMS:
-                first.append({"x": a_code, "w": w_code, "product": product})
-        bias, const = self._bias(c, row), self.acc_const(c, row)
-        minus = -self.stored_zero[c] * a_sum
-        index = [int(i) for i in np.unravel_index(row * self.channels + c, self.y.shape)]
-        return {
-            "output_index": index, "reference_code": int(y_codes[row, c]),
-            "taps": self.depth, "padded_taps": 0, "first_terms": first,
-            "direct": {"sum_products": direct, "bias": bias, "acc_int64": direct + bias, "acc": _wrap32(direct + bias)},
-            "folded": {"acc_const": const, "sum_x_times_w_minus_zw": folded, "minus_zw_sum_x": minus,
-                       "acc": _wrap32(const + folded + minus)},
-        }
-
-
-class _GlobalPool(_Layer):
-    weights = False
-
-    def __init__(self, node, graph):
-        super().__init__(node, graph)
-        a = node.attrs
-        self.channels = a["channels"]
-        self.count = a["count"] if "count" in a else int(np.prod(a["in_hw"]))
-        self.taps = self.count
-        self.s_w, self.z_w = [None] * self.channels, [None] * self.channels
-
-    formula = {
-        "real": "y[c] = (1/n) * sum_i x[c,i]   (each r = S * (q - Z))",
-        "integer": "acc = sum_i (q_x[c,i] - Z_x)  (int32);  q_y = clamp(round(M * acc), lo, hi) + Z_y,  M = S_x / (S_y * n)",
-        "folded": "acc = acc_const + sum_i q_x[c,i],  acc_const = -Z_x * n",
-    }
-
-    def exact_m(self, c):
-        return Fraction(float(self.s_x)) / (Fraction(float(self.s_y)) * self.count)
-
-    def own_range(self) -> AccumulatorRange:  # QLinearAveragePool's global path
-        return sum_range(self.count, self.z_x, self.x.dtype)
-
-    def terms(self, c) -> dict:
-        return {"minus_zx_n": -self.z_x * self.count}
-
-    def acc_const(self, c) -> int:
-        return int(self.node.params["acc_const"])
-
-    def c_accumulator(self, c) -> tuple[str, str]:
-        return "acc = acc_const + sum(x[i], i < n)", f"acc = {self.acc_const(c)} + sum(x[i], i < {self.count})"
-
-    def positions(self) -> int:
-        return 1
-
-    def codes(self, values, c) -> np.ndarray:
-        y = values[self.node.outputs[0]]
-        return y.reshape(y.shape[0], self.channels)[:1, c]  # spatial dims are all 1: (N, C) either layout
-
-    def trace(self, values, c, position) -> dict:
-        x = values[self.node.inputs[0]]
-        nchw = np.moveaxis(x, -1, 1) if self.node.attrs["channels_last"] else x
-        elements = [int(v) for v in nchw[0, c].reshape(-1)]
-        direct = sum(v - self.z_x for v in elements)
-        folded = sum(elements)
-        y = values[self.node.outputs[0]]
-        index = [0] * y.ndim
-        index[-1 if self.node.attrs["channels_last"] else 1] = c
-        return {
-            "output_index": index, "reference_code": int(y[tuple(index)]),
-            "taps": self.count, "padded_taps": 0,
-            "first_terms": [{"x": v, "w": None, "product": v - self.z_x} for v in elements[:FIRST_TERMS]],
-            "direct": {"sum_products": direct, "bias": 0, "acc_int64": direct, "acc": _wrap32(direct)},
-            "folded": {"acc_const": self.acc_const(c), "sum_x_times_w_minus_zw": folded, "minus_zw_sum_x": 0,
-                       "acc": _wrap32(self.acc_const(c) + folded)},
-        }
-
-
-def _layer_for(node: Node, graph: Graph) -> _Layer | None:
-    if "requant" not in node.params:
-        return None
-    if node.op == "QLinearConv":
-        return _Conv(node, graph)
-    if node.op in ("QLinearMatMul", "QGemm"):
-        return _MatMul(node, graph)
-    if node.op == "QLinearGlobalAveragePool" or (node.op == "QLinearAveragePool" and node.attrs.get("global")):
-        return _GlobalPool(node, graph)
-    return None
-
-
 # --- facts ------------------------------------------------------------------------------------------
 
 
@@ -423,16 +116,15 @@ def _operand(graph: Graph, name: str) -> dict:
             "scale": _f(scale), "zero_point": int(zero)}
 
 
-def _channel_facts(layer: _Layer, c: int | None) -> dict:
+def _channel_facts(layer: RequantExplanation, c: int | None) -> dict:
     """One row of the per-channel table; c None: the row that holds for every channel (per-tensor M)."""
     rq, node = layer.rq, layer.node
     i = layer.rq_index(c or 0)
     m = layer.exact_m(c or 0)
     m0, n = _scheme_m0_n(rq.scheme, int(rq.mult[i]), int(rq.shift[i]))
     approx = Fraction(m0) * Fraction(2) ** -n
-    r = layer.acc_range
+    r = node.params["acc_range"]
     low, high = int(r.low[c or 0]), int(r.high[c or 0])
-    terms = layer.terms(c or 0)
     return {
         "channel": c,
         "s_w": None if layer.s_w[c or 0] is None else _f(layer.s_w[c or 0]),
@@ -440,13 +132,13 @@ def _channel_facts(layer: _Layer, c: int | None) -> dict:
         "M": float(m), "M_decimal": _decimal(m), "M_double": _f(rq.real_scale[i]), "M_float32": _f(rq.scale[i]),
         "M0": m0, "n": n, "stored_shift": int(rq.shift[i]), "M0_times_2_pow_minus_n": float(approx),
         "relative_error": float(approx / m - 1),
-        "acc_const": layer.acc_const(c or 0), "acc_const_terms": terms,
+        "acc_const": layer.acc_const(c or 0), "acc_const_terms": layer.acc_const_terms(c or 0),
         "acc_low": low, "acc_high": high, "acc_bits": _bits(low, high),
         "int32_safe": bool(low >= -(2**31) and high <= 2**31 - 1),
     }
 
 
-def _choose_position(layer: _Layer, values, c: int, position: int | None) -> tuple[int, str]:
+def _choose_position(layer: RequantExplanation, values, c: int, position: int | None) -> tuple[int, str]:
     count = layer.positions()
     if position is not None:
         if not 0 <= position < count:
@@ -454,7 +146,8 @@ def _choose_position(layer: _Layer, values, c: int, position: int | None) -> tup
                            f"channel (0..{count - 1})")
         return position, "chosen with --position"
     lo, hi = layer.rq.lo + layer.rq.zero, layer.rq.hi + layer.rq.zero
-    codes = layer.codes(values, c)
+    y = values[layer.node.outputs[0]]
+    codes = np.array([y[layer.output_index(c, p)] for p in range(count)])
     inside = np.flatnonzero((codes != lo) & (codes != hi))
     if inside.size:
         return int(inside[0]), ("the channel's only output element" if count == 1 else
@@ -462,9 +155,25 @@ def _choose_position(layer: _Layer, values, c: int, position: int | None) -> tup
     return 0, "the channel's first position (every one is at a clamp bound)"
 
 
-def _trace(layer: _Layer, values, c: int, position: int | None) -> dict:
+def _element_facts(layer: RequantExplanation, values, c: int, position: int) -> dict:
+    """The traced element's accumulator, both ways, as the op computed it from the input codes."""
+    e = layer.element(values, c, position)
+    index = layer.output_index(c, position)
+    first = [{"x": None if e.padded[k] else int(e.x[k]), "w": None if e.w is None else int(e.w[k]),
+              "product": int(e.products[k])} for k in range(min(FIRST_TERMS, e.products.size))]
+    direct = e.sum_products + e.bias
+    return {
+        "output_index": [int(i) for i in index], "reference_code": int(values[layer.node.outputs[0]][index]),
+        "taps": int(e.products.size), "padded_taps": int(e.padded.sum()), "first_terms": first,
+        "direct": {"sum_products": e.sum_products, "bias": e.bias, "acc_int64": direct, "acc": _wrap32(direct)},
+        "folded": {"acc_const": e.acc_const, "sum_x_times_w_minus_zw": e.folded_sum, "minus_zw_sum_x": e.minus_zw_sum_x,
+                   "acc": _wrap32(e.acc_const + e.folded_sum + e.minus_zw_sum_x)},
+    }
+
+
+def _trace(layer: RequantExplanation, values, c: int, position: int | None) -> dict:
     p, why = _choose_position(layer, values, c, position)
-    t = layer.trace(values, c, p)
+    t = _element_facts(layer, values, c, p)
     acc = t["direct"]["acc"]
     rq = layer.rq
     steps = _scheme_trace(rq, layer.rq_index(c), acc)
@@ -495,27 +204,27 @@ def _u8s8_pairs(node: Node) -> dict | None:
             "worst_channel": worst, "worst_k": int(pairs.worst_k[worst])}
 
 
-def _requant_layer(layer: _Layer, values, channel: int | None, position: int | None, kernel_call: str) -> dict:
+def _requant_layer(layer: RequantExplanation, values, channel: int | None, position: int | None,
+                   kernel_call: str) -> dict:
     node, graph, rq = layer.node, layer.graph, layer.rq
     if channel is not None and not 0 <= channel < layer.channels:
         raise QccError(f"--channel {channel}: node '{node.name}' has {layer.channels} output channels "
                        f"(0..{layer.channels - 1}); choose another channel, or one node with --node")
     c = channel or 0
-    r = layer.acc_range
+    r = node.params["acc_range"]
     qmin, qmax = DTYPE_RANGE[layer.y.dtype]
-    per_channel_rows = rq.channels > 1 or layer.weights
+    w = layer.w
+    per_channel_rows = rq.channels > 1 or w is not None
     if channel is not None:
         rows = [_channel_facts(layer, c if per_channel_rows else None)]
     else:
         rows = [_channel_facts(layer, i) for i in range(layer.channels)] if per_channel_rows else [_channel_facts(layer, None)]
     generic, numbers = layer.c_accumulator(c)
     return {
-        "node": node.name, "op": node.attrs.get("onnx_op", node.op), "kind": "requantize",
-        "note": f"requantized in the '{rq.scheme}' scheme",
+        "node": node.name, "op": node.attrs.get("onnx_op", node.op), "kind": layer.kind, "note": layer.note,
         "input": _operand(graph, node.inputs[0]),
-        "weights": None if not layer.weights else {
-            "tensor": node.inputs[1], "dtype": layer.w.dtype, "shape": list(layer.w.shape),
-            "per_channel": bool(layer.w.quant.per_channel),
+        "weights": None if w is None else {
+            "tensor": node.inputs[1], "dtype": w.dtype, "shape": list(w.shape), "per_channel": bool(w.quant.per_channel),
         },
         "output": _operand(graph, node.outputs[0]),
         "formula": dict(layer.formula),
@@ -532,15 +241,10 @@ def _requant_layer(layer: _Layer, values, channel: int | None, position: int | N
     }
 
 
-def _other_layer(node: Node, graph: Graph, kernel_call: str) -> dict:
-    kind, note = OTHER_OPS.get(node.op, _MOVES_CODES)
-    if "tflm" in node.params:  # Add/Mul compiled in the tflm scheme: TFLM's integer kernels
-        kind = "tflm_integer"
-    if "requant" in node.params:  # a requantizing op explain does not know yet
-        kind, note = "requantize", "requantized in the model's scheme; qcc explain has no trace for this op yet"
+def _other_layer(node: Node, graph: Graph, explanation: Explanation, kernel_call: str) -> dict:
     data = [n for n in node.inputs if not graph.tensor(n).is_const]
-    return {"node": node.name, "op": node.attrs.get("onnx_op", node.op), "kind": kind, "note": note,
-            "input_shapes": [list(graph.tensor(n).shape) for n in data],
+    return {"node": node.name, "op": node.attrs.get("onnx_op", node.op), "kind": explanation.kind,
+            "note": explanation.note, "input_shapes": [list(graph.tensor(n).shape) for n in data],
             "output_shape": list(graph.tensor(node.outputs[0]).shape),
             "c": {"kernel_call": kernel_call}}
 
@@ -577,11 +281,11 @@ def explain(model: str, options: Options | None = None, node: str | None = None,
     calls = {n.name: s["code"] for n, s in zip(graph.nodes, steps)}
     layers = []
     for n in nodes:
-        layer = _layer_for(n, graph)
-        if layer is None:
-            layers.append(_other_layer(n, graph, calls[n.name]))
+        explanation = op_named(n.op).explain(n, graph)
+        if isinstance(explanation, RequantExplanation):
+            layers.append(_requant_layer(explanation, values, channel, position, calls[n.name]))
         else:
-            layers.append(_requant_layer(layer, values, channel, position, calls[n.name]))
+            layers.append(_other_layer(n, graph, explanation, calls[n.name]))
     return {
         "schema_version": SCHEMA_VERSION,
         "model": str(model),

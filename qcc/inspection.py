@@ -60,10 +60,12 @@ def inspect(model: str, options: Options) -> str:
         return "\n".join(lines)
     graph = compiled.graph
     _, _, layers = emit_layers(compiled, *io_entries(compiled))
-    lines.append(f"{'node':<28} {'op':<26} {'status':<10} {'input -> output shape':<30} {'MACs':>10} {'weight B':>9}  "
+    exactness = [ops.op_named(node.op).exactness for node in graph.nodes]  # each op's status against ORT
+    width = max([10, *map(len, exactness)])
+    lines.append(f"{'node':<28} {'op':<26} {'status':<{width}} {'input -> output shape':<30} {'MACs':>10} {'weight B':>9}  "
                  f"{'accumulator':<32} {'ORT int16 pairs':<18} quantization (x | w | y)")
     total_macs = total_weights = 0
-    for node, layer in zip(graph.nodes, layers):
+    for node, layer, status in zip(graph.nodes, layers, exactness):
         data = [graph.tensor(t) for t in node.inputs if not graph.tensor(t).is_const]
         consts = [graph.tensor(t) for t in node.inputs if graph.tensor(t).is_const]
         out = graph.tensor(node.outputs[0])
@@ -72,7 +74,7 @@ def inspect(model: str, options: Options) -> str:
         total_macs += macs
         total_weights += weight_bytes
         quant = " | ".join(_quant_text(t) for t in (data[0] if data else None, consts[0] if consts else None, out))
-        lines.append(f"{node.name[:28]:<28} {layer['op']:<26} {'bit-exact':<10} {shapes:<30} {macs:>10} {weight_bytes:>9}  "
+        lines.append(f"{node.name[:28]:<28} {layer['op']:<26} {status:<{width}} {shapes:<30} {macs:>10} {weight_bytes:>9}  "
                      f"{range_analysis.describe(node):<32} {range_analysis.describe_u8s8_pairs(node):<18} {quant}")
     lines.append(f"total: {total_macs} MACs, {total_weights} weight bytes, arena {compiled.plan.arena_bytes} bytes")
     lines += [f"warning: {w}" for w in compiled.warnings]

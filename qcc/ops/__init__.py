@@ -6,7 +6,7 @@ import pkgutil
 from qcc.ops.base import (QOPERATOR_RULES, Op, all_ops, island_op_for, op_for_onnx, op_named,  # noqa: F401
                           qdq_op_for, supported_onnx_ops)
 
-_SHARED = {"base", "quantized", "qdq_group", "c_emitter"}  # helpers of the op modules, not ops
+_SHARED = {"base", "c_emitter", "explanation", "qdq_group", "quantized"}  # helpers of the op modules, not ops
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _module not in _SHARED:
         importlib.import_module(f"{__name__}.{_module}")

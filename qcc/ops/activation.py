@@ -9,6 +9,7 @@ import numpy as np
 
 from qcc.ir import DTYPE_RANGE, Graph, Node
 from qcc.ops.base import OnnxOp, Op, const_input, register
+from qcc.ops.explanation import MOVES_CODES, Explanation
 from qcc.ops.quantized import add_output, quantized_input
 
 
@@ -44,3 +45,6 @@ class ClampCodes(Op):
     def reference(self, node: Node, graph: Graph, inputs):
         lo, hi = node.attrs["clamp"]
         return [np.clip(inputs[0], lo, hi).astype(inputs[0].dtype)]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return MOVES_CODES

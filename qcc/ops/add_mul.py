@@ -25,6 +25,7 @@ from qcc.ir import C_TYPES, DTYPE_RANGE, Graph, Node
 from qcc.numerics import ort_add_mul as ort
 from qcc.numerics import tflm
 from qcc.ops.base import OnnxOp, Op, register, require
+from qcc.ops.explanation import Explanation
 from qcc.ops.quantized import add_output, quantized_input, read_quant
 
 MAX_RANK = 8  # QCC_BROADCAST_MAX_RANK in runtime_c/qcc_add_mul.h
@@ -120,6 +121,10 @@ class _Binary(Op):
 
     def macs(self, node: Node, graph: Graph) -> int:
         return graph.tensor(node.outputs[0]).size
+
+    def _explanation(self, node: Node, note: str) -> Explanation:
+        # prepare stored TFLM's parameters: the tflm scheme runs TFLM's integer kernel, not ORT's float32
+        return Explanation("tflm_integer" if "tflm" in node.params else "ort_arithmetic", note)
 
     def _shape_field(self, node: Node, graph: Graph, x: str, y: str) -> str:
         dims, xs, ys = broadcast_layout(graph.tensor(node.outputs[0]).shape, graph.tensor(x).shape, graph.tensor(y).shape)
@@ -217,6 +222,14 @@ class QLinearAdd(_Binary):
         r_x, r_y, fixed = self._ratios(node, graph)
         return [self._finish(node, graph, ort.qlinear_add(x, y, r_x, r_y, fixed, qmin, qmax))]
 
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return self._explanation(node, "under ort and single, ORT's float32 arithmetic (rX = f32(sX/sC), fma of the "
+                                 "scaled codes, qcc/numerics/ort_add_mul.py), every float32 rounding reproduced with "
+                                 "integers in C; under tflm, TensorFlow Lite Micro's integer ADD: each (x - Z) * 2^20 "
+                                 "scaled by sX / (2 max(sA, sB)), the sum by 2 max(sA, sB) / (2^20 sC), each step "
+                                 "RDBPOT(SRDHM(v, M0), -e) with QuantizeMultiplierSmallerThanOneExp's M0 and e "
+                                 "(qcc/ops/add_mul.py)")
+
     def prepare(self, node: Node, graph: Graph) -> None:
         if graph.rounding == "tflm":
             node.params["tflm"] = self._tflm_params(node, graph)
@@ -301,6 +314,12 @@ class QLinearMul(_Binary):
         qmin, qmax, _, _ = self._clamp(node, graph)
         codes = ort.qlinear_mul(a, b, at["a_zero"], at["b_zero"], self._ratio(node, graph), at["c_zero"], qmin, qmax)
         return [self._finish(node, graph, codes)]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return self._explanation(node, "under ort and single, ORT's float32 arithmetic (f32(f32(p) * r) + Z_c, "
+                                 "qcc/numerics/ort_add_mul.py), every float32 rounding reproduced with integers in C; "
+                                 "under tflm, TensorFlow Lite Micro's integer MUL: Z_c + MultiplyByQuantizedMultiplier("
+                                 "(a - Z_a)(b - Z_b), M0, e) with QuantizeMultiplier(sA sB / sC) (qcc/ops/add_mul.py)")
 
     def prepare(self, node: Node, graph: Graph) -> None:
         if graph.rounding == "tflm":

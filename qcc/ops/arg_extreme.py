@@ -15,6 +15,7 @@ import numpy as np
 from qcc.ops.qdq_group import NotFused
 from qcc.ir import Graph, Node
 from qcc.ops.base import OnnxOp, Op, attribute, register, require
+from qcc.ops.explanation import MOVES_CODES, Explanation
 from qcc.ops.quantized import add_output, quantized_input
 from qcc.ops.slice_split_pad import normalize_axis, require_nonempty
 
@@ -63,6 +64,9 @@ class ArgExtreme(Op):
         else:
             index = np.argmax(values, axis=a["axis"])
         return [index.astype(np.int64).reshape(graph.tensor(node.outputs[0]).shape)]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return MOVES_CODES
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])

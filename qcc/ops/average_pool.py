@@ -25,6 +25,8 @@ from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node
 from qcc.numerics import ort_float32_sum
 from qcc.ops.base import OnnxOp, Op, attribute, int_list_attribute, register, require
+from qcc.ops.explanation import KEEPS_ORT, Explanation
+from qcc.ops.global_average_pool import GlobalPoolExplanation, centered_maps
 from qcc.numerics.accumulator_range import sum_range
 from qcc.ops.quantized import (add_output, bind_quant, emit_requant, prepare_requant, quantized_input, read_quant,
                                 requantize, wrap_int32)
@@ -189,7 +191,7 @@ class QLinearAveragePool(Op):
         nchw = nchw.reshape(a["batch"], a["channels"], *a["in_hw"])
         if a["global"]:
             _, z_x = graph.tensor(node.inputs[0]).quant.scalar()
-            acc = (nchw.astype(np.int64) - z_x).sum(axis=(2, 3), keepdims=True)
+            acc = centered_maps(x, a["channels_last"], z_x).sum(axis=2)  # (batch, channels)
             result = requantize(wrap_int32(acc), node.params["requant"], 1, y.dtype)
         else:
             result = self._float_path(node, graph, nchw)
@@ -230,6 +232,13 @@ class QLinearAveragePool(Op):
         if a["global"]:
             return graph.tensor(node.inputs[0]).size
         return graph.tensor(node.outputs[0]).size * a["kernel"][0] * a["kernel"][1]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        if node.attrs["global"]:  # ORT's integer global pool
+            return GlobalPoolExplanation(node, graph, int(np.prod(node.attrs["in_hw"])))
+        return Explanation("ort_arithmetic", "a window smaller than the map (or padded): ORT averages in float32 "
+                                             "(sequential float32 sum, division, z_y added before rounding); the C "
+                                             "reproduces it with integers (qcc/numerics/ort_float32_sum.py); " + KEEPS_ORT)
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])

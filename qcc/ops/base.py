@@ -16,6 +16,7 @@ from qcc.errors import QccError
 from qcc.ir import Graph, Node
 from qcc.onnx_graph import attribute  # noqa: F401 (the op modules read attributes through base)
 from qcc.ops.c_emitter import CEmitter
+from qcc.ops.explanation import NOT_EXPLAINED, Explanation
 
 
 class RegistryError(Exception):
@@ -82,6 +83,12 @@ class Op:
 
     def macs(self, node: Node, graph: Graph) -> int:
         return 0
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        """What `qcc explain` says about this node (qcc/ops/explanation.py): its kind and one sentence,
+        or for a requantizing op a RequantExplanation that explain can trace. The default claims
+        nothing: an op whose module does not explain it is reported as not explained."""
+        return NOT_EXPLAINED
 
     def accumulator_range(self, node: Node, graph: Graph):
         """The exact range of the op's int32 accumulator per output channel

@@ -21,6 +21,7 @@ from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node, QuantParams
 from qcc.ops.base import OnnxOp, Op, attribute, register, require
 from qcc.numerics.quantize_linear import code_table, codes_in_byte_order, dequantize_linear, quantize_linear
+from qcc.ops.explanation import KEEPS_ORT, MOVES_CODES, Explanation
 from qcc.ops.quantized import add_output, quantized_input, read_quant
 from qcc.ops.slice_split_pad import (RUNTIME_HEADER, RUNTIME_SOURCES, StridedCopy, byte_source, emit_copy,
                                      normalize_axis, require_nonempty, row_major_strides)
@@ -92,6 +93,9 @@ class Concat(Op):
 
     def reference(self, node: Node, graph: Graph, inputs):
         return [np.concatenate(inputs, axis=node.attrs["axis"])]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return MOVES_CODES
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         return emit_concat(c, graph, node)
@@ -185,6 +189,10 @@ class QLinearConcat(Op):
         lo, hi = self._clamp(node, graph)
         parts = [requantize_codes(x, s_x, z_x, s_y, z_y, y.dtype) for x, (s_x, z_x) in zip(inputs, node.attrs["input_quant"])]
         return [np.clip(np.concatenate(parts, axis=node.attrs["axis"]), lo, hi).astype(y.dtype)]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return Explanation("table", "each input requantized by a 256-entry table computed at compile time with ORT's "
+                                    "float32 arithmetic (copied when its parameters equal the output's); " + KEEPS_ORT)
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         return emit_concat(c, graph, node, node.params["tables"])

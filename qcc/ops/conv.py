@@ -9,11 +9,14 @@ modulo 2**32, which is how ORT's int32 accumulator wraps.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 from qcc.ops.qdq_group import bias_codes, check_integer_types, weight_input
 from qcc.ir import Graph, Node
 from qcc.ops.base import OnnxOp, Op, attribute, const_input, int_list_attribute, register, require
+from qcc.ops.explanation import Element, RequantExplanation, per_channel
 from qcc.numerics.accumulator_range import product_sum_range
 from qcc.ops.quantized import (
     add_output,
@@ -155,27 +158,18 @@ class QLinearConv(Op):
 
     def reference(self, node: Node, graph: Graph, inputs):
         x, w = inputs
-        x_tensor, w_tensor = graph.tensor(node.inputs[0]), graph.tensor(node.inputs[1])
-        _, z_x = x_tensor.quant.scalar()
+        _, z_x = graph.tensor(node.inputs[0]).quant.scalar()
         groups = node.attrs["groups"]
-        (k_h, k_w), (s_h, s_w), (d_h, d_w) = node.attrs["kernel"], node.attrs["strides"], node.attrs["dilations"]
+        k_h, k_w = node.attrs["kernel"]
         out_shape = graph.tensor(node.outputs[0]).shape
         batch, out_c, out_h, out_w = out_shape
-        # Real zeros around the input: code Z_x, i.e. 0 after subtracting the zero point.
-        x_centered = x.astype(np.int64) - z_x
-        pads = [(0, 0), (0, 0)] + [(b, e) for b, e in zip(node.attrs["pads_begin"], node.attrs["pads_end"])]
-        x_padded = np.pad(x_centered, pads)
-        w_zero = np.broadcast_to(w_tensor.quant.zero_point.reshape(-1), (out_c,)).reshape(out_c, 1, 1, 1)
-        w_centered = w.astype(np.int64) - w_zero
+        w_centered = self._centered_weights(node, graph, w)
         in_per_group, out_per_group = x.shape[1] // groups, out_c // groups
         w_grouped = w_centered.reshape(groups, out_per_group, in_per_group, k_h, k_w)
         acc = np.zeros((batch, groups, out_per_group, out_h, out_w), dtype=np.int64)
-        for i in range(k_h):
-            for j in range(k_w):
-                window = x_padded[:, :, i * d_h: i * d_h + (out_h - 1) * s_h + 1: s_h,
-                                  j * d_w: j * d_w + (out_w - 1) * s_w + 1: s_w]
-                window = window.reshape(batch, groups, in_per_group, out_h, out_w)
-                acc += np.einsum("ngchw,goc->ngohw", window, w_grouped[:, :, :, i, j])
+        for (i, j), window in self._tap_windows(node, graph, x.astype(np.int64) - z_x):
+            window = window.reshape(batch, groups, in_per_group, out_h, out_w)
+            acc += np.einsum("ngchw,goc->ngohw", window, w_grouped[:, :, :, i, j])
         acc = acc.reshape(out_shape)
         if node.attrs["bias"] is not None:
             acc += node.attrs["bias"].reshape(1, out_c, 1, 1)
@@ -185,6 +179,27 @@ class QLinearConv(Op):
     def macs(self, node: Node, graph: Graph) -> int:
         w = graph.tensor(node.inputs[1])
         return graph.tensor(node.outputs[0]).size * int(np.prod(w.shape[1:]))
+
+    def explain(self, node: Node, graph: Graph) -> RequantExplanation:
+        return _ConvExplanation(self, node, graph)
+
+    def _centered_weights(self, node: Node, graph: Graph, w: np.ndarray) -> np.ndarray:
+        """q_w - Z_w per output channel, int64, the weights' shape."""
+        w_zero = np.broadcast_to(graph.tensor(node.inputs[1]).quant.zero_point.reshape(-1), (w.shape[0],))
+        return w.astype(np.int64) - w_zero.reshape(-1, 1, 1, 1)
+
+    def _tap_windows(self, node: Node, graph: Graph, values: np.ndarray):
+        """For each kernel tap (i, j): ((i, j), the values that tap reads at every output position),
+        the latter shaped (batch, input channels, out_h, out_w). `values` is the input's shape; the
+        padding around it reads 0 (the input codes minus Z_x: a real zero)."""
+        (k_h, k_w), (s_h, s_w), (d_h, d_w) = node.attrs["kernel"], node.attrs["strides"], node.attrs["dilations"]
+        _, _, out_h, out_w = graph.tensor(node.outputs[0]).shape
+        pads = [(0, 0), (0, 0)] + [(b, e) for b, e in zip(node.attrs["pads_begin"], node.attrs["pads_end"])]
+        padded = np.pad(values, pads)
+        for i in range(k_h):
+            for j in range(k_w):
+                yield (i, j), padded[:, :, i * d_h: i * d_h + (out_h - 1) * s_h + 1: s_h,
+                                     j * d_w: j * d_w + (out_w - 1) * s_w + 1: s_w]
 
     def accumulator_range(self, node: Node, graph: Graph):
         x, w = graph.tensor(node.inputs[0]), graph.tensor(node.inputs[1])
@@ -220,3 +235,70 @@ class QLinearConv(Op):
         params = c.struct("qcc_conv_params", f"{prefix}_params", fields)
         suffix = "s8" if x.dtype == "int8" else "u8"
         return f"qcc_conv_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
+
+
+class _ConvExplanation(RequantExplanation):
+    formula = {
+        "real": "y[c] = b[c] + sum_k x[k] * w[c,k]   (each r = S * (q - Z); the bias has scale S_x * S_w[c], zero point 0)",
+        "integer": "acc = sum_k (q_x[k] - Z_x) * (q_w[c,k] - Z_w[c]) + q_b[c]  (int32, wrapping);  "
+                   "q_y = clamp(round(M[c] * acc), lo, hi) + Z_y,  M[c] = S_x * S_w[c] / S_y",
+        "folded": "acc = acc_const[c] + sum_k q_x[k] * (q_w[c,k] - Z_w[c]),  "
+                  "acc_const[c] = q_b[c] - Z_x * sum_k q_w[c,k] + K * Z_x * Z_w[c]  (padded taps read q_x = Z_x)",
+    }
+
+    def __init__(self, op: QLinearConv, node: Node, graph: Graph):
+        super().__init__(node, graph)
+        self.op = op
+        self.w = graph.tensor(node.inputs[1])
+        self.channels = self.w.shape[0]
+        self.taps = int(np.prod(self.w.shape[1:]))
+        self.s_w = [np.float32(s) for s in per_channel(self.w.quant.scale, self.channels)]
+        self.z_w = [int(z) for z in per_channel(self.w.quant.zero_point, self.channels)]
+        self.stored = node.params["weights"]  # int8, as the C holds them, and their zero points
+        stored_zero = node.params["weight_zero"]
+        self.stored_zero = [0] * self.channels if stored_zero is None else [int(z) for z in stored_zero]
+        bias = node.attrs["bias"]
+        self.bias = [0] * self.channels if bias is None else [int(b) for b in bias]
+
+    def exact_m(self, c):
+        return Fraction(float(self.s_x)) * Fraction(float(self.s_w[c])) / Fraction(float(self.s_y))
+
+    def acc_const(self, c):
+        return int(self.node.params["acc_const"][c])
+
+    def acc_const_terms(self, c):
+        weight_sum = int(self.stored[c].astype(np.int64).sum())
+        return {"bias": self.bias[c], "minus_zx_sum_w": -self.z_x * weight_sum,
+                "k_zx_zw": self.taps * self.z_x * self.stored_zero[c]}
+
+    def c_accumulator(self, c):
+        generic = "acc = acc_const[c] + sum(x[k] * (w[c][k] - Z_w[c]), k < K)"
+        numbers = (f"acc = {self.acc_const(c)} + sum(x[k] * (w[{c}][k] - {self.stored_zero[c]}), k < {self.taps})"
+                   f"   /* padded taps read x = Z_x = {self.z_x} */")
+        return generic, numbers
+
+    def positions(self):
+        return int(np.prod(self.y.shape[2:]))
+
+    def output_index(self, c, position):
+        return (0, c, *divmod(position, self.y.shape[3]))
+
+    def element(self, values, c, position):
+        """The window the reference reads for this element, taken from the same tap windows."""
+        _, _, oh, ow = self.output_index(c, position)
+        x = values[self.node.inputs[0]][:1]
+        in_per_group = self.w.shape[1]
+        group = c // (self.channels // self.node.attrs["groups"])
+        channels = slice(group * in_per_group, (group + 1) * in_per_group)
+
+        def window(values):  # (input channel, tap): the order of the weights w[c]
+            taps = [tap[0, channels, oh, ow] for _, tap in self.op._tap_windows(self.node, self.graph, values)]
+            return np.stack(taps, axis=-1).reshape(-1)
+
+        centered = window(x.astype(np.int64) - self.z_x)
+        inside = window(np.ones(x.shape, np.int64)).astype(bool)
+        w_centered = self.op._centered_weights(self.node, self.graph, self.w.data)[c].reshape(-1)
+        x_read = centered + self.z_x  # the codes the kernel reads: Z_x in the padding
+        stored = self.stored[c].reshape(-1).astype(np.int64) - self.stored_zero[c]
+        return Element(x=x_read, w=self.w.data[c].reshape(-1), padded=~inside, products=centered * w_centered,
+                       bias=self.bias[c], acc_const=self.acc_const(c), folded_sum=int((x_read * stored).sum()))

@@ -15,6 +15,7 @@ import numpy as np
 
 from qcc.ir import Graph, Node
 from qcc.ops.base import ISLAND_RULES, NotElementwise, OnnxOp, attribute, const_input, register
+from qcc.ops.explanation import KEEPS_ORT, Explanation
 from qcc.ops.lookup_table import Lookup
 from qcc.ops.quantized import add_output, quantized_input, read_quant
 
@@ -91,3 +92,8 @@ class FloatIsland(Lookup):
         ops = attribute(onnx_node, "float_ops", "")
         return Node(self.name, onnx_node.name or y, [x.name], [y], attrs={"axis": axis if axis >= 0 else None, "onnx_op": ops},
                     params={"table": np.ascontiguousarray(table, dtype=np.uint8)})
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return Explanation("table", "a float chain between DequantizeLinear and QuantizeLinear, turned into a "
+                                    "256-entry table per channel computed at compile time with ORT's float32 "
+                                    "arithmetic; " + KEEPS_ORT)

@@ -8,11 +8,14 @@ only where Z_b != 0.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 from qcc.ops.qdq_group import NotFused, bias_codes, check_integer_types, weight_input
 from qcc.ir import Graph, Node
 from qcc.ops.base import OnnxOp, Op, attribute, const_input, register, require
+from qcc.ops.explanation import Element, RequantExplanation, per_channel
 from qcc.numerics.accumulator_range import product_sum_range
 from qcc.ops.quantized import (
     add_output,
@@ -96,12 +99,7 @@ class _ConstantRightMatMul(Op):
 
     def reference(self, node: Node, graph: Graph, inputs):
         a, _ = inputs
-        a_tensor, b_tensor = graph.tensor(node.inputs[0]), graph.tensor(node.inputs[1])
-        _, z_a = a_tensor.quant.scalar()
-        rows, depth, cols = node.attrs["rows"], node.attrs["depth"], node.attrs["cols"]
-        a_matrix = (a.T if node.attrs["trans_a"] else a).reshape(rows, depth).astype(np.int64) - z_a
-        b_zero = np.broadcast_to(b_tensor.quant.zero_point.reshape(-1), (cols,))
-        b_matrix = self._weights_nk(node, graph).T.astype(np.int64) - b_zero.reshape(1, cols)
+        a_matrix, b_matrix = self._centered_operands(node, graph, a)
         acc = a_matrix @ b_matrix
         if node.attrs["bias"] is not None:
             acc = acc + node.attrs["bias"]
@@ -110,6 +108,18 @@ class _ConstantRightMatMul(Op):
 
     def macs(self, node: Node, graph: Graph) -> int:
         return node.attrs["rows"] * node.attrs["depth"] * node.attrs["cols"]
+
+    def explain(self, node: Node, graph: Graph) -> RequantExplanation:
+        return _MatMulExplanation(self, node, graph)
+
+    def _centered_operands(self, node: Node, graph: Graph, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A as (rows, depth) minus Z_a and B as (depth, cols) minus Z_b[n], int64: acc = A @ B (+ C)."""
+        _, z_a = graph.tensor(node.inputs[0]).quant.scalar()
+        rows, depth, cols = node.attrs["rows"], node.attrs["depth"], node.attrs["cols"]
+        a_matrix = (a.T if node.attrs["trans_a"] else a).reshape(rows, depth).astype(np.int64) - z_a
+        b_zero = np.broadcast_to(graph.tensor(node.inputs[1]).quant.zero_point.reshape(-1), (cols,))
+        b_matrix = self._weights_nk(node, graph).T.astype(np.int64) - b_zero.reshape(1, cols)
+        return a_matrix, b_matrix
 
     def accumulator_range(self, node: Node, graph: Graph):
         a, b = graph.tensor(node.inputs[0]), graph.tensor(node.inputs[1])
@@ -192,3 +202,80 @@ class QGemm(_ConstantRightMatMul):
 
     def _output_scales(self, s_a, s_b, s_y, alpha):
         return ((alpha * s_a) * s_b) / s_y  # ORT: f32(f32(f32(alpha * s_a) * s_b[n]) / s_y)
+
+
+class _MatMulExplanation(RequantExplanation):
+    def __init__(self, op: _ConstantRightMatMul, node: Node, graph: Graph):
+        super().__init__(node, graph)
+        a = node.attrs
+        self.op = op
+        self.w = graph.tensor(node.inputs[1])
+        self.channels, self.depth, self.rows = a["cols"], a["depth"], a["rows"]
+        self.taps = self.depth
+        self.s_w = [np.float32(s) for s in per_channel(self.w.quant.scale, self.channels)]
+        self.z_w = [int(z) for z in per_channel(self.w.quant.zero_point, self.channels)]
+        self.stored = node.params["weights"]  # (cols, depth) int8, as the C holds them, and their zero points
+        stored_zero = node.params["weight_zero"]
+        self.stored_zero = [0] * self.channels if stored_zero is None else [int(z) for z in stored_zero]
+        self.bias = a["bias"]  # None, (cols,) or (rows, cols)
+        self.alpha = a["alpha"]
+        self.gemm = node.op == "QGemm"
+        self.formula = {
+            "real": ("Y = alpha * A * B + C" if self.gemm else "Y = A * B")
+            + "   (each r = S * (q - Z); C has scale alpha * S_a * S_b[n], zero point 0)",
+            "integer": "acc = sum_k (q_a[m,k] - Z_a) * (q_b[k,n] - Z_b[n]) + q_c[m,n]  (int32, wrapping);  "
+                       "q_y = clamp(round(M[n] * acc), lo, hi) + Z_y,  M[n] = "
+                       + ("alpha * S_a * S_b[n] / S_y" if self.gemm else "S_a * S_b[n] / S_y"),
+            "folded": "acc = acc_const[n] + sum_k q_a[m,k] * w[n,k] - Z_b[n] * sum_k q_a[m,k],  "
+                      "acc_const[n] = q_c[n] - Z_a * sum_k w[n,k] + K * Z_a * Z_b[n]  (the last term of acc only "
+                      "where Z_b != 0)",
+        }
+
+    def exact_m(self, c):
+        m = Fraction(float(self.s_x)) * Fraction(float(self.s_w[c])) / Fraction(float(self.s_y))
+        return m * Fraction(float(self.alpha)) if self.gemm else m
+
+    def _bias(self, c, row=None):
+        if self.bias is None:
+            return 0
+        if self.bias.ndim == 2:
+            return [int(b) for b in self.bias[:, c]] if row is None else int(self.bias[row, c])
+        return int(self.bias[c])
+
+    def acc_const(self, c, row=None):
+        table = self.node.params["acc_const"]
+        if table.ndim == 2:
+            return [int(v) for v in table[:, c]] if row is None else int(table[row, c])
+        return int(table[c])
+
+    def acc_const_terms(self, c):
+        weight_sum = int(self.stored[c].astype(np.int64).sum())
+        return {"bias": self._bias(c), "minus_zx_sum_w": -self.z_x * weight_sum,
+                "k_zx_zw": self.depth * self.z_x * self.stored_zero[c]}
+
+    def c_accumulator(self, c):
+        zero = self.node.params["weight_zero"] is not None
+        generic = "acc = acc_const[n] + sum(a[k] * w[n][k], k < K)" + (" - Z_w[n] * sum(a[k], k < K)" if zero else "")
+        const = self.acc_const(c, 0)
+        numbers = f"acc = {const} + sum(a[k] * w[{c}][k], k < {self.depth})"
+        if zero:
+            numbers += f" - {self.stored_zero[c]} * sum(a[k], k < {self.depth})"
+        if self.node.params["acc_const"].ndim == 2:
+            numbers += "   /* row 0's constant: C varies by row */"
+        return generic, numbers
+
+    def positions(self):
+        return self.rows
+
+    def output_index(self, c, row):
+        return tuple(int(i) for i in np.unravel_index(row * self.channels + c, self.y.shape))
+
+    def element(self, values, c, row):
+        """Row `row` of A and column c of B, centered as the reference multiplies them."""
+        a_centered, b_centered = self.op._centered_operands(self.node, self.graph, values[self.node.inputs[0]])
+        a = a_centered[row] + self.z_x  # the codes the kernel reads
+        w = b_centered[:, c] + self.z_w[c]  # the model's codes
+        return Element(x=a, w=w, padded=np.zeros(a.shape, bool), products=a_centered[row] * b_centered[:, c],
+                       bias=self._bias(c, row), acc_const=self.acc_const(c, row),
+                       folded_sum=int((a * self.stored[c].astype(np.int64)).sum()),
+                       minus_zw_sum_x=-self.stored_zero[c] * int(a.sum()))

@@ -6,11 +6,14 @@ f32(s_x / f32(s_y * f32(n))), through the same float32 rounding as the convoluti
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 
 from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import Graph, Node
 from qcc.ops.base import OnnxOp, Op, attribute, register, require
+from qcc.ops.explanation import Element, RequantExplanation
 from qcc.numerics.accumulator_range import sum_range
 from qcc.ops.quantized import (add_output, bind_quant, emit_requant, prepare_requant, quantized_input, read_quant,
                                 requantize, wrap_int32)
@@ -67,8 +70,7 @@ class QLinearGlobalAveragePool(Op):
         (x,) = inputs
         _, z_x = graph.tensor(node.inputs[0]).quant.scalar()
         y = graph.tensor(node.outputs[0])
-        axes = tuple(range(1, x.ndim - 1)) if node.attrs["channels_last"] else tuple(range(2, x.ndim))
-        acc = (x.astype(np.int64) - z_x).sum(axis=axes, keepdims=True)
+        acc = centered_maps(x, node.attrs["channels_last"], z_x).sum(axis=2)  # (batch, channels)
         return [requantize(wrap_int32(acc), node.params["requant"], 0, y.dtype).reshape(y.shape)]
 
     def accumulator_range(self, node: Node, graph: Graph):
@@ -77,6 +79,9 @@ class QLinearGlobalAveragePool(Op):
 
     def macs(self, node: Node, graph: Graph) -> int:
         return graph.tensor(node.inputs[0]).size
+
+    def explain(self, node: Node, graph: Graph) -> RequantExplanation:
+        return GlobalPoolExplanation(node, graph, node.attrs["count"])
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
@@ -87,3 +92,52 @@ class QLinearGlobalAveragePool(Op):
         params = c.struct("qcc_global_avgpool_params", f"{prefix}_params", fields)
         suffix = "s8" if x.dtype == "int8" else "u8"
         return f"qcc_global_avgpool_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
+
+
+def centered_maps(x: np.ndarray, channels_last: bool, z_x: int) -> np.ndarray:
+    """x - Z_x as (batch, channels, the map's elements), int64: what the global pool sums per channel
+    (this op's, and QLinearAveragePool's when its window covers the map)."""
+    nchw = np.moveaxis(x, -1, 1) if channels_last else x
+    return nchw.reshape(*nchw.shape[:2], -1).astype(np.int64) - z_x
+
+
+class GlobalPoolExplanation(RequantExplanation):
+    """The integer global pool, one accumulator per channel over its n elements."""
+
+    formula = {
+        "real": "y[c] = (1/n) * sum_i x[c,i]   (each r = S * (q - Z))",
+        "integer": "acc = sum_i (q_x[c,i] - Z_x)  (int32);  q_y = clamp(round(M * acc), lo, hi) + Z_y,  M = S_x / (S_y * n)",
+        "folded": "acc = acc_const + sum_i q_x[c,i],  acc_const = -Z_x * n",
+    }
+
+    def __init__(self, node: Node, graph: Graph, count: int):
+        super().__init__(node, graph)
+        self.channels = node.attrs["channels"]
+        self.count = self.taps = count
+        self.s_w, self.z_w = [None] * self.channels, [None] * self.channels
+
+    def exact_m(self, c):
+        return Fraction(float(self.s_x)) / (Fraction(float(self.s_y)) * self.count)
+
+    def acc_const(self, c):
+        return int(self.node.params["acc_const"])
+
+    def acc_const_terms(self, c):
+        return {"minus_zx_n": -self.z_x * self.count}
+
+    def c_accumulator(self, c):
+        return "acc = acc_const + sum(x[i], i < n)", f"acc = {self.acc_const(c)} + sum(x[i], i < {self.count})"
+
+    def positions(self):
+        return 1
+
+    def output_index(self, c, position):
+        index = [0] * len(self.y.shape)
+        index[-1 if self.node.attrs["channels_last"] else 1] = c
+        return tuple(index)
+
+    def element(self, values, c, position):
+        centered = centered_maps(values[self.node.inputs[0]][:1], self.node.attrs["channels_last"], self.z_x)[0, c]
+        x = centered + self.z_x
+        return Element(x=x, w=None, padded=np.zeros(x.shape, bool), products=centered, bias=0,
+                       acc_const=self.acc_const(c), folded_sum=int(x.sum()))

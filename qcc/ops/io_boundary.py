@@ -13,6 +13,7 @@ import onnx
 from qcc.onnx_graph import quantize_output_type
 from qcc.ir import DTYPE_RANGE, Graph, Node, QuantParams
 from qcc.ops.base import OnnxOp, Op, attribute, node_label, register, require
+from qcc.ops.explanation import Explanation
 from qcc.ops.quantized import add_output, quantized_input, read_quant
 from qcc.ops.c_emitter import c_float_literal
 from qcc.errors import QccError
@@ -53,6 +54,10 @@ class QuantizeLinear(Op):
         scale, zero = y.quant.scalar()
         return [quantize_linear(inputs[0], scale, zero, y.dtype)]
 
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return Explanation("boundary", "the float32 input boundary (with --float-io: float32 in C, exactly as ORT "
+                                       "computes it); no requantization step")
+
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         scale, zero = y.quant.scalar()
@@ -79,6 +84,10 @@ class DequantizeLinear(Op):
     def reference(self, node: Node, graph: Graph, inputs):
         scale, zero = node.attrs["quant"].scalar()
         return [dequantize_linear(inputs[0], scale, zero)]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return Explanation("boundary", "the float32 output boundary (with --float-io: float32 in C, exactly as ORT "
+                                       "computes it); no requantization step")
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])

@@ -29,6 +29,7 @@ from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, QUANTIZED_DTYPES, Graph, Node
 from qcc.numerics import float32_exact as fx
 from qcc.ops.base import OnnxOp, Op, attribute, register, require
+from qcc.ops.explanation import KEEPS_ORT, Explanation
 from qcc.ops.quantized import add_output, bind_quant, quantized_input, read_quant
 
 TABLE_ENTRIES = 256
@@ -176,6 +177,10 @@ class Lookup(Op):
             channel = np.arange(table.shape[0]).reshape(shape)
             y = table[channel, byte]
         return [y.view(graph.tensor(node.outputs[0]).dtype)]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return Explanation("table", "a 256-entry table per op (or per channel) computed at compile time as ORT "
+                                    "computes it; a lookup at run time, no arithmetic; " + KEEPS_ORT)
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])

@@ -7,6 +7,7 @@ import numpy as np
 
 from qcc.ir import Graph, Node
 from qcc.ops.base import OnnxOp, Op, attribute, int_list_attribute, register, require
+from qcc.ops.explanation import MOVES_CODES, Explanation
 from qcc.ops.conv import resolve_pads, window_output_size
 from qcc.ops.quantized import add_output, quantized_input
 
@@ -68,6 +69,9 @@ class MaxPool(Op):
                 window = padded[:, :, i * d_h: i * d_h + (out_h - 1) * s_h + 1: s_h, j * d_w: j * d_w + (out_w - 1) * s_w + 1: s_w]
                 result = np.maximum(result, window)
         return [result.astype(y.dtype)]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return MOVES_CODES
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])

@@ -8,6 +8,7 @@ import numpy as np
 
 from qcc.ir import Graph, Node
 from qcc.ops.base import OnnxOp, Op, attribute, const_input, register, require
+from qcc.ops.explanation import MOVES_CODES, Explanation
 from qcc.ops.quantized import add_output, quantized_input
 
 MAX_TRANSPOSE_RANK = 6  # QCC_MAX_RANK in runtime_c/qcc_kernels.h
@@ -71,6 +72,9 @@ class Reshape(Op):
     def reference(self, node: Node, graph: Graph, inputs):
         return [inputs[0].reshape(graph.tensor(node.outputs[0]).shape)]
 
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return MOVES_CODES
+
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         if c.same_storage(x.name, y.name):
@@ -108,6 +112,9 @@ class Transpose(Op):
 
     def reference(self, node: Node, graph: Graph, inputs):
         return [np.ascontiguousarray(np.transpose(inputs[0], node.attrs["perm"]))]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return MOVES_CODES
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])

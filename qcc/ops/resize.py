@@ -31,6 +31,7 @@ import numpy as np
 from qcc.ops.qdq_group import NotFused
 from qcc.ir import Graph, Node
 from qcc.ops.base import OnnxOp, Op, attribute, const_input, register, require
+from qcc.ops.explanation import MOVES_CODES, Explanation
 from qcc.ops.quantized import add_output, quantized_input
 from qcc.ops.slice_split_pad import (MAX_RANK, RUNTIME_HEADER, RUNTIME_SOURCES, byte_source, emit_gather,
                                      normalize_axis, require_nonempty)
@@ -202,6 +203,9 @@ class Resize(Op):
 
     def reference(self, node: Node, graph: Graph, inputs):
         return [inputs[0][np.ix_(*node.attrs["sources"])]]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return MOVES_CODES
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])

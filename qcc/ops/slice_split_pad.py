@@ -28,6 +28,7 @@ import onnx
 from qcc.ops.qdq_group import NotFused
 from qcc.ir import Graph, Node
 from qcc.ops.base import OnnxOp, Op, attribute, const_input, register, require
+from qcc.ops.explanation import MOVES_CODES, Explanation
 from qcc.numerics.quantize_linear import quantize_linear
 from qcc.ops.quantized import add_output, quantized_input
 from qcc.errors import QccError
@@ -213,6 +214,9 @@ class Split(Op):
         bounds = np.cumsum(node.attrs["sizes"])[:-1]
         return [np.ascontiguousarray(part) for part in np.split(inputs[0], bounds, axis=node.attrs["axis"])]
 
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return MOVES_CODES
+
     def emit(self, node: Node, graph: Graph, c) -> str:
         x = graph.tensor(node.inputs[0])
         axis = node.attrs["axis"]
@@ -293,6 +297,9 @@ class Slice(Op):
         shape = graph.tensor(node.outputs[0]).shape
         index = [f + k * np.arange(n) for f, k, n in zip(node.attrs["first"], node.attrs["step"], shape)]
         return [x[np.ix_(*index)]]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return MOVES_CODES
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
@@ -399,6 +406,9 @@ class Pad(Op):
         if a["mode"] == "constant":
             return [np.pad(cropped, widths, mode="constant", constant_values=a["value"])]
         return [np.pad(cropped, widths, mode=a["mode"])]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return MOVES_CODES
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])

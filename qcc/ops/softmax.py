@@ -37,6 +37,7 @@ import numpy as np
 from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node
 from qcc.ops.base import OnnxOp, Op, attribute, register, require
+from qcc.ops.explanation import KEEPS_ORT, Explanation
 from qcc.ops.quantized import add_output, bind_quant, quantized_input, read_quant
 
 FLT_MAX = np.finfo(np.float32).max
@@ -157,6 +158,10 @@ class QLinearSoftmax(Op):
 
     def macs(self, node: Node, graph: Graph) -> int:
         return graph.tensor(node.inputs[0]).size
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return Explanation("ort_arithmetic", "ORT's exp table, float32 row sum and double rounding, reproduced with "
+                                             "integers; " + KEEPS_ORT)
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
