@@ -40,10 +40,13 @@ rounding can matter (|n + 1/2| < 256; beyond, the code saturates either way).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
+
+from qcc.numerics import float32_exact
 
 INT32_LIMIT = 2**31
 
@@ -52,18 +55,10 @@ INT32_LIMIT = 2**31
 
 def f32(value) -> Fraction:
     """The float32 nearest to an exact value (ties to even), as a Fraction; inf raises."""
-    x = Fraction(value)
-    if x == 0:
-        return Fraction(0)
-    magnitude = abs(x)
-    e = magnitude.numerator.bit_length() - magnitude.denominator.bit_length()
-    if magnitude < Fraction(2) ** e:
-        e -= 1
-    quantum = Fraction(2) ** (max(e, -126) - 23)  # subnormals keep the 2^-149 step
-    rounded = round(magnitude / quantum) * quantum  # Fraction rounds half to even
-    if rounded >= 2**128:
-        raise OverflowError(f"{float(x)} overflows float32")
-    return rounded if x > 0 else -rounded
+    rounded = float32_exact.round_to_float32(value)
+    if math.isinf(rounded):
+        raise OverflowError(f"{float(value)} overflows float32")
+    return Fraction(rounded)
 
 
 def fma32(a, b, c) -> Fraction:
