@@ -47,6 +47,7 @@ from fractions import Fraction
 import numpy as np
 
 from qcc.numerics import float32_exact
+from qcc.numerics.ort_float32 import bit_length, round_shift_right_even
 
 INT32_LIMIT = 2**31
 
@@ -284,17 +285,6 @@ def plan_mul(r, z_a: int, z_b: int, z_c: int, dtype: str, lo: int, hi: int) -> M
                    INT32_LIMIT - 64 - z_c, lo + CODE_BIAS, hi + CODE_BIAS)
 
 
-def bit_length(x: np.ndarray) -> np.ndarray:
-    """Significant bits of each uint64 (0 for 0)."""
-    x = np.asarray(x, np.uint64)
-    out = np.zeros(x.shape, np.int64)
-    for shift in (32, 16, 8, 4, 2, 1):
-        big = (x >> np.uint64(shift)) != 0
-        out += np.where(big, shift, 0)
-        x = np.where(big, x >> np.uint64(shift), x)
-    return out + (x != 0)
-
-
 GRID_LIMIT = 38  # kept < 2^25 placed at most 2^38 units up fits 63 bits; placed higher, f32(|p| r) >= 2^30
 
 
@@ -305,10 +295,7 @@ def mul_emulated(plan: MulPlan, a_bytes: np.ndarray, b_bytes: np.ndarray) -> np.
     w = np.abs(p).astype(np.uint64) * np.uint64(plan.r_mult)  # |p| * r exactly, < 2^40 units of 2^(r_shift-32)
     # f32(): w kept to 24 significant bits, ties to even -> kept * 2^excess
     excess = np.maximum(bit_length(w) - 24, 0).astype(np.uint64)
-    kept = w >> excess
-    dropped = w - (kept << excess)
-    half = (np.uint64(1) << excess) >> np.uint64(1)
-    kept += ((excess > 0) & ((dropped > half) | ((dropped == half) & ((kept & np.uint64(1)) == 1)))).astype(np.uint64)
+    kept = round_shift_right_even(w, excess)
     position = excess.astype(np.int64) + plan.r_shift  # f32(|p| * r) = kept * 2^position units of 2^-32
     # |f32(p r)| >= 2^30: the code is saturated, or qmin when v reaches 2^31
     huge = (position > GRID_LIMIT) & (kept != 0)
