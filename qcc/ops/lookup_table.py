@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 
 from qcc.errors import QccError
-from qcc.numerics.quantize_linear import codes_in_byte_order
+from qcc.numerics.quantize_linear import codes_in_byte_order, quantize_linear
 from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, QUANTIZED_DTYPES, Graph, Node
 from qcc.numerics import float32_exact as fx
@@ -50,12 +50,7 @@ def dequantize(code: int, scale, zero: int) -> float:
 def quantize(value: float, scale, zero: int, dtype: str) -> int:
     """ORT's QuantizeLinear (MLAS): v = f32(value / s) (a true division), clamped to
     [qmin - z, qmax - z] with MAXPS/MINPS (a NaN becomes qmin - z), rounded half to even, plus z."""
-    qmin, qmax = DTYPE_RANGE[dtype]
-    v = fx.div(value, scale)
-    lo, hi = qmin - zero, qmax - zero
-    v = v if v > lo else lo  # _mm_max_ps(v, lo): the second operand when v is NaN
-    v = v if v < hi else hi  # _mm_min_ps(v, hi)
-    return round(v) + zero  # v is finite here; Python's round() is half to even
+    return int(quantize_linear(np.float32(value), np.float32(scale), zero, dtype))
 
 
 def lookup_table(in_dtype: str, in_scale, in_zero: int, f: Callable[[float], float],
