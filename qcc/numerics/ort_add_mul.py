@@ -216,8 +216,8 @@ def plan_add(r_x, r_y, fixed, dtype: str, y_codes: np.ndarray, lo: int, hi: int)
 
 
 def _clz32(v: np.ndarray) -> np.ndarray:
-    """Leading zeros of 32-bit values 1 <= v < 2^31 (frexp's exponent is the bit length)."""
-    return 32 - np.frexp(v.astype(np.float64))[1].astype(np.int64)
+    """Leading zeros of 32-bit values 1 <= v < 2^31."""
+    return 32 - bit_length(v)
 
 
 def round_up(hb: np.ndarray, r: np.ndarray) -> np.ndarray:
