@@ -1,5 +1,6 @@
 /* QLinearAdd and QLinearMul kernels: see qcc_add_mul.h and qcc/numerics/ort_add_mul.py. */
 #include "qcc_add_mul.h"
+#include "qcc_requant_ort.h" /* qcc_bit_length_u64 */
 #include "qcc_requant_tflm.h"
 
 /* Fractions within this many 2^-32 units of 1/2 take the exact rounding rule (half a float32 ulp
@@ -178,20 +179,13 @@ void qcc_qlinear_add_8bit(const qcc_qlinear_add_params *p, const uint8_t *x, con
     }
 }
 
-/* Significant bits of w < 2^40 (0 for 0). */
-static inline int qcc_bit_length_40(uint64_t w)
-{
-    const uint32_t high = (uint32_t)(w >> 32), low = (uint32_t)w;
-    return high ? 64 - qcc_clz32(high) : low ? 32 - qcc_clz32(low) : 0;
-}
-
 /* The output byte for the product p = (a - zA)(b - zB). */
 static inline uint8_t qcc_mul_code(const qcc_qlinear_mul_params *q, int32_t prod)
 {
     const uint32_t magnitude = prod < 0 ? 0u - (uint32_t)prod : (uint32_t)prod;
     const uint64_t w = (uint64_t)magnitude * q->r_mult; /* |p| * r exactly: < 2^40 */
     /* f32(|p| * r) = kept * 2^(position - 32): w rounded to 24 significant bits, ties to even */
-    const int bits = qcc_bit_length_40(w);
+    const int bits = qcc_bit_length_u64(w);
     const int excess = bits > 24 ? bits - 24 : 0;
     uint32_t kept = (uint32_t)(w >> excess);
     const int32_t position = excess + q->r_shift;

@@ -51,6 +51,16 @@ def test_fixed_point_is_the_float32_scale_exactly():
             assert mult * 2.0**-shift == float(scale)
 
 
+def test_bit_length_is_int_bit_length():
+    """The one numpy bit_length (ort_float32, ort_float32_sum and ort_add_mul use it) over the whole
+    uint64 range and non-negative int64, where float64's rounding would overstate by one."""
+    values = sorted({max(0, (1 << k) + d) for k in range(65) for d in (-2, -1, 0, 1)} - {1 << 64, (1 << 64) + 1})
+    values += [2**64 - 1 - 2**10, 2**53 + 1, 2**62 - 1, 12345678901234567]
+    assert ort_float32.bit_length(np.array(values, np.uint64)).tolist() == [v.bit_length() for v in values]
+    signed = [v for v in values if v < 2**63]
+    assert ort_float32.bit_length(np.array(signed, np.int64)).tolist() == [v.bit_length() for v in signed]
+
+
 def test_python_requantize_equals_float32_arithmetic():
     rng = np.random.default_rng(1)
     compared = 0

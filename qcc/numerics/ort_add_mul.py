@@ -40,10 +40,14 @@ rounding can matter (|n + 1/2| < 256; beyond, the code saturates either way).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
+
+from qcc.numerics import float32_exact
+from qcc.numerics.ort_float32 import bit_length, round_shift_right_even
 
 INT32_LIMIT = 2**31
 
@@ -52,18 +56,10 @@ INT32_LIMIT = 2**31
 
 def f32(value) -> Fraction:
     """The float32 nearest to an exact value (ties to even), as a Fraction; inf raises."""
-    x = Fraction(value)
-    if x == 0:
-        return Fraction(0)
-    magnitude = abs(x)
-    e = magnitude.numerator.bit_length() - magnitude.denominator.bit_length()
-    if magnitude < Fraction(2) ** e:
-        e -= 1
-    quantum = Fraction(2) ** (max(e, -126) - 23)  # subnormals keep the 2^-149 step
-    rounded = round(magnitude / quantum) * quantum  # Fraction rounds half to even
-    if rounded >= 2**128:
-        raise OverflowError(f"{float(x)} overflows float32")
-    return rounded if x > 0 else -rounded
+    rounded = float32_exact.round_to_float32(value)
+    if math.isinf(rounded):
+        raise OverflowError(f"{float(value)} overflows float32")
+    return Fraction(rounded)
 
 
 def fma32(a, b, c) -> Fraction:
@@ -220,8 +216,8 @@ def plan_add(r_x, r_y, fixed, dtype: str, y_codes: np.ndarray, lo: int, hi: int)
 
 
 def _clz32(v: np.ndarray) -> np.ndarray:
-    """Leading zeros of 32-bit values 1 <= v < 2^31 (frexp's exponent is the bit length)."""
-    return 32 - np.frexp(v.astype(np.float64))[1].astype(np.int64)
+    """Leading zeros of 32-bit values 1 <= v < 2^31."""
+    return 32 - bit_length(v)
 
 
 def round_up(hb: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -289,17 +285,6 @@ def plan_mul(r, z_a: int, z_b: int, z_c: int, dtype: str, lo: int, hi: int) -> M
                    INT32_LIMIT - 64 - z_c, lo + CODE_BIAS, hi + CODE_BIAS)
 
 
-def bit_length(x: np.ndarray) -> np.ndarray:
-    """Significant bits of each uint64 (0 for 0)."""
-    x = np.asarray(x, np.uint64)
-    out = np.zeros(x.shape, np.int64)
-    for shift in (32, 16, 8, 4, 2, 1):
-        big = (x >> np.uint64(shift)) != 0
-        out += np.where(big, shift, 0)
-        x = np.where(big, x >> np.uint64(shift), x)
-    return out + (x != 0)
-
-
 GRID_LIMIT = 38  # kept < 2^25 placed at most 2^38 units up fits 63 bits; placed higher, f32(|p| r) >= 2^30
 
 
@@ -310,10 +295,7 @@ def mul_emulated(plan: MulPlan, a_bytes: np.ndarray, b_bytes: np.ndarray) -> np.
     w = np.abs(p).astype(np.uint64) * np.uint64(plan.r_mult)  # |p| * r exactly, < 2^40 units of 2^(r_shift-32)
     # f32(): w kept to 24 significant bits, ties to even -> kept * 2^excess
     excess = np.maximum(bit_length(w) - 24, 0).astype(np.uint64)
-    kept = w >> excess
-    dropped = w - (kept << excess)
-    half = (np.uint64(1) << excess) >> np.uint64(1)
-    kept += ((excess > 0) & ((dropped > half) | ((dropped == half) & ((kept & np.uint64(1)) == 1)))).astype(np.uint64)
+    kept = round_shift_right_even(w, excess)
     position = excess.astype(np.int64) + plan.r_shift  # f32(|p| * r) = kept * 2^position units of 2^-32
     # |f32(p r)| >= 2^30: the code is saturated, or qmin when v reaches 2^31
     huge = (position > GRID_LIMIT) & (kept != 0)

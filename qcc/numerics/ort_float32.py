@@ -52,10 +52,13 @@ def fixed_point(ort_scale, real_scale) -> tuple[int, int]:
     return fixed_point_from_float32(ort_scale)
 
 
-def _bit_length(x: np.ndarray) -> np.ndarray:
-    """Bit length of each element of a uint64 array (0 for 0)."""
-    estimate = np.frexp(x.astype(np.float64))[1].astype(np.int64)
-    # float64 keeps 53 bits: a value just below 2**k may round up to 2**k and overstate by one.
+def bit_length(x) -> np.ndarray:
+    """Significant bits of each element of a non-negative integer array (uint64, or int64 >= 0), 0 for 0:
+    int.bit_length elementwise, as an int64 array."""
+    x = np.asarray(x).astype(np.uint64)
+    # float64 keeps 53 bits: a value just below 2**k may round up to 2**k and overstate by one
+    # (at most 64: a uint64 just below 2**64 rounds up to 2**64).
+    estimate = np.minimum(np.frexp(x.astype(np.float64))[1].astype(np.int64), 64)
     too_long = (estimate > 0) & ((x >> np.maximum(estimate - 1, 0).astype(np.uint64)) == 0)
     return estimate - too_long
 
@@ -76,7 +79,7 @@ def round_shift_right_even(x: np.ndarray, shift: np.ndarray) -> np.ndarray:
 def round_to_significand(x: np.ndarray) -> np.ndarray:
     """Each uint64 rounded to 24 significant bits, ties to even: the magnitude of f32(x)."""
     x = x.astype(np.uint64)
-    excess = np.maximum(_bit_length(x) - SIGNIFICAND_BITS, 0).astype(np.uint64)
+    excess = np.maximum(bit_length(x) - SIGNIFICAND_BITS, 0).astype(np.uint64)
     return round_shift_right_even(x, excess) << excess
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qcc.numerics.ort_float32 import round_shift_right_even, round_to_significand
+from qcc.numerics.ort_float32 import bit_length, round_shift_right_even, round_to_significand
 
 SIGNIFICAND_BITS = 24
 INT32_LIMIT = 2**31
@@ -89,19 +89,11 @@ def sequential_sum(terms: np.ndarray) -> np.ndarray:
     return total
 
 
-def _bit_length(u: np.ndarray) -> np.ndarray:
-    """Bit length of each element of a non-negative int64 array below 2**62 (0 for 0)."""
-    u = np.asarray(u, dtype=np.int64)
-    estimate = np.frexp(u.astype(np.float64))[1].astype(np.int64)
-    too_long = (estimate > 0) & ((u >> np.maximum(estimate - 1, 0)) == 0)  # float64 rounded up to 2**k
-    return estimate - too_long
-
-
 def normalize(u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sig, shift) with u = sig * 2**shift and 2**23 <= sig < 2**24, for u > 0 with at most
     24 significant bits (sums after RN24, counts below 2**24); 0 maps to (2**23, 0)."""
     u = np.asarray(u, dtype=np.int64)
-    shift = np.where(u > 0, _bit_length(u) - SIGNIFICAND_BITS, 0)
+    shift = np.where(u > 0, bit_length(u) - SIGNIFICAND_BITS, 0)
     sig = np.where(shift >= 0, u >> np.maximum(shift, 0), u << np.maximum(-shift, 0))
     return np.where(u > 0, sig, 1 << 23), shift
 
