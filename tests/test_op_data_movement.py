@@ -426,8 +426,8 @@ def test_resize_round_modes_take_near_halves_as_ties(tmp_path):
     asymmetric at 7.4999995 (reads 8); 1.9e-6 below 25.5 (51 -> 54) is not a tie (reads 25)."""
     cases = [([20], {"sizes": [6]}, "half_pixel"), ([9], {"scales": [1.2]}, "asymmetric"),
              ([51], {"sizes": [54]}, "asymmetric"), ([7], {"sizes": [8]}, "asymmetric")]
-    for k, (shape, given, coordinate_mode) in enumerate(cases):
-        (kind, values), = given.items()
+    for k, (shape, target, coordinate_mode) in enumerate(cases):
+        (kind, values), = target.items()
         inits = {"v": np.array(values, np.int64 if kind == "sizes" else np.float32)}
         inputs = ["x", "", "", "v"] if kind == "sizes" else ["x", "", "v"]
         nodes = [helper.make_node("Resize", inputs, [f"y{n}"], name=f"r{n}", mode="nearest",
