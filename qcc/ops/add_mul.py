@@ -126,11 +126,12 @@ class _Binary(Op):
         # prepare stored TFLM's parameters: the tflm scheme runs TFLM's integer kernel, not ORT's float32
         return Explanation("tflm_integer" if "tflm" in node.params else "ort_arithmetic", note)
 
-    def _shape_field(self, node: Node, graph: Graph, x: str, y: str) -> str:
+    def _shape_field(self, node: Node, graph: Graph, x: str, y: str) -> dict:
+        """The fields of the qcc_broadcast_params nested in every add/mul parameter struct."""
         dims, xs, ys = broadcast_layout(graph.tensor(node.outputs[0]).shape, graph.tensor(x).shape, graph.tensor(y).shape)
         pad = [0] * (MAX_RANK - len(dims))
-        row = lambda values: "{" + ", ".join(str(v) for v in list(values) + pad) + "}"  # noqa: E731
-        return f"{{ {len(dims)}, {row(dims)}, {row(xs)}, {row(ys)} }}"
+        row = lambda values: list(values) + pad  # noqa: E731
+        return {"rank": len(dims), "dims": row(dims), "x_strides": row(xs), "y_strides": row(ys)}
 
     def _typed_operand(self, c, symbol: str, graph: Graph, name: str) -> str:
         """A pointer to an operand as its own type (int8_t or uint8_t): its storage, or a const array."""
@@ -139,13 +140,13 @@ class _Binary(Op):
             return c.const_array(symbol, C_TYPES[tensor.dtype], np.asarray(tensor.data).reshape(-1))
         return c.tensor(name)
 
-    def _emit_tflm(self, node: Node, graph: Graph, c, kernel: str, ctype: str, fields: list) -> str:
+    def _emit_tflm(self, node: Node, graph: Graph, c, kernel: str, ctype: str, fields: dict) -> str:
         prefix = c.symbol(node.name)
         a = self._typed_operand(c, f"{prefix}_a", graph, node.inputs[0])
         b = self._typed_operand(c, f"{prefix}_b", graph, node.inputs[1])
         _, _, lo, hi = self._clamp(node, graph)
         shape = self._shape_field(node, graph, node.inputs[0], node.inputs[1])
-        params = c.struct(ctype, f"{prefix}_params", [shape, *fields, lo, hi])
+        params = c.struct(ctype, f"{prefix}_params", {"shape": shape, **fields, "lo": lo, "hi": hi})
         suffix = "s8" if graph.tensor(node.outputs[0]).dtype == "int8" else "u8"
         return f"{kernel}_{suffix}({params}, {a}, {b}, {c.tensor(node.outputs[0])});"
 
@@ -256,8 +257,9 @@ class QLinearAdd(_Binary):
         p = node.params
         if "tflm" in p:
             at, t = node.attrs, p["tflm"]
-            fields = [at["a_zero"], at["b_zero"], at["c_zero"], t["a_mult"], t["b_mult"], t["c_mult"],
-                      t["a_shift"], t["b_shift"], t["c_shift"]]
+            fields = {"a_zero": at["a_zero"], "b_zero": at["b_zero"], "c_zero": at["c_zero"], "a_mult": t["a_mult"],
+                      "b_mult": t["b_mult"], "c_mult": t["c_mult"], "a_shift": t["a_shift"], "b_shift": t["b_shift"],
+                      "c_shift": t["c_shift"]}
             return self._emit_tflm(node, graph, c, "qcc_add_tflm", "qcc_add_tflm_params", fields)
         plan: ort.AddPlan = p["plan"]
         prefix = c.symbol(node.name)
@@ -265,8 +267,9 @@ class QLinearAdd(_Binary):
         y = self._operand(c, f"{prefix}_y", graph, p["y"], p["y_index"])
         words = np.stack([plan.table & np.uint64(0xFFFFFFFF), plan.table >> np.uint64(32)], axis=1).astype(np.uint32)
         table = c.const_array(f"{prefix}_table", "uint32_t", words.reshape(-1))
-        fields = [self._shape_field(node, graph, p["x"], p["y"]), table, hex_u64(plan.x_mult), f"0x{plan.x_flip:X}u",
-                  plan.fine_shift, f"0x{plan.lo:08X}u", f"0x{plan.hi:08X}u"]
+        fields = {"shape": self._shape_field(node, graph, p["x"], p["y"]), "table": table, "x_mult": hex_u64(plan.x_mult),
+                  "x_flip": f"0x{plan.x_flip:X}u", "fine_shift": plan.fine_shift, "lo": f"0x{plan.lo:08X}u",
+                  "hi": f"0x{plan.hi:08X}u"}
         params = c.struct("qcc_qlinear_add_params", f"{prefix}_params", fields)
         out = c.tensor(node.outputs[0], as_dtype="uint8")
         return f"qcc_qlinear_add_8bit({params}, {x}, {y}, {out});"
@@ -333,15 +336,17 @@ class QLinearMul(_Binary):
     def emit(self, node: Node, graph: Graph, c) -> str:
         if "tflm" in node.params:
             at, t = node.attrs, node.params["tflm"]
-            fields = [at["a_zero"], at["b_zero"], at["c_zero"], t["mult"], t["shift"]]
+            fields = {"a_zero": at["a_zero"], "b_zero": at["b_zero"], "c_zero": at["c_zero"], "mult": t["mult"],
+                      "shift": t["shift"]}
             return self._emit_tflm(node, graph, c, "qcc_mul_tflm", "qcc_mul_tflm_params", fields)
         plan: ort.MulPlan = node.params["plan"]
         prefix = c.symbol(node.name)
         a = self._operand(c, f"{prefix}_a", graph, node.inputs[0])
         b = self._operand(c, f"{prefix}_b", graph, node.inputs[1])
-        fields = [self._shape_field(node, graph, node.inputs[0], node.inputs[1]), f"0x{plan.flip:X}u", plan.a_zero,
-                  plan.b_zero, f"0x{plan.r_mult:X}u", plan.r_shift, hex_u64(plan.c_offset), hex_u64(plan.overflow_at),
-                  f"0x{plan.lo:08X}u", f"0x{plan.hi:08X}u"]
+        fields = {"shape": self._shape_field(node, graph, node.inputs[0], node.inputs[1]), "flip": f"0x{plan.flip:X}u",
+                  "a_zero": plan.a_zero, "b_zero": plan.b_zero, "r_mult": f"0x{plan.r_mult:X}u", "r_shift": plan.r_shift,
+                  "c_offset": hex_u64(plan.c_offset), "overflow_at": hex_u64(plan.overflow_at),
+                  "lo": f"0x{plan.lo:08X}u", "hi": f"0x{plan.hi:08X}u"}
         params = c.struct("qcc_qlinear_mul_params", f"{prefix}_params", fields)
         out = c.tensor(node.outputs[0], as_dtype="uint8")
         return f"qcc_qlinear_mul_8bit({params}, {a}, {b}, {out});"

@@ -73,7 +73,8 @@ class ArgExtreme(Op):
         a = node.attrs
         outer = int(np.prod(x.shape[:a["axis"]], dtype=np.int64))
         inner = int(np.prod(x.shape[a["axis"] + 1:], dtype=np.int64))
-        fields = [outer, x.shape[a["axis"]], inner, int(a["largest"]), int(a["last"])]
+        fields = {"outer": outer, "axis_len": x.shape[a["axis"]], "inner": inner, "largest": int(a["largest"]),
+                  "last": int(a["last"])}
         params = c.struct("qcc_arg_extreme_params", f"{c.symbol(node.name)}_params", fields)
         suffix = "s8" if x.dtype == "int8" else "u8"
         return f"qcc_arg_extreme_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"

@@ -246,14 +246,19 @@ class QLinearAveragePool(Op):
         a, p = node.attrs, node.params
         suffix = "s8" if x.dtype == "int8" else "u8"
         if a["global"]:
-            fields = [a["batch"], a["channels"], int(np.prod(a["in_hw"])), int(a["channels_last"]), p["acc_const"],
-                      emit_requant(c, prefix, p["requant"])]
+            fields = {"batch": a["batch"], "channels": a["channels"], "count": int(np.prod(a["in_hw"])),
+                      "channels_last": int(a["channels_last"]), "acc_const": p["acc_const"],
+                      "requant": emit_requant(c, prefix, p["requant"])}
             params = c.struct("qcc_global_avgpool_params", f"{prefix}_params", fields)
             return f"qcc_global_avgpool_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
         table = c.const_array(f"{prefix}_table", "int64_t", p["table"])
-        fields = [a["batch"], a["channels"], *a["in_hw"], *a["out_hw"], *a["kernel"], *a["strides"], *a["pads_begin"],
-                  int(a["count_include_pad"]), int(a["channels_last"]), table, p["exponent_offset"],
-                  p["output_significand"], graph.tensor(node.outputs[0]).quant.scalar()[1], p["qmin"], p["qmax"],
-                  p["lo"], p["hi"]]
+        fields = {"batch": a["batch"], "channels": a["channels"], "in_h": a["in_hw"][0], "in_w": a["in_hw"][1],
+                  "out_h": a["out_hw"][0], "out_w": a["out_hw"][1], "kernel_h": a["kernel"][0], "kernel_w": a["kernel"][1],
+                  "stride_h": a["strides"][0], "stride_w": a["strides"][1],
+                  "pad_top": a["pads_begin"][0], "pad_left": a["pads_begin"][1],
+                  "count_include_pad": int(a["count_include_pad"]), "channels_last": int(a["channels_last"]),
+                  "table": table, "exponent_offset": p["exponent_offset"], "output_significand": p["output_significand"],
+                  "output_zero": graph.tensor(node.outputs[0]).quant.scalar()[1], "qmin": p["qmin"], "qmax": p["qmax"],
+                  "lo": p["lo"], "hi": p["hi"]}
         params = c.struct("qcc_avgpool_params", f"{prefix}_params", fields)
         return f"qcc_avgpool_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"

@@ -83,6 +83,20 @@ def format_values(values: np.ndarray) -> str:
     return ",\n    ".join(lines)
 
 
+def designated_initializer(fields: dict, depth: int = 0) -> str:
+    """`{ .field = value, ... }`, one field a line: a dict value is a nested struct (indented one
+    level deeper), a list or tuple an array field, anything else a C expression."""
+    indent = "    " * (depth + 1)
+    lines = []
+    for field, value in fields.items():
+        if isinstance(value, dict):
+            value = designated_initializer(value, depth + 1)
+        elif isinstance(value, (list, tuple)):
+            value = "{ " + ", ".join(str(v) for v in value) + " }"
+        lines.append(f"{indent}.{field} = {value},")
+    return "{\n" + "\n".join(lines) + "\n" + "    " * depth + "}"
+
+
 class CEmitter:
     def __init__(self, graph: Graph, plan: MemoryPlan, arena_symbol: str, argument_names: dict[str, str]):
         self.graph = graph
@@ -115,9 +129,12 @@ class CEmitter:
         self.declarations.append(f"static const {ctype} {name}[{values.size}] = {{\n    {format_values(values)}\n}};")
         return name
 
-    def struct(self, ctype: str, name: str, fields: list) -> str:
-        body = ",\n    ".join(str(f) for f in fields)
-        self.declarations.append(f"static const {ctype} {name} = {{\n    {body}\n}};")
+    def struct(self, ctype: str, name: str, fields: dict) -> str:
+        """Declares a const parameter struct and returns a pointer to it. `fields` maps the field
+        names of the runtime header, in the header's order, to their values (see
+        designated_initializer): the C names every field, so a reader sees which number is which,
+        and a misspelt field fails to compile instead of shifting every value after it."""
+        self.declarations.append(f"static const {ctype} {name} = {designated_initializer(fields)};")
         return f"&{name}"
 
     def scratch(self, node) -> str:

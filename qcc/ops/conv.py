@@ -227,11 +227,15 @@ class QLinearConv(Op):
         acc_const = c.const_array(f"{prefix}_acc_const", "int32_t", p["acc_const"])
         w_zero = "NULL" if p["weight_zero"] is None else c.const_array(f"{prefix}_weight_zero", "int32_t", p["weight_zero"])
         a = node.attrs
-        fields = [
-            *x.shape, *y.shape[1:], *a["kernel"], *a["strides"], *a["dilations"],
-            a["pads_begin"][0], a["pads_begin"][1], a["groups"], x.quant.scalar()[1],
-            weights, acc_const, w_zero, emit_requant(c, prefix, p["requant"]),
-        ]
+        (batch, in_c, in_h, in_w), (out_c, out_h, out_w) = x.shape, y.shape[1:]
+        fields = {
+            "batch": batch, "in_c": in_c, "in_h": in_h, "in_w": in_w, "out_c": out_c, "out_h": out_h, "out_w": out_w,
+            "kernel_h": a["kernel"][0], "kernel_w": a["kernel"][1], "stride_h": a["strides"][0],
+            "stride_w": a["strides"][1], "dilation_h": a["dilations"][0], "dilation_w": a["dilations"][1],
+            "pad_top": a["pads_begin"][0], "pad_left": a["pads_begin"][1], "groups": a["groups"],
+            "input_zero": x.quant.scalar()[1], "weights": weights, "acc_const": acc_const, "weight_zero": w_zero,
+            "requant": emit_requant(c, prefix, p["requant"]),
+        }
         params = c.struct("qcc_conv_params", f"{prefix}_params", fields)
         suffix = "s8" if x.dtype == "int8" else "u8"
         return f"qcc_conv_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"

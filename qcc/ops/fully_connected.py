@@ -140,8 +140,10 @@ class _ConstantRightMatMul(Op):
         w_zero = "NULL" if p["weight_zero"] is None else c.const_array(f"{prefix}_weight_zero", "int32_t", p["weight_zero"])
         # A is read as a[m * row_stride + k * depth_stride]: transA only swaps the strides.
         row_stride, depth_stride = (1, at["rows"]) if at["trans_a"] else (at["depth"], 1)
-        fields = [at["rows"], at["depth"], at["cols"], row_stride, depth_stride, weights, acc_const,
-                  const_row_stride, w_zero, emit_requant(c, prefix, p["requant"])]
+        fields = {"rows": at["rows"], "depth": at["depth"], "cols": at["cols"], "a_row_stride": row_stride,
+                  "a_depth_stride": depth_stride, "weights": weights, "acc_const": acc_const,
+                  "acc_const_row_stride": const_row_stride, "weight_zero": w_zero,
+                  "requant": emit_requant(c, prefix, p["requant"])}
         params = c.struct("qcc_fc_params", f"{prefix}_params", fields)
         suffix = "s8" if a.dtype == "int8" else "u8"
         return f"qcc_fully_connected_{suffix}({params}, {c.tensor(a.name)}, {c.tensor(y.name)});"

@@ -87,8 +87,9 @@ class QLinearGlobalAveragePool(Op):
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         prefix = c.symbol(node.name)
         a = node.attrs
-        fields = [x.shape[0], a["channels"], a["count"], int(a["channels_last"]), node.params["acc_const"],
-                  emit_requant(c, prefix, node.params["requant"])]
+        fields = {"batch": x.shape[0], "channels": a["channels"], "count": a["count"],
+                  "channels_last": int(a["channels_last"]), "acc_const": node.params["acc_const"],
+                  "requant": emit_requant(c, prefix, node.params["requant"])}
         params = c.struct("qcc_global_avgpool_params", f"{prefix}_params", fields)
         suffix = "s8" if x.dtype == "int8" else "u8"
         return f"qcc_global_avgpool_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"

@@ -191,5 +191,6 @@ class Lookup(Op):
         if node.attrs.get("axis") is None:
             return f"qcc_lookup_8bit({tables}, {x_bytes}, {y_bytes}, {x.size});"
         outer, channels, inner = _channel_split(x.shape, node.attrs["axis"])
-        params = c.struct("qcc_lookup_params", f"{prefix}_params", [outer, channels, inner, tables])
+        fields = {"outer": outer, "channels": channels, "inner": inner, "tables": tables}
+        params = c.struct("qcc_lookup_params", f"{prefix}_params", fields)
         return f"qcc_lookup_channels_8bit({params}, {x_bytes}, {y_bytes});"

@@ -76,7 +76,12 @@ class MaxPool(Op):
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         a = node.attrs
-        fields = [*x.shape, *y.shape[2:], *a["kernel"], *a["strides"], *a["dilations"], *a["pads_begin"]]
+        (batch, channels, in_h, in_w), (out_h, out_w) = x.shape, y.shape[2:]
+        fields = {"batch": batch, "channels": channels, "in_h": in_h, "in_w": in_w, "out_h": out_h, "out_w": out_w,
+                  "kernel_h": a["kernel"][0], "kernel_w": a["kernel"][1],
+                  "stride_h": a["strides"][0], "stride_w": a["strides"][1],
+                  "dilation_h": a["dilations"][0], "dilation_w": a["dilations"][1],
+                  "pad_top": a["pads_begin"][0], "pad_left": a["pads_begin"][1]}
         params = c.struct("qcc_maxpool_params", f"{c.symbol(node.name)}_params", fields)
         suffix = "s8" if x.dtype == "int8" else "u8"
         return f"qcc_maxpool_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"

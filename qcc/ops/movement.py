@@ -127,6 +127,6 @@ class Transpose(Op):
         # Leading axes of size 1 fill the fixed-rank arrays of the C struct.
         out_dims = [1] * pad + list(y.shape)
         strides = [0] * pad + [int(in_strides[p]) for p in perm]
-        fields = ["{" + ", ".join(map(str, out_dims)) + "}", "{" + ", ".join(map(str, strides)) + "}"]
+        fields = {"out_dims": out_dims, "in_strides": strides}
         params = c.struct("qcc_transpose_params", f"{c.symbol(node.name)}_params", fields)
         return f"qcc_transpose_8bit({params}, {c.tensor(x.name, 'uint8')}, {c.tensor(y.name, 'uint8')});"

@@ -162,9 +162,10 @@ def requantize(acc: np.ndarray, rq: Requant, channel_axis: int, out_dtype: str) 
     return (y + rq.zero).astype(out_dtype)
 
 
-def emit_requant(c, prefix: str, rq: Requant) -> str:
-    """The C initializer of a qcc_requant_params for `rq`."""
+def emit_requant(c, prefix: str, rq: Requant) -> dict:
+    """The fields of a qcc_requant_params for `rq` (a nested struct for CEmitter.struct)."""
     mult = c.const_array(f"{prefix}_mult", "uint32_t", rq.mult)
     shift = c.const_array(f"{prefix}_shift", "int8_t", rq.shift)
     per_channel = 1 if rq.channels > 1 else 0
-    return f"{{ {mult}, {shift}, {per_channel}, {rq.zero}, {rq.lo}, {rq.hi}, {int(rq.acc_f32_exact)} }}"
+    return {"mult": mult, "shift": shift, "per_channel": per_channel, "zero": rq.zero, "lo": rq.lo, "hi": rq.hi,
+            "acc_f32_exact": int(rq.acc_f32_exact)}

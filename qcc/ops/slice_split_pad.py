@@ -112,10 +112,11 @@ def emit_copy(c, node: Node, symbol: str, copy: StridedCopy, x: str, y: str, tab
     pad = MAX_RANK - len(copy.dims)
 
     def field(values, fill):
-        return "{" + ", ".join(str(int(v)) for v in [fill] * pad + list(values)) + "}"
+        return [int(v) for v in [fill] * pad + list(values)]
 
-    fields = [field(copy.dims, 1), field(copy.src_strides, 0), field(copy.dst_strides, 0),
-              copy.src_offset, copy.dst_offset, table or "NULL"]
+    fields = {"dims": field(copy.dims, 1), "src_strides": field(copy.src_strides, 0),
+              "dst_strides": field(copy.dst_strides, 0), "src_offset": copy.src_offset,
+              "dst_offset": copy.dst_offset, "table": table or "NULL"}
     params = c.struct("qcc_copy_params", symbol, fields)
     return f"qcc_copy_8bit({params}, {x}, {y});"
 
@@ -143,8 +144,7 @@ def emit_gather(c, node: Node, symbol: str, in_shape, sources: list[np.ndarray],
     tables = []
     for k, (_, stride, src) in enumerate(axes):
         tables.append("NULL" if src is None else c.const_array(f"{symbol}_axis{k}", "int32_t", src * stride))
-    fields = ["{" + ", ".join(str(a[0]) for a in axes) + "}", "{" + ", ".join(str(a[1]) for a in axes) + "}",
-              "{" + ", ".join(tables) + "}"]
+    fields = {"out_dims": [a[0] for a in axes], "in_strides": [a[1] for a in axes], "tables": tables}
     params = c.struct("qcc_gather_params", symbol, fields)
     return f"qcc_gather_8bit({params}, {x}, {y});"
 

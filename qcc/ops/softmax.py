@@ -169,7 +169,8 @@ class QLinearSoftmax(Op):
         prefix = c.symbol(node.name)
         a, p = node.attrs, node.params
         table = c.const_array(f"{prefix}_exp", "uint32_t", packed_table(p["table"]))
-        fields = [a["outer"], a["depth"], a["inner"], table, f"{p['y_factor']}u", z_y, p["lo"], p["hi"]]
+        fields = {"outer": a["outer"], "depth": a["depth"], "inner": a["inner"], "exp_table": table,
+                  "y_factor": f"{p['y_factor']}u", "zero": z_y, "lo": p["lo"], "hi": p["hi"]}
         params = c.struct("qcc_softmax_params", f"{prefix}_params", fields)
         suffix = "s8" if x.dtype == "int8" else "u8"
         return f"qcc_softmax_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
