@@ -602,10 +602,9 @@ def test_a_signature_written_at_the_wrong_opset_is_refused(tmp_path, case):
 
 @pytest.fixture
 def registry_restored():
-    """Restore the registry's module state after the test, whatever a registration left behind:
-    register() records an op's name before it adds the op's rules (a registration that fails on
-    a rule leaves the name, and any rules added before that one)."""
-    tables = [base.QOPERATOR_RULES, base.QDQ_RULES, base.ISLAND_RULES]
+    """Restore the registry's module state after the test (a test op that registers stays out of
+    the rest of the suite); yields a check that nothing changed since the test began."""
+    tables = [base.QOPERATOR_RULES, base.QDQ_RULES, base.ISLAND_RULES, base.PROPAGATION_RULES]
     saved_names = dict(base._BY_NAME)
     saved_rules = [{key: list(rules) for key, rules in table.rules.items()} for table in tables]
 
@@ -639,12 +638,13 @@ def test_overlapping_rules_for_one_onnx_op_raise(registry_restored, case):
     existing, kind, rules = OVERLAPS[case]
     owner, rule = type(op_named(existing)), rules[-1]
     clash = type("ClashingOp", (owner,), {"name": "TestClashingOp", "onnx_ops": (), "qdq_float_ops": (),
-                                          "island_float_ops": (), kind: rules})
+                                          "island_float_ops": (), "qdq_propagation_ops": (), kind: rules})
     finder = {"onnx_ops": base.op_for_onnx, "qdq_float_ops": base.qdq_op_for, "island_float_ops": base.island_op_for}[kind]
     before = [finder(rule.domain, rule.op_type, opset) for opset in range(1, 26)]
     assert owner in {type(op) for op in before}
     with pytest.raises(RegistryError, match=rf"ClashingOp and {owner.__name__} both register {rule.qualified_name}"):
         register(clash)
+    assert registry_restored()  # checked before anything was recorded: no name, no rule left behind
     # the op modules' own rules are untouched: each opset still finds the op it found before
     assert [finder(rule.domain, rule.op_type, opset) for opset in range(1, 26)] == before
 
@@ -653,7 +653,7 @@ def test_adjacent_rules_do_not_overlap(registry_restored):
     """The bounds are inclusive: Relu on codes at 1-13 beside ClampCodes' 14+ is no clash."""
     owner = type(op_named("ClampCodes"))
     adjacent = type("AdjacentOp", (owner,), {"name": "TestAdjacentOp", "onnx_ops": (OnnxOp("", "Relu", 1, 13),),
-                                             "island_float_ops": ()})
+                                             "island_float_ops": (), "qdq_propagation_ops": ()})
     register(adjacent)
     assert type(op_for_onnx("", "Relu", 13)).__name__ == "AdjacentOp"
     assert type(op_for_onnx("", "Relu", 14)) is owner
@@ -661,7 +661,7 @@ def test_adjacent_rules_do_not_overlap(registry_restored):
 
 def test_a_second_op_under_an_existing_name_raises(registry_restored):
     owner = type(op_named("Split"))
-    twin = type("TwinOp", (owner,), {"onnx_ops": (), "qdq_float_ops": ()})  # name "Split" inherited
+    twin = type("TwinOp", (owner,), {"onnx_ops": (), "qdq_float_ops": (), "qdq_propagation_ops": ()})  # name inherited
     with pytest.raises(RegistryError, match="TwinOp and .* are both named 'Split'"):
         register(twin)
     assert registry_restored()  # refused before anything was recorded
@@ -669,10 +669,10 @@ def test_a_second_op_under_an_existing_name_raises(registry_restored):
 
 
 def test_failed_registrations_left_nothing_behind():
-    """After the tests above (the fixture restores what a failed register() recorded), no test op
+    """After the tests above (the fixture restores what a test registration recorded), no test op
     is registered under any name or rule, so the rest of the suite sees the op modules' registry."""
     test_ops = ("ClashingOp", "AdjacentOp", "TwinOp")
     assert not any(type(op).__name__ in test_ops for op in base.all_ops())
-    for table in (base.QOPERATOR_RULES, base.QDQ_RULES, base.ISLAND_RULES):
+    for table in (base.QOPERATOR_RULES, base.QDQ_RULES, base.ISLAND_RULES, base.PROPAGATION_RULES):
         assert not any(type(op).__name__ in test_ops for rules in table.rules.values() for _, op in rules)
     assert base.op_for_onnx("", "GatherElements", 13) is None

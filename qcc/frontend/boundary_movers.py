@@ -13,17 +13,22 @@ from __future__ import annotations
 
 import onnx
 
-from qcc.onnx_graph import GraphIndex, topological_sort
+from qcc import ops
+from qcc.onnx_graph import GraphIndex, default_opset, topological_sort
 
-_MOVERS = {"Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity"}
+
+
+def _moves_values_only(node: onnx.NodeProto, opset: int) -> bool:
+    op = ops.op_for_onnx(node.domain, node.op_type, opset)
+    return op is not None and op.moves_values_only
 
 
 def move(model: onnx.ModelProto) -> onnx.ModelProto:
     graph = model.graph
-    index = GraphIndex(graph)
+    index = GraphIndex(graph, default_opset(model))
     inputs = {i.name for i in graph.input} - set(index.initializers)
     moved = False
-    for mover in [n for n in graph.node if n.op_type in _MOVERS and n.domain in ("", "ai.onnx")]:
+    for mover in [n for n in graph.node if _moves_values_only(n, index.opset)]:
         reader = index.single_consumer(mover.output[0])
         source = mover.input[0]
         if source in inputs and reader is not None and reader.op_type == "QuantizeLinear" \

@@ -13,7 +13,8 @@ or select values, so that the ops around them find their Q and DQ.
 Only DequantizeLinear/QuantizeLinear with a constant scalar scale and zero point propagate. The
 copies are lossless (values already on the grid, and these ops commute with quantization); what
 they change is which groups ORT then fuses into integer kernels, so qcc must insert the same ones.
-The ops and versions are those ORT 1.32 propagates across (measured: Flatten and MaxPool-11 do not).
+The ops and versions are those ORT 1.32 propagates across (measured: Flatten and MaxPool-11 do not);
+each op module lists them (Op.qdq_propagation_ops).
 """
 
 from __future__ import annotations
@@ -21,17 +22,13 @@ from __future__ import annotations
 import itertools
 
 import onnx
-from onnx import defs, helper
+from onnx import helper
 
+from qcc import ops
 from qcc.onnx_graph import GraphIndex, default_opset, topological_sort
 
-_MIN_VERSION = {"Reshape": 5, "Transpose": 1, "Squeeze": 1, "Unsqueeze": 1, "Slice": 1, "MaxPool": 12}
-
-
 def _propagates(node: onnx.NodeProto, opset: int) -> bool:
-    if node.domain not in ("", "ai.onnx") or node.op_type not in _MIN_VERSION:
-        return False
-    return defs.get_schema(node.op_type, max_inclusive_version=opset).since_version >= _MIN_VERSION[node.op_type]
+    return ops.qdq_propagates_across(node.domain, node.op_type, opset)
 
 
 def _constant_scalar_parameters(index: GraphIndex, node: onnx.NodeProto) -> bool:

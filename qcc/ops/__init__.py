@@ -4,7 +4,7 @@ import importlib
 import pkgutil
 
 from qcc.ops.base import (QOPERATOR_RULES, Op, all_ops, island_op_for, op_for_onnx, op_named,  # noqa: F401
-                          qdq_op_for, supported_onnx_ops)
+                          qdq_op_for, qdq_propagates_across, supported_onnx_ops)
 
 _SHARED = {"base", "c_emitter", "explanation", "qdq_group", "quantized"}  # helpers of the op modules, not ops
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):

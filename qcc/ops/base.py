@@ -35,6 +35,11 @@ class OnnxOp:
     first: int = 1
     last: int | None = None
 
+    def overlaps(self, other: OnnxOp) -> bool:
+        """The same ONNX op at some common opset."""
+        return ((self.domain, self.op_type) == (other.domain, other.op_type)
+                and self.first <= (other.last or self.first) and other.first <= (self.last or other.first))
+
     def covers(self, opset: int) -> bool:
         return self.first <= opset and (self.last is None or opset <= self.last)
 
@@ -108,6 +113,12 @@ class Op:
 
     # Ops that only reinterpret their input's bytes (Reshape, Flatten, ...) share its storage.
     aliases_input: bool = False
+    # Ops that only move values: quantizing commutes with them, so qcc/frontend/boundary_movers.py
+    # may move a graph input's QuantizeLinear or a graph output's DequantizeLinear across them.
+    moves_values_only: bool = False
+    # The float ops ORT's QDQPropagationTransformer copies Q/DQ pairs across (with the opsets
+    # it does; qcc/frontend/qdq_propagation.py).
+    qdq_propagation_ops: tuple[OnnxOp, ...] = ()
 
     # QDQ models: the float ONNX ops whose DequantizeLinear -> op -> QuantizeLinear group ORT runs
     # as this op's integer kernel, and how to write that group as a QOperator node.
@@ -140,13 +151,15 @@ class _Rules:
         self.kind = kind
         self.rules: dict[tuple[str, str], list[tuple[OnnxOp, Op]]] = {}
 
-    def add(self, rule: OnnxOp, op: Op) -> None:
-        rules = self.rules.setdefault((rule.domain, rule.op_type), [])
-        for other, owner in rules:
-            if other.first <= (rule.last or 10**9) and rule.first <= (other.last or 10**9):
+    def check(self, rule: OnnxOp, op: Op) -> None:
+        """Raise RegistryError where `rule` overlaps a rule already registered."""
+        for other, owner in self.rules.get((rule.domain, rule.op_type), []):
+            if rule.overlaps(other):
                 raise RegistryError(f"{type(op).__name__} and {type(owner).__name__} both register "
                                     f"{rule.qualified_name} ({self.kind}) at {rule.versions} / {other.versions}")
-        rules.append((rule, op))
+
+    def add(self, rule: OnnxOp, op: Op) -> None:
+        self.rules.setdefault((rule.domain, rule.op_type), []).append((rule, op))
 
     def find(self, domain: str, op_type: str, opset: int) -> Op | None:
         domain = "" if domain == "ai.onnx" else domain
@@ -165,19 +178,30 @@ _BY_NAME: dict[str, Op] = {}
 QOPERATOR_RULES = _Rules("QOperator import")
 QDQ_RULES = _Rules("QDQ group")
 ISLAND_RULES = _Rules("float island")
+PROPAGATION_RULES = _Rules("QDQ propagation")
 
 
 def register(op_class: type[Op]) -> type[Op]:
+    """Register an op module's class; every check runs before anything is recorded, so a class
+    that fails leaves the registry as it was."""
     op = op_class()
     if op.name in _BY_NAME:
         raise RegistryError(f"{op_class.__name__} and {type(_BY_NAME[op.name]).__name__} are both named '{op.name}'")
+    claims = [(rules, rule) for rules, claimed in ((QOPERATOR_RULES, op.onnx_ops), (QDQ_RULES, op.qdq_float_ops),
+                                                   (ISLAND_RULES, op.island_float_ops),
+                                                   (PROPAGATION_RULES, op.qdq_propagation_ops))
+              for rule in claimed]
+    for i, (rules, rule) in enumerate(claims):
+        if not isinstance(rule, OnnxOp):
+            raise RegistryError(f"{op_class.__name__}: {rule!r} is not an OnnxOp")
+        rules.check(rule, op)
+        for other_rules, other in claims[:i]:  # the class's own rules must not overlap either
+            if other_rules is rules and rule.overlaps(other):
+                raise RegistryError(f"{op_class.__name__} registers {rule.qualified_name} ({rules.kind}) twice: "
+                                    f"{other.versions} / {rule.versions}")
     _BY_NAME[op.name] = op
-    for rules, claimed in ((QOPERATOR_RULES, op.onnx_ops), (QDQ_RULES, op.qdq_float_ops),
-                           (ISLAND_RULES, op.island_float_ops)):
-        for rule in claimed:
-            if not isinstance(rule, OnnxOp):
-                raise RegistryError(f"{op_class.__name__}: {rule!r} is not an OnnxOp")
-            rules.add(rule, op)
+    for rules, rule in claims:
+        rules.add(rule, op)
     return op_class
 
 
@@ -194,6 +218,11 @@ def qdq_op_for(domain: str, op_type: str, opset: int) -> Op | None:
 def island_op_for(domain: str, op_type: str, opset: int) -> Op | None:
     """The op that gives this float op's float32 semantics inside a float island."""
     return ISLAND_RULES.find(domain, op_type, opset)
+
+
+def qdq_propagates_across(domain: str, op_type: str, opset: int) -> bool:
+    """Whether ORT's QDQ propagation copies Q/DQ pairs across this float op."""
+    return PROPAGATION_RULES.find(domain, op_type, opset) is not None
 
 
 def op_named(name: str) -> Op:

@@ -29,6 +29,7 @@ class MaxPool(Op):
     summary = "2-D max pooling: kernel, strides, pads, auto_pad, ceil_mode, dilations"
 
     qdq_float_ops = onnx_ops
+    qdq_propagation_ops = onnx_ops  # ORT 1.32 propagates across MaxPool from 12 (measured: not MaxPool-11)
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")

@@ -63,6 +63,9 @@ class Reshape(Op):
     summary = "no code: the output shares the input's bytes (a copy only between two caller buffers)"
     aliases_input = True
     qdq_float_ops = onnx_ops
+    moves_values_only = True
+    # ORT 1.32 propagates Q/DQ across these (measured: not across Flatten or Identity).
+    qdq_propagation_ops = (OnnxOp("", "Reshape", 5), OnnxOp("", "Squeeze"), OnnxOp("", "Unsqueeze"))
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")
@@ -89,6 +92,7 @@ class Reinterpret(Reshape):
     name = "Reinterpret"
     onnx_ops = ()
     qdq_float_ops = ()
+    qdq_propagation_ops = ()
     summary = "the same codes read with other quantization parameters: no code"
 
 
@@ -98,6 +102,8 @@ class Transpose(Op):
     runtime_header = "qcc_kernels.h"
     name = "Transpose"
     onnx_ops = (OnnxOp("", "Transpose"),)
+    moves_values_only = True
+    qdq_propagation_ops = onnx_ops
     summary = f"any permutation up to rank {MAX_TRANSPOSE_RANK}"
     qdq_float_ops = onnx_ops
 

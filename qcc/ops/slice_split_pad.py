@@ -256,6 +256,7 @@ class Slice(Op):
     runtime_header = RUNTIME_HEADER
     name = "Slice"
     onnx_ops = (OnnxOp("", "Slice", 1, 9), OnnxOp("", "Slice", 10))  # attributes, then inputs with steps
+    qdq_propagation_ops = (OnnxOp("", "Slice"),)
     summary = "constant starts, ends, axes and steps (negative steps too)"
 
     # QDQ models: ORT drops a DQ -> Slice -> Q pair with equal parameters and slices the codes.
