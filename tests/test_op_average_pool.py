@@ -21,6 +21,7 @@ from qcc import ort_reference
 from qcc.errors import QccError
 from qcc.ir import DTYPE_RANGE
 from qcc.numerics import ort_float32_sum as emulation
+from qcc.numerics.ort_float32 import float32_parts
 from qcc.pipeline import Options, compile_model
 
 f32 = np.float32
@@ -412,7 +413,7 @@ def test_c_emulation_matches_numpy_float32(tmp_path):
     for dtype, s_x, z_x, s_y, z_y, codes, counts in random_batches(22, 200, 2000):
         qmin, qmax = DTYPE_RANGE[dtype]
         exponent = emulation.input_unit_exponent(s_x)
-        out_scale = emulation.float32_parts(s_y)
+        out_scale = float32_parts(s_y)
         header = [codes.shape[0], codes.shape[1], exponent - out_scale.exponent, out_scale.significand, z_y, qmin, qmax]
         stream += [np.array(header, "<i4").tobytes(), emulation.dequantize_table(s_x, z_x, dtype).astype("<i8").tobytes(),
                    (codes & 0xFF).astype(np.uint8).tobytes(), counts.astype("<i4").tobytes()]

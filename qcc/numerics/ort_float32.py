@@ -20,6 +20,8 @@ This module is the oracle-side twin of runtime_c/qcc_requant_ort.h; the two must
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 SIGNIFICAND_BITS = 24
@@ -28,6 +30,23 @@ SIGNIFICAND_BITS = 24
 SATURATING_SCALE_LOG2 = 8
 # P < 2**56, so P * 2**-shift < 1/2 whenever shift >= 57: every value rounds to 0.
 VANISHING_SHIFT = 57
+
+
+@dataclass(frozen=True)
+class Float32Parts:
+    """A positive float32 as significand * 2**exponent with 2**23 <= significand < 2**24."""
+
+    significand: int
+    exponent: int
+
+
+def float32_parts(value) -> Float32Parts:
+    """The exact (significand, exponent) of a positive finite float32, normalized even when subnormal."""
+    value = np.float32(value)
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{value!r} is not a positive finite float32")
+    mantissa, exponent = np.frexp(np.float64(value))  # exact: float64 holds every float32
+    return Float32Parts(int(mantissa * 2**SIGNIFICAND_BITS), int(exponent) - SIGNIFICAND_BITS)
 
 
 def fixed_point_from_float32(scale: float) -> tuple[int, int]:
@@ -39,12 +58,10 @@ def fixed_point_from_float32(scale: float) -> tuple[int, int]:
         scale = np.float32(2.0**SATURATING_SCALE_LOG2)
     if scale == 0:
         return 0, VANISHING_SHIFT
-    mantissa, exponent = np.frexp(np.float64(scale))  # scale = mantissa * 2**exponent, 0.5 <= m < 1
-    mult = int(mantissa * (1 << SIGNIFICAND_BITS))  # exact: a float32 has 24 significant bits
-    shift = SIGNIFICAND_BITS - int(exponent)
-    if shift >= VANISHING_SHIFT:
+    parts = float32_parts(scale)
+    if -parts.exponent >= VANISHING_SHIFT:
         return 0, VANISHING_SHIFT
-    return mult, shift
+    return parts.significand, -parts.exponent
 
 
 def fixed_point(ort_scale, real_scale) -> tuple[int, int]:

@@ -27,35 +27,16 @@ helpers in runtime_c/qcc_average_pool.c: the two must stay bit-identical.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from qcc.numerics.ort_float32 import bit_length, round_shift_right_even, round_to_significand
+from qcc.numerics.ort_float32 import (SIGNIFICAND_BITS, bit_length, float32_parts, round_shift_right_even,
+                                      round_to_significand)
 
-SIGNIFICAND_BITS = 24
 INT32_LIMIT = 2**31
 # Scales for which every float32 step of the average stays exactly emulated (module docstring).
 MIN_OUTPUT_SCALE = 2.0**-120
 MAX_INPUT_SCALE = 2.0**96
 MAX_COUNT = 2**20
-
-
-@dataclass(frozen=True)
-class Float32Parts:
-    """A positive float32 as significand * 2**exponent with 2**23 <= significand < 2**24."""
-
-    significand: int
-    exponent: int
-
-
-def float32_parts(value) -> Float32Parts:
-    """The exact (significand, exponent) of a positive finite float32, normalized even when subnormal."""
-    value = np.float32(value)
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{value!r} is not a positive finite float32")
-    mantissa, exponent = np.frexp(np.float64(value))  # exact: float64 holds every float32
-    return Float32Parts(int(mantissa * 2**SIGNIFICAND_BITS), int(exponent) - SIGNIFICAND_BITS)
 
 
 def input_unit_exponent(s_x) -> int:

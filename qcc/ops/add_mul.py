@@ -122,6 +122,12 @@ class _Binary(Op):
     def macs(self, node: Node, graph: Graph) -> int:
         return graph.tensor(node.outputs[0]).size
 
+    def prepare(self, node: Node, graph: Graph) -> None:
+        if graph.rounding == "tflm":  # TFLM's integer kernel, with its own parameters
+            node.params["tflm"] = self._tflm_params(node, graph)
+        else:  # ORT's float32 arithmetic, in the ort and single schemes
+            self._prepare_ort(node, graph)
+
     def _explanation(self, node: Node, note: str) -> Explanation:
         # prepare stored TFLM's parameters: the tflm scheme runs TFLM's integer kernel, not ORT's float32
         return Explanation("tflm_integer" if "tflm" in node.params else "ort_arithmetic", note)
@@ -231,10 +237,7 @@ class QLinearAdd(_Binary):
                                  "RDBPOT(SRDHM(v, M0), -e) with QuantizeMultiplierSmallerThanOneExp's M0 and e "
                                  "(qcc/ops/add_mul.py)")
 
-    def prepare(self, node: Node, graph: Graph) -> None:
-        if graph.rounding == "tflm":
-            node.params["tflm"] = self._tflm_params(node, graph)
-            return
+    def _prepare_ort(self, node: Node, graph: Graph) -> None:
         (x_name, _, _), (y_name, _, _) = self._roles(node, graph)
         r_x, r_y, fixed = self._ratios(node, graph)
         y = graph.tensor(y_name)
@@ -324,10 +327,7 @@ class QLinearMul(_Binary):
                                  "under tflm, TensorFlow Lite Micro's integer MUL: Z_c + MultiplyByQuantizedMultiplier("
                                  "(a - Z_a)(b - Z_b), M0, e) with QuantizeMultiplier(sA sB / sC) (qcc/ops/add_mul.py)")
 
-    def prepare(self, node: Node, graph: Graph) -> None:
-        if graph.rounding == "tflm":
-            node.params["tflm"] = self._tflm_params(node, graph)
-            return
+    def _prepare_ort(self, node: Node, graph: Graph) -> None:
         at = node.attrs
         _, _, lo, hi = self._clamp(node, graph)
         dtype = graph.tensor(node.outputs[0]).dtype

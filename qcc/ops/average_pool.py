@@ -24,6 +24,7 @@ import numpy as np
 from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node
 from qcc.numerics import ort_float32_sum
+from qcc.numerics.ort_float32 import float32_parts
 from qcc.ops.base import OnnxOp, Op, attribute, int_list_attribute, register, require
 from qcc.ops.explanation import KEEPS_ORT, Explanation
 from qcc.ops.global_average_pool import GlobalPoolExplanation, centered_maps
@@ -161,7 +162,7 @@ class QLinearAveragePool(Op):
             return
         qmin, qmax = DTYPE_RANGE[y.dtype]
         lo, hi = node.attrs.get("clamp", (qmin, qmax))
-        out_scale = ort_float32_sum.float32_parts(s_y)
+        out_scale = float32_parts(s_y)
         exponent = ort_float32_sum.input_unit_exponent(s_x)
         node.params.update({
             "table": ort_float32_sum.dequantize_table(s_x, z_x, x.dtype), "input_exponent": exponent,

@@ -2,8 +2,10 @@
 
 A graph input consumed by QuantizeLinear becomes a quantized C input, and a graph output
 produced by DequantizeLinear becomes a quantized C output; the boundary ops go away unless
-float I/O is asked for. QuantizeLinear and DequantizeLinear anywhere else mean a QDQ model or
-a float island, which this version refuses by name rather than computing something else.
+float I/O is asked for. By this pass the frontend has already fused the QDQ groups ORT runs as
+integer kernels and turned float islands into tables, so a QuantizeLinear or DequantizeLinear
+left anywhere else stands at a float computation qcc has no integer form for: it is refused by
+name rather than computed as something else.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ def _is_boundary_float(graph: Graph, name: str) -> bool:
 
 def _refuse(graph: Graph, node, why: str) -> None:
     raise QccError(
-        f"{graph.source}: node '{node.name}' ({node.op}): {why}. QDQ models and float islands are not "
-        "supported yet; quantize with quant_format=QuantFormat.QOperator"
+        f"{graph.source}: node '{node.name}' ({node.op}): {why}; no QDQ group ORT fuses and no elementwise float "
+        "island accounts for it, so ORT computes there in float, which qcc does not compile: quantize the ops "
+        "around it (or cut the model before it with --outputs)"
     )
