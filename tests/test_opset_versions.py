@@ -85,15 +85,19 @@ def qdq(op: str, opset: int, shape, dtype="uint8", consts=(), outputs=1, name="o
     return g.model()
 
 
+def constant_inputs(first: str, consts) -> tuple[dict, list[str]]:
+    """Initializers c0, c1, ... for the constants after `first` (None: an omitted optional input)."""
+    inits, inputs = {}, [first]
+    for k, c in enumerate(consts):
+        if c is not None:
+            inits[f"c{k}"] = c
+        inputs.append("" if c is None else f"c{k}")
+    return inits, inputs
+
+
 def on_codes(op: str, opset: int, shape, dtype="uint8", consts=(), outputs=1, name="op", out_type=None, **attrs):
     """The QOperator form: the op reads the int8/uint8 codes directly."""
-    inits, inputs = {}, ["x"]
-    for k, c in enumerate(consts):
-        if c is None:
-            inputs.append("")
-        else:
-            inits[f"c{k}"] = c
-            inputs.append(f"c{k}")
+    inits, inputs = constant_inputs("x", consts)
     names = [f"y{i}" for i in range(outputs)]
     node = helper.make_node(op, inputs, names, name=name, **attrs)
     return make_model([node], [("x", dtype, list(shape))], [(n, out_type or dtype, None) for n in names], inits, opset=opset)
@@ -107,13 +111,8 @@ def conv_then(op: str, opset: int, dtype, consts=(), channels=4, **attrs):
              "ws": np.full(channels, 0.01, np.float32), "wz": np.zeros(channels, np.int8),
              "ys": scalar(0.04, np.float32), "yz": scalar(120 if dtype == "uint8" else -10, dtype)}
     conv = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"], ["c"], name="conv")
-    inputs = ["c"]
-    for k, c in enumerate(consts):
-        if c is None:
-            inputs.append("")
-        else:
-            inits[f"c{k}"] = c
-            inputs.append(f"c{k}")
+    extra, inputs = constant_inputs("c", consts)
+    inits.update(extra)
     act = helper.make_node(op, inputs, ["y"], name="act", **attrs)
     shape = [1, channels, 5, 5]
     return make_model([conv, act], [("x", dtype, shape)], [("y", dtype, shape)], inits, opset=opset)
