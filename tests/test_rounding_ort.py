@@ -9,7 +9,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from qcc.backend.assets import asset_dir
+from qcc.assets import asset_dir
 from qcc.numerics import ort_float32
 
 CLAMP = (-255, 255)  # the widest lo/hi an 8-bit output can have (qmin - z, qmax - z)

@@ -34,7 +34,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qcc.backend.assets import asset_dir
+from qcc.assets import asset_dir
 from qcc.build import make
 from qcc.compile_command import compile_to_folder
 from qcc.numerics import single_rounding, tflm

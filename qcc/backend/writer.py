@@ -11,7 +11,7 @@ import jinja2
 import numpy as np
 
 from qcc import __version__, reference
-from qcc.backend.assets import asset_dir
+from qcc.assets import asset_dir
 from qcc.ops.c_emitter import (CEmitter, c_comment_text, c_float_literal, c_identifier, c_string_literal,
                                    format_values)
 from qcc.ir import C_TYPES
