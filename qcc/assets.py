@@ -1,6 +1,7 @@
 """Where the folders qcc ships beside its Python code are (the Jinja templates, the hand-written
-C runtime): inside the installed package (a wheel carries them as qcc/templates and qcc/runtime_c)
-or at the top of a source checkout. It is in the lowest layer so that any module can find them."""
+C runtime, the QEMU instruction-counting plugin): inside the installed package (a wheel carries
+them as qcc/templates, qcc/runtime_c and qcc/qemu_plugin) or at the top of a source checkout.
+It is in the lowest layer so that any module can find them."""
 
 from __future__ import annotations
 
