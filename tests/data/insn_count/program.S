@@ -5,7 +5,7 @@
  * 0: the empty region), calls mark_end and stops QEMU through semihosting. Between the entry of
  * mark_begin and the entry of mark_end execute:
  *   bx lr (mark_begin's return)                                     1
- *   ldr r0, =ITERATIONS                       (only if ITERATIONS)  1
+ *   ldr r0, =ITERATIONS (assembled as mov.w)  (only if ITERATIONS)  1
  *   ITERATIONS x (subs r0, r0, #1; bne loop)                        2 x ITERATIONS
  *   bl mark_end                                                     1
  * never_called is a function that never runs. */
