@@ -1,4 +1,5 @@
-"""Building and running a generated folder with the host compiler (for verify and tests)."""
+"""Building and running a generated folder: with the host compiler, or as a bare-metal image on a
+target's QEMU board (for verify and tests)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from qcc import qemu
 from qcc.errors import QccError
+from qcc.targets import Target
 
 
 def make(out_dir: Path, target: str, cflags: str | None = None) -> None:
@@ -57,3 +60,19 @@ def _run(out_dir: Path, program: str, manifest: dict, inputs: list[np.ndarray]) 
         outputs = [np.fromfile(p, dtype=np.dtype(e["dtype"]).newbyteorder("<")).reshape(e["shape"])
                    for p, e in zip(out_paths, manifest["outputs"])]
         return outputs, trace_path.read_bytes() if trace_path.exists() else b""
+
+
+def run_target_runner(elf: Path, target: Target, manifest: dict, cases: int) -> list[list[np.ndarray]]:
+    """Run the target runner image (qcc_target_runner.c, built for target) on QEMU: every output
+    of every input set, parsed from its console lines `qcc-output CASE OUTPUT HEX`."""
+    run = qemu.run_elf(elf, target)
+    found: dict[tuple[int, int], bytes] = {}
+    for line in run.console.splitlines():
+        fields = line.split()
+        if len(fields) in (3, 4) and fields[0] == "qcc-output":
+            found[(int(fields[1]), int(fields[2]))] = bytes.fromhex(fields[3] if len(fields) == 4 else "")
+    wanted = [(c, o) for c in range(cases) for o in range(len(manifest["outputs"]))]
+    if run.status != 0 or any(key not in found for key in wanted):
+        raise QccError(f"{elf.name} failed on QEMU's {target.machine} (status {run.status}): {run.console.strip()[-300:]}")
+    return [[np.frombuffer(found[(c, o)], dtype=np.dtype(e["dtype"]).newbyteorder("<")).reshape(e["shape"])
+             for o, e in enumerate(manifest["outputs"])] for c in range(cases)]

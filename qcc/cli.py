@@ -12,6 +12,7 @@ import warnings
 from qcc.errors import QccError
 from qcc.frontend.onnx_loader import parse_input_shapes
 from qcc.pipeline import ROUNDING_SCHEMES, Options
+from qcc.targets import TARGETS, target_named
 
 
 def _options(args) -> Options:
@@ -20,9 +21,11 @@ def _options(args) -> Options:
         raise QccError(f"--name {name!r}: must be a C identifier (letters, digits, underscores)")
     if name.startswith("qcc_"):
         raise QccError(f"--name {name!r}: the qcc_ prefix belongs to the runtime files and symbols; choose another name")
+    target = target_named(getattr(args, "target", "host")).name
     return Options(name=name, float_io=getattr(args, "float_io", False), rounding=args.rounding,
                    input_shapes=parse_input_shapes(args.input_shape),
-                   cut_inputs=_tensor_names(getattr(args, "cut_inputs", None)), cut_outputs=_tensor_names(args.outputs))
+                   cut_inputs=_tensor_names(getattr(args, "cut_inputs", None)), cut_outputs=_tensor_names(args.outputs),
+                   target=target)
 
 
 def _tensor_names(text: str | None) -> list[str]:
@@ -46,8 +49,14 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(*inputs_flag, dest="cut_inputs", metavar="T1,T2",
                        help="compile the model only from these tensors (they become the C inputs)")
 
+    def target(p, what):
+        # checked in _options, not with choices=: an unknown name is a one-line error like the others
+        p.add_argument("--target", default="host", metavar="NAME", help=f"{what}: {', '.join(TARGETS)} (default: host)")
+
     p = sub.add_parser("compile", help="write the C folder")
     common(p)
+    target(p, "also write a bare-metal golden test for this Cortex-M board and the others the model fits, "
+              "run by `make run-BOARD` on QEMU")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--name", default="model", help="C symbol prefix and file name (default: model)")
     p.add_argument("--golden", help="N seeded random input sets, or an .npz of inputs (default: 4, fewer when the "
@@ -56,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="compare the C, the reference interpreter and ONNX Runtime")
     common(p)
+    target(p, "run the C on this target (a Cortex-M board on QEMU)")
     p.add_argument("--inputs", help="an .npz with more input sets")
     p.add_argument("-n", type=int, default=20, help="seeded random input sets (default: 20), plus 3 extreme ones")
     p.add_argument("--float-io", action="store_true", help="verify the float32-I/O build")

@@ -28,6 +28,7 @@ class Options:
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
     cut_inputs: list[str] = field(default_factory=list)  # --inputs: compile from these tensors
     cut_outputs: list[str] = field(default_factory=list)  # --outputs: compile up to these tensors
+    target: str = "host"  # --target: a name of qcc.targets.TARGETS
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""`qcc verify`: compile to a temporary folder, build with the host compiler, and compare the C,
-the reference interpreter and ONNX Runtime on seeded random and extreme inputs."""
+"""`qcc verify`: compile to a temporary folder, build with the host compiler (or, with --target,
+as a bare-metal image run on the target's QEMU board), and compare the C, the reference
+interpreter and ONNX Runtime on seeded random and extreme inputs."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import numpy as np
 import onnx
 
 from qcc import ort_reference, reference
-from qcc.build import make, run_runner
+from qcc.backend.writer import write_target_runner
+from qcc.build import make, run_runner, run_target_runner
 from qcc.comparison import Agreement
 from qcc.layer_verify import LayerReport, compare_layers
 from qcc.compile_command import compile_to_folder, golden_cases
 from qcc.pipeline import Options
 from qcc.sample_inputs import extreme_inputs, random_inputs
+from qcc.targets import require_tools, target_named
 
 
 @dataclass
@@ -26,6 +29,7 @@ class VerifyReport:
     ort_configuration: str = ""  # how ONNX Runtime was configured on this host (ort_reference.Session)
     per_output: dict[str, dict[str, Agreement]] = field(default_factory=dict)
     layers: LayerReport | None = None  # --layers, or the first input set that mismatched
+    target: str = "host"  # where the C ran (--target)
 
     @property
     def ok(self) -> bool:
@@ -37,6 +41,9 @@ class VerifyReport:
 
     def table(self) -> str:
         lines = [f"ground truth: {self.ort_configuration}"] if self.ort_configuration else []
+        if self.target != "host":
+            target = target_named(self.target)
+            lines.append(f"C run on: {target.name}, a bare-metal image on QEMU's {target.machine}")
         lines += [f"{'output':<24} {'pair':<16} {'compared':>10} {'exact':>10} {'max |diff|':>11}"]
         for output, pairs in self.per_output.items():
             for pair, a in pairs.items():
@@ -58,27 +65,30 @@ class VerifyReport:
 def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None = None, seed: int = 0,
            layers: bool = False) -> VerifyReport:
     """Compare the C, the reference and ORT on every input set. With `layers`, or when some value
-    differs, also compare every layer on one input set (the first that differs, else the first)."""
+    differs, also compare every layer on one input set (the first that differs, else the first;
+    on the host build, also for a --target)."""
+    require_tools(target_named(options.target))
     with tempfile.TemporaryDirectory(prefix="qcc-verify-") as tmp:
         out_dir = Path(tmp) / "out"
         compiled, manifest = compile_to_folder(model, str(out_dir), options, golden="0")
         graph = compiled.graph
-        make(out_dir, "runner")
         cases = random_inputs(graph, count, seed) + extreme_inputs(graph)
         if inputs_npz:
             cases += golden_cases(compiled, inputs_npz)
+        c_outputs = _run_c(compiled, out_dir, manifest, cases)
         # With --inputs/--outputs ORT runs the cut model; with --outputs alone also the whole model,
         # the cut tensors as extra outputs: what the user's runtime computes for them.
         ort_model = compiled.cut_model if compiled.cut_model is not None else model
         sess = ort_reference.session(ort_model)
         whole = _whole_model_session(model, graph) if compiled.cut_model is not None and not options.cut_inputs else None
-        report = VerifyReport(cases=len(cases), rounding=options.rounding, ort_configuration=sess.configuration())
+        report = VerifyReport(cases=len(cases), rounding=options.rounding, ort_configuration=sess.configuration(),
+                              target=options.target)
         pair_names = ("C vs reference", "C vs ORT", "reference vs ORT") + (("C vs ORT, whole model",) if whole else ())
         for name in graph.outputs:
             report.per_output[graph.public_name(name)] = {p: Agreement() for p in pair_names}
         first_difference = None  # the input set the layer comparison looks at
         for index, case in enumerate(cases):
-            c_out = run_runner(out_dir, manifest, case)
+            c_out = c_outputs[index]
             ref_out = reference.run(graph, case)
             ort_out = ort_reference.run_on_codes(sess, graph, case)
             if whole is not None:
@@ -96,6 +106,19 @@ def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None
             chosen = first_difference or 0
             report.layers = compare_layers(ort_model, graph, out_dir, manifest, cases[chosen], chosen)
         return report
+
+
+def _run_c(compiled, out_dir: Path, manifest: dict, cases: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+    """The C's outputs on every input set: the host runner once per set, or on a Cortex-M target
+    one bare-metal image holding every set, run once on QEMU."""
+    target = target_named(compiled.options.target)
+    if target.is_host:
+        make(out_dir, "runner")
+        return [run_runner(out_dir, manifest, case) for case in cases]
+    runner = write_target_runner(compiled, out_dir, cases, manifest["weights_bytes"])
+    image = f"{Path(runner).stem}-{target.name}.elf"
+    make(out_dir, image)
+    return run_target_runner(out_dir / image, target, manifest, len(cases))
 
 
 def _whole_model_session(model: str, graph) -> ort_reference.Session:

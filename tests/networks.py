@@ -103,6 +103,9 @@ class NetBuilder:
     def sigmoid(self, x):
         return self._node("Sigmoid", [x], self.shapes[x])
 
+    def softmax(self, x, axis=-1):
+        return self._node("Softmax", [x], self.shapes[x], axis=axis)
+
     def build(self, outputs: list[str]) -> onnx.ModelProto:
         graph = helper.make_graph(self.nodes, self.name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, self.input_shape)],
                                   [helper.make_tensor_value_info(o, TensorProto.FLOAT, self.shapes[o]) for o in outputs], self.inits)

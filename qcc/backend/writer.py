@@ -1,5 +1,6 @@
 """Write the output folder: model C and header, runtime files, manifest, Makefile, golden test
-and host runner. The folder is a contract that tests, users and tools rely on (README)."""
+and host runner, and for a Cortex-M target the bare-metal files and a linker script per board.
+The folder is a contract that tests, users and tools rely on (README)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,17 @@ import numpy as np
 
 from qcc import __version__, reference
 from qcc.assets import asset_dir
+from qcc.errors import QccError
 from qcc.ops.c_emitter import (CEmitter, c_comment_text, c_float_literal, c_identifier, c_string_literal,
                                    format_values)
 from qcc.ir import C_TYPES
 from qcc.ops import op_named
 from qcc.pipeline import Compiled
+from qcc.targets import CORTEX_M, TARGETS, Target, target_named
 
 MANIFEST = "model.json"
+BAREMETAL = "baremetal"  # runtime_c/baremetal: startup, semihosting and newlib stubs, by qcc
+TARGET_RUNNER = "qcc_target_runner.c"
 
 
 def runtime_files(compiled: Compiled) -> tuple[list[str], list[str], list[str]]:
@@ -102,6 +107,43 @@ def emit_layers(compiled: Compiled, inputs: list[dict], outputs: list[dict]) -> 
     return emitter, steps, layers
 
 
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(asset_dir("templates"))), trim_blocks=True,
+                              lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+
+
+def ram_data_bytes(compiled: Compiled) -> int:
+    """Static RAM of a bare-metal image besides the stack and heap: the arena, the output buffers
+    and the buffers float inputs are copied into (inputs as codes are read from flash)."""
+    graph = compiled.graph
+    buffers = [graph.tensor(t).nbytes for t in graph.outputs]
+    buffers += [graph.tensor(t).nbytes for t in graph.inputs if graph.tensor(t).dtype == "float32"]
+    return compiled.plan.arena_bytes + sum(buffers)
+
+
+def check_fits(target: Target, compiled: Compiled, constant_bytes: int) -> None:
+    """Refuse a Cortex-M target whose board cannot hold the model, its buffers and its const data."""
+    refusal = target.refusal(ram_data_bytes(compiled), constant_bytes)
+    if refusal is not None:
+        raise QccError(refusal)
+
+
+def boards_for(compiled: Compiled, constant_bytes: int) -> list[Target]:
+    """The boards the folder gets bare-metal rules for: none for the host, else every Cortex-M board
+    the model fits on; the chosen target must be one of them."""
+    target = target_named(compiled.options.target)
+    if target.is_host:
+        return []
+    check_fits(target, compiled, constant_bytes)
+    return [TARGETS[n] for n in CORTEX_M if TARGETS[n].refusal(ram_data_bytes(compiled), constant_bytes) is None]
+
+
+def _case_arrays(inputs: list[dict], outputs: list[dict], case_inputs: list[np.ndarray],
+                 expected: list[np.ndarray]) -> dict:
+    return {"inputs": [{**e, "data": _golden_values(np.asarray(v, dtype=e["dtype"]))} for e, v in zip(inputs, case_inputs)],
+            "outputs": [{**e, "data": _golden_values(v)} for e, v in zip(outputs, expected)]}
+
+
 def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.ndarray]]) -> dict:
     """Render everything into out_dir (which must exist and be empty); returns the manifest."""
     graph, plan, options = compiled.graph, compiled.plan, compiled.options
@@ -111,35 +153,36 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
     runtime, sources, headers = runtime_files(compiled)
     objects = [f"{name}.o"] + [f[:-2] + ".o" for f in sources]
 
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(asset_dir("templates"))), trim_blocks=True,
-                             lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    env = _environment()
     common = {"name": name, "NAME": name.upper(), "version": __version__, "source": c_comment_text(Path(graph.source).name),
               "inputs": inputs, "outputs": outputs, "args": inputs + outputs, "arena_bytes": plan.arena_bytes,
               "weights_bytes": emitter.weights_bytes, "rounding": options.rounding, "float_io": options.float_io,
               "arena_symbol": f"{name}_arena", "declarations": emitter.declarations, "steps": steps,
               "runtime_headers": headers}
 
-    cases = []
-    for case_inputs in golden_cases:
-        expected = reference.run(graph, case_inputs)
-        cases.append({
-            "inputs": [{**e, "data": _golden_values(np.asarray(v, dtype=e["dtype"]))} for e, v in zip(inputs, case_inputs)],
-            "outputs": [{**e, "data": _golden_values(v)} for e, v in zip(outputs, expected)],
-        })
+    cases = [_case_arrays(inputs, outputs, case_inputs, reference.run(graph, case_inputs)) for case_inputs in golden_cases]
+    golden_bytes = sum(graph.tensor(t).nbytes for t in graph.inputs + graph.outputs) * len(cases)
+    boards = boards_for(compiled, emitter.weights_bytes + golden_bytes)
+    baremetal = sorted(p.name for p in (asset_dir("runtime_c") / BAREMETAL).iterdir()) if boards else []
 
     files = {
         f"{name}.h": env.get_template("model.h.j2").render(common),
         f"{name}.c": env.get_template("model.c.j2").render(common),
         "qcc_config.h": env.get_template("qcc_config.h.j2").render(common),
-        "Makefile": env.get_template("Makefile.j2").render(common, objects=objects,
-                                                           sources=[f"{name}.c"] + list(sources)),
+        "Makefile": env.get_template("Makefile.j2").render(common, objects=objects, sources=[f"{name}.c"] + list(sources),
+                                                           boards=boards,
+                                                           baremetal_sources=[f for f in baremetal if f.endswith(".c")]),
         f"test_{name}.c": env.get_template("test_model.c.j2").render(common, cases=cases),
         "qcc_runner.c": env.get_template("qcc_runner.c.j2").render(common),
     }
+    for board in boards:
+        files[f"qcc_{board.name}.ld"] = env.get_template("baremetal.ld.j2").render(target=board, version=__version__)
     for filename, text in files.items():
         (out_dir / filename).write_text(text)
     for filename in runtime:
         shutil.copyfile(asset_dir("runtime_c") / filename, out_dir / filename)
+    for filename in baremetal:
+        shutil.copyfile(asset_dir("runtime_c") / BAREMETAL / filename, out_dir / filename)
 
     def public(entry):
         return {k: entry[k] for k in ("name", "c_name", "dtype", "shape", "scale", "zero_point")}
@@ -154,3 +197,17 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def write_target_runner(compiled: Compiled, out_dir: Path, cases: list[list[np.ndarray]], weights_bytes: int) -> str:
+    """qcc_target_runner.c in a folder written for a Cortex-M target (qcc verify --target): the
+    input sets as const arrays, each output printed in hex on the console. Returns its name."""
+    target = target_named(compiled.options.target)
+    inputs, outputs = io_entries(compiled)
+    input_bytes = sum(compiled.graph.tensor(t).nbytes for t in compiled.graph.inputs) * len(cases)
+    check_fits(target, compiled, weights_bytes + input_bytes)
+    arrays = [_case_arrays(inputs, outputs, case_inputs, []) for case_inputs in cases]
+    text = _environment().get_template("qcc_target_runner.c.j2").render(
+        name=compiled.options.name, version=__version__, inputs=inputs, outputs=outputs, cases=arrays)
+    (out_dir / TARGET_RUNNER).write_text(text)
+    return TARGET_RUNNER

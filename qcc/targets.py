@@ -1,0 +1,128 @@
+"""What qcc knows about each target (--target): the cross compiler and its CPU flags, the QEMU
+board that emulates it and that board's memory map, from which the linker script of its bare-metal
+image is written (templates/baremetal.ld.j2). `host` is the machine qcc runs on.
+
+The memory maps are QEMU 7.2's (`info mtree` on each machine; hw/arm/microbit.c and nrf51_soc.c,
+hw/arm/mps2.c, hw/arm/mps2-tz.c). On the MPS2/MPS3 boards every region is RAM to QEMU: the one
+the ELF's code and constants go to is called flash here, as on a microcontroller."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+
+from qcc.errors import QccError
+
+KIB = 1024
+CROSS_COMPILER = "arm-none-eabi-gcc"
+QEMU = "qemu-system-arm"
+# What Debian calls the packages that provide them (the error messages say what to install).
+CROSS_PACKAGES = "gcc-arm-none-eabi libnewlib-arm-none-eabi"
+QEMU_PACKAGE = "qemu-system-arm"
+
+# Room the fit check reserves for what qcc cannot count before linking: the runtime kernels,
+# the startup code and newlib-nano's printf in flash, and newlib's own data in RAM. The linker
+# script's regions are the final check.
+CODE_FLASH_BYTES = 32 * KIB
+LIBC_RAM_BYTES = 1 * KIB
+
+
+@dataclass(frozen=True)
+class Region:
+    origin: int
+    length: int
+    qemu_name: str  # the region's name in QEMU's memory tree
+
+    @property
+    def end(self) -> int:
+        return self.origin + self.length
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    description: str
+    compiler: str
+    cpu_flags: tuple[str, ...]
+    machine: str | None = None  # QEMU's -M
+    flash: Region | None = None  # code and constants
+    ram: Region | None = None  # .data, .bss (the arena), heap, stack
+    stack_bytes: int = 0
+    heap_bytes: int = 0  # newlib's stdio buffers (printf in the golden test)
+
+    @property
+    def is_host(self) -> bool:
+        return self.machine is None
+
+    def qemu_arguments(self) -> list[str]:
+        """Arguments to qemu-system-arm before `-kernel IMAGE.elf`: no display, monitor or UART;
+        console and exit status through semihosting (runtime_c/baremetal/qcc_semihosting.h)."""
+        return ["-M", self.machine, "-nographic", "-monitor", "none", "-serial", "none",
+                "-semihosting-config", "enable=on,target=native"]
+
+    def ram_need(self, data_bytes: int) -> int:
+        """RAM for data_bytes of static data (arena, I/O buffers) with the stack, heap and libc."""
+        return data_bytes + self.stack_bytes + self.heap_bytes + LIBC_RAM_BYTES
+
+    def refusal(self, data_bytes: int, constant_bytes: int) -> str | None:
+        """Why a model with these static RAM and flash bytes cannot run on this board, or None."""
+        if self.is_host:
+            return None
+        ram, flash = self.ram_need(data_bytes), constant_bytes + CODE_FLASH_BYTES
+        if ram > self.ram.length:
+            return (f"--target {self.name}: the model needs {ram} bytes of RAM ({data_bytes} of arena and buffers, "
+                    f"{self.stack_bytes} of stack, {self.heap_bytes} of heap, {LIBC_RAM_BYTES} for the C library) but "
+                    f"{self.machine} has {self.ram.length} ({self.ram.length // KIB} KiB)")
+        if flash > self.flash.length:
+            return (f"--target {self.name}: the model needs {flash} bytes of flash ({constant_bytes} of constants and "
+                    f"golden data, {CODE_FLASH_BYTES} for code) but {self.machine} has {self.flash.length} "
+                    f"({self.flash.length // KIB} KiB)")
+        return None
+
+
+def _mps2(name: str, description: str, cpu_flags: tuple[str, ...], machine: str) -> Target:
+    # hw/arm/mps2.c: ZBT SSRAM1 (4 MiB at 0, the code memory) and SSRAM2/3 (4 MiB at 0x20000000)
+    return Target(name, description, CROSS_COMPILER, cpu_flags, machine,
+                  flash=Region(0x00000000, 4096 * KIB, "mps.ssram1"), ram=Region(0x20000000, 4096 * KIB, "mps.ssram23"),
+                  stack_bytes=16 * KIB, heap_bytes=16 * KIB)
+
+
+TARGETS: dict[str, Target] = {t.name: t for t in (
+    Target("host", "the machine qcc runs on (cc)", "cc", ()),
+    # hw/arm/nrf51_soc.c: 256 KiB flash at 0, 16 KiB SRAM at 0x20000000 (the micro:bit's nRF51822)
+    Target("cortex-m0", "armv6-m: no DSP, no 64-bit multiply instruction (BBC micro:bit, nRF51)", CROSS_COMPILER,
+           ("-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft"), "microbit",
+           flash=Region(0x00000000, 256 * KIB, "nrf51_soc.flash"), ram=Region(0x20000000, 16 * KIB, "nrf51.sram"),
+           stack_bytes=2 * KIB, heap_bytes=2 * KIB),
+    _mps2("cortex-m3", "armv7-m (MPS2 AN385)", ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"), "mps2-an385"),
+    # soft-float ABI: the calling convention of code built without an FPU, while the compiler may
+    # still use the FPU inside functions
+    _mps2("cortex-m4", "armv7e-m with the DSP extension and a single-precision FPU, soft-float ABI (MPS2 AN386)",
+          ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=softfp", "-mfpu=fpv4-sp-d16"), "mps2-an386"),
+    _mps2("cortex-m7", "armv7e-m with a double-precision FPU, soft-float ABI (MPS2 AN500)",
+          ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=softfp", "-mfpu=fpv5-d16"), "mps2-an500"),
+    # hw/arm/mps2-tz.c (SSE-300): ITCM 512 KiB at 0, DTCM 512 KiB at 0x20000000
+    Target("cortex-m55", "armv8.1-m with the MVE vector extension (MPS3 AN547)", CROSS_COMPILER,
+           ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"), "mps3-an547",
+           flash=Region(0x00000000, 512 * KIB, "sse300-itcm"), ram=Region(0x20000000, 512 * KIB, "sse300-dtcm"),
+           stack_bytes=16 * KIB, heap_bytes=16 * KIB),
+)}
+CORTEX_M = tuple(name for name, t in TARGETS.items() if not t.is_host)
+
+
+def target_named(name: str) -> Target:
+    if name not in TARGETS:
+        raise QccError(f"--target {name!r}: unknown target; choose one of {', '.join(TARGETS)}")
+    return TARGETS[name]
+
+
+def require_tools(target: Target) -> None:
+    """Building and running a bare-metal image needs the cross compiler and QEMU: say what to install."""
+    if target.is_host:
+        return
+    if shutil.which(target.compiler) is None:
+        raise QccError(f"--target {target.name}: {target.compiler} not found; install the Arm GNU toolchain with "
+                       f"newlib (Debian/Ubuntu: apt-get install {CROSS_PACKAGES})")
+    if shutil.which(QEMU) is None:
+        raise QccError(f"--target {target.name}: {QEMU} not found; install QEMU's Arm system emulator "
+                       f"(Debian/Ubuntu: apt-get install {QEMU_PACKAGE})")
