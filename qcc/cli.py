@@ -25,7 +25,8 @@ def _options(args) -> Options:
     return Options(name=name, float_io=getattr(args, "float_io", False), rounding=args.rounding,
                    input_shapes=parse_input_shapes(args.input_shape),
                    cut_inputs=_tensor_names(getattr(args, "cut_inputs", None)), cut_outputs=_tensor_names(args.outputs),
-                   target=target)
+                   target=target, weights_section=getattr(args, "weights_section", None),
+                   arena_section=getattr(args, "arena_section", None))
 
 
 def _tensor_names(text: str | None) -> list[str]:
@@ -62,6 +63,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--golden", help="N seeded random input sets, or an .npz of inputs (default: 4, fewer when the "
                    "model's inputs and outputs are large: the golden data stays under 8 MiB)")
     p.add_argument("--float-io", action="store_true", help="float32 inputs and outputs, quantized in C")
+    p.add_argument("--weights-section", metavar="NAME", help="put every constant of the model (weights, tables, "
+                   "parameters) in this linker section (default: the compiler's, .rodata)")
+    p.add_argument("--arena-section", metavar="NAME", help="put the arena in this linker section (default: the "
+                   "compiler's, .bss)")
 
     p = sub.add_parser("verify", help="compare the C, the reference interpreter and ONNX Runtime")
     common(p)

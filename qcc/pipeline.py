@@ -29,6 +29,8 @@ class Options:
     cut_inputs: list[str] = field(default_factory=list)  # --inputs: compile from these tensors
     cut_outputs: list[str] = field(default_factory=list)  # --outputs: compile up to these tensors
     target: str = "host"  # --target: a name of qcc.targets.TARGETS
+    weights_section: str | None = None  # --weights-section: the linker section of every constant
+    arena_section: str | None = None  # --arena-section: the linker section of the arena
 
 
 @dataclass

@@ -72,7 +72,7 @@ def test_c_that_differs_from_the_reference_is_caught_at_its_layer(tmp_path, monk
         compiled, manifest = real(model, out, options, golden)
         source = Path(out) / "model.c"
         text = source.read_text()
-        text = re.sub(r"(static const int8_t conv1_quant_weights\[\d+\] = \{\n    )(-?\d+)",
+        text = re.sub(r"(static const int8_t model_conv1_quant_weights\[\d+\] = \{\n    )(-?\d+)",
                       lambda m: m.group(1) + str(-int(m.group(2)) or 5), text, count=1)
         source.write_text(text)
         return compiled, manifest

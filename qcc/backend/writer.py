@@ -15,7 +15,7 @@ from qcc import __version__, reference
 from qcc.assets import asset_dir
 from qcc.errors import QccError
 from qcc.ops.c_emitter import (CEmitter, c_comment_text, c_float_literal, c_identifier, c_string_literal,
-                                   format_values)
+                                   format_values, section_attribute)
 from qcc.ir import C_TYPES
 from qcc.ops import op_named
 from qcc.pipeline import Compiled
@@ -87,8 +87,8 @@ def emit_layers(compiled: Compiled, inputs: list[dict], outputs: list[dict]) -> 
     """Run every op's C emission: the emitter (declarations), the steps of the run function, and
     one manifest entry per layer with its MACs and the flash bytes of its constants."""
     graph = compiled.graph
-    emitter = CEmitter(graph, compiled.plan, f"{compiled.options.name}_arena",
-                       {e["tensor"]: e["c_name"] for e in inputs + outputs})
+    emitter = CEmitter(graph, compiled.plan, compiled.options.name, {e["tensor"]: e["c_name"] for e in inputs + outputs},
+                       compiled.options.weights_section)
     steps, layers = [], []
     for node in graph.nodes:
         op = op_named(node.op)
@@ -148,6 +148,11 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
     """Render everything into out_dir (which must exist and be empty); returns the manifest."""
     graph, plan, options = compiled.graph, compiled.plan, compiled.options
     name = options.name
+    if options.weights_section is not None and options.weights_section == options.arena_section:
+        # const data and a writable variable in one section: the compiler stops with "section type conflict"
+        raise QccError(f"--weights-section and --arena-section are both {options.weights_section!r}: "
+                       "the constants are read-only and the arena is written; give two sections")
+    arena_section = section_attribute("--arena-section", options.arena_section)
     inputs, outputs = io_entries(compiled)
     emitter, steps, layers = emit_layers(compiled, inputs, outputs)
     runtime, sources, headers = runtime_files(compiled)
@@ -157,8 +162,8 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
     common = {"name": name, "NAME": name.upper(), "version": __version__, "source": c_comment_text(Path(graph.source).name),
               "inputs": inputs, "outputs": outputs, "args": inputs + outputs, "arena_bytes": plan.arena_bytes,
               "weights_bytes": emitter.weights_bytes, "rounding": options.rounding, "float_io": options.float_io,
-              "arena_symbol": f"{name}_arena", "declarations": emitter.declarations, "steps": steps,
-              "runtime_headers": headers}
+              "arena_symbol": emitter.arena_symbol, "arena_section": arena_section,
+              "declarations": emitter.declarations, "steps": steps, "runtime_headers": headers}
 
     cases = [_case_arrays(inputs, outputs, case_inputs, reference.run(graph, case_inputs)) for case_inputs in golden_cases]
     golden_bytes = sum(graph.tensor(t).nbytes for t in graph.inputs + graph.outputs) * len(cases)
@@ -195,6 +200,8 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
         "cut": None if compiled.cut_summary is None else {
             "inputs": list(options.cut_inputs), "outputs": list(options.cut_outputs), "summary": compiled.cut_summary},
     }
+    if options.weights_section is not None or options.arena_section is not None:  # absent by default, as before
+        manifest["sections"] = {"weights": options.weights_section, "arena": options.arena_section}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

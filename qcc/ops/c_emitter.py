@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 
+from qcc.errors import QccError
 from qcc.ir import C_TYPES, Graph, MemoryPlan
 
 _C_KEYWORDS = set("""auto break case char const continue default do double else enum extern float for goto if
@@ -28,6 +29,9 @@ _C_LIMIT_MACRO = re.compile(r"U?INT(8|16|32|64|PTR|MAX)_(MIN|MAX|C)|U?INT(8|16|3
 _MAX_IDENTIFIER = 48  # longer names are cut and given a hash, so that they stay unique and readable
 _MAX_TEXT = 120  # names shown in comments and strings are cut to this many characters
 _VALUES_PER_LINE = 16
+# --weights-section / --arena-section: what GNU as and ld take as a plain section name
+_SECTION_NAME = re.compile(r"[.A-Za-z_][.A-Za-z0-9_]*")
+_MAX_SECTION = 64
 
 
 def c_identifier(text: str) -> str:
@@ -97,23 +101,40 @@ def designated_initializer(fields: dict, depth: int = 0) -> str:
     return "{\n" + "\n".join(lines) + "\n" + "    " * depth + "}"
 
 
+def section_attribute(option: str, section: str | None) -> str:
+    """` __attribute__((section("NAME")))` for --weights-section / --arena-section NAME, or "" when
+    the option is not given. The name goes into a C string and a linker script: only a plain
+    section name is accepted, so nothing reaches the C unescaped."""
+    if section is None:
+        return ""
+    if len(section) > _MAX_SECTION or not _SECTION_NAME.fullmatch(section):
+        raise QccError(f"{option} {section[:_MAX_SECTION]!r}: not a section name (letters, digits, '_' and '.', "
+                       f"not starting with a digit, at most {_MAX_SECTION} characters)")
+    return f' __attribute__((section("{section}")))'
+
+
 class CEmitter:
-    def __init__(self, graph: Graph, plan: MemoryPlan, arena_symbol: str, argument_names: dict[str, str]):
+    def __init__(self, graph: Graph, plan: MemoryPlan, prefix: str, argument_names: dict[str, str],
+                 weights_section: str | None = None):
         self.graph = graph
         self.plan = plan
-        self.arena_symbol = arena_symbol
+        self.prefix = prefix  # --name: every symbol of model.c starts with it, so two models link into one image
+        self.arena_symbol = f"{prefix}_arena"
         self.argument_names = argument_names  # tensor -> C parameter name
         self.declarations: list[str] = []
         self._symbols: dict[str, str] = {}
-        self._taken: set[str] = set(argument_names.values()) | {arena_symbol}
+        self._taken: set[str] = set(argument_names.values()) | {self.arena_symbol}
+        self._section = section_attribute("--weights-section", weights_section)
         self.weights_bytes = 0
 
     def symbol(self, node_name: str) -> str:
-        """A C identifier for a node, stable for the model and unique in model.c. Ops append
+        """A C identifier for a node, stable for the model and unique in model.c. It starts with
+        the model's prefix: the constants are static, but their names show in the image's symbol
+        table, where two models' 'conv1_weights' would be told apart only by address. Ops append
         suffixes to it (_params, _weights, ...), so no argument name may start with it, and it
         never starts with the runtime's qcc_ prefix."""
         if node_name not in self._symbols:
-            base = c_identifier(node_name)
+            base = f"{self.prefix}_{c_identifier(node_name)}"
             if base.lower().startswith("qcc_"):
                 base = "n_" + base
             ident, k = base, 2
@@ -126,7 +147,8 @@ class CEmitter:
     def const_array(self, name: str, ctype: str, values: np.ndarray) -> str:
         values = np.asarray(values)
         self.weights_bytes += values.size * np.dtype(ctype.replace("_t", "")).itemsize
-        self.declarations.append(f"static const {ctype} {name}[{values.size}] = {{\n    {format_values(values)}\n}};")
+        self.declarations.append(
+            f"static const {ctype} {name}[{values.size}]{self._section} = {{\n    {format_values(values)}\n}};")
         return name
 
     def struct(self, ctype: str, name: str, fields: dict) -> str:
@@ -134,7 +156,7 @@ class CEmitter:
         names of the runtime header, in the header's order, to their values (see
         designated_initializer): the C names every field, so a reader sees which number is which,
         and a misspelt field fails to compile instead of shifting every value after it."""
-        self.declarations.append(f"static const {ctype} {name} = {designated_initializer(fields)};")
+        self.declarations.append(f"static const {ctype} {name}{self._section} = {designated_initializer(fields)};")
         return f"&{name}"
 
     def scratch(self, node) -> str:
