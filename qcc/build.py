@@ -15,11 +15,15 @@ from qcc.errors import QccError
 from qcc.targets import Target
 
 
-def make(out_dir: Path, target: str, cflags: str | None = None) -> None:
+def make(out_dir: Path, target: str, cflags: str | None = None, variables: dict[str, str] | None = None) -> None:
+    """make TARGET in out_dir; cflags sets CFLAGS through the environment, variables are given on
+    make's command line (they override the Makefile's, e.g. CC or ARM_CFLAGS)."""
     env = dict(os.environ)
     if cflags is not None:
         env["CFLAGS"] = cflags
-    result = subprocess.run(["make", "-s", "-C", str(out_dir), target], capture_output=True, text=True, env=env)
+    assignments = [f"{key}={value}" for key, value in (variables or {}).items()]
+    result = subprocess.run(["make", "-s", "-C", str(out_dir), target, *assignments], capture_output=True, text=True,
+                            env=env)
     if result.returncode != 0:
         raise QccError(f"building {out_dir} ({target}) failed:\n{result.stdout}{result.stderr}")
 

@@ -89,6 +89,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="an .npz with one array per model input (its first input set is traced; "
                    "default: seeded random codes)")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text", help="output format (default: text)")
+
+    p = sub.add_parser("bench", help="measure the C on a target: instructions per inference and per layer (Cortex-M on "
+                       "QEMU), flash code and data, RAM and stack; on the host, time per inference beside ONNX Runtime")
+    common(p)
+    target(p, "measure on this target")
+    p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text; json: "
+                   "docs/bench_json.md)")
     return parser
 
 
@@ -127,6 +134,11 @@ def _run(args) -> int:
             facts = explain(args.model, options, node=args.node, channel=args.channel, input_npz=args.input,
                             position=args.position)
             print(render(facts, args.format), end="")
+            return 0
+        if args.command == "bench":
+            from qcc.bench import bench, render
+
+            print(render(bench(args.model, options), args.format), end="")
             return 0
         from qcc.inspection import inspect
 

@@ -1,7 +1,8 @@
 """Counting a firmware's executed instructions under QEMU (docs/insn_count.md).
 
-`count_instructions` runs an ARM ELF in qemu-system-arm with the insn_count TCG plugin
-(qemu_plugin/insn_count.c, built here with the host gcc and cached) and returns, in execution
+`count_instructions` runs an ARM ELF in qemu-system-arm (through qcc.qemu.run_elf, the project's
+one QEMU runner) with the insn_count TCG plugin (qemu_plugin/insn_count.c, built here with the
+host gcc and cached) and returns, in execution
 order, each time execution reached one of the marked addresses, with the number of guest
 instructions executed before it. The instructions between the entry of A and the entry of B are
 the difference of two consecutive records.
@@ -20,8 +21,9 @@ from typing import NamedTuple, Sequence
 
 from qcc.assets import asset_dir
 from qcc.errors import QccError
+from qcc.qemu import QemuRun, run_elf
+from qcc.targets import QEMU, TARGETS, Target
 
-QEMU = "qemu-system-arm"
 # The plugin is written against QEMU 7.2's plugin API (version 1), which QEMU 8.2 dropped.
 QEMU_PACKAGE = "Debian 12's qemu-system-arm (QEMU 7.2)"
 PLUGIN_SOURCES = ("insn_count.c", "qemu_plugin_api.h")
@@ -117,35 +119,42 @@ def count_instructions(elf: Path, marks: Sequence[str | int], machine: str = "mp
     """Run `elf` on QEMU's `machine` until it stops QEMU (semihosting SYS_EXIT) and return the
     records of the marks (symbol names or addresses), in execution order. Every mark must be
     reached at least once."""
+    boards = [target for target in TARGETS.values() if target.machine == machine]
+    if not boards:
+        raise QccError(f"no qcc target runs on QEMU's {machine!r}")
+    records, _ = count_run(elf, boards[0], marks, timeout)
+    return records
+
+
+def count_run(elf: Path, target: Target, marks: Sequence[str | int],
+              timeout: float = 120.0) -> tuple[list[Record], QemuRun]:
+    """count_instructions on target's board, also returning the run (its console: an image may
+    report more than the plugin can, such as its stack high-water mark)."""
     addresses = mark_addresses(elf, marks)
-    qemu = shutil.which(QEMU)
-    if qemu is None:
+    if shutil.which(QEMU) is None:
         raise QccError(f"{QEMU} is not installed: install {QEMU_PACKAGE}")
     plugin = build_plugin()
     with tempfile.TemporaryDirectory() as work:
         out = Path(work) / "records.txt"
         # QEMU splits -plugin's value at commas; a doubled comma is a literal one.
         options = [str(plugin), *(f"mark=0x{address:x}" for address in addresses), f"out={out}"]
-        command = [qemu, "-M", machine, "-nographic", "-monitor", "none", "-serial", "none",
-                   "-semihosting-config", "enable=on,target=native", "-kernel", str(elf),
-                   "-plugin", ",".join(option.replace(",", ",,") for option in options)]
+        plugin_args = ["-plugin", ",".join(option.replace(",", ",,") for option in options)]
         try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise QccError(f"{elf} did not stop QEMU within {timeout:g} s: it must end with a semihosting "
-                           f"SYS_EXIT") from None
-        if result.returncode != 0:
-            raise QccError(f"{QEMU} running {elf} failed (exit status {result.returncode}): "
-                           f"{_one_line(result.stderr) or 'no message'}")
+            run = run_elf(elf, target, plugin_args, timeout)
+        except QccError as error:  # run_elf's only error of its own is a timeout
+            raise QccError(f"{error}: it must end with a semihosting SYS_EXIT") from None
+        if run.status != 0:
+            raise QccError(f"{QEMU} running {elf} failed (exit status {run.status}): "
+                           f"{_one_line(run.console) or 'no message'}")
         if not out.exists():
             raise QccError(f"{QEMU} ran {elf} but the insn_count plugin wrote no records: "
-                           f"{_one_line(result.stderr) or 'no message'}")
+                           f"{_one_line(run.console) or 'no message'}")
         records = _read_records(out)
     reached = {record.mark for record in records}
     missed = [f"'{marks[i]}' (0x{address:x})" for i, address in enumerate(addresses) if i not in reached]
     if missed:
         raise QccError(f"{elf}: execution never reached {', '.join(missed)}")
-    return records
+    return records, run
 
 
 def _read_records(path: Path) -> list[Record]:

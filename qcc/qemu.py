@@ -1,5 +1,5 @@
 """Running a bare-metal ELF on its target's QEMU board: the one place qcc starts qemu-system-arm
-(qcc verify --target, the tests; later instruction counts with a TCG plugin through extra_args).
+(qcc verify --target, the tests, and qcc.insn_count with its TCG plugin through extra_args).
 The image reports through semihosting: its console, and pass or fail as qemu's exit status."""
 
 from __future__ import annotations

@@ -17,13 +17,13 @@ PACKAGE = Path(qcc.__file__).parent
 LAYERS = {
     "qcc.errors": 0, "qcc.ir": 0, "qcc.numerics": 0, "qcc.onnx_graph": 0, "qcc.sample_inputs": 0,
     "qcc.build": 0, "qcc.comparison": 0, "qcc.ort_reference": 0, "qcc.assets": 0,
-    "qcc.insn_count": 0, "qcc.targets": 0, "qcc.qemu": 0,
+    "qcc.insn_count": 0, "qcc.targets": 0, "qcc.qemu": 0, "qcc.host_timing": 0,
     "qcc.ops": 1,
     "qcc.frontend": 2, "qcc.passes": 2, "qcc.reference": 2,
     "qcc.pipeline": 3,
     "qcc.backend": 4,
     "qcc.compile_command": 5, "qcc.layer_verify": 5, "qcc.verify": 5, "qcc.explain": 5, "qcc.inspection": 5,
-    "qcc.support_table": 5, "qcc.cli": 6, "qcc.__main__": 7, "qcc": 7,
+    "qcc.support_table": 5, "qcc.bench": 5, "qcc.cli": 6, "qcc.__main__": 7, "qcc": 7,
 }
 # Within these layers, modules of different packages may use each other (without a cycle); the
 # frontend, the passes and the reference interpreter stay apart.

@@ -218,3 +218,20 @@ def write_target_runner(compiled: Compiled, out_dir: Path, cases: list[list[np.n
         name=compiled.options.name, version=__version__, inputs=inputs, outputs=outputs, cases=arrays)
     (out_dir / TARGET_RUNNER).write_text(text)
     return TARGET_RUNNER
+
+
+BENCH_RUNNER = "qcc_bench_runner.c"
+
+
+def write_bench_runner(compiled: Compiled, out_dir: Path, inputs: list[np.ndarray], weights_bytes: int) -> str:
+    """qcc_bench_runner.c in a folder written for a Cortex-M target (qcc bench): one input set as
+    const arrays, one inference between instruction-counter marks, the stack's high-water mark on
+    the console. Returns its name."""
+    target = target_named(compiled.options.target)
+    entries, outputs = io_entries(compiled)
+    check_fits(target, compiled, weights_bytes + sum(compiled.graph.tensor(t).nbytes for t in compiled.graph.inputs))
+    text = _environment().get_template("qcc_bench_runner.c.j2").render(
+        name=compiled.options.name, version=__version__, inputs=entries, outputs=outputs,
+        cases=[_case_arrays(entries, outputs, inputs, [])])
+    (out_dir / BENCH_RUNNER).write_text(text)
+    return BENCH_RUNNER

@@ -1,0 +1,191 @@
+"""`qcc bench`: measure a compiled model on a target, nothing estimated (docs/bench_json.md).
+
+On a Cortex-M target: the instructions one inference executes on the board under QEMU, for the
+whole model and per layer (qcc.insn_count, marks at each layer's end in a -DQCC_BENCH build of
+the model), the flash split into code and constant data (the cross `size -A` of the model's and
+the runtime's objects, at -Os and -O2), and the RAM: arena, static data and the stack's measured
+high-water mark. On the host: the C's time per inference (-O2) beside ONNX Runtime's, and the
+same object sizes with the host's `size`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from qcc import __version__, ort_reference, reference
+from qcc.backend.writer import write_bench_runner
+from qcc.build import make
+from qcc.compile_command import compile_to_folder
+from qcc.errors import QccError
+from qcc.host_timing import build_harness, time_c, time_ort, write_harness
+from qcc.insn_count import count_run
+from qcc.pipeline import Options
+from qcc.sample_inputs import random_inputs
+from qcc.targets import Target, require_tools, target_named
+
+SCHEMA_VERSION = 1
+OPT_LEVELS = ("-Os", "-O2")
+# The bench image: -O2 like the Makefile's default ARM_CFLAGS, plus the layer marks.
+BENCH_ARM_CFLAGS = "-std=c99 -O2 -DQCC_BENCH"
+HOST_CFLAGS = "-std=c99 -O2"
+MARKER_LAYER, MARKER_DONE = "qcc_bench_layer", "qcc_bench_done"
+
+
+def bench(model: str, options: Options) -> dict:
+    """Everything `qcc bench` reports, as the JSON document docs/bench_json.md describes."""
+    target = target_named(options.target)
+    require_tools(target)
+    if not target.is_host and shutil.which(_size_tool(target)) is None:
+        raise QccError(f"--target {target.name}: {_size_tool(target)} not found; it comes with the Arm GNU toolchain")
+    with tempfile.TemporaryDirectory(prefix="qcc-bench-") as tmp:
+        out_dir = Path(tmp) / "out"
+        compiled, manifest = compile_to_folder(model, str(out_dir), options, golden="0")
+        inputs = random_inputs(compiled.graph, 1, seed=0)[0]
+        report = {
+            "schema_version": SCHEMA_VERSION, "qcc_version": __version__, "model": Path(model).name,
+            "target": target.name, "rounding": options.rounding,
+            "macs": sum(layer["macs"] for layer in manifest["layers"]),
+            "flash": {level: _object_sizes(out_dir, target, level) for level in OPT_LEVELS},
+        }
+        ram = {"arena_bytes": manifest["arena_bytes"], **_static_ram(report["flash"]["-O2"])}
+        if target.is_host:
+            report["ram"] = ram
+            report["host_time"] = _host_time(model, compiled, out_dir, manifest, inputs)
+            return report
+        counts, stack_peak = _count(compiled, out_dir, target, manifest, inputs)
+        report["instructions"] = counts
+        report["ram"] = {**ram, "stack_peak_bytes": stack_peak, "stack_size_bytes": target.stack_bytes}
+        return report
+
+
+def _size_tool(target: Target) -> str:
+    # arm-none-eabi-gcc -> arm-none-eabi-size; the host's cc -> size
+    return target.compiler[:-len("gcc")] + "size" if target.compiler.endswith("gcc") else "size"
+
+
+def _object_sizes(out_dir: Path, target: Target, level: str) -> dict:
+    """The Makefile's objects (the model's and the runtime sources it links) built at `level` with
+    one function or datum per section, and `size -A` of each: .text* is code; .rodata* and the
+    initial values of .data* are constant data in flash; .data* and .bss* are static RAM."""
+    make(out_dir, "clean")
+    cflags = " ".join(["-std=c99", level, *target.cpu_flags])
+    make(out_dir, "all", variables={"CC": target.compiler, "CFLAGS": cflags})
+    objects = {}
+    for path in sorted(out_dir.glob("*.o")):
+        result = subprocess.run([_size_tool(target), "-A", str(path)], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise QccError(f"{_size_tool(target)} -A {path.name} failed: {result.stderr.strip()}")
+        sizes = {"code_bytes": 0, "rodata_bytes": 0, "data_bytes": 0, "bss_bytes": 0}
+        for line in result.stdout.splitlines():
+            fields = line.split()
+            if len(fields) != 3 or not fields[1].isdigit():
+                continue
+            section, size = fields[0], int(fields[1])
+            for prefix, key in ((".text", "code_bytes"), (".rodata", "rodata_bytes"), (".data", "data_bytes"),
+                                (".bss", "bss_bytes")):
+                if section == prefix or section.startswith(prefix + "."):
+                    sizes[key] += size
+        objects[path.name] = sizes
+    return {"cflags": cflags,
+            "code_bytes": sum(o["code_bytes"] for o in objects.values()),
+            "constant_data_bytes": sum(o["rodata_bytes"] + o["data_bytes"] for o in objects.values()),
+            "objects": objects}
+
+
+def _static_ram(sizes: dict) -> dict:
+    objects = sizes["objects"].values()
+    return {"data_bytes": sum(o["data_bytes"] for o in objects), "bss_bytes": sum(o["bss_bytes"] for o in objects)}
+
+
+def _count(compiled, out_dir: Path, target: Target, manifest: dict, inputs: list[np.ndarray]) -> tuple[dict, int]:
+    """Run the bench image once under the instruction counter: per-layer and whole-model counts,
+    less the marker overhead measured in the same run; and the stack high-water mark it prints."""
+    runner = write_bench_runner(compiled, out_dir, inputs, manifest["weights_bytes"])
+    image = out_dir / f"{Path(runner).stem}-{target.name}.elf"
+    make(out_dir, image.name, variables={"ARM_CFLAGS": BENCH_ARM_CFLAGS})
+    run_symbol = f"{manifest['name']}_run"
+    records, run = count_run(image, target, [run_symbol, MARKER_LAYER, MARKER_DONE])
+    layers = manifest["layers"]
+    marks = [record.mark for record in records]
+    # main: two calibration marks, the run's entry, one mark per layer, the end of the run.
+    expected = [1, 1, 0] + [1] * len(layers) + [2]
+    if marks != expected:
+        raise QccError(f"{image.name}: the instruction counter's marks came in an unexpected order ({marks[:12]}...): "
+                       f"the bench build did not mark each of the {len(layers)} layers once")
+    counts = [record.count for record in records]
+    # One marker in the stream adds its `bx lr` and the next mark's `bl`: measured between the two
+    # calibration marks. The run's first layer begins at the run's entry, so it holds only a `bl`.
+    overhead = counts[1] - counts[0]
+    entry, ends, done = counts[2], counts[3:-1], counts[-1]
+    starts = [entry] + ends[:-1]
+    per_layer = [end - start - overhead + (1 if k == 0 else 0) for k, (start, end) in enumerate(zip(starts, ends))]
+    after_last = done - ends[-1] - overhead
+    whole = done - entry - (len(layers) + 1) * overhead + 1
+    stack = [line.split() for line in run.console.splitlines() if line.startswith("qcc-bench-stack ")]
+    if len(stack) != 1 or len(stack[0]) != 2 or not stack[0][1].isdigit():
+        raise QccError(f"{image.name} printed no stack high-water mark: {run.console.strip()[-300:]}")
+    report = {
+        "per_inference": whole,
+        "per_mac": whole / sum(layer["macs"] for layer in layers) if any(layer["macs"] for layer in layers) else None,
+        "marker_overhead": overhead,
+        "after_last_layer": after_last,
+        "cflags": " ".join([BENCH_ARM_CFLAGS, *target.cpu_flags]),
+        "layers": [{"index": k, "op": layer["op"], "name": layer["name"], "macs": layer["macs"],
+                    "instructions": count, "per_mac": count / layer["macs"] if layer["macs"] else None}
+                   for k, (layer, count) in enumerate(zip(layers, per_layer))],
+    }
+    return report, int(stack[0][1])
+
+
+def _host_time(model: str, compiled, out_dir: Path, manifest: dict, inputs: list[np.ndarray]) -> dict:
+    """ns per inference of the C (-O2) and of ONNX Runtime (one thread), on the same input in one
+    run; the timed C's outputs must be the reference interpreter's, else the time is void."""
+    in_paths = [out_dir / f"in{i}.bin" for i in range(len(inputs))]
+    for path, value, entry in zip(in_paths, inputs, manifest["inputs"]):
+        np.ascontiguousarray(value, dtype=np.dtype(entry["dtype"]).newbyteorder("<")).tofile(path)
+    out_paths = [out_dir / f"out{i}.bin" for i in range(len(manifest["outputs"]))]
+    write_harness(out_dir, manifest)
+    c_ns = time_c(build_harness(out_dir, HOST_CFLAGS), in_paths, out_paths)
+    for path, entry, want in zip(out_paths, manifest["outputs"], reference.run(compiled.graph, inputs)):
+        got = np.fromfile(path, dtype=np.dtype(entry["dtype"]).newbyteorder("<")).reshape(want.shape)
+        if not np.array_equal(got, want):  # a fast wrong answer is no benchmark
+            raise QccError(f"the timed C's output '{entry['name']}' differs from the reference interpreter's")
+    sess = ort_reference.session(model)
+    ort_ns = time_ort(sess, ort_reference.feeds_for(compiled.graph, inputs))
+    return {"cflags": HOST_CFLAGS, "c_ms": c_ns / 1e6, "ort_ms": ort_ns / 1e6, "c_over_ort": c_ns / ort_ns,
+            "ort_configuration": sess.configuration()}
+
+
+def render(report: dict, fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(report, indent=2) + "\n"
+    lines = [f"{report['model']} on {report['target']}, rounding {report['rounding']}: {report['macs']} MACs"]
+    if "instructions" in report:
+        counts = report["instructions"]
+        per_mac = f", {counts['per_mac']:.2f} per MAC" if counts["per_mac"] is not None else ""
+        lines.append(f"instructions per inference: {counts['per_inference']}{per_mac} ({counts['cflags']}; "
+                     f"marker overhead {counts['marker_overhead']} subtracted per mark)")
+        width = max(len(layer["name"]) for layer in counts["layers"])
+        lines.append(f"  {'#':>3} {'layer':<{width}} {'op':<18} {'MACs':>10} {'instructions':>12} {'per MAC':>8}")
+        for layer in counts["layers"]:
+            per_mac = f"{layer['per_mac']:.2f}" if layer["per_mac"] is not None else "-"
+            lines.append(f"  {layer['index']:>3} {layer['name']:<{width}} {layer['op']:<18} {layer['macs']:>10} "
+                         f"{layer['instructions']:>12} {per_mac:>8}")
+        lines.append(f"  after the last layer (the run's return): {counts['after_last_layer']}")
+    elif "host_time" in report:
+        host = report["host_time"]
+        lines.append(f"time per inference: C {host['c_ms']:.3f} ms ({host['cflags']}), ONNX Runtime {host['ort_ms']:.3f} ms, "
+                     f"C / ORT {host['c_over_ort']:.2f}")
+    for level, sizes in report["flash"].items():
+        lines.append(f"flash at {level}: code {sizes['code_bytes']} B, constant data {sizes['constant_data_bytes']} B "
+                     f"({len(sizes['objects'])} objects: {', '.join(sizes['objects'])})")
+    ram = report["ram"]
+    stack = (f", stack high-water {ram['stack_peak_bytes']} B of {ram['stack_size_bytes']}"
+             if "stack_peak_bytes" in ram else "")
+    lines.append(f"RAM: arena {ram['arena_bytes']} B (in .bss), .data {ram['data_bytes']} B, .bss {ram['bss_bytes']} B{stack}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,174 @@
+"""`qcc bench`: the measurements hold the relations a correct instrument must give (per-layer
+instructions sum to the whole, runs repeat exactly, more MACs cost more), the JSON has exactly the
+keys docs/bench_json.md documents, and the bench hook leaves the default build unchanged."""
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from models import quantize
+from networks import NetBuilder
+
+from qcc.cli import main
+from qcc.compile_command import compile_to_folder
+from qcc.pipeline import Options
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "bench_json.md"
+
+
+def small_network():
+    """Two 3x3 convolutions of one shape but for their channel counts (the second has twice the
+    MACs), a depthwise one, a global pool and a dense layer."""
+    net = NetBuilder("bench_small", [1, 3, 12, 12])
+    x = net.conv("input", 8, 3)
+    x = net.conv(x, 8, 3)
+    x = net.conv(x, 16, 3)
+    x = net.conv(x, 16, 3, group=16)
+    x = net.flatten(net.global_pool(x))
+    return net.build([net.dense(x, 4, act=None)])
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return str(quantize(small_network(), tmp_path_factory.mktemp("bench") / "small.onnx", activation="int8",
+                        quant_format="QDQ"))
+
+
+def bench_json(capsys, *args) -> dict:
+    assert main(["bench", *args, "--format", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def m4_runs(model):
+    # Module-scoped (two runs serve four tests), so through a subprocess: capsys is per test.
+    runs = []
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-m", "qcc", "bench", model, "--target", "cortex-m4", "--format", "json"],
+                                capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
+        assert result.returncode == 0, result.stderr
+        runs.append(json.loads(result.stdout))
+    return runs
+
+
+def check_instructions(report: dict) -> None:
+    counts = report["instructions"]
+    layers = counts["layers"]
+    # The marker overhead, measured in the image, is the documented `bx lr` + `bl` (docs/insn_count.md).
+    assert counts["marker_overhead"] == 2
+    # Every instruction of the run is in exactly one layer or in the run's return.
+    assert sum(layer["instructions"] for layer in layers) + counts["after_last_layer"] == counts["per_inference"]
+    assert 0 < counts["after_last_layer"] < 20
+    assert all(layer["instructions"] >= 0 for layer in layers)
+    assert counts["per_mac"] == counts["per_inference"] / report["macs"]
+    for layer in layers:
+        if layer["op"] == "QLinearConv":
+            assert 1 < layer["per_mac"] < 100
+
+
+def test_cortex_m4_instructions_per_layer_sum_to_the_whole_and_repeat_exactly(m4_runs):
+    first, second = m4_runs
+    check_instructions(first)
+    assert first["instructions"] == second["instructions"]
+    assert first["ram"]["stack_peak_bytes"] == second["ram"]["stack_peak_bytes"]
+
+
+def test_more_macs_of_the_same_kind_cost_more_instructions(m4_runs):
+    convs = [layer for layer in m4_runs[0]["instructions"]["layers"] if layer["op"] == "QLinearConv"]
+    same_shape_8, same_shape_16 = convs[1], convs[2]  # 8 -> 8 and 8 -> 16 channels, 3x3 on 12x12
+    assert same_shape_16["macs"] == 2 * same_shape_8["macs"]
+    assert same_shape_16["instructions"] > same_shape_8["instructions"]
+
+
+def test_flash_and_ram_are_measured(m4_runs):
+    report = m4_runs[0]
+    os_, o2 = report["flash"]["-Os"], report["flash"]["-O2"]
+    assert 0 < os_["code_bytes"] <= o2["code_bytes"]
+    # The weights are constants whatever the optimization level, and at least the manifest's bytes.
+    assert os_["constant_data_bytes"] == o2["constant_data_bytes"] > 0
+    assert {"model.o", "qcc_kernels.o"} <= set(o2["objects"])
+    ram = report["ram"]
+    assert ram["bss_bytes"] >= ram["arena_bytes"] > 0
+    assert 0 < ram["stack_peak_bytes"] < ram["stack_size_bytes"]
+
+
+def documented_keys() -> set[str]:
+    """The key paths of the table in docs/bench_json.md (first column, in backquotes)."""
+    return set(re.findall(r"^\| `([^`]+)` \|", DOC.read_text(), re.MULTILINE))
+
+
+def key_paths(value, prefix="") -> set[str]:
+    """Paths of a JSON value as the doc writes them: LEVEL for an optimization level, FILE for an
+    object file, [] for a list's items."""
+    paths = set()
+    if isinstance(value, dict):
+        for key, item in value.items():
+            name = "LEVEL" if key.startswith("-O") else "FILE" if key.endswith(".o") else key
+            path = f"{prefix}.{name}" if prefix else name
+            paths |= {path} | key_paths(item, path)
+    elif isinstance(value, list):
+        for item in value:
+            paths |= key_paths(item, prefix + "[]")
+    return paths
+
+
+def test_the_json_has_exactly_the_documented_keys(m4_runs, capsys, model):
+    host = bench_json(capsys, model, "--target", "host")
+    documented = documented_keys()
+    assert key_paths(m4_runs[0]) | key_paths(host) == documented
+    assert "host_time" not in m4_runs[0] and "instructions" not in host
+    assert m4_runs[0]["schema_version"] == host["schema_version"] == 1
+    # The host: the C's time beside ORT's, measured in the same run; informative, so only its sign is checked.
+    timing = host["host_time"]
+    assert timing["c_ms"] > 0 and timing["ort_ms"] > 0 and timing["c_over_ort"] == pytest.approx(timing["c_ms"] / timing["ort_ms"])
+    assert host["flash"]["-Os"]["code_bytes"] <= host["flash"]["-O2"]["code_bytes"]
+
+
+def test_cortex_m0(capsys, model):
+    report = bench_json(capsys, model, "--target", "cortex-m0")
+    check_instructions(report)
+    assert 0 < report["ram"]["stack_peak_bytes"] < report["ram"]["stack_size_bytes"] == 2048
+
+
+def test_the_text_output_names_each_layer(capsys, model):
+    assert main(["bench", model, "--target", "cortex-m4"]) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"instructions per inference: \d+, [\d.]+ per MAC", text)
+    assert text.count("QLinearConv") == 4 and "stack high-water" in text
+
+
+def test_the_bench_hook_leaves_the_default_build_unchanged(tmp_path, model):
+    """model.c with and without the QCC_BENCH block compiles to the same object, byte for byte."""
+    compile_to_folder(model, tmp_path / "out", Options())
+    source = (tmp_path / "out" / "model.c").read_text()
+    block = re.search(r"#if defined\(QCC_BENCH\)\n.*?#elif defined\(QCC_TRACE\)\n", source, re.DOTALL)
+    assert block is not None
+    stripped_dir = tmp_path / "stripped"
+    shutil.copytree(tmp_path / "out", stripped_dir)
+    (stripped_dir / "model.c").write_text(source.replace(block.group(0), "#ifdef QCC_TRACE\n"))
+    objects = []
+    for folder in (tmp_path / "out", stripped_dir):
+        subprocess.run(["cc", "-std=c99", "-O2", "-c", "model.c", "-o", "model.o"], cwd=folder, check=True)
+        objects.append((folder / "model.o").read_bytes())
+    assert objects[0] == objects[1]
+
+
+def big_network():
+    net = NetBuilder("bench_big", [1, 3, 64, 64])
+    return net.build([net.conv("input", 32, 3)])
+
+
+def test_errors_are_one_line_with_status_2(capsys, model, tmp_path, monkeypatch):
+    big = str(quantize(big_network(), tmp_path / "big.onnx", activation="int8", quant_format="QDQ"))
+    assert main(["bench", big, "--target", "cortex-m0"]) == 2
+    assert re.fullmatch(r"qcc: error: --target cortex-m0: the model needs \d+ bytes of RAM .* has 16384 \(16 KiB\)\n",
+                        capsys.readouterr().err)
+    assert main(["bench", model, "--target", "cortex-m9"]) == 2
+    assert re.fullmatch(r"qcc: error: --target 'cortex-m9': unknown target; .*\n", capsys.readouterr().err)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no cross compiler, no QEMU
+    assert main(["bench", model, "--target", "cortex-m4"]) == 2
+    assert re.fullmatch(r"qcc: error: --target cortex-m4: arm-none-eabi-gcc not found; .*\n", capsys.readouterr().err)
