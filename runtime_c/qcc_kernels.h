@@ -73,6 +73,9 @@ typedef struct {
 /* scratch: out_w + 2 * kernel_w int32 words of working memory (the compiler plans them in the arena). */
 void qcc_conv_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y, int32_t *scratch);
 void qcc_conv_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y, int32_t *scratch);
+/* Pointwise: kernel 1x1, stride 1, no padding, groups 1 (the compiler picks it; no scratch). */
+void qcc_conv_1x1_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y);
+void qcc_conv_1x1_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y);
 void qcc_fully_connected_s8(const qcc_fc_params *p, const int8_t *a, int8_t *y);
 void qcc_fully_connected_u8(const qcc_fc_params *p, const uint8_t *a, uint8_t *y);
 void qcc_global_avgpool_s8(const qcc_global_avgpool_params *p, const int8_t *x, int8_t *y);

@@ -215,7 +215,16 @@ class QLinearConv(Op):
         # channels-last im2col, and its symmetric indirect kernel reads the same pairs.
         return w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
 
+    @staticmethod
+    def is_pointwise(node: Node) -> bool:
+        """Kernel 1x1, stride 1, no padding, one group: qcc_conv_1x1 (a matrix product per image) runs it."""
+        a = node.attrs
+        return (list(a["kernel"]) == [1, 1] and list(a["strides"]) == [1, 1] and a["groups"] == 1
+                and not any(a["pads_begin"]) and not any(a["pads_end"]))
+
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
+        if self.is_pointwise(node):
+            return 0  # qcc_conv_1x1 keeps its accumulators in locals
         # int32 words: one accumulator per output column, and each kernel column's valid output range
         return 4 * (graph.tensor(node.outputs[0]).shape[3] + 2 * node.attrs["kernel"][1])
 
@@ -238,6 +247,8 @@ class QLinearConv(Op):
         }
         params = c.struct("qcc_conv_params", f"{prefix}_params", fields)
         suffix = "s8" if x.dtype == "int8" else "u8"
+        if self.is_pointwise(node):  # chosen here, at compile time: the C has no dispatch
+            return f"qcc_conv_1x1_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
         return f"qcc_conv_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
 
 

@@ -1,0 +1,139 @@
+"""The pointwise convolution kernel (qcc_conv_1x1_*, kernel 1x1, stride 1, no padding, one group):
+the compiler chooses it in emit for exactly those layers, and it equals the reference (and ONNX
+Runtime) bit for bit on the host in every rounding scheme and on the Cortex-M0 and M4 boards:
+odd channel counts (the 2-channel blocks' remainder), pixel counts that are not multiples of 4 (the
+4-pixel blocks' remainder), int8 and uint8 activations, per-tensor and per-channel weights, nonzero
+weight zero points and accumulators that wrap int32."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from helpers import STRICT_CFLAGS, check_exact, make_model, scalar
+from qcc.build import make as make_host
+from qcc.compile_command import compile_to_folder
+from qcc.pipeline import Options, compile_model
+from qcc.sample_inputs import extreme_inputs, random_inputs
+from test_op_conv import qlinearconv_model
+from test_targets import ARM_CFLAGS, make
+
+SCHEMES = ("ort", "tflm", "single")
+# (in_c, out_c, (h, w)): in and out channels 1, 3, 5, 17 and pixel counts 1, 3, 5, 7, 16, 49
+LAYERS = [(1, 1, (1, 1)), (3, 5, (1, 3)), (5, 3, (5, 1)), (17, 17, (7, 7)), (3, 1, (4, 4)), (1, 17, (1, 7)),
+          (17, 5, (4, 4)), (5, 4, (2, 2)), (4, 2, (8, 2))]
+
+
+def layer(rng, i: int, x_dtype: str, in_c: int, out_c: int, hw, *, w_dtype: str, per_channel: bool, wrap: bool = False,
+          **attrs):
+    """One QLinearConv reading input x{i} and writing y{i}, with its initializers; returns (node, inputs, outputs, inits)."""
+    qmin, qmax = (-128, 127) if w_dtype == "int8" else (0, 255)
+    shape = out_c if per_channel else ()
+    w = rng.integers(qmin, qmax, (out_c, in_c // attrs.get("group", 1), 1, 1), endpoint=True).astype(w_dtype)
+    w_zero = np.zeros(shape, np.int64) if w_dtype == "int8" else rng.integers(0, 256, shape)
+    x_zero = int(rng.integers(-128, 128)) if x_dtype == "int8" else int(rng.integers(0, 256))
+    bias = rng.integers(-2**15, 2**15, out_c)
+    if wrap:  # accumulators within a few products of INT32_MAX and INT32_MIN: many sums wrap, and the
+        # output scale (M * 2**31 ~ 50) shows it: a wrapped sum comes out near -50 instead of +50
+        bias = np.where(np.arange(out_c) % 2 == 0, 2**31 - 1 - 300, -2**31 + 300)
+    stride = attrs.get("strides", [1, 1])
+    pads = attrs.get("pads", [0, 0, 0, 0])
+    out_hw = [(hw[k] + pads[k] + pads[k + 2] - 1) // stride[k] + 1 for k in range(2)]
+    inits = {f"xs{i}": scalar(0.05, np.float32), f"xz{i}": scalar(x_zero, x_dtype), f"w{i}": w,
+             f"ws{i}": np.full(shape, 1e-3, np.float32) if wrap else np.exp(rng.uniform(-6, -2, shape)).astype(np.float32), f"wz{i}": np.asarray(w_zero, w_dtype),
+             f"ys{i}": scalar(2000.0 if wrap else 0.2, np.float32), f"yz{i}": scalar(int(rng.integers(-3, 3)) + (0 if x_dtype == "int8" else 128), x_dtype),
+             f"b{i}": np.asarray(bias, np.int32)}
+    node = helper.make_node("QLinearConv", [f"x{i}", f"xs{i}", f"xz{i}", f"w{i}", f"ws{i}", f"wz{i}", f"ys{i}", f"yz{i}", f"b{i}"],
+                            [f"y{i}"], name=f"conv{i}", kernel_shape=[1, 1], **attrs)
+    return node, (f"x{i}", x_dtype, [1, in_c, *hw]), (f"y{i}", x_dtype, [1, out_c, *out_hw]), inits
+
+
+def layers_model(x_dtype: str, seed: int = 0, extra=()) -> onnx.ModelProto:
+    """Every LAYERS shape side by side (one input and output each), weights int8 or uint8 (nonzero Z_w),
+    per tensor and per channel in turn; two more with wrapping accumulators; `extra`: (in_c, out_c, hw, attrs)."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for i, (in_c, out_c, hw) in enumerate(LAYERS):
+        w_dtype = "int8" if x_dtype == "int8" or i % 2 == 0 else "uint8"
+        parts.append(layer(rng, i, x_dtype, in_c, out_c, hw, w_dtype=w_dtype, per_channel=i % 3 != 1))
+    parts.append(layer(rng, len(parts), x_dtype, 17, 3, (1, 5), w_dtype="int8", per_channel=True, wrap=True))
+    if x_dtype == "uint8":
+        parts.append(layer(rng, len(parts), x_dtype, 5, 5, (3, 3), w_dtype="uint8", per_channel=False, wrap=True))
+    for in_c, out_c, hw, attrs in extra:
+        parts.append(layer(rng, len(parts), x_dtype, in_c, out_c, hw, w_dtype="int8", per_channel=True, **attrs))
+    inits = {k: v for part in parts for k, v in part[3].items()}
+    return make_model([p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts], inits)
+
+
+# 1x1 convolutions that are not pointwise in the kernel's sense: the generic kernel runs them
+GENERIC = [(3, 4, (5, 5), {"strides": [2, 2]}), (3, 4, (3, 5), {"pads": [1, 0, 0, 1]}), (4, 6, (3, 3), {"group": 2})]
+
+
+def kernel_calls(folder: Path) -> list[str]:
+    """The conv kernels model.c calls, in order."""
+    source = "".join(p.read_text() for p in folder.glob("*.c") if not p.name.startswith("test_"))
+    return re.findall(r"\b(qcc_conv(?:_1x1)?_[su]8)\(", source)
+
+
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_the_compiler_chooses_the_pointwise_kernel_for_exactly_the_pointwise_layers(tmp_path, x_dtype):
+    path = tmp_path / "model.onnx"
+    onnx.save(layers_model(x_dtype, extra=GENERIC), str(path))
+    compile_to_folder(path, tmp_path / "out", Options())
+    suffix = "s8" if x_dtype == "int8" else "u8"
+    pointwise = len(layers_model(x_dtype).graph.node)
+    assert kernel_calls(tmp_path / "out") == [f"qcc_conv_1x1_{suffix}"] * pointwise + [f"qcc_conv_{suffix}"] * len(GENERIC)
+
+
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_pointwise_layers_equal_ort_and_the_reference_on_the_host_in_every_scheme(tmp_path, x_dtype):
+    compiled = check_exact(layers_model(x_dtype, extra=GENERIC), tmp_path, n_random=3)
+    ranges = [n.params["acc_range"] for n in compiled.graph.nodes if "acc_range" in n.params]
+    assert any(not r.int32_safe for r in ranges)  # the wrapping layers do reach past int32
+
+
+def test_a_pointwise_layer_whose_products_alone_overflow_int32(tmp_path):
+    """The 1x1 twin of test_range_analysis.overflowing_conv: 68600 input channels of (0 - 255) * -128."""
+    in_c, out_c = 68600, 2
+    w = np.full((out_c, in_c, 1, 1), -128, np.int8)
+    w[1] = 1
+    model = qlinearconv_model(x_dtype="uint8", x_shape=(1, in_c, 1, 1), w=w, w_scale=np.full(out_c, 1e-3, np.float32),
+                              w_zero=np.zeros(out_c, np.int64), x_scale=np.float32(0.01), x_zero=255, y_scale=np.float32(50.0),
+                              y_zero=0, y_shape=(1, out_c, 1, 1), kernel_shape=[1, 1])
+    compiled = check_exact(model, tmp_path, n_random=2)
+    (node,) = compiled.graph.nodes
+    assert not node.params["acc_range"].int32_safe
+    assert kernel_calls(tmp_path / "out") == ["qcc_conv_1x1_u8"]
+
+
+@pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_pointwise_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, scheme):
+    path = tmp_path / "model.onnx"
+    onnx.save(layers_model(x_dtype, seed=1), str(path))
+    graph = compile_model(path).graph
+    cases = random_inputs(graph, 2, seed=1) + extreme_inputs(graph)
+    compile_to_folder(path, tmp_path / "out", Options(target="cortex-m0", rounding=scheme), golden=cases)
+    assert set(kernel_calls(tmp_path / "out")) == {f"qcc_conv_1x1_{'s8' if x_dtype == 'int8' else 'u8'}"}
+    for board in ("cortex-m0", "cortex-m4"):
+        result = make(tmp_path / "out", f"run-{board}", ARM_CFLAGS)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"OK: {len(cases)} case(s), every output value exact" in result.stdout + result.stderr
+
+
+def test_the_kernel_builds_warning_free_with_clang_too(tmp_path):
+    if not shutil.which("clang"):
+        pytest.skip("no clang")
+    path = tmp_path / "model.onnx"
+    onnx.save(layers_model("uint8"), str(path))
+    graph = compile_model(path).graph
+    compile_to_folder(path, tmp_path / "out", Options(), golden=random_inputs(graph, 1, seed=2))
+    make_host(tmp_path / "out", "check", cflags=STRICT_CFLAGS, variables={"CC": "clang"})
