@@ -222,9 +222,18 @@ class QLinearConv(Op):
         return (list(a["kernel"]) == [1, 1] and list(a["strides"]) == [1, 1] and a["groups"] == 1
                 and not any(a["pads_begin"]) and not any(a["pads_end"]))
 
+    @staticmethod
+    def is_depthwise_3x3(node: Node, graph: Graph) -> bool:
+        """Channel multiplier 1 (groups == in_c == out_c), kernel 3x3, strides 1 or 2, dilation 1, any
+        padding: qcc_conv_depthwise_3x3 runs it."""
+        a = node.attrs
+        in_c, out_c = graph.tensor(node.inputs[0]).shape[1], graph.tensor(node.outputs[0]).shape[1]
+        return (a["groups"] == in_c == out_c and list(a["kernel"]) == [3, 3] and list(a["dilations"]) == [1, 1]
+                and all(s in (1, 2) for s in a["strides"]))
+
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
-        if self.is_pointwise(node):
-            return 0  # qcc_conv_1x1 keeps its accumulators in locals
+        if self.is_pointwise(node) or self.is_depthwise_3x3(node, graph):
+            return 0  # qcc_conv_1x1 and qcc_conv_depthwise_3x3 keep their accumulators in locals
         # int32 words: one accumulator per output column, and each kernel column's valid output range
         return 4 * (graph.tensor(node.outputs[0]).shape[3] + 2 * node.attrs["kernel"][1])
 
@@ -249,6 +258,8 @@ class QLinearConv(Op):
         suffix = "s8" if x.dtype == "int8" else "u8"
         if self.is_pointwise(node):  # chosen here, at compile time: the C has no dispatch
             return f"qcc_conv_1x1_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
+        if self.is_depthwise_3x3(node, graph):
+            return f"qcc_conv_depthwise_3x3_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
         return f"qcc_conv_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
 
 

@@ -1,0 +1,138 @@
+"""The depthwise 3x3 convolution kernel (qcc_conv_depthwise_3x3_*: groups == in_c == out_c, kernel 3x3,
+strides 1 or 2, dilation 1, any padding): the compiler chooses it in emit for exactly those layers, and
+it equals the reference (and ONNX Runtime) bit for bit on the host in every rounding scheme and on the
+Cortex-M0 and M4 boards: channels 1, 3, 8, 17; outputs with no interior pixel (1x1, 2x2 inputs), an odd
+interior width (the 2-pixel blocks' remainder); pads 0, 1, asymmetric explicit pads and auto_pad
+SAME_UPPER/SAME_LOWER at stride 2 (padded taps skipped in the interior, read as Z_x on the border);
+int8 and uint8 activations, per-tensor and per-channel weights, nonzero weight zero points (uint8
+weights) and accumulators that wrap int32."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from helpers import STRICT_CFLAGS, check_exact, make_model, scalar
+from qcc.build import make as make_host
+from qcc.compile_command import compile_to_folder
+from qcc.ops.conv import resolve_pads, window_output_size
+from qcc.pipeline import Options, compile_model
+from qcc.sample_inputs import extreme_inputs, random_inputs
+from test_targets import ARM_CFLAGS, make
+
+SCHEMES = ("ort", "tflm", "single")
+P1, S2 = {"pads": [1, 1, 1, 1]}, {"strides": [2, 2]}
+# (channels, (h, w), attributes): channels 1, 3, 8, 17; inputs 1x1, 2x2, 3x3, 5x7, 8x8, 9x6; strides 1 and 2
+LAYERS = [(1, (1, 1), P1), (3, (2, 2), {**P1, **S2}), (8, (3, 3), {}), (17, (5, 7), P1), (3, (8, 8), {**P1, **S2}),
+          (8, (9, 6), {"auto_pad": "SAME_UPPER", **S2}), (17, (9, 6), S2), (1, (5, 7), {"auto_pad": "SAME_UPPER", **S2}),
+          (8, (8, 8), {}), (3, (9, 6), {"auto_pad": "SAME_LOWER", **S2}), (17, (3, 3), {"pads": [1, 0, 0, 1]}),
+          (1, (2, 2), P1), (3, (1, 1), {**P1, **S2}), (8, (5, 7), {"pads": [0, 1, 1, 0], "strides": [2, 1]}),
+          (3, (9, 6), {"pads": [1, 1, 1, 1], "strides": [1, 2]})]
+
+
+def output_hw(hw, kernel, attrs):
+    strides, dilations = attrs.get("strides", [1, 1]), attrs.get("dilations", [1, 1])
+    begins, ends = resolve_pads(attrs.get("auto_pad", "NOTSET"), attrs.get("pads"), hw, kernel, strides, dilations)
+    return [window_output_size(hw[k], kernel[k], strides[k], dilations[k], begins[k], ends[k]) for k in range(2)]
+
+
+def layer(rng, i: int, x_dtype: str, channels: int, hw, *, w_dtype: str, per_channel: bool, wrap: bool = False,
+          multiplier: int = 1, kernel=(3, 3), **attrs):
+    """One depthwise QLinearConv reading x{i} and writing y{i}; returns (node, inputs, outputs, inits)."""
+    out_c = channels * multiplier
+    qmin, qmax = (-128, 127) if w_dtype == "int8" else (0, 255)
+    shape = out_c if per_channel else ()
+    w = rng.integers(qmin, qmax, (out_c, 1, *kernel), endpoint=True).astype(w_dtype)
+    w_zero = np.zeros(shape, np.int64) if w_dtype == "int8" else rng.integers(0, 256, shape)
+    x_zero = int(rng.integers(-128, 128)) if x_dtype == "int8" else int(rng.integers(0, 256))
+    bias = rng.integers(-2**15, 2**15, out_c)
+    if wrap:  # accumulators within a few products of INT32_MAX and INT32_MIN: many sums wrap
+        bias = np.where(np.arange(out_c) % 2 == 0, 2**31 - 1 - 300, -2**31 + 300)
+    inits = {f"xs{i}": scalar(0.05, np.float32), f"xz{i}": scalar(x_zero, x_dtype), f"w{i}": w,
+             f"ws{i}": np.full(shape, 1e-3, np.float32) if wrap else np.exp(rng.uniform(-6, -2, shape)).astype(np.float32),
+             f"wz{i}": np.asarray(w_zero, w_dtype), f"ys{i}": scalar(2000.0 if wrap else 0.2, np.float32),
+             f"yz{i}": scalar(int(rng.integers(-3, 3)) + (0 if x_dtype == "int8" else 128), x_dtype),
+             f"b{i}": np.asarray(bias, np.int32)}
+    node = helper.make_node("QLinearConv", [f"x{i}", f"xs{i}", f"xz{i}", f"w{i}", f"ws{i}", f"wz{i}", f"ys{i}", f"yz{i}", f"b{i}"],
+                            [f"y{i}"], name=f"conv{i}", kernel_shape=list(kernel), group=channels, **attrs)
+    out_hw = output_hw(hw, kernel, attrs)
+    return node, (f"x{i}", x_dtype, [1, channels, *hw]), (f"y{i}", x_dtype, [1, out_c, *out_hw]), inits
+
+
+def layers_model(x_dtype: str, seed: int = 0, extra=()) -> onnx.ModelProto:
+    """Every LAYERS shape side by side, weights int8 or uint8 (nonzero Z_w, uint8 activations only), per
+    tensor and per channel in turn; two more with wrapping accumulators; `extra`: (channels, hw, attrs)."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for i, (channels, hw, attrs) in enumerate(LAYERS):
+        w_dtype = "int8" if x_dtype == "int8" or i % 2 == 0 else "uint8"
+        parts.append(layer(rng, i, x_dtype, channels, hw, w_dtype=w_dtype, per_channel=i % 3 != 1, **attrs))
+    parts.append(layer(rng, len(parts), x_dtype, 17, (5, 7), w_dtype="int8", per_channel=True, wrap=True, pads=[1, 1, 1, 1]))
+    if x_dtype == "uint8":
+        parts.append(layer(rng, len(parts), x_dtype, 5, (6, 6), w_dtype="uint8", per_channel=False, wrap=True, **S2,
+                           auto_pad="SAME_UPPER"))
+    for channels, hw, attrs in extra:
+        parts.append(layer(rng, len(parts), x_dtype, channels, hw, w_dtype="int8", per_channel=True, **attrs))
+    inits = {k: v for part in parts for k, v in part[3].items()}
+    return make_model([p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts], inits)
+
+
+# grouped convolutions the depthwise kernel does not take: the generic kernel runs them
+GENERIC = [(3, (7, 7), {"dilations": [2, 2], "pads": [2, 2, 2, 2]}), (3, (5, 5), {"multiplier": 2, "pads": [1, 1, 1, 1]}),
+           (4, (6, 6), {"kernel": (5, 5), "pads": [2, 2, 2, 2]}), (2, (9, 9), {"strides": [3, 3]})]
+
+
+def kernel_calls(folder: Path) -> list[str]:
+    """The conv kernels model.c calls, in order."""
+    source = "".join(p.read_text() for p in folder.glob("*.c") if not p.name.startswith("test_"))
+    return re.findall(r"\b(qcc_conv(?:_1x1|_depthwise_3x3)?_[su]8)\(", source)
+
+
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_the_compiler_chooses_the_depthwise_kernel_for_exactly_the_depthwise_3x3_layers(tmp_path, x_dtype):
+    path = tmp_path / "model.onnx"
+    onnx.save(layers_model(x_dtype, extra=GENERIC), str(path))
+    compile_to_folder(path, tmp_path / "out", Options())
+    suffix = "s8" if x_dtype == "int8" else "u8"
+    depthwise = len(layers_model(x_dtype).graph.node)
+    assert kernel_calls(tmp_path / "out") == [f"qcc_conv_depthwise_3x3_{suffix}"] * depthwise + [f"qcc_conv_{suffix}"] * len(GENERIC)
+
+
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_depthwise_layers_equal_ort_and_the_reference_on_the_host_in_every_scheme(tmp_path, x_dtype):
+    compiled = check_exact(layers_model(x_dtype, extra=GENERIC), tmp_path, n_random=3)
+    ranges = [n.params["acc_range"] for n in compiled.graph.nodes if "acc_range" in n.params]
+    assert any(not r.int32_safe for r in ranges)  # the wrapping layers do reach past int32
+
+
+@pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_depthwise_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, scheme):
+    path = tmp_path / "model.onnx"
+    onnx.save(layers_model(x_dtype, seed=1), str(path))
+    graph = compile_model(path).graph
+    cases = random_inputs(graph, 2, seed=1) + extreme_inputs(graph)
+    compile_to_folder(path, tmp_path / "out", Options(target="cortex-m0", rounding=scheme), golden=cases)
+    assert set(kernel_calls(tmp_path / "out")) == {f"qcc_conv_depthwise_3x3_{'s8' if x_dtype == 'int8' else 'u8'}"}
+    for board in ("cortex-m0", "cortex-m4"):
+        result = make(tmp_path / "out", f"run-{board}", ARM_CFLAGS)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"OK: {len(cases)} case(s), every output value exact" in result.stdout + result.stderr
+
+
+def test_the_kernel_builds_warning_free_with_clang_too(tmp_path):
+    if not shutil.which("clang"):
+        pytest.skip("no clang")
+    path = tmp_path / "model.onnx"
+    onnx.save(layers_model("uint8"), str(path))
+    graph = compile_model(path).graph
+    compile_to_folder(path, tmp_path / "out", Options(), golden=random_inputs(graph, 1, seed=2))
+    make_host(tmp_path / "out", "check", cflags=STRICT_CFLAGS, variables={"CC": "clang"})
