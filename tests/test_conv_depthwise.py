@@ -9,24 +9,18 @@ weights) and accumulators that wrap int32."""
 
 from __future__ import annotations
 
-import re
-import shutil
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import helper
 
-from helpers import STRICT_CFLAGS, check_exact, make_model, scalar
-from qcc.build import make as make_host
+from conv_kernels import SCHEMES, check_builds_with_clang, check_exact_on_cortex_m0_and_m4, kernel_calls, needs_arm_tools
+from helpers import check_exact, make_model, scalar
 from qcc.compile_command import compile_to_folder
 from qcc.ops.conv import resolve_pads, window_output_size
-from qcc.pipeline import Options, compile_model
-from qcc.sample_inputs import extreme_inputs, random_inputs
-from test_targets import ARM_CFLAGS, make
+from qcc.pipeline import Options
 
-SCHEMES = ("ort", "tflm", "single")
 P1, S2 = {"pads": [1, 1, 1, 1]}, {"strides": [2, 2]}
 # (channels, (h, w), attributes): channels 1, 3, 8, 17; inputs 1x1, 2x2, 3x3, 5x7, 8x8, 9x6; strides 1 and 2
 LAYERS = [(1, (1, 1), P1), (3, (2, 2), {**P1, **S2}), (8, (3, 3), {}), (17, (5, 7), P1), (3, (8, 8), {**P1, **S2}),
@@ -88,10 +82,6 @@ GENERIC = [(3, (7, 7), {"dilations": [2, 2], "pads": [2, 2, 2, 2]}), (3, (5, 5),
            (4, (6, 6), {"kernel": (5, 5), "pads": [2, 2, 2, 2]}), (2, (9, 9), {"strides": [3, 3]})]
 
 
-def kernel_calls(folder: Path) -> list[str]:
-    """The conv kernels model.c calls, in order."""
-    source = "".join(p.read_text() for p in folder.glob("*.c") if not p.name.startswith("test_"))
-    return re.findall(r"\b(qcc_conv(?:_1x1|_depthwise_3x3)?_[su]8)\(", source)
 
 
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
@@ -111,28 +101,13 @@ def test_depthwise_layers_equal_ort_and_the_reference_on_the_host_in_every_schem
     assert any(not r.int32_safe for r in ranges)  # the wrapping layers do reach past int32
 
 
-@pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
-                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+@needs_arm_tools
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
 def test_depthwise_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, scheme):
-    path = tmp_path / "model.onnx"
-    onnx.save(layers_model(x_dtype, seed=1), str(path))
-    graph = compile_model(path).graph
-    cases = random_inputs(graph, 2, seed=1) + extreme_inputs(graph)
-    compile_to_folder(path, tmp_path / "out", Options(target="cortex-m0", rounding=scheme), golden=cases)
-    assert set(kernel_calls(tmp_path / "out")) == {f"qcc_conv_depthwise_3x3_{'s8' if x_dtype == 'int8' else 'u8'}"}
-    for board in ("cortex-m0", "cortex-m4"):
-        result = make(tmp_path / "out", f"run-{board}", ARM_CFLAGS)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert f"OK: {len(cases)} case(s), every output value exact" in result.stdout + result.stderr
+    check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=1), scheme,
+                                    f"qcc_conv_depthwise_3x3_{'s8' if x_dtype == 'int8' else 'u8'}")
 
 
 def test_the_kernel_builds_warning_free_with_clang_too(tmp_path):
-    if not shutil.which("clang"):
-        pytest.skip("no clang")
-    path = tmp_path / "model.onnx"
-    onnx.save(layers_model("uint8"), str(path))
-    graph = compile_model(path).graph
-    compile_to_folder(path, tmp_path / "out", Options(), golden=random_inputs(graph, 1, seed=2))
-    make_host(tmp_path / "out", "check", cflags=STRICT_CFLAGS, variables={"CC": "clang"})
+    check_builds_with_clang(tmp_path, layers_model("uint8"))

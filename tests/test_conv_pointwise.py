@@ -7,24 +7,18 @@ weight zero points and accumulators that wrap int32."""
 
 from __future__ import annotations
 
-import re
-import shutil
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from onnx import helper
 
-from helpers import STRICT_CFLAGS, check_exact, make_model, scalar
-from qcc.build import make as make_host
+from conv_kernels import SCHEMES, check_builds_with_clang, check_exact_on_cortex_m0_and_m4, kernel_calls, needs_arm_tools
+from helpers import check_exact, make_model, scalar
 from qcc.compile_command import compile_to_folder
-from qcc.pipeline import Options, compile_model
-from qcc.sample_inputs import extreme_inputs, random_inputs
+from qcc.pipeline import Options
 from test_op_conv import qlinearconv_model
-from test_targets import ARM_CFLAGS, make
 
-SCHEMES = ("ort", "tflm", "single")
 # (in_c, out_c, (h, w)): in and out channels 1, 3, 5, 17 and pixel counts 1, 3, 5, 7, 16, 49
 LAYERS = [(1, 1, (1, 1)), (3, 5, (1, 3)), (5, 3, (5, 1)), (17, 17, (7, 7)), (3, 1, (4, 4)), (1, 17, (1, 7)),
           (17, 5, (4, 4)), (5, 4, (2, 2)), (4, 2, (8, 2))]
@@ -75,10 +69,6 @@ def layers_model(x_dtype: str, seed: int = 0, extra=()) -> onnx.ModelProto:
 GENERIC = [(3, 4, (5, 5), {"strides": [2, 2]}), (3, 4, (3, 5), {"pads": [1, 0, 0, 1]}), (4, 6, (3, 3), {"group": 2})]
 
 
-def kernel_calls(folder: Path) -> list[str]:
-    """The conv kernels model.c calls, in order."""
-    source = "".join(p.read_text() for p in folder.glob("*.c") if not p.name.startswith("test_"))
-    return re.findall(r"\b(qcc_conv(?:_1x1)?_[su]8)\(", source)
 
 
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
@@ -112,28 +102,13 @@ def test_a_pointwise_layer_whose_products_alone_overflow_int32(tmp_path):
     assert kernel_calls(tmp_path / "out") == ["qcc_conv_1x1_u8"]
 
 
-@pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
-                    reason="needs arm-none-eabi-gcc and qemu-system-arm")
+@needs_arm_tools
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
 def test_pointwise_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, scheme):
-    path = tmp_path / "model.onnx"
-    onnx.save(layers_model(x_dtype, seed=1), str(path))
-    graph = compile_model(path).graph
-    cases = random_inputs(graph, 2, seed=1) + extreme_inputs(graph)
-    compile_to_folder(path, tmp_path / "out", Options(target="cortex-m0", rounding=scheme), golden=cases)
-    assert set(kernel_calls(tmp_path / "out")) == {f"qcc_conv_1x1_{'s8' if x_dtype == 'int8' else 'u8'}"}
-    for board in ("cortex-m0", "cortex-m4"):
-        result = make(tmp_path / "out", f"run-{board}", ARM_CFLAGS)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert f"OK: {len(cases)} case(s), every output value exact" in result.stdout + result.stderr
+    check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=1), scheme,
+                                    f"qcc_conv_1x1_{'s8' if x_dtype == 'int8' else 'u8'}")
 
 
 def test_the_kernel_builds_warning_free_with_clang_too(tmp_path):
-    if not shutil.which("clang"):
-        pytest.skip("no clang")
-    path = tmp_path / "model.onnx"
-    onnx.save(layers_model("uint8"), str(path))
-    graph = compile_model(path).graph
-    compile_to_folder(path, tmp_path / "out", Options(), golden=random_inputs(graph, 1, seed=2))
-    make_host(tmp_path / "out", "check", cflags=STRICT_CFLAGS, variables={"CC": "clang"})
+    check_builds_with_clang(tmp_path, layers_model("uint8"))

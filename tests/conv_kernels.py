@@ -1,0 +1,53 @@
+"""What the tests of the specialised convolution kernels share: which kernels the generated C
+calls, and running a model's golden test on the Cortex-M0 and M4 boards and with clang."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import onnx
+import pytest
+
+from helpers import STRICT_CFLAGS
+from qcc.build import make as make_host
+from qcc.compile_command import compile_to_folder
+from qcc.pipeline import Options, compile_model
+from qcc.sample_inputs import extreme_inputs, random_inputs
+from test_targets import ARM_CFLAGS, make
+
+SCHEMES = ("ort", "tflm", "single")
+needs_arm_tools = pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
+                                     reason="needs arm-none-eabi-gcc and qemu-system-arm")
+
+
+def kernel_calls(folder: Path) -> list[str]:
+    """The conv kernels model.c calls, in order."""
+    source = "".join(p.read_text() for p in folder.glob("*.c") if not p.name.startswith("test_"))
+    return re.findall(r"\b(qcc_conv(?:_1x1|_depthwise_3x3)?_[su]8)\(", source)
+
+
+def check_exact_on_cortex_m0_and_m4(tmp_path: Path, model: onnx.ModelProto, scheme: str, kernel: str) -> None:
+    """The golden test (seeded random and extreme inputs) passes on both boards, and every conv
+    layer of the model runs `kernel`."""
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    graph = compile_model(path).graph
+    cases = random_inputs(graph, 2, seed=1) + extreme_inputs(graph)
+    compile_to_folder(path, tmp_path / "out", Options(target="cortex-m0", rounding=scheme), golden=cases)
+    assert set(kernel_calls(tmp_path / "out")) == {kernel}
+    for board in ("cortex-m0", "cortex-m4"):
+        result = make(tmp_path / "out", f"run-{board}", ARM_CFLAGS)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"OK: {len(cases)} case(s), every output value exact" in result.stdout + result.stderr
+
+
+def check_builds_with_clang(tmp_path: Path, model: onnx.ModelProto) -> None:
+    if not shutil.which("clang"):
+        pytest.skip("no clang")
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    graph = compile_model(path).graph
+    compile_to_folder(path, tmp_path / "out", Options(), golden=random_inputs(graph, 1, seed=2))
+    make_host(tmp_path / "out", "check", cflags=STRICT_CFLAGS, variables={"CC": "clang"})
