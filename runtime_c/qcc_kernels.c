@@ -3,6 +3,29 @@
 #include "qcc_kernels.h"
 #include "qcc_requant.h"
 
+/* Cores with the DSP extension (Cortex-M4, M7, M33, M55) take the SMLAD paths: two 16x16
+ * multiply-accumulates per instruction. Every other target takes the portable C beside them. */
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#include <arm_acle.h>
+#include <string.h>
+#define QCC_DSP 1
+/* x rotated right by 8 bits: bytes 1 and 3 move to where SXTB16 reads (it folds into SXTB16's ROR). */
+static inline uint32_t qcc_ror8(uint32_t x)
+{
+    return (x >> 8) | (x << 24);
+}
+
+/* The 32 bits at p, of any alignment (one LDR: Cortex-M3 and up load unaligned words). */
+static inline uint32_t qcc_load_u32(const void *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+#else
+#define QCC_DSP 0
+#endif
+
 /* The int32 with the same bits as u: the modular result of the wrapping accumulator. */
 static inline int32_t qcc_wrap_i32(uint32_t u)
 {

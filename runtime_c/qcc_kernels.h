@@ -32,7 +32,7 @@ typedef struct {
     int32_t pad_top, pad_left;
     int32_t groups;
     int32_t input_zero;         /* Z_x: the code that padded taps read */
-    const int8_t *weights;      /* [out_c][in_c / groups][kernel_h][kernel_w] */
+    const int8_t *weights;      /* [out_c][in_c / groups][kernel_h][kernel_w]; qcc_conv_gemm: its own layout */
     const int32_t *acc_const;   /* per out channel: bias - Z_x*sum(w - Z_w) */
     const int32_t *weight_zero; /* per out channel Z_w, or NULL when all are 0 */
     qcc_requant_params requant;
@@ -73,9 +73,12 @@ typedef struct {
 /* scratch: out_w + 2 * kernel_w int32 words of working memory (the compiler plans them in the arena). */
 void qcc_conv_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y, int32_t *scratch);
 void qcc_conv_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y, int32_t *scratch);
-/* Pointwise: kernel 1x1, stride 1, no padding, groups 1 (the compiler picks it; no scratch). */
-void qcc_conv_1x1_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y);
-void qcc_conv_1x1_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y);
+/* One group, any kernel, stride, dilation and padding, as a matrix product over im2col columns
+ * (the compiler picks it). Its weights are laid out for it: [out_c][k4], k4 = in_c * kernel_h *
+ * kernel_w rounded up to 4, zeros after the taps, each group of 4 stored in the order 0, 2, 1, 3.
+ * scratch: 2 * k4 int16 (the columns of two output pixels), word-aligned. */
+void qcc_conv_gemm_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y, int32_t *scratch);
+void qcc_conv_gemm_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y, int32_t *scratch);
 /* Depthwise 3x3: groups == in_c == out_c, kernel 3x3, dilation 1, strides 1 or 2, any padding
  * (the compiler picks it; no scratch). */
 void qcc_conv_depthwise_3x3_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y);

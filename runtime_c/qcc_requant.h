@@ -19,11 +19,39 @@
 #error "qcc_config.h names no rounding scheme"
 #endif
 
+/* One output channel's requantization parameters, loaded once for a run of outputs of that channel
+ * (a kernel's output loop), so that each output costs only the scheme's arithmetic. */
+typedef struct {
+    uint32_t mult;
+    int shift;
+    int32_t lo, hi, zero;
+    int acc_f32_exact;
+} qcc_requant_channel;
+
+static inline qcc_requant_channel qcc_requant_channel_of(const qcc_requant_params *rq, int32_t c)
+{
+    const int32_t i = c * rq->per_channel;
+    qcc_requant_channel ch;
+    ch.mult = rq->mult[i];
+    ch.shift = rq->shift[i];
+    ch.lo = rq->lo;
+    ch.hi = rq->hi;
+    ch.zero = rq->zero;
+    ch.acc_f32_exact = rq->acc_f32_exact;
+    return ch;
+}
+
+/* The requantized output code of accumulator acc in channel ch. */
+static inline int32_t qcc_requantize_channel(const qcc_requant_channel *ch, int32_t acc)
+{
+    return QCC_REQUANTIZE_SCHEME(acc, ch->mult, ch->shift, ch->lo, ch->hi, ch->acc_f32_exact) + ch->zero;
+}
+
 /* The requantized output code for accumulator acc of output channel c. */
 static inline int32_t qcc_requantize(const qcc_requant_params *rq, int32_t acc, int32_t c)
 {
-    const int32_t i = c * rq->per_channel;
-    return QCC_REQUANTIZE_SCHEME(acc, rq->mult[i], rq->shift[i], rq->lo, rq->hi, rq->acc_f32_exact) + rq->zero;
+    const qcc_requant_channel ch = qcc_requant_channel_of(rq, c);
+    return qcc_requantize_channel(&ch, acc);
 }
 
 #endif /* QCC_REQUANT_H */

@@ -25,7 +25,7 @@ needs_arm_tools = pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and 
 def kernel_calls(folder: Path) -> list[str]:
     """The conv kernels model.c calls, in order."""
     source = "".join(p.read_text() for p in folder.glob("*.c") if not p.name.startswith("test_"))
-    return re.findall(r"\b(qcc_conv(?:_1x1|_depthwise_3x3)?_[su]8)\(", source)
+    return re.findall(r"\b(qcc_conv(?:_gemm|_depthwise_3x3)?_[su]8)\(", source)
 
 
 def check_exact_on_cortex_m0_and_m4(tmp_path: Path, model: onnx.ModelProto, scheme: str, kernel: str) -> None:

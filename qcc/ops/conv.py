@@ -216,13 +216,6 @@ class QLinearConv(Op):
         return w.transpose(0, 2, 3, 1).reshape(w.shape[0], -1)
 
     @staticmethod
-    def is_pointwise(node: Node) -> bool:
-        """Kernel 1x1, stride 1, no padding, one group: qcc_conv_1x1 (a matrix product per image) runs it."""
-        a = node.attrs
-        return (list(a["kernel"]) == [1, 1] and list(a["strides"]) == [1, 1] and a["groups"] == 1
-                and not any(a["pads_begin"]) and not any(a["pads_end"]))
-
-    @staticmethod
     def is_depthwise_3x3(node: Node, graph: Graph) -> bool:
         """Channel multiplier 1 (groups == in_c == out_c), kernel 3x3, strides 1 or 2, dilation 1, any
         padding: qcc_conv_depthwise_3x3 runs it."""
@@ -231,9 +224,23 @@ class QLinearConv(Op):
         return (a["groups"] == in_c == out_c and list(a["kernel"]) == [3, 3] and list(a["dilations"]) == [1, 1]
                 and all(s in (1, 2) for s in a["strides"]))
 
+    @staticmethod
+    def runs_as_gemm(node: Node, graph: Graph) -> bool:
+        """One group (and not a depthwise 3x3 layer): qcc_conv_gemm runs it, any kernel, stride,
+        dilation and padding."""
+        return node.attrs["groups"] == 1 and not QLinearConv.is_depthwise_3x3(node, graph)
+
+    @staticmethod
+    def gemm_depth(node: Node, graph: Graph) -> int:
+        """k4: the taps of one output (in_c * kernel_h * kernel_w) rounded up to 4."""
+        k_h, k_w = node.attrs["kernel"]
+        return -(-graph.tensor(node.inputs[0]).shape[1] * k_h * k_w // 4) * 4
+
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
-        if self.is_pointwise(node) or self.is_depthwise_3x3(node, graph):
-            return 0  # qcc_conv_1x1 and qcc_conv_depthwise_3x3 keep their accumulators in locals
+        if self.runs_as_gemm(node, graph):
+            return 2 * 2 * self.gemm_depth(node, graph)  # two int16 im2col columns
+        if self.is_depthwise_3x3(node, graph):
+            return 0  # qcc_conv_depthwise_3x3 keeps its accumulators in locals
         # int32 words: one accumulator per output column, and each kernel column's valid output range
         return 4 * (graph.tensor(node.outputs[0]).shape[3] + 2 * node.attrs["kernel"][1])
 
@@ -241,7 +248,9 @@ class QLinearConv(Op):
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         prefix = c.symbol(node.name)
         p = node.params
-        weights = c.const_array(f"{prefix}_weights", "int8_t", p["weights"])
+        gemm = self.runs_as_gemm(node, graph)
+        stored = gemm_weight_layout(p["weights"], self.gemm_depth(node, graph)) if gemm else p["weights"]
+        weights = c.const_array(f"{prefix}_weights", "int8_t", stored)
         acc_const = c.const_array(f"{prefix}_acc_const", "int32_t", p["acc_const"])
         w_zero = "NULL" if p["weight_zero"] is None else c.const_array(f"{prefix}_weight_zero", "int32_t", p["weight_zero"])
         a = node.attrs
@@ -256,11 +265,22 @@ class QLinearConv(Op):
         }
         params = c.struct("qcc_conv_params", f"{prefix}_params", fields)
         suffix = "s8" if x.dtype == "int8" else "u8"
-        if self.is_pointwise(node):  # chosen here, at compile time: the C has no dispatch
-            return f"qcc_conv_1x1_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
+        if gemm:  # chosen here, at compile time: the C has no dispatch
+            return f"qcc_conv_gemm_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
         if self.is_depthwise_3x3(node, graph):
             return f"qcc_conv_depthwise_3x3_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
         return f"qcc_conv_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
+
+
+def gemm_weight_layout(weights: np.ndarray, depth: int) -> np.ndarray:
+    """qcc_conv_gemm's weights: [out_c][depth], each filter's taps in ONNX order (input channel, kernel
+    row, kernel column) then zeros up to depth (a multiple of 4), each group of 4 stored in the order
+    0, 2, 1, 3, so that SXTB16 of one word gives the int16 pairs (w0, w1) and (w2, w3)."""
+    out_c = weights.shape[0]
+    flat = weights.reshape(out_c, -1)
+    padded = np.zeros((out_c, depth), np.int8)
+    padded[:, :flat.shape[1]] = flat
+    return padded.reshape(out_c, depth // 4, 4)[:, :, [0, 2, 1, 3]].reshape(out_c, depth)
 
 
 class _ConvExplanation(RequantExplanation):

@@ -1,0 +1,128 @@
+"""The one-group convolution kernel (qcc_conv_gemm_*: im2col columns of two output pixels times each
+pair of output channels, SMLAD on cores with the DSP extension, portable C elsewhere): the compiler
+chooses it in emit for every one-group convolution but the depthwise 3x3 ones, lays its weights out
+for it, and it equals the reference (and ONNX Runtime) bit for bit on the host in every rounding
+scheme and on the Cortex-M0 (portable path) and M4 (DSP path) boards: kernels 1x1, 3x3, 10x4 and
+5x2 with dilation 2; strides 1 and 2 (and 2x1) on odd sizes; pads 0, 1, asymmetric explicit pads and
+auto_pad; 1, 3 (the stem), 5 and 17 input channels (tap counts not divisible by 4: the zero padding
+of the weights' depth); odd output channel counts (the channel pairs' remainder) and odd pixel counts
+(the pixel pairs' remainder); int8 and uint8 activations, per-tensor and per-channel weights,
+nonzero weight zero points (the sum(x) correction) and accumulators that wrap int32."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from conv_kernels import SCHEMES, check_builds_with_clang, check_exact_on_cortex_m0_and_m4, kernel_calls, needs_arm_tools
+from helpers import check_exact, make_model, scalar
+from qcc.compile_command import compile_to_folder
+from qcc.ops.conv import gemm_weight_layout
+from qcc.pipeline import Options
+from test_conv_depthwise import output_hw
+from test_op_conv import qlinearconv_model
+
+P1, S2 = {"pads": [1, 1, 1, 1]}, {"strides": [2, 2]}
+# (in_c, out_c, (h, w), kernel, attributes)
+LAYERS = [(1, 1, (1, 1), (1, 1), {}), (3, 5, (1, 3), (1, 1), {}), (5, 3, (5, 1), (1, 1), {}),
+          (17, 17, (7, 7), (1, 1), {}), (1, 17, (1, 7), (1, 1), {}), (17, 5, (4, 4), (1, 1), {}),
+          (3, 4, (5, 5), (1, 1), S2), (3, 4, (3, 5), (1, 1), {"pads": [1, 0, 0, 1]}),
+          (3, 4, (5, 5), (3, 3), P1), (5, 3, (7, 6), (3, 3), {**P1, **S2}), (3, 8, (9, 9), (3, 3), {**P1, **S2}),
+          (4, 3, (6, 5), (3, 3), {"pads": [1, 0, 0, 1]}), (5, 5, (8, 7), (3, 3), {"auto_pad": "SAME_UPPER", **S2}),
+          (2, 3, (8, 7), (3, 3), {"auto_pad": "SAME_LOWER", "strides": [2, 1]}), (17, 2, (3, 3), (3, 3), {}),
+          (1, 5, (13, 6), (10, 4), {"pads": [4, 1, 5, 2], **S2}), (3, 3, (9, 8), (5, 2), {"dilations": [2, 2], **P1}),
+          (2, 3, (2, 2), (3, 3), P1)]
+
+
+def layer(rng, i: int, x_dtype: str, in_c: int, out_c: int, hw, kernel, *, w_dtype: str, per_channel: bool,
+          wrap: bool = False, **attrs):
+    """One QLinearConv reading input x{i} and writing y{i}, with its initializers; returns (node, inputs, outputs, inits)."""
+    qmin, qmax = (-128, 127) if w_dtype == "int8" else (0, 255)
+    shape = out_c if per_channel else ()
+    w = rng.integers(qmin, qmax, (out_c, in_c // attrs.get("group", 1), *kernel), endpoint=True).astype(w_dtype)
+    w_zero = np.zeros(shape, np.int64) if w_dtype == "int8" else rng.integers(0, 256, shape)
+    x_zero = int(rng.integers(-128, 128)) if x_dtype == "int8" else int(rng.integers(0, 256))
+    bias = rng.integers(-2**15, 2**15, out_c)
+    if wrap:  # accumulators within a few products of INT32_MAX and INT32_MIN: many sums wrap, and the
+        # output scale (M * 2**31 ~ 50) shows it: a wrapped sum comes out near -50 instead of +50
+        bias = np.where(np.arange(out_c) % 2 == 0, 2**31 - 1 - 300, -2**31 + 300)
+    inits = {f"xs{i}": scalar(0.05, np.float32), f"xz{i}": scalar(x_zero, x_dtype), f"w{i}": w,
+             f"ws{i}": np.full(shape, 1e-3, np.float32) if wrap else np.exp(rng.uniform(-6, -2, shape)).astype(np.float32),
+             f"wz{i}": np.asarray(w_zero, w_dtype), f"ys{i}": scalar(2000.0 if wrap else 0.2, np.float32),
+             f"yz{i}": scalar(int(rng.integers(-3, 3)) + (0 if x_dtype == "int8" else 128), x_dtype),
+             f"b{i}": np.asarray(bias, np.int32)}
+    node = helper.make_node("QLinearConv", [f"x{i}", f"xs{i}", f"xz{i}", f"w{i}", f"ws{i}", f"wz{i}", f"ys{i}", f"yz{i}", f"b{i}"],
+                            [f"y{i}"], name=f"conv{i}", kernel_shape=list(kernel), **attrs)
+    return node, (f"x{i}", x_dtype, [1, in_c, *hw]), (f"y{i}", x_dtype, [1, out_c, *output_hw(hw, kernel, attrs)]), inits
+
+
+def layers_model(x_dtype: str, seed: int = 0, extra=()) -> onnx.ModelProto:
+    """Every LAYERS shape side by side (one input and output each), weights int8 or uint8 (nonzero Z_w),
+    per tensor and per channel in turn; two more with wrapping accumulators; `extra`: (in_c, out_c, hw, kernel, attrs)."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for i, (in_c, out_c, hw, kernel, attrs) in enumerate(LAYERS):
+        w_dtype = "int8" if x_dtype == "int8" or i % 2 == 0 else "uint8"
+        parts.append(layer(rng, i, x_dtype, in_c, out_c, hw, kernel, w_dtype=w_dtype, per_channel=i % 3 != 1, **attrs))
+    parts.append(layer(rng, len(parts), x_dtype, 17, 3, (3, 5), (3, 3), w_dtype="int8", per_channel=True, wrap=True, **P1))
+    if x_dtype == "uint8":
+        parts.append(layer(rng, len(parts), x_dtype, 5, 5, (3, 3), (1, 1), w_dtype="uint8", per_channel=False, wrap=True))
+    for in_c, out_c, hw, kernel, attrs in extra:
+        parts.append(layer(rng, len(parts), x_dtype, in_c, out_c, hw, kernel, w_dtype="int8", per_channel=True, **attrs))
+    inits = {k: v for part in parts for k, v in part[3].items()}
+    return make_model([p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts], inits)
+
+
+# grouped convolutions that are not depthwise 3x3: the generic kernel runs them
+GENERIC = [(4, 6, (3, 3), (1, 1), {"group": 2}), (6, 3, (5, 4), (3, 3), {"group": 3, **P1})]
+
+
+def test_the_weights_are_stored_in_groups_of_four_in_the_order_0_2_1_3_zero_padded():
+    w = np.arange(2 * 5, dtype=np.int8).reshape(2, 5, 1, 1)  # 5 taps: depth 8
+    assert gemm_weight_layout(w, 8).tolist() == [[0, 2, 1, 3, 4, 0, 0, 0], [5, 7, 6, 8, 9, 0, 0, 0]]
+
+
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_the_compiler_chooses_the_gemm_kernel_for_every_one_group_layer(tmp_path, x_dtype):
+    path = tmp_path / "model.onnx"
+    onnx.save(layers_model(x_dtype, extra=GENERIC), str(path))
+    compile_to_folder(path, tmp_path / "out", Options())
+    suffix = "s8" if x_dtype == "int8" else "u8"
+    one_group = len(layers_model(x_dtype).graph.node)
+    assert kernel_calls(tmp_path / "out") == [f"qcc_conv_gemm_{suffix}"] * one_group + [f"qcc_conv_{suffix}"] * len(GENERIC)
+
+
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_one_group_layers_equal_ort_and_the_reference_on_the_host_in_every_scheme(tmp_path, x_dtype):
+    compiled = check_exact(layers_model(x_dtype, extra=GENERIC), tmp_path, n_random=3)
+    ranges = [n.params["acc_range"] for n in compiled.graph.nodes if "acc_range" in n.params]
+    assert any(not r.int32_safe for r in ranges)  # the wrapping layers do reach past int32
+
+
+def test_a_layer_whose_products_alone_overflow_int32(tmp_path):
+    """The gemm twin of test_range_analysis.overflowing_conv: 68600 input channels of (0 - 255) * -128."""
+    in_c, out_c = 68600, 2
+    w = np.full((out_c, in_c, 1, 1), -128, np.int8)
+    w[1] = 1
+    model = qlinearconv_model(x_dtype="uint8", x_shape=(1, in_c, 1, 1), w=w, w_scale=np.full(out_c, 1e-3, np.float32),
+                              w_zero=np.zeros(out_c, np.int64), x_scale=np.float32(0.01), x_zero=255, y_scale=np.float32(50.0),
+                              y_zero=0, y_shape=(1, out_c, 1, 1), kernel_shape=[1, 1])
+    compiled = check_exact(model, tmp_path, n_random=2)
+    (node,) = compiled.graph.nodes
+    assert not node.params["acc_range"].int32_safe
+    assert kernel_calls(tmp_path / "out") == ["qcc_conv_gemm_u8"]
+
+
+@needs_arm_tools
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_one_group_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, scheme):
+    check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=1), scheme,
+                                    f"qcc_conv_gemm_{'s8' if x_dtype == 'int8' else 'u8'}")
+
+
+def test_the_kernel_builds_warning_free_with_clang_too(tmp_path):
+    check_builds_with_clang(tmp_path, layers_model("uint8"))
