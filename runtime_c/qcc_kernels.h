@@ -80,9 +80,10 @@ void qcc_conv_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y, int32_t
 void qcc_conv_gemm_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y, int32_t *scratch);
 void qcc_conv_gemm_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y, int32_t *scratch);
 /* Depthwise 3x3: groups == in_c == out_c, kernel 3x3, dilation 1, strides 1 or 2, any padding
- * (the compiler picks it; no scratch). */
-void qcc_conv_depthwise_3x3_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y);
-void qcc_conv_depthwise_3x3_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y);
+ * (the compiler picks it). scratch: 3 padded input rows of ((out_w - 1) * stride_w + 7) / 2 * 2
+ * int16, word-aligned. */
+void qcc_conv_depthwise_3x3_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y, int32_t *scratch);
+void qcc_conv_depthwise_3x3_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y, int32_t *scratch);
 void qcc_fully_connected_s8(const qcc_fc_params *p, const int8_t *a, int8_t *y);
 void qcc_fully_connected_u8(const qcc_fc_params *p, const uint8_t *a, uint8_t *y);
 void qcc_global_avgpool_s8(const qcc_global_avgpool_params *p, const int8_t *x, int8_t *y);

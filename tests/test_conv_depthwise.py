@@ -1,9 +1,10 @@
 """The depthwise 3x3 convolution kernel (qcc_conv_depthwise_3x3_*: groups == in_c == out_c, kernel 3x3,
 strides 1 or 2, dilation 1, any padding): the compiler chooses it in emit for exactly those layers, and
 it equals the reference (and ONNX Runtime) bit for bit on the host in every rounding scheme and on the
-Cortex-M0 and M4 boards: channels 1, 3, 8, 17; outputs with no interior pixel (1x1, 2x2 inputs), an odd
-interior width (the 2-pixel blocks' remainder); pads 0, 1, asymmetric explicit pads and auto_pad
-SAME_UPPER/SAME_LOWER at stride 2 (padded taps skipped in the interior, read as Z_x on the border);
+Cortex-M0 (portable path) and M4 (DSP path) boards: channels 1, 3, 8, 17; 1x1 and 2x2 inputs (every
+tap of a row in the padding), odd output widths (the 2-pixel blocks' remainder); pads 0, 1, asymmetric
+explicit pads and auto_pad SAME_UPPER/SAME_LOWER at stride 2, strides 2x1 and 1x2 (the ring of padded
+rows advancing by 1 or 2, the padding read as Z_x);
 int8 and uint8 activations, per-tensor and per-channel weights, nonzero weight zero points (uint8
 weights) and accumulators that wrap int32."""
 

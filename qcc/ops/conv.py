@@ -236,11 +236,18 @@ class QLinearConv(Op):
         k_h, k_w = node.attrs["kernel"]
         return -(-graph.tensor(node.inputs[0]).shape[1] * k_h * k_w // 4) * 4
 
+    @staticmethod
+    def depthwise_row_length(node: Node, graph: Graph) -> int:
+        """qcc_conv_depthwise_3x3's padded row: the (out_w - 1) * stride + 3 columns the outputs read,
+        3 more that the last pixel pair's loads may read, rounded up to even."""
+        out_w, stride = graph.tensor(node.outputs[0]).shape[3], node.attrs["strides"][1]
+        return ((out_w - 1) * stride + 3 + 4) // 2 * 2
+
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
         if self.runs_as_gemm(node, graph):
             return 2 * 2 * self.gemm_depth(node, graph)  # two int16 im2col columns
         if self.is_depthwise_3x3(node, graph):
-            return 0  # qcc_conv_depthwise_3x3 keeps its accumulators in locals
+            return 3 * 2 * self.depthwise_row_length(node, graph)  # a ring of 3 padded int16 input rows
         # int32 words: one accumulator per output column, and each kernel column's valid output range
         return 4 * (graph.tensor(node.outputs[0]).shape[3] + 2 * node.attrs["kernel"][1])
 
@@ -268,7 +275,7 @@ class QLinearConv(Op):
         if gemm:  # chosen here, at compile time: the C has no dispatch
             return f"qcc_conv_gemm_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
         if self.is_depthwise_3x3(node, graph):
-            return f"qcc_conv_depthwise_3x3_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
+            return f"qcc_conv_depthwise_3x3_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
         return f"qcc_conv_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
 
 
