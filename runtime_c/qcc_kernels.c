@@ -9,10 +9,17 @@
 #include <arm_acle.h>
 #include <string.h>
 #define QCC_DSP 1
-/* x rotated right by 8 bits: bytes 1 and 3 move to where SXTB16 reads (it folds into SXTB16's ROR). */
-static inline uint32_t qcc_ror8(uint32_t x)
+/* SXTB16 of x rotated right by 8 bits: bytes 1 and 3 sign-extended to two int16. One instruction
+ * (SXTB16 with ROR #8); GCC 12 does not fold the rotation into it, so it is spelt out for GCC. */
+static inline int32_t qcc_sxtb16_ror8(uint32_t x)
 {
-    return (x >> 8) | (x << 24);
+#if defined(__GNUC__) && !defined(__clang__)
+    int32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+#else
+    return __sxtb16((x >> 8) | (x << 24));
+#endif
 }
 
 /* The 32 bits at p, of any alignment (one LDR: Cortex-M3 and up load unaligned words). */

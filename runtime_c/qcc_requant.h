@@ -14,13 +14,27 @@
 #define QCC_REQUANTIZE_SCHEME(acc, m, s, lo, hi, f32_exact) qcc_requantize_tflm(acc, m, s, lo, hi)
 #elif defined(QCC_ROUNDING_SINGLE)
 #include "qcc_requant_single.h"
-#define QCC_REQUANTIZE_SCHEME(acc, m, s, lo, hi, f32_exact) qcc_requantize_single(acc, m, s, lo, hi)
 #else
 #error "qcc_config.h names no rounding scheme"
 #endif
 
-/* One output channel's requantization parameters, loaded once for a run of outputs of that channel
- * (a kernel's output loop), so that each output costs only the scheme's arithmetic. */
+/* One output channel's requantization, loaded once for a run of outputs of that channel (a
+ * kernel's output loop), so that each output costs only the scheme's arithmetic. */
+#if defined(QCC_ROUNDING_SINGLE)
+typedef qcc_single_channel qcc_requant_channel; /* its constants worked out once per channel */
+
+static inline qcc_requant_channel qcc_requant_channel_of(const qcc_requant_params *rq, int32_t c)
+{
+    const int32_t i = c * rq->per_channel;
+    return qcc_single_channel_of(rq->mult[i], rq->shift[i], rq->lo, rq->hi, rq->zero);
+}
+
+/* The requantized output code of accumulator acc in channel ch. */
+static inline int32_t qcc_requantize_channel(const qcc_requant_channel *ch, int32_t acc)
+{
+    return qcc_single_apply(ch, acc);
+}
+#else
 typedef struct {
     uint32_t mult;
     int shift;
@@ -46,6 +60,7 @@ static inline int32_t qcc_requantize_channel(const qcc_requant_channel *ch, int3
 {
     return QCC_REQUANTIZE_SCHEME(acc, ch->mult, ch->shift, ch->lo, ch->hi, ch->acc_f32_exact) + ch->zero;
 }
+#endif
 
 /* The requantized output code for accumulator acc of output channel c. */
 static inline int32_t qcc_requantize(const qcc_requant_params *rq, int32_t acc, int32_t c)

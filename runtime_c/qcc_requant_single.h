@@ -1,31 +1,76 @@
 /* The `single` rounding scheme (CMSIS-NN single rounding, TVM QNN UPWARD):
  *   y = (acc * M0 + 2^(30 - e)) >> (31 - e)  in 64 bits, halves rounded up.
- * One 32x32->64 multiply-accumulate and a shift. The arithmetic right shift of a possibly
- * negative int64 is written as a floor division on the unsigned bit pattern (no UB, no
- * implementation-defined shift). Twin of qcc/numerics/single_rounding.py. */
+ * One 32x32->64 multiply-accumulate and a shift (qcc_single_apply). Twin of
+ * qcc/numerics/single_rounding.py. */
 #ifndef QCC_REQUANT_SINGLE_H
 #define QCC_REQUANT_SINGLE_H
 
 #include <stdint.h>
 
+/* The int32 with the bits of u (C's conversion is implementation-defined above INT32_MAX). */
+static inline int32_t qcc_wrap_u32_to_i32(uint32_t u)
+{
+    return u <= (uint32_t)INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
+}
+
+/* floor(x / 2^k), 0 <= k <= 31. C leaves >> of a negative value to the implementation: where it
+ * is the arithmetic shift (GCC, Clang and every Arm compiler document it; the test below is a
+ * constant the compiler folds), it is one ASR; elsewhere the floor division of the bit pattern. */
+static inline int32_t qcc_floor_shift_i32(int32_t x, int k)
+{
+    if ((-1 >> 1) == -1) {
+        return x >> k;
+    }
+    return x >= 0 ? (x >> k) : -(int32_t)((~(uint32_t)x) >> k) - 1;
+}
+
+/* One channel's requantization, its constants worked out once per channel (a kernel's run of
+ * outputs). total_shift = 31 - e = 32 + k; where k > 0 (M < 1/4, the usual scales) the rounding half
+ * 2^(total_shift - 1) = 2^(k - 1) * 2^32 lies in the high word of the 64-bit sum and the result is
+ * that word shifted right by k: one SMLAL and one ASR per output. */
+typedef struct {
+    int32_t m0;
+    int k;            /* 31 - e - 32: > 0 on the fast path */
+    int32_t round_hi; /* 2^(k - 1) on the fast path */
+    int32_t lo, hi, zero;
+} qcc_single_channel;
+
+static inline qcc_single_channel qcc_single_channel_of(uint32_t m0, int e, int32_t lo, int32_t hi, int32_t zero)
+{
+    qcc_single_channel ch;
+    ch.m0 = (int32_t)m0; /* m0 < 2^31: a signed operand lets Cortex-M use one SMLAL */
+    ch.k = -1 - e;
+    ch.round_hi = (int32_t)(UINT32_C(1) << ((ch.k - 1) & 31)); /* branch-free; used only where k > 0 */
+    ch.lo = lo;
+    ch.hi = hi;
+    ch.zero = zero;
+    return ch;
+}
+
+/* clamp(floor((acc * m0 + 2^(total_shift - 1)) / 2^total_shift), lo, hi) + zero. */
+static inline int32_t qcc_single_apply(const qcc_single_channel *ch, int32_t acc)
+{
+    const int64_t product = (int64_t)acc * (int64_t)ch->m0;
+    int32_t y;
+    if (ch->k > 0) {
+        /* |product + 2^(total_shift - 1)| < 2^62: the sum's high word floor(sum / 2^32) is an int32,
+         * and floor(floor(sum / 2^32) / 2^k) = floor(sum / 2^total_shift). */
+        const uint64_t sum = (uint64_t)product + ((uint64_t)(uint32_t)ch->round_hi << 32);
+        y = qcc_floor_shift_i32(qcc_wrap_u32_to_i32((uint32_t)(sum >> 32)), ch->k);
+        y = y < ch->lo ? ch->lo : y > ch->hi ? ch->hi : y;
+    } else { /* total_shift <= 32: floor division of the unsigned bit pattern */
+        const int total_shift = 32 + ch->k;
+        const int64_t sum = product + (INT64_C(1) << (total_shift - 1));
+        const int64_t wide = sum >= 0 ? (sum >> total_shift) : -(int64_t)((~(uint64_t)sum) >> total_shift) - 1;
+        y = wide < ch->lo ? ch->lo : wide > ch->hi ? ch->hi : (int32_t)wide;
+    }
+    return y + ch->zero;
+}
+
 static inline int32_t qcc_requantize_single(int32_t acc, uint32_t m0, int shift, int32_t lo, int32_t hi)
 {
-    const int total_shift = 31 - shift; /* 1..62 */
-    /* m0 < 2^31: a signed operand lets Cortex-M use one SMLAL */
-    const int64_t product = (int64_t)acc * (int64_t)(int32_t)m0;
-    if (total_shift > 32) {
-        /* |product + rounding| < 2^62, so adding 2^63 makes it positive without wrapping: its high
-         * word, shifted right by k logically, is floor(sum / 2^total_shift) + 2^(31 - k). Only an
-         * SMLAL and one shift, no branch on the sign (the usual scales, M < 1/4, take this path). */
-        const int k = total_shift - 32; /* 1..30 */
-        const uint64_t biased = (uint64_t)product + (UINT64_C(1) << (total_shift - 1)) + (UINT64_C(1) << 63);
-        const int32_t y = (int32_t)((uint32_t)(biased >> 32) >> k) - (int32_t)(UINT32_C(1) << (31 - k));
-        return y < lo ? lo : y > hi ? hi : y;
-    } else {
-        const int64_t sum = product + (INT64_C(1) << (total_shift - 1));
-        const int64_t y = sum >= 0 ? (sum >> total_shift) : -(int64_t)((~(uint64_t)sum) >> total_shift) - 1;
-        return y < lo ? lo : y > hi ? hi : (int32_t)y;
-    }
+    const qcc_single_channel ch = qcc_single_channel_of(m0, shift, lo, hi, 0);
+    return qcc_single_apply(&ch, acc);
 }
 
 #endif /* QCC_REQUANT_SINGLE_H */
