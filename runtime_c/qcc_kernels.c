@@ -33,6 +33,29 @@ static inline uint32_t qcc_load_u32(const void *p)
 #define QCC_DSP 0
 #endif
 
+/* x86-64 hosts (SSE2 is part of it) take PMADDWD paths: eight 16x16 products added in pairs. */
+#if !QCC_DSP && defined(__SSE2__)
+#include <emmintrin.h>
+#define QCC_SSE2 1
+
+/* The sum of the four int32 lanes of v, modulo 2^32. */
+static inline uint32_t qcc_sum_lanes_u32(__m128i v)
+{
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0x4E)); /* lanes 2, 3 onto 0, 1 */
+    v = _mm_add_epi32(v, _mm_shuffle_epi32(v, 0xB1)); /* lane 1 onto 0 */
+    return (uint32_t)_mm_cvtsi128_si32(v);
+}
+
+/* 8 int8 at p, sign-extended to 8 int16 lanes. */
+static inline __m128i qcc_load_8xi8_as_i16(const int8_t *p)
+{
+    const __m128i bytes = _mm_loadl_epi64((const __m128i *)(const void *)p);
+    return _mm_srai_epi16(_mm_unpacklo_epi8(bytes, bytes), 8);
+}
+#else
+#define QCC_SSE2 0
+#endif
+
 /* The int32 with the same bits as u: the modular result of the wrapping accumulator. */
 static inline int32_t qcc_wrap_i32(uint32_t u)
 {
