@@ -20,7 +20,21 @@
 
 /* One output channel's requantization, loaded once for a run of outputs of that channel (a
  * kernel's output loop), so that each output costs only the scheme's arithmetic. */
-#if defined(QCC_ROUNDING_SINGLE)
+#if defined(QCC_ROUNDING_TFLM)
+typedef qcc_tflm_channel qcc_requant_channel; /* its constants worked out once per channel */
+
+static inline qcc_requant_channel qcc_requant_channel_of(const qcc_requant_params *rq, int32_t c)
+{
+    const int32_t i = c * rq->per_channel;
+    return qcc_tflm_channel_of(rq->mult[i], rq->shift[i], rq->lo, rq->hi, rq->zero);
+}
+
+/* The requantized output code of accumulator acc in channel ch. */
+static inline int32_t qcc_requantize_channel(const qcc_requant_channel *ch, int32_t acc)
+{
+    return qcc_tflm_apply(ch, acc);
+}
+#elif defined(QCC_ROUNDING_SINGLE)
 typedef qcc_single_channel qcc_requant_channel; /* its constants worked out once per channel */
 
 static inline qcc_requant_channel qcc_requant_channel_of(const qcc_requant_params *rq, int32_t c)
