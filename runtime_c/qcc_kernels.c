@@ -46,12 +46,6 @@ static inline uint32_t qcc_sum_lanes_u32(__m128i v)
     return (uint32_t)_mm_cvtsi128_si32(v);
 }
 
-/* 8 int8 at p, sign-extended to 8 int16 lanes. */
-static inline __m128i qcc_load_8xi8_as_i16(const int8_t *p)
-{
-    const __m128i bytes = _mm_loadl_epi64((const __m128i *)(const void *)p);
-    return _mm_srai_epi16(_mm_unpacklo_epi8(bytes, bytes), 8);
-}
 #else
 #define QCC_SSE2 0
 #endif

@@ -74,9 +74,11 @@ typedef struct {
 void qcc_conv_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y, int32_t *scratch);
 void qcc_conv_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y, int32_t *scratch);
 /* One group, any kernel, stride, dilation and padding, as a matrix product over im2col columns
- * (the compiler picks it). Its weights are laid out for it: [out_c][k4], k4 = in_c * kernel_h *
- * kernel_w rounded up to 4, zeros after the taps, each group of 4 stored in the order 0, 2, 1, 3.
- * scratch: 2 * k4 int16 (the columns of two output pixels), word-aligned. */
+ * (the compiler picks it). Its weights are laid out for it (qcc/ops/conv.py gemm_weight_layout):
+ * per pair of output channels (a zero filter after an odd last one), their k4 taps each (k4 =
+ * in_c * kernel_h * kernel_w rounded up to 4, zeros after the taps) interleaved by groups of 4,
+ * each group stored in the order 0, 2, 1, 3. scratch: 2 * k4 int16 (the columns of two output
+ * pixels), word-aligned. */
 void qcc_conv_gemm_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y, int32_t *scratch);
 void qcc_conv_gemm_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y, int32_t *scratch);
 /* Depthwise 3x3: groups == in_c == out_c, kernel 3x3, dilation 1, strides 1 or 2, any padding

@@ -80,9 +80,10 @@ def layers_model(x_dtype: str, seed: int = 0, extra=()) -> onnx.ModelProto:
 GENERIC = [(4, 6, (3, 3), (1, 1), {"group": 2}), (6, 3, (5, 4), (3, 3), {"group": 3, **P1})]
 
 
-def test_the_weights_are_stored_in_groups_of_four_in_the_order_0_2_1_3_zero_padded():
-    w = np.arange(2 * 5, dtype=np.int8).reshape(2, 5, 1, 1)  # 5 taps: depth 8
-    assert gemm_weight_layout(w, 8).tolist() == [[0, 2, 1, 3, 4, 0, 0, 0], [5, 7, 6, 8, 9, 0, 0, 0]]
+def test_the_weights_are_stored_in_groups_of_four_in_the_order_0_2_1_3_zero_padded_channel_pairs_interleaved():
+    w = np.arange(3 * 5, dtype=np.int8).reshape(3, 5, 1, 1)  # 5 taps: depth 8; 3 channels: a zero fourth
+    assert gemm_weight_layout(w, 8).tolist() == [0, 2, 1, 3, 5, 7, 6, 8, 4, 0, 0, 0, 9, 0, 0, 0,
+                                                 10, 12, 11, 13, 0, 0, 0, 0, 14, 0, 0, 0, 0, 0, 0, 0]
 
 
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])

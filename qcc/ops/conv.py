@@ -280,14 +280,17 @@ class QLinearConv(Op):
 
 
 def gemm_weight_layout(weights: np.ndarray, depth: int) -> np.ndarray:
-    """qcc_conv_gemm's weights: [out_c][depth], each filter's taps in ONNX order (input channel, kernel
-    row, kernel column) then zeros up to depth (a multiple of 4), each group of 4 stored in the order
-    0, 2, 1, 3, so that SXTB16 of one word gives the int16 pairs (w0, w1) and (w2, w3)."""
+    """qcc_conv_gemm's weights: each filter's taps in ONNX order (input channel, kernel row, kernel
+    column), zeros up to depth (a multiple of 4), each group of 4 stored in the order 0, 2, 1, 3 (so
+    that SXTB16 of one word gives the int16 pairs (w0, w1) and (w2, w3)); the filters of each pair of
+    output channels interleaved by groups of 4 (one pointer walks both), a zero filter after an odd
+    last channel. Returns (ceil(out_c / 2) * 2 * depth,) int8."""
     out_c = weights.shape[0]
     flat = weights.reshape(out_c, -1)
-    padded = np.zeros((out_c, depth), np.int8)
-    padded[:, :flat.shape[1]] = flat
-    return padded.reshape(out_c, depth // 4, 4)[:, :, [0, 2, 1, 3]].reshape(out_c, depth)
+    padded = np.zeros((out_c + out_c % 2, depth), np.int8)
+    padded[:out_c, :flat.shape[1]] = flat
+    groups = padded.reshape(-1, 2, depth // 4, 4)[:, :, :, [0, 2, 1, 3]]  # (pair, channel, group, tap)
+    return groups.transpose(0, 2, 1, 3).reshape(-1)
 
 
 class _ConvExplanation(RequantExplanation):
