@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import datetime
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -183,7 +184,7 @@ def _fully_connected(layer: CmsisLayer, node: Node, graph: Graph) -> None:
     layer.arrays = {"filter": ("int8_t", np.asarray(node.params["weights"])), "bias": ("int32_t", bias)}  # (cols, depth)
     if mult.size > 1:
         layer.note = (layer.note + "; " if layer.note else "") + \
-            f"per-tensor requantization (channel 0's multiplier) for {mult.size} per-channel scales"
+            "per-tensor requantization (channel 0's multiplier) of per-channel weights"
 
 
 def _pool(layer: CmsisLayer, node: Node, graph: Graph, in_hw, out_hw, channels, kernel, strides, pads) -> None:
@@ -508,6 +509,14 @@ def cmsis_sources(root: Path) -> list[Path]:
     return sorted(p for p in (root / "Source").glob("*/*.c") if not p.stem.endswith(("_f16", "_f32", "_flt")))
 
 
+def tree_digest(root: Path) -> str:
+    """A short SHA-256 of CMSIS-NN's headers and sources (names and contents): which tree was measured."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in (*(root / "Include").rglob("*"), *(root / "Source").rglob("*")) if p.is_file()):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def build_cmsis_library(root: Path, target: Target, work: Path, jobs: int) -> Path:
     """libcmsis-nn.a built with CMSIS_CFLAGS and the target's CPU flags (an archive: the link takes
     only the kernels the harness calls)."""
@@ -626,7 +635,7 @@ def kind_table(rows: list[dict], schemes: list[str]) -> str:
         picked = [(row, k) for row in rows for k, layer in enumerate(row["layers"]) if layer.kind == kind]
         unit = "MAC" if kind in PER_MAC else "element"
         if not picked:
-            lines.append("| " + " | ".join([kind, "0", "-", "-", *["-"] * (2 * len(schemes))]) + " |")
+            lines.append("| " + " | ".join([kind, "0", "none in these networks", "-", *["-"] * (2 * len(schemes))]) + " |")
             continue
         work = sum(row["layers"][k].work for row, k in picked)
         cmsis = [row["cmsis"]["per_layer"][k] for row, k in picked]
@@ -683,8 +692,8 @@ totals, qcc's instructions in them listed): table lookups (LeakyRelu, Sigmoid), 
 islands (the autoencoder's BatchNormalization), grouped convolutions."""
 
 
-def report(rows: list[dict], schemes: list[str], cmsis: str, per_layer: bool, elapsed: float, jobs: int,
-           load: str = "not measured") -> str:
+def report(rows: list[dict], schemes: list[str], cmsis: Path, per_layer: bool, elapsed: float, jobs: int,
+           load: str = "not measured", command: str = "") -> str:
     target = target_named(TARGET)
     timed = [row["host"] for row in rows if row["host"]]
     host_note = (f"{timed[0]['ort_runs'] // len(schemes)} per scheme for the C, {timed[0]['ort_runs']} for ORT"
@@ -699,9 +708,10 @@ def report(rows: list[dict], schemes: list[str], cmsis: str, per_layer: bool, el
     parts = [
         "# qcc beside CMSIS-NN on the Cortex-M4",
         "",
-        f"Measured {datetime.date.today().isoformat()} by `python benchmarks/bench_cmsis_nn.py --cmsis-nn {cmsis}"
-        f" --networks {','.join(r['network'] for r in rows)} --schemes {','.join(schemes)}` in {elapsed / 60:.1f} minutes "
-        f"({jobs} jobs). Tools: {'; '.join(versions)}.",
+        f"Measured {datetime.date.today().isoformat()} by `PYTHONPATH=. python benchmarks/bench_cmsis_nn.py {command}` "
+        f"in {elapsed / 60:.1f} minutes ({jobs} jobs; networks: {', '.join(r['network'] for r in rows)}; schemes: "
+        f"{', '.join(schemes)}). Tools: {'; '.join(versions)}; CMSIS-NN from {cmsis} "
+        f"(its Include/ and Source/ hash to {tree_digest(cmsis)}).",
         "",
         f"Executed instructions on QEMU's {target.machine}, counted by qcc's TCG plugin between the entry and the "
         "return of the function that runs the network, the layer marks' overhead subtracted (qcc.bench.count_layers, "
@@ -791,7 +801,8 @@ def main() -> None:
             if not args.no_host:
                 print(f"{row['network']}: host timed", file=sys.stderr)
         load = f"{min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs"
-        text = report(rows, schemes, args.cmsis_nn, args.per_layer, time.perf_counter() - start, args.jobs, load)
+        text = report(rows, schemes, cmsis, args.per_layer, time.perf_counter() - start, args.jobs, load,
+                      " ".join(sys.argv[1:]))
     print(text, end="")
     if args.output:
         Path(args.output).write_text(text)
