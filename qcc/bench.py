@@ -25,6 +25,7 @@ from qcc.errors import QccError
 from qcc.host_timing import build_harness, time_c, time_ort, write_harness
 from qcc.insn_count import count_run
 from qcc.pipeline import Options
+from qcc.qemu import QemuRun
 from qcc.sample_inputs import random_inputs
 from qcc.targets import Target, require_tools, target_named
 
@@ -36,8 +37,10 @@ HOST_CFLAGS = "-std=c99 -O2"
 MARKER_LAYER, MARKER_DONE = "qcc_bench_layer", "qcc_bench_done"
 
 
-def bench(model: str, options: Options) -> dict:
-    """Everything `qcc bench` reports, as the JSON document docs/bench_json.md describes."""
+def bench(model: str, options: Options, object_sizes: bool = True) -> dict:
+    """Everything `qcc bench` reports, as the JSON document docs/bench_json.md describes.
+    object_sizes=False skips the two builds that measure the flash (the report then has no
+    "flash", and its "ram" no .data and .bss): for scripts that want only the counts or times."""
     target = target_named(options.target)
     require_tools(target)
     if not target.is_host and shutil.which(_size_tool(target)) is None:
@@ -50,9 +53,11 @@ def bench(model: str, options: Options) -> dict:
             "schema_version": SCHEMA_VERSION, "qcc_version": __version__, "model": Path(model).name,
             "target": target.name, "rounding": options.rounding,
             "macs": sum(layer["macs"] for layer in manifest["layers"]),
-            "flash": {level: _object_sizes(out_dir, target, level) for level in OPT_LEVELS},
         }
-        ram = {"arena_bytes": manifest["arena_bytes"], **_static_ram(report["flash"]["-O2"])}
+        ram = {"arena_bytes": manifest["arena_bytes"]}
+        if object_sizes:
+            report["flash"] = {level: _object_sizes(out_dir, target, level) for level in OPT_LEVELS}
+            ram.update(_static_ram(report["flash"]["-O2"]))
         if target.is_host:
             report["ram"] = ram
             report["host_time"] = _host_time(model, compiled, out_dir, manifest, inputs)
@@ -109,23 +114,8 @@ def _count(compiled, out_dir: Path, target: Target, manifest: dict, inputs: list
     image = out_dir / f"{Path(runner).stem}-{target.name}.elf"
     make(out_dir, image.name, variables={"ARM_CFLAGS": BENCH_ARM_CFLAGS})
     run_symbol = f"{manifest['name']}_run"
-    records, run = count_run(image, target, [run_symbol, MARKER_LAYER, MARKER_DONE])
     layers = manifest["layers"]
-    marks = [record.mark for record in records]
-    # main: two calibration marks, the run's entry, one mark per layer, the end of the run.
-    expected = [1, 1, 0] + [1] * len(layers) + [2]
-    if marks != expected:
-        raise QccError(f"{image.name}: the instruction counter's marks came in an unexpected order ({marks[:12]}...): "
-                       f"the bench build did not mark each of the {len(layers)} layers once")
-    counts = [record.count for record in records]
-    # One marker in the stream adds its `bx lr` and the next mark's `bl`: measured between the two
-    # calibration marks. The run's first layer begins at the run's entry, so it holds only a `bl`.
-    overhead = counts[1] - counts[0]
-    entry, ends, done = counts[2], counts[3:-1], counts[-1]
-    starts = [entry] + ends[:-1]
-    per_layer = [end - start - overhead + (1 if k == 0 else 0) for k, (start, end) in enumerate(zip(starts, ends))]
-    after_last = done - ends[-1] - overhead
-    whole = done - entry - (len(layers) + 1) * overhead + 1
+    per_layer, overhead, after_last, whole, run = count_layers(image, target, run_symbol, len(layers))
     stack = [line.split() for line in run.console.splitlines() if line.startswith("qcc-bench-stack ")]
     if len(stack) != 1 or len(stack[0]) != 2 or not stack[0][1].isdigit():
         raise QccError(f"{image.name} printed no stack high-water mark: {run.console.strip()[-300:]}")
@@ -140,6 +130,33 @@ def _count(compiled, out_dir: Path, target: Target, manifest: dict, inputs: list
                    for k, (layer, count) in enumerate(zip(layers, per_layer))],
     }
     return report, int(stack[0][1])
+
+
+def count_layers(image: Path, target: Target, run_symbol: str, n_layers: int) -> tuple[list[int], int, int, int, QemuRun]:
+    """Run a bench image once under the instruction counter and split the run into its layers.
+    The image's main calls MARKER_LAYER twice (calibration), then run_symbol, which calls
+    MARKER_LAYER after each of its n_layers layers, and passes the run's status straight to
+    MARKER_DONE (templates/qcc_bench_runner.c.j2; benchmarks/bench_cmsis_nn.py builds another
+    image the same way). Returns the instructions of each layer, the marker overhead subtracted
+    per mark, the instructions after the last layer's mark (the run's return), the whole run's,
+    entry to return, and the run (its console)."""
+    records, run = count_run(image, target, [run_symbol, MARKER_LAYER, MARKER_DONE])
+    marks = [record.mark for record in records]
+    # main: two calibration marks, the run's entry, one mark per layer, the end of the run.
+    expected = [1, 1, 0] + [1] * n_layers + [2]
+    if marks != expected:
+        raise QccError(f"{image.name}: the instruction counter's marks came in an unexpected order ({marks[:12]}...): "
+                       f"the bench build did not mark each of the {n_layers} layers once")
+    counts = [record.count for record in records]
+    # One marker in the stream adds its `bx lr` and the next mark's `bl`: measured between the two
+    # calibration marks. The run's first layer begins at the run's entry, so it holds only a `bl`.
+    overhead = counts[1] - counts[0]
+    entry, ends, done = counts[2], counts[3:-1], counts[-1]
+    starts = [entry] + ends[:-1]
+    per_layer = [end - start - overhead + (1 if k == 0 else 0) for k, (start, end) in enumerate(zip(starts, ends))]
+    after_last = done - ends[-1] - overhead
+    whole = done - entry - (n_layers + 1) * overhead + 1
+    return per_layer, overhead, after_last, whole, run
 
 
 def _host_time(model: str, compiled, out_dir: Path, manifest: dict, inputs: list[np.ndarray]) -> dict:

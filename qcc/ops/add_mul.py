@@ -124,7 +124,7 @@ class _Binary(Op):
 
     def prepare(self, node: Node, graph: Graph) -> None:
         if graph.rounding == "tflm":  # TFLM's integer kernel, with its own parameters
-            node.params["tflm"] = self._tflm_params(node, graph)
+            node.params["tflm"] = self.tflm_params(node, graph)
         else:  # ORT's float32 arithmetic, in the ort and single schemes
             self._prepare_ort(node, graph)
 
@@ -196,8 +196,9 @@ class QLinearAdd(_Binary):
             self._fail(node, graph, "the zero-point term overflows float32")
         return r_x, r_y, fixed
 
-    def _tflm_params(self, node: Node, graph: Graph) -> dict:
-        """TFLM's CalculateOpDataAdd for 8-bit tensors: the three (multiplier, shift) pairs."""
+    def tflm_params(self, node: Node, graph: Graph) -> dict:
+        """TFLM's CalculateOpDataAdd for 8-bit tensors: the three (multiplier, shift) pairs, whatever the
+        graph's scheme (benchmarks/bench_cmsis_nn.py passes them to CMSIS-NN's arm_elementwise_add_s8)."""
         at = node.attrs
         s_a, s_b, s_c = float(at["a_scale"]), float(at["b_scale"]), float(at["c_scale"])
         twice_max = 2 * max(s_a, s_b)
@@ -213,7 +214,7 @@ class QLinearAdd(_Binary):
 
     def _reference_tflm(self, node: Node, graph: Graph, a, b) -> np.ndarray:
         """TFLM's AddFunc (reference/integer_ops/add.h), on every element at once."""
-        at, p = node.attrs, self._tflm_params(node, graph)
+        at, p = node.attrs, self.tflm_params(node, graph)
         scale_down = tflm.multiply_by_quantized_multiplier_smaller_than_one
         a_scaled = scale_down((np.asarray(a, np.int64) - at["a_zero"]) * 2**TFLM_ADD_LEFT_SHIFT, p["a_mult"], p["a_shift"])
         b_scaled = scale_down((np.asarray(b, np.int64) - at["b_zero"]) * 2**TFLM_ADD_LEFT_SHIFT, p["b_mult"], p["b_shift"])
@@ -297,7 +298,7 @@ class QLinearMul(_Binary):
             self._fail(node, graph, f"s_A * s_B / s_C = {r} overflows float32")
         return r
 
-    def _tflm_params(self, node: Node, graph: Graph) -> dict:
+    def tflm_params(self, node: Node, graph: Graph) -> dict:
         """TFLM's CalculateOpDataMul: QuantizeMultiplier of sA sB / sC in double."""
         at = node.attrs
         real = float(at["a_scale"]) * float(at["b_scale"]) / float(at["c_scale"])
@@ -308,7 +309,7 @@ class QLinearMul(_Binary):
 
     def _reference_tflm(self, node: Node, graph: Graph, a, b) -> np.ndarray:
         """TFLM's MulElementwise (reference/integer_ops/mul.h), on every element at once."""
-        at, p = node.attrs, self._tflm_params(node, graph)
+        at, p = node.attrs, self.tflm_params(node, graph)
         prod = (np.asarray(a, np.int64) - at["a_zero"]) * (np.asarray(b, np.int64) - at["b_zero"])
         return at["c_zero"] + tflm.requantize(prod, p["mult"], p["shift"], tflm.INT32_MIN, tflm.INT32_MAX).astype(np.int64)
 
