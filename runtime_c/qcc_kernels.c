@@ -29,6 +29,62 @@ static inline uint32_t qcc_load_u32(const void *p)
     memcpy(&v, p, sizeof v);
     return v;
 }
+
+/* qcc_conv_gemm's 2 x 2 block over `groups` groups of 4 taps: channels a and b (their filters
+ * interleaved by groups of 4 at w), pixels a and b (their int16 columns at xa and xb, word-aligned). */
+static inline void qcc_gemm_2x2_dsp(const int8_t *w, const int16_t *xa, const int16_t *xb, int32_t groups, int32_t *aa,
+                                    int32_t *ab, int32_t *ba, int32_t *bb)
+{
+#if defined(__GNUC__) && !defined(QCC_NO_INLINE_ASM) /* QCC_NO_INLINE_ASM: the C below instead */
+    /* GCC spills this loop's accumulators (24 instructions per group); written out it takes 18 and
+     * 12 registers, so it also builds where the frame pointer is reserved (-O0, -Og). LDRD reads the
+     * columns: the arena plans scratch word-aligned and each column is k4 * 2 bytes, a multiple of 8. */
+    int32_t x0, x1, w01, w23;
+    __asm__("1:\n\t"
+            "ldr     %[w23], [%[w]], #4\n\t"
+            "sxtb16  %[w01], %[w23]\n\t"
+            "sxtb16  %[w23], %[w23], ror #8\n\t"
+            "ldrd    %[x0], %[x1], [%[xa]]\n\t"
+            "smlad   %[aa], %[x0], %[w01], %[aa]\n\t"
+            "smlad   %[aa], %[x1], %[w23], %[aa]\n\t"
+            "ldrd    %[x0], %[x1], [%[xb]]\n\t"
+            "smlad   %[ab], %[x0], %[w01], %[ab]\n\t"
+            "smlad   %[ab], %[x1], %[w23], %[ab]\n\t"
+            "ldr     %[w23], [%[w]], #4\n\t"
+            "sxtb16  %[w01], %[w23]\n\t"
+            "sxtb16  %[w23], %[w23], ror #8\n\t"
+            "smlad   %[bb], %[x0], %[w01], %[bb]\n\t"
+            "smlad   %[bb], %[x1], %[w23], %[bb]\n\t"
+            "ldrd    %[x0], %[x1], [%[xa]], #8\n\t"
+            "smlad   %[ba], %[x0], %[w01], %[ba]\n\t"
+            "smlad   %[ba], %[x1], %[w23], %[ba]\n\t"
+            "add     %[xb], %[xb], #8\n\t"
+            "subs    %[n], %[n], #1\n\t"
+            "bne     1b"
+            : [w] "+r"(w), [xa] "+r"(xa), [xb] "+r"(xb), [n] "+r"(groups), [aa] "+r"(*aa), [ab] "+r"(*ab),
+              [ba] "+r"(*ba), [bb] "+r"(*bb), [x0] "=&r"(x0), [x1] "=&r"(x1), [w01] "=&r"(w01), [w23] "=&r"(w23)
+            :
+            : "cc", "memory");
+#else
+    int32_t g;
+    for (g = 0; g < groups; ++g, w += 8, xa += 4, xb += 4) {
+        const uint32_t wa4 = qcc_load_u32(w), wb4 = qcc_load_u32(w + 4);
+        const int32_t xa01 = (int32_t)qcc_load_u32(xa), xa23 = (int32_t)qcc_load_u32(xa + 2);
+        const int32_t xb01 = (int32_t)qcc_load_u32(xb), xb23 = (int32_t)qcc_load_u32(xb + 2);
+        int32_t w01 = __sxtb16(wa4), w23 = qcc_sxtb16_ror8(wa4);
+        *aa = __smlad(xa01, w01, *aa);
+        *ab = __smlad(xb01, w01, *ab);
+        *aa = __smlad(xa23, w23, *aa);
+        *ab = __smlad(xb23, w23, *ab);
+        w01 = __sxtb16(wb4);
+        w23 = qcc_sxtb16_ror8(wb4);
+        *ba = __smlad(xa01, w01, *ba);
+        *bb = __smlad(xb01, w01, *bb);
+        *ba = __smlad(xa23, w23, *ba);
+        *bb = __smlad(xb23, w23, *bb);
+    }
+#endif
+}
 #else
 #define QCC_DSP 0
 #endif

@@ -28,7 +28,8 @@ def kernel_calls(folder: Path) -> list[str]:
     return re.findall(r"\b(qcc_conv(?:_gemm|_depthwise_3x3)?_[su]8)\(", source)
 
 
-def check_exact_on_cortex_m0_and_m4(tmp_path: Path, model: onnx.ModelProto, scheme: str, kernel: str) -> None:
+def check_exact_on_cortex_m0_and_m4(tmp_path: Path, model: onnx.ModelProto, scheme: str, kernel: str,
+                                    boards=("cortex-m0", "cortex-m4"), extra_cflags: str = "") -> None:
     """The golden test (seeded random and extreme inputs) passes on both boards, and every conv
     layer of the model runs `kernel`."""
     path = tmp_path / "model.onnx"
@@ -37,8 +38,8 @@ def check_exact_on_cortex_m0_and_m4(tmp_path: Path, model: onnx.ModelProto, sche
     cases = random_inputs(graph, 2, seed=1) + extreme_inputs(graph)
     compile_to_folder(path, tmp_path / "out", Options(target="cortex-m0", rounding=scheme), golden=cases)
     assert set(kernel_calls(tmp_path / "out")) == {kernel}
-    for board in ("cortex-m0", "cortex-m4"):
-        result = make(tmp_path / "out", f"run-{board}", ARM_CFLAGS)
+    for board in boards:
+        result = make(tmp_path / "out", f"run-{board}", f"{ARM_CFLAGS} {extra_cflags}".rstrip())
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"OK: {len(cases)} case(s), every output value exact" in result.stdout + result.stderr
 

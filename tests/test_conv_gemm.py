@@ -11,6 +11,7 @@ nonzero weight zero points (the sum(x) correction) and accumulators that wrap in
 
 from __future__ import annotations
 
+import subprocess
 
 import numpy as np
 import onnx
@@ -123,6 +124,28 @@ def test_a_layer_whose_products_alone_overflow_int32(tmp_path):
 def test_one_group_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, scheme):
     check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=1), scheme,
                                     f"qcc_conv_gemm_{'s8' if x_dtype == 'int8' else 'u8'}")
+
+
+@needs_arm_tools
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_the_c_twin_of_the_inline_assembly_loop_is_exact_on_the_cortex_m4(tmp_path, x_dtype):
+    """-DQCC_NO_INLINE_ASM (and compilers without GNU inline assembly) take the ACLE-intrinsics loop."""
+    check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=2), "single",
+                                    f"qcc_conv_gemm_{'s8' if x_dtype == 'int8' else 'u8'}", boards=("cortex-m4",),
+                                    extra_cflags="-DQCC_NO_INLINE_ASM")
+
+
+@needs_arm_tools
+@pytest.mark.parametrize("optimization", ["-O0", "-Og", "-Os", "-O3"])
+def test_the_inline_assembly_builds_at_every_optimization_level(tmp_path, optimization):
+    """Its 12 registers fit where the frame pointer is reserved (-O0, -Og) too."""
+    path = tmp_path / "model.onnx"
+    onnx.save(layers_model("int8"), str(path))
+    compile_to_folder(path, tmp_path / "out", Options(target="cortex-m4"))
+    result = subprocess.run(["arm-none-eabi-gcc", "-std=c99", optimization, "-mcpu=cortex-m4", "-mthumb", "-Wall", "-Wextra",
+                             "-Wpedantic", "-Werror", "-c", "qcc_kernels.c", "-o", "qcc_kernels.o"],
+                            cwd=tmp_path / "out", capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
 
 
 def test_the_kernel_builds_warning_free_with_clang_too(tmp_path):
