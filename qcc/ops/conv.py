@@ -280,9 +280,10 @@ class QLinearConv(Op):
 
 
 def gemm_weight_layout(weights: np.ndarray, depth: int) -> np.ndarray:
-    """qcc_conv_gemm's weights: [out_c][depth], each filter's taps in ONNX order (input channel, kernel
-    row, kernel column) then zeros up to depth (a multiple of 4), each group of 4 stored in the order
-    0, 2, 1, 3, so that SXTB16 of one word gives the int16 pairs (w0, w1) and (w2, w3)."""
+    """qcc_conv_gemm's and qcc_fully_connected's weights: [out_c][depth], each filter's taps in ONNX
+    order (input channel, kernel row, kernel column; for a matrix product, B's column) then zeros up
+    to depth (a multiple of 4), each group of 4 stored in the order 0, 2, 1, 3, so that SXTB16 of one
+    word gives the int16 pairs (w0, w1) and (w2, w3)."""
     out_c = weights.shape[0]
     flat = weights.reshape(out_c, -1)
     padded = np.zeros((out_c, depth), np.int8)
