@@ -41,7 +41,7 @@ typedef struct {
 typedef struct {
     int32_t rows, depth, cols;
     int32_t a_row_stride, a_depth_stride; /* a[m][k] is a[m * a_row_stride + k * a_depth_stride] */
-    const int8_t *weights;                /* [cols][depth] */
+    const int8_t *weights;                /* [cols][kp], laid out for qcc_fully_connected */
     const int32_t *acc_const;             /* per column: bias - Z_a*sum(w) + depth*Z_a*Z_w */
     int32_t acc_const_row_stride;         /* 0: one row for all rows; cols: one row per row */
     const int32_t *weight_zero;           /* per column Z_w, or NULL when all are 0 */
@@ -86,8 +86,11 @@ void qcc_conv_gemm_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y, in
  * int16, word-aligned. */
 void qcc_conv_depthwise_3x3_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y, int32_t *scratch);
 void qcc_conv_depthwise_3x3_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y, int32_t *scratch);
-void qcc_fully_connected_s8(const qcc_fc_params *p, const int8_t *a, int8_t *y);
-void qcc_fully_connected_u8(const qcc_fc_params *p, const uint8_t *a, uint8_t *y);
+/* y = A times the weights. Weights [cols][kp], kp = depth rounded up to 8, zeros after depth, each
+ * group of 4 stored in the order 0, 2, 1, 3 (qcc/ops/conv.py sxtb16_tap_order). scratch: kp int16 (one row
+ * of A), word-aligned. */
+void qcc_fully_connected_s8(const qcc_fc_params *p, const int8_t *a, int8_t *y, int32_t *scratch);
+void qcc_fully_connected_u8(const qcc_fc_params *p, const uint8_t *a, uint8_t *y, int32_t *scratch);
 void qcc_global_avgpool_s8(const qcc_global_avgpool_params *p, const int8_t *x, int8_t *y);
 void qcc_global_avgpool_u8(const qcc_global_avgpool_params *p, const uint8_t *x, uint8_t *y);
 void qcc_maxpool_s8(const qcc_maxpool_params *p, const int8_t *x, int8_t *y);

@@ -1,5 +1,5 @@
-"""What the tests of the specialised convolution kernels share: which kernels the generated C
-calls, and running a model's golden test on the Cortex-M0 and M4 boards and with clang."""
+"""What the tests of the specialised convolution and fully connected kernels share: which kernels the
+generated C calls, and running a model's golden test on the Cortex-M0 and M4 boards and with clang."""
 
 from __future__ import annotations
 
@@ -23,15 +23,15 @@ needs_arm_tools = pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and 
 
 
 def kernel_calls(folder: Path) -> list[str]:
-    """The conv kernels model.c calls, in order."""
+    """The conv and fully connected kernels model.c calls, in order."""
     source = "".join(p.read_text() for p in folder.glob("*.c") if not p.name.startswith("test_"))
-    return re.findall(r"\b(qcc_conv(?:_gemm|_depthwise_3x3)?_[su]8)\(", source)
+    return re.findall(r"\b(qcc_(?:conv(?:_gemm|_depthwise_3x3)?|fully_connected)_[su]8)\(", source)
 
 
 def check_exact_on_cortex_m0_and_m4(tmp_path: Path, model: onnx.ModelProto, scheme: str, kernel: str,
                                     boards=("cortex-m0", "cortex-m4"), extra_cflags: str = "") -> None:
-    """The golden test (seeded random and extreme inputs) passes on both boards, and every conv
-    layer of the model runs `kernel`."""
+    """The golden test (seeded random and extreme inputs) passes on the boards, and every conv or
+    fully connected layer of the model runs `kernel`."""
     path = tmp_path / "model.onnx"
     onnx.save(model, str(path))
     graph = compile_model(path).graph

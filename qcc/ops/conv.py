@@ -279,18 +279,26 @@ class QLinearConv(Op):
         return f"qcc_conv_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
 
 
-def gemm_weight_layout(weights: np.ndarray, depth: int) -> np.ndarray:
-    """qcc_conv_gemm's weights: each filter's taps in ONNX order (input channel, kernel row, kernel
-    column), zeros up to depth (a multiple of 4), each group of 4 stored in the order 0, 2, 1, 3 (so
-    that SXTB16 of one word gives the int16 pairs (w0, w1) and (w2, w3)); the filters of each pair of
-    output channels interleaved by groups of 4 (one pointer walks both), a zero filter after an odd
-    last channel. Returns (ceil(out_c / 2) * 2 * depth,) int8."""
+def sxtb16_tap_order(weights: np.ndarray, depth: int) -> np.ndarray:
+    """[out_c][depth] int8: each filter's taps in ONNX order (input channel, kernel row, kernel column;
+    for a matrix product, B's column) then zeros up to depth (a multiple of 4), each group of 4 stored
+    in the order 0, 2, 1, 3, so that SXTB16 of one word gives the int16 pairs (w0, w1) and (w2, w3).
+    qcc_fully_connected's weights."""
     out_c = weights.shape[0]
     flat = weights.reshape(out_c, -1)
-    padded = np.zeros((out_c + out_c % 2, depth), np.int8)
-    padded[:out_c, :flat.shape[1]] = flat
-    groups = padded.reshape(-1, 2, depth // 4, 4)[:, :, :, [0, 2, 1, 3]]  # (pair, channel, group, tap)
-    return groups.transpose(0, 2, 1, 3).reshape(-1)
+    padded = np.zeros((out_c, depth), np.int8)
+    padded[:, :flat.shape[1]] = flat
+    return padded.reshape(out_c, depth // 4, 4)[:, :, [0, 2, 1, 3]].reshape(out_c, depth)
+
+
+def gemm_weight_layout(weights: np.ndarray, depth: int) -> np.ndarray:
+    """qcc_conv_gemm's weights: sxtb16_tap_order's filters, those of each pair of output channels
+    interleaved by groups of 4 (one pointer walks both), a zero filter after an odd last channel.
+    Returns (ceil(out_c / 2) * 2 * depth,) int8."""
+    taps = sxtb16_tap_order(weights, depth)
+    if taps.shape[0] % 2:
+        taps = np.concatenate([taps, np.zeros((1, depth), np.int8)])
+    return taps.reshape(-1, 2, depth // 4, 4).transpose(0, 2, 1, 3).reshape(-1)
 
 
 class _ConvExplanation(RequantExplanation):

@@ -1,9 +1,9 @@
 """QLinearMatMul and com.microsoft QGemm: a quantized matrix product with a constant right side.
 
 ONNX semantics: y[m, n] = requant(sum_k (a[m,k] - Z_a) * (b[k,n] - Z_b[n]) + c[m,n]). The C
-kernel stores B as rows of weights per output column and computes sum(a * w) plus one folded
-int32 constant per column (or per element when C varies along rows), minus Z_b[n] * sum(a)
-only where Z_b != 0.
+kernel stores B as rows of weights per output column (sxtb16_tap_order: depth padded,
+groups of 4 reordered for SXTB16) and computes sum(a * w) plus one folded int32 constant per column
+(or per element when C varies along rows), minus Z_b[n] * sum(a) only where Z_b != 0.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 from qcc.ops.qdq_group import NotFused, bias_codes, check_integer_types, weight_input
 from qcc.ir import Graph, Node
 from qcc.ops.base import OnnxOp, Op, attribute, const_input, register, require
+from qcc.ops.conv import sxtb16_tap_order
 from qcc.ops.explanation import Element, RequantExplanation, per_channel
 from qcc.numerics.accumulator_range import product_sum_range
 from qcc.ops.quantized import (
@@ -130,11 +131,20 @@ class _ConstantRightMatMul(Op):
     def ort_gemm_weights(self, node: Node, graph: Graph):
         return np.ascontiguousarray(self._weights_nk(node, graph))  # per output column, K in A's order
 
+    @staticmethod
+    def padded_depth(node: Node) -> int:
+        """kp: the depth rounded up to 8, as qcc_fully_connected computes it (its DSP loop takes 8
+        depths per pass; the weights and the row of A are zero-padded to it)."""
+        return -(-node.attrs["depth"] // 8) * 8
+
+    def scratch_bytes(self, node: Node, graph: Graph) -> int:
+        return 2 * self.padded_depth(node)  # one row of A as int16
+
     def emit(self, node: Node, graph: Graph, c) -> str:
         a, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         prefix = c.symbol(node.name)
         p, at = node.params, node.attrs
-        weights = c.const_array(f"{prefix}_weights", "int8_t", p["weights"])
+        weights = c.const_array(f"{prefix}_weights", "int8_t", sxtb16_tap_order(p["weights"], self.padded_depth(node)))
         acc_const = c.const_array(f"{prefix}_acc_const", "int32_t", p["acc_const"])
         const_row_stride = at["cols"] if p["acc_const"].ndim == 2 else 0
         w_zero = "NULL" if p["weight_zero"] is None else c.const_array(f"{prefix}_weight_zero", "int32_t", p["weight_zero"])
@@ -146,7 +156,7 @@ class _ConstantRightMatMul(Op):
                   "requant": emit_requant(c, prefix, p["requant"])}
         params = c.struct("qcc_fc_params", f"{prefix}_params", fields)
         suffix = "s8" if a.dtype == "int8" else "u8"
-        return f"qcc_fully_connected_{suffix}({params}, {c.tensor(a.name)}, {c.tensor(y.name)});"
+        return f"qcc_fully_connected_{suffix}({params}, {c.tensor(a.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
 
 
 @register
