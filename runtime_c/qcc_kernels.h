@@ -12,15 +12,27 @@
 #include <stdint.h>
 
 /* y = clamp(requantize(acc, mult[c], shift[c]), lo, hi) + zero, channel c = index * per_channel.
- * lo and hi are the output clamp with the zero point already subtracted (Relu/Clip folded in). */
+ * lo and hi are the output clamp with the zero point already subtracted (Relu/Clip folded in).
+ * The ort scheme stores the fast path's multipliers in mult (qcc_requant_ort.h; the parameters come
+ * from qcc/numerics/ort_float32.py fast_path): M = m * 2^(32 + fast_shift - shift) with m the scale's
+ * float32 significand, or 0 where that channel always takes the exact path; every m is then
+ * M >> (32 + fast_shift - shift), or exact_mult[c] when exact_mult is not NULL (some M is 0 with
+ * m > 0). The other schemes leave exact_mult NULL and the fast_ fields 0. */
 typedef struct {
-    const uint32_t *mult;
+    const uint32_t *mult; /* tflm, single: M0; ort: M, see above */
     const int8_t *shift; /* the scheme's shift (ort: right shift 15..57; tflm, single: exponent e) */
     int32_t per_channel; /* 1: one mult/shift per output channel; 0: one for the tensor */
     int32_t zero;
     int32_t lo;
     int32_t hi;
     int32_t acc_f32_exact; /* 1: range analysis proved |acc| <= 2^24 (the ort scheme skips rounding f32(acc)) */
+    const uint32_t *exact_mult; /* ort: each channel's m when M cannot give it back, else NULL */
+    int32_t fast_shift;         /* ort: j, 1..14 */
+    uint32_t fast_bias;         /* ort: 2^30 + 2^(j-1) */
+    uint32_t fast_window;       /* ort: 2^(15+j) + 1 */
+    int32_t fast_lo;            /* ort: lo + 2^(30-j) */
+    int32_t fast_hi;            /* ort: hi + 2^(30-j) */
+    int32_t fast_zero;          /* ort: zero - 2^(30-j) */
 } qcc_requant_params;
 
 typedef struct {

@@ -8,10 +8,8 @@
 
 #if defined(QCC_ROUNDING_ORT)
 #include "qcc_requant_ort.h"
-#define QCC_REQUANTIZE_SCHEME(acc, m, s, lo, hi, f32_exact) qcc_requantize_ort(acc, m, s, lo, hi, f32_exact)
 #elif defined(QCC_ROUNDING_TFLM)
 #include "qcc_requant_tflm.h"
-#define QCC_REQUANTIZE_SCHEME(acc, m, s, lo, hi, f32_exact) qcc_requantize_tflm(acc, m, s, lo, hi)
 #elif defined(QCC_ROUNDING_SINGLE)
 #include "qcc_requant_single.h"
 #else
@@ -19,8 +17,48 @@
 #endif
 
 /* One output channel's requantization, loaded once for a run of outputs of that channel (a
- * kernel's output loop), so that each output costs only the scheme's arithmetic. */
-#if defined(QCC_ROUNDING_TFLM)
+ * kernel's output loop), so that each output costs only the scheme's arithmetic. Each scheme
+ * defines qcc_requant_channel, qcc_requant_channel_of and qcc_requantize_channel. */
+#if defined(QCC_ROUNDING_ORT)
+typedef struct {
+    qcc_ort_fast fast;
+    int32_t zero;                 /* the zero point minus 2^(30-j): added to the fast path's r' */
+    const qcc_requant_params *rq; /* the exact path's parameters: channel i of rq */
+    int32_t i;
+} qcc_requant_channel;
+
+static inline qcc_requant_channel qcc_requant_channel_of(const qcc_requant_params *rq, int32_t c)
+{
+    const int32_t i = c * rq->per_channel;
+    qcc_requant_channel ch;
+    ch.fast.fast_mult = (int32_t)rq->mult[i]; /* M < 2^31 */
+    ch.fast.bias_hi = rq->fast_bias;
+    ch.fast.window = rq->fast_window;
+    ch.fast.shift = (int)rq->fast_shift;
+    ch.fast.lo = rq->fast_lo;
+    ch.fast.hi = rq->fast_hi;
+    ch.zero = rq->fast_zero;
+    ch.rq = rq;
+    ch.i = i;
+    return ch;
+}
+
+/* The rare outputs the fast path hands over. Not inline: one copy, called from the kernels. */
+static int32_t qcc_requantize_ort_exact(const qcc_requant_params *rq, int32_t i, int32_t acc)
+{
+    const uint32_t fast_mult = rq->mult[i];
+    const int shift = rq->shift[i];
+    const uint32_t mult = rq->exact_mult ? rq->exact_mult[i] : fast_mult ? fast_mult >> (32 + rq->fast_shift - shift) : 0u;
+    return qcc_requantize_ort(acc, mult, shift, rq->lo, rq->hi, rq->acc_f32_exact) + rq->zero;
+}
+
+/* The requantized output code of accumulator acc in channel ch. */
+static inline int32_t qcc_requantize_channel(const qcc_requant_channel *ch, int32_t acc)
+{
+    int32_t y;
+    return qcc_requantize_ort_fast(&ch->fast, acc, &y) ? y + ch->zero : qcc_requantize_ort_exact(ch->rq, ch->i, acc);
+}
+#elif defined(QCC_ROUNDING_TFLM)
 typedef qcc_tflm_channel qcc_requant_channel; /* its constants worked out once per channel */
 
 static inline qcc_requant_channel qcc_requant_channel_of(const qcc_requant_params *rq, int32_t c)
@@ -47,32 +85,6 @@ static inline qcc_requant_channel qcc_requant_channel_of(const qcc_requant_param
 static inline int32_t qcc_requantize_channel(const qcc_requant_channel *ch, int32_t acc)
 {
     return qcc_single_apply(ch, acc);
-}
-#else
-typedef struct {
-    uint32_t mult;
-    int shift;
-    int32_t lo, hi, zero;
-    int acc_f32_exact;
-} qcc_requant_channel;
-
-static inline qcc_requant_channel qcc_requant_channel_of(const qcc_requant_params *rq, int32_t c)
-{
-    const int32_t i = c * rq->per_channel;
-    qcc_requant_channel ch;
-    ch.mult = rq->mult[i];
-    ch.shift = rq->shift[i];
-    ch.lo = rq->lo;
-    ch.hi = rq->hi;
-    ch.zero = rq->zero;
-    ch.acc_f32_exact = rq->acc_f32_exact;
-    return ch;
-}
-
-/* The requantized output code of accumulator acc in channel ch. */
-static inline int32_t qcc_requantize_channel(const qcc_requant_channel *ch, int32_t acc)
-{
-    return QCC_REQUANTIZE_SCHEME(acc, ch->mult, ch->shift, ch->lo, ch->hi, ch->acc_f32_exact) + ch->zero;
 }
 #endif
 

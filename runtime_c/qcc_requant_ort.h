@@ -59,4 +59,40 @@ static inline int32_t qcc_requantize_ort(int32_t acc, uint32_t mult, int shift, 
     return v < lo ? lo : v > hi ? hi : (int32_t)v;
 }
 
+/* The fast path: one signed 32x32->64 multiply-accumulate, a shift and the clamp, bit-identical to
+ * qcc_requantize_ort() wherever it answers (the Python twin, fast_path and fast_requantize in
+ * qcc/numerics/ort_float32.py, proves it and chooses the parameters at compile time).
+ *
+ * For a clamp window inside [-255, 255], an output that is not clamped has |acc| * mult < 2^(shift+8):
+ * rounding that product to 24 significant bits moves it by at most 2^(shift-17), on a grid holding
+ * every half-integer of the last rounding, so the two roundings give the one rounding of
+ * acc * mult * 2^-shift, halves up, unless the product lies within 2^(shift-17) of a half. With
+ * t = 32 + j and M = mult * 2^(t - shift) < 2^31 (fast_mult), the product acc * M is added to
+ *   B = 2^62 + 2^(t-1) + w,   w = 2^(15+j) + 1   (bias_hi: B's high word, window: w)
+ * in 64 bits, without wrapping (|acc * M| < 2^62): its high word shifted right by j is the rounded
+ * value plus 2^(30-j) (r', so that no negative value is shifted), and its low word below 2w marks
+ * every product near a half (and a few others, about 2^(j-16) of all). Those, and every output of a
+ * channel with fast_mult 0, take qcc_requantize_ort(). A clamped output has |r'-2^(30-j)| >= 256
+ * on both paths, so clamps alike. lo and hi here are the clamp bounds plus 2^(30-j). */
+typedef struct {
+    int32_t fast_mult; /* M, or 0: always the exact path */
+    uint32_t bias_hi;  /* 2^30 + 2^(j-1) */
+    uint32_t window;   /* w = 2^(15+j) + 1 */
+    int shift;         /* j, 1..14 */
+    int32_t lo, hi;    /* the clamp bounds plus 2^(30-j) */
+} qcc_ort_fast;
+
+/* 1 with *y = qcc_requantize_ort(acc, ...) + 2^(30-j), or 0: the caller takes qcc_requantize_ort(). */
+static inline int qcc_requantize_ort_fast(const qcc_ort_fast *f, int32_t acc, int32_t *y)
+{
+    const uint64_t sum = (uint64_t)((int64_t)acc * f->fast_mult) + (((uint64_t)f->bias_hi << 32) | f->window);
+    int32_t r;
+    if ((uint32_t)sum < 2u * f->window) {
+        return 0;
+    }
+    r = (int32_t)((uint32_t)(sum >> 32) >> f->shift);
+    *y = r < f->lo ? f->lo : r > f->hi ? f->hi : r;
+    return 1;
+}
+
 #endif /* QCC_REQUANT_ORT_H */

@@ -152,3 +152,87 @@ def trace(acc, mult, shift, lo, hi, acc_f32_exact: bool = False) -> list[tuple[s
         ("sign of acc restored", v),
         (f"clamp to [{int(lo)}, {int(hi)}] (the output range minus Z_y)", min(max(v, int(lo)), int(hi))),
     ]
+
+
+# --- the C's fast path (runtime_c/qcc_requant_ort.h, qcc_requantize_ort_fast) ----------------
+#
+# With the clamp window inside [-255, 255], requantize() equals, for every int32 acc,
+#
+#     Y = acc * M                      M = mult * 2**k < 2**31, k = t - shift >= 0, t = 32 + j
+#     r = floor((Y + 2**(t-1)) / 2**t)  one rounding, halves up, on the signed product
+#
+# except where Y's fraction (in units of 2**t) lies within 2**-17 of 1/2, where the exact path is
+# taken. Why: an output that is not clamped has |P| = |acc| * mult < 2**(shift+8) (and |acc| <= 2**24,
+# see fast_path), so rounding P to 24 significant bits moves it by at most 2**(shift-17) on a grid
+# that contains every half-integer of the last rounding: both roundings together give the single
+# rounding of P (ties and all) unless P is that close to a half (ties included). A clamped output
+# has |P| >= 2**(shift+8) or so, and then both results are at least 256 in magnitude, of one sign.
+#
+# The C adds B = 2**62 + 2**(t-1) + w (w = 2**(15+j) + 1) to Y in 64 bits: the low word of Y + B is
+# below 2w whenever the fraction is that close to 1/2 (and sometimes when it is not, at a rate of
+# about 2**(j-16)), and the high word shifted right by j is r + 2**(30-j), never negative.
+
+FAST_CLAMP = 255  # |lo| and |hi| of every 8-bit output (qmin - z, qmax - z)
+FAST_SHIFTS = range(1, 15)  # j: the high word's shift
+
+
+def fast_window(j: int) -> int:
+    """w: the low word of Y + B below 2w sends an output to the exact path."""
+    return (1 << (15 + j)) + 1
+
+
+def _fast_channel_ok(mult: int, shift: int, j: int, acc_f32_exact: bool) -> bool:
+    k = 32 + j - shift
+    if mult <= 0 or k < 0 or (mult << k) >= 2**31:
+        return False
+    # Without the proof |acc| <= 2**24, f32(acc) may round: harmless only if every |acc| > 2**24
+    # clamps, in both computations (2**24 * mult * 2**-shift >= 256).
+    return acc_f32_exact or (mult << 24) >= (1 << (shift + 8))
+
+
+@dataclass(frozen=True)
+class FastPath:
+    """The fast path's parameters for one layer: the high word's shift j and, per channel, M
+    (0: that channel always takes the exact path)."""
+
+    shift: int
+    mult: np.ndarray  # int32
+
+    def fields(self, lo: int, hi: int, zero: int) -> dict[str, int]:
+        """The per-layer fields of qcc_requant_params (runtime_c/qcc_kernels.h) besides fast_mult,
+        for the clamp [lo, hi] and zero point `zero`."""
+        j = self.shift
+        offset = 1 << (30 - j)  # r' = r + offset, never negative
+        # no channel is fast with lo or hi outside [-255, 255]: any in-range bounds will do then
+        lo, hi = (min(max(v, -FAST_CLAMP), FAST_CLAMP) for v in (lo, hi))
+        return {"fast_shift": j, "fast_bias": (1 << 30) + (1 << (j - 1)), "fast_window": fast_window(j),
+                "fast_lo": lo + offset, "fast_hi": hi + offset, "fast_zero": zero - offset}
+
+
+def fast_path(mult, shift, lo: int, hi: int, acc_f32_exact: bool) -> FastPath:
+    """The fast path's parameters for a layer's channels (mult, shift) and clamp [lo, hi]: the j
+    that sends the fewest outputs to the exact path, and each channel's M at that j."""
+    mult = [int(m) for m in np.asarray(mult).reshape(-1)]
+    shift = [int(s) for s in np.asarray(shift).reshape(-1)]
+    if not (-FAST_CLAMP <= lo <= FAST_CLAMP and -FAST_CLAMP <= hi <= FAST_CLAMP):
+        return FastPath(FAST_SHIFTS[0], np.zeros(len(mult), np.int32))
+
+    def cost(j: int) -> float:  # expected exact-path outputs per output of each channel, summed
+        rate = 2 * fast_window(j) / 2**32
+        return sum(rate if _fast_channel_ok(m, s, j, acc_f32_exact) else 1.0 for m, s in zip(mult, shift))
+
+    j = min(FAST_SHIFTS, key=lambda j: (cost(j), j))
+    fast = [m << (32 + j - s) if _fast_channel_ok(m, s, j, acc_f32_exact) else 0 for m, s in zip(mult, shift)]
+    return FastPath(j, np.array(fast, np.int32))
+
+
+def fast_requantize(acc, fast_mult, j: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """The C fast path, elementwise: (result, exact) where `exact` marks the outputs it hands to the
+    exact path (their result here is meaningless). For tests; the C is the one that runs."""
+    acc = np.asarray(acc, np.int64)
+    y = (acc * np.asarray(fast_mult, np.int64)).astype(np.uint64)  # |acc * M| < 2**62: exact in int64
+    w = fast_window(j)
+    biased = y + np.uint64((1 << 62) + (1 << (31 + j)) + w)  # wraps like the C's uint64_t
+    exact = (biased & np.uint64(0xFFFFFFFF)) < np.uint64(2 * w)
+    r = ((biased >> np.uint64(32 + j)).astype(np.int64)) - (1 << (30 - j))
+    return np.clip(r, lo, hi).astype(np.int32), exact

@@ -10,7 +10,7 @@ import onnx
 
 from qcc.errors import QccError
 from qcc.ir import DTYPE_RANGE, MAX_TENSOR_ELEMENTS, QUANTIZED_DTYPES, Graph, Node, QuantParams, Tensor
-from qcc.numerics import SCHEMES
+from qcc.numerics import SCHEMES, ort_float32
 from qcc.ops.base import const_input, node_label
 
 
@@ -120,6 +120,7 @@ class Requant:
     lo: int  # clamp bounds with the zero point subtracted
     hi: int
     acc_f32_exact: bool = False  # range analysis proved |acc| <= 2**24: f32(acc) == acc
+    fast: ort_float32.FastPath | None = None  # the ort scheme's fast path in C (ort_float32.fast_path)
 
     @property
     def channels(self) -> int:
@@ -139,7 +140,7 @@ def prepare_requant(node: Node, graph: Graph, scales: np.ndarray, real_scales: n
     real_scales = np.broadcast_to(np.asarray(real_scales, dtype=np.float64).reshape(-1), scales.shape)
     scheme = SCHEMES[graph.rounding]
     pairs = [scheme.fixed_point(s, r) for s, r in zip(scales, real_scales)]
-    return Requant(
+    rq = Requant(
         scheme=graph.rounding,
         scale=scales,
         real_scale=np.array(real_scales),
@@ -150,6 +151,9 @@ def prepare_requant(node: Node, graph: Graph, scales: np.ndarray, real_scales: n
         hi=hi_code - zero,
         acc_f32_exact=bool(node.params.get("acc_range") is not None and node.params["acc_range"].f32_exact),
     )
+    if rq.scheme == "ort":
+        rq.fast = ort_float32.fast_path(rq.mult, rq.shift, rq.lo, rq.hi, rq.acc_f32_exact)
+    return rq
 
 
 def requantize(acc: np.ndarray, rq: Requant, channel_axis: int, out_dtype: str) -> np.ndarray:
@@ -162,10 +166,26 @@ def requantize(acc: np.ndarray, rq: Requant, channel_axis: int, out_dtype: str) 
     return (y + rq.zero).astype(out_dtype)
 
 
+def requant_fields(rq: Requant) -> dict:
+    """The values of a qcc_requant_params (runtime_c/qcc_kernels.h) for `rq`: numpy arrays for the
+    array fields (None for NULL), integers for the others."""
+    fast = rq.fast
+    fields = {"mult": rq.mult if fast is None else fast.mult.astype(np.uint32), "shift": rq.shift,
+              "per_channel": 1 if rq.channels > 1 else 0, "zero": rq.zero, "lo": rq.lo, "hi": rq.hi,
+              "acc_f32_exact": int(rq.acc_f32_exact)}
+    if fast is None:
+        return fields | {"exact_mult": None, "fast_shift": 0, "fast_bias": 0, "fast_window": 0, "fast_lo": 0,
+                         "fast_hi": 0, "fast_zero": 0}
+    # ort: mult holds the fast path's M, and the significands (exact_mult) only where M cannot give them back
+    lost = np.any((fast.mult == 0) & (rq.mult != 0))
+    return fields | {"exact_mult": rq.mult if lost else None, **fast.fields(rq.lo, rq.hi, rq.zero)}
+
+
 def emit_requant(c, prefix: str, rq: Requant) -> dict:
     """The fields of a qcc_requant_params for `rq` (a nested struct for CEmitter.struct)."""
-    mult = c.const_array(f"{prefix}_mult", "uint32_t", rq.mult)
-    shift = c.const_array(f"{prefix}_shift", "int8_t", rq.shift)
-    per_channel = 1 if rq.channels > 1 else 0
-    return {"mult": mult, "shift": shift, "per_channel": per_channel, "zero": rq.zero, "lo": rq.lo, "hi": rq.hi,
-            "acc_f32_exact": int(rq.acc_f32_exact)}
+    fields = requant_fields(rq)
+    fields["mult"] = c.const_array(f"{prefix}_mult", "uint32_t", fields["mult"])
+    fields["shift"] = c.const_array(f"{prefix}_shift", "int8_t", fields["shift"])
+    exact = fields["exact_mult"]
+    fields["exact_mult"] = "NULL" if exact is None else c.const_array(f"{prefix}_exact_mult", "uint32_t", exact)
+    return fields
