@@ -38,9 +38,9 @@ static inline int32_t qcc_rounding_divide_by_pot(int32_t x, int exponent)
  *  - SRDHM(x, m0) with 0 <= m0 < 2^31 is floor((x * m0 + 2^30) / 2^31): for x * m0 < 0, truncating
  *    (x * m0 + 1 - 2^30) / 2^31 toward zero is rounding it up, which is that floor. Bits 31..62 of
  *    the 64-bit sum, whatever the shift's kind, and the value fits an int32.
- *  - RDBPOT(s, n), n >= 1, is floor((s + 2^(n-1) - [s < 0]) / 2^n), halves away from zero. With
- *    v = s + 2^31 >= 0 (unsigned) it is (v >> n) + (((v & mask) + half - [s < 0]) >> n) - 2^(31-n):
- *    no overflow, no shift of a negative value. */
+ *  - RDBPOT(s, n), n >= 1, is floor((s + 2^(n-1) - [s < 0]) / 2^n), halves away from zero: one
+ *    arithmetic shift (qcc_floor_shift_i32) where s + 2^(n-1) fits an int32; above that, with
+ *    v = s + 2^31 >= 0 (unsigned), (v >> n) + (((v & mask) + half - [s < 0]) >> n) - 2^(31-n). */
 typedef struct {
     int32_t m0;
     int left;         /* e > 0: acc * 2^e, saturated, before SRDHM */
@@ -49,6 +49,7 @@ typedef struct {
     uint32_t half;    /* 2^(n-1), 0 when n = 0 */
     uint32_t negative; /* 1 when n > 0: RDBPOT's ties of negative values go down */
     uint32_t offset;  /* 2^(31-n) */
+    int32_t safe;     /* INT32_MAX - half: SRDHM results up to it take the one-ASR path */
     int32_t lo, hi, zero;
 } qcc_tflm_channel;
 
@@ -62,6 +63,7 @@ static inline qcc_tflm_channel qcc_tflm_channel_of(uint32_t m0, int e, int32_t l
     ch.half = ch.n > 0 ? UINT32_C(1) << (ch.n - 1) : 0u;
     ch.negative = ch.n > 0 ? 1u : 0u;
     ch.offset = UINT32_C(1) << (31 - ch.n);
+    ch.safe = (int32_t)(UINT32_C(0x7FFFFFFF) - ch.half);
     ch.lo = lo;
     ch.hi = hi;
     ch.zero = zero;
@@ -78,9 +80,14 @@ static inline int32_t qcc_tflm_apply(const qcc_tflm_channel *ch, int32_t acc)
         x = wide > INT32_MAX ? INT32_MAX : wide < INT32_MIN ? INT32_MIN : (int32_t)wide;
     }
     sum = (uint64_t)((int64_t)x * (int64_t)ch->m0) + (UINT64_C(1) << 30);
-    v = (uint32_t)(sum >> 31) + UINT32_C(0x80000000); /* SRDHM + 2^31 */
-    q = (v >> ch->n) + (((v & ch->mask) + ch->half - ((v >> 31) ^ 1u) * ch->negative) >> ch->n);
-    y = qcc_wrap_u32_to_i32(q - ch->offset);
+    y = qcc_wrap_u32_to_i32((uint32_t)(sum >> 31)); /* SRDHM */
+    if (y <= ch->safe) { /* y + half cannot overflow: RDBPOT is one arithmetic shift */
+        y = qcc_floor_shift_i32(y + (int32_t)ch->half - (int32_t)(((uint32_t)y >> 31) & ch->negative), ch->n);
+    } else {
+        v = (uint32_t)y + UINT32_C(0x80000000); /* SRDHM + 2^31 */
+        q = (v >> ch->n) + (((v & ch->mask) + ch->half - ((v >> 31) ^ 1u) * ch->negative) >> ch->n);
+        y = qcc_wrap_u32_to_i32(q - ch->offset);
+    }
     return (y < ch->lo ? ch->lo : y > ch->hi ? ch->hi : y) + ch->zero;
 }
 
