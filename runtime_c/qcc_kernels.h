@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qcc_config.h" /* the rounding scheme: with --fpu, qcc_requant_params has a float scale */
+
 /* y = clamp(requantize(acc, mult[c], shift[c]), lo, hi) + zero, channel c = index * per_channel.
  * lo and hi are the output clamp with the zero point already subtracted (Relu/Clip folded in). */
 typedef struct {
@@ -21,6 +23,9 @@ typedef struct {
     int32_t lo;
     int32_t hi;
     int32_t acc_f32_exact; /* 1: range analysis proved |acc| <= 2^24 (the ort scheme skips rounding f32(acc)) */
+#if defined(QCC_ROUNDING_ORT_FPU)
+    const float *scale; /* --fpu: the float32 scale ORT multiplies by, per channel (mult and shift are NULL) */
+#endif
 } qcc_requant_params;
 
 typedef struct {
