@@ -163,9 +163,15 @@ def requantize(acc: np.ndarray, rq: Requant, channel_axis: int, out_dtype: str) 
 
 
 def emit_requant(c, prefix: str, rq: Requant) -> dict:
-    """The fields of a qcc_requant_params for `rq` (a nested struct for CEmitter.struct)."""
+    """The fields of a qcc_requant_params for `rq` (a nested struct for CEmitter.struct). With --fpu
+    (the `ort` scheme only) the float32 scales ORT multiplies by replace the multipliers and shifts."""
+    per_channel = 1 if rq.channels > 1 else 0
+    if c.graph.fpu:
+        assert rq.scheme == "ort", rq.scheme
+        scale = c.const_float_array(f"{prefix}_scale", rq.scale)
+        return {"mult": "NULL", "shift": "NULL", "per_channel": per_channel, "zero": rq.zero, "lo": rq.lo, "hi": rq.hi,
+                "acc_f32_exact": int(rq.acc_f32_exact), "scale": scale}
     mult = c.const_array(f"{prefix}_mult", "uint32_t", rq.mult)
     shift = c.const_array(f"{prefix}_shift", "int8_t", rq.shift)
-    per_channel = 1 if rq.channels > 1 else 0
     return {"mult": mult, "shift": shift, "per_channel": per_channel, "zero": rq.zero, "lo": rq.lo, "hi": rq.hi,
             "acc_f32_exact": int(rq.acc_f32_exact)}
