@@ -27,7 +27,7 @@ from qcc.insn_count import count_run
 from qcc.pipeline import Options
 from qcc.qemu import QemuRun
 from qcc.sample_inputs import random_inputs
-from qcc.targets import Target, require_tools, target_named
+from qcc.targets import FPU_CFLAGS, Target, require_tools, target_named
 
 SCHEMA_VERSION = 1
 OPT_LEVELS = ("-Os", "-O2")
@@ -51,12 +51,12 @@ def bench(model: str, options: Options, object_sizes: bool = True) -> dict:
         inputs = random_inputs(compiled.graph, 1, seed=0)[0]
         report = {
             "schema_version": SCHEMA_VERSION, "qcc_version": __version__, "model": Path(model).name,
-            "target": target.name, "rounding": options.rounding,
+            "target": target.name, "rounding": options.rounding, "fpu": options.fpu,
             "macs": sum(layer["macs"] for layer in manifest["layers"]),
         }
         ram = {"arena_bytes": manifest["arena_bytes"]}
         if object_sizes:
-            report["flash"] = {level: _object_sizes(out_dir, target, level) for level in OPT_LEVELS}
+            report["flash"] = {level: _object_sizes(out_dir, target, level, options.fpu) for level in OPT_LEVELS}
             ram.update(_static_ram(report["flash"]["-O2"]))
         if target.is_host:
             report["ram"] = ram
@@ -73,7 +73,7 @@ def _size_tool(target: Target) -> str:
     return target.compiler[:-len("gcc")] + "size" if target.compiler.endswith("gcc") else "size"
 
 
-def _object_sizes(out_dir: Path, target: Target, level: str) -> dict:
+def _object_sizes(out_dir: Path, target: Target, level: str, fpu: bool = False) -> dict:
     """The Makefile's objects (the model's and the runtime sources it links) built at `level` with
     one function or datum per section, and `size -A` of each: .text* is code; .rodata* and the
     initial values of .data* are constant data in flash; .data* and .bss* are static RAM."""
@@ -96,7 +96,7 @@ def _object_sizes(out_dir: Path, target: Target, level: str) -> dict:
                 if section == prefix or section.startswith(prefix + "."):
                     sizes[key] += size
         objects[path.name] = sizes
-    return {"cflags": cflags,
+    return {"cflags": " ".join([cflags, *(FPU_CFLAGS if fpu else ())]),  # the Makefile adds FP_FLAGS
             "code_bytes": sum(o["code_bytes"] for o in objects.values()),
             "constant_data_bytes": sum(o["rodata_bytes"] + o["data_bytes"] for o in objects.values()),
             "objects": objects}
@@ -124,7 +124,7 @@ def _count(compiled, out_dir: Path, target: Target, manifest: dict, inputs: list
         "per_mac": whole / sum(layer["macs"] for layer in layers) if any(layer["macs"] for layer in layers) else None,
         "marker_overhead": overhead,
         "after_last_layer": after_last,
-        "cflags": " ".join([BENCH_ARM_CFLAGS, *target.cpu_flags]),
+        "cflags": " ".join([BENCH_ARM_CFLAGS, *target.cpu_flags, *(FPU_CFLAGS if compiled.options.fpu else ())]),
         "layers": [{"index": k, "op": layer["op"], "name": layer["name"], "macs": layer["macs"],
                     "instructions": count, "per_mac": count / layer["macs"] if layer["macs"] else None}
                    for k, (layer, count) in enumerate(zip(layers, per_layer))],
@@ -174,14 +174,16 @@ def _host_time(model: str, compiled, out_dir: Path, manifest: dict, inputs: list
             raise QccError(f"the timed C's output '{entry['name']}' differs from the reference interpreter's")
     sess = ort_reference.session(model)
     ort_ns = time_ort(sess, ort_reference.feeds_for(compiled.graph, inputs))
-    return {"cflags": HOST_CFLAGS, "c_ms": c_ns / 1e6, "ort_ms": ort_ns / 1e6, "c_over_ort": c_ns / ort_ns,
+    cflags = " ".join([HOST_CFLAGS, *(FPU_CFLAGS if compiled.options.fpu else ())])  # the Makefile adds FP_FLAGS
+    return {"cflags": cflags, "c_ms": c_ns / 1e6, "ort_ms": ort_ns / 1e6, "c_over_ort": c_ns / ort_ns,
             "ort_configuration": sess.configuration()}
 
 
 def render(report: dict, fmt: str) -> str:
     if fmt == "json":
         return json.dumps(report, indent=2) + "\n"
-    lines = [f"{report['model']} on {report['target']}, rounding {report['rounding']}: {report['macs']} MACs"]
+    fpu = " (--fpu: float32 requantization)" if report.get("fpu") else ""
+    lines = [f"{report['model']} on {report['target']}, rounding {report['rounding']}{fpu}: {report['macs']} MACs"]
     if "instructions" in report:
         counts = report["instructions"]
         per_mac = f", {counts['per_mac']:.2f} per MAC" if counts["per_mac"] is not None else ""

@@ -11,7 +11,7 @@ import warnings
 
 from qcc.errors import QccError
 from qcc.frontend.onnx_loader import parse_input_shapes
-from qcc.pipeline import ROUNDING_SCHEMES, Options
+from qcc.pipeline import ROUNDING_SCHEMES, Options, check_options
 from qcc.targets import TARGETS, target_named
 
 
@@ -22,11 +22,13 @@ def _options(args) -> Options:
     if name.startswith("qcc_"):
         raise QccError(f"--name {name!r}: the qcc_ prefix belongs to the runtime files and symbols; choose another name")
     target = target_named(getattr(args, "target", "host")).name
-    return Options(name=name, float_io=getattr(args, "float_io", False), rounding=args.rounding,
-                   input_shapes=parse_input_shapes(args.input_shape),
-                   cut_inputs=_tensor_names(getattr(args, "cut_inputs", None)), cut_outputs=_tensor_names(args.outputs),
-                   target=target, weights_section=getattr(args, "weights_section", None),
-                   arena_section=getattr(args, "arena_section", None))
+    options = Options(name=name, float_io=getattr(args, "float_io", False), rounding=args.rounding,
+                      input_shapes=parse_input_shapes(args.input_shape),
+                      cut_inputs=_tensor_names(getattr(args, "cut_inputs", None)), cut_outputs=_tensor_names(args.outputs),
+                      target=target, weights_section=getattr(args, "weights_section", None),
+                      arena_section=getattr(args, "arena_section", None), fpu=getattr(args, "fpu", False))
+    check_options(options)  # before the tools and the model are looked at
+    return options
 
 
 def _tensor_names(text: str | None) -> list[str]:
@@ -53,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     def target(p, what):
         # checked in _options, not with choices=: an unknown name is a one-line error like the others
         p.add_argument("--target", default="host", metavar="NAME", help=f"{what}: {', '.join(TARGETS)} (default: host)")
+        p.add_argument("--fpu", action="store_true", help="requantize with float32 instructions, exactly as ONNX Runtime "
+                       "does (--rounding ort, a target with an FPU: " + ", ".join(n for n, t in TARGETS.items() if t.fpu)
+                       + "); default: integers only")
 
     p = sub.add_parser("compile", help="write the C folder")
     common(p)

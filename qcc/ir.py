@@ -80,6 +80,7 @@ class Graph:
     # op (the float input of a QuantizeLinear becomes the quantized C input, and so on).
     public_names: dict[str, str] = field(default_factory=dict)
     rounding: str = "ort"  # the requantization scheme (qcc.numerics.SCHEMES) the passes prepare for
+    fpu: bool = False  # --fpu: the C requantizes the `ort` scheme with float32 instructions
     opset: int = 13  # the model's default-domain opset: ops whose meaning changed across versions read it
 
     def public_name(self, tensor_name: str) -> str:

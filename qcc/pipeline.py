@@ -16,6 +16,7 @@ from qcc.ir import Graph, MemoryPlan
 from qcc.numerics import SCHEMES
 from qcc.ops import op_named
 from qcc.passes import fold_activations, io_boundary, memory_plan, range_analysis
+from qcc.targets import fpu_refusal, target_named
 
 ROUNDING_SCHEMES = tuple(SCHEMES)
 
@@ -31,6 +32,7 @@ class Options:
     target: str = "host"  # --target: a name of qcc.targets.TARGETS
     weights_section: str | None = None  # --weights-section: the linker section of every constant
     arena_section: str | None = None  # --arena-section: the linker section of the arena
+    fpu: bool = False  # --fpu: the `ort` scheme's requantization in float32 instructions (targets with an FPU)
 
 
 @dataclass
@@ -44,8 +46,17 @@ class Compiled:
     cut_summary: str | None = None
 
 
+def check_options(options: Options) -> None:
+    """Refuse option combinations that cannot work, before any file is read."""
+    if options.fpu:
+        refusal = fpu_refusal(target_named(options.target), options.rounding)
+        if refusal is not None:
+            raise QccError(refusal)
+
+
 def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
     options = options or Options()
+    check_options(options)
     loaded = load_model(path, options.input_shapes)
     refuse_dynamic_quantization(loaded, str(path))
     cut_model = cut_summary = None
@@ -58,6 +69,7 @@ def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
         node = next((n for n in loaded.graph.node if refused.tensor in n.output), None)
         raise QccError(str(refused) + (subgraph.suggest_outputs(loaded, node) if node is not None else "")) from None
     graph.rounding = options.rounding
+    graph.fpu = options.fpu
     io_boundary.apply(graph, options.float_io)
     fold_activations.apply(graph)
     warnings = range_analysis.analyze(graph)

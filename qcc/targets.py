@@ -49,6 +49,9 @@ class Target:
     ram: Region | None = None  # .data, .bss (the arena), heap, stack
     stack_bytes: int = 0
     heap_bytes: int = 0  # newlib's stdio buffers (printf in the golden test)
+    # A single-precision FPU that cpu_flags let the compiler use (--fpu). The host: its C compiler's
+    # float is IEEE binary32 evaluated in float (FLT_EVAL_METHOD 0; qcc_requant_ort_fpu.h checks).
+    fpu: bool = False
 
     @property
     def is_host(self) -> bool:
@@ -80,32 +83,32 @@ class Target:
         return None
 
 
-def _mps2(name: str, description: str, cpu_flags: tuple[str, ...], machine: str) -> Target:
+def _mps2(name: str, description: str, cpu_flags: tuple[str, ...], machine: str, fpu: bool) -> Target:
     # hw/arm/mps2.c: ZBT SSRAM1 (4 MiB at 0, the code memory) and SSRAM2/3 (4 MiB at 0x20000000)
     return Target(name, description, CROSS_COMPILER, cpu_flags, machine,
                   flash=Region(0x00000000, 4096 * KIB, "mps.ssram1"), ram=Region(0x20000000, 4096 * KIB, "mps.ssram23"),
-                  stack_bytes=16 * KIB, heap_bytes=16 * KIB)
+                  stack_bytes=16 * KIB, heap_bytes=16 * KIB, fpu=fpu)
 
 
 TARGETS: dict[str, Target] = {t.name: t for t in (
-    Target("host", "the machine qcc runs on (cc)", "cc", ()),
+    Target("host", "the machine qcc runs on (cc)", "cc", (), fpu=True),
     # hw/arm/nrf51_soc.c: 256 KiB flash at 0, 16 KiB SRAM at 0x20000000 (the micro:bit's nRF51822)
     Target("cortex-m0", "armv6-m: no DSP, no 64-bit multiply instruction (BBC micro:bit, nRF51)", CROSS_COMPILER,
            ("-mcpu=cortex-m0", "-mthumb", "-mfloat-abi=soft"), "microbit",
            flash=Region(0x00000000, 256 * KIB, "nrf51_soc.flash"), ram=Region(0x20000000, 16 * KIB, "nrf51.sram"),
            stack_bytes=2 * KIB, heap_bytes=2 * KIB),
-    _mps2("cortex-m3", "armv7-m (MPS2 AN385)", ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"), "mps2-an385"),
+    _mps2("cortex-m3", "armv7-m (MPS2 AN385)", ("-mcpu=cortex-m3", "-mthumb", "-mfloat-abi=soft"), "mps2-an385", fpu=False),
     # soft-float ABI: the calling convention of code built without an FPU, while the compiler may
     # still use the FPU inside functions
     _mps2("cortex-m4", "armv7e-m with the DSP extension and a single-precision FPU, soft-float ABI (MPS2 AN386)",
-          ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=softfp", "-mfpu=fpv4-sp-d16"), "mps2-an386"),
+          ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=softfp", "-mfpu=fpv4-sp-d16"), "mps2-an386", fpu=True),
     _mps2("cortex-m7", "armv7e-m with a double-precision FPU, soft-float ABI (MPS2 AN500)",
-          ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=softfp", "-mfpu=fpv5-d16"), "mps2-an500"),
+          ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=softfp", "-mfpu=fpv5-d16"), "mps2-an500", fpu=True),
     # hw/arm/mps2-tz.c (SSE-300): ITCM 512 KiB at 0, DTCM 512 KiB at 0x20000000
     Target("cortex-m55", "armv8.1-m with the MVE vector extension (MPS3 AN547)", CROSS_COMPILER,
            ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard"), "mps3-an547",
            flash=Region(0x00000000, 512 * KIB, "sse300-itcm"), ram=Region(0x20000000, 512 * KIB, "sse300-dtcm"),
-           stack_bytes=16 * KIB, heap_bytes=16 * KIB),
+           stack_bytes=16 * KIB, heap_bytes=16 * KIB, fpu=True),
 )}
 CORTEX_M = tuple(name for name, t in TARGETS.items() if not t.is_host)
 
@@ -114,6 +117,23 @@ def target_named(name: str) -> Target:
     if name not in TARGETS:
         raise QccError(f"--target {name!r}: unknown target; choose one of {', '.join(TARGETS)}")
     return TARGETS[name]
+
+
+# --fpu: what the build of every C file needs besides the target's CPU flags. No contraction: a
+# multiply and an add fused into one fma rounds once where ONNX Runtime rounds twice.
+FPU_CFLAGS = ("-ffp-contract=off",)
+
+
+def fpu_refusal(target: Target, rounding: str) -> str | None:
+    """Why --fpu cannot be given with this target and rounding scheme, or None."""
+    if rounding != "ort":
+        return (f"--fpu --rounding {rounding}: --fpu computes ONNX Runtime's float32 requantization, the `ort` "
+                "scheme; drop --fpu or use --rounding ort")
+    if not target.fpu:
+        with_fpu = [name for name, t in TARGETS.items() if t.fpu]
+        return (f"--fpu --target {target.name}: the {target.name} has no FPU; drop --fpu (the integer-only C is "
+                f"exact there) or choose {', '.join(with_fpu[:-1])} or {with_fpu[-1]}")
+    return None
 
 
 def require_tools(target: Target) -> None:

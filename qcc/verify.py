@@ -30,6 +30,7 @@ class VerifyReport:
     per_output: dict[str, dict[str, Agreement]] = field(default_factory=dict)
     layers: LayerReport | None = None  # --layers, or the first input set that mismatched
     target: str = "host"  # where the C ran (--target)
+    fpu: bool = False  # --fpu: the C requantized with float32 instructions
 
     @property
     def ok(self) -> bool:
@@ -44,6 +45,8 @@ class VerifyReport:
         if self.target != "host":
             target = target_named(self.target)
             lines.append(f"C run on: {target.name}, a bare-metal image on QEMU's {target.machine}")
+        if self.fpu:
+            lines.append("C requantizes with float32 instructions (--fpu)")
         lines += [f"{'output':<24} {'pair':<16} {'compared':>10} {'exact':>10} {'max |diff|':>11}"]
         for output, pairs in self.per_output.items():
             for pair, a in pairs.items():
@@ -82,7 +85,7 @@ def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None
         sess = ort_reference.session(ort_model)
         whole = _whole_model_session(model, graph) if compiled.cut_model is not None and not options.cut_inputs else None
         report = VerifyReport(cases=len(cases), rounding=options.rounding, ort_configuration=sess.configuration(),
-                              target=options.target)
+                              target=options.target, fpu=options.fpu)
         pair_names = ("C vs reference", "C vs ORT", "reference vs ORT") + (("C vs ORT, whole model",) if whole else ())
         for name in graph.outputs:
             report.per_output[graph.public_name(name)] = {p: Agreement() for p in pair_names}

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qcc_config.h" /* the rounding scheme: with --fpu, qcc_requant_params has a float scale */
+
 /* y = clamp(requantize(acc, mult[c], shift[c]), lo, hi) + zero, channel c = index * per_channel.
  * lo and hi are the output clamp with the zero point already subtracted (Relu/Clip folded in).
  * The ort scheme stores the fast path's multipliers in mult (qcc_requant_ort.h; the parameters come
@@ -33,6 +35,9 @@ typedef struct {
     int32_t fast_lo;            /* ort: lo + 2^(30-j) */
     int32_t fast_hi;            /* ort: hi + 2^(30-j) */
     int32_t fast_zero;          /* ort: zero - 2^(30-j) */
+#if defined(QCC_ROUNDING_ORT_FPU)
+    const float *scale; /* --fpu: the float32 scale ORT multiplies by, per channel (mult and shift are NULL) */
+#endif
 } qcc_requant_params;
 
 typedef struct {

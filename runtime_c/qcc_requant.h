@@ -6,7 +6,9 @@
 #include "qcc_config.h"
 #include "qcc_kernels.h"
 
-#if defined(QCC_ROUNDING_ORT)
+#if defined(QCC_ROUNDING_ORT_FPU)
+#include "qcc_requant_ort_fpu.h" /* --fpu: the `ort` scheme in float32 instructions */
+#elif defined(QCC_ROUNDING_ORT)
 #include "qcc_requant_ort.h"
 #elif defined(QCC_ROUNDING_TFLM)
 #include "qcc_requant_tflm.h"
@@ -19,7 +21,28 @@
 /* One output channel's requantization, loaded once for a run of outputs of that channel (a
  * kernel's output loop), so that each output costs only the scheme's arithmetic. Each scheme
  * defines qcc_requant_channel, qcc_requant_channel_of and qcc_requantize_channel. */
-#if defined(QCC_ROUNDING_ORT)
+#if defined(QCC_ROUNDING_ORT_FPU)
+typedef struct {
+    float scale, lo, hi;
+    int32_t zero;
+} qcc_requant_channel;
+
+static inline qcc_requant_channel qcc_requant_channel_of(const qcc_requant_params *rq, int32_t c)
+{
+    qcc_requant_channel ch;
+    ch.scale = rq->scale[c * rq->per_channel];
+    ch.lo = (float)rq->lo; /* exact: |lo|, |hi| < 2^24 */
+    ch.hi = (float)rq->hi;
+    ch.zero = rq->zero;
+    return ch;
+}
+
+/* The requantized output code of accumulator acc in channel ch. */
+static inline int32_t qcc_requantize_channel(const qcc_requant_channel *ch, int32_t acc)
+{
+    return qcc_requantize_ort_fpu(acc, ch->scale, ch->lo, ch->hi) + ch->zero;
+}
+#elif defined(QCC_ROUNDING_ORT)
 typedef struct {
     qcc_ort_fast fast;
     int32_t zero;                 /* the zero point minus 2^(30-j): added to the fast path's r' */

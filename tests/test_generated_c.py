@@ -176,6 +176,9 @@ void *memcpy(void *dest, const void *src, size_t n);
 #define INT_MIN (-2147483647 - 1)
 #define INT_MAX 2147483647
 """,
+    "float.h": """
+#define FLT_EVAL_METHOD 0
+""",
 }
 
 

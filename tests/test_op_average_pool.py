@@ -407,8 +407,10 @@ def test_c_emulation_matches_numpy_float32(tmp_path):
     (tmp_path / "harness.c").write_text(HARNESS)
     exe = tmp_path / "harness"
     runtime = REPO / "runtime_c"
+    (tmp_path / "qcc_config.h").write_text("#define QCC_ROUNDING_ORT 1\n")  # qcc_kernels.h reads the scheme
     subprocess.run(["gcc", *STRICT, "-O2", "-fsanitize=undefined", "-fno-sanitize-recover=all", f"-I{runtime}",
-                    str(tmp_path / "harness.c"), str(runtime / "qcc_average_pool.c"), "-o", str(exe)], check=True)
+                    f"-I{tmp_path}", str(tmp_path / "harness.c"), str(runtime / "qcc_average_pool.c"), "-o", str(exe)],
+                   check=True)
     stream, expected = [], []
     for dtype, s_x, z_x, s_y, z_y, codes, counts in random_batches(22, 200, 2000):
         qmin, qmax = DTYPE_RANGE[dtype]
@@ -432,10 +434,13 @@ def test_runtime_builds_for_cortex_m4_without_float(tmp_path):
     from test_generated_c import FAKE_LIBC, compile_for_mcu, floats_in, soft_float_calls
 
     source = REPO / "runtime_c" / "qcc_average_pool.c"
-    objects = compile_for_mcu([source], ["-mcpu=cortex-m4", "-mthumb", f"-I{REPO / 'runtime_c'}"], tmp_path)
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "qcc_config.h").write_text("#define QCC_ROUNDING_ORT 1\n")  # qcc_kernels.h reads the scheme
+    objects = compile_for_mcu([source], ["-mcpu=cortex-m4", "-mthumb", f"-I{REPO / 'runtime_c'}", f"-I{config}"], tmp_path)
     assert soft_float_calls(objects) == set()
     libc = tmp_path / "libc"
     libc.mkdir()
-    for name, text in FAKE_LIBC.items():
+    for name, text in [*FAKE_LIBC.items(), ("qcc_config.h", (config / "qcc_config.h").read_text())]:
         (libc / name).write_text(text)
     assert floats_in(source, libc) == []

@@ -19,7 +19,7 @@ from qcc.ops.c_emitter import (CEmitter, c_comment_text, c_float_literal, c_iden
 from qcc.ir import C_TYPES
 from qcc.ops import op_named
 from qcc.pipeline import Compiled
-from qcc.targets import CORTEX_M, TARGETS, Target, target_named
+from qcc.targets import CORTEX_M, FPU_CFLAGS, TARGETS, Target, target_named
 
 MANIFEST = "model.json"
 BAREMETAL = "baremetal"  # runtime_c/baremetal: startup, semihosting and newlib stubs, by qcc
@@ -130,12 +130,13 @@ def check_fits(target: Target, compiled: Compiled, constant_bytes: int) -> None:
 
 def boards_for(compiled: Compiled, constant_bytes: int) -> list[Target]:
     """The boards the folder gets bare-metal rules for: none for the host, else every Cortex-M board
-    the model fits on; the chosen target must be one of them."""
+    the model fits on (with --fpu, every one with an FPU); the chosen target must be one of them."""
     target = target_named(compiled.options.target)
     if target.is_host:
         return []
     check_fits(target, compiled, constant_bytes)
-    return [TARGETS[n] for n in CORTEX_M if TARGETS[n].refusal(ram_data_bytes(compiled), constant_bytes) is None]
+    return [TARGETS[n] for n in CORTEX_M if TARGETS[n].refusal(ram_data_bytes(compiled), constant_bytes) is None
+            and (TARGETS[n].fpu or not compiled.options.fpu)]
 
 
 def _case_arrays(inputs: list[dict], outputs: list[dict], case_inputs: list[np.ndarray],
@@ -163,7 +164,8 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
               "inputs": inputs, "outputs": outputs, "args": inputs + outputs, "arena_bytes": plan.arena_bytes,
               "weights_bytes": emitter.weights_bytes, "rounding": options.rounding, "float_io": options.float_io,
               "arena_symbol": emitter.arena_symbol, "arena_section": arena_section,
-              "declarations": emitter.declarations, "steps": steps, "runtime_headers": headers}
+              "declarations": emitter.declarations, "steps": steps, "runtime_headers": headers, "fpu": options.fpu,
+              "fpu_cflags": " ".join(FPU_CFLAGS)}
 
     cases = [_case_arrays(inputs, outputs, case_inputs, reference.run(graph, case_inputs)) for case_inputs in golden_cases]
     golden_bytes = sum(graph.tensor(t).nbytes for t in graph.inputs + graph.outputs) * len(cases)
@@ -202,6 +204,8 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
     }
     if options.weights_section is not None or options.arena_section is not None:  # absent by default, as before
         manifest["sections"] = {"weights": options.weights_section, "arena": options.arena_section}
+    if options.fpu:  # absent by default, as before: the C uses float instructions (the build must enable the FPU)
+        manifest["fpu"] = True
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 

@@ -151,6 +151,17 @@ class CEmitter:
             f"static const {ctype} {name}[{values.size}]{self._section} = {{\n    {format_values(values)}\n}};")
         return name
 
+    def const_float_array(self, name: str, values: np.ndarray) -> str:
+        """A static const float array of float32 values, each written as the hexadecimal literal that
+        denotes it exactly."""
+        values = np.asarray(values, dtype=np.float32).reshape(-1)
+        self.weights_bytes += values.size * 4
+        literals = [c_float_literal(v) for v in values]
+        lines = [", ".join(literals[i:i + _VALUES_PER_LINE // 2]) for i in range(0, len(literals), _VALUES_PER_LINE // 2)]
+        self.declarations.append(f"static const float {name}[{values.size}]{self._section} = {{\n    "
+                                 + ",\n    ".join(lines) + "\n};")
+        return name
+
     def struct(self, ctype: str, name: str, fields: dict) -> str:
         """Declares a const parameter struct and returns a pointer to it. `fields` maps the field
         names of the runtime header, in the header's order, to their values (see

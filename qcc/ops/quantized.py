@@ -182,8 +182,15 @@ def requant_fields(rq: Requant) -> dict:
 
 
 def emit_requant(c, prefix: str, rq: Requant) -> dict:
-    """The fields of a qcc_requant_params for `rq` (a nested struct for CEmitter.struct)."""
+    """The fields of a qcc_requant_params for `rq` (a nested struct for CEmitter.struct). With --fpu
+    (the `ort` scheme only) the float32 scales ORT multiplies by replace the multipliers and shifts."""
     fields = requant_fields(rq)
+    if c.graph.fpu:
+        assert rq.scheme == "ort", rq.scheme
+        fields |= {"mult": "NULL", "shift": "NULL", "exact_mult": "NULL", "fast_shift": 0, "fast_bias": 0,
+                   "fast_window": 0, "fast_lo": 0, "fast_hi": 0, "fast_zero": 0,
+                   "scale": c.const_float_array(f"{prefix}_scale", rq.scale)}
+        return fields
     fields["mult"] = c.const_array(f"{prefix}_mult", "uint32_t", fields["mult"])
     fields["shift"] = c.const_array(f"{prefix}_shift", "int8_t", fields["shift"])
     exact = fields["exact_mult"]
