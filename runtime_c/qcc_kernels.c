@@ -35,10 +35,11 @@ static inline uint32_t qcc_load_u32(const void *p)
 static inline void qcc_gemm_2x2_dsp(const int8_t *w, const int16_t *xa, const int16_t *xb, int32_t groups, int32_t *aa,
                                     int32_t *ab, int32_t *ba, int32_t *bb)
 {
-#if defined(__GNUC__) && !defined(QCC_NO_INLINE_ASM) /* QCC_NO_INLINE_ASM: the C below instead */
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(QCC_NO_INLINE_ASM) /* else the C below */
     /* GCC spills this loop's accumulators (24 instructions per group); written out it takes 18 and
-     * 12 registers, so it also builds where the frame pointer is reserved (-O0, -Og). LDRD reads the
-     * columns: the arena plans scratch word-aligned and each column is k4 * 2 bytes, a multiple of 8. */
+     * 12 registers. Unoptimized builds (-O0) keep too many registers for themselves with the
+     * hard-float ABI, so they take the C. LDRD reads the columns: the arena plans scratch
+     * word-aligned and each column is k4 * 2 bytes, a multiple of 8. */
     int32_t x0, x1, w01, w23;
     __asm__("1:\n\t"
             "ldr     %[w23], [%[w]], #4\n\t"

@@ -56,7 +56,7 @@ def every_struct_network(seed: int = 0):
 
 def preprocess(source: Path, libc: Path, *include_dirs: Path) -> str:
     """gcc -E of `source` against the fake C library, for pycparser."""
-    result = run([tool("gcc"), "-E", "-P", "-std=c99", "-nostdinc", f"-I{libc}",
+    result = run([tool("gcc"), "-E", "-P", "-std=c99", "-nostdinc", "-U__SSE2__", f"-I{libc}",
                   *[f"-I{d}" for d in include_dirs], source])
     assert result.returncode == 0, result.stderr
     return result.stdout

@@ -136,14 +136,16 @@ def test_the_c_twin_of_the_inline_assembly_loop_is_exact_on_the_cortex_m4(tmp_pa
 
 
 @needs_arm_tools
+@pytest.mark.parametrize("float_abi", ["-mfloat-abi=soft", "-mfloat-abi=hard"])
 @pytest.mark.parametrize("optimization", ["-O0", "-Og", "-Os", "-O3"])
-def test_the_inline_assembly_builds_at_every_optimization_level(tmp_path, optimization):
-    """Its 12 registers fit where the frame pointer is reserved (-O0, -Og) too."""
+def test_the_kernels_build_at_every_optimization_level(tmp_path, optimization, float_abi):
+    """The inline assembly's 12 registers fit at -Og (frame pointer reserved) and up; -O0 takes the C."""
     path = tmp_path / "model.onnx"
     onnx.save(layers_model("int8"), str(path))
     compile_to_folder(path, tmp_path / "out", Options(target="cortex-m4"))
-    result = subprocess.run(["arm-none-eabi-gcc", "-std=c99", optimization, "-mcpu=cortex-m4", "-mthumb", "-Wall", "-Wextra",
-                             "-Wpedantic", "-Werror", "-c", "qcc_kernels.c", "-o", "qcc_kernels.o"],
+    result = subprocess.run(["arm-none-eabi-gcc", "-std=c99", optimization, "-mcpu=cortex-m4", "-mthumb", float_abi,
+                             "-mfpu=fpv4-sp-d16", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-c", "qcc_kernels.c",
+                             "-o", "qcc_kernels.o"],
                             cwd=tmp_path / "out", capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
