@@ -9,13 +9,13 @@ from pathlib import Path
 
 import onnx
 import pytest
+from helpers import STRICT_CFLAGS, check_exact
+from test_targets import ARM_CFLAGS, make
 
-from helpers import STRICT_CFLAGS
 from qcc.build import make as make_host
 from qcc.compile_command import compile_to_folder
 from qcc.pipeline import Options, compile_model
 from qcc.sample_inputs import extreme_inputs, random_inputs
-from test_targets import ARM_CFLAGS, make
 
 SCHEMES = ("ort", "tflm", "single")
 needs_arm_tools = pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),
@@ -26,6 +26,22 @@ def kernel_calls(folder: Path) -> list[str]:
     """The conv and fully connected kernels model.c calls, in order."""
     source = "".join(p.read_text() for p in folder.glob("*.c") if not p.name.startswith("test_"))
     return re.findall(r"\b(qcc_(?:conv(?:_gemm|_depthwise_3x3)?|fully_connected)_[su]8)\(", source)
+
+
+def compiled_kernel_calls(tmp_path: Path, model: onnx.ModelProto) -> list[str]:
+    """The kernels (kernel_calls) of the model compiled for the host."""
+    path = tmp_path / "model.onnx"
+    onnx.save(model, str(path))
+    compile_to_folder(path, tmp_path / "out", Options())
+    return kernel_calls(tmp_path / "out")
+
+
+def check_exact_with_wrapping(model: onnx.ModelProto, tmp_path: Path) -> None:
+    """C == reference == ORT on the host in every scheme (helpers.check_exact), and some layer's
+    accumulators do reach past int32 (the models' wrapping layers)."""
+    compiled = check_exact(model, tmp_path, n_random=3)
+    ranges = [n.params["acc_range"] for n in compiled.graph.nodes if "acc_range" in n.params]
+    assert any(not r.int32_safe for r in ranges)
 
 
 def check_exact_on_cortex_m0_and_m4(tmp_path: Path, model: onnx.ModelProto, scheme: str, kernel: str,

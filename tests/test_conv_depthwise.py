@@ -10,17 +10,21 @@ weights) and accumulators that wrap int32."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import onnx
 import pytest
+from conv_kernels import (
+    SCHEMES,
+    check_builds_with_clang,
+    check_exact_on_cortex_m0_and_m4,
+    check_exact_with_wrapping,
+    compiled_kernel_calls,
+    needs_arm_tools,
+)
+from helpers import make_model, scalar
 from onnx import helper
 
-from conv_kernels import SCHEMES, check_builds_with_clang, check_exact_on_cortex_m0_and_m4, kernel_calls, needs_arm_tools
-from helpers import check_exact, make_model, scalar
-from qcc.compile_command import compile_to_folder
 from qcc.ops.conv import resolve_pads, window_output_size
-from qcc.pipeline import Options
 
 P1, S2 = {"pads": [1, 1, 1, 1]}, {"strides": [2, 2]}
 # (channels, (h, w), attributes): channels 1, 3, 8, 17; inputs 1x1, 2x2, 3x3, 5x7, 8x8, 9x6; strides 1 and 2
@@ -87,19 +91,15 @@ GENERIC = [(3, (7, 7), {"dilations": [2, 2], "pads": [2, 2, 2, 2]}), (3, (5, 5),
 
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
 def test_the_compiler_chooses_the_depthwise_kernel_for_exactly_the_depthwise_3x3_layers(tmp_path, x_dtype):
-    path = tmp_path / "model.onnx"
-    onnx.save(layers_model(x_dtype, extra=GENERIC), str(path))
-    compile_to_folder(path, tmp_path / "out", Options())
     suffix = "s8" if x_dtype == "int8" else "u8"
     depthwise = len(layers_model(x_dtype).graph.node)
-    assert kernel_calls(tmp_path / "out") == [f"qcc_conv_depthwise_3x3_{suffix}"] * depthwise + [f"qcc_conv_{suffix}"] * len(GENERIC)
+    assert compiled_kernel_calls(tmp_path, layers_model(x_dtype, extra=GENERIC)) == (
+        [f"qcc_conv_depthwise_3x3_{suffix}"] * depthwise + [f"qcc_conv_{suffix}"] * len(GENERIC))
 
 
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
 def test_depthwise_layers_equal_ort_and_the_reference_on_the_host_in_every_scheme(tmp_path, x_dtype):
-    compiled = check_exact(layers_model(x_dtype, extra=GENERIC), tmp_path, n_random=3)
-    ranges = [n.params["acc_range"] for n in compiled.graph.nodes if "acc_range" in n.params]
-    assert any(not r.int32_safe for r in ranges)  # the wrapping layers do reach past int32
+    check_exact_with_wrapping(layers_model(x_dtype, extra=GENERIC), tmp_path)
 
 
 @needs_arm_tools

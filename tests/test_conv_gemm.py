@@ -16,15 +16,23 @@ import subprocess
 import numpy as np
 import onnx
 import pytest
-from onnx import helper
-
-from conv_kernels import SCHEMES, check_builds_with_clang, check_exact_on_cortex_m0_and_m4, kernel_calls, needs_arm_tools
+from conv_kernels import (
+    SCHEMES,
+    check_builds_with_clang,
+    check_exact_on_cortex_m0_and_m4,
+    check_exact_with_wrapping,
+    compiled_kernel_calls,
+    kernel_calls,
+    needs_arm_tools,
+)
 from helpers import check_exact, make_model, scalar
+from onnx import helper
+from test_conv_depthwise import output_hw
+from test_op_conv import qlinearconv_model
+
 from qcc.compile_command import compile_to_folder
 from qcc.ops.conv import gemm_weight_layout
 from qcc.pipeline import Options
-from test_conv_depthwise import output_hw
-from test_op_conv import qlinearconv_model
 
 P1, S2 = {"pads": [1, 1, 1, 1]}, {"strides": [2, 2]}
 # (in_c, out_c, (h, w), kernel, attributes)
@@ -89,19 +97,15 @@ def test_the_weights_are_stored_in_groups_of_four_in_the_order_0_2_1_3_zero_padd
 
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
 def test_the_compiler_chooses_the_gemm_kernel_for_every_one_group_layer(tmp_path, x_dtype):
-    path = tmp_path / "model.onnx"
-    onnx.save(layers_model(x_dtype, extra=GENERIC), str(path))
-    compile_to_folder(path, tmp_path / "out", Options())
     suffix = "s8" if x_dtype == "int8" else "u8"
     one_group = len(layers_model(x_dtype).graph.node)
-    assert kernel_calls(tmp_path / "out") == [f"qcc_conv_gemm_{suffix}"] * one_group + [f"qcc_conv_{suffix}"] * len(GENERIC)
+    assert compiled_kernel_calls(tmp_path, layers_model(x_dtype, extra=GENERIC)) == (
+        [f"qcc_conv_gemm_{suffix}"] * one_group + [f"qcc_conv_{suffix}"] * len(GENERIC))
 
 
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
 def test_one_group_layers_equal_ort_and_the_reference_on_the_host_in_every_scheme(tmp_path, x_dtype):
-    compiled = check_exact(layers_model(x_dtype, extra=GENERIC), tmp_path, n_random=3)
-    ranges = [n.params["acc_range"] for n in compiled.graph.nodes if "acc_range" in n.params]
-    assert any(not r.int32_safe for r in ranges)  # the wrapping layers do reach past int32
+    check_exact_with_wrapping(layers_model(x_dtype, extra=GENERIC), tmp_path)
 
 
 def test_a_layer_whose_products_alone_overflow_int32(tmp_path):

@@ -14,14 +14,21 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from conv_kernels import (
+    SCHEMES,
+    check_builds_with_clang,
+    check_exact_on_cortex_m0_and_m4,
+    check_exact_with_wrapping,
+    compiled_kernel_calls,
+    needs_arm_tools,
+)
+from helpers import make_model, scalar
 from onnx import helper
+from test_generated_c import c_array
 
-from conv_kernels import SCHEMES, check_builds_with_clang, check_exact_on_cortex_m0_and_m4, kernel_calls, needs_arm_tools
-from helpers import check_exact, make_model, scalar
 from qcc.compile_command import compile_to_folder
 from qcc.ops.conv import sxtb16_tap_order
 from qcc.pipeline import Options
-from test_generated_c import c_array
 
 # (rows, depth, cols, attributes); "op" picks QLinearMatMul (no C) or QGemm, "a_rank" 3 gives A a
 # leading 1 (rows from the middle axis), "c_rows" a C of shape (rows, cols): one constant per element
@@ -96,19 +103,14 @@ def test_the_weights_are_laid_out_as_the_gemm_kernels_with_the_depth_padded_to_8
 
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
 def test_every_layer_runs_the_fully_connected_kernel(tmp_path, x_dtype):
-    path = tmp_path / "model.onnx"
     model = layers_model(x_dtype)
-    onnx.save(model, str(path))
-    compile_to_folder(path, tmp_path / "out", Options())
     suffix = "s8" if x_dtype == "int8" else "u8"
-    assert kernel_calls(tmp_path / "out") == [f"qcc_fully_connected_{suffix}"] * len(model.graph.node)
+    assert compiled_kernel_calls(tmp_path, model) == [f"qcc_fully_connected_{suffix}"] * len(model.graph.node)
 
 
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
 def test_the_layers_equal_ort_and_the_reference_on_the_host_in_every_scheme(tmp_path, x_dtype):
-    compiled = check_exact(layers_model(x_dtype), tmp_path, n_random=3)
-    ranges = [n.params["acc_range"] for n in compiled.graph.nodes if "acc_range" in n.params]
-    assert any(not r.int32_safe for r in ranges)  # the wrapping layers do reach past int32
+    check_exact_with_wrapping(layers_model(x_dtype), tmp_path)
 
 
 @needs_arm_tools
