@@ -231,7 +231,7 @@ def test_the_ort_trace_rounds_where_float32_does():
         assert steps[next(k for k in steps if k.startswith("r = rne"))] == abs(int(np.rint(np.float32(np.float32(acc) * scale))))
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 2**32 - 1), st.sampled_from(["uint8", "int8"]), st.integers(1, 3), st.booleans(), st.booleans(),
        st.sampled_from(["none", "cols", "full"]), st.sampled_from([1.0, 0.5, 3.0]))
 def test_drawn_qgemm_traces_every_row_exactly(seed, a_dtype, rows, trans_a, trans_b, bias, alpha):

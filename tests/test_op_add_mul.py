@@ -301,7 +301,7 @@ def test_relu_and_clip_fold_into_the_output_clamp(tmp_path, dtype, tail_op):
     assert [n.op for n in compiled.graph.nodes] == ["QLinearAdd", "QLinearMul"]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_drawn_shapes_and_parameters(data):
     draw = data.draw

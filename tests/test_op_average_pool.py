@@ -96,7 +96,7 @@ def near_zero_point(rng, z_x, dtype, shape, spread=2):
 # --- drawn parameters against ORT -----------------------------------------------------------------
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_drawn_parameters_against_ort(data):
     draw = data.draw

@@ -88,7 +88,7 @@ def conv_cases(draw):
                 y_zero=zero_point(draw, x_dtype), y_shape=(batch, out_c, *out_hw), bias=bias, **attrs)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(conv_cases())
 def test_qlinearconv_drawn_parameters(case):
     with tempfile.TemporaryDirectory() as tmp:

@@ -155,7 +155,7 @@ def qlinearconcat_cases(draw):
     return dtype, shapes, axis, y_scale, y_zero, params, constant
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(qlinearconcat_cases())
 def test_qlinearconcat_drawn(case):
     """Mixed inputs: some with the output's exact parameters (copied), some requantized; any axis,
@@ -196,7 +196,7 @@ def test_relu_and_clip_fold_into_the_qlinearconcat_tables(tmp_path, dtype, activ
 # --- Concat, Split -------------------------------------------------------------------------
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_concat_drawn(data):
     draw = data.draw
@@ -222,7 +222,7 @@ def test_concat_drawn(data):
     check_drawn(model, n_random=3)
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_split_drawn(data):
     draw = data.draw
@@ -260,7 +260,7 @@ def slice_bound(draw, dim):
     return draw(st.one_of(st.integers(-dim - 3, dim + 3), st.sampled_from([INT64_MAX, INT64_MIN, INT32_MAX, -INT32_MAX])))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_slice_drawn(tmp_path_factory, data):
     """Three slices of one input per example: starts and ends in and out of range, INT_MAX/INT64_MIN,
@@ -308,7 +308,7 @@ def test_slice_attribute_form_of_opset_9(tmp_path):
 # --- Pad -----------------------------------------------------------------------------------
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_pad_drawn(tmp_path_factory, data):
     """Constant (with and without the value input), edge, reflect and wrap; negative pads crop;
@@ -372,7 +372,7 @@ def resize_models(dtype, shape, inits, inputs, opset, **attrs):
     return make_model(nodes, [("x", dtype, shape)], [(n.output[0], dtype, None) for n in nodes], inits, opset=opset)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_resize_drawn(data):
     """Scales (integer and not, up and down) or sizes, on ranks 1 to 4, through every coordinate

@@ -36,7 +36,7 @@ def operands(draw):
                 b_zero=b_zero.astype(b_dtype), y_scale=draw(SCALES), y_zero=zero_point(draw, a_dtype))
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(operands(), st.sampled_from([(1,), (3,), (2, 3)]))
 def test_qlinearmatmul_drawn_parameters(o, leading):
     inits = {"a_scale": scalar(o["a_scale"], np.float32), "a_zero": scalar(o["a_zero"], o["a_dtype"]), "b": o["b"],
@@ -48,7 +48,7 @@ def test_qlinearmatmul_drawn_parameters(o, leading):
         check_exact(model, Path(tmp), n_random=3)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(operands(), st.integers(1, 3), st.booleans(), st.booleans(),
        st.sampled_from(["none", "cols", "row", "scalar", "full"]), st.sampled_from([1.0, 0.5, 3.0]))
 def test_qgemm_drawn_parameters(o, rows, trans_a, trans_b, bias_shape, alpha):

@@ -171,7 +171,7 @@ def test_relu_and_clip_fold_into_the_table(tmp_path, dtype):
     assert [n.op for n in compiled.graph.nodes] == ["Lookup"]
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_drawn_parameters(data):
     draw = data.draw

@@ -27,7 +27,7 @@ def gap_model(dtype, shape, s_x, z_x, s_y, z_y, channels_last=False):
     return make_model([node], [("x", dtype, list(shape))], [("y", dtype, out_shape)], inits)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_global_average_pool_drawn_parameters(data):
     draw = data.draw
@@ -84,7 +84,7 @@ def pooled_size(size, k, s, d, begin, end, ceil_mode):
     return out
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_maxpool_drawn_parameters(data):
     draw = data.draw

@@ -121,7 +121,7 @@ def test_subnormal_and_zero_table_entries(dtype, tmp_path):
     check_exact(softmax_nodes(specs, dtype), tmp_path, n_random=2, extra_cases=[case])
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_drawn_lengths_and_scales(data):
     """Any row length up to 1000, x scales 1e-3..16 (large ones put most table entries at 0.0),
@@ -157,7 +157,7 @@ def axis_cases(draw):
     return dtype, shape, attrs, s_x, s_y, z_y
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(axis_cases())
 def test_axis_semantics(case):
     """Any axis, default or given, with ORT's opset < 13 (2-D coercion) and opset 13 meanings."""
