@@ -1,6 +1,6 @@
 """Acceptance: the networks embedded engineers deploy, quantized by ORT in QDQ form (uint8 and int8
 activations, per-channel weights) and in QOperator form (per-tensor and per-channel): `qcc verify`
-finds C == reference == ORT on 7 seeded random inputs plus the 3 extremes."""
+finds C == reference == ORT on 5 seeded random inputs plus the 3 extremes."""
 
 import pytest
 
@@ -21,8 +21,8 @@ VARIANTS = {
 @pytest.mark.parametrize("network", list(NETWORKS))
 def test_network_is_bit_exact_to_ort(tmp_path, network, variant):
     path = quantize(NETWORKS[network](), tmp_path / f"{network}.onnx", **VARIANTS[variant])
-    report = verify(str(path), Options(), count=7)
-    assert report.cases == 10
+    report = verify(str(path), Options(), count=5)
+    assert report.cases == 8
     for output, pairs in report.per_output.items():
         for pair, agreement in pairs.items():
             assert agreement.compared > 0
@@ -35,7 +35,7 @@ def test_network_c_equals_reference_in_the_other_schemes(tmp_path, network, sche
     """In the tflm and single schemes the C must still equal the reference interpreter on every value;
     their distance to ORT is measured (benchmarks/scheme_agreement.py), not required to be zero."""
     path = quantize(NETWORKS[network](), tmp_path / f"{network}.onnx", **VARIANTS["qdq-u8"])
-    report = verify(str(path), Options(rounding=scheme), count=4)
+    report = verify(str(path), Options(rounding=scheme), count=2)
     assert report.ok
     for pairs in report.per_output.values():
         assert pairs["C vs reference"].exact == pairs["C vs reference"].compared > 0
