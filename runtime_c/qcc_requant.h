@@ -12,8 +12,14 @@
 #include "qcc_requant_ort.h"
 #elif defined(QCC_ROUNDING_TFLM)
 #include "qcc_requant_tflm.h"
+#define QCC_CHANNEL_TYPE qcc_tflm_channel /* (M0, e) per channel, constants worked out once */
+#define QCC_CHANNEL_OF qcc_tflm_channel_of
+#define QCC_CHANNEL_APPLY qcc_tflm_apply
 #elif defined(QCC_ROUNDING_SINGLE)
 #include "qcc_requant_single.h"
+#define QCC_CHANNEL_TYPE qcc_single_channel
+#define QCC_CHANNEL_OF qcc_single_channel_of
+#define QCC_CHANNEL_APPLY qcc_single_apply
 #else
 #error "qcc_config.h names no rounding scheme"
 #endif
@@ -81,33 +87,19 @@ static inline int32_t qcc_requantize_channel(const qcc_requant_channel *ch, int3
     int32_t y;
     return qcc_requantize_ort_fast(&ch->fast, acc, &y) ? y + ch->zero : qcc_requantize_ort_exact(ch->rq, ch->i, acc);
 }
-#elif defined(QCC_ROUNDING_TFLM)
-typedef qcc_tflm_channel qcc_requant_channel; /* its constants worked out once per channel */
+#else /* tflm, single: each scheme header's channel type, built from (M0, e) */
+typedef QCC_CHANNEL_TYPE qcc_requant_channel;
 
 static inline qcc_requant_channel qcc_requant_channel_of(const qcc_requant_params *rq, int32_t c)
 {
     const int32_t i = c * rq->per_channel;
-    return qcc_tflm_channel_of(rq->mult[i], rq->shift[i], rq->lo, rq->hi, rq->zero);
+    return QCC_CHANNEL_OF(rq->mult[i], rq->shift[i], rq->lo, rq->hi, rq->zero);
 }
 
 /* The requantized output code of accumulator acc in channel ch. */
 static inline int32_t qcc_requantize_channel(const qcc_requant_channel *ch, int32_t acc)
 {
-    return qcc_tflm_apply(ch, acc);
-}
-#elif defined(QCC_ROUNDING_SINGLE)
-typedef qcc_single_channel qcc_requant_channel; /* its constants worked out once per channel */
-
-static inline qcc_requant_channel qcc_requant_channel_of(const qcc_requant_params *rq, int32_t c)
-{
-    const int32_t i = c * rq->per_channel;
-    return qcc_single_channel_of(rq->mult[i], rq->shift[i], rq->lo, rq->hi, rq->zero);
-}
-
-/* The requantized output code of accumulator acc in channel ch. */
-static inline int32_t qcc_requantize_channel(const qcc_requant_channel *ch, int32_t acc)
-{
-    return qcc_single_apply(ch, acc);
+    return QCC_CHANNEL_APPLY(ch, acc);
 }
 #endif
 
