@@ -238,19 +238,19 @@ void qcc_qlinear_mul_8bit(const qcc_qlinear_mul_params *p, const uint8_t *a, con
 
 /* --- the `tflm` scheme: TensorFlow Lite Micro's integer ADD and MUL --------------------------- */
 
-/* TFLM's MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0). */
-static inline int32_t qcc_tflm_scale_down(int32_t x, int32_t mult, int32_t shift)
-{
-    return qcc_rounding_divide_by_pot(qcc_srdhm(x, mult), (int)-shift);
-}
+/* TFLM's AddFunc for codes a and b, with its three MultiplyByQuantizedMultiplierSmallerThanOneExp
+ * (shift <= 0, 0 <= mult < 2^31) as qcc_tflm_scaler: |a - zA| <= 255, so (a - zA) * 2^20 fits in
+ * int32, and each scaled input is below 2^27 in magnitude, so their sum does too. */
+typedef struct {
+    qcc_tflm_scaler a, b, c;
+} qcc_add_tflm_scalers;
 
-/* TFLM's AddFunc for codes a and b; |a - zA| <= 255, so (a - zA) * 2^20 fits in int32, and each
- * scaled input is below 2^27 in magnitude, so their sum does too. */
-static inline int32_t qcc_add_tflm_code(const qcc_add_tflm_params *p, int32_t a, int32_t b)
+static inline int32_t qcc_add_tflm_code(const qcc_add_tflm_params *p, const qcc_add_tflm_scalers *sc, int32_t a,
+                                        int32_t b)
 {
-    const int32_t a_scaled = qcc_tflm_scale_down((a - p->a_zero) * (INT32_C(1) << QCC_TFLM_ADD_LEFT_SHIFT), p->a_mult, p->a_shift);
-    const int32_t b_scaled = qcc_tflm_scale_down((b - p->b_zero) * (INT32_C(1) << QCC_TFLM_ADD_LEFT_SHIFT), p->b_mult, p->b_shift);
-    const int32_t y = qcc_tflm_scale_down(a_scaled + b_scaled, p->c_mult, p->c_shift) + p->c_zero;
+    const int32_t a_scaled = qcc_tflm_scaler_apply(&sc->a, (a - p->a_zero) * (INT32_C(1) << QCC_TFLM_ADD_LEFT_SHIFT));
+    const int32_t b_scaled = qcc_tflm_scaler_apply(&sc->b, (b - p->b_zero) * (INT32_C(1) << QCC_TFLM_ADD_LEFT_SHIFT));
+    const int32_t y = qcc_tflm_scaler_apply(&sc->c, a_scaled + b_scaled) + p->c_zero;
     return y < p->lo ? p->lo : y > p->hi ? p->hi : y;
 }
 
@@ -275,12 +275,18 @@ static inline void qcc_tflm_binary_bytes(const qcc_broadcast_params *s, const qc
     int32_t count[QCC_BROADCAST_MAX_RANK] = {0, 0, 0, 0, 0, 0, 0, 0};
     size_t row, ao = 0, bo = 0;
     int32_t i;
+    qcc_add_tflm_scalers sc;
+    if (add) {
+        sc.a = qcc_tflm_scaler_of(add->a_mult, (int)-add->a_shift);
+        sc.b = qcc_tflm_scaler_of(add->b_mult, (int)-add->b_shift);
+        sc.c = qcc_tflm_scaler_of(add->c_mult, (int)-add->c_shift);
+    }
     for (row = 0; row < rows; ++row, out += n) {
         const uint8_t *ar = a + ao, *br = b + bo;
         for (i = 0; i < n; ++i, ar += as, br += bs) {
             const int32_t av = (int32_t)(*ar ^ flip) - (int32_t)flip;
             const int32_t bv = (int32_t)(*br ^ flip) - (int32_t)flip;
-            const int32_t code = add ? qcc_add_tflm_code(add, av, bv) : qcc_mul_tflm_code(mul, av, bv);
+            const int32_t code = add ? qcc_add_tflm_code(add, &sc, av, bv) : qcc_mul_tflm_code(mul, av, bv);
             out[i] = (uint8_t)((uint32_t)code & 0xFFu);
         }
         qcc_broadcast_next(s, count, &ao, &bo);

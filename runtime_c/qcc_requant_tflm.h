@@ -33,50 +33,67 @@ static inline int32_t qcc_rounding_divide_by_pot(int32_t x, int exponent)
     return floored + (remainder > threshold ? 1 : 0);
 }
 
-/* One channel's requantization with its constants worked out once per channel (a kernel's run of
- * outputs), the same numbers as qcc_requantize_tflm in fewer instructions.
- *
- * Fast path, M < 1/4 (e <= -2, so no left shift and n = -e >= 2): both roundings in one. With
- * s = SRDHM(x, m0) = floor((x * m0 + 2^30) / 2^31) and RDBPOT(s, n) = floor((s + 2^(n-1) - [s < 0]) / 2^n),
- * floor(floor(a / b) / c) = floor(a / (b * c)) and an integer moved inside a floor give
+/* RDBPOT(SRDHM(x, m0), n) for 0 <= m0 < 2^31 and 0 <= n <= 31, both roundings in one. With
+ * s = SRDHM(x, m0) = floor((x * m0 + 2^30) / 2^31) (for x * m0 < 0, truncating (x * m0 + 1 - 2^30) / 2^31
+ * toward zero is rounding it up, which is that floor) and, for n >= 1,
+ * RDBPOT(s, n) = floor((s + 2^(n-1) - [s < 0]) / 2^n) (halves away from zero), the rules
+ * floor(floor(a / b) / c) = floor(a / (b * c)) and "an integer moves inside a floor" give
  *   RDBPOT(SRDHM(x, m0), n) = floor((x * m0 + 2^30 + 2^(30+n) - 2^31 [s < 0]) / 2^(31+n)).
- * [s < 0] may be replaced by [x < 0]: they differ only where x < 0 and s = 0, where both sums'
- * quotients are 0. The sum's high word is floor(sum / 2^32), shifted right by k = n - 1 more: one
- * SMLAL onto a constant whose two words follow x's sign bit, and one ASR, as in `single`.
- *
- * Elsewhere (M >= 1/4, rare):
- *  - SRDHM(x, m0) with 0 <= m0 < 2^31 is floor((x * m0 + 2^30) / 2^31): for x * m0 < 0, truncating
- *    (x * m0 + 1 - 2^30) / 2^31 toward zero is rounding it up, which is that floor. Bits 31..62 of
- *    the 64-bit sum, whatever the shift's kind, and the value fits an int32.
- *  - RDBPOT(s, n), n >= 1, is floor((s + 2^(n-1) - [s < 0]) / 2^n), halves away from zero: one
- *    arithmetic shift (qcc_floor_shift_i32) where s + 2^(n-1) fits an int32; above that, with
- *    v = s + 2^31 >= 0 (unsigned), (v >> n) + (((v & mask) + half - [s < 0]) >> n) - 2^(31-n).
- * Out of line: a channel with M >= 1/4 is rare. The result is clamped to [lo, hi]. */
+ * [s < 0] may be replaced by [x < 0]: they differ only where x < 0 and s = 0, where the numerator lies
+ * in [0, 2^(30+n)) either way and the quotient is 0. |x * m0| < 2^62 and the sum fits an int64; its
+ * quotient fits an int32. For n >= 1 that quotient is the sum's high word (floor(sum / 2^32)) shifted
+ * right by n - 1 more; for n = 0, bits 31..62 of the sum. qcc_tflm_scaler holds the constants of one
+ * (m0, n), qcc_tflm_scale(x, m0, n) is the function. */
+typedef struct {
+    int32_t m0;
+    int n;
+    uint64_t rounding[2]; /* by x's sign bit: 2^30 + 2^(30+n) - 2^31 [x < 0] for n >= 1, 2^30 for n = 0 */
+} qcc_tflm_scaler;
+
+/* (m0, n)'s constants, worked out once for a kernel's run of values */
+static inline qcc_tflm_scaler qcc_tflm_scaler_of(int32_t m0, int n)
+{
+    qcc_tflm_scaler sc;
+    sc.m0 = m0;
+    sc.n = n;
+    sc.rounding[0] = (UINT64_C(1) << 30) + (n > 0 ? UINT64_C(1) << (30 + n) : 0u);
+    sc.rounding[1] = sc.rounding[0] - (n > 0 ? UINT64_C(1) << 31 : 0u);
+    return sc;
+}
+
+static inline int32_t qcc_tflm_scaler_apply(const qcc_tflm_scaler *sc, int32_t x)
+{
+    const uint64_t sum = (uint64_t)((int64_t)x * (int64_t)sc->m0) + sc->rounding[(uint32_t)x >> 31];
+    if (sc->n == 0) {
+        return qcc_wrap_u32_to_i32((uint32_t)(sum >> 31));
+    }
+    return qcc_floor_shift_i32(qcc_wrap_u32_to_i32((uint32_t)(sum >> 32)), sc->n - 1);
+}
+
+static inline int32_t qcc_tflm_scale(int32_t x, int32_t m0, int n)
+{
+    const qcc_tflm_scaler sc = qcc_tflm_scaler_of(m0, n);
+    return qcc_tflm_scaler_apply(&sc, x);
+}
+
+/* TFLM's MultiplyByQuantizedMultiplier with qcc's saturation of acc * 2^e (e > 0), clamped to [lo, hi].
+ * Out of line: the kernels' channels take the path below, where M < 1/4. */
 static int32_t qcc_tflm_general(int32_t acc, int32_t m0, int e, int32_t lo, int32_t hi)
 {
-    const int n = e > 0 ? 0 : -e; /* RDBPOT's exponent */
-    const uint32_t mask = (UINT32_C(1) << n) - 1u; /* n <= 31 */
-    const uint32_t half = n > 0 ? UINT32_C(1) << (n - 1) : 0u;
-    const uint32_t negative = n > 0 ? 1u : 0u; /* RDBPOT's ties of negative values go down */
     int32_t x = acc, y;
-    uint64_t sum;
-    uint32_t v, q;
     if (e > 0) { /* acc * 2^e, saturated to int32 */
         const int64_t wide = (int64_t)acc * (INT64_C(1) << e);
         x = wide > INT32_MAX ? INT32_MAX : wide < INT32_MIN ? INT32_MIN : (int32_t)wide;
     }
-    sum = (uint64_t)((int64_t)x * (int64_t)m0) + (UINT64_C(1) << 30);
-    y = qcc_wrap_u32_to_i32((uint32_t)(sum >> 31)); /* SRDHM */
-    if (y <= (int32_t)(UINT32_C(0x7FFFFFFF) - half)) { /* y + half cannot overflow: one arithmetic shift */
-        y = qcc_floor_shift_i32(y + (int32_t)half - (int32_t)(((uint32_t)y >> 31) & negative), n);
-    } else {
-        v = (uint32_t)y + UINT32_C(0x80000000); /* SRDHM + 2^31 */
-        q = (v >> n) + (((v & mask) + half - ((v >> 31) ^ 1u) * negative) >> n);
-        y = qcc_wrap_u32_to_i32(q - (UINT32_C(1) << (31 - n)));
-    }
+    y = qcc_tflm_scale(x, m0, e > 0 ? 0 : -e);
     return y < lo ? lo : y > hi ? hi : y;
 }
 
+/* One channel's requantization with its constants worked out once per channel (a kernel's run of
+ * outputs), the same numbers as qcc_requantize_tflm in fewer instructions. Where M < 1/4 (e <= -2,
+ * n = -e >= 2, the usual scales), qcc_tflm_scale's sum is one SMLAL onto a constant whose two words
+ * follow x's sign bit, (2^(n-2), 2^30) or (2^(n-2) - 1, 3 * 2^30), and its high word takes one ASR by
+ * k = n - 1, as in `single`. Elsewhere, qcc_tflm_general. */
 typedef struct {
     int32_t m0;
     int e;
@@ -102,8 +119,6 @@ static inline int32_t qcc_tflm_apply(const qcc_tflm_channel *ch, int32_t acc)
 {
     int32_t y;
     if (ch->k > 0) {
-        /* 2^30 + 2^(30+n) - 2^31 [x < 0], whose words are (2^(n-2), 2^30) or (2^(n-2) - 1, 3 * 2^30);
-         * |x * m0| < 2^62, so the sum and its high word cannot overflow */
         const uint32_t negative = (uint32_t)acc >> 31;
         const uint64_t rounding = ((uint64_t)((uint32_t)ch->round_hi - negative) << 32) | (UINT32_C(0x40000000) | (negative << 31));
         const uint64_t sum = (uint64_t)((int64_t)acc * (int64_t)ch->m0) + rounding;

@@ -362,7 +362,8 @@ HARNESS = r"""
 #include "qcc_requant_single.h"
 /* stdin: records of int32 (op, a, b, c, lo, hi); stdout: one int32 result per record.
  * op 0: qcc_requantize_tflm(a, b, c, lo, hi)   op 1: qcc_requantize_single(a, b, c, lo, hi)
- * op 2: qcc_srdhm(a, b)                         op 3: qcc_rounding_divide_by_pot(a, c) */
+ * op 2: qcc_srdhm(a, b)                         op 3: qcc_rounding_divide_by_pot(a, c)
+ * op 4: qcc_tflm_scale(a, b, c), both roundings as one */
 int main(void)
 {
     int32_t r[6], y = 0;
@@ -372,6 +373,7 @@ int main(void)
         case 1: y = qcc_requantize_single(r[1], (uint32_t)r[2], r[3], r[4], r[5]); break;
         case 2: y = qcc_srdhm(r[1], r[2]); break;
         case 3: y = qcc_rounding_divide_by_pot(r[1], r[3]); break;
+        case 4: y = qcc_tflm_scale(r[1], r[2], r[3]); break;
         default: return 2;
         }
         fwrite(&y, sizeof y, 1, stdout);
@@ -379,7 +381,7 @@ int main(void)
     return 0;
 }
 """
-OPS = {"tflm": 0, "single": 1, "srdhm": 2, "rdbpot": 3}
+OPS = {"tflm": 0, "single": 1, "srdhm": 2, "rdbpot": 3, "scale": 4}
 
 
 def compile_harness(compiler: str, folder: Path) -> Path:
@@ -461,6 +463,40 @@ def test_c_srdhm_and_rdbpot_against_oracle(compiler):
     assert got_srdhm[-1] == INT32_MAX  # a = b = INT32_MIN
     halves = sum(1 for p, k in zip(x.tolist(), n.tolist()) if k and abs(p) % 2**k == 2 ** (k - 1))
     assert halves > 3000
+
+
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+def test_c_fused_roundings_against_oracle(compiler):
+    """qcc_tflm_scale, SRDHM and RDBPOT as one rounding (the kernels' path, and TFLM ADD's three
+    scalings), equals the two roundings of the oracle for every exponent 0..31: on random operands
+    over the whole int32 range, and on x = each SRDHM result's neighbourhood of RDBPOT's ties, both
+    signs (the cases where the single rounding must follow x's sign)."""
+    rng = np.random.default_rng(51)
+    n_random = 64_000
+    x = rng.integers(INT32_MIN, INT32_MAX, n_random, endpoint=True)
+    m0 = np.concatenate([rng.integers(2**30, 2**31, n_random // 2), rng.integers(0, 2**31, n_random // 2)])
+    n = rng.integers(0, 32, n_random)
+    # ties: pick s = (2j + 1) * 2^(n-1) (RDBPOT's halves, either sign) and M0 = 2^30, so that x = 2s gives
+    # SRDHM(x, M0) = s exactly; x +- 1 lands beside it. Also the edges x = 0, +-1 and INT32_MIN/MAX.
+    k = np.repeat(np.arange(1, 32), 400)
+    half = 2 ** (k - 1).astype(np.int64)
+    j = rng.integers(-2**12, 2**12, k.size)
+    s_tie = (2 * j + 1) * half
+    x_tie = np.clip(2 * s_tie, INT32_MIN, INT32_MAX)
+    ties_x = np.concatenate([x_tie, x_tie - 1, x_tie + 1, np.repeat([0, 1, -1, INT32_MIN, INT32_MAX], 32)])
+    ties_n = np.concatenate([k, k, k, np.tile(np.arange(32), 5)])
+    ties_m = np.full(ties_x.size, 2**30)
+    x = np.concatenate([x, ties_x]).clip(INT32_MIN, INT32_MAX)
+    m0 = np.concatenate([m0, ties_m])
+    n = np.concatenate([n, ties_n])
+    with tempfile.TemporaryDirectory() as tmp:
+        binary = compile_harness(compiler, Path(tmp))
+        got = run_harness(binary, records_for("scale", x, m0, n, 0, 0)).tolist()
+    expected = [rdbpot(srdhm(a, b), c) for a, b, c in zip(x.tolist(), m0.tolist(), n.tolist())]
+    assert got == expected
+    negative_ties = sum(1 for a, c in zip(x.tolist(), n.tolist())
+                        if c > 0 and a < 0 and abs(srdhm(a, 2**30)) % 2**c == 2 ** (c - 1))
+    assert negative_ties > 3000
 
 
 # ---------------------------------------------------------------- a real model in each scheme
