@@ -238,20 +238,30 @@ void qcc_qlinear_mul_8bit(const qcc_qlinear_mul_params *p, const uint8_t *a, con
 
 /* --- the `tflm` scheme: TensorFlow Lite Micro's integer ADD and MUL --------------------------- */
 
-/* TFLM's AddFunc for codes a and b, with its three MultiplyByQuantizedMultiplierSmallerThanOneExp
- * (shift <= 0, 0 <= mult < 2^31) as qcc_tflm_scaler: |a - zA| <= 255, so (a - zA) * 2^20 fits in
- * int32, and each scaled input is below 2^27 in magnitude, so their sum does too. */
+/* TFLM's AddFunc with its three MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0,
+ * 0 <= mult < 2^31) as qcc_tflm_scaler, on the bytes of the codes: a code is (byte ^ flip) - flip.
+ * |a - zA| <= 255, so (a - zA) * 2^20 fits in int32, and each scaled input is below 2^27 in magnitude,
+ * so their sum does too. */
 typedef struct {
     qcc_tflm_scaler a, b, c;
-} qcc_add_tflm_scalers;
+    uint32_t flip;
+    int32_t a_offset, b_offset; /* flip + zA, flip + zB: (byte ^ flip) - offset is code - Z */
+    int32_t c_zero, lo, hi;
+} qcc_add_tflm_row_consts;
 
-static inline int32_t qcc_add_tflm_code(const qcc_add_tflm_params *p, const qcc_add_tflm_scalers *sc, int32_t a,
-                                        int32_t b)
+/* One row of n outputs, a and b stepping by as and bs (0: a broadcast scalar). Out of line, so that
+ * the constants are not spilled by the broadcast loop around it. */
+static QCC_NOINLINE void qcc_add_tflm_row(const qcc_add_tflm_row_consts *k, const uint8_t *a, ptrdiff_t as,
+                                          const uint8_t *b, ptrdiff_t bs, uint8_t *restrict out, int32_t n)
 {
-    const int32_t a_scaled = qcc_tflm_scaler_apply(&sc->a, (a - p->a_zero) * (INT32_C(1) << QCC_TFLM_ADD_LEFT_SHIFT));
-    const int32_t b_scaled = qcc_tflm_scaler_apply(&sc->b, (b - p->b_zero) * (INT32_C(1) << QCC_TFLM_ADD_LEFT_SHIFT));
-    const int32_t y = qcc_tflm_scaler_apply(&sc->c, a_scaled + b_scaled) + p->c_zero;
-    return y < p->lo ? p->lo : y > p->hi ? p->hi : y;
+    int32_t i;
+    for (i = 0; i < n; ++i, a += as, b += bs) {
+        const int32_t da = (int32_t)(*a ^ k->flip) - k->a_offset, db = (int32_t)(*b ^ k->flip) - k->b_offset;
+        const int32_t a_scaled = qcc_tflm_scaler_apply(&k->a, da * (INT32_C(1) << QCC_TFLM_ADD_LEFT_SHIFT));
+        const int32_t b_scaled = qcc_tflm_scaler_apply(&k->b, db * (INT32_C(1) << QCC_TFLM_ADD_LEFT_SHIFT));
+        const int32_t y = qcc_tflm_scaler_apply(&k->c, a_scaled + b_scaled) + k->c_zero;
+        out[i] = (uint8_t)((uint32_t)(y < k->lo ? k->lo : y > k->hi ? k->hi : y) & 0xFFu);
+    }
 }
 
 /* TFLM's MulElementwise for codes a and b: |(a - zA)(b - zB)| <= 255 * 255 fits in int32; the clamp
@@ -262,47 +272,49 @@ static inline int32_t qcc_mul_tflm_code(const qcc_mul_tflm_params *p, int32_t a,
     return qcc_requantize_tflm((a - p->a_zero) * (b - p->b_zero), (uint32_t)p->mult, (int)p->shift, lo, hi) + p->c_zero;
 }
 
-/* Both kernels on the bytes of the codes: flip = 0x80 reads int8 (code = (byte ^ 0x80) - 0x80).
- * Exactly one of add and mul is given; the branch on it is constant per call, so each caller
- * gets its own loop once inlined. */
-static inline void qcc_tflm_binary_bytes(const qcc_broadcast_params *s, const qcc_add_tflm_params *add,
-                                         const qcc_mul_tflm_params *mul, const uint8_t *a, const uint8_t *b,
-                                         uint8_t *out, uint32_t flip)
+static void qcc_add_tflm_bytes(const qcc_add_tflm_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out,
+                               uint32_t flip)
 {
+    const qcc_broadcast_params *s = &p->shape;
+    const int32_t n = s->dims[s->rank - 1];
+    const size_t rows = qcc_broadcast_rows(s);
+    int32_t count[QCC_BROADCAST_MAX_RANK] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t row, ao = 0, bo = 0;
+    qcc_add_tflm_row_consts k;
+    k.a = qcc_tflm_scaler_of(p->a_mult, (int)-p->a_shift);
+    k.b = qcc_tflm_scaler_of(p->b_mult, (int)-p->b_shift);
+    k.c = qcc_tflm_scaler_of(p->c_mult, (int)-p->c_shift);
+    k.flip = flip;
+    k.a_offset = (int32_t)flip + p->a_zero;
+    k.b_offset = (int32_t)flip + p->b_zero;
+    k.c_zero = p->c_zero;
+    k.lo = p->lo;
+    k.hi = p->hi;
+    for (row = 0; row < rows; ++row, out += n) {
+        qcc_add_tflm_row(&k, a + ao, s->x_strides[s->rank - 1], b + bo, s->y_strides[s->rank - 1], out, n);
+        qcc_broadcast_next(s, count, &ao, &bo);
+    }
+}
+
+static void qcc_mul_tflm_bytes(const qcc_mul_tflm_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out,
+                               uint32_t flip)
+{
+    const qcc_broadcast_params *s = &p->shape;
     const int32_t n = s->dims[s->rank - 1];
     const ptrdiff_t as = s->x_strides[s->rank - 1], bs = s->y_strides[s->rank - 1];
     const size_t rows = qcc_broadcast_rows(s);
     int32_t count[QCC_BROADCAST_MAX_RANK] = {0, 0, 0, 0, 0, 0, 0, 0};
     size_t row, ao = 0, bo = 0;
     int32_t i;
-    qcc_add_tflm_scalers sc;
-    if (add) {
-        sc.a = qcc_tflm_scaler_of(add->a_mult, (int)-add->a_shift);
-        sc.b = qcc_tflm_scaler_of(add->b_mult, (int)-add->b_shift);
-        sc.c = qcc_tflm_scaler_of(add->c_mult, (int)-add->c_shift);
-    }
     for (row = 0; row < rows; ++row, out += n) {
         const uint8_t *ar = a + ao, *br = b + bo;
         for (i = 0; i < n; ++i, ar += as, br += bs) {
             const int32_t av = (int32_t)(*ar ^ flip) - (int32_t)flip;
             const int32_t bv = (int32_t)(*br ^ flip) - (int32_t)flip;
-            const int32_t code = add ? qcc_add_tflm_code(add, &sc, av, bv) : qcc_mul_tflm_code(mul, av, bv);
-            out[i] = (uint8_t)((uint32_t)code & 0xFFu);
+            out[i] = (uint8_t)((uint32_t)qcc_mul_tflm_code(p, av, bv) & 0xFFu);
         }
         qcc_broadcast_next(s, count, &ao, &bo);
     }
-}
-
-static void qcc_add_tflm_bytes(const qcc_add_tflm_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out,
-                               uint32_t flip)
-{
-    qcc_tflm_binary_bytes(&p->shape, p, NULL, a, b, out, flip);
-}
-
-static void qcc_mul_tflm_bytes(const qcc_mul_tflm_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out,
-                               uint32_t flip)
-{
-    qcc_tflm_binary_bytes(&p->shape, NULL, p, a, b, out, flip);
 }
 
 void qcc_add_tflm_s8(const qcc_add_tflm_params *p, const int8_t *a, const int8_t *b, int8_t *out)
