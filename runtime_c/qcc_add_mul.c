@@ -238,14 +238,12 @@ void qcc_qlinear_mul_8bit(const qcc_qlinear_mul_params *p, const uint8_t *a, con
 
 /* --- the `tflm` scheme: TensorFlow Lite Micro's integer ADD and MUL --------------------------- */
 
-/* TFLM's AddFunc with its three MultiplyByQuantizedMultiplierSmallerThanOneExp (shift <= 0,
- * 0 <= mult < 2^31) as qcc_tflm_scaler, on the bytes of the codes: a code is (byte ^ flip) - flip.
- * |a - zA| <= 255, so (a - zA) * 2^20 fits in int32, and each scaled input is below 2^27 in magnitude,
- * so their sum does too. */
+/* TFLM's AddFunc on the bytes of the codes: the inputs' scalings come from the compiler's tables, the
+ * sum's (MultiplyByQuantizedMultiplierSmallerThanOneExp, shift <= 0, 0 <= mult < 2^31) is a
+ * qcc_tflm_scaler. Each scaled input is below 2^27 in magnitude, so their sum fits an int32. */
 typedef struct {
-    qcc_tflm_scaler a, b, c;
-    uint32_t flip;
-    int32_t a_offset, b_offset; /* flip + zA, flip + zB: (byte ^ flip) - offset is code - Z */
+    const int32_t *a_scaled, *b_scaled;
+    qcc_tflm_scaler c;
     int32_t c_zero, lo, hi;
 } qcc_add_tflm_row_consts;
 
@@ -256,10 +254,7 @@ static QCC_NOINLINE void qcc_add_tflm_row(const qcc_add_tflm_row_consts *k, cons
 {
     int32_t i;
     for (i = 0; i < n; ++i, a += as, b += bs) {
-        const int32_t da = (int32_t)(*a ^ k->flip) - k->a_offset, db = (int32_t)(*b ^ k->flip) - k->b_offset;
-        const int32_t a_scaled = qcc_tflm_scaler_apply(&k->a, da * (INT32_C(1) << QCC_TFLM_ADD_LEFT_SHIFT));
-        const int32_t b_scaled = qcc_tflm_scaler_apply(&k->b, db * (INT32_C(1) << QCC_TFLM_ADD_LEFT_SHIFT));
-        const int32_t y = qcc_tflm_scaler_apply(&k->c, a_scaled + b_scaled) + k->c_zero;
+        const int32_t y = qcc_tflm_scaler_apply(&k->c, k->a_scaled[*a] + k->b_scaled[*b]) + k->c_zero;
         out[i] = (uint8_t)((uint32_t)(y < k->lo ? k->lo : y > k->hi ? k->hi : y) & 0xFFu);
     }
 }
@@ -272,8 +267,7 @@ static inline int32_t qcc_mul_tflm_code(const qcc_mul_tflm_params *p, int32_t a,
     return qcc_requantize_tflm((a - p->a_zero) * (b - p->b_zero), (uint32_t)p->mult, (int)p->shift, lo, hi) + p->c_zero;
 }
 
-static void qcc_add_tflm_bytes(const qcc_add_tflm_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out,
-                               uint32_t flip)
+static void qcc_add_tflm_bytes(const qcc_add_tflm_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out)
 {
     const qcc_broadcast_params *s = &p->shape;
     const int32_t n = s->dims[s->rank - 1];
@@ -281,12 +275,9 @@ static void qcc_add_tflm_bytes(const qcc_add_tflm_params *p, const uint8_t *a, c
     int32_t count[QCC_BROADCAST_MAX_RANK] = {0, 0, 0, 0, 0, 0, 0, 0};
     size_t row, ao = 0, bo = 0;
     qcc_add_tflm_row_consts k;
-    k.a = qcc_tflm_scaler_of(p->a_mult, (int)-p->a_shift);
-    k.b = qcc_tflm_scaler_of(p->b_mult, (int)-p->b_shift);
+    k.a_scaled = p->a_scaled;
+    k.b_scaled = p->b_scaled;
     k.c = qcc_tflm_scaler_of(p->c_mult, (int)-p->c_shift);
-    k.flip = flip;
-    k.a_offset = (int32_t)flip + p->a_zero;
-    k.b_offset = (int32_t)flip + p->b_zero;
     k.c_zero = p->c_zero;
     k.lo = p->lo;
     k.hi = p->hi;
@@ -319,12 +310,12 @@ static void qcc_mul_tflm_bytes(const qcc_mul_tflm_params *p, const uint8_t *a, c
 
 void qcc_add_tflm_s8(const qcc_add_tflm_params *p, const int8_t *a, const int8_t *b, int8_t *out)
 {
-    qcc_add_tflm_bytes(p, (const uint8_t *)(const void *)a, (const uint8_t *)(const void *)b, (uint8_t *)(void *)out, 0x80u);
+    qcc_add_tflm_bytes(p, (const uint8_t *)(const void *)a, (const uint8_t *)(const void *)b, (uint8_t *)(void *)out);
 }
 
 void qcc_add_tflm_u8(const qcc_add_tflm_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out)
 {
-    qcc_add_tflm_bytes(p, a, b, out, 0u);
+    qcc_add_tflm_bytes(p, a, b, out);
 }
 
 void qcc_mul_tflm_s8(const qcc_mul_tflm_params *p, const int8_t *a, const int8_t *b, int8_t *out)

@@ -52,10 +52,12 @@ typedef struct {
 
 typedef struct {
     qcc_broadcast_params shape;
-    int32_t a_zero, b_zero, c_zero;
-    int32_t a_mult, b_mult, c_mult;    /* QuantizeMultiplierSmallerThanOneExp */
-    int32_t a_shift, b_shift, c_shift; /* <= 0 */
-    int32_t lo, hi;                    /* output clamp (saturation, folded Relu/Clip) */
+    /* per input byte (the code's byte, 256 entries): MBQMSTOE((code - Z) * 2^20, M, e) of that input,
+     * computed at compile time (TFLM's two input scalings depend on the code alone) */
+    const int32_t *a_scaled, *b_scaled;
+    int32_t c_zero;
+    int32_t c_mult, c_shift; /* QuantizeMultiplierSmallerThanOneExp of 2 max(sA, sB) / (2^20 sC); shift <= 0 */
+    int32_t lo, hi;          /* output clamp (saturation, folded Relu/Clip) */
 } qcc_add_tflm_params;
 
 typedef struct {

@@ -24,6 +24,7 @@ from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import C_TYPES, DTYPE_RANGE, Graph, Node
 from qcc.numerics import ort_add_mul as ort
 from qcc.numerics import tflm
+from qcc.numerics.quantize_linear import codes_in_byte_order
 from qcc.ops.base import OnnxOp, Op, register, require
 from qcc.ops.explanation import Explanation
 from qcc.ops.quantized import add_output, quantized_input, read_quant
@@ -212,13 +213,17 @@ class QLinearAdd(_Binary):
                                         "(the output scale is too small for the input scales); use another rounding scheme")
         return params
 
+    def _tflm_scaled_input(self, node: Node, graph: Graph, side: str, codes) -> np.ndarray:
+        """TFLM's AddFunc for one input: MBQMSTOE((code - Z) * 2^20, M, e), for each code."""
+        p = self.tflm_params(node, graph)
+        shifted = (np.asarray(codes, np.int64) - node.attrs[f"{side}_zero"]) * 2**TFLM_ADD_LEFT_SHIFT
+        return tflm.multiply_by_quantized_multiplier_smaller_than_one(shifted, p[f"{side}_mult"], p[f"{side}_shift"])
+
     def _reference_tflm(self, node: Node, graph: Graph, a, b) -> np.ndarray:
         """TFLM's AddFunc (reference/integer_ops/add.h), on every element at once."""
         at, p = node.attrs, self.tflm_params(node, graph)
-        scale_down = tflm.multiply_by_quantized_multiplier_smaller_than_one
-        a_scaled = scale_down((np.asarray(a, np.int64) - at["a_zero"]) * 2**TFLM_ADD_LEFT_SHIFT, p["a_mult"], p["a_shift"])
-        b_scaled = scale_down((np.asarray(b, np.int64) - at["b_zero"]) * 2**TFLM_ADD_LEFT_SHIFT, p["b_mult"], p["b_shift"])
-        return scale_down(a_scaled + b_scaled, p["c_mult"], p["c_shift"]) + at["c_zero"]
+        summed = self._tflm_scaled_input(node, graph, "a", a) + self._tflm_scaled_input(node, graph, "b", b)
+        return tflm.multiply_by_quantized_multiplier_smaller_than_one(summed, p["c_mult"], p["c_shift"]) + at["c_zero"]
 
     def reference(self, node: Node, graph: Graph, inputs):
         a, b = inputs
@@ -261,9 +266,12 @@ class QLinearAdd(_Binary):
         p = node.params
         if "tflm" in p:
             at, t = node.attrs, p["tflm"]
-            fields = {"a_zero": at["a_zero"], "b_zero": at["b_zero"], "c_zero": at["c_zero"], "a_mult": t["a_mult"],
-                      "b_mult": t["b_mult"], "c_mult": t["c_mult"], "a_shift": t["a_shift"], "b_shift": t["b_shift"],
-                      "c_shift": t["c_shift"]}
+            prefix = c.symbol(node.name)
+            # each input's scaling depends on its code alone: a table of the 256 codes, in byte order
+            tables = {f"{side}_scaled": c.const_array(f"{prefix}_{side}_scaled", "int32_t", self._tflm_scaled_input(
+                node, graph, side, codes_in_byte_order(graph.tensor(name).dtype)).astype(np.int32))
+                for side, name in zip("ab", node.inputs)}
+            fields = {**tables, "c_zero": at["c_zero"], "c_mult": t["c_mult"], "c_shift": t["c_shift"]}
             return self._emit_tflm(node, graph, c, "qcc_add_tflm", "qcc_add_tflm_params", fields)
         plan: ort.AddPlan = p["plan"]
         prefix = c.symbol(node.name)
