@@ -15,11 +15,15 @@
 #define QCC_CHANNEL_TYPE qcc_tflm_channel /* (M0, e) per channel, constants worked out once */
 #define QCC_CHANNEL_OF qcc_tflm_channel_of
 #define QCC_CHANNEL_APPLY qcc_tflm_apply
+#define QCC_CHANNEL_IS_COMMON qcc_tflm_is_common
+#define QCC_CHANNEL_APPLY_COMMON qcc_tflm_apply_common
 #elif defined(QCC_ROUNDING_SINGLE)
 #include "qcc_requant_single.h"
 #define QCC_CHANNEL_TYPE qcc_single_channel
 #define QCC_CHANNEL_OF qcc_single_channel_of
 #define QCC_CHANNEL_APPLY qcc_single_apply
+#define QCC_CHANNEL_IS_COMMON qcc_single_is_common
+#define QCC_CHANNEL_APPLY_COMMON qcc_single_apply_common
 #else
 #error "qcc_config.h names no rounding scheme"
 #endif
@@ -100,6 +104,33 @@ static inline qcc_requant_channel qcc_requant_channel_of(const qcc_requant_param
 static inline int32_t qcc_requantize_channel(const qcc_requant_channel *ch, int32_t acc)
 {
     return QCC_CHANNEL_APPLY(ch, acc);
+}
+
+/* Whether channel ch takes its scheme's common case (M < 1/4), whose arithmetic alone
+ * qcc_requantize_channel_case(ch, acc, 1) then runs. */
+static inline int qcc_requant_channel_is_common(const qcc_requant_channel *ch)
+{
+    return QCC_CHANNEL_IS_COMMON(ch);
+}
+
+static inline int32_t qcc_requantize_channel_case(const qcc_requant_channel *ch, int32_t acc, int common)
+{
+    return common ? QCC_CHANNEL_APPLY_COMMON(ch, acc) : QCC_CHANNEL_APPLY(ch, acc);
+}
+#endif
+
+#if defined(QCC_ROUNDING_ORT_FPU) || defined(QCC_ROUNDING_ORT)
+/* ort and --fpu have one case per channel: their fast path's fallback depends on the value. */
+static inline int qcc_requant_channel_is_common(const qcc_requant_channel *ch)
+{
+    (void)ch;
+    return 1;
+}
+
+static inline int32_t qcc_requantize_channel_case(const qcc_requant_channel *ch, int32_t acc, int common)
+{
+    (void)common;
+    return qcc_requantize_channel(ch, acc);
 }
 #endif
 

@@ -47,17 +47,28 @@ static inline qcc_single_channel qcc_single_channel_of(uint32_t m0, int e, int32
     return ch;
 }
 
+/* The common case, k > 0 (qcc_single_is_common): one SMLAL and one ASR. */
+static inline int qcc_single_is_common(const qcc_single_channel *ch)
+{
+    return ch->k > 0;
+}
+
+static inline int32_t qcc_single_apply_common(const qcc_single_channel *ch, int32_t acc)
+{
+    /* |acc * m0 + 2^(total_shift - 1)| < 2^62: the sum's high word floor(sum / 2^32) is an int32,
+     * and floor(floor(sum / 2^32) / 2^k) = floor(sum / 2^total_shift). */
+    const uint64_t sum = (uint64_t)((int64_t)acc * (int64_t)ch->m0) + ((uint64_t)(uint32_t)ch->round_hi << 32);
+    const int32_t y = qcc_floor_shift_i32(qcc_wrap_u32_to_i32((uint32_t)(sum >> 32)), ch->k);
+    return (y < ch->lo ? ch->lo : y > ch->hi ? ch->hi : y) + ch->zero;
+}
+
 /* clamp(floor((acc * m0 + 2^(total_shift - 1)) / 2^total_shift), lo, hi) + zero. */
 static inline int32_t qcc_single_apply(const qcc_single_channel *ch, int32_t acc)
 {
     const int64_t product = (int64_t)acc * (int64_t)ch->m0;
     int32_t y;
-    if (ch->k > 0) {
-        /* |product + 2^(total_shift - 1)| < 2^62: the sum's high word floor(sum / 2^32) is an int32,
-         * and floor(floor(sum / 2^32) / 2^k) = floor(sum / 2^total_shift). */
-        const uint64_t sum = (uint64_t)product + ((uint64_t)(uint32_t)ch->round_hi << 32);
-        y = qcc_floor_shift_i32(qcc_wrap_u32_to_i32((uint32_t)(sum >> 32)), ch->k);
-        y = y < ch->lo ? ch->lo : y > ch->hi ? ch->hi : y;
+    if (qcc_single_is_common(ch)) {
+        return qcc_single_apply_common(ch, acc);
     } else { /* total_shift <= 32: floor division of the unsigned bit pattern */
         const int total_shift = 32 + ch->k;
         const int64_t sum = product + (INT64_C(1) << (total_shift - 1));

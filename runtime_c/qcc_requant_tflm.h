@@ -115,19 +115,39 @@ static inline qcc_tflm_channel qcc_tflm_channel_of(uint32_t m0, int e, int32_t l
     return ch;
 }
 
+/* M < 1/4: qcc_tflm_scale's sum with the constant chosen by x's sign. */
+static inline int32_t qcc_tflm_apply_signed(const qcc_tflm_channel *ch, int32_t acc)
+{
+    const uint32_t negative = (uint32_t)acc >> 31;
+    const uint64_t rounding = ((uint64_t)((uint32_t)ch->round_hi - negative) << 32) | (UINT32_C(0x40000000) | (negative << 31));
+    const uint64_t sum = (uint64_t)((int64_t)acc * (int64_t)ch->m0) + rounding;
+    const int32_t y = qcc_floor_shift_i32(qcc_wrap_u32_to_i32((uint32_t)(sum >> 32)), ch->k);
+    return (y < ch->lo ? ch->lo : y > ch->hi ? ch->hi : y) + ch->zero;
+}
+
+/* The common case (qcc_tflm_is_common): M < 1/4 and a clamp whose lower end is at or above the zero
+ * point (lo >= 0: every Relu-like output, and int8 outputs with Z = -128). There the x >= 0 constant
+ * serves every x: for x < 0, x * m0 <= -2^30 (m0 >= 2^30, or m0 = 0 and x * m0 = 0), so both
+ * constants give a quotient <= 0, and the clamp takes both to lo. One SMLAL onto a constant, one ASR. */
+static inline int qcc_tflm_is_common(const qcc_tflm_channel *ch)
+{
+    return ch->k > 0 && ch->lo >= 0;
+}
+
+static inline int32_t qcc_tflm_apply_common(const qcc_tflm_channel *ch, int32_t acc)
+{
+    const uint64_t rounding = ((uint64_t)(uint32_t)ch->round_hi << 32) | UINT32_C(0x40000000);
+    const uint64_t sum = (uint64_t)((int64_t)acc * (int64_t)ch->m0) + rounding;
+    const int32_t y = qcc_floor_shift_i32(qcc_wrap_u32_to_i32((uint32_t)(sum >> 32)), ch->k);
+    return (y < ch->lo ? ch->lo : y > ch->hi ? ch->hi : y) + ch->zero;
+}
+
 static inline int32_t qcc_tflm_apply(const qcc_tflm_channel *ch, int32_t acc)
 {
-    int32_t y;
     if (ch->k > 0) {
-        const uint32_t negative = (uint32_t)acc >> 31;
-        const uint64_t rounding = ((uint64_t)((uint32_t)ch->round_hi - negative) << 32) | (UINT32_C(0x40000000) | (negative << 31));
-        const uint64_t sum = (uint64_t)((int64_t)acc * (int64_t)ch->m0) + rounding;
-        y = qcc_floor_shift_i32(qcc_wrap_u32_to_i32((uint32_t)(sum >> 32)), ch->k);
-        y = y < ch->lo ? ch->lo : y > ch->hi ? ch->hi : y;
-    } else {
-        y = qcc_tflm_general(acc, ch->m0, ch->e, ch->lo, ch->hi);
+        return qcc_tflm_apply_signed(ch, acc);
     }
-    return y + ch->zero;
+    return qcc_tflm_general(acc, ch->m0, ch->e, ch->lo, ch->hi) + ch->zero;
 }
 
 /* The gemmlowp definition above, SRDHM then RDBPOT, through the per-channel path. */

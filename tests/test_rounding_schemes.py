@@ -363,7 +363,8 @@ HARNESS = r"""
 /* stdin: records of int32 (op, a, b, c, lo, hi); stdout: one int32 result per record.
  * op 0: qcc_requantize_tflm(a, b, c, lo, hi)   op 1: qcc_requantize_single(a, b, c, lo, hi)
  * op 2: qcc_srdhm(a, b)                         op 3: qcc_rounding_divide_by_pot(a, c)
- * op 4: qcc_tflm_scale(a, b, c), both roundings as one */
+ * op 4: qcc_tflm_scale(a, b, c), both roundings as one
+ * op 5, 6: the kernels' per-channel path (tflm, single), its common case where the channel has one */
 int main(void)
 {
     int32_t r[6], y = 0;
@@ -374,6 +375,16 @@ int main(void)
         case 2: y = qcc_srdhm(r[1], r[2]); break;
         case 3: y = qcc_rounding_divide_by_pot(r[1], r[3]); break;
         case 4: y = qcc_tflm_scale(r[1], r[2], r[3]); break;
+        case 5: {
+            const qcc_tflm_channel ch = qcc_tflm_channel_of((uint32_t)r[2], r[3], r[4], r[5], 0);
+            y = qcc_tflm_is_common(&ch) ? qcc_tflm_apply_common(&ch, r[1]) : qcc_tflm_apply(&ch, r[1]);
+            break;
+        }
+        case 6: {
+            const qcc_single_channel ch = qcc_single_channel_of((uint32_t)r[2], r[3], r[4], r[5], 0);
+            y = qcc_single_is_common(&ch) ? qcc_single_apply_common(&ch, r[1]) : qcc_single_apply(&ch, r[1]);
+            break;
+        }
         default: return 2;
         }
         fwrite(&y, sizeof y, 1, stdout);
@@ -381,7 +392,7 @@ int main(void)
     return 0;
 }
 """
-OPS = {"tflm": 0, "single": 1, "srdhm": 2, "rdbpot": 3, "scale": 4}
+OPS = {"tflm": 0, "single": 1, "srdhm": 2, "rdbpot": 3, "scale": 4, "tflm_channel": 5, "single_channel": 6}
 
 
 def compile_harness(compiler: str, folder: Path) -> Path:
@@ -497,6 +508,28 @@ def test_c_fused_roundings_against_oracle(compiler):
     negative_ties = sum(1 for a, c in zip(x.tolist(), n.tolist())
                         if c > 0 and a < 0 and abs(srdhm(a, 2**30)) % 2**c == 2 ** (c - 1))
     assert negative_ties > 3000
+
+
+@pytest.mark.parametrize("compiler", ["gcc", "clang"])
+def test_c_channel_common_case_against_oracle(compiler):
+    """The kernels' per-channel requantization, through its common case wherever the channel has one
+    (qcc_*_is_common: M < 1/4; for tflm also a clamp at or above the zero point, lo >= 0, where the
+    common case drops the sign-dependent constant), equals the oracle clamped: on the crafted set
+    (ties of both signs, ends) with lo >= 0 and with lo < 0, so that both cases run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        binary = compile_harness(compiler, Path(tmp))
+        for scheme, op in (("tflm", "tflm_channel"), ("single", "single_channel")):
+            acc, mult, shift, e, lo, hi = build_cases(60 + len(scheme), scheme, n_reals=300, per_real=40, crafted=True)
+            relu_lo = np.maximum(lo, 0)  # the clamp of a Relu-like output: lo >= 0
+            for lows, highs in ((lo, hi), (relu_lo, np.maximum(hi, relu_lo))):
+                got = run_harness(binary, records_for(op, acc, mult, shift, lows, highs)).tolist()
+                oracle = ORACLE_REQUANTIZE[scheme]
+                for i, (a, m0, ee, l, h) in enumerate(zip(acc.tolist(), mult.tolist(), e.tolist(), lows.tolist(), highs.tolist())):
+                    assert got[i] == clamp(oracle(a, m0, ee), l, h), (scheme, a, m0, ee, l, h, got[i])
+            common = (e <= -2) & (relu_lo >= 0)
+            negative_ties = sum(1 for a, m0, ee, c in zip(acc.tolist(), mult.tolist(), e.tolist(), common.tolist())
+                                if c and a < 0 and abs(srdhm(a, m0)) % 2 ** (-ee) == 2 ** (-ee - 1))
+            assert common.sum() > 10_000 and (scheme == "single" or negative_ties > 100), (common.sum(), negative_ties)
 
 
 # ---------------------------------------------------------------- a real model in each scheme
