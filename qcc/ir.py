@@ -113,6 +113,7 @@ class MemoryPlan:
     arena_bytes: int
     root: dict[str, str]  # tensor -> the tensor whose buffer it uses
     scratch: dict[int, int]  # node index -> arena offset of its scratch buffer
+    scratch_bytes: dict[int, int]  # node index -> the size of its scratch buffer (one of its scratch_choices)
 
     def same_storage(self, a: str, b: str) -> bool:
         return self.root[a] == self.root[b]

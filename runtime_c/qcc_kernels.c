@@ -107,6 +107,14 @@ static inline uint32_t qcc_sum_lanes_u32(__m128i v)
 #define QCC_SSE2 0
 #endif
 
+/* Inlined even where the compiler would not, so that a constant argument specialises the body (GNU C,
+ * optimizing); elsewhere a plain inline. */
+#if defined(__GNUC__) && defined(__OPTIMIZE__)
+#define QCC_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define QCC_ALWAYS_INLINE inline
+#endif
+
 /* The int32 with the same bits as u: the modular result of the wrapping accumulator. */
 static inline int32_t qcc_wrap_i32(uint32_t u)
 {

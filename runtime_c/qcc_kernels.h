@@ -40,6 +40,8 @@ typedef struct {
 #endif
 } qcc_requant_params;
 
+#define QCC_GEMM_MAX_PIXELS 16
+
 typedef struct {
     int32_t batch, in_c, in_h, in_w;
     int32_t out_c, out_h, out_w;
@@ -48,6 +50,8 @@ typedef struct {
     int32_t dilation_h, dilation_w;
     int32_t pad_top, pad_left;
     int32_t groups;
+    int32_t gemm_pixels;        /* qcc_conv_gemm: output pixels whose columns are built at once (even,
+                                 * 2..QCC_GEMM_MAX_PIXELS); 0 for the other kernels */
     int32_t input_zero;         /* Z_x: the code that padded taps read */
     const int8_t *weights;      /* [out_c][in_c / groups][kernel_h][kernel_w]; qcc_conv_gemm: its own layout */
     const int32_t *acc_const;   /* per out channel: bias - Z_x*sum(w - Z_w) */

@@ -1,5 +1,6 @@
-"""The one-group convolution kernel (qcc_conv_gemm_*: im2col columns of two output pixels times each
-pair of output channels, SMLAD on cores with the DSP extension, portable C elsewhere): the compiler
+"""The one-group convolution kernel (qcc_conv_gemm_*: im2col columns of a chunk of output pixels, then
+each pair of output channels times each pair of pixels, SMLAD on cores with the DSP extension, portable
+C elsewhere): the compiler
 chooses it in emit for every one-group convolution but the depthwise 3x3 ones, lays its weights out
 for it, and it equals the reference (and ONNX Runtime) bit for bit on the host in every rounding
 scheme and on the Cortex-M0 (portable path) and M4 (DSP path) boards: kernels 1x1, 3x3, 10x4 and
@@ -11,6 +12,7 @@ nonzero weight zero points (the sum(x) correction) and accumulators that wrap in
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import numpy as np
@@ -31,7 +33,7 @@ from test_conv_depthwise import output_hw
 from test_op_conv import qlinearconv_model
 
 from qcc.compile_command import compile_to_folder
-from qcc.ops.conv import gemm_weight_layout
+from qcc.ops.conv import QLinearConv, gemm_weight_layout
 from qcc.pipeline import Options
 
 P1, S2 = {"pads": [1, 1, 1, 1]}, {"strides": [2, 2]}
@@ -128,6 +130,19 @@ def test_a_layer_whose_products_alone_overflow_int32(tmp_path):
 def test_one_group_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, scheme):
     check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=1), scheme,
                                     f"qcc_conv_gemm_{'s8' if x_dtype == 'int8' else 'u8'}")
+
+
+@needs_arm_tools
+@pytest.mark.parametrize("chunk", [2, 6, 16])
+def test_every_chunk_of_pixels_is_exact_on_the_cortex_m4(tmp_path, monkeypatch, chunk):
+    """The memory plan gives each layer the largest chunk of pixels (gemm_pixels) that leaves the arena as
+    it is; here every layer takes one size in turn: the least (2), one that leaves an odd last pixel in
+    most layers (6), and the largest (16), through the common-case and general requantization loops
+    (tflm: Relu-like clamps and others) and the adjacent-pair columns of the 1x1 stride-1 layers."""
+    monkeypatch.setattr(QLinearConv, "gemm_pixel_choices", staticmethod(lambda node, graph: [chunk]))
+    check_exact_on_cortex_m0_and_m4(tmp_path, layers_model("int8", seed=3), "tflm", "qcc_conv_gemm_s8",
+                                    boards=("cortex-m4",))
+    assert set(re.findall(r"\.gemm_pixels = (\d+)", (tmp_path / "out" / "model.c").read_text())) == {str(chunk)}
 
 
 @needs_arm_tools

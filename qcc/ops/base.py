@@ -111,6 +111,12 @@ class Op:
         """Working memory the kernel needs during this step only; the memory plan puts it in the arena."""
         return 0
 
+    def scratch_choices(self, node: Node, graph: Graph) -> list[int]:
+        """The scratch sizes the kernel can run with, fastest first, ending with scratch_bytes (the least).
+        The memory plan gives a step a larger one only where it does not make the arena larger; the emitted
+        call reads the size it got from the plan (CEmitter.scratch_size)."""
+        return [self.scratch_bytes(node, graph)]
+
     # Ops that only reinterpret their input's bytes (Reshape, Flatten, ...) share its storage.
     aliases_input: bool = False
     # Ops that only move values: quantizing commutes with them, so qcc/frontend/boundary_movers.py

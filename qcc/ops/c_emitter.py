@@ -175,6 +175,10 @@ class CEmitter:
         step = self.graph.nodes.index(node)
         return f"(int32_t *)(void *)&{self.arena_symbol}.bytes[{self.plan.scratch[step]}]"
 
+    def scratch_size(self, node) -> int:
+        """The bytes of the node's scratch buffer: the one of its scratch_choices the plan gave it."""
+        return self.plan.scratch_bytes.get(self.graph.nodes.index(node), 0)
+
     def same_storage(self, a: str, b: str) -> bool:
         return self.plan.same_storage(a, b)
 

@@ -30,6 +30,9 @@ from qcc.ops.quantized import (
     wrap_int32,
 )
 
+GEMM_MAX_PIXELS = 16  # runtime_c/qcc_kernels.h QCC_GEMM_MAX_PIXELS
+GEMM_CHUNK_BYTES = 512  # the columns of qcc_conv_gemm's least chunk, where more than 2 fit
+
 
 def absorb_zero_pad(group, attrs: dict) -> list[str] | None:
     """ORT's PadFusion: DQ -> Pad(constant 0 on the spatial axes) -> Conv becomes a Conv with larger
@@ -237,15 +240,31 @@ class QLinearConv(Op):
         return -(-graph.tensor(node.inputs[0]).shape[1] * k_h * k_w // 4) * 4
 
     @staticmethod
+    def gemm_pixel_choices(node: Node, graph: Graph) -> list[int]:
+        """qcc_conv_gemm's chunk, the output pixels whose im2col columns are built at once (each pair of
+        output channels then walks them with its requantization constants loaded once), largest first.
+        The chunk's setup per channel pair costs about as much as a 2 x 2 block, so small-K layers (1x1)
+        need large chunks: the least is the largest even count up to 16 (QCC_GEMM_MAX_PIXELS) whose
+        columns fit GEMM_CHUNK_BYTES, else 2; 16 and 8 above it where the plan finds the bytes free."""
+        columns = 2 * QLinearConv.gemm_depth(node, graph)
+        least = next((n for n in range(GEMM_MAX_PIXELS, 2, -2) if n * columns <= GEMM_CHUNK_BYTES), 2)
+        return [n for n in (GEMM_MAX_PIXELS, 8) if n > least] + [least]
+
+    @staticmethod
     def depthwise_row_length(node: Node, graph: Graph) -> int:
         """qcc_conv_depthwise_3x3's padded row: the (out_w - 1) * stride + 3 columns the outputs read,
         3 more that the last pixel pair's loads may read, rounded up to even."""
         out_w, stride = graph.tensor(node.outputs[0]).shape[3], node.attrs["strides"][1]
         return ((out_w - 1) * stride + 3 + 4) // 2 * 2
 
+    def scratch_choices(self, node: Node, graph: Graph) -> list[int]:
+        if self.runs_as_gemm(node, graph):  # int16 im2col columns
+            return [2 * self.gemm_depth(node, graph) * n for n in self.gemm_pixel_choices(node, graph)]
+        return [self.scratch_bytes(node, graph)]
+
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
         if self.runs_as_gemm(node, graph):
-            return 2 * 2 * self.gemm_depth(node, graph)  # two int16 im2col columns
+            return self.scratch_choices(node, graph)[-1]
         if self.is_depthwise_3x3(node, graph):
             return 3 * 2 * self.depthwise_row_length(node, graph)  # a ring of 3 padded int16 input rows
         # int32 words: one accumulator per output column, and each kernel column's valid output range
@@ -267,6 +286,7 @@ class QLinearConv(Op):
             "kernel_h": a["kernel"][0], "kernel_w": a["kernel"][1], "stride_h": a["strides"][0],
             "stride_w": a["strides"][1], "dilation_h": a["dilations"][0], "dilation_w": a["dilations"][1],
             "pad_top": a["pads_begin"][0], "pad_left": a["pads_begin"][1], "groups": a["groups"],
+            "gemm_pixels": c.scratch_size(node) // (2 * self.gemm_depth(node, graph)) if gemm else 0,
             "input_zero": x.quant.scalar()[1], "weights": weights, "acc_const": acc_const, "weight_zero": w_zero,
             "requant": emit_requant(c, prefix, p["requant"]),
         }
