@@ -121,17 +121,23 @@ static inline int32_t qcc_wrap_i32(uint32_t u)
     return u <= (uint32_t)INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
 }
 
+/* One instance per activation type. A model's Makefile defines QCC_KERNELS_S8_ONLY or QCC_KERNELS_U8_ONLY
+ * where all its kernels take one type, so that the other is not compiled at all. */
+#if !defined(QCC_KERNELS_U8_ONLY)
 #define QCC_ACT int8_t
 #define QCC_NAME(base) base##_s8
 #include "qcc_kernels_impl.inc"
 #undef QCC_ACT
 #undef QCC_NAME
+#endif
 
+#if !defined(QCC_KERNELS_S8_ONLY)
 #define QCC_ACT uint8_t
 #define QCC_NAME(base) base##_u8
 #include "qcc_kernels_impl.inc"
 #undef QCC_ACT
 #undef QCC_NAME
+#endif
 
 void qcc_transpose_8bit(const qcc_transpose_params *p, const uint8_t *x, uint8_t *y)
 {

@@ -101,6 +101,24 @@ def test_builds_strictly_with_host_compiler_and_passes_golden_test(build, tmp_pa
     assert (folder / "qcc_runner").is_file()
 
 
+def test_the_makefile_compiles_only_the_kernels_of_the_models_activation_type(build, tmp_path):
+    """Every kernel call of the model takes one activation type: the Makefile's TYPE_FLAGS leave the other
+    instance of qcc_kernels.c out of the build, and without the flag (one runtime for models of both
+    types) the object holds both."""
+    folder = copy_of(build.out, tmp_path)
+    ours, other = ("u8", "s8") if build.activation == "uint8" else ("s8", "u8")
+    assert f"TYPE_FLAGS = -DQCC_KERNELS_{ours.upper()}_ONLY" in (folder / "Makefile").read_text()
+    assert make(folder, "qcc_kernels.o").returncode == 0
+
+    def symbols() -> set[str]:
+        return set(run([tool("nm"), "--defined-only", folder / "qcc_kernels.o"]).stdout.split())
+
+    assert f"qcc_conv_gemm_{ours}" in symbols() and f"qcc_conv_gemm_{other}" not in symbols()
+    (folder / "qcc_kernels.o").unlink()
+    assert make(folder, "qcc_kernels.o", "TYPE_FLAGS=").returncode == 0
+    assert {f"qcc_conv_gemm_{ours}", f"qcc_conv_gemm_{other}"} <= symbols()
+
+
 def mcu_sources(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.c") if p.name not in HOST_FILES)
 

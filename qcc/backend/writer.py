@@ -5,6 +5,7 @@ The folder is a contract that tests, users and tools rely on (README)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -145,6 +146,12 @@ def _case_arrays(inputs: list[dict], outputs: list[dict], case_inputs: list[np.n
             "outputs": [{**e, "data": _golden_values(v)} for e, v in zip(outputs, expected)]}
 
 
+def kernel_types(steps: list[dict]) -> list[str]:
+    """The activation types (s8, u8) of the typed runtime calls in the steps, sorted; a call ending in
+    _s8 or _u8 of any runtime file counts, so the list errs on the side of compiling more."""
+    return sorted({m for step in steps for m in re.findall(r"\bqcc_\w+_(s8|u8)\(", step["code"])})
+
+
 def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.ndarray]]) -> dict:
     """Render everything into out_dir (which must exist and be empty); returns the manifest."""
     graph, plan, options = compiled.graph, compiled.plan, compiled.options
@@ -177,6 +184,7 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
         f"{name}.c": env.get_template("model.c.j2").render(common),
         "qcc_config.h": env.get_template("qcc_config.h.j2").render(common),
         "Makefile": env.get_template("Makefile.j2").render(common, objects=objects, sources=[f"{name}.c"] + list(sources),
+                                                           kernel_types=kernel_types(steps),
                                                            boards=boards,
                                                            baremetal_sources=[f for f in baremetal if f.endswith(".c")]),
         f"test_{name}.c": env.get_template("test_model.c.j2").render(common, cases=cases),
