@@ -76,7 +76,9 @@ def inspect(model: str, options: Options) -> str:
         quant = " | ".join(_quant_text(t) for t in (data[0] if data else None, consts[0] if consts else None, out))
         lines.append(f"{node.name[:28]:<28} {layer['op']:<26} {status:<{width}} {shapes:<30} {macs:>10} {weight_bytes:>9}  "
                      f"{range_analysis.describe(node):<32} {range_analysis.describe_u8s8_pairs(node):<18} {quant}")
-    lines.append(f"total: {total_macs} MACs, {total_weights} weight bytes, arena {compiled.plan.arena_bytes} bytes")
+    plan = compiled.plan
+    lines.append(f"total: {total_macs} MACs, {total_weights} weight bytes, arena {plan.arena_bytes} bytes "
+                 f"(liveness bound {plan.liveness_bytes}: the most bytes of tensors alive at one step)")
     lines += [f"warning: {w}" for w in compiled.warnings]
     lines += _u8s8_pair_notes(graph)
     for name in graph.inputs + graph.outputs:

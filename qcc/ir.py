@@ -114,6 +114,7 @@ class MemoryPlan:
     root: dict[str, str]  # tensor -> the tensor whose buffer it uses
     scratch: dict[int, int]  # node index -> arena offset of its scratch buffer
     scratch_bytes: dict[int, int]  # node index -> the size of its scratch buffer (one of its scratch_choices)
+    liveness_bytes: int  # the most bytes of arena tensors alive at one step: any plan of whole tensors needs them
 
     def same_storage(self, a: str, b: str) -> bool:
         return self.root[a] == self.root[b]

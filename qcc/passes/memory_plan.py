@@ -84,6 +84,12 @@ def _place(graph: Graph, scratch_sizes: dict[int, int]) -> MemoryPlan:
         for t in members:
             storage[t] = kind
 
+    # The liveness bound: the most bytes of tensors alive at one step (graph inputs and outputs are the
+    # caller's buffers, constants are in flash). Keeping every tensor whole for its lifetime, no
+    # placement does with less; only in-place or streamed execution could.
+    liveness = max((sum(size for _, size, start, end in arena_buffers if start <= step <= end)
+                    for step in range(len(graph.nodes))), default=0)
+
     # A kernel's scratch lives during its own step only.
     for step, size in scratch_sizes.items():
         if size:
@@ -110,7 +116,7 @@ def _place(graph: Graph, scratch_sizes: dict[int, int]) -> MemoryPlan:
     if arena_bytes >= 2**31:
         raise QccError(f"{graph.source}: the tensors alive at once need an arena of {arena_bytes} bytes; qcc's limit is "
                        "2^31 - 1 (a 32-bit address space)")
-    return MemoryPlan(storage, _align(arena_bytes), resolved, scratch, dict(scratch_sizes))
+    return MemoryPlan(storage, _align(arena_bytes), resolved, scratch, dict(scratch_sizes), liveness)
 
 
 def _align(n: int) -> int:
