@@ -24,6 +24,18 @@ static inline int32_t qcc_floor_shift_i32(int32_t x, int k)
     return x >= 0 ? (x >> k) : -(int32_t)((~(uint32_t)x) >> k) - 1;
 }
 
+/* clamp(floor((acc * m0 + rounding) / 2^(32 + k)), lo, hi) + zero for 0 < k <= 31 and
+ * |acc * m0 + rounding| < 2^62: the sum's high word floor(sum / 2^32) is an int32, and
+ * floor(floor(sum / 2^32) / 2^k) = floor(sum / 2^(32 + k)). One SMLAL and one ASR: the common case
+ * of `single` and of `tflm`, which differ in the rounding constant. */
+static inline int32_t qcc_smlal_high_shift(int32_t acc, int32_t m0, uint64_t rounding, int k, int32_t lo, int32_t hi,
+                                           int32_t zero)
+{
+    const uint64_t sum = (uint64_t)((int64_t)acc * (int64_t)m0) + rounding;
+    const int32_t y = qcc_floor_shift_i32(qcc_wrap_u32_to_i32((uint32_t)(sum >> 32)), k);
+    return (y < lo ? lo : y > hi ? hi : y) + zero;
+}
+
 /* One channel's requantization, its constants worked out once per channel (a kernel's run of
  * outputs). total_shift = 31 - e = 32 + k; where k > 0 (M < 1/4, the usual scales) the rounding half
  * 2^(total_shift - 1) = 2^(k - 1) * 2^32 lies in the high word of the 64-bit sum and the result is
@@ -55,11 +67,8 @@ static inline int qcc_single_is_common(const qcc_single_channel *ch)
 
 static inline int32_t qcc_single_apply_common(const qcc_single_channel *ch, int32_t acc)
 {
-    /* |acc * m0 + 2^(total_shift - 1)| < 2^62: the sum's high word floor(sum / 2^32) is an int32,
-     * and floor(floor(sum / 2^32) / 2^k) = floor(sum / 2^total_shift). */
-    const uint64_t sum = (uint64_t)((int64_t)acc * (int64_t)ch->m0) + ((uint64_t)(uint32_t)ch->round_hi << 32);
-    const int32_t y = qcc_floor_shift_i32(qcc_wrap_u32_to_i32((uint32_t)(sum >> 32)), ch->k);
-    return (y < ch->lo ? ch->lo : y > ch->hi ? ch->hi : y) + ch->zero;
+    /* the rounding half 2^(total_shift - 1) = 2^(k - 1) * 2^32 */
+    return qcc_smlal_high_shift(acc, ch->m0, (uint64_t)(uint32_t)ch->round_hi << 32, ch->k, ch->lo, ch->hi, ch->zero);
 }
 
 /* clamp(floor((acc * m0 + 2^(total_shift - 1)) / 2^total_shift), lo, hi) + zero. */

@@ -10,7 +10,7 @@
 
 #include <stdint.h>
 
-#include "qcc_requant_single.h" /* qcc_wrap_u32_to_i32 */
+#include "qcc_requant_single.h" /* qcc_wrap_u32_to_i32, qcc_smlal_high_shift */
 
 static inline int32_t qcc_srdhm(int32_t a, int32_t b)
 {
@@ -120,9 +120,7 @@ static inline int32_t qcc_tflm_apply_signed(const qcc_tflm_channel *ch, int32_t 
 {
     const uint32_t negative = (uint32_t)acc >> 31;
     const uint64_t rounding = ((uint64_t)((uint32_t)ch->round_hi - negative) << 32) | (UINT32_C(0x40000000) | (negative << 31));
-    const uint64_t sum = (uint64_t)((int64_t)acc * (int64_t)ch->m0) + rounding;
-    const int32_t y = qcc_floor_shift_i32(qcc_wrap_u32_to_i32((uint32_t)(sum >> 32)), ch->k);
-    return (y < ch->lo ? ch->lo : y > ch->hi ? ch->hi : y) + ch->zero;
+    return qcc_smlal_high_shift(acc, ch->m0, rounding, ch->k, ch->lo, ch->hi, ch->zero);
 }
 
 /* The common case (qcc_tflm_is_common): M < 1/4 and a clamp whose lower end is at or above the zero
@@ -137,9 +135,7 @@ static inline int qcc_tflm_is_common(const qcc_tflm_channel *ch)
 static inline int32_t qcc_tflm_apply_common(const qcc_tflm_channel *ch, int32_t acc)
 {
     const uint64_t rounding = ((uint64_t)(uint32_t)ch->round_hi << 32) | UINT32_C(0x40000000);
-    const uint64_t sum = (uint64_t)((int64_t)acc * (int64_t)ch->m0) + rounding;
-    const int32_t y = qcc_floor_shift_i32(qcc_wrap_u32_to_i32((uint32_t)(sum >> 32)), ch->k);
-    return (y < ch->lo ? ch->lo : y > ch->hi ? ch->hi : y) + ch->zero;
+    return qcc_smlal_high_shift(acc, ch->m0, rounding, ch->k, ch->lo, ch->hi, ch->zero);
 }
 
 static inline int32_t qcc_tflm_apply(const qcc_tflm_channel *ch, int32_t acc)

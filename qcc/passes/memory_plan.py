@@ -13,6 +13,8 @@ with the least scratch everywhere: speed only from bytes that are free anyway.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from qcc.errors import QccError
 from qcc.ir import Graph, MemoryPlan, Storage
 from qcc.ops import op_named
@@ -21,20 +23,30 @@ ALIGNMENT = 4  # every buffer starts on a word, so kernels may load 32 bits at a
 
 
 def plan(graph: Graph) -> MemoryPlan:
+    tensors = _tensor_buffers(graph)
     choices = [op_named(node.op).scratch_choices(node, graph) for node in graph.nodes]
     sizes = {step: options[-1] for step, options in enumerate(choices) if options[-1]}
-    best = _place(graph, sizes)
+    best = _place(graph, tensors, sizes)
     for step, options in enumerate(choices):
         for size in options[:-1]:  # larger than the least, fastest first
-            trial = _place(graph, {**sizes, step: size})
+            trial = _place(graph, tensors, {**sizes, step: size})
             if trial.arena_bytes <= best.arena_bytes:
                 sizes[step], best = size, trial
                 break
     return best
 
 
-def _place(graph: Graph, scratch_sizes: dict[int, int]) -> MemoryPlan:
-    """The plan with these scratch sizes (node index -> bytes; absent: none)."""
+@dataclass
+class _TensorBuffers:
+    """The tensors' side of the plan, the same whatever the scratch sizes."""
+    resolved: dict[str, str]  # tensor -> the tensor whose buffer it uses
+    groups: dict[str, list[str]]  # buffer -> the tensors in it
+    storage: dict[str, Storage]  # every tensor's kind ("arena" ones get their offset in _place)
+    arena: list[tuple[str, int, int, int]]  # (buffer, bytes, first step, last step) of the arena's buffers
+    liveness_bytes: int
+
+
+def _tensor_buffers(graph: Graph) -> _TensorBuffers:
     root = {name: name for name in graph.tensors}
 
     def find(name: str) -> str:
@@ -89,11 +101,14 @@ def _place(graph: Graph, scratch_sizes: dict[int, int]) -> MemoryPlan:
     # placement does with less; only in-place or streamed execution could.
     liveness = max((sum(size for _, size, start, end in arena_buffers if start <= step <= end)
                     for step in range(len(graph.nodes))), default=0)
+    return _TensorBuffers(resolved, groups, storage, arena_buffers, liveness)
 
+
+def _place(graph: Graph, tensors: _TensorBuffers, scratch_sizes: dict[int, int]) -> MemoryPlan:
+    """The plan with these scratch sizes (node index -> bytes; absent: none)."""
+    storage = dict(tensors.storage)
     # A kernel's scratch lives during its own step only.
-    for step, size in scratch_sizes.items():
-        if size:
-            arena_buffers.append((step, size, step, step))
+    arena_buffers = tensors.arena + [(step, size, step, step) for step, size in scratch_sizes.items() if size]
 
     placed: list[tuple[int, int, int, int]] = []  # (offset, size, start, end)
     scratch: dict[int, int] = {}
@@ -110,13 +125,13 @@ def _place(graph: Graph, scratch_sizes: dict[int, int]) -> MemoryPlan:
             arena_bytes = max(arena_bytes, offset + size)
             continue
         storage_r = Storage("arena", offset=offset)
-        for t in groups[r]:
+        for t in tensors.groups[r]:
             storage[t] = storage_r
         arena_bytes = max(arena_bytes, offset + size)
     if arena_bytes >= 2**31:
         raise QccError(f"{graph.source}: the tensors alive at once need an arena of {arena_bytes} bytes; qcc's limit is "
                        "2^31 - 1 (a 32-bit address space)")
-    return MemoryPlan(storage, _align(arena_bytes), resolved, scratch, dict(scratch_sizes), liveness)
+    return MemoryPlan(storage, _align(arena_bytes), tensors.resolved, scratch, dict(scratch_sizes), tensors.liveness_bytes)
 
 
 def _align(n: int) -> int:
