@@ -108,6 +108,13 @@ class Storage:
 
 
 @dataclass
+class StepMemory:
+    """How one step uses the arena beyond keeping whole tensors apart (for `--report` and `qcc inspect`)."""
+    mode: str  # "in place" (its output overlaps an input it no longer needs) or "streamed"
+    detail: str  # one sentence: which tensor it overwrites, how far apart, and why that is safe
+
+
+@dataclass
 class MemoryPlan:
     storage: dict[str, Storage]
     arena_bytes: int
@@ -115,6 +122,9 @@ class MemoryPlan:
     scratch: dict[int, int]  # node index -> arena offset of its scratch buffer
     scratch_bytes: dict[int, int]  # node index -> the size of its scratch buffer (one of its scratch_choices)
     liveness_bytes: int  # the most bytes of arena tensors alive at one step: any plan of whole tensors needs them
+    steps: dict[int, StepMemory] = field(default_factory=dict)  # node index -> how it runs, where not out of place
+    # The liveness bound of the nodes in the model's own order, before qcc chose an order that lowers the peak.
+    model_order_liveness_bytes: int | None = None
 
     def same_storage(self, a: str, b: str) -> bool:
         return self.root[a] == self.root[b]
