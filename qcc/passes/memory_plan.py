@@ -23,7 +23,7 @@ ALIGNMENT = 4  # every buffer starts on a word, so kernels may load 32 bits at a
 
 
 def plan(graph: Graph) -> MemoryPlan:
-    tensors = _tensor_buffers(graph)
+    tensors = tensor_buffers(graph)
     choices = [op_named(node.op).scratch_choices(node, graph) for node in graph.nodes]
     sizes = {step: options[-1] for step, options in enumerate(choices) if options[-1]}
     best = _place(graph, tensors, sizes)
@@ -37,7 +37,7 @@ def plan(graph: Graph) -> MemoryPlan:
 
 
 @dataclass
-class _TensorBuffers:
+class TensorBuffers:
     """The tensors' side of the plan, the same whatever the scratch sizes."""
     resolved: dict[str, str]  # tensor -> the tensor whose buffer it uses
     groups: dict[str, list[str]]  # buffer -> the tensors in it
@@ -46,7 +46,7 @@ class _TensorBuffers:
     liveness_bytes: int
 
 
-def _tensor_buffers(graph: Graph) -> _TensorBuffers:
+def tensor_buffers(graph: Graph) -> TensorBuffers:
     root = {name: name for name in graph.tensors}
 
     def find(name: str) -> str:
@@ -101,10 +101,10 @@ def _tensor_buffers(graph: Graph) -> _TensorBuffers:
     # placement does with less; only in-place or streamed execution could.
     liveness = max((sum(size for _, size, start, end in arena_buffers if start <= step <= end)
                     for step in range(len(graph.nodes))), default=0)
-    return _TensorBuffers(resolved, groups, storage, arena_buffers, liveness)
+    return TensorBuffers(resolved, groups, storage, arena_buffers, liveness)
 
 
-def _place(graph: Graph, tensors: _TensorBuffers, scratch_sizes: dict[int, int]) -> MemoryPlan:
+def _place(graph: Graph, tensors: TensorBuffers, scratch_sizes: dict[int, int]) -> MemoryPlan:
     """The plan with these scratch sizes (node index -> bytes; absent: none)."""
     storage = dict(tensors.storage)
     # A kernel's scratch lives during its own step only.
