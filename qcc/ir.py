@@ -127,4 +127,5 @@ class MemoryPlan:
     model_order_liveness_bytes: int | None = None
 
     def same_storage(self, a: str, b: str) -> bool:
-        return self.root[a] == self.root[b]
+        """The same bytes: one buffer and one offset in it (a concat's inputs share its buffer as slices)."""
+        return self.root[a] == self.root[b] and self.storage[a] == self.storage[b]

@@ -113,7 +113,7 @@ static inline uint8_t qcc_add_code(uint64_t t, uint32_t x, uint32_t mult_lo, uin
 /* x and y both step by 1 */
 static QCC_NOINLINE void qcc_add_row(const uint32_t *table, uint32_t mult_lo, uint32_t mult_hi, uint32_t flip,
                                      uint32_t lo, uint32_t hi, const uint8_t *x, const uint8_t *y,
-                                     uint8_t *restrict out, int32_t n)
+                                     uint8_t *out, int32_t n)
 {
     int32_t i;
     for (i = 0; i < n; ++i) {
@@ -123,7 +123,7 @@ static QCC_NOINLINE void qcc_add_row(const uint32_t *table, uint32_t mult_lo, ui
 
 /* y is the scalar of the row: t is its table entry */
 static QCC_NOINLINE void qcc_add_row_y_scalar(uint64_t t, uint32_t mult_lo, uint32_t mult_hi, uint32_t flip,
-                                              uint32_t lo, uint32_t hi, const uint8_t *x, uint8_t *restrict out,
+                                              uint32_t lo, uint32_t hi, const uint8_t *x, uint8_t *out,
                                               int32_t n)
 {
     int32_t i;
@@ -134,7 +134,7 @@ static QCC_NOINLINE void qcc_add_row_y_scalar(uint64_t t, uint32_t mult_lo, uint
 
 /* x is the scalar of the row: t is its term x * mult */
 static QCC_NOINLINE void qcc_add_row_x_scalar(const uint32_t *table, uint64_t t, uint32_t lo, uint32_t hi,
-                                              const uint8_t *y, uint8_t *restrict out, int32_t n)
+                                              const uint8_t *y, uint8_t *out, int32_t n)
 {
     int32_t i;
     for (i = 0; i < n; ++i) {
@@ -144,7 +144,7 @@ static QCC_NOINLINE void qcc_add_row_x_scalar(const uint32_t *table, uint64_t t,
 
 /* Any strides, on the finer grid 2^-(32 + fine_shift) (rX < 2^-8) */
 static QCC_NOINLINE void qcc_add_row_fine(const qcc_qlinear_add_params *p, const uint8_t *x, ptrdiff_t xs,
-                                          const uint8_t *y, ptrdiff_t ys, uint8_t *restrict out, int32_t n)
+                                          const uint8_t *y, ptrdiff_t ys, uint8_t *out, int32_t n)
 {
     int32_t i;
     for (i = 0; i < n; ++i, x += xs, y += ys) {
@@ -250,7 +250,7 @@ typedef struct {
 /* One row of n outputs, a and b stepping by as and bs (0: a broadcast scalar). Out of line, so that
  * the constants are not spilled by the broadcast loop around it. */
 static QCC_NOINLINE void qcc_add_tflm_row(const qcc_add_tflm_row_consts *k, const uint8_t *a, ptrdiff_t as,
-                                          const uint8_t *b, ptrdiff_t bs, uint8_t *restrict out, int32_t n)
+                                          const uint8_t *b, ptrdiff_t bs, uint8_t *out, int32_t n)
 {
     int32_t i;
     for (i = 0; i < n; ++i, a += as, b += bs) {

@@ -25,6 +25,7 @@ from qcc.ir import C_TYPES, DTYPE_RANGE, Graph, Node
 from qcc.numerics import ort_add_mul as ort
 from qcc.numerics import tflm
 from qcc.numerics.quantize_linear import codes_in_byte_order
+from qcc.passes.in_place import AccessOrder, elementwise
 from qcc.ops.base import OnnxOp, Op, register, require
 from qcc.ops.explanation import Explanation
 from qcc.ops.quantized import add_output, quantized_input, read_quant
@@ -119,6 +120,14 @@ class _Binary(Op):
         _, _, lo, hi = self._clamp(node, graph)
         out = graph.tensor(node.outputs[0])
         return np.clip(codes, lo, hi).astype(out.dtype).reshape(out.shape)
+
+    def access_order(self, node: Node, graph: Graph) -> AccessOrder:
+        """The kernels walk the output's rows in order, reading element i of an input of the output's
+        shape just before writing element i (a broadcast input is read again and again: never in place)."""
+        y = graph.tensor(node.outputs[0])
+        full = {i: elementwise(y.size) for i, name in enumerate(node.inputs)
+                if graph.tensor(name).shape == y.shape and not graph.tensor(name).is_const}
+        return AccessOrder(full, elementwise(y.size))
 
     def macs(self, node: Node, graph: Graph) -> int:
         return graph.tensor(node.outputs[0]).size

@@ -17,6 +17,7 @@ from qcc.ir import Graph, Node
 from qcc.onnx_graph import attribute  # noqa: F401 (the op modules read attributes through base)
 from qcc.ops.c_emitter import CEmitter
 from qcc.ops.explanation import NOT_EXPLAINED, Explanation
+from qcc.passes.in_place import AccessOrder
 
 
 class RegistryError(Exception):
@@ -110,6 +111,12 @@ class Op:
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
         """Working memory the kernel needs during this step only; the memory plan puts it in the arena."""
         return 0
+
+    def access_order(self, node: Node, graph: Graph) -> AccessOrder | None:
+        """The C kernel's loop order (qcc/passes/in_place.py), from which the memory plan proves where its
+        output may overlap an input it reads for the last time; None: the kernel never runs in place.
+        It must describe the kernel as written: the plan trusts it for every byte."""
+        return None
 
     def scratch_choices(self, node: Node, graph: Graph) -> list[int]:
         """The scratch sizes the kernel can run with, fastest first, ending with scratch_bytes (the least).

@@ -15,6 +15,7 @@ import numpy as np
 
 from qcc.ops.qdq_group import bias_codes, check_integer_types, weight_input
 from qcc.ir import Graph, Node
+from qcc.passes.in_place import AccessOrder, Window2d
 from qcc.ops.base import OnnxOp, Op, attribute, const_input, int_list_attribute, register, require
 from qcc.ops.explanation import Element, RequantExplanation, per_channel
 from qcc.numerics.accumulator_range import product_sum_range
@@ -256,6 +257,14 @@ class QLinearConv(Op):
         3 more that the last pixel pair's loads may read, rounded up to even."""
         out_w, stride = graph.tensor(node.outputs[0]).shape[3], node.attrs["strides"][1]
         return ((out_w - 1) * stride + 3 + 4) // 2 * 2
+
+    def access_order(self, node: Node, graph: Graph) -> AccessOrder:
+        window = Window2d.of(node, graph)
+        if self.runs_as_gemm(node, graph):
+            return window.pixel_major()
+        if self.is_depthwise_3x3(node, graph):
+            return window.depthwise_ring()
+        return window.plane_row_major(node.attrs["groups"])
 
     def scratch_choices(self, node: Node, graph: Graph) -> list[int]:
         if self.runs_as_gemm(node, graph):  # int16 im2col columns

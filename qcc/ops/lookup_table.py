@@ -28,6 +28,7 @@ from qcc.numerics.quantize_linear import code_table
 from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, QUANTIZED_DTYPES, Graph, Node
 from qcc.numerics import float32_exact as fx
+from qcc.passes.in_place import AccessOrder, elementwise
 from qcc.ops.base import OnnxOp, Op, attribute, register, require
 from qcc.ops.explanation import KEEPS_ORT, Explanation
 from qcc.ops.quantized import add_output, bind_quant, quantized_input, read_quant
@@ -181,6 +182,10 @@ class Lookup(Op):
     def explain(self, node: Node, graph: Graph) -> Explanation:
         return Explanation("table", "a 256-entry table per op (or per channel) computed at compile time as ORT "
                                     "computes it; a lookup at run time, no arithmetic; " + KEEPS_ORT)
+
+    def access_order(self, node: Node, graph: Graph) -> AccessOrder:
+        size = graph.tensor(node.outputs[0]).size  # qcc_lookup_*: element i read, then written
+        return AccessOrder({0: elementwise(size)}, elementwise(size))
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])

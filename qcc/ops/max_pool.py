@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcc.ir import Graph, Node
+from qcc.passes.in_place import AccessOrder, Window2d
 from qcc.ops.base import OnnxOp, Op, attribute, int_list_attribute, register, require
 from qcc.ops.explanation import MOVES_CODES, Explanation
 from qcc.ops.conv import resolve_pads, window_output_size
@@ -73,6 +74,9 @@ class MaxPool(Op):
 
     def explain(self, node: Node, graph: Graph) -> Explanation:
         return MOVES_CODES
+
+    def access_order(self, node: Node, graph: Graph) -> AccessOrder:
+        return Window2d.of(node, graph).plane_pixel_major()
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])

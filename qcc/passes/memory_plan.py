@@ -6,6 +6,17 @@ lifetimes overlap get disjoint bytes, placed greedily (largest first, lowest off
 so tensors never alive together share memory. Graph inputs and outputs are the caller's
 buffers and constants live in flash: neither takes arena bytes.
 
+Two techniques go below the liveness bound (the most bytes of whole tensors alive at one step):
+- Concat by construction: where a concatenation's inputs are contiguous slices of its output
+  (every axis before the concatenated one has size 1, as channels of one NCHW image are), each
+  input's buffer is that slice, so its producer writes straight into the output; the concat then
+  costs nothing, or requantizes its slice in place when it is that input's last reader.
+- In place: a step whose input buffer dies at it may write its output over that input, at the
+  offset qcc/passes/in_place.py proves safe from the kernel's loop order (Op.access_order).
+  Buffers joined so form a cluster placed as one rigid piece; no two of its buffers share bytes
+  while alive together except such an input and output at their one common step.
+The plan with these is kept only where it makes the arena smaller.
+
 A kernel's scratch lives during its own step. Where a kernel runs faster with more scratch
 (Op.scratch_choices), each step in turn gets the largest size that leaves the arena as small as
 with the least scratch everywhere: speed only from bytes that are free anyway.
@@ -16,20 +27,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qcc.errors import QccError
-from qcc.ir import Graph, MemoryPlan, Storage
+from qcc.ir import Graph, MemoryPlan, StepMemory, Storage
 from qcc.ops import op_named
+from qcc.passes.in_place import largest_safe_offset
 
 ALIGNMENT = 4  # every buffer starts on a word, so kernels may load 32 bits at a time later
 
 
 def plan(graph: Graph) -> MemoryPlan:
     tensors = tensor_buffers(graph)
+    links = _in_place_links(graph, tensors)
     choices = [op_named(node.op).scratch_choices(node, graph) for node in graph.nodes]
     sizes = {step: options[-1] for step, options in enumerate(choices) if options[-1]}
-    best = _place(graph, tensors, sizes)
+    # Out of place unless in place makes the arena smaller: ties keep every kernel on its own bytes.
+    best = _place(graph, tensors, [], sizes)
+    if links:
+        in_place = _place(graph, tensors, links, sizes)
+        if in_place.arena_bytes < best.arena_bytes:
+            best = in_place
+        else:
+            links = []
     for step, options in enumerate(choices):
         for size in options[:-1]:  # larger than the least, fastest first
-            trial = _place(graph, tensors, {**sizes, step: size})
+            trial = _place(graph, tensors, links, {**sizes, step: size})
             if trial.arena_bytes <= best.arena_bytes:
                 sizes[step], best = size, trial
                 break
@@ -40,10 +60,12 @@ def plan(graph: Graph) -> MemoryPlan:
 class TensorBuffers:
     """The tensors' side of the plan, the same whatever the scratch sizes."""
     resolved: dict[str, str]  # tensor -> the tensor whose buffer it uses
+    offsets: dict[str, int]  # tensor -> its byte offset in that buffer (a concat input's slice; else 0)
     groups: dict[str, list[str]]  # buffer -> the tensors in it
     storage: dict[str, Storage]  # every tensor's kind ("arena" ones get their offset in _place)
-    arena: list[tuple[str, int, int, int]]  # (buffer, bytes, first step, last step) of the arena's buffers
+    arena: dict[str, tuple[int, int, int]]  # the arena's buffers: buffer -> (bytes, first step, last step)
     liveness_bytes: int
+    concat_steps: dict[int, str]  # steps whose concat needs no copy: what they do instead
 
 
 def tensor_buffers(graph: Graph) -> TensorBuffers:
@@ -68,70 +90,226 @@ def tensor_buffers(graph: Graph) -> TensorBuffers:
                 if joined:
                     external[src] = joined
     resolved = {name: find(name) for name in graph.tensors}
-
-    storage: dict[str, Storage] = {}
     groups: dict[str, list[str]] = {}
     for name, r in resolved.items():
         groups.setdefault(r, []).append(name)
-    first_write, last_read = {}, {}
+    storage = {t: _external_storage(graph, members) for members in groups.values() for t in members}
+    lifetimes = _lifetimes(graph, resolved, storage)
+    for t, r in resolved.items():  # no node writes it: no storage at all
+        if storage[t].kind == "arena" and r not in lifetimes:
+            storage[t] = None
+    # The liveness bound: the most bytes of tensors alive at one step (graph inputs and outputs are the
+    # caller's buffers, constants are in flash). Keeping every tensor whole for its lifetime, no
+    # placement does with less; only in-place or streamed execution could.
+    liveness = max((sum(size for size, start, end in lifetimes.values() if start <= step <= end)
+                    for step in range(len(graph.nodes))), default=0)
+
+    offsets = {name: 0 for name in graph.tensors}
+    concat_steps = _concat_into_slices(graph, resolved, offsets, groups, storage, lifetimes)
+    return TensorBuffers(resolved, offsets, groups, storage, _lifetimes(graph, resolved, storage, offsets),
+                         liveness, concat_steps)
+
+
+def _external_storage(graph: Graph, members: list[str]) -> Storage:
+    kind = Storage("arena")
+    for t in members:
+        if t in graph.inputs:
+            kind = Storage("input", index=graph.inputs.index(t))
+        elif t in graph.outputs:
+            kind = Storage("output", index=graph.outputs.index(t))
+        elif graph.tensor(t).is_const:
+            kind = Storage("const")
+    return kind
+
+
+def _lifetimes(graph: Graph, resolved: dict[str, str], storage: dict[str, Storage],
+               offsets: dict[str, int] | None = None) -> dict[str, tuple[int, int, int]]:
+    """Each arena buffer: (bytes, the step that first writes it, the last step that reads it)."""
+    first_write, last_read, size = {}, {}, {}
     for step, node in enumerate(graph.nodes):
         for name in node.outputs:
             first_write.setdefault(resolved[name], step)
         for name in node.inputs:
             last_read[resolved[name]] = step
-    arena_buffers = []
-    for r, members in groups.items():
-        kind = None
-        for t in members:
-            if t in graph.inputs:
-                kind = Storage("input", index=graph.inputs.index(t))
-            elif t in graph.outputs:
-                kind = Storage("output", index=graph.outputs.index(t))
-            elif graph.tensor(t).is_const:
-                kind = Storage("const")
-        if kind is None and r in first_write:
-            size = max(graph.tensor(t).nbytes for t in members)
-            arena_buffers.append((r, size, first_write[r], last_read.get(r, first_write[r])))
-            kind = Storage("arena")
-        for t in members:
-            storage[t] = kind
-
-    # The liveness bound: the most bytes of tensors alive at one step (graph inputs and outputs are the
-    # caller's buffers, constants are in flash). Keeping every tensor whole for its lifetime, no
-    # placement does with less; only in-place or streamed execution could.
-    liveness = max((sum(size for _, size, start, end in arena_buffers if start <= step <= end)
-                    for step in range(len(graph.nodes))), default=0)
-    return TensorBuffers(resolved, groups, storage, arena_buffers, liveness)
+    for name, r in resolved.items():
+        if storage[name] is not None and storage[name].kind == "arena":
+            end = (offsets or {}).get(name, 0) + graph.tensor(name).nbytes
+            size[r] = max(size.get(r, 0), end)
+    return {r: (size[r], first_write[r], last_read.get(r, first_write[r])) for r in size if r in first_write}
 
 
-def _place(graph: Graph, tensors: TensorBuffers, scratch_sizes: dict[int, int]) -> MemoryPlan:
-    """The plan with these scratch sizes (node index -> bytes; absent: none)."""
-    storage = dict(tensors.storage)
-    # A kernel's scratch lives during its own step only.
-    arena_buffers = tensors.arena + [(step, size, step, step) for step, size in scratch_sizes.items() if size]
-
-    placed: list[tuple[int, int, int, int]] = []  # (offset, size, start, end)
-    scratch: dict[int, int] = {}
-    arena_bytes = 0
-    for r, size, start, end in sorted(arena_buffers, key=lambda b: (-b[1], b[2], str(b[0]))):
-        offset = 0
-        for other_offset, other_size, other_start, other_end in sorted(placed):
-            alive_together = start <= other_end and other_start <= end
-            if alive_together and offset < other_offset + other_size and other_offset < offset + size:
-                offset = _align(other_offset + other_size)
-        placed.append((offset, size, start, end))
-        if isinstance(r, int):
-            scratch[r] = offset
-            arena_bytes = max(arena_bytes, offset + size)
+def _concat_into_slices(graph: Graph, resolved, offsets, groups, storage, lifetimes) -> dict[int, str]:
+    """Make the inputs of each concat that allows it slices of its output's buffer (see the module
+    docstring); returns the steps so done, with a sentence each for the report."""
+    done = {}
+    for step, node in enumerate(graph.nodes):
+        slices = _concat_slices(graph, node, step, resolved, offsets, groups, storage, lifetimes)
+        if slices is None:
             continue
-        storage_r = Storage("arena", offset=offset)
-        for t in tensors.groups[r]:
-            storage[t] = storage_r
-        arena_bytes = max(arena_bytes, offset + size)
+        out_buffer = resolved[node.outputs[0]]
+        for name, begin in slices:
+            for member in groups.pop(resolved[name]):
+                resolved[member] = out_buffer
+                offsets[member] = begin
+                groups[out_buffer].append(member)
+        rewritten = sum(1 for table in node.params.get("tables") or [] if table is not None)
+        done[step] = ("its inputs are written by their producers straight into their slices of its output"
+                      + (f"; it requantizes {rewritten} of them in place" if rewritten else ": nothing to copy"))
+    return done
+
+
+def _concat_slices(graph: Graph, node, step, resolved, offsets, groups, storage, lifetimes):
+    """[(input, byte offset in the output)] where this node's inputs can live in its output, else None."""
+    if node.op not in ("Concat", "QLinearConcat"):
+        return None
+    y = graph.tensor(node.outputs[0])
+    axis = node.attrs["axis"]
+    tables = node.params.get("tables") or [None] * len(node.inputs)
+    if storage[node.outputs[0]].kind != "arena" or y.nbytes != y.size or any(d != 1 for d in y.shape[:axis]):
+        return None
+    if len(groups[resolved[y.name]]) != 1 or len({resolved[t] for t in node.inputs}) != len(node.inputs):
+        return None
+    slices, begin = [], 0
+    row_bytes = y.nbytes // y.shape[axis]
+    for name, table in zip(node.inputs, tables):
+        x = graph.tensor(name)
+        buffer = resolved[name]
+        whole = (storage[name].kind == "arena" and buffer in lifetimes and lifetimes[buffer][0] == x.nbytes
+                 and all(offsets[t] == 0 for t in groups[buffer]) and begin % ALIGNMENT == 0)
+        # A slice rewritten in place must have no reader after the concat.
+        if not whole or (table is not None and lifetimes[buffer][2] != step):
+            return None
+        slices.append((name, begin))
+        begin += x.shape[axis] * row_bytes
+    return slices
+
+
+@dataclass
+class _Link:
+    """A step that writes its output over its input, `delta` bytes from the input's start."""
+    step: int
+    source: str  # the input's buffer
+    target: str  # the output's buffer
+    delta: int
+
+
+def _in_place_links(graph: Graph, tensors: TensorBuffers) -> list[_Link]:
+    """Every step that may run in place (its input buffer dies there, the kernel's order allows an
+    overlap), with the largest safe offset; _place decides which of them fit together."""
+    links = []
+    for step, node in enumerate(graph.nodes):
+        if len(node.outputs) != 1:
+            continue
+        target = _whole_arena_buffer(graph, tensors, node.outputs[0])
+        if target is None or tensors.arena[target][1] != step:
+            continue
+        sources = [(i, _whole_arena_buffer(graph, tensors, name)) for i, name in enumerate(node.inputs)]
+        candidates = [(i, b) for i, b in sources if b is not None and b != target and tensors.arena[b][2] == step
+                      and [s for _, s in sources].count(b) == 1]
+        if not candidates:
+            continue
+        order = op_named(node.op).access_order(node, graph)
+        if order is None:
+            continue
+        for i, source in candidates:
+            if i in order.reads:
+                delta = largest_safe_offset(order.reads[i], order.writes, ALIGNMENT)
+                if delta is not None:
+                    links.append(_Link(step, source, target, delta))
+                    break
+    return links
+
+
+def _whole_arena_buffer(graph: Graph, tensors: TensorBuffers, name: str) -> str | None:
+    """The buffer of an 8-bit arena tensor that fills it from byte 0, else None."""
+    buffer = tensors.resolved[name]
+    t = graph.tensor(name)
+    if (tensors.storage[name].kind != "arena" or buffer not in tensors.arena or t.nbytes != t.size
+            or tensors.offsets[name] != 0 or tensors.arena[buffer][0] != t.nbytes):
+        return None
+    return buffer
+
+
+@dataclass
+class _Piece:
+    key: str | int  # a buffer, or a step for its scratch
+    rel: int  # offset from the cluster's start
+    size: int
+    start: int
+    end: int
+
+    def overlaps(self, other: _Piece, shift: int = 0) -> bool:
+        """Alive together and sharing bytes (this piece moved by `shift`)."""
+        return (self.start <= other.end and other.start <= self.end
+                and self.rel + shift < other.rel + other.size and other.rel < self.rel + shift + self.size)
+
+
+def _clusters(tensors: TensorBuffers, links: list[_Link]) -> tuple[list[list[_Piece]], dict[int, _Link]]:
+    """The arena's buffers joined into rigid clusters by the links that keep every overlap legitimate."""
+    cluster_of = {b: [_Piece(b, 0, size, start, end)] for b, (size, start, end) in tensors.arena.items()}
+    accepted = {}
+    for link in links:
+        a, b = cluster_of[link.source], cluster_of[link.target]
+        if a is b:
+            continue
+        source = next(p for p in a if p.key == link.source)
+        target = next(p for p in b if p.key == link.target)
+        shift = source.rel + link.delta - target.rel
+        legitimate = all(not q.overlaps(p, shift) or (p is source and q is target) for p in a for q in b)
+        if not legitimate:
+            continue
+        for q in b:
+            q.rel += shift
+            a.append(q)
+        low = min(p.rel for p in a)
+        for p in a:
+            p.rel -= low
+            cluster_of[p.key] = a
+        accepted[link.step] = link
+    unique = {id(c): c for c in cluster_of.values()}
+    return list(unique.values()), accepted
+
+
+def _place(graph: Graph, tensors: TensorBuffers, links: list[_Link], scratch_sizes: dict[int, int]) -> MemoryPlan:
+    """The plan with these in-place links and scratch sizes (node index -> bytes; absent: none)."""
+    clusters, accepted = _clusters(tensors, links)
+    # A kernel's scratch lives during its own step only.
+    clusters += [[_Piece(step, 0, size, step, step)] for step, size in scratch_sizes.items() if size]
+
+    def extent(cluster):
+        return max(p.rel + p.size for p in cluster)
+
+    placed: list[_Piece] = []  # at their arena offsets
+    base_of: dict[str | int, int] = {}
+    for cluster in sorted(clusters, key=lambda c: (-extent(c), min(p.start for p in c), str(c[0].key))):
+        base = 0
+        moved = True
+        while moved:
+            moved = False
+            for piece in cluster:
+                for other in placed:
+                    if piece.overlaps(other, base):
+                        base = _align(other.rel + other.size - piece.rel)
+                        moved = True
+        for piece in cluster:
+            placed.append(_Piece(piece.key, base + piece.rel, piece.size, piece.start, piece.end))
+            base_of[piece.key] = base + piece.rel
+    arena_bytes = max((p.rel + p.size for p in placed), default=0)
     if arena_bytes >= 2**31:
         raise QccError(f"{graph.source}: the tensors alive at once need an arena of {arena_bytes} bytes; qcc's limit is "
                        "2^31 - 1 (a 32-bit address space)")
-    return MemoryPlan(storage, _align(arena_bytes), tensors.resolved, scratch, dict(scratch_sizes), tensors.liveness_bytes)
+    storage = dict(tensors.storage)
+    for name, buffer in tensors.resolved.items():
+        if buffer in base_of:
+            storage[name] = Storage("arena", offset=base_of[buffer] + tensors.offsets[name])
+    scratch = {key: offset for key, offset in base_of.items() if isinstance(key, int)}
+    steps = {step: StepMemory("in place", note) for step, note in tensors.concat_steps.items()}
+    for step, link in accepted.items():
+        over = graph.nodes[step].inputs[[tensors.resolved[t] for t in graph.nodes[step].inputs].index(link.source)]
+        steps[step] = StepMemory("in place", f"writes its output over '{over}', which it reads for the last time, "
+                                             f"starting {-link.delta} bytes before it (the offset its loop order proves safe)")
+    return MemoryPlan(storage, _align(arena_bytes), tensors.resolved, scratch, dict(scratch_sizes), tensors.liveness_bytes,
+                      steps)
 
 
 def _align(n: int) -> int:
