@@ -177,7 +177,7 @@ def _least_peak(problem: OrderProblem, states: dict[int, State], max_states: int
                     return None
                 states[after], cost[after] = state, path_peak
                 heapq.heappush(queue, (path_peak, after))
-    return 0  # no nodes
+    raise AssertionError("graph.nodes is not a DAG")  # a topological order reaches the set of all nodes
 
 
 def _first_order_within(problem: OrderProblem, bound: int, states: dict[int, State], max_states: int) -> list[int] | None:
