@@ -19,6 +19,8 @@ from qcc.ir import Graph, Node, Tensor
 from qcc.passes import execution_order, memory_plan
 from qcc.pipeline import compile_model
 
+choose_order = execution_order.apply  # the pass itself, whatever a test patches into the pipeline
+
 
 def topological_orders(nodes: list[Node], computed: set[str]):
     """Every order of `nodes` in which each node runs after the nodes producing its inputs."""
@@ -66,26 +68,21 @@ def two_branches() -> onnx.ModelProto:
     return model
 
 
-def compile_keeping_model_order(path):
+def compile_keeping_model_order(path, monkeypatch):
     """The compiled model, and its graph's nodes in the model's order (as they were before the pass)."""
     seen = {}
-    apply = execution_order.apply
 
     def recording(graph, *args, **kwargs):
         seen["model order"] = list(graph.nodes)
-        apply(graph, *args, **kwargs)
+        choose_order(graph, *args, **kwargs)
 
-    qcc.pipeline.execution_order.apply = recording
-    try:
-        compiled = compile_model(path)
-    finally:
-        qcc.pipeline.execution_order.apply = apply
-    return compiled, seen["model order"]
+    monkeypatch.setattr(qcc.pipeline.execution_order, "apply", recording)
+    return compile_model(path), seen["model order"]
 
 
-def test_two_branches_run_one_after_the_other_at_the_least_peak(tmp_path):
+def test_two_branches_run_one_after_the_other_at_the_least_peak(tmp_path, monkeypatch):
     path = quantize(two_branches(), tmp_path / "two_branches.onnx", quant_format="QDQ", activation="int8")
-    compiled, model_order = compile_keeping_model_order(path)
+    compiled, model_order = compile_keeping_model_order(path, monkeypatch)
     graph, plan = compiled.graph, compiled.plan
     model_peak = liveness(graph, model_order)
     # pooling a: both wide outputs and a's pooled one are alive
@@ -96,12 +93,12 @@ def test_two_branches_run_one_after_the_other_at_the_least_peak(tmp_path):
     check_exact(path, tmp_path)  # the reordered C still equals ORT
 
 
-def test_past_the_state_cap_the_heuristic_is_no_worse_than_the_model_order(tmp_path):
+def test_past_the_state_cap_the_heuristic_is_no_worse_than_the_model_order(tmp_path, monkeypatch):
     path = quantize(two_branches(), tmp_path / "two_branches.onnx", quant_format="QDQ", activation="int8")
-    compiled, model_order = compile_keeping_model_order(path)
+    compiled, model_order = compile_keeping_model_order(path, monkeypatch)
     graph = compiled.graph
     graph.nodes = list(model_order)
-    execution_order.apply(graph, max_states=1)  # too few for the exact search: the greedy order
+    choose_order(graph, max_states=1)  # too few for the exact search: the greedy order
     assert liveness(graph, graph.nodes) == least_liveness(graph) < liveness(graph, model_order)
 
 
@@ -129,14 +126,14 @@ def random_graph(seed: int) -> Graph:
 def test_the_exact_search_finds_the_least_peak_of_every_topological_order(seed):
     graph = random_graph(seed)
     model_order = list(graph.nodes)
-    execution_order.apply(graph)
+    choose_order(graph)
     assert liveness(graph, graph.nodes) == least_liveness(graph)
     assert execution_order.OrderProblem.of(graph).peak(list(range(len(graph.nodes)))) == liveness(graph, graph.nodes)
     if liveness(graph, model_order) == liveness(graph, graph.nodes):
         assert graph.nodes == model_order  # ties go to the model's order
 
     graph.nodes = list(model_order)
-    execution_order.apply(graph, max_states=2)  # the heuristic
+    choose_order(graph, max_states=2)  # the heuristic
     assert liveness(graph, graph.nodes) <= liveness(graph, model_order)
 
 
@@ -149,8 +146,8 @@ def test_branching_networks_peak_no_higher_than_in_the_model_order(tmp_path, net
     assert plan.liveness_bytes <= plan.model_order_liveness_bytes
 
 
-def test_a_chain_keeps_the_model_order(tmp_path):
+def test_a_chain_keeps_the_model_order(tmp_path, monkeypatch):
     path = quantize(NETWORKS["ds_cnn"](), tmp_path / "ds_cnn.onnx", quant_format="QDQ", activation="int8")
-    compiled, model_order = compile_keeping_model_order(path)
+    compiled, model_order = compile_keeping_model_order(path, monkeypatch)
     assert compiled.graph.nodes == model_order
     assert compiled.plan.liveness_bytes == compiled.plan.model_order_liveness_bytes
