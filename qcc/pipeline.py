@@ -15,7 +15,7 @@ from qcc.frontend.onnx_loader import import_graph, load_model, refuse_dynamic_qu
 from qcc.ir import Graph, MemoryPlan
 from qcc.numerics import SCHEMES
 from qcc.ops import op_named
-from qcc.passes import fold_activations, io_boundary, memory_plan, range_analysis
+from qcc.passes import execution_order, fold_activations, io_boundary, memory_plan, range_analysis
 from qcc.targets import fpu_refusal, target_named
 
 ROUNDING_SCHEMES = tuple(SCHEMES)
@@ -76,7 +76,11 @@ def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
     for node in graph.nodes:
         with malformed(str(path), node.name, node.attrs.get("onnx_op", node.op)):
             op_named(node.op).prepare(node, graph)
-    return Compiled(graph, memory_plan.plan(graph), options, warnings, cut_model, cut_summary)
+    model_order_liveness = memory_plan.tensor_buffers(graph).liveness_bytes
+    execution_order.apply(graph)  # branches in the order that keeps the fewest bytes alive at once
+    plan = memory_plan.plan(graph)
+    plan.model_order_liveness_bytes = model_order_liveness
+    return Compiled(graph, plan, options, warnings, cut_model, cut_summary)
 
 
 def _frontend(model: onnx.ModelProto, source: str) -> onnx.ModelProto:

@@ -1,1 +1,1 @@
-"""Graph passes, run in this order by qcc.pipeline: io_boundary, fold_activations, prepare, memory_plan."""
+"""Graph passes, run in this order by qcc.pipeline: io_boundary, fold_activations, prepare, execution_order, memory_plan."""
