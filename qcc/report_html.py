@@ -255,7 +255,7 @@ def _table(report: MemoryReport) -> str:
 def render_html(report: MemoryReport) -> str:
     title = f"qcc memory report: {report.model}"
     page = "\n".join([
-        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">', f"<title>{escape(title)}</title>",
+        "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8"/>', f"<title>{escape(title)}</title>",
         f"<style>{STYLE}</style>", "</head>", "<body>",
         f"<h1>{escape(title)}</h1>",
         f'<p class="summary">{escape(report.summary())}. {len(report.rows)} steps, {len(report.buffers)} arena tensors, '
