@@ -61,9 +61,9 @@ class MemoryReport:
 
     def summary(self) -> str:
         bound = self.model_order_liveness_bytes
-        ratio = f"{self.arena_bytes / bound:.3f}" if bound else "-"
+        ratio = f" ({self.arena_bytes / bound:.3f} x the model order's bound)" if bound else ""
         return (f"memory: liveness bound {bound} bytes in the model's order, {self.liveness_bytes} bytes in qcc's order; "
-                f"arena {self.arena_bytes} bytes ({ratio} x the model order's bound)")
+                f"arena {self.arena_bytes} bytes{ratio}")
 
 
 def memory_report(compiled: Compiled) -> MemoryReport:
@@ -98,7 +98,8 @@ def arena_buffers(graph: Graph, plan: MemoryPlan) -> list[ArenaBuffer]:
         if root not in first:  # never written: no step holds it
             continue
         size = max(graph.tensor(t).nbytes for t in names)
-        buffers.append(ArenaBuffer(root, sorted(names), plan.storage[root].offset, size, first[root],
+        offset = min(plan.storage[t].offset for t in names)  # where the buffer starts, whichever tensor is its root
+        buffers.append(ArenaBuffer(root, sorted(names), offset, size, first[root],
                                    max(first[root], last.get(root, first[root]))))
     return sorted(buffers, key=lambda b: (b.first, b.offset, b.root))
 
