@@ -129,7 +129,7 @@ def _run(args) -> int:
                   f"weights {manifest['weights_bytes']} bytes, {manifest['golden_cases']} golden case(s) "
                   f"({time.perf_counter() - start:.2f} s)")
             if args.report:
-                from qcc.memory_report import memory_report, render_text
+                from qcc.backend.memory_report import memory_report, render_text
 
                 print(render_text(memory_report(compiled)))
             return 0

@@ -1,4 +1,4 @@
-"""The memory report (qcc/memory_report.py, qcc/report_html.py): its numbers against ones worked out
+"""The memory report (qcc/backend/memory_report.py, qcc/backend/report_html.py): its numbers against ones worked out
 here from the plan's storage and the graph alone (byte maps, not interval arithmetic), its SVG
 well-formed with one rectangle per arena buffer and per scratch, the model's names escaped, the
 CLI's --report and report.html, and the page as a real browser draws it."""
@@ -22,9 +22,9 @@ from models import quantize
 from networks import NETWORKS
 from qcc.cli import main
 from qcc.ir import StepMemory
-from qcc.memory_report import memory_report, render_text
+from qcc.backend.memory_report import memory_report, render_text
 from qcc.pipeline import compile_model
-from qcc.report_html import render_html, tensor_colour
+from qcc.backend.report_html import render_html, tensor_colour
 
 HOSTILE = 'x</svg><script>alert("t1")</script>&amp;'
 SVG = "{http://www.w3.org/2000/svg}"

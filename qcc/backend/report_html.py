@@ -1,4 +1,4 @@
-"""report.html: the memory report (qcc/memory_report.py) as one self-contained page: inline CSS,
+"""report.html: the memory report (qcc/backend/memory_report.py) as one self-contained page: inline CSS,
 no script, no external resource, and an SVG timeline of the arena (steps across, byte offsets
 up, one rectangle per tensor over its lifetime, scratch hatched at its step).
 
@@ -14,7 +14,7 @@ import hashlib
 import math
 from html import escape
 
-from qcc.memory_report import COLUMNS, OUT_OF_PLACE, ArenaBuffer, MemoryReport, Scratch, row_cells
+from qcc.backend.memory_report import COLUMNS, OUT_OF_PLACE, ArenaBuffer, MemoryReport, Scratch, row_cells
 
 # The timeline's geometry, in pixels. The width grows with the steps, each step between the two
 # bounds: a 60-layer network fits a laptop screen, a 300-layer one scrolls instead of squeezing.
