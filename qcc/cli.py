@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
                    "parameters) in this linker section (default: the compiler's, .rodata)")
     p.add_argument("--arena-section", metavar="NAME", help="put the arena in this linker section (default: the "
                    "compiler's, .bss)")
+    p.add_argument("--report", action="store_true", help="also print the memory report: per layer, the arena bytes in "
+                   "use and where each input, output and scratch buffer lives (report.html in the folder shows it too)")
 
     p = sub.add_parser("verify", help="compare the C, the reference interpreter and ONNX Runtime")
     common(p)
@@ -126,6 +128,10 @@ def _run(args) -> int:
             print(f"qcc: wrote {args.output}: {len(manifest['layers'])} layers, arena {manifest['arena_bytes']} bytes, "
                   f"weights {manifest['weights_bytes']} bytes, {manifest['golden_cases']} golden case(s) "
                   f"({time.perf_counter() - start:.2f} s)")
+            if args.report:
+                from qcc.backend.memory_report import memory_report, render_text
+
+                print(render_text(memory_report(compiled)))
             return 0
         if args.command == "verify":
             from qcc.verify import verify

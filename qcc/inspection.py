@@ -1,4 +1,4 @@
-"""`qcc inspect`: what qcc makes of each node of a model."""
+"""`qcc inspect`: what qcc makes of each node of a model, then the memory report's table."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from qcc import ops
 from qcc.backend.writer import emit_layers, io_entries
 from qcc.errors import QccError
 from qcc.frontend.onnx_loader import load_model
+from qcc.backend.memory_report import memory_report, render_text
 from qcc.onnx_graph import opset_of
 from qcc.passes import range_analysis
 from qcc.pipeline import Options, compile_model
@@ -85,4 +86,6 @@ def inspect(model: str, options: Options) -> str:
         t = graph.tensor(name)
         role = "input " if name in graph.inputs else "output"
         lines.append(f"{role} '{graph.public_name(name)}': {t.dtype} {'x'.join(map(str, t.shape))} {_quant_text(t)}")
+    # the memory report's table (as `qcc compile --report` prints it): its lines start with the step number
+    lines += ["", render_text(memory_report(compiled))]
     return "\n".join(lines)

@@ -1,6 +1,6 @@
-"""Write the output folder: model C and header, runtime files, manifest, Makefile, golden test
-and host runner, and for a Cortex-M target the bare-metal files and a linker script per board.
-The folder is a contract that tests, users and tools rely on (README)."""
+"""Write the output folder: model C and header, runtime files, manifest, Makefile, golden test,
+host runner and the memory report (report.html), and for a Cortex-M target the bare-metal files
+and a linker script per board. The folder is a contract that tests, users and tools rely on (README)."""
 
 from __future__ import annotations
 
@@ -18,11 +18,14 @@ from qcc.errors import QccError
 from qcc.ops.c_emitter import (CEmitter, c_comment_text, c_float_literal, c_identifier, c_string_literal,
                                    format_values, section_attribute)
 from qcc.ir import C_TYPES
+from qcc.backend.memory_report import memory_report
 from qcc.ops import op_named
 from qcc.pipeline import Compiled
+from qcc.backend.report_html import render_html
 from qcc.targets import CORTEX_M, FPU_CFLAGS, TARGETS, Target, target_named
 
 MANIFEST = "model.json"
+REPORT = "report.html"  # the memory report with the arena's timeline (qcc/backend/report_html.py)
 BAREMETAL = "baremetal"  # runtime_c/baremetal: startup, semihosting and newlib stubs, by qcc
 TARGET_RUNNER = "qcc_target_runner.c"
 
@@ -189,6 +192,7 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
                                                            baremetal_sources=[f for f in baremetal if f.endswith(".c")]),
         f"test_{name}.c": env.get_template("test_model.c.j2").render(common, cases=cases),
         "qcc_runner.c": env.get_template("qcc_runner.c.j2").render(common),
+        REPORT: render_html(memory_report(compiled)),
     }
     for board in boards:
         files[f"qcc_{board.name}.ld"] = env.get_template("baremetal.ld.j2").render(target=board, version=__version__)
