@@ -22,7 +22,8 @@ from qcc.backend.writer import write_output
 from qcc.build import make, run_runner
 from qcc.ir import Storage
 from qcc.passes import memory_plan
-from qcc.passes.in_place import Window2d, is_safe, largest_safe_offset
+from qcc.access_order import Window2d
+from qcc.passes.in_place import is_safe, largest_safe_offset
 from qcc.pipeline import Options, compile_model
 from qcc.sample_inputs import random_inputs
 

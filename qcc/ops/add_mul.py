@@ -25,7 +25,7 @@ from qcc.ir import C_TYPES, DTYPE_RANGE, Graph, Node
 from qcc.numerics import ort_add_mul as ort
 from qcc.numerics import tflm
 from qcc.numerics.quantize_linear import codes_in_byte_order
-from qcc.passes.in_place import AccessOrder, elementwise
+from qcc.access_order import AccessOrder, elementwise
 from qcc.ops.base import OnnxOp, Op, register, require
 from qcc.ops.explanation import Explanation
 from qcc.ops.quantized import add_output, quantized_input, read_quant

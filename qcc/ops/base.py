@@ -17,7 +17,7 @@ from qcc.ir import Graph, Node
 from qcc.onnx_graph import attribute  # noqa: F401 (the op modules read attributes through base)
 from qcc.ops.c_emitter import CEmitter
 from qcc.ops.explanation import NOT_EXPLAINED, Explanation
-from qcc.passes.in_place import AccessOrder
+from qcc.access_order import AccessOrder
 
 
 class RegistryError(Exception):

@@ -15,7 +15,7 @@ import numpy as np
 
 from qcc.ops.qdq_group import bias_codes, check_integer_types, weight_input
 from qcc.ir import Graph, Node
-from qcc.passes.in_place import AccessOrder, Window2d
+from qcc.access_order import AccessOrder, Window2d
 from qcc.ops.base import OnnxOp, Op, attribute, const_input, int_list_attribute, register, require
 from qcc.ops.explanation import Element, RequantExplanation, per_channel
 from qcc.numerics.accumulator_range import product_sum_range

@@ -28,7 +28,7 @@ from qcc.numerics.quantize_linear import code_table
 from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, QUANTIZED_DTYPES, Graph, Node
 from qcc.numerics import float32_exact as fx
-from qcc.passes.in_place import AccessOrder, elementwise
+from qcc.access_order import AccessOrder, elementwise
 from qcc.ops.base import OnnxOp, Op, attribute, register, require
 from qcc.ops.explanation import KEEPS_ORT, Explanation
 from qcc.ops.quantized import add_output, bind_quant, quantized_input, read_quant

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcc.ir import Graph, Node
-from qcc.passes.in_place import AccessOrder, Window2d
+from qcc.access_order import AccessOrder, Window2d
 from qcc.ops.base import OnnxOp, Op, attribute, int_list_attribute, register, require
 from qcc.ops.explanation import MOVES_CODES, Explanation
 from qcc.ops.conv import resolve_pads, window_output_size

@@ -70,15 +70,15 @@ class OrderProblem:
         n = len(graph.nodes)
         producer = {name: i for i, node in enumerate(graph.nodes) for name in node.outputs}
         predecessors, successors = [0] * n, [0] * n
-        buffers = {root: Buffer(size, 0, 0) for root, size, _, _ in tensors.arena}
+        buffers = {root: Buffer(size, 0, 0) for root, size in tensors.whole_bytes.items()}
         written, read = [[] for _ in range(n)], [[] for _ in range(n)]
         for i, node in enumerate(graph.nodes):
             for name in node.inputs:
                 if name in producer:
                     predecessors[i] |= 1 << producer[name]
                     successors[producer[name]] |= 1 << i
-            _touch(buffers, tensors.resolved, node.inputs, i, read[i], "readers")
-            _touch(buffers, tensors.resolved, node.outputs, i, written[i], "writers")
+            _touch(buffers, tensors.whole_resolved, node.inputs, i, read[i], "readers")
+            _touch(buffers, tensors.whole_resolved, node.outputs, i, written[i], "writers")
         return cls(predecessors, successors, written, read)
 
     @property

@@ -66,6 +66,9 @@ class TensorBuffers:
     arena: dict[str, tuple[int, int, int]]  # the arena's buffers: buffer -> (bytes, first step, last step)
     liveness_bytes: int
     concat_steps: dict[int, str]  # steps whose concat needs no copy: what they do instead
+    # The whole tensors the liveness bound counts (aliases joined, concat inputs still apart):
+    whole_resolved: dict[str, str]  # tensor -> its buffer
+    whole_bytes: dict[str, int]  # arena buffer -> bytes
 
 
 def tensor_buffers(graph: Graph) -> TensorBuffers:
@@ -104,10 +107,11 @@ def tensor_buffers(graph: Graph) -> TensorBuffers:
     liveness = max((sum(size for size, start, end in lifetimes.values() if start <= step <= end)
                     for step in range(len(graph.nodes))), default=0)
 
+    whole_resolved, whole_bytes = dict(resolved), {r: size for r, (size, _, _) in lifetimes.items()}
     offsets = {name: 0 for name in graph.tensors}
     concat_steps = _concat_into_slices(graph, resolved, offsets, groups, storage, lifetimes)
     return TensorBuffers(resolved, offsets, groups, storage, _lifetimes(graph, resolved, storage, offsets),
-                         liveness, concat_steps)
+                         liveness, concat_steps, whole_resolved, whole_bytes)
 
 
 def _external_storage(graph: Graph, members: list[str]) -> Storage:
@@ -153,8 +157,8 @@ def _concat_into_slices(graph: Graph, resolved, offsets, groups, storage, lifeti
                 offsets[member] = begin
                 groups[out_buffer].append(member)
         rewritten = sum(1 for table in node.params.get("tables") or [] if table is not None)
-        done[step] = ("its inputs are written by their producers straight into their slices of its output"
-                      + (f"; it requantizes {rewritten} of them in place" if rewritten else ": nothing to copy"))
+        done[step] = ("its producers wrote their outputs into its slices"
+                      + (f"; {rewritten} requantized in place" if rewritten else ": nothing to copy"))
     return done
 
 
@@ -306,8 +310,8 @@ def _place(graph: Graph, tensors: TensorBuffers, links: list[_Link], scratch_siz
     steps = {step: StepMemory("in place", note) for step, note in tensors.concat_steps.items()}
     for step, link in accepted.items():
         over = graph.nodes[step].inputs[[tensors.resolved[t] for t in graph.nodes[step].inputs].index(link.source)]
-        steps[step] = StepMemory("in place", f"writes its output over '{over}', which it reads for the last time, "
-                                             f"starting {-link.delta} bytes before it (the offset its loop order proves safe)")
+        steps[step] = StepMemory("in place", f"output over '{over}' (read here for the last time) at offset {link.delta}, "
+                                             "which its kernel's loop order proves safe")
     return MemoryPlan(storage, _align(arena_bytes), tensors.resolved, scratch, dict(scratch_sizes), tensors.liveness_bytes,
                       steps)
 
