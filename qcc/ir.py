@@ -125,6 +125,8 @@ class MemoryPlan:
     steps: dict[int, StepMemory] = field(default_factory=dict)  # node index -> how it runs, where not out of place
     # The liveness bound of the nodes in the model's own order, before qcc chose an order that lowers the peak.
     model_order_liveness_bytes: int | None = None
+    # Chains run a row at a time (qcc.passes.streaming.Stream), by the step that runs them: their last layer's.
+    streams: dict[int, Any] = field(default_factory=dict)
 
     def same_storage(self, a: str, b: str) -> bool:
         """The same bytes: one buffer and one offset in it (a concat's inputs share its buffer as slices)."""

@@ -50,6 +50,10 @@ typedef struct {
 
 void qcc_copy_8bit(const qcc_copy_params *p, const uint8_t *x, uint8_t *y);
 void qcc_gather_8bit(const qcc_gather_params *p, const uint8_t *x, uint8_t *y);
+/* Streamed execution: a band holds consecutive rows of every channel, each channel's rows `plane`
+ * bytes after the previous one's. Drops the first `drop` bytes of each channel's rows and moves the
+ * `keep` bytes after them to the channel's start, making room for the next rows. */
+void qcc_band_shift(uint8_t *band, int32_t planes, int32_t plane, int32_t drop, int32_t keep);
 void qcc_arg_extreme_u8(const qcc_arg_extreme_params *p, const uint8_t *x, int64_t *y);
 void qcc_arg_extreme_s8(const qcc_arg_extreme_params *p, const int8_t *x, int64_t *y);
 

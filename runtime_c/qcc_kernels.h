@@ -49,6 +49,9 @@ typedef struct {
     int32_t stride_h, stride_w;
     int32_t dilation_h, dilation_w;
     int32_t pad_top, pad_left;
+    /* Elements from one channel's rows to the next's: in_h * in_w and out_h * out_w for whole tensors;
+     * a band of rows (streamed execution) is in_h or out_h rows of a plane that holds more. */
+    int32_t in_plane, out_plane;
     int32_t groups;
     int32_t gemm_pixels;        /* qcc_conv_gemm: output pixels whose columns are built at once (even,
                                  * 2..QCC_GEMM_MAX_PIXELS); 0 for the other kernels */
@@ -83,6 +86,7 @@ typedef struct {
     int32_t stride_h, stride_w;
     int32_t dilation_h, dilation_w;
     int32_t pad_top, pad_left;
+    int32_t in_plane, out_plane; /* as in qcc_conv_params */
 } qcc_maxpool_params;
 
 #define QCC_MAX_RANK 6

@@ -33,16 +33,19 @@ class NetBuilder:
         self.shapes[out] = shape
         return out
 
-    def conv(self, x, cout, k=3, stride=1, group=1, act="relu", kernel=None):
+    def conv(self, x, cout, k=3, stride=1, group=1, act="relu", kernel=None, dilation=1):
         n, cin, h, w = self.shapes[x]
         kh, kw = kernel or (k, k)
+        span_h, span_w = (kh - 1) * dilation + 1, (kw - 1) * dilation + 1
         fan_in = cin // group * kh * kw
         name = self._name("conv")
         wt = self._const(f"{name}_w", (self.rng.standard_normal((cout, cin // group, kh, kw)) * np.sqrt(2 / fan_in)).astype(np.float32))
         b = self._const(f"{name}_b", (self.rng.standard_normal(cout) * 0.05).astype(np.float32))
-        pads = [(kh - 1) // 2, (kw - 1) // 2, kh // 2, kw // 2]
-        oh, ow = (h + pads[0] + pads[2] - kh) // stride + 1, (w + pads[1] + pads[3] - kw) // stride + 1
-        y = self._node("Conv", [x, wt, b], [n, cout, oh, ow], kernel_shape=[kh, kw], strides=[stride, stride], pads=pads, group=group)
+        pads = [(span_h - 1) // 2, (span_w - 1) // 2, span_h // 2, span_w // 2]
+        oh, ow = (h + pads[0] + pads[2] - span_h) // stride + 1, (w + pads[1] + pads[3] - span_w) // stride + 1
+        extra = {"dilations": [dilation, dilation]} if dilation != 1 else {}
+        y = self._node("Conv", [x, wt, b], [n, cout, oh, ow], kernel_shape=[kh, kw], strides=[stride, stride], pads=pads,
+                       group=group, **extra)
         return self.activation(y, act)
 
     def activation(self, x, act):

@@ -232,9 +232,15 @@ def test_every_overlap_of_live_tensors_is_a_proven_in_place_step(network_plans, 
             node = graph.nodes[step]
             reads = [i for i, t in enumerate(node.inputs) if plan.same_storage(t, x)]
             assert y_first == step and plan.same_storage(node.outputs[0], y) and reads, (network, x, y)
-            assert plan.steps[step].mode == "in place"
-            order = memory_plan.op_named(node.op).access_order(node, graph)
-            assert is_safe(order.reads[reads[0]], order.writes, y_off - x_off), (network, node.name)
+            if step in plan.streams:  # a streamed chain's output over its input or an Add's second input
+                assert plan.steps[step].mode == "streamed"
+                order = plan.streams[step].access_order(graph)
+                source = order.reads[next(t for t in order.reads if plan.same_storage(t, x))]
+            else:
+                assert plan.steps[step].mode == "in place"
+                order = memory_plan.op_named(node.op).access_order(node, graph)
+                source = order.reads[reads[0]]
+            assert is_safe(source, order.writes, y_off - x_off), (network, node.name)
 
 
 EXPECTED_IN_PLACE = {"ds_cnn", "mobilenet_v1", "mobilenet_v2", "squeezenet11", "detector_head"}
@@ -243,7 +249,7 @@ EXPECTED_IN_PLACE = {"ds_cnn", "mobilenet_v1", "mobilenet_v2", "squeezenet11", "
 @pytest.mark.parametrize("network", sorted(EXPECTED_IN_PLACE))
 def test_networks_run_in_place_below_the_liveness_bound(network_plans, network):
     plan = network_plans[network].plan
-    assert plan.steps and all(s.mode == "in place" for s in plan.steps.values())
+    assert any(s.mode == "in place" for s in plan.steps.values())
     assert plan.arena_bytes < plan.liveness_bytes
 
 

@@ -100,7 +100,8 @@ def expected_live_bytes(compiled) -> list[int]:
 def expected_place(compiled, tensor: str) -> str:
     storage = compiled.plan.storage[tensor]
     return {"arena": f"@{storage.offset}+{compiled.graph.tensor(tensor).nbytes}", "const": "flash",
-            "input": f"input {storage.index}", "output": f"output {storage.index}"}[storage.kind]
+            "input": f"input {storage.index}", "output": f"output {storage.index}",
+            "stream": "band"}[storage.kind]
 
 
 def check_table(compiled) -> None:

@@ -135,6 +135,8 @@ def location(graph: Graph, plan: MemoryPlan, tensor: str) -> str:
         return f"@{storage.offset}+{graph.tensor(tensor).nbytes}"
     if storage.kind == "const":
         return "flash"
+    if storage.kind == "stream":
+        return "band"  # rows of it at a time, in the streamed chain's scratch
     return f"{storage.kind} {storage.index}"  # a caller's buffer: "input 0", "output 1"
 
 

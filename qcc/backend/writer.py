@@ -22,20 +22,26 @@ from qcc.backend.memory_report import memory_report
 from qcc.ops import op_named
 from qcc.pipeline import Compiled
 from qcc.backend.report_html import render_html
+from qcc.backend.streams import emit_stream
 from qcc.targets import CORTEX_M, FPU_CFLAGS, TARGETS, Target, target_named
 
 MANIFEST = "model.json"
 REPORT = "report.html"  # the memory report with the arena's timeline (qcc/backend/report_html.py)
 BAREMETAL = "baremetal"  # runtime_c/baremetal: startup, semihosting and newlib stubs, by qcc
 TARGET_RUNNER = "qcc_target_runner.c"
+STREAM_SOURCE, STREAM_HEADER = "qcc_data_movement.c", "qcc_data_movement.h"  # what streamed chains call besides their kernels
 
 
 def runtime_files(compiled: Compiled) -> tuple[list[str], list[str], list[str]]:
     """(files to copy, .c sources to build, headers model.c includes): every runtime header and
     include fragment, and only the sources that the model's ops call into."""
     used = [op_named(node.op) for node in compiled.graph.nodes]
-    sources = sorted({s for op in used for s in op.runtime_sources})
-    headers = sorted({op.runtime_header for op in used if op.runtime_header})
+    sources = {s for op in used for s in op.runtime_sources}
+    headers = {op.runtime_header for op in used if op.runtime_header}
+    if compiled.plan.streams:  # qcc_band_shift
+        sources.add(STREAM_SOURCE)
+        headers.add(STREAM_HEADER)
+    sources, headers = sorted(sources), sorted(headers)
     runtime = asset_dir("runtime_c")
     shared = sorted(p.name for p in runtime.iterdir() if p.suffix in (".h", ".inc"))
     return shared + sources, sources, headers
@@ -94,15 +100,23 @@ def emit_layers(compiled: Compiled, inputs: list[dict], outputs: list[dict]) -> 
     emitter = CEmitter(graph, compiled.plan, compiled.options.name, {e["tensor"]: e["c_name"] for e in inputs + outputs},
                        compiled.options.weights_section)
     steps, layers = [], []
+    plan = compiled.plan
+    streamed_in = {id(n): step for step, stream in plan.streams.items() for n in stream.nodes}
     for node in graph.nodes:
         op = op_named(node.op)
+        index = len(steps)
         in_shapes = ", ".join("x".join(map(str, graph.tensor(t).shape)) for t in node.inputs if not graph.tensor(t).is_const)
         out_shape = "x".join(map(str, graph.tensor(node.outputs[0]).shape))
         onnx_op = node.attrs.get("onnx_op", node.op)
         bytes_before = emitter.weights_bytes
-        code = op.emit(node, graph, emitter)
+        if index in plan.streams:
+            code = emit_stream(plan.streams[index], graph, emitter, index)
+        elif id(node) in streamed_in:
+            code = f"/* streamed: runs row by row in step {streamed_in[id(node)]} */"
+        else:
+            code = op.emit(node, graph, emitter)
         trace = [{"output": k, "pointer": emitter.tensor(name), "bytes": graph.tensor(name).nbytes}
-                 for k, name in enumerate(node.outputs)]
+                 for k, name in enumerate(node.outputs) if plan.storage[name].kind != "stream"]
         steps.append({"comment": c_comment_text(f"{onnx_op} '{node.name}': {in_shapes} -> {out_shape}"), "code": code,
                       "index": len(steps), "trace": trace})
         layers.append({"op": onnx_op, "name": node.name, "macs": op.macs(node, graph),

@@ -126,6 +126,7 @@ class CEmitter:
         self._taken: set[str] = set(argument_names.values()) | {self.arena_symbol}
         self._section = section_attribute("--weights-section", weights_section)
         self.weights_bytes = 0
+        self._arrays: dict[tuple, str] = {}  # (C type, size, bytes) -> the array's name
 
     def symbol(self, node_name: str) -> str:
         """A C identifier for a node, stable for the model and unique in model.c. It starts with
@@ -145,7 +146,13 @@ class CEmitter:
         return self._symbols[node_name]
 
     def const_array(self, name: str, ctype: str, values: np.ndarray) -> str:
+        """Declares a const array and returns its name; an array with the same type and values as one
+        declared before is that one (the views of a streamed layer share its weights)."""
         values = np.asarray(values)
+        key = (ctype, values.size, values.tobytes())
+        if key in self._arrays:
+            return self._arrays[key]
+        self._arrays[key] = name
         self.weights_bytes += values.size * np.dtype(ctype.replace("_t", "")).itemsize
         self.declarations.append(
             f"static const {ctype} {name}[{values.size}]{self._section} = {{\n    {format_values(values)}\n}};")

@@ -86,7 +86,9 @@ class MaxPool(Op):
                   "kernel_h": a["kernel"][0], "kernel_w": a["kernel"][1],
                   "stride_h": a["strides"][0], "stride_w": a["strides"][1],
                   "dilation_h": a["dilations"][0], "dilation_w": a["dilations"][1],
-                  "pad_top": a["pads_begin"][0], "pad_left": a["pads_begin"][1]}
+                  "pad_top": a["pads_begin"][0], "pad_left": a["pads_begin"][1],
+                  # a view of a band of rows (backend/streams.py) sets both
+                  "in_plane": a.get("planes", (in_h * in_w,))[0], "out_plane": a.get("planes", (0, out_h * out_w))[1]}
         params = c.struct("qcc_maxpool_params", f"{c.symbol(node.name)}_params", fields)
         suffix = "s8" if x.dtype == "int8" else "u8"
         return f"qcc_maxpool_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"

@@ -29,15 +29,35 @@ from dataclasses import dataclass
 from qcc.errors import QccError
 from qcc.ir import Graph, MemoryPlan, StepMemory, Storage
 from qcc.ops import op_named
+from qcc.passes import streaming
 from qcc.passes.in_place import largest_safe_offset
+from qcc.passes.streaming import Stream
 
 ALIGNMENT = 4  # every buffer starts on a word, so kernels may load 32 bits at a time later
 
 
 def plan(graph: Graph) -> MemoryPlan:
-    tensors = tensor_buffers(graph)
+    best, streams = _plan_with(graph, []), []
+    for stream in streaming.candidates(graph):
+        model_order = list(graph.nodes)
+        streaming.make_consecutive(graph, stream)
+        trial = _plan_with(graph, streams + [stream])
+        if trial.arena_bytes < best.arena_bytes:
+            best, streams = trial, streams + [stream]
+        else:
+            graph.nodes[:] = model_order
+    return best
+
+
+def _plan_with(graph: Graph, streams: list[Stream]) -> MemoryPlan:
+    """The plan running these chains streamed (each one's layers consecutive in graph.nodes)."""
+    tensors = tensor_buffers(graph, streams)
     links = _in_place_links(graph, tensors)
     choices = [op_named(node.op).scratch_choices(node, graph) for node in graph.nodes]
+    for step, stream in tensors.streams.items():  # a chain's scratch: its bands and one kernel's at a time
+        for node in stream.nodes:
+            choices[graph.nodes.index(node)] = [0]
+        choices[step] = [stream_scratch(graph, stream)[-1]]
     sizes = {step: options[-1] for step, options in enumerate(choices) if options[-1]}
     # Out of place unless in place makes the arena smaller: ties keep every kernel on its own bytes.
     best = _place(graph, tensors, [], sizes)
@@ -69,9 +89,10 @@ class TensorBuffers:
     # The whole tensors the liveness bound counts (aliases joined, concat inputs still apart):
     whole_resolved: dict[str, str]  # tensor -> its buffer
     whole_bytes: dict[str, int]  # arena buffer -> bytes
+    streams: dict[int, Stream]  # streamed chains, by the step that runs them (their last layer's)
 
 
-def tensor_buffers(graph: Graph) -> TensorBuffers:
+def tensor_buffers(graph: Graph, streams: list[Stream] = ()) -> TensorBuffers:
     root = {name: name for name in graph.tensors}
 
     def find(name: str) -> str:
@@ -108,10 +129,24 @@ def tensor_buffers(graph: Graph) -> TensorBuffers:
                     for step in range(len(graph.nodes))), default=0)
 
     whole_resolved, whole_bytes = dict(resolved), {r: size for r, (size, _, _) in lifetimes.items()}
+
+    # A streamed chain runs at its last layer's step: it reads its inputs there, and its intermediate
+    # tensors live in its bands, not in the arena.
+    by_step = {}
+    step_of = list(range(len(graph.nodes)))
+    for stream in streams:
+        steps = [graph.nodes.index(n) for n in stream.nodes]
+        for step in steps:
+            step_of[step] = steps[-1]
+        by_step[steps[-1]] = stream
+        for name in stream.intermediates:
+            for t in groups[resolved[name]]:
+                storage[t] = Storage("stream")
+    lifetimes = _lifetimes(graph, resolved, storage, None, step_of)
     offsets = {name: 0 for name in graph.tensors}
     concat_steps = _concat_into_slices(graph, resolved, offsets, groups, storage, lifetimes)
-    return TensorBuffers(resolved, offsets, groups, storage, _lifetimes(graph, resolved, storage, offsets),
-                         liveness, concat_steps, whole_resolved, whole_bytes)
+    return TensorBuffers(resolved, offsets, groups, storage, _lifetimes(graph, resolved, storage, offsets, step_of),
+                         liveness, concat_steps, whole_resolved, whole_bytes, by_step)
 
 
 def _external_storage(graph: Graph, members: list[str]) -> Storage:
@@ -127,10 +162,11 @@ def _external_storage(graph: Graph, members: list[str]) -> Storage:
 
 
 def _lifetimes(graph: Graph, resolved: dict[str, str], storage: dict[str, Storage],
-               offsets: dict[str, int] | None = None) -> dict[str, tuple[int, int, int]]:
+               offsets: dict[str, int] | None = None, step_of: list[int] | None = None) -> dict[str, tuple[int, int, int]]:
     """Each arena buffer: (bytes, the step that first writes it, the last step that reads it)."""
     first_write, last_read, size = {}, {}, {}
-    for step, node in enumerate(graph.nodes):
+    for index, node in enumerate(graph.nodes):
+        step = step_of[index] if step_of else index
         for name in node.outputs:
             first_write.setdefault(resolved[name], step)
         for name in node.inputs:
@@ -197,12 +233,28 @@ class _Link:
     delta: int
 
 
+def stream_scratch(graph: Graph, stream: Stream) -> list[int]:
+    """A streamed chain's scratch: the offset of each band, of the kernels' scratch (one kernel runs
+    at a time), then the bytes of it all."""
+    offsets, at = [], 0
+    for size in stream.band_bytes(graph):
+        offsets.append(at)
+        at = _align(at + size)
+    kernels = max(op_named(n.op).scratch_choices(n, graph)[-1] for n in stream.nodes)
+    return offsets + [at, _align(at + kernels)]
+
+
 def _in_place_links(graph: Graph, tensors: TensorBuffers) -> list[_Link]:
     """Every step that may run in place (its input buffer dies there, the kernel's order allows an
     overlap), with the largest safe offset; _place decides which of them fit together."""
     links = []
+    streamed = {id(n) for stream in tensors.streams.values() for n in stream.nodes}
+    for step, stream in tensors.streams.items():
+        link = _stream_link(graph, tensors, step, stream)
+        if link is not None:
+            links.append(link)
     for step, node in enumerate(graph.nodes):
-        if len(node.outputs) != 1:
+        if len(node.outputs) != 1 or id(node) in streamed:
             continue
         target = _whole_arena_buffer(graph, tensors, node.outputs[0])
         if target is None or tensors.arena[target][1] != step:
@@ -222,6 +274,28 @@ def _in_place_links(graph: Graph, tensors: TensorBuffers) -> list[_Link]:
                     links.append(_Link(step, source, target, delta))
                     break
     return links
+
+
+def _stream_link(graph: Graph, tensors: TensorBuffers, step: int, stream: Stream) -> _Link | None:
+    """A streamed chain's output over its input or an Add's second input, where that dies with the
+    chain and the calls' order (Stream.access_order) allows it."""
+    target = _whole_arena_buffer(graph, tensors, stream.output)
+    if target is None or tensors.arena[target][1] != step:
+        return None
+    order = stream.access_order(graph)
+    links = []
+    for name, reads in order.reads.items():
+        source = _whole_arena_buffer(graph, tensors, name)
+        if source is None or source == target or tensors.arena[source][2] != step:
+            continue
+        delta = largest_safe_offset(reads, order.writes, ALIGNMENT)
+        if delta is not None:
+            links.append(_Link(step, source, target, delta))
+
+    def extent(link: _Link) -> int:  # the bytes the two take together
+        source, target = tensors.arena[link.source][0], tensors.arena[link.target][0]
+        return max(source, link.delta + target) - min(0, link.delta)
+    return min(links, key=extent, default=None)
 
 
 def _whole_arena_buffer(graph: Graph, tensors: TensorBuffers, name: str) -> str | None:
@@ -309,11 +383,18 @@ def _place(graph: Graph, tensors: TensorBuffers, links: list[_Link], scratch_siz
     scratch = {key: offset for key, offset in base_of.items() if isinstance(key, int)}
     steps = {step: StepMemory("in place", note) for step, note in tensors.concat_steps.items()}
     for step, link in accepted.items():
-        over = graph.nodes[step].inputs[[tensors.resolved[t] for t in graph.nodes[step].inputs].index(link.source)]
+        over = next(t for t, r in tensors.resolved.items() if r == link.source)
         steps[step] = StepMemory("in place", f"output over '{over}' (read here for the last time) at offset {link.delta}, "
                                              "which its kernel's loop order proves safe")
+    for step, stream in tensors.streams.items():
+        for node in stream.nodes[:-1]:
+            steps[graph.nodes.index(node)] = StepMemory("streamed", f"row by row in step {step}, its output in a band "
+                                                                    "of rows, never whole")
+        bands = ", ".join(f"{rows} rows of '{name}'" for name, rows in zip(stream.intermediates, stream.band_rows))
+        over = f"; {steps[step].detail}" if step in steps else ""
+        steps[step] = StepMemory("streamed", f"runs {len(stream.nodes)} layers a row at a time, holding {bands}{over}")
     return MemoryPlan(storage, _align(arena_bytes), tensors.resolved, scratch, dict(scratch_sizes), tensors.liveness_bytes,
-                      steps)
+                      steps, streams=dict(tensors.streams))
 
 
 def _align(n: int) -> int:

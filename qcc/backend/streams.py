@@ -1,0 +1,151 @@
+"""The C of a streamed chain (qcc/passes/streaming.py): its schedule's kernel calls, in order.
+
+Each layer's kernel runs unchanged on a view of a few rows: its parameter struct says how many
+input rows it sees (a band, or the chain input from some row on), the padding above them, one
+output row, and the distance between channels (in_plane, out_plane) of the buffers it reads and
+writes. Each distinct view is one struct; the calls differ only in their pointers. An Add runs on
+one row of one channel at a time, so a loop over the channels makes each of its rows.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+from qcc.ir import C_TYPES, Graph, Tensor
+from qcc.ops import op_named
+from qcc.ops.c_emitter import CEmitter
+from qcc.passes.memory_plan import stream_scratch
+from qcc.passes.streaming import Run, Shift, Stream
+
+
+class _ViewEmitter(CEmitter):
+    """The model's emitter, for one view of one layer: its tensors are placeholders that each call
+    replaces with the rows it reads and writes, and its scratch is the chain's kernel scratch."""
+
+    def __init__(self, base: CEmitter, graph: Graph, symbol: str, scratch: str, scratch_bytes: int):
+        self.__dict__.update(base.__dict__)  # shares the declarations and the symbols taken
+        self.graph, self._base, self._view_symbol = graph, base, symbol
+        self._scratch, self._scratch_bytes = scratch, scratch_bytes
+
+    def symbol(self, node_name: str) -> str:
+        return self._view_symbol
+
+    def const_array(self, name, ctype, values):
+        name = self._base.const_array(name, ctype, values)
+        self.weights_bytes = self._base.weights_bytes
+        return name
+
+    def struct(self, ctype, name, fields):
+        return self._base.struct(ctype, name, fields)
+
+    def tensor(self, name: str, as_dtype: str | None = None) -> str:
+        return f"@{name}@{C_TYPES[as_dtype or self.graph.tensor(name).dtype]}@"
+
+    def scratch(self, node) -> str:
+        return self._scratch
+
+    def scratch_size(self, node) -> int:
+        return self._scratch_bytes
+
+
+def emit_stream(stream: Stream, graph: Graph, c: CEmitter, step: int) -> str:
+    """The statements that run the chain: band shifts and kernel calls, in the schedule's order."""
+    offsets = stream_scratch(graph, stream)
+    base = c.plan.scratch[step]
+    bands = [base + offset for offset in offsets[:-2]]
+    kernel_scratch = f"(int32_t *)(void *)&{c.arena_symbol}.bytes[{base + offsets[-2]}]"
+    views: dict[tuple, str] = {}
+    lines = []
+    for call in stream.calls:
+        if isinstance(call, Shift):
+            _, channels, _, width = graph.tensor(stream.intermediates[call.band]).shape
+            plane = stream.band_rows[call.band] * width
+            lines.append(f"qcc_band_shift(&{c.arena_symbol}.bytes[{bands[call.band]}], {channels}, {plane}, "
+                         f"{call.drop * width}, {call.keep * width});")
+            continue
+        stage = stream.stages[call.stage]
+        key = (call.stage, call.in_rows, _pad_above(stage, call))
+        if key not in views:
+            views[key] = _emit_view(stream, graph, c, call, c.symbol(f"{stage.node.name}_rows{len(views) + 1}"),
+                                    kernel_scratch)
+        lines.append(_place_pointers(views[key], stream, graph, c, call, bands))
+    return "\n    ".join(lines)
+
+
+def _pad_above(stage, call: Run) -> int:
+    """The rows of padding above the view: the window's rows above the input's first row."""
+    return stage.pad + call.in_first - call.row * stage.stride
+
+
+def _band_plane(stream: Stream, graph: Graph, band: int) -> int:
+    return stream.band_rows[band] * graph.tensor(stream.intermediates[band]).shape[3]
+
+
+def _emit_view(stream: Stream, graph: Graph, c: CEmitter, call: Run, symbol: str, scratch: str) -> str:
+    """The layer's call with placeholders for its pointers, and its parameter struct for this view."""
+    stage = stream.stages[call.stage]
+    node = copy.copy(stage.node)
+    node.attrs = dict(node.attrs)
+    view = copy.copy(graph)
+    view.tensors = dict(graph.tensors)
+    x, y = graph.tensor(stage.main), graph.tensor(stage.output)
+    if stage.side is not None:  # an Add: one row of one channel
+        for name in (stage.main, stage.side, stage.output):
+            view.tensors[name] = _reshaped(graph.tensor(name), (y.shape[3],))
+    else:
+        view.tensors[stage.main] = _reshaped(x, (1, x.shape[1], call.in_rows, x.shape[3]))
+        view.tensors[stage.output] = _reshaped(y, (1, y.shape[1], 1, y.shape[3]))
+        node.attrs["pads_begin"] = [_pad_above(stage, call), node.attrs["pads_begin"][1]]
+        in_plane = x.shape[2] * x.shape[3] if call.stage == 0 else _band_plane(stream, graph, call.stage - 1)
+        out_plane = y.shape[2] * y.shape[3] if call.stage == len(stream.stages) - 1 else _band_plane(stream, graph, call.stage)
+        node.attrs["planes"] = (in_plane, out_plane)
+    op = op_named(node.op)
+    emitter = _ViewEmitter(c, view, symbol, scratch, op.scratch_choices(node, view)[-1])
+    return op.emit(node, view, emitter)
+
+
+def _reshaped(tensor: Tensor, shape) -> Tensor:
+    return replace(tensor, shape=tuple(shape))
+
+
+def _place_pointers(template: str, stream: Stream, graph: Graph, c: CEmitter, call: Run, bands: list[int]) -> str:
+    """The call with its placeholders replaced by where this call reads and writes."""
+    stage = stream.stages[call.stage]
+    last = call.stage == len(stream.stages) - 1
+    x, y = graph.tensor(stage.main), graph.tensor(stage.output)
+    row_bytes_in, row_bytes_out = x.shape[3], y.shape[3]
+    if call.stage == 0:
+        main = (stage.main, (call.in_first if stage.side is None else call.row) * row_bytes_in)
+    else:
+        main = (bands[call.stage - 1], (call.row - call.in_first) * row_bytes_in if stage.side is not None else 0)
+    out = (stage.output, call.row * row_bytes_out) if last else (bands[call.stage], (call.row - call.out_first) * row_bytes_out)
+    places = {stage.main: main, stage.output: out}
+    if stage.side is not None:
+        places[stage.side] = (stage.side, call.row * row_bytes_out)
+    planes = {stage.main: x.shape[2] * x.shape[3] if call.stage == 0 else _band_plane(stream, graph, call.stage - 1),
+              stage.output: y.shape[2] * y.shape[3] if last else _band_plane(stream, graph, call.stage)}
+    if stage.side is not None:
+        planes[stage.side] = y.shape[2] * y.shape[3]
+    text = template
+    for name, (where, offset) in places.items():
+        for ctype in set(C_TYPES.values()):
+            token = f"@{name}@{ctype}@"
+            if token not in text:
+                continue
+            channel = f" + {planes[name]} * ch" if stage.side is not None else ""
+            text = text.replace(token, f"({_pointer(c, where, ctype)} + {offset}{channel})")
+    if stage.side is not None:
+        text = f"{{ int32_t ch; for (ch = 0; ch < {y.shape[1]}; ++ch) {{ {text} }} }}"
+    return text
+
+
+def _pointer(c: CEmitter, where, ctype: str) -> str:
+    """A typed pointer to a band (its arena offset) or to a whole tensor's storage."""
+    if isinstance(where, int):
+        return f"({ctype} *)&{c.arena_symbol}.bytes[{where}]"
+    storage = c.plan.storage[where]
+    if storage.kind == "input" and "const" not in ctype:
+        ctype = f"const {ctype}"
+    dtype = next(d for d, t in C_TYPES.items() if t == ctype.replace("const ", ""))
+    return c.tensor(where, dtype)

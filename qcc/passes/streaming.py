@@ -1,0 +1,235 @@
+"""Streamed execution: a chain of layers computed a row at a time, its intermediate tensors never whole.
+
+A chain is consecutive layers (convolutions run as a matrix product, max pools, and elementwise
+Adds of a whole second input) where each layer's output feeds only the next. Each intermediate
+tensor lives in a band: a few consecutive rows of every channel, `band_rows` at most (the next
+layer's window, kernel rows for stride 1). The schedule is pulled from the last layer: to compute
+its output row r, each layer makes the rows its window needs, a row per kernel call, after the
+band below it has dropped the rows no later window reads. Nothing is computed twice; what
+streaming costs is a kernel call per row and the bytes each shift moves.
+
+The schedule is computed here, at compile time, and the C runs it as written (backend/streams.py):
+a kernel reads its input rows from the whole chain input or from the band below, and writes its row
+into its band or into the chain's output. The chain's output may then be placed over the chain's
+input or the Add's second input, where the memory plan proves it (AccessOrder over the calls).
+The memory plan (passes/memory_plan.py) keeps a chain streamed only where the arena shrinks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qcc.access_order import AccessOrder
+from qcc.ir import Graph, Node
+from qcc.ops import op_named
+
+STREAMABLE_OPS = ("QLinearConv", "MaxPool", "QLinearAdd")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One layer of a chain and its geometry along the rows."""
+    node: Node
+    main: str  # the input it streams: the chain's input, or the stage before's output
+    side: str | None  # an elementwise second input, read whole (Add)
+    kernel: int
+    stride: int
+    pad: int  # the rows of padding above
+    dilation: int
+    in_h: int
+    out_h: int
+
+    @property
+    def output(self) -> str:
+        return self.node.outputs[0]
+
+    def window(self, row: int) -> tuple[int, int]:
+        """The input rows (first, last) that output row `row` reads."""
+        first = row * self.stride - self.pad
+        last = min(self.in_h - 1, first + (self.kernel - 1) * self.dilation)
+        return max(0, first), last
+
+
+@dataclass(frozen=True)
+class Run:
+    """A kernel call: stage `stage` computes its output row `row`; its input holds rows from
+    `in_first` (`in_rows` of them), and its output buffer starts at row `out_first`."""
+    stage: int
+    row: int
+    in_first: int
+    in_rows: int
+    out_first: int
+
+
+@dataclass(frozen=True)
+class Shift:
+    """The band after stage `band` drops its first `drop` rows, keeping the `keep` rows after them."""
+    band: int
+    drop: int
+    keep: int
+
+
+@dataclass
+class Stream:
+    stages: list[Stage]
+    calls: list[Run | Shift] = field(default_factory=list)
+    band_rows: list[int] = field(default_factory=list)  # per intermediate tensor: the most rows held
+
+    @property
+    def nodes(self) -> list[Node]:
+        return [s.node for s in self.stages]
+
+    @property
+    def intermediates(self) -> list[str]:
+        return [s.output for s in self.stages[:-1]]
+
+    @property
+    def output(self) -> str:
+        return self.stages[-1].output
+
+    def band_bytes(self, graph: Graph) -> list[int]:
+        """Each band's bytes: its rows of every channel."""
+        sizes = []
+        for name, rows in zip(self.intermediates, self.band_rows):
+            _, channels, _, width = graph.tensor(name).shape
+            sizes.append(channels * rows * width)
+        return sizes
+
+    def access_order(self, graph: Graph) -> AccessOrder:
+        """The chain as one kernel (qcc/access_order.py) whose steps are its calls: the chain's input and
+        the Adds' second inputs (by tensor name) against the chain's output."""
+        reads: dict[str, np.ndarray] = {}
+        writes = _row_times(graph.tensor(self.output).shape)
+        for t, call in enumerate(self.calls):
+            if not isinstance(call, Run):
+                continue
+            stage = self.stages[call.stage]
+            if call.stage == 0:
+                first, last = stage.window(call.row)
+                _mark(reads, graph, stage.main, first, last, t)
+            if stage.side is not None:
+                _mark(reads, graph, stage.side, call.row, call.row, t)
+            if call.stage == len(self.stages) - 1:
+                writes[:, call.row] = t
+        return AccessOrder({name: r.reshape(-1) for name, r in reads.items()}, writes.reshape(-1))
+
+
+def _row_times(shape) -> np.ndarray:
+    """Per element of an NCHW tensor of batch 1, as [channel, row, column]: -1 (not yet set)."""
+    _, channels, height, width = shape
+    return np.full((channels, height, width), -1, dtype=np.int64)
+
+
+def _mark(reads, graph, name, first, last, t) -> None:
+    if name not in reads:
+        reads[name] = _row_times(graph.tensor(name).shape)
+    reads[name][:, first:last + 1] = t
+
+
+def candidates(graph: Graph) -> list[Stream]:
+    """The longest chains of two or more streamable layers, each with its schedule."""
+    consumers: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            consumers.setdefault(name, []).append(node)
+    streams, taken = [], set()
+    for node in graph.nodes:
+        if id(node) in taken:
+            continue
+        stage = _stage(graph, node, node.inputs[0]) if node.inputs else None
+        if stage is None or stage.side is not None:
+            continue
+        stages = [stage]
+        while True:
+            out = stages[-1].output
+            readers = consumers.get(out, [])
+            if len(readers) != 1 or out in graph.outputs or id(readers[0]) in taken:
+                break
+            nxt = _stage(graph, readers[0], out)
+            if nxt is None:
+                break
+            stages.append(nxt)
+        if len(stages) >= 2:
+            taken.update(id(s.node) for s in stages)
+            streams.append(schedule(Stream(stages)))
+    return streams
+
+
+def _stage(graph: Graph, node: Node, main: str) -> Stage | None:
+    """The node as a stage streaming `main`, or None where it cannot be one."""
+    if node.op not in STREAMABLE_OPS or len(node.outputs) != 1:
+        return None
+    y, x = graph.tensor(node.outputs[0]), graph.tensor(main)
+    if len(y.shape) != 4 or len(x.shape) != 4 or y.shape[0] != 1 or x.shape[0] != 1:
+        return None
+    if any(graph.tensor(t).nbytes != graph.tensor(t).size for t in (main, y.name)):
+        return None
+    if node.op == "QLinearAdd":
+        others = [t for t in node.inputs if t != main]
+        if len(others) != 1 or node.inputs.count(main) != 1 or "tflm" in node.params:
+            return None
+        side = graph.tensor(others[0])
+        if side.is_const or side.shape != y.shape or x.shape != y.shape:
+            return None
+        return Stage(node, main, side.name, 1, 1, 0, 1, x.shape[2], y.shape[2])
+    if node.inputs[0] != main:
+        return None
+    if node.op == "QLinearConv" and not op_named(node.op).runs_as_gemm(node, graph):
+        return None
+    a = node.attrs
+    return Stage(node, main, None, a["kernel"][0], a["strides"][0], a["pads_begin"][0], a["dilations"][0],
+                 x.shape[2], y.shape[2])
+
+
+def schedule(stream: Stream) -> Stream:
+    """Fill in the calls, pulling each output row of the last stage through the chain."""
+    stages = stream.stages
+    produced = [0] * len(stages)  # per stage: the next output row it makes
+    band_first = [0] * len(stages)  # per band (a stage's output but the last's): its first row held
+    band_rows = [0] * (len(stages) - 1)
+    calls: list[Run | Shift] = []
+
+    def make(i: int, row: int) -> None:
+        """Stage i's output rows up to `row` exist."""
+        stage = stages[i]
+        while produced[i] <= row:
+            r = produced[i]
+            first, last = stage.window(r)
+            out_first = band_first[i] if i < len(stages) - 1 else 0  # the last stage writes the whole output
+            if i == 0:
+                calls.append(Run(0, r, first, stage.in_h - first, out_first))
+            else:
+                below = i - 1
+                # rows under `first` are read by no later window: drop them, and skip those not made yet
+                drop = min(first, produced[below]) - band_first[below]
+                if drop > 0:
+                    keep = produced[below] - band_first[below] - drop
+                    if keep > 0:
+                        calls.append(Shift(below, drop, keep))
+                    band_first[below] += drop
+                if produced[below] < first:
+                    produced[below] = band_first[below] = first
+                make(below, last)
+                held = produced[below] - band_first[below]
+                band_rows[below] = max(band_rows[below], held)
+                calls.append(Run(i, r, band_first[below], held, out_first))
+            produced[i] += 1
+
+    for row in range(stages[-1].out_h):
+        make(len(stages) - 1, row)
+    stream.calls, stream.band_rows = calls, band_rows
+    return stream
+
+
+def make_consecutive(graph: Graph, stream: Stream) -> None:
+    """Move the nodes between the chain's layers before its first one, so that the chain runs as one
+    step: they read none of its intermediate tensors (each has one reader, the next layer), so every
+    input they read is made before the chain starts."""
+    indices = [graph.nodes.index(n) for n in stream.nodes]
+    inside = set(indices)
+    between = [graph.nodes[i] for i in range(indices[0], indices[-1] + 1) if i not in inside]
+    before = graph.nodes[:indices[0]]
+    after = graph.nodes[indices[-1] + 1:]
+    graph.nodes[:] = before + between + stream.nodes + after

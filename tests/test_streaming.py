@@ -1,0 +1,101 @@
+"""Streamed execution (qcc/passes/streaming.py, qcc/backend/streams.py): chains of layers run a row
+at a time, their intermediate tensors never whole.
+
+The schedule's invariants are checked on its own (every call finds the rows its window reads, a
+band never holds more than its rows, each row is made once and in order), and the C of streamed
+chains shaped as exporters write them (a stem convolution into a max pool, residual blocks with and
+without a projection, dilated and strided windows) is checked against ONNX Runtime and the reference
+interpreter, which computes every tensor whole.
+"""
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from helpers import check_exact, make_model
+from models import quantize
+from networks import NETWORKS, NetBuilder
+from qcc.passes import streaming
+from qcc.passes.streaming import Run, Shift
+from qcc.pipeline import Options, compile_model
+
+
+def check_schedule(stream) -> None:
+    """Replays the calls, tracking which rows each band holds."""
+    stages = stream.stages
+    held = [[] for _ in stages[:-1]]  # rows in each band, in order
+    made = [[] for _ in stages]
+    for call in stream.calls:
+        if isinstance(call, Shift):
+            rows = held[call.band]
+            assert call.drop + call.keep == len(rows)
+            held[call.band] = rows[call.drop:]
+            continue
+        stage = stages[call.stage]
+        first, last = stage.window(call.row)
+        if call.stage == 0:
+            assert call.in_first == first and call.in_first + call.in_rows == stage.in_h
+        else:
+            band = held[call.stage - 1]
+            assert band and band[0] == call.in_first and len(band) == call.in_rows
+            assert band == list(range(band[0], band[0] + len(band)))  # consecutive rows
+            assert first >= band[0] and last <= band[-1]  # the whole window is there
+            assert len(band) <= stream.band_rows[call.stage - 1]
+        if call.stage < len(stages) - 1:
+            band = held[call.stage]
+            if band and band[0] < call.out_first:  # dropped without a Shift: nothing after them to keep
+                assert band[-1] < call.out_first
+                band = []
+            assert call.out_first == (band[0] if band else call.row) and call.row == (band[-1] + 1 if band else call.row)
+            held[call.stage] = band + [call.row]
+            assert len(held[call.stage]) <= stream.band_rows[call.stage]
+        assert not made[call.stage] or call.row > made[call.stage][-1]  # once each, in order
+        made[call.stage].append(call.row)
+    assert made[-1] == list(range(stages[-1].out_h))
+
+
+@pytest.mark.parametrize("network", ["squeezenet11", "resnet8"])
+def test_every_chains_schedule_holds_what_each_call_reads(tmp_path, network):
+    path = quantize(NETWORKS[network](), tmp_path / f"{network}.onnx", quant_format="QDQ", activation="int8")
+    graph = compile_model(path, Options()).graph
+    chains = streaming.candidates(graph)
+    assert chains
+    for stream in chains:
+        check_schedule(stream)
+
+
+def _stem_pool_block(kind: str):
+    """A stem convolution, then the streamed chain under test, then a small head."""
+    net = NetBuilder(f"stream_{kind}", [1, 3, 30, 26], seed=5)
+    x = net.conv("input", 8, 3)
+    if kind == "pool":
+        x = net.conv(x, 16, 3, stride=2)
+        x = net.maxpool(x)
+        x = net.conv(x, 8, 1)
+    elif kind == "residual":
+        y = net.conv(net.conv(x, 8, 3), 8, 3, act=None)
+        x = net.add(y, x, act="relu")
+    elif kind == "projection":
+        y = net.conv(net.conv(x, 16, 3, stride=2), 16, 3, act=None)
+        x = net.add(y, net.conv(x, 16, 1, stride=2, act=None), act="relu")
+    elif kind == "dilated":
+        x = net.conv(x, 8, 5, dilation=2)
+        x = net.conv(x, 12, 1, stride=2)
+        x = net.maxpool(x, k=2, stride=2)
+    return net.build([net.flatten(net.global_pool(x))])
+
+
+@pytest.mark.parametrize("activation", ["int8", "uint8"])
+@pytest.mark.parametrize("kind", ["pool", "residual", "projection", "dilated"])
+def test_streamed_chains_are_exact(tmp_path, kind, activation):
+    path = quantize(_stem_pool_block(kind), tmp_path / f"{kind}.onnx", quant_format="QDQ", activation=activation)
+    compiled = compile_model(path, Options())
+    plan = compiled.plan
+    assert plan.streams, "the plan streams the chain"
+    streamed = {s.output for s in plan.streams.values()}
+    assert plan.arena_bytes < plan.liveness_bytes
+    for stream in plan.streams.values():
+        check_schedule(stream)
+        assert all(plan.storage[t].kind == "stream" for t in stream.intermediates)
+    assert streamed
+    check_exact(path, tmp_path / "exact")  # C == reference == ORT, and C == reference in the other schemes
