@@ -34,7 +34,7 @@ def check_schedule(stream) -> None:
         stage = stages[call.stage]
         first, last = stage.window(call.row)
         if call.stage == 0:
-            assert call.in_first == first and call.in_first + call.in_rows == stage.in_h
+            assert call.in_first == first and call.in_first + call.in_rows == last + 1
         else:
             band = held[call.stage - 1]
             assert band and band[0] == call.in_first and len(band) == call.in_rows

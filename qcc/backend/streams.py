@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from qcc.ir import C_TYPES, Graph, Tensor
 from qcc.ops import op_named
-from qcc.ops.c_emitter import CEmitter
+from qcc.ops.c_emitter import CEmitter, c_comment_text
 from qcc.passes.memory_plan import stream_scratch
 from qcc.passes.streaming import Run, Shift, Stream
 
@@ -56,21 +56,67 @@ def emit_stream(stream: Stream, graph: Graph, c: CEmitter, step: int) -> str:
     bands = [base + offset for offset in offsets[:-2]]
     kernel_scratch = f"(int32_t *)(void *)&{c.arena_symbol}.bytes[{base + offsets[-2]}]"
     views: dict[tuple, str] = {}
-    lines = []
+    groups: list[list[tuple[str, tuple[int, ...]]]] = [[]]  # the calls of each of the last layer's rows
     for call in stream.calls:
         if isinstance(call, Shift):
             _, channels, _, width = graph.tensor(stream.intermediates[call.band]).shape
             plane = stream.band_rows[call.band] * width
-            lines.append(f"qcc_band_shift(&{c.arena_symbol}.bytes[{bands[call.band]}], {channels}, {plane}, "
-                         f"{call.drop * width}, {call.keep * width});")
+            groups[-1].append((f"qcc_band_shift(&{c.arena_symbol}.bytes[{bands[call.band]}], {channels}, {plane}, "
+                               f"{call.drop * width}, {call.keep * width});", ()))
             continue
         stage = stream.stages[call.stage]
         key = (call.stage, call.in_rows, _pad_above(stage, call))
         if key not in views:
             views[key] = _emit_view(stream, graph, c, call, c.symbol(f"{stage.node.name}_rows{len(views) + 1}"),
                                     kernel_scratch)
-        lines.append(_place_pointers(views[key], stream, graph, c, call, bands))
-    return "\n    ".join(lines)
+        groups[-1].append(_place_pointers(views[key], stream, graph, c, call, bands))
+        if call.stage == len(stream.stages) - 1:
+            groups.append([])
+    names = " -> ".join(f"'{n.name}'" for n in stream.nodes)
+    lines = [f"/* {c_comment_text(names)}, a row at a time ({len(stream.calls)} calls) */"]
+    return "\n    ".join(lines + _as_loops([g for g in groups if g]))
+
+
+def _as_loops(groups: list[list[tuple[str, tuple[int, ...]]]]) -> list[str]:
+    """The rows' calls, with each run of three or more rows that differ only by pointer offsets growing
+    by the same steps written as one loop over the rows."""
+    lines, i = [], 0
+    while i < len(groups):
+        n = 1
+        if i + 1 < len(groups) and _same_calls(groups[i], groups[i + 1]):
+            steps = _steps(groups[i], groups[i + 1])
+            while (i + n + 1 < len(groups) and _same_calls(groups[i], groups[i + n + 1])
+                   and _steps(groups[i], groups[i + n + 1]) == [s * (n + 1) for s in steps]):
+                n += 1
+            n += 1
+        if n < 3:
+            lines += [_fill(text, values) for text, values in groups[i]]
+            i += 1
+            continue
+        steps = iter(_steps(groups[i], groups[i + 1]))
+        body = []
+        for text, values in groups[i]:
+            body.append(_fill(text, [f"{v} + {s} * r" if s else str(v) for v, s in zip(values, steps)]))
+        lines.append(f"{{ int32_t r; for (r = 0; r < {n}; ++r) {{")
+        lines += ["    " + line for line in body]
+        lines.append("} }")
+        i += n
+    return lines
+
+
+def _same_calls(a, b) -> bool:
+    return [text for text, _ in a] == [text for text, _ in b]
+
+
+def _steps(a, b) -> list[int]:
+    """Per pointer offset of a row's calls, in order: how much it grows to the next row."""
+    return [y - x for (_, xs), (_, ys) in zip(a, b) for x, y in zip(xs, ys)]
+
+
+def _fill(text: str, values) -> str:
+    for k, value in enumerate(values):
+        text = text.replace(f"@@{k}@@", str(value))
+    return text
 
 
 def _pad_above(stage, call: Run) -> int:
@@ -109,8 +155,10 @@ def _reshaped(tensor: Tensor, shape) -> Tensor:
     return replace(tensor, shape=tuple(shape))
 
 
-def _place_pointers(template: str, stream: Stream, graph: Graph, c: CEmitter, call: Run, bands: list[int]) -> str:
-    """The call with its placeholders replaced by where this call reads and writes."""
+def _place_pointers(template: str, stream: Stream, graph: Graph, c: CEmitter, call: Run,
+                    bands: list[int]) -> tuple[str, tuple[int, ...]]:
+    """The call with its placeholders replaced by where this call reads and writes: the text, with a
+    slot @@k@@ for each pointer's offset, and the offsets."""
     stage = stream.stages[call.stage]
     last = call.stage == len(stream.stages) - 1
     x, y = graph.tensor(stage.main), graph.tensor(stage.output)
@@ -127,17 +175,18 @@ def _place_pointers(template: str, stream: Stream, graph: Graph, c: CEmitter, ca
               stage.output: y.shape[2] * y.shape[3] if last else _band_plane(stream, graph, call.stage)}
     if stage.side is not None:
         planes[stage.side] = y.shape[2] * y.shape[3]
-    text = template
+    text, offsets = template, []
     for name, (where, offset) in places.items():
-        for ctype in set(C_TYPES.values()):
+        for ctype in sorted(set(C_TYPES.values())):
             token = f"@{name}@{ctype}@"
             if token not in text:
                 continue
             channel = f" + {planes[name]} * ch" if stage.side is not None else ""
-            text = text.replace(token, f"({_pointer(c, where, ctype)} + {offset}{channel})")
+            text = text.replace(token, f"({_pointer(c, where, ctype)} + @@{len(offsets)}@@{channel})")
+            offsets.append(offset)
     if stage.side is not None:
         text = f"{{ int32_t ch; for (ch = 0; ch < {y.shape[1]}; ++ch) {{ {text} }} }}"
-    return text
+    return text, tuple(offsets)
 
 
 def _pointer(c: CEmitter, where, ctype: str) -> str:

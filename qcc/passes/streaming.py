@@ -198,8 +198,8 @@ def schedule(stream: Stream) -> Stream:
             r = produced[i]
             first, last = stage.window(r)
             out_first = band_first[i] if i < len(stages) - 1 else 0  # the last stage writes the whole output
-            if i == 0:
-                calls.append(Run(0, r, first, stage.in_h - first, out_first))
+            if i == 0:  # the window's rows of the whole input: a view of the same rows in every call but the edges'
+                calls.append(Run(0, r, first, last - first + 1, out_first))
             else:
                 below = i - 1
                 # rows under `first` are read by no later window: drop them, and skip those not made yet
