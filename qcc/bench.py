@@ -129,6 +129,13 @@ def _count(compiled, out_dir: Path, target: Target, manifest: dict, inputs: list
                     "instructions": count, "per_mac": count / layer["macs"] if layer["macs"] else None}
                    for k, (layer, count) in enumerate(zip(layers, per_layer))],
     }
+    # A streamed chain's layers run interleaved, row by row, in its last layer's step: their
+    # instructions are all counted there, and each earlier layer says where.
+    for step, stream in compiled.plan.streams.items():
+        chain = report["layers"][step - len(stream.nodes) + 1:step + 1]
+        chain[-1]["streamed_chain"] = [layer["index"] for layer in chain]
+        for layer in chain[:-1]:
+            layer["streamed_into"], layer["per_mac"] = step, None
     return report, int(stack[0][1])
 
 
@@ -193,8 +200,13 @@ def render(report: dict, fmt: str) -> str:
         lines.append(f"  {'#':>3} {'layer':<{width}} {'op':<18} {'MACs':>10} {'instructions':>12} {'per MAC':>8}")
         for layer in counts["layers"]:
             per_mac = f"{layer['per_mac']:.2f}" if layer["per_mac"] is not None else "-"
+            note = ""
+            if "streamed_into" in layer:
+                note = f"  streamed: counted in layer {layer['streamed_into']}"
+            elif "streamed_chain" in layer:
+                note = f"  streamed: layers {layer['streamed_chain'][0]}-{layer['index']} together"
             lines.append(f"  {layer['index']:>3} {layer['name']:<{width}} {layer['op']:<18} {layer['macs']:>10} "
-                         f"{layer['instructions']:>12} {per_mac:>8}")
+                         f"{layer['instructions']:>12} {per_mac:>8}{note}")
         lines.append(f"  after the last layer (the run's return): {counts['after_last_layer']}")
     elif "host_time" in report:
         host = report["host_time"]

@@ -26,7 +26,8 @@ def _options(args) -> Options:
                       input_shapes=parse_input_shapes(args.input_shape),
                       cut_inputs=_tensor_names(getattr(args, "cut_inputs", None)), cut_outputs=_tensor_names(args.outputs),
                       target=target, weights_section=getattr(args, "weights_section", None),
-                      arena_section=getattr(args, "arena_section", None), fpu=getattr(args, "fpu", False))
+                      arena_section=getattr(args, "arena_section", None), fpu=getattr(args, "fpu", False),
+                      whole_tensors=getattr(args, "whole_tensors", False))
     check_options(options)  # before the tools and the model are looked at
     return options
 
@@ -48,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--rounding", choices=ROUNDING_SCHEMES, default="ort", help="requantization scheme (default: ort)")
         p.add_argument("--outputs", metavar="T1,T2", help="compile the model only up to these tensors (they become the C "
                        "outputs); the rest, for example float post-processing, is left to the application")
+        p.add_argument("--whole-tensors", action="store_true", help="keep every tensor whole in its own bytes: no "
+                       "layer in place, none streamed (a larger arena; to compare, or to trace every layer)")
         inputs_flag = ["--cut-inputs"] if p.prog.endswith("verify") else ["--inputs", "--cut-inputs"]
         p.add_argument(*inputs_flag, dest="cut_inputs", metavar="T1,T2",
                        help="compile the model only from these tensors (they become the C inputs)")

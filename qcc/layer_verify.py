@@ -121,7 +121,7 @@ def compare_layers(model_path, graph: Graph, out_dir, manifest: dict, case: list
             alone = op_named(node.op).reference(node, graph, args)
         for k, name in enumerate(node.outputs):
             tensor = graph.tensor(name)
-            if (i, k) not in traced:  # streamed: the C never holds it whole, a few rows at a time
+            if not traced[(i, k)] and tensor.size:  # streamed: the C never holds it whole, a few rows at a time
                 continue
             c_value = np.frombuffer(traced[(i, k)], dtype=np.dtype(tensor.dtype).newbyteorder("=")).reshape(tensor.shape)
             row = LayerComparison(i, node.name, node.attrs.get("onnx_op", node.op), graph.public_name(name), Agreement())

@@ -33,6 +33,7 @@ class Options:
     weights_section: str | None = None  # --weights-section: the linker section of every constant
     arena_section: str | None = None  # --arena-section: the linker section of the arena
     fpu: bool = False  # --fpu: the `ort` scheme's requantization in float32 instructions (targets with an FPU)
+    whole_tensors: bool = False  # --whole-tensors: no in-place or streamed execution (the plan of whole tensors)
 
 
 @dataclass
@@ -78,7 +79,7 @@ def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
             op_named(node.op).prepare(node, graph)
     model_order_liveness = memory_plan.tensor_buffers(graph).liveness_bytes
     execution_order.apply(graph)  # branches in the order that keeps the fewest bytes alive at once
-    plan = memory_plan.plan(graph)
+    plan = memory_plan.plan(graph, below_liveness=not options.whole_tensors)
     plan.model_order_liveness_bytes = model_order_liveness
     return Compiled(graph, plan, options, warnings, cut_model, cut_summary)
 

@@ -5,7 +5,7 @@ interpreter and ONNX Runtime on seeded random and extreme inputs."""
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +105,13 @@ def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None
                 if first_difference is None and not (np.array_equal(c, r) and np.array_equal(r, o)):
                     first_difference = index
         if layers or not report.ok:
+            # Every layer's output is traced from a build that keeps each tensor whole (in place and
+            # streamed layers overwrite or never hold some); C == reference there and not above would
+            # put a difference on in-place or streamed execution.
+            if compiled.plan.steps:
+                out_dir = Path(tmp) / "whole"
+                compiled, manifest = compile_to_folder(model, str(out_dir), replace(options, whole_tensors=True), golden="0")
+                graph = compiled.graph
             make(out_dir, "runner-trace")
             chosen = first_difference or 0
             report.layers = compare_layers(ort_model, graph, out_dir, manifest, cases[chosen], chosen)

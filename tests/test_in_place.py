@@ -30,87 +30,70 @@ from qcc.sample_inputs import random_inputs
 
 # 1. Loop transcriptions: (last read time per input element, write time per output element).
 
-def _times(in_shape, out_shape):
-    return np.full(int(np.prod(in_shape)), -1, dtype=np.int64).reshape(in_shape), np.full(out_shape, -1, dtype=np.int64)
+def _replay(w: Window2d, steps):
+    """(last read time per input element, write time per output element), flattened, from the kernel's
+    steps in order: each step gives the input indices it reads, then the output indices it writes."""
+    reads = np.full((w.batch, w.in_c, w.in_h, w.in_w), -1, dtype=np.int64)
+    writes = np.full((w.batch, w.out_c, w.out_h, w.out_w), -1, dtype=np.int64)
+    for t, (read, written) in enumerate(steps):
+        for index in read:
+            reads[index] = t
+        writes[written] = t
+    return reads.reshape(-1), writes.reshape(-1)
+
+
+def _inside_taps(w: Window2d, oh: int, ow: int):
+    """The input positions (ih, iw) that output (oh, ow)'s window reads, padding left out."""
+    for kh in range(w.kernel[0]):
+        for kw in range(w.kernel[1]):
+            ih = oh * w.stride[0] - w.pads[0] + kh * w.dilation[0]
+            iw = ow * w.stride[1] - w.pads[1] + kw * w.dilation[1]
+            if 0 <= ih < w.in_h and 0 <= iw < w.in_w:
+                yield ih, iw
 
 
 def gemm_loops(w: Window2d):
     """qcc_conv_gemm with a chunk of one pixel: the column of (oh, ow) from every inside tap, then its channels."""
-    reads, writes = _times((w.batch, w.in_c, w.in_h, w.in_w), (w.batch, w.out_c, w.out_h, w.out_w))
-    t = 0
-    for n in range(w.batch):
-        for oh in range(w.out_h):
-            for ow in range(w.out_w):
-                for kh in range(w.kernel[0]):
-                    for kw in range(w.kernel[1]):
-                        ih = oh * w.stride[0] - w.pads[0] + kh * w.dilation[0]
-                        iw = ow * w.stride[1] - w.pads[1] + kw * w.dilation[1]
-                        if 0 <= ih < w.in_h and 0 <= iw < w.in_w:
-                            reads[n, :, ih, iw] = t
-                writes[n, :, oh, ow] = t
-                t += 1
-    return reads.reshape(-1), writes.reshape(-1)
+    return _replay(w, (([(n, slice(None), ih, iw) for ih, iw in _inside_taps(w, oh, ow)], (n, slice(None), oh, ow))
+                       for n in range(w.batch) for oh in range(w.out_h) for ow in range(w.out_w)))
 
 
 def depthwise_loops(w: Window2d):
     """qcc_conv_depthwise_3x3: next_row copies input rows into the ring up to ih0 + 2."""
-    reads, writes = _times((w.batch, w.in_c, w.in_h, w.in_w), (w.batch, w.out_c, w.out_h, w.out_w))
-    t = 0
-    for n in range(w.batch):
-        for c in range(w.out_c):
-            next_row = -w.pads[0]
-            for oh in range(w.out_h):
-                ih0 = oh * w.stride[0] - w.pads[0]
-                while next_row <= ih0 + 2:
-                    if 0 <= next_row < w.in_h:
-                        reads[n, c, next_row, :] = t
-                    next_row += 1
-                writes[n, c, oh, :] = t
-                t += 1
-    return reads.reshape(-1), writes.reshape(-1)
+    def steps():
+        for n in range(w.batch):
+            for c in range(w.out_c):
+                next_row = -w.pads[0]
+                for oh in range(w.out_h):
+                    ih0 = oh * w.stride[0] - w.pads[0]
+                    loaded = [(n, c, r) for r in range(next_row, ih0 + 3) if 0 <= r < w.in_h]
+                    next_row = max(next_row, ih0 + 3)
+                    yield loaded, (n, c, oh)
+    return _replay(w, steps())
 
 
 def direct_conv_loops(w: Window2d, groups: int):
     """qcc_conv: per output channel and row, every tap of the group's input channels over the row."""
-    reads, writes = _times((w.batch, w.in_c, w.in_h, w.in_w), (w.batch, w.out_c, w.out_h, w.out_w))
     in_per_group, out_per_group = w.in_c // groups, w.out_c // groups
-    t = 0
-    for n in range(w.batch):
-        for oc in range(w.out_c):
-            g = oc // out_per_group
-            for oh in range(w.out_h):
-                for ic in range(g * in_per_group, (g + 1) * in_per_group):
-                    for kh in range(w.kernel[0]):
-                        ih = oh * w.stride[0] - w.pads[0] + kh * w.dilation[0]
-                        if not 0 <= ih < w.in_h:
-                            continue
-                        for kw in range(w.kernel[1]):
-                            for ow in range(w.out_w):
-                                iw = ow * w.stride[1] - w.pads[1] + kw * w.dilation[1]
-                                if 0 <= iw < w.in_w:
-                                    reads[n, ic, ih, iw] = t
-                writes[n, oc, oh, :] = t
-                t += 1
-    return reads.reshape(-1), writes.reshape(-1)
+
+    def row_reads(n, oc, oh):
+        g = oc // out_per_group
+        for ic in range(g * in_per_group, (g + 1) * in_per_group):
+            for kh in range(w.kernel[0]):
+                ih = oh * w.stride[0] - w.pads[0] + kh * w.dilation[0]
+                for kw in range(w.kernel[1]):
+                    for ow in range(w.out_w):
+                        iw = ow * w.stride[1] - w.pads[1] + kw * w.dilation[1]
+                        if 0 <= ih < w.in_h and 0 <= iw < w.in_w:
+                            yield n, ic, ih, iw
+    return _replay(w, ((list(row_reads(n, oc, oh)), (n, oc, oh)) for n in range(w.batch) for oc in range(w.out_c)
+                       for oh in range(w.out_h)))
 
 
 def maxpool_loops(w: Window2d):
     """qcc_maxpool: per plane, per output pixel, its window's inside taps."""
-    reads, writes = _times((w.batch, w.in_c, w.in_h, w.in_w), (w.batch, w.out_c, w.out_h, w.out_w))
-    t = 0
-    for n in range(w.batch):
-        for c in range(w.in_c):
-            for oh in range(w.out_h):
-                for ow in range(w.out_w):
-                    for kh in range(w.kernel[0]):
-                        for kw in range(w.kernel[1]):
-                            ih = oh * w.stride[0] - w.pads[0] + kh * w.dilation[0]
-                            iw = ow * w.stride[1] - w.pads[1] + kw * w.dilation[1]
-                            if 0 <= ih < w.in_h and 0 <= iw < w.in_w:
-                                reads[n, c, ih, iw] = t
-                    writes[n, c, oh, ow] = t
-                    t += 1
-    return reads.reshape(-1), writes.reshape(-1)
+    return _replay(w, (([(n, c, ih, iw) for ih, iw in _inside_taps(w, oh, ow)], (n, c, oh, ow))
+                       for n in range(w.batch) for c in range(w.in_c) for oh in range(w.out_h) for ow in range(w.out_w)))
 
 
 def _window(batch, in_c, out_c, in_hw, kernel, stride, pad, dilation):

@@ -23,16 +23,17 @@ class _ViewEmitter(CEmitter):
     """The model's emitter, for one view of one layer: its tensors are placeholders that each call
     replaces with the rows it reads and writes, and its scratch is the chain's kernel scratch."""
 
-    def __init__(self, base: CEmitter, graph: Graph, symbol: str, scratch: str, scratch_bytes: int):
+    def __init__(self, base: CEmitter, graph: Graph, symbol: str, layer_symbol: str, scratch: str, scratch_bytes: int):
         self.__dict__.update(base.__dict__)  # shares the declarations and the symbols taken
-        self.graph, self._base, self._view_symbol = graph, base, symbol
+        self.graph, self._base, self._view_symbol, self._layer_symbol = graph, base, symbol, layer_symbol
         self._scratch, self._scratch_bytes = scratch, scratch_bytes
 
     def symbol(self, node_name: str) -> str:
         return self._view_symbol
 
     def const_array(self, name, ctype, values):
-        name = self._base.const_array(name, ctype, values)
+        # the layer's arrays (weights, constants) are the layer's, named as out of place: one for every view
+        name = self._base.const_array(name.replace(self._view_symbol, self._layer_symbol, 1), ctype, values)
         self.weights_bytes = self._base.weights_bytes
         return name
 
@@ -53,8 +54,9 @@ def emit_stream(stream: Stream, graph: Graph, c: CEmitter, step: int) -> str:
     """The statements that run the chain: band shifts and kernel calls, in the schedule's order."""
     offsets = stream_scratch(graph, stream)
     base = c.plan.scratch[step]
-    bands = [base + offset for offset in offsets[:-2]]
-    kernel_scratch = f"(int32_t *)(void *)&{c.arena_symbol}.bytes[{base + offsets[-2]}]"
+    bands = [base + offset for offset in offsets[:-1]]
+    kernel_scratch = f"(int32_t *)(void *)&{c.arena_symbol}.bytes[{base + offsets[-1]}]"
+    kernel_bytes = c.plan.scratch_bytes[step] - offsets[-1]
     views: dict[tuple, str] = {}
     groups: list[list[tuple[str, tuple[int, ...]]]] = [[]]  # the calls of each of the last layer's rows
     for call in stream.calls:
@@ -68,7 +70,7 @@ def emit_stream(stream: Stream, graph: Graph, c: CEmitter, step: int) -> str:
         key = (call.stage, call.in_rows, _pad_above(stage, call))
         if key not in views:
             views[key] = _emit_view(stream, graph, c, call, c.symbol(f"{stage.node.name}_rows{len(views) + 1}"),
-                                    kernel_scratch)
+                                    kernel_scratch, kernel_bytes)
         groups[-1].append(_place_pointers(views[key], stream, graph, c, call, bands))
         if call.stage == len(stream.stages) - 1:
             groups.append([])
@@ -128,7 +130,8 @@ def _band_plane(stream: Stream, graph: Graph, band: int) -> int:
     return stream.band_rows[band] * graph.tensor(stream.intermediates[band]).shape[3]
 
 
-def _emit_view(stream: Stream, graph: Graph, c: CEmitter, call: Run, symbol: str, scratch: str) -> str:
+def _emit_view(stream: Stream, graph: Graph, c: CEmitter, call: Run, symbol: str, scratch: str,
+               scratch_bytes: int) -> str:
     """The layer's call with placeholders for its pointers, and its parameter struct for this view."""
     stage = stream.stages[call.stage]
     node = copy.copy(stage.node)
@@ -147,7 +150,9 @@ def _emit_view(stream: Stream, graph: Graph, c: CEmitter, call: Run, symbol: str
         out_plane = y.shape[2] * y.shape[3] if call.stage == len(stream.stages) - 1 else _band_plane(stream, graph, call.stage)
         node.attrs["planes"] = (in_plane, out_plane)
     op = op_named(node.op)
-    emitter = _ViewEmitter(c, view, symbol, scratch, op.scratch_choices(node, view)[-1])
+    # the kernel's fastest scratch choice that fits the chain's kernel scratch
+    fitting = max(size for size in op.scratch_choices(node, view) if size <= scratch_bytes)
+    emitter = _ViewEmitter(c, view, symbol, c.symbol(stage.node.name), scratch, fitting)
     return op.emit(node, view, emitter)
 
 

@@ -36,9 +36,10 @@ from qcc.passes.streaming import Stream
 ALIGNMENT = 4  # every buffer starts on a word, so kernels may load 32 bits at a time later
 
 
-def plan(graph: Graph) -> MemoryPlan:
-    best, streams = _plan_with(graph, []), []
-    for stream in streaming.candidates(graph):
+def plan(graph: Graph, below_liveness: bool = True) -> MemoryPlan:
+    """The plan; with below_liveness False, of whole tensors only (no layer in place or streamed)."""
+    best, streams = _plan_with(graph, [], below_liveness), []
+    for stream in streaming.candidates(graph) if below_liveness else []:
         model_order = list(graph.nodes)
         streaming.make_consecutive(graph, stream)
         trial = _plan_with(graph, streams + [stream])
@@ -49,15 +50,15 @@ def plan(graph: Graph) -> MemoryPlan:
     return best
 
 
-def _plan_with(graph: Graph, streams: list[Stream]) -> MemoryPlan:
+def _plan_with(graph: Graph, streams: list[Stream], in_place: bool = True) -> MemoryPlan:
     """The plan running these chains streamed (each one's layers consecutive in graph.nodes)."""
-    tensors = tensor_buffers(graph, streams)
-    links = _in_place_links(graph, tensors)
+    tensors = tensor_buffers(graph, streams, concat_slices=in_place)
+    links = _in_place_links(graph, tensors) if in_place else []
     choices = [op_named(node.op).scratch_choices(node, graph) for node in graph.nodes]
     for step, stream in tensors.streams.items():  # a chain's scratch: its bands and one kernel's at a time
         for node in stream.nodes:
             choices[graph.nodes.index(node)] = [0]
-        choices[step] = [stream_scratch(graph, stream)[-1]]
+        choices[step] = stream_scratch_choices(graph, stream)
     sizes = {step: options[-1] for step, options in enumerate(choices) if options[-1]}
     # Out of place unless in place makes the arena smaller: ties keep every kernel on its own bytes.
     best = _place(graph, tensors, [], sizes)
@@ -92,7 +93,7 @@ class TensorBuffers:
     streams: dict[int, Stream]  # streamed chains, by the step that runs them (their last layer's)
 
 
-def tensor_buffers(graph: Graph, streams: list[Stream] = ()) -> TensorBuffers:
+def tensor_buffers(graph: Graph, streams: list[Stream] = (), concat_slices: bool = True) -> TensorBuffers:
     root = {name: name for name in graph.tensors}
 
     def find(name: str) -> str:
@@ -144,7 +145,7 @@ def tensor_buffers(graph: Graph, streams: list[Stream] = ()) -> TensorBuffers:
                 storage[t] = Storage("stream")
     lifetimes = _lifetimes(graph, resolved, storage, None, step_of)
     offsets = {name: 0 for name in graph.tensors}
-    concat_steps = _concat_into_slices(graph, resolved, offsets, groups, storage, lifetimes)
+    concat_steps = _concat_into_slices(graph, resolved, offsets, groups, storage, lifetimes) if concat_slices else {}
     return TensorBuffers(resolved, offsets, groups, storage, _lifetimes(graph, resolved, storage, offsets, step_of),
                          liveness, concat_steps, whole_resolved, whole_bytes, by_step)
 
@@ -234,14 +235,23 @@ class _Link:
 
 
 def stream_scratch(graph: Graph, stream: Stream) -> list[int]:
-    """A streamed chain's scratch: the offset of each band, of the kernels' scratch (one kernel runs
-    at a time), then the bytes of it all."""
+    """A streamed chain's scratch: the offset of each band, then of the kernels' scratch (one kernel
+    runs at a time, in what the plan gives beyond the bands)."""
     offsets, at = [], 0
     for size in stream.band_bytes(graph):
         offsets.append(at)
         at = _align(at + size)
-    kernels = max(op_named(n.op).scratch_choices(n, graph)[-1] for n in stream.nodes)
-    return offsets + [at, _align(at + kernels)]
+    return offsets + [at]
+
+
+def stream_scratch_choices(graph: Graph, stream: Stream) -> list[int]:
+    """The scratch sizes a streamed chain can run with, fastest first: its bands, and room for each
+    kernel's k-th scratch choice (Op.scratch_choices) for every k."""
+    choices = [op_named(n.op).scratch_choices(n, graph) for n in stream.nodes]
+    depth = max(len(c) for c in choices)
+    kernels = [max(c[min(k, len(c) - 1)] for c in choices) for k in range(depth)]
+    bands = stream_scratch(graph, stream)[-1]
+    return list(dict.fromkeys(_align(bands + size) for size in kernels))
 
 
 def _in_place_links(graph: Graph, tensors: TensorBuffers) -> list[_Link]:
