@@ -21,7 +21,7 @@ from qcc.backend.memory_report import COLUMNS, OUT_OF_PLACE, ArenaBuffer, Memory
 PLOT_WIDTH = 980
 STEP_MIN, STEP_MAX = 8, 40
 PLOT_HEIGHT = 440
-LEFT, RIGHT, TOP, BOTTOM = 80, 170, 16, 46
+LEFT, RIGHT, TOP, BOTTOM = 80, 170, 16, 58
 LABEL_FONT = 10  # px; a label goes in a rectangle only where it fits
 
 
@@ -120,7 +120,7 @@ def _axes(t: Timeline) -> list[str]:
         parts.append(f'<text x="{x}" y="{bottom + 15}" text-anchor="middle">{step}</text>')
     parts.append(f'<rect class="frame" x="{LEFT}" y="{TOP}" width="{_num(right - LEFT)}" height="{PLOT_HEIGHT}" '
                  'fill="none" stroke="#333"/>')
-    parts.append(f'<text x="{_num((LEFT + right) / 2)}" y="{bottom + 34}" text-anchor="middle" font-size="12">'
+    parts.append(f'<text x="{_num((LEFT + right) / 2)}" y="{bottom + 48}" text-anchor="middle" font-size="12">'
                  'step (layer, in execution order)</text>')
     parts.append(f'<text transform="translate(16 {_num(TOP + PLOT_HEIGHT / 2)}) rotate(-90)" text-anchor="middle" '
                  'font-size="12">arena offset</text>')
