@@ -37,7 +37,8 @@ def test_each_node_shows_its_own_ops_exactness(monkeypatch, capsys):
 def test_the_total_line_gives_the_arena_beside_the_liveness_bound(capsys):
     """The example is a chain (conv0 -> conv1 -> conv2 -> gap -> flatten -> fc): between its graph input
     and output, the tensors alive together are a layer's input and output, so the bound is the largest
-    sum of two consecutive outputs (flatten only renames gap's bytes). The arena holds at least that."""
+    sum of two consecutive outputs (flatten only renames gap's bytes). Keeping every tensor whole
+    (--whole-tensors) the arena holds at least that; streaming the convolutions it holds less."""
     assert main(["inspect", EXAMPLE]) == 0
     out = capsys.readouterr().out
     lines = node_lines(out)
@@ -50,4 +51,7 @@ def test_the_total_line_gives_the_arena_beside_the_liveness_bound(capsys):
     expected = max(output_bytes(a) + output_bytes(b) for a, b in zip(chain, chain[1:]))
     (total,) = [line for line in out.splitlines() if line.startswith("total: ")]
     arena = int(total.split("arena ")[1].split()[0])
-    assert f"(liveness bound {expected}:" in total and arena >= expected, total
+    assert f"(liveness bound {expected}:" in total and arena < expected, total
+    assert main(["inspect", EXAMPLE, "--whole-tensors"]) == 0
+    (whole,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("total: ")]
+    assert f"(liveness bound {expected}:" in whole and int(whole.split("arena ")[1].split()[0]) >= expected, whole
