@@ -54,13 +54,17 @@ def check_schedule(stream) -> None:
     assert made[-1] == list(range(stages[-1].out_h))
 
 
-@pytest.mark.parametrize("network", ["squeezenet11", "resnet8"])
+@pytest.mark.parametrize("network", ["squeezenet11", "resnet8", "mobilenet_v1", "mobilenet_v2"])
 def test_every_chains_schedule_holds_what_each_call_reads(tmp_path, network):
     path = quantize(NETWORKS[network](), tmp_path / f"{network}.onnx", quant_format="QDQ", activation="int8")
-    graph = compile_model(path, Options()).graph
-    chains = streaming.candidates(graph)
-    assert chains
-    for stream in chains:
+    compiled = compile_model(path, Options())
+    chains = streaming.candidates(compiled.graph)
+    assert chains and compiled.plan.streams
+    for chain in chains:  # every stretch of every chain
+        for start in range(len(chain.stages) - 1):
+            for end in range(start + 2, len(chain.stages) + 1):
+                check_schedule(streaming.sub_chain(chain, start, end))
+    for stream in compiled.plan.streams.values():
         check_schedule(stream)
 
 
@@ -78,6 +82,11 @@ def _stem_pool_block(kind: str):
     elif kind == "projection":
         y = net.conv(net.conv(x, 16, 3, stride=2), 16, 3, act=None)
         x = net.add(y, net.conv(x, 16, 1, stride=2, act=None), act="relu")
+    elif kind == "depthwise":  # MobileNet's: expand, depthwise (stride 1, then 2), project
+        x = net.conv(x, 24, 1)
+        x = net.conv(x, 24, 3, group=24)
+        x = net.conv(x, 24, 3, stride=2, group=24)
+        x = net.conv(x, 8, 1, act=None)
     elif kind == "dilated":
         x = net.conv(x, 8, 5, dilation=2)
         x = net.conv(x, 12, 1, stride=2)
@@ -86,7 +95,7 @@ def _stem_pool_block(kind: str):
 
 
 @pytest.mark.parametrize("activation", ["int8", "uint8"])
-@pytest.mark.parametrize("kind", ["pool", "residual", "projection", "dilated"])
+@pytest.mark.parametrize("kind", ["pool", "residual", "projection", "depthwise", "dilated"])
 def test_streamed_chains_are_exact(tmp_path, kind, activation):
     path = quantize(_stem_pool_block(kind), tmp_path / f"{kind}.onnx", quant_format="QDQ", activation=activation)
     compiled = compile_model(path, Options())

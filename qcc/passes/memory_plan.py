@@ -6,7 +6,7 @@ lifetimes overlap get disjoint bytes, placed greedily (largest first, lowest off
 so tensors never alive together share memory. Graph inputs and outputs are the caller's
 buffers and constants live in flash: neither takes arena bytes.
 
-Two techniques go below the liveness bound (the most bytes of whole tensors alive at one step):
+Three techniques go below the liveness bound (the most bytes of whole tensors alive at one step):
 - Concat by construction: where a concatenation's inputs are contiguous slices of its output
   (every axis before the concatenated one has size 1, as channels of one NCHW image are), each
   input's buffer is that slice, so its producer writes straight into the output; the concat then
@@ -15,7 +15,9 @@ Two techniques go below the liveness bound (the most bytes of whole tensors aliv
   offset qcc/passes/in_place.py proves safe from the kernel's loop order (Op.access_order).
   Buffers joined so form a cluster placed as one rigid piece; no two of its buffers share bytes
   while alive together except such an input and output at their one common step.
-The plan with these is kept only where it makes the arena smaller.
+- Streamed chains (qcc/passes/streaming.py): layers run a row at a time, their intermediate
+  tensors in bands of rows, the chain as one step (its last layer's) with the bands as scratch.
+Each is kept only where it makes the arena smaller.
 
 A kernel's scratch lives during its own step. Where a kernel runs faster with more scratch
 (Op.scratch_choices), each step in turn gets the largest size that leaves the arena as small as
@@ -36,22 +38,64 @@ from qcc.passes.streaming import Stream
 ALIGNMENT = 4  # every buffer starts on a word, so kernels may load 32 bits at a time later
 
 
+# Plans tried while choosing which parts of chains to stream: enough for every chain of the suite's
+# networks, bounded so that a long chain cannot make compiling slow.
+MAX_STREAM_TRIALS = 60
+# Streaming costs a kernel call per row (a few percent of the instructions, docs/memory.md): a stretch
+# of a chain is streamed only where it saves at least this part of the arena.
+STREAM_MIN_SAVING = 1 / 16
+
+
 def plan(graph: Graph, below_liveness: bool = True) -> MemoryPlan:
     """The plan; with below_liveness False, of whole tensors only (no layer in place or streamed)."""
-    best, streams = _plan_with(graph, [], below_liveness), []
-    for stream in streaming.candidates(graph) if below_liveness else []:
+    if not below_liveness:
+        return _plan_with(graph, [], in_place=False)
+    return _plan_with(graph, _choose_streams(graph))
+
+
+def _choose_streams(graph: Graph) -> list[Stream]:
+    """Which stretches of chains (streaming.candidates) to stream: along each chain, from its first
+    layer, the stretch of 2, 3, ... layers that makes the arena smallest (grown while a longer one
+    helps, up to two layers past the best), then the same from the layer after it; a start that helps
+    at no length moves on by one layer. A first stretch helps where it saves STREAM_MIN_SAVING of the
+    arena. Trials skip the scratch growth (done once, for the plan kept); graph.nodes ends in the
+    order the chosen chains need (each one's layers consecutive)."""
+    streams: list[Stream] = []
+    best = _plan_with(graph, streams, grow_scratch=False).arena_bytes
+    trials = 0
+
+    def arena_with(stream: Stream) -> int:
+        nonlocal trials
+        trials += 1
         model_order = list(graph.nodes)
         streaming.make_consecutive(graph, stream)
-        trial = _plan_with(graph, streams + [stream])
-        if trial.arena_bytes < best.arena_bytes:
-            best, streams = trial, streams + [stream]
-        else:
-            graph.nodes[:] = model_order
-    return best
+        arena = _plan_with(graph, streams + [stream], grow_scratch=False).arena_bytes
+        graph.nodes[:] = model_order
+        return arena
+
+    for chain in streaming.candidates(graph):
+        start = 0
+        while start + 2 <= len(chain.stages) and trials < MAX_STREAM_TRIALS:
+            chosen = None  # (end, stream)
+            for end in range(start + 2, len(chain.stages) + 1):
+                if trials >= MAX_STREAM_TRIALS or (chosen is not None and end > chosen[0] + 2):
+                    break
+                stream = streaming.sub_chain(chain, start, end)
+                arena = arena_with(stream)
+                if arena <= best * (1 - STREAM_MIN_SAVING) or (chosen is not None and arena < best):
+                    best, chosen = arena, (end, stream)
+            if chosen is None:
+                start += 1
+                continue
+            streaming.make_consecutive(graph, chosen[1])
+            streams.append(chosen[1])
+            start = chosen[0]
+    return streams
 
 
-def _plan_with(graph: Graph, streams: list[Stream], in_place: bool = True) -> MemoryPlan:
-    """The plan running these chains streamed (each one's layers consecutive in graph.nodes)."""
+def _plan_with(graph: Graph, streams: list[Stream], in_place: bool = True, grow_scratch: bool = True) -> MemoryPlan:
+    """The plan running these chains streamed (each one's layers consecutive in graph.nodes); with
+    grow_scratch, kernels then get larger scratch where the arena has the bytes free."""
     tensors = tensor_buffers(graph, streams, concat_slices=in_place)
     links = _in_place_links(graph, tensors) if in_place else []
     choices = [op_named(node.op).scratch_choices(node, graph) for node in graph.nodes]
@@ -68,7 +112,7 @@ def _plan_with(graph: Graph, streams: list[Stream], in_place: bool = True) -> Me
             best = in_place
         else:
             links = []
-    for step, options in enumerate(choices):
+    for step, options in enumerate(choices if grow_scratch else []):
         for size in options[:-1]:  # larger than the least, fastest first
             trial = _place(graph, tensors, links, {**sizes, step: size})
             if trial.arena_bytes <= best.arena_bytes:

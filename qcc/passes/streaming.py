@@ -1,7 +1,8 @@
 """Streamed execution: a chain of layers computed a row at a time, its intermediate tensors never whole.
 
-A chain is consecutive layers (convolutions run as a matrix product, max pools, and elementwise
-Adds of a whole second input) where each layer's output feeds only the next. Each intermediate
+A chain is consecutive layers (convolutions run as a matrix product, depthwise 3x3 convolutions,
+max pools, and elementwise Adds of a whole second input) where each layer's output feeds only the
+next; the memory plan picks the stretches of chains worth streaming. Each intermediate
 tensor lives in a band: a few consecutive rows of every channel, `band_rows` at most (the next
 layer's window, kernel rows for stride 1). The schedule is pulled from the last layer: to compute
 its output row r, each layer makes the rows its window needs, a row per kernel call, after the
@@ -129,7 +130,8 @@ def _mark(reads, graph, name, first, last, t) -> None:
 
 
 def candidates(graph: Graph) -> list[Stream]:
-    """The longest chains of two or more streamable layers, each with its schedule."""
+    """The longest chains of two or more streamable layers (unscheduled: any stretch of one can be
+    streamed, sub_chain)."""
     consumers: dict[str, list[Node]] = {}
     for node in graph.nodes:
         for name in node.inputs:
@@ -153,8 +155,13 @@ def candidates(graph: Graph) -> list[Stream]:
             stages.append(nxt)
         if len(stages) >= 2:
             taken.update(id(s.node) for s in stages)
-            streams.append(schedule(Stream(stages)))
+            streams.append(Stream(stages))  # scheduled per stretch of it (sub_chain)
     return streams
+
+
+def sub_chain(chain: Stream, start: int, end: int) -> Stream:
+    """Layers start..end-1 of a chain, with their own schedule: the first reads its input whole."""
+    return schedule(Stream(chain.stages[start:end]))
 
 
 def _stage(graph: Graph, node: Node, main: str) -> Stage | None:
@@ -176,7 +183,8 @@ def _stage(graph: Graph, node: Node, main: str) -> Stage | None:
         return Stage(node, main, side.name, 1, 1, 0, 1, x.shape[2], y.shape[2])
     if node.inputs[0] != main:
         return None
-    if node.op == "QLinearConv" and not op_named(node.op).runs_as_gemm(node, graph):
+    conv = op_named(node.op) if node.op == "QLinearConv" else None
+    if conv is not None and not (conv.runs_as_gemm(node, graph) or conv.is_depthwise_3x3(node, graph)):
         return None
     a = node.attrs
     return Stage(node, main, None, a["kernel"][0], a["strides"][0], a["pads_begin"][0], a["dilations"][0],
