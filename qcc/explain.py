@@ -278,7 +278,9 @@ def explain(model: str, options: Options | None = None, node: str | None = None,
     case, source = _input_case(compiled, input_npz, seed)
     values = reference.run(graph, case, keep_all=True)
     _, steps, _ = emit_layers(compiled, *io_entries(compiled))
-    calls = {n.name: s["code"] for n, s in zip(graph.nodes, steps)}
+    # a streamed layer: its first call, one output row (model.c calls it once per row)
+    calls = {n.name: f"{s['row_call']} /* one row: the layer runs streamed */" if s["row_call"] else s["code"]
+             for n, s in zip(graph.nodes, steps)}
     layers = []
     for n in nodes:
         explanation = op_named(n.op).explain(n, graph)

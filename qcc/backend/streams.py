@@ -50,8 +50,9 @@ class _ViewEmitter(CEmitter):
         return self._scratch_bytes
 
 
-def emit_stream(stream: Stream, graph: Graph, c: CEmitter, step: int) -> str:
-    """The statements that run the chain: band shifts and kernel calls, in the schedule's order."""
+def emit_stream(stream: Stream, graph: Graph, c: CEmitter, step: int) -> tuple[str, dict[str, str]]:
+    """The statements that run the chain: band shifts and kernel calls, in the schedule's order; and
+    each layer's first call (node name -> statement), which `qcc explain` shows for the layer."""
     offsets = stream_scratch(graph, stream)
     base = c.plan.scratch[step]
     bands = [base + offset for offset in offsets[:-1]]
@@ -59,6 +60,7 @@ def emit_stream(stream: Stream, graph: Graph, c: CEmitter, step: int) -> str:
     kernel_bytes = c.plan.scratch_bytes[step] - offsets[-1]
     views: dict[tuple, str] = {}
     groups: list[list[tuple[str, tuple[int, ...]]]] = [[]]  # the calls of each of the last layer's rows
+    first_calls: dict[str, str] = {}
     for call in stream.calls:
         if isinstance(call, Shift):
             _, channels, _, width = graph.tensor(stream.intermediates[call.band]).shape
@@ -72,11 +74,12 @@ def emit_stream(stream: Stream, graph: Graph, c: CEmitter, step: int) -> str:
             views[key] = _emit_view(stream, graph, c, call, c.symbol(f"{stage.node.name}_rows{len(views) + 1}"),
                                     kernel_scratch, kernel_bytes)
         groups[-1].append(_place_pointers(views[key], stream, graph, c, call, bands))
+        first_calls.setdefault(stage.node.name, _fill(*groups[-1][-1]))
         if call.stage == len(stream.stages) - 1:
             groups.append([])
     names = " -> ".join(f"'{n.name}'" for n in stream.nodes)
     lines = [f"/* {c_comment_text(names)}, a row at a time ({len(stream.calls)} calls) */"]
-    return "\n    ".join(lines + _as_loops([g for g in groups if g]))
+    return "\n    ".join(lines + _as_loops([g for g in groups if g])), first_calls
 
 
 def _as_loops(groups: list[list[tuple[str, tuple[int, ...]]]]) -> list[str]:

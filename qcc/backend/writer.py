@@ -110,17 +110,23 @@ def emit_layers(compiled: Compiled, inputs: list[dict], outputs: list[dict]) -> 
         onnx_op = node.attrs.get("onnx_op", node.op)
         bytes_before = emitter.weights_bytes
         if index in plan.streams:
-            code = emit_stream(plan.streams[index], graph, emitter, index)
+            code, first_calls = emit_stream(plan.streams[index], graph, emitter, index)
+            for earlier in steps[index - len(plan.streams[index].nodes) + 1:]:
+                earlier["row_call"] = first_calls[earlier["node"]]
+            row_call = first_calls[node.name]
         elif id(node) in streamed_in:
             code = f"/* streamed: runs row by row in step {streamed_in[id(node)]} */"
+            row_call = None  # set with its chain's code, at the chain's step
         else:
             code = op.emit(node, graph, emitter)
+            row_call = None
         trace = [{"output": k, "pointer": emitter.tensor(name), "bytes": graph.tensor(name).nbytes}
                  for k, name in enumerate(node.outputs) if plan.storage[name].kind != "stream"]
         if not trace:  # streamed: never whole; an empty record still marks the layer (qcc bench counts them)
             trace = [{"output": 0, "pointer": f"&{emitter.arena_symbol}.bytes[0]", "bytes": 0}]
+        # row_call: a streamed layer's first call (a row of it), for qcc explain
         steps.append({"comment": c_comment_text(f"{onnx_op} '{node.name}': {in_shapes} -> {out_shape}"), "code": code,
-                      "index": len(steps), "trace": trace})
+                      "index": len(steps), "trace": trace, "node": node.name, "row_call": row_call})
         layers.append({"op": onnx_op, "name": node.name, "macs": op.macs(node, graph),
                        "weights_bytes": emitter.weights_bytes - bytes_before,
                        "output_shape": list(graph.tensor(node.outputs[0]).shape)})
