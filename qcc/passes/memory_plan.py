@@ -40,7 +40,7 @@ ALIGNMENT = 4  # every buffer starts on a word, so kernels may load 32 bits at a
 
 # Plans tried while choosing which parts of chains to stream: enough for every chain of the suite's
 # networks, bounded so that a long chain cannot make compiling slow.
-MAX_STREAM_TRIALS = 60
+MAX_STREAM_TRIALS = 30
 # Streaming costs a kernel call per row (a few percent of the instructions, docs/memory.md): a stretch
 # of a chain is streamed only where it saves at least this part of the arena.
 STREAM_MIN_SAVING = 1 / 16
@@ -50,18 +50,19 @@ def plan(graph: Graph, below_liveness: bool = True) -> MemoryPlan:
     """The plan; with below_liveness False, of whole tensors only (no layer in place or streamed)."""
     if not below_liveness:
         return _plan_with(graph, [], in_place=False)
-    return _plan_with(graph, _choose_streams(graph))
+    offsets: dict = {}  # the proofs' offsets, the same in every trial
+    return _plan_with(graph, _choose_streams(graph, offsets), offsets=offsets)
 
 
-def _choose_streams(graph: Graph) -> list[Stream]:
+def _choose_streams(graph: Graph, offsets: dict) -> list[Stream]:
     """Which stretches of chains (streaming.candidates) to stream: along each chain, from its first
     layer, the stretch of 2, 3, ... layers that makes the arena smallest (grown while a longer one
     helps, up to two layers past the best), then the same from the layer after it; a start that helps
     at no length moves on by one layer. A first stretch helps where it saves STREAM_MIN_SAVING of the
-    arena. Trials skip the scratch growth (done once, for the plan kept); graph.nodes ends in the
-    order the chosen chains need (each one's layers consecutive)."""
+    arena. Trials place only with the in-place links and skip the scratch growth (both done once, for
+    the plan kept); graph.nodes ends in the order the chosen chains need (each one's layers consecutive)."""
     streams: list[Stream] = []
-    best = _plan_with(graph, streams, grow_scratch=False).arena_bytes
+    best = _plan_with(graph, streams, trial=True, offsets=offsets).arena_bytes
     trials = 0
 
     def arena_with(stream: Stream) -> int:
@@ -69,7 +70,7 @@ def _choose_streams(graph: Graph) -> list[Stream]:
         trials += 1
         model_order = list(graph.nodes)
         streaming.make_consecutive(graph, stream)
-        arena = _plan_with(graph, streams + [stream], grow_scratch=False).arena_bytes
+        arena = _plan_with(graph, streams + [stream], trial=True, offsets=offsets).arena_bytes
         graph.nodes[:] = model_order
         return arena
 
@@ -93,17 +94,22 @@ def _choose_streams(graph: Graph) -> list[Stream]:
     return streams
 
 
-def _plan_with(graph: Graph, streams: list[Stream], in_place: bool = True, grow_scratch: bool = True) -> MemoryPlan:
-    """The plan running these chains streamed (each one's layers consecutive in graph.nodes); with
-    grow_scratch, kernels then get larger scratch where the arena has the bytes free."""
+def _plan_with(graph: Graph, streams: list[Stream], in_place: bool = True, trial: bool = False,
+               offsets: dict | None = None) -> MemoryPlan:
+    """The plan running these chains streamed (each one's layers consecutive in graph.nodes). A trial
+    only measures the arena with every in-place link; a plan also compares it with none, and gives
+    kernels larger scratch where the arena has the bytes free. `offsets` keeps the in-place proofs'
+    results between calls."""
     tensors = tensor_buffers(graph, streams, concat_slices=in_place)
-    links = _in_place_links(graph, tensors) if in_place else []
+    links = _in_place_links(graph, tensors, {} if offsets is None else offsets) if in_place else []
     choices = [op_named(node.op).scratch_choices(node, graph) for node in graph.nodes]
     for step, stream in tensors.streams.items():  # a chain's scratch: its bands and one kernel's at a time
         for node in stream.nodes:
             choices[graph.nodes.index(node)] = [0]
         choices[step] = stream_scratch_choices(graph, stream)
     sizes = {step: options[-1] for step, options in enumerate(choices) if options[-1]}
+    if trial:
+        return _place(graph, tensors, links, sizes)
     # Out of place unless in place makes the arena smaller: ties keep every kernel on its own bytes.
     best = _place(graph, tensors, [], sizes)
     if links:
@@ -112,7 +118,7 @@ def _plan_with(graph: Graph, streams: list[Stream], in_place: bool = True, grow_
             best = in_place
         else:
             links = []
-    for step, options in enumerate(choices if grow_scratch else []):
+    for step, options in enumerate(choices):
         for size in options[:-1]:  # larger than the least, fastest first
             trial = _place(graph, tensors, links, {**sizes, step: size})
             if trial.arena_bytes <= best.arena_bytes:
@@ -298,13 +304,14 @@ def stream_scratch_choices(graph: Graph, stream: Stream) -> list[int]:
     return list(dict.fromkeys(_align(bands + size) for size in kernels))
 
 
-def _in_place_links(graph: Graph, tensors: TensorBuffers) -> list[_Link]:
+def _in_place_links(graph: Graph, tensors: TensorBuffers, offsets: dict) -> list[_Link]:
     """Every step that may run in place (its input buffer dies there, the kernel's order allows an
-    overlap), with the largest safe offset; _place decides which of them fit together."""
+    overlap), with the largest safe offset; _place decides which of them fit together. `offsets`
+    caches each (layer or chain, input) offset: it depends on the kernel's order alone."""
     links = []
     streamed = {id(n) for stream in tensors.streams.values() for n in stream.nodes}
     for step, stream in tensors.streams.items():
-        link = _stream_link(graph, tensors, step, stream)
+        link = _stream_link(graph, tensors, step, stream, offsets)
         if link is not None:
             links.append(link)
     for step, node in enumerate(graph.nodes):
@@ -318,31 +325,32 @@ def _in_place_links(graph: Graph, tensors: TensorBuffers) -> list[_Link]:
                       and [s for _, s in sources].count(b) == 1]
         if not candidates:
             continue
-        order = op_named(node.op).access_order(node, graph)
-        if order is None:
-            continue
         for i, source in candidates:
-            if i in order.reads:
-                delta = largest_safe_offset(order.reads[i], order.writes, ALIGNMENT)
-                if delta is not None:
-                    links.append(_Link(step, source, target, delta))
-                    break
+            if (id(node), i) not in offsets:
+                order = op_named(node.op).access_order(node, graph)
+                reads = order.reads.get(i) if order is not None else None
+                offsets[id(node), i] = None if reads is None else largest_safe_offset(reads, order.writes, ALIGNMENT)
+            if offsets[id(node), i] is not None:
+                links.append(_Link(step, source, target, offsets[id(node), i]))
+                break
     return links
 
 
-def _stream_link(graph: Graph, tensors: TensorBuffers, step: int, stream: Stream) -> _Link | None:
+def _stream_link(graph: Graph, tensors: TensorBuffers, step: int, stream: Stream, offsets: dict) -> _Link | None:
     """A streamed chain's output over its input or an Add's second input, where that dies with the
     chain and the calls' order (Stream.access_order) allows it."""
     target = _whole_arena_buffer(graph, tensors, stream.output)
     if target is None or tensors.arena[target][1] != step:
         return None
-    order = stream.access_order(graph)
+    key = tuple(id(n) for n in stream.nodes)
+    if key not in offsets:  # per input the chain reads whole: its offset
+        order = stream.access_order(graph)
+        offsets[key] = {name: largest_safe_offset(reads, order.writes, ALIGNMENT) for name, reads in order.reads.items()}
     links = []
-    for name, reads in order.reads.items():
+    for name, delta in offsets[key].items():
         source = _whole_arena_buffer(graph, tensors, name)
         if source is None or source == target or tensors.arena[source][2] != step:
             continue
-        delta = largest_safe_offset(reads, order.writes, ALIGNMENT)
         if delta is not None:
             links.append(_Link(step, source, target, delta))
 
