@@ -210,6 +210,7 @@ def test_report_ratios_leave_out_what_cmsis_nn_does_not_run():
               bench_cmsis_nn.CmsisLayer(2, "c", "Lookup", bench_cmsis_nn.UNMAPPED)]
     qcc = {"per_inference": 9000 + 500 + 10, "layers": [{"instructions": n} for n in (4000, 5000, 500)]}
     row = {"network": "n", "macs": 4000, "layers": layers, "qcc": {"ort": qcc},
+           "qcc_whole_layers": {"ort": {"a": 4000, "b": 5000, "c": 500}},
            "cmsis": {"per_inference": 6010, "per_layer": [2000, 4000, 0]}}
     networks = bench_cmsis_nn.network_table([row], ["ort"])
     # qcc: the whole run less the Lookup; 9,010 / 6,010 = 1.50
