@@ -10,6 +10,7 @@ one row of one channel at a time, so a loop over the channels makes each of its 
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import replace
 
 from qcc.ir import C_TYPES, Graph, Tensor
@@ -41,7 +42,7 @@ class _ViewEmitter(CEmitter):
         return self._base.struct(ctype, name, fields)
 
     def tensor(self, name: str, as_dtype: str | None = None) -> str:
-        return f"@{name}@{C_TYPES[as_dtype or self.graph.tensor(name).dtype]}@"
+        return f"@{name}@{as_dtype or self.graph.tensor(name).dtype}@"  # replaced by _place_pointers
 
     def scratch(self, node) -> str:
         return self._scratch
@@ -129,8 +130,15 @@ def _pad_above(stage, call: Run) -> int:
     return stage.pad + call.in_first - call.row * stage.stride
 
 
-def _band_plane(stream: Stream, graph: Graph, band: int) -> int:
-    return stream.band_rows[band] * graph.tensor(stream.intermediates[band]).shape[3]
+def _planes(stream: Stream, graph: Graph, index: int) -> tuple[int, int]:
+    """Stage `index`'s channel strides: of what it reads (the whole chain input, or the band before it)
+    and of what it writes (its band, or the whole chain output)."""
+    def plane(name: str, band: int | None) -> int:
+        _, _, height, width = graph.tensor(name).shape
+        return (height if band is None else stream.band_rows[band]) * width
+    stage = stream.stages[index]
+    last = index == len(stream.stages) - 1
+    return plane(stage.main, None if index == 0 else index - 1), plane(stage.output, None if last else index)
 
 
 def _emit_view(stream: Stream, graph: Graph, c: CEmitter, call: Run, symbol: str, scratch: str,
@@ -149,9 +157,7 @@ def _emit_view(stream: Stream, graph: Graph, c: CEmitter, call: Run, symbol: str
         view.tensors[stage.main] = _reshaped(x, (1, x.shape[1], call.in_rows, x.shape[3]))
         view.tensors[stage.output] = _reshaped(y, (1, y.shape[1], 1, y.shape[3]))
         node.attrs["pads_begin"] = [_pad_above(stage, call), node.attrs["pads_begin"][1]]
-        in_plane = x.shape[2] * x.shape[3] if call.stage == 0 else _band_plane(stream, graph, call.stage - 1)
-        out_plane = y.shape[2] * y.shape[3] if call.stage == len(stream.stages) - 1 else _band_plane(stream, graph, call.stage)
-        node.attrs["planes"] = (in_plane, out_plane)
+        node.attrs["planes"] = _planes(stream, graph, call.stage)
     op = op_named(node.op)
     # the kernel's fastest scratch choice that fits the chain's kernel scratch
     fitting = max(size for size in op.scratch_choices(node, view) if size <= scratch_bytes)
@@ -179,30 +185,23 @@ def _place_pointers(template: str, stream: Stream, graph: Graph, c: CEmitter, ca
     places = {stage.main: main, stage.output: out}
     if stage.side is not None:
         places[stage.side] = (stage.side, call.row * row_bytes_out)
-    planes = {stage.main: x.shape[2] * x.shape[3] if call.stage == 0 else _band_plane(stream, graph, call.stage - 1),
-              stage.output: y.shape[2] * y.shape[3] if last else _band_plane(stream, graph, call.stage)}
-    if stage.side is not None:
-        planes[stage.side] = y.shape[2] * y.shape[3]
+    in_plane, out_plane = _planes(stream, graph, call.stage)
+    planes = {stage.main: in_plane, stage.output: out_plane, stage.side: y.shape[2] * y.shape[3]}
     text, offsets = template, []
     for name, (where, offset) in places.items():
-        for ctype in sorted(set(C_TYPES.values())):
-            token = f"@{name}@{ctype}@"
-            if token not in text:
-                continue
-            channel = f" + {planes[name]} * ch" if stage.side is not None else ""
-            text = text.replace(token, f"({_pointer(c, where, ctype)} + @@{len(offsets)}@@{channel})")
+        channel = f" + {planes[name]} * ch" if stage.side is not None else ""
+
+        def pointer(token: re.Match, where=where, offset=offset, channel=channel) -> str:  # each token: a slot
             offsets.append(offset)
+            return f"({_pointer(c, where, token.group(1))} + @@{len(offsets) - 1}@@{channel})"
+        text = re.sub(re.escape(f"@{name}@") + r"(\w+)@", pointer, text)
     if stage.side is not None:
         text = f"{{ int32_t ch; for (ch = 0; ch < {y.shape[1]}; ++ch) {{ {text} }} }}"
     return text, tuple(offsets)
 
 
-def _pointer(c: CEmitter, where, ctype: str) -> str:
-    """A typed pointer to a band (its arena offset) or to a whole tensor's storage."""
+def _pointer(c: CEmitter, where, dtype: str) -> str:
+    """A pointer typed as dtype to a band (its arena offset) or to a whole tensor's storage."""
     if isinstance(where, int):
-        return f"({ctype} *)&{c.arena_symbol}.bytes[{where}]"
-    storage = c.plan.storage[where]
-    if storage.kind == "input" and "const" not in ctype:
-        ctype = f"const {ctype}"
-    dtype = next(d for d, t in C_TYPES.items() if t == ctype.replace("const ", ""))
+        return f"({C_TYPES[dtype]} *)&{c.arena_symbol}.bytes[{where}]"
     return c.tensor(where, dtype)

@@ -290,13 +290,14 @@ class QLinearConv(Op):
         w_zero = "NULL" if p["weight_zero"] is None else c.const_array(f"{prefix}_weight_zero", "int32_t", p["weight_zero"])
         a = node.attrs
         (batch, in_c, in_h, in_w), (out_c, out_h, out_w) = x.shape, y.shape[1:]
+        # channel strides: the tensors' planes, or the chain's for a view of a band of rows (backend/streams.py)
+        in_plane, out_plane = a.get("planes", (in_h * in_w, out_h * out_w))
         fields = {
             "batch": batch, "in_c": in_c, "in_h": in_h, "in_w": in_w, "out_c": out_c, "out_h": out_h, "out_w": out_w,
             "kernel_h": a["kernel"][0], "kernel_w": a["kernel"][1], "stride_h": a["strides"][0],
             "stride_w": a["strides"][1], "dilation_h": a["dilations"][0], "dilation_w": a["dilations"][1],
             "pad_top": a["pads_begin"][0], "pad_left": a["pads_begin"][1],
-            "in_plane": a.get("planes", (in_h * in_w,))[0], "out_plane": a.get("planes", (0, out_h * out_w))[1],
-            "groups": a["groups"],
+            "in_plane": in_plane, "out_plane": out_plane, "groups": a["groups"],
             "gemm_pixels": c.scratch_size(node) // (2 * self.gemm_depth(node, graph)) if gemm else 0,
             "input_zero": x.quant.scalar()[1], "weights": weights, "acc_const": acc_const, "weight_zero": w_zero,
             "requant": emit_requant(c, prefix, p["requant"]),

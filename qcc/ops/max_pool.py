@@ -82,13 +82,14 @@ class MaxPool(Op):
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         a = node.attrs
         (batch, channels, in_h, in_w), (out_h, out_w) = x.shape, y.shape[2:]
+        # channel strides: the tensors' planes, or the chain's for a view of a band of rows (backend/streams.py)
+        in_plane, out_plane = a.get("planes", (in_h * in_w, out_h * out_w))
         fields = {"batch": batch, "channels": channels, "in_h": in_h, "in_w": in_w, "out_h": out_h, "out_w": out_w,
                   "kernel_h": a["kernel"][0], "kernel_w": a["kernel"][1],
                   "stride_h": a["strides"][0], "stride_w": a["strides"][1],
                   "dilation_h": a["dilations"][0], "dilation_w": a["dilations"][1],
                   "pad_top": a["pads_begin"][0], "pad_left": a["pads_begin"][1],
-                  # a view of a band of rows (backend/streams.py) sets both
-                  "in_plane": a.get("planes", (in_h * in_w,))[0], "out_plane": a.get("planes", (0, out_h * out_w))[1]}
+                  "in_plane": in_plane, "out_plane": out_plane}
         params = c.struct("qcc_maxpool_params", f"{c.symbol(node.name)}_params", fields)
         suffix = "s8" if x.dtype == "int8" else "u8"
         return f"qcc_maxpool_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
