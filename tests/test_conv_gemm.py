@@ -45,7 +45,9 @@ LAYERS = [(1, 1, (1, 1), (1, 1), {}), (3, 5, (1, 3), (1, 1), {}), (5, 3, (5, 1),
           (4, 3, (6, 5), (3, 3), {"pads": [1, 0, 0, 1]}), (5, 5, (8, 7), (3, 3), {"auto_pad": "SAME_UPPER", **S2}),
           (2, 3, (8, 7), (3, 3), {"auto_pad": "SAME_LOWER", "strides": [2, 1]}), (17, 2, (3, 3), (3, 3), {}),
           (1, 5, (13, 6), (10, 4), {"pads": [4, 1, 5, 2], **S2}), (3, 3, (9, 8), (5, 2), {"dilations": [2, 2], **P1}),
-          (2, 3, (2, 2), (3, 3), P1)]
+          (2, 3, (2, 2), (3, 3), P1),
+          # 1x1 with rows of padding below: their outputs read only padding (no input row under them)
+          (5, 4, (4, 6), (1, 1), {"pads": [0, 0, 2, 0]})]
 
 
 def layer(rng, i: int, x_dtype: str, in_c: int, out_c: int, hw, kernel, *, w_dtype: str, per_channel: bool,

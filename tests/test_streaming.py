@@ -108,3 +108,24 @@ def test_streamed_chains_are_exact(tmp_path, kind, activation):
         assert all(plan.storage[t].kind == "stream" for t in stream.intermediates)
     assert streamed
     check_exact(path, tmp_path / "exact")  # C == reference == ORT, and C == reference in the other schemes
+
+
+def test_rows_of_padding_only_stream_exactly(tmp_path):
+    """A 1x1 convolution padded below: its last rows read only padding, so the chain's schedule gives
+    them views of no input row at all; the C must still give the padding's values."""
+    rng = np.random.default_rng(2)
+
+    def weights(*shape):
+        return rng.normal(0, 0.4, shape).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["a"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["ar"]),
+             helper.make_node("Conv", ["ar", "w1", "b1"], ["b"], kernel_shape=[1, 1], pads=[0, 0, 2, 0]),
+             helper.make_node("Conv", ["b", "w2", "b2"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("GlobalAveragePool", ["c"], ["y"])]
+    model = make_model(nodes, [("x", "float32", [1, 3, 20, 16])], [("y", "float32", [1, 8, 1, 1])],
+                       {"w0": weights(16, 3, 3, 3), "b0": weights(16), "w1": weights(16, 16, 1, 1), "b1": weights(16),
+                        "w2": weights(8, 16, 3, 3), "b2": weights(8)})
+    path = quantize(model, tmp_path / "padded.onnx", quant_format="QDQ", activation="int8")
+    plan = compile_model(path, Options()).plan
+    assert any(isinstance(call, Run) and call.in_rows == 0 for s in plan.streams.values() for call in s.calls)
+    check_exact(path, tmp_path / "exact")
