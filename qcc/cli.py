@@ -11,7 +11,7 @@ import warnings
 
 from qcc.errors import QccError
 from qcc.frontend.onnx_loader import parse_input_shapes
-from qcc.pipeline import ROUNDING_SCHEMES, Options, check_options
+from qcc.pipeline import ROUNDING_SCHEMES, Options, check_options, model_rounding
 from qcc.targets import TARGETS, target_named
 
 
@@ -22,7 +22,8 @@ def _options(args) -> Options:
     if name.startswith("qcc_"):
         raise QccError(f"--name {name!r}: the qcc_ prefix belongs to the runtime files and symbols; choose another name")
     target = target_named(getattr(args, "target", "host")).name
-    options = Options(name=name, float_io=getattr(args, "float_io", False), rounding=args.rounding,
+    options = Options(name=name, float_io=getattr(args, "float_io", False),
+                      rounding=model_rounding(args.model, args.rounding),
                       input_shapes=parse_input_shapes(args.input_shape),
                       cut_inputs=_tensor_names(getattr(args, "cut_inputs", None)), cut_outputs=_tensor_names(args.outputs),
                       target=target, weights_section=getattr(args, "weights_section", None),
@@ -40,13 +41,14 @@ def _tensor_names(text: str | None) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qcc", description="Compile quantized ONNX models to integer-only C99.")
+    parser = argparse.ArgumentParser(prog="qcc", description="Compile quantized ONNX and TFLite models to integer-only C99.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p):
-        p.add_argument("model", help="the quantized .onnx file")
+        p.add_argument("model", help="the quantized model: a .onnx file or a .tflite file (int8)")
         p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...", help="fix a dynamic input shape")
-        p.add_argument("--rounding", choices=ROUNDING_SCHEMES, default="ort", help="requantization scheme (default: ort)")
+        p.add_argument("--rounding", choices=ROUNDING_SCHEMES, help="requantization scheme (default: the model's runtime's: "
+                       "ort for .onnx, exact to ONNX Runtime; tflm for .tflite, exact to TFLite Micro)")
         p.add_argument("--outputs", metavar="T1,T2", help="compile the model only up to these tensors (they become the C "
                        "outputs); the rest, for example float post-processing, is left to the application")
         p.add_argument("--whole-tensors", action="store_true", help="keep every tensor whole in its own bytes: no "

@@ -82,6 +82,7 @@ class Graph:
     rounding: str = "ort"  # the requantization scheme (qcc.numerics.SCHEMES) the passes prepare for
     fpu: bool = False  # --fpu: the C requantizes the `ort` scheme with float32 instructions
     opset: int = 13  # the model's default-domain opset: ops whose meaning changed across versions read it
+    frontend: str = "onnx"  # the model's format: "onnx" (ONNX Runtime defines it) or "tflite" (TFLite Micro does)
 
     def public_name(self, tensor_name: str) -> str:
         return self.public_names.get(tensor_name, tensor_name)

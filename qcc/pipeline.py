@@ -1,4 +1,4 @@
-"""The compiler's stages in order: ONNX -> IR -> passes -> a prepared graph with a memory plan."""
+"""The compiler's stages in order: ONNX or TFLite -> IR -> passes -> a prepared graph with a memory plan."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from qcc.errors import FloatNodeError, QccError, malformed
 from qcc.frontend import (batched_matmul, boundary_movers, constant_folding, float_islands, matmul_add_fusion,
                           node_elimination, qdq, qdq_propagation, subgraph, weight_bias_quantization)
 from qcc.frontend.onnx_loader import import_graph, load_model, refuse_dynamic_quantization
+from qcc.frontend.tflite.importer import import_tflite
 from qcc.ir import Graph, MemoryPlan
 from qcc.numerics import SCHEMES
 from qcc.ops import op_named
 from qcc.passes import execution_order, fold_activations, io_boundary, memory_plan, range_analysis
 from qcc.targets import fpu_refusal, target_named
+from qcc.tflite_graph import is_tflite, read_tflite
 
 ROUNDING_SCHEMES = tuple(SCHEMES)
 
@@ -25,7 +27,7 @@ ROUNDING_SCHEMES = tuple(SCHEMES)
 class Options:
     name: str = "model"
     float_io: bool = False
-    rounding: str = "ort"
+    rounding: str | None = None  # None: the model's own (model_rounding)
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
     cut_inputs: list[str] = field(default_factory=list)  # --inputs: compile from these tensors
     cut_outputs: list[str] = field(default_factory=list)  # --outputs: compile up to these tensors
@@ -47,6 +49,17 @@ class Compiled:
     cut_summary: str | None = None
 
 
+def model_rounding(path: str | Path, requested: str | None) -> str:
+    """The rounding scheme to compile `path` in: the one asked for, else the model's own runtime's
+    (`ort` for ONNX, ONNX Runtime's arithmetic; `tflm` for .tflite, TFLite Micro's)."""
+    if not is_tflite(path):
+        return requested or "ort"
+    if requested == "ort":
+        raise QccError(f"{path}: --rounding ort is ONNX Runtime's arithmetic; a .tflite model computes what TFLite "
+                       "Micro computes: use --rounding tflm (the default, exact to TFLM) or single")
+    return requested or "tflm"
+
+
 def check_options(options: Options) -> None:
     """Refuse option combinations that cannot work, before any file is read."""
     if options.fpu:
@@ -57,18 +70,12 @@ def check_options(options: Options) -> None:
 
 def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
     options = options or Options()
+    options.rounding = model_rounding(path, options.rounding)
     check_options(options)
-    loaded = load_model(path, options.input_shapes)
-    refuse_dynamic_quantization(loaded, str(path))
-    cut_model = cut_summary = None
-    if options.cut_inputs or options.cut_outputs:
-        cut_model, cut_summary = subgraph.cut(loaded, options.cut_inputs, options.cut_outputs, str(path))
-        loaded = cut_model
-    try:
-        graph = import_graph(_frontend(copy.deepcopy(loaded), str(path)), str(path))
-    except FloatNodeError as refused:  # say where to cut to compile what comes before
-        node = next((n for n in loaded.graph.node if refused.tensor in n.output), None)
-        raise QccError(str(refused) + (subgraph.suggest_outputs(loaded, node) if node is not None else "")) from None
+    if is_tflite(path):
+        graph, cut_model, cut_summary = _import_tflite(path, options), None, None
+    else:
+        graph, cut_model, cut_summary = _import_onnx(path, options)
     graph.rounding = options.rounding
     graph.fpu = options.fpu
     io_boundary.apply(graph, options.float_io)
@@ -82,6 +89,32 @@ def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
     plan = memory_plan.plan(graph, below_liveness=not options.whole_tensors)
     plan.model_order_liveness_bytes = model_order_liveness
     return Compiled(graph, plan, options, warnings, cut_model, cut_summary)
+
+
+def _import_tflite(path: str | Path, options: Options) -> Graph:
+    """A .tflite file's subgraph 0 as the IR, in its own tensors and layouts at the C's boundary."""
+    for given, flag in ((options.input_shapes, "--input-shape"), (options.cut_inputs, "--inputs"),
+                        (options.cut_outputs, "--outputs"), (options.float_io, "--float-io")):
+        if given:
+            raise QccError(f"{path}: {flag} is for ONNX models; a .tflite model compiles whole, with its own fixed "
+                           "shapes and the input and output types it declares")
+    return import_tflite(read_tflite(path))
+
+
+def _import_onnx(path: str | Path, options: Options):
+    """An ONNX file as the IR, with the cut model ORT must agree with where --inputs/--outputs cut it."""
+    loaded = load_model(path, options.input_shapes)
+    refuse_dynamic_quantization(loaded, str(path))
+    cut_model = cut_summary = None
+    if options.cut_inputs or options.cut_outputs:
+        cut_model, cut_summary = subgraph.cut(loaded, options.cut_inputs, options.cut_outputs, str(path))
+        loaded = cut_model
+    try:
+        graph = import_graph(_frontend(copy.deepcopy(loaded), str(path)), str(path))
+    except FloatNodeError as refused:  # say where to cut to compile what comes before
+        node = next((n for n in loaded.graph.node if refused.tensor in n.output), None)
+        raise QccError(str(refused) + (subgraph.suggest_outputs(loaded, node) if node is not None else "")) from None
+    return graph, cut_model, cut_summary
 
 
 def _frontend(model: onnx.ModelProto, source: str) -> onnx.ModelProto:

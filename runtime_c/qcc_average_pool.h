@@ -36,6 +36,21 @@ typedef struct {
 void qcc_avgpool_s8(const qcc_avgpool_params *p, const int8_t *x, int8_t *y);
 void qcc_avgpool_u8(const qcc_avgpool_params *p, const uint8_t *x, uint8_t *y);
 
+/* TFLite's AVERAGE_POOL_2D as TFLM's int8 kernel computes it: per output, the sum of the codes of the
+ * window's taps inside the map, divided by their count with halves away from zero (C's truncating
+ * division of sum +- count / 2), clamped to [lo, hi] (the fused activation). NCHW. Twin of
+ * qcc/ops/average_pool.py's TflmAveragePool.reference. */
+typedef struct {
+    int32_t batch, channels, in_h, in_w;
+    int32_t out_h, out_w;
+    int32_t kernel_h, kernel_w;
+    int32_t stride_h, stride_w;
+    int32_t pad_top, pad_left;
+    int32_t lo, hi;
+} qcc_avgpool_tflm_params;
+
+void qcc_avgpool_tflm_s8(const qcc_avgpool_tflm_params *p, const int8_t *x, int8_t *y);
+
 /* The output code for a window whose float32 sum is total * 2^E over count elements (exposed for tests). */
 int32_t qcc_avgpool_code(const qcc_avgpool_params *p, int64_t total, int32_t count);
 /* f32(total * 2^E + table[code] * 2^E) / 2^E: one float32 addition of the window sum (exposed for tests). */

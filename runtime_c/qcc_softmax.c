@@ -1,5 +1,6 @@
 /* qcc runtime: com.microsoft QLinearSoftmax (see qcc_softmax.h). Integer arithmetic only. */
 #include "qcc_softmax.h"
+#include "qcc_requant_tflm.h" /* qcc_srdhm, qcc_rounding_divide_by_pot */
 
 #define QCC_SOFTMAX_SIGNIFICAND 0xFFFFFFu
 
@@ -116,4 +117,60 @@ void qcc_softmax_u8(const qcc_softmax_params *p, const uint8_t *x, uint8_t *y)
 void qcc_softmax_s8(const qcc_softmax_params *p, const int8_t *x, int8_t *y)
 {
     qcc_softmax_bytes(p, (const uint8_t *)x, (uint8_t *)y, 0x80u);
+}
+
+/* gemmlowp's SaturatingRoundingMultiplyByPOT<2> and <1>: a left shift that saturates */
+static int32_t qcc_saturating_shift_left(int32_t x, int exponent)
+{
+    const int32_t threshold = (int32_t)((UINT32_C(1) << (31 - exponent)) - 1u);
+    if (x > threshold) {
+        return INT32_MAX;
+    }
+    if (x < -threshold) {
+        return INT32_MIN;
+    }
+    return (int32_t)((uint32_t)x << exponent);
+}
+
+/* TFLM's GetReciprocal(sum, 12, &bits) for sum > 0: 1 / (sum scaled into [1, 2)) in Q0.31. */
+static int32_t qcc_tflm_reciprocal(int32_t sum, int *bits)
+{
+    int headroom = 0, i;
+    int32_t shifted_minus_one, half_denominator, x;
+    int64_t total;
+    while (((uint32_t)sum << headroom) < UINT32_C(0x80000000)) {
+        ++headroom;
+    }
+    *bits = 12 - headroom;
+    shifted_minus_one = (int32_t)(((uint32_t)sum << headroom) - UINT32_C(0x80000000));
+    total = (int64_t)shifted_minus_one + INT32_MAX; /* RoundingHalfSum(a, 1.0): >= 0 here */
+    half_denominator = (int32_t)((total + 1) / 2);
+    x = 1515870810 + qcc_srdhm(half_denominator, -1010580540); /* 48/17 - 32/17 d, Q2.29 */
+    for (i = 0; i < 3; ++i) {
+        const int32_t one_minus = (int32_t)(UINT32_C(1) << 29) - qcc_srdhm(half_denominator, x);
+        x = x + qcc_saturating_shift_left(qcc_srdhm(x, one_minus), 2);
+    }
+    return qcc_saturating_shift_left(x, 1);
+}
+
+void qcc_softmax_tflm_s8(const qcc_softmax_tflm_params *p, const int8_t *x, int8_t *y)
+{
+    int32_t r, c;
+    for (r = 0; r < p->rows; ++r, x += p->depth, y += p->depth) {
+        int32_t max = -128, sum = 0, reciprocal;
+        int bits, shift;
+        for (c = 0; c < p->depth; ++c) {
+            max = x[c] > max ? x[c] : max;
+        }
+        for (c = 0; c < p->depth; ++c) {
+            sum += p->sum_table[max - x[c]];
+        }
+        reciprocal = qcc_tflm_reciprocal(sum, &bits);
+        shift = bits + 31 - 8;
+        for (c = 0; c < p->depth; ++c) {
+            const int32_t product = qcc_srdhm(reciprocal, p->exp_table[max - x[c]]);
+            const int32_t code = qcc_rounding_divide_by_pot(product, shift) - 128; /* shift <= 30: a row sum below 2^27 */
+            y[c] = (int8_t)(code > 127 ? 127 : code);
+        }
+    }
 }

@@ -29,4 +29,17 @@ typedef struct {
 void qcc_softmax_u8(const qcc_softmax_params *p, const uint8_t *x, uint8_t *y);
 void qcc_softmax_s8(const qcc_softmax_params *p, const int8_t *x, int8_t *y);
 
+/* TFLite's SOFTMAX on int8 as TFLM computes it (reference_ops::Softmax, gemmlowp fixed point):
+ * per row of depth codes, with d = max - code, sum = the row's sum of sum_table[d] (Q12.19), its
+ * reciprocal r in Q0.31 with bits = 12 - clz(sum) (GetReciprocal: Newton-Raphson in Q2.29), and
+ * y = RDBPOT(SRDHM(r, exp_table[d]), bits + 23) - 128, clamped to int8. The tables hold 0 where
+ * TFLM skips a difference (below diff_min). Twin of qcc/ops/softmax.py's TflmSoftmax.reference. */
+typedef struct {
+    int32_t rows, depth;
+    const int32_t *exp_table; /* [256]: exp of the scaled difference d, Q0.31 */
+    const int32_t *sum_table; /* [256]: the same, Q12.19 */
+} qcc_softmax_tflm_params;
+
+void qcc_softmax_tflm_s8(const qcc_softmax_tflm_params *p, const int8_t *x, int8_t *y);
+
 #endif

@@ -15,7 +15,7 @@ PACKAGE = Path(qcc.__file__).parent
 
 # Lower numbers are lower layers. A module may import from a lower layer or from its own package.
 LAYERS = {
-    "qcc.errors": 0, "qcc.ir": 0, "qcc.numerics": 0, "qcc.onnx_graph": 0, "qcc.sample_inputs": 0,
+    "qcc.errors": 0, "qcc.ir": 0, "qcc.numerics": 0, "qcc.onnx_graph": 0, "qcc.tflite_graph": 0, "qcc.sample_inputs": 0,
     "qcc.build": 0, "qcc.comparison": 0, "qcc.ort_reference": 0, "qcc.assets": 0,
     "qcc.insn_count": 0, "qcc.access_order": 0, "qcc.targets": 0, "qcc.qemu": 0, "qcc.host_timing": 0,
     "qcc.ops": 1,

@@ -126,3 +126,82 @@ def trace(acc, mult, shift, lo, hi) -> list[tuple[str, int | float]]:
         steps.append((f"RDBPOT: shift right by {right}, halves away from zero: second rounding", y))
     steps.append((f"clamp to [{int(lo)}, {int(hi)}] (the output range minus Z_y)", min(max(y, int(lo)), int(hi))))
     return steps
+
+
+# --- gemmlowp's fixed-point functions (fixedpoint/fixedpoint.h), on Python integers ----------
+# TFLM's SOFTMAX, LOGISTIC and TANH for 8-bit types compute through these. Raw values are int32
+# fixed-point numbers with a stated count of integer bits; + and - are plain int32 additions.
+
+
+def _srdhm(a: int, b: int) -> int:
+    return int(saturating_rounding_doubling_high_mul(a, b))
+
+
+def _rdbpot(x: int, exponent: int) -> int:
+    return int(rounding_divide_by_pot(x, exponent))
+
+
+def saturating_rounding_multiply_by_pot(x: int, exponent: int) -> int:
+    """gemmlowp's SaturatingRoundingMultiplyByPOT: a left shift saturating to int32 above
+    2^(31 - exponent) - 1 in magnitude, or a rounding right shift for a negative exponent."""
+    if exponent <= 0:
+        return _rdbpot(x, -exponent)
+    threshold = (1 << (31 - exponent)) - 1
+    if x > threshold:
+        return INT32_MAX
+    if x < -threshold:
+        return INT32_MIN
+    return x << exponent
+
+
+def _exp_on_interval_between_negative_one_quarter_and_0_excl(a: int) -> int:
+    """exp(a) for a in [-1/4, 0), Q0.31 in and out: a Taylor expansion around -1/8."""
+    constant_term, one_third = 1895147668, 715827883  # exp(-1/8), 1/3
+    x = a + (1 << 28)
+    x2 = _srdhm(x, x)
+    x3 = _srdhm(x2, x)
+    x4 = _srdhm(x2, x2)
+    x4_over_4 = saturating_rounding_multiply_by_pot(x4, -2)
+    poly = saturating_rounding_multiply_by_pot(_srdhm(x4_over_4 + x3, one_third) + x2, -1)
+    return constant_term + _srdhm(constant_term, x + poly)
+
+
+_EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535), (3, 720401),
+               (4, 242))
+
+
+def exp_on_negative_values(a: int, integer_bits: int) -> int:
+    """exp(a) for a <= 0 given with `integer_bits` integer bits, as Q0.31 (gemmlowp's exp_on_negative_values)."""
+    fractional_bits = 31 - integer_bits
+    quarter = 1 << (fractional_bits - 2)
+    a_mod_quarter_minus_quarter = (a & (quarter - 1)) - quarter
+    result = _exp_on_interval_between_negative_one_quarter_and_0_excl(
+        saturating_rounding_multiply_by_pot(a_mod_quarter_minus_quarter, integer_bits))
+    remainder = a_mod_quarter_minus_quarter - a
+    for exponent, multiplier in _EXP_BARREL:
+        if integer_bits > exponent and remainder & (1 << (fractional_bits + exponent)):
+            result = _srdhm(result, multiplier)
+    if integer_bits > 5 and a < -(1 << (36 - integer_bits)):
+        result = 0
+    return INT32_MAX if a == 0 else result
+
+
+def one_over_one_plus_x_for_x_in_0_1(a: int) -> int:
+    """1 / (1 + a) for a in Q0.31 in [0, 1), as Q0.31: Newton-Raphson from 48/17 - 32/17 d, three steps."""
+    total = a + INT32_MAX  # RoundingHalfSum(a, 1): (sum +- 1) / 2, truncating toward zero
+    half_denominator = (total + 1) // 2 if total >= 0 else -((1 - total) // 2)
+    x = 1515870810 + _srdhm(half_denominator, -1010580540)  # Q2.29
+    for _ in range(3):
+        one_minus = (1 << 29) - _srdhm(half_denominator, x)
+        x = x + saturating_rounding_multiply_by_pot(_srdhm(x, one_minus), 2)
+    return saturating_rounding_multiply_by_pot(x, 1)  # x / 2 in Q1.30 read back as Q0.31
+
+
+def reciprocal(x: int, integer_digits: int) -> tuple[int, int]:
+    """TFLM's GetReciprocal: (1 / x as Q0.31 of x scaled into [1, 2), num_bits_over_unit) for x > 0
+    with `integer_digits` integer bits."""
+    headroom_plus_one = 32 - int(x).bit_length()  # CountLeadingZeros of the uint32
+    shifted_sum_minus_one = ((x << headroom_plus_one) - (1 << 31)) & 0xFFFFFFFF
+    if shifted_sum_minus_one >= 1 << 31:
+        shifted_sum_minus_one -= 1 << 32
+    return one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one), integer_digits - headroom_plus_one

@@ -26,9 +26,10 @@ from qcc.numerics import ort_add_mul as ort
 from qcc.numerics import tflm
 from qcc.numerics.quantize_linear import codes_in_byte_order
 from qcc.access_order import AccessOrder, elementwise
-from qcc.ops.base import OnnxOp, Op, register, require
+from qcc.ops.base import OnnxOp, Op, TfliteOp, register, require
 from qcc.ops.explanation import Explanation
 from qcc.ops.quantized import add_output, quantized_input, read_quant
+from qcc.ops.tflite_import import fused_clamp
 
 MAX_RANK = 8  # QCC_BROADCAST_MAX_RANK in runtime_c/qcc_add_mul.h
 TFLM_ADD_LEFT_SHIFT = 20  # TFLM's left_shift for 8-bit ADD (QCC_TFLM_ADD_LEFT_SHIFT in qcc_add_mul.h)
@@ -107,6 +108,29 @@ class _Binary(Op):
             "c_scale": s_c, "c_zero": z_c,
         })
 
+    def import_tflite(self, operator, model) -> None:
+        """TFLite's ADD / MUL on int8 with numpy broadcasting over TFLite's shapes. Two inputs of one 4-D shape
+        are taken in whichever layout either already has (the elementwise result does not depend on it);
+        anything broadcast is taken in TFLite's own layout, where its broadcasting is defined. Computed in
+        the tflm scheme's arithmetic, which is TFLM's integer kernel (see the module's docstring)."""
+        shapes = [model.input_tensor(i, "input").shape for i in range(2)]
+        same_images = len(shapes[0]) == 4 and shapes[0] == shapes[1]
+        existing = [model.layout_of(i) for i in range(2) if not model.is_constant(i)]
+        layout = "nchw" if same_images and "nchw" in existing else "tflite"
+        a, b = model.activation(0, layout, "first input"), model.activation(1, layout, "second input")
+        try:
+            out_shape = tuple(int(d) for d in np.broadcast_shapes(a.shape, b.shape))
+        except ValueError:
+            model.refuse(f"the inputs' shapes {list(shapes[0])} and {list(shapes[1])} do not broadcast")
+        _, xs, _ = broadcast_layout(out_shape, a.shape, b.shape)
+        model.require(len(xs) <= MAX_RANK, f"broadcasting {list(a.shape)} with {list(b.shape)} needs {len(xs)} loop "
+                      f"levels; qcc supports {MAX_RANK}")
+        y = model.output(0, out_shape, layout)
+        (s_a, z_a), (s_b, z_b), (s_c, z_c) = (t.quant.scalar() for t in (a, b, model.graph.tensor(y)))
+        node = model.add_node(self.name, [a.name, b.name], [y], {
+            "a_scale": s_a, "a_zero": z_a, "b_scale": s_b, "b_zero": z_b, "c_scale": s_c, "c_zero": z_c})
+        node.attrs["clamp"] = fused_clamp(model, model.graph.tensor(y).quant, "int8")
+
     def _fail(self, node: Node, graph: Graph, message: str):
         raise QccError(f"{graph.source}: node '{node.name}' ({self.onnx_type}): {message}")
 
@@ -182,6 +206,7 @@ class QLinearAdd(_Binary):
     onnx_ops = (OnnxOp("com.microsoft", "QLinearAdd"),)
     qdq_float_ops = (OnnxOp("", "Add", 7),)  # Add-6 and before: a broadcast attribute
     island_float_ops = qdq_float_ops  # beside a float operand ORT adds in float
+    tflite_ops = (TfliteOp("ADD", 1, 5),)
     summary = "elementwise sum, any broadcast shapes, either input constant"
 
     def evaluate_float(self, node, inputs, opset):
@@ -303,6 +328,7 @@ class QLinearMul(_Binary):
     onnx_ops = (OnnxOp("com.microsoft", "QLinearMul"),)
     qdq_float_ops = (OnnxOp("", "Mul", 7),)
     island_float_ops = qdq_float_ops  # beside a float operand ORT multiplies in float
+    tflite_ops = (TfliteOp("MUL", 1, 7),)
     summary = "elementwise product, any broadcast shapes, either input constant"
 
     def evaluate_float(self, node, inputs, opset):

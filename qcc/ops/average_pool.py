@@ -25,10 +25,11 @@ from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node
 from qcc.numerics import ort_float32_sum
 from qcc.numerics.ort_float32 import float32_parts
-from qcc.ops.base import OnnxOp, Op, attribute, int_list_attribute, register, require
+from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, int_list_attribute, register, require
 from qcc.ops.explanation import KEEPS_ORT, Explanation
 from qcc.ops.global_average_pool import GlobalPoolExplanation, centered_maps
 from qcc.numerics.accumulator_range import sum_range
+from qcc.ops.tflite_import import fused_clamp, padding
 from qcc.ops.quantized import (add_output, bind_quant, emit_requant, prepare_requant, quantized_input, read_quant,
                                 requantize, wrap_int32)
 
@@ -263,3 +264,88 @@ class QLinearAveragePool(Op):
                   "lo": p["lo"], "hi": p["hi"]}
         params = c.struct("qcc_avgpool_params", f"{prefix}_params", fields)
         return f"qcc_avgpool_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
+
+
+def _inside_counts(in_hw, out_hw, kernel, strides, pads_begin) -> np.ndarray:
+    """(out_h, out_w): the taps of each window that lie inside the map."""
+    inside = []
+    for axis in range(2):
+        start = np.arange(out_hw[axis]) * strides[axis] - pads_begin[axis]
+        inside.append(np.minimum(start + kernel[axis], in_hw[axis]) - np.maximum(start, 0))
+    return np.outer(inside[0], inside[1]).astype(np.int64)
+
+
+def divide_half_away(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """C's (total +- count / 2) / count with truncating division: the quotient rounded half away from zero."""
+    total, count = np.asarray(total, np.int64), np.asarray(count, np.int64)
+    magnitude = (np.abs(total) + count // 2) // count
+    return np.where(total > 0, magnitude, -magnitude)
+
+
+@register
+class TflmAveragePool(Op):
+    """TFLite's AVERAGE_POOL_2D as TFLM's int8 kernel computes it (reference_integer_ops::AveragePool):
+    the sum of the raw codes of the window's taps inside the map, divided by their count with halves
+    away from zero, then the fused activation's clamp. There is no requantization: TFLite requires the
+    input's and output's scale and zero point to be equal. ONNX Runtime's QLinearAveragePool averages in
+    float32 instead (QLinearAveragePool above): the two differ on ties and near them."""
+    runtime_sources = ("qcc_average_pool.c",)
+    runtime_header = "qcc_average_pool.h"
+    folds_clamp = True
+    name = "TflmAveragePool"
+    tflite_ops = (TfliteOp("AVERAGE_POOL_2D", 1, 3),)
+    summary = "TFLM's integer window mean: codes summed, divided by the taps inside, halves away from zero"
+
+    def import_tflite(self, operator, model) -> None:
+        x = model.activation(0, "nchw")
+        model.require(len(x.shape) == 4, f"the input must be 4-D (N, H, W, C), got {list(x.shape)}")
+        kernel = [int(model.options.get("filter_height", 0)), int(model.options.get("filter_width", 0))]
+        strides = [int(model.options.get("stride_h", 0)), int(model.options.get("stride_w", 0))]
+        begins, _, out_hw = padding(model, x.shape[2:], kernel, strides, [1, 1])
+        y_quant = model.quant(model.output_tensor(0))
+        model.require(float(y_quant.scale) == float(x.quant.scale) and int(y_quant.zero_point) == int(x.quant.zero_point),
+                      "the output's scale and zero point differ from the input's; TFLite's AVERAGE_POOL_2D requires "
+                      "them equal")
+        y = model.output(0, (*x.shape[:2], *out_hw), "nchw")
+        node = model.add_node(self.name, [x.name], [y], {"kernel": kernel, "strides": strides, "pads_begin": begins})
+        node.attrs["clamp"] = fused_clamp(model, y_quant, "int8")
+
+    def _clamp(self, node: Node, graph: Graph) -> tuple[int, int]:
+        qmin, qmax = DTYPE_RANGE[graph.tensor(node.outputs[0]).dtype]
+        lo, hi = node.attrs.get("clamp", (qmin, qmax))
+        return max(lo, qmin), min(hi, qmax)
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        (x,) = inputs
+        y = graph.tensor(node.outputs[0])
+        a = node.attrs
+        (k_h, k_w), (s_h, s_w), (top, left) = a["kernel"], a["strides"], a["pads_begin"]
+        out_h, out_w = y.shape[2:]
+        bottom = max(0, (out_h - 1) * s_h + k_h - x.shape[2] - top)
+        right = max(0, (out_w - 1) * s_w + k_w - x.shape[3] - left)
+        padded = np.pad(x.astype(np.int64), [(0, 0), (0, 0), (top, bottom), (left, right)])  # 0: adds nothing
+        total = np.zeros(y.shape, np.int64)
+        for i in range(k_h):
+            for j in range(k_w):
+                total += padded[:, :, i: i + (out_h - 1) * s_h + 1: s_h, j: j + (out_w - 1) * s_w + 1: s_w]
+        counts = _inside_counts(x.shape[2:], (out_h, out_w), a["kernel"], a["strides"], a["pads_begin"])
+        return [np.clip(divide_half_away(total, counts), *self._clamp(node, graph)).astype(y.dtype)]
+
+    def macs(self, node: Node, graph: Graph) -> int:
+        return graph.tensor(node.outputs[0]).size * node.attrs["kernel"][0] * node.attrs["kernel"][1]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return Explanation("tflm_integer", "TFLM's integer average: the codes of the window's taps inside the map "
+                                           "summed, divided by their count with halves away from zero; no requantization "
+                                           "(input and output share scale and zero point)")
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+        a = node.attrs
+        lo, hi = self._clamp(node, graph)
+        fields = {"batch": x.shape[0], "channels": x.shape[1], "in_h": x.shape[2], "in_w": x.shape[3],
+                  "out_h": y.shape[2], "out_w": y.shape[3], "kernel_h": a["kernel"][0], "kernel_w": a["kernel"][1],
+                  "stride_h": a["strides"][0], "stride_w": a["strides"][1], "pad_top": a["pads_begin"][0],
+                  "pad_left": a["pads_begin"][1], "lo": lo, "hi": hi}
+        params = c.struct("qcc_avgpool_tflm_params", f"{c.symbol(node.name)}_params", fields)
+        return f"qcc_avgpool_tflm_s8({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"

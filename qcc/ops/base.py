@@ -25,8 +25,28 @@ class RegistryError(Exception):
     when the op modules are imported."""
 
 
+class _VersionedRule:
+    """An op as one rule imports it, at the versions first..last of its format (last None: every
+    later one). Subclasses name the op by `key` and say how versions read in messages."""
+
+    first: int
+    last: int | None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def overlaps(self, other: _VersionedRule) -> bool:
+        """The same op at some common version."""
+        return (self.key == other.key
+                and self.first <= (other.last or self.first) and other.first <= (self.last or other.first))
+
+    def covers(self, version: int) -> bool:
+        return self.first <= version and (self.last is None or version <= self.last)
+
+
 @dataclass(frozen=True)
-class OnnxOp:
+class OnnxOp(_VersionedRule):
     """An ONNX op as one rule imports it: (domain, op type) at the opsets first..last of its domain
     (last None: every later one). An op whose inputs, attributes or meaning changed across opsets
     has one rule per signature it handles; a model at an opset no rule covers is refused by name."""
@@ -36,13 +56,9 @@ class OnnxOp:
     first: int = 1
     last: int | None = None
 
-    def overlaps(self, other: OnnxOp) -> bool:
-        """The same ONNX op at some common opset."""
-        return ((self.domain, self.op_type) == (other.domain, other.op_type)
-                and self.first <= (other.last or self.first) and other.first <= (self.last or other.first))
-
-    def covers(self, opset: int) -> bool:
-        return self.first <= opset and (self.last is None or opset <= self.last)
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.domain, self.op_type
 
     @property
     def qualified_name(self) -> str:
@@ -55,6 +71,30 @@ class OnnxOp:
         return f"opset {self.first}" if self.first == self.last else f"opsets {self.first}-{self.last}"
 
 
+@dataclass(frozen=True)
+class TfliteOp(_VersionedRule):
+    """A TFLite builtin op (its BuiltinOperator name) at the op versions first..last that the
+    converter writes and qcc reads; a version outside every rule is refused by name, like an opset."""
+
+    code: str
+    first: int = 1
+    last: int | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return "tflite", self.code
+
+    @property
+    def qualified_name(self) -> str:
+        return self.code
+
+    @property
+    def versions(self) -> str:
+        if self.last is None:
+            return f"version {self.first}+"
+        return f"version {self.first}" if self.first == self.last else f"versions {self.first}-{self.last}"
+
+
 class NotElementwise(Exception):
     """Raised by Op.evaluate_float where a float node cannot be part of a table (the message says why)."""
 
@@ -64,6 +104,7 @@ class Op:
 
     name: str = ""  # the IR op name
     onnx_ops: tuple[OnnxOp, ...] = ()  # the QOperator-form ONNX ops this op imports, with their opsets
+    tflite_ops: tuple[TfliteOp, ...] = ()  # the TFLite builtin ops this op imports, with their op versions
     summary: str = ""  # one line for the README's op table
     exactness: str = "bit-exact"  # against ONNX Runtime, for the README's op table
     # The runtime_c/ sources the op's C calls into (every runtime header is always copied), and the
@@ -75,6 +116,13 @@ class Op:
     folds_clamp: bool = False
 
     def import_node(self, onnx_node: onnx.NodeProto, graph: Graph) -> Node:
+        raise NotImplementedError
+
+    def import_tflite(self, operator, model) -> None:
+        """Import one TFLite operator (qcc.tflite_graph.TfliteOperator) through `model`, the TFLite
+        frontend's import context (qcc/frontend/tflite/importer.py): it hands out the inputs in the
+        layout the op asks for, takes the op's IR nodes and outputs, and refuses by name. Where TFLM's
+        arithmetic differs from ONNX Runtime's, this is where the op says so."""
         raise NotImplementedError
 
     def prepare(self, node: Node, graph: Graph) -> None:
@@ -158,21 +206,21 @@ class Op:
 
 
 class _Rules:
-    """OnnxOp rules of one kind (QOperator import, QDQ group, float island) -> the op modules."""
+    """Rules of one kind (QOperator import, QDQ group, float island, TFLite import) -> the op modules."""
 
     def __init__(self, kind: str):
         self.kind = kind
-        self.rules: dict[tuple[str, str], list[tuple[OnnxOp, Op]]] = {}
+        self.rules: dict[tuple[str, str], list[tuple[_VersionedRule, Op]]] = {}
 
-    def check(self, rule: OnnxOp, op: Op) -> None:
+    def check(self, rule: _VersionedRule, op: Op) -> None:
         """Raise RegistryError where `rule` overlaps a rule already registered."""
-        for other, owner in self.rules.get((rule.domain, rule.op_type), []):
+        for other, owner in self.rules.get(rule.key, []):
             if rule.overlaps(other):
                 raise RegistryError(f"{type(op).__name__} and {type(owner).__name__} both register "
                                     f"{rule.qualified_name} ({self.kind}) at {rule.versions} / {other.versions}")
 
-    def add(self, rule: OnnxOp, op: Op) -> None:
-        self.rules.setdefault((rule.domain, rule.op_type), []).append((rule, op))
+    def add(self, rule: _VersionedRule, op: Op) -> None:
+        self.rules.setdefault(rule.key, []).append((rule, op))
 
     def find(self, domain: str, op_type: str, opset: int) -> Op | None:
         domain = "" if domain == "ai.onnx" else domain
@@ -192,6 +240,7 @@ QOPERATOR_RULES = _Rules("QOperator import")
 QDQ_RULES = _Rules("QDQ group")
 ISLAND_RULES = _Rules("float island")
 PROPAGATION_RULES = _Rules("QDQ propagation")
+TFLITE_RULES = _Rules("TFLite import")
 
 
 def register(op_class: type[Op]) -> type[Op]:
@@ -202,11 +251,13 @@ def register(op_class: type[Op]) -> type[Op]:
         raise RegistryError(f"{op_class.__name__} and {type(_BY_NAME[op.name]).__name__} are both named '{op.name}'")
     claims = [(rules, rule) for rules, claimed in ((QOPERATOR_RULES, op.onnx_ops), (QDQ_RULES, op.qdq_float_ops),
                                                    (ISLAND_RULES, op.island_float_ops),
-                                                   (PROPAGATION_RULES, op.qdq_propagation_ops))
+                                                   (PROPAGATION_RULES, op.qdq_propagation_ops),
+                                                   (TFLITE_RULES, op.tflite_ops))
               for rule in claimed]
     for i, (rules, rule) in enumerate(claims):
-        if not isinstance(rule, OnnxOp):
-            raise RegistryError(f"{op_class.__name__}: {rule!r} is not an OnnxOp")
+        expected = TfliteOp if rules is TFLITE_RULES else OnnxOp
+        if not isinstance(rule, expected):
+            raise RegistryError(f"{op_class.__name__}: {rule!r} is not an {expected.__name__}")
         rules.check(rule, op)
         for other_rules, other in claims[:i]:  # the class's own rules must not overlap either
             if other_rules is rules and rule.overlaps(other):
@@ -238,6 +289,11 @@ def qdq_propagates_across(domain: str, op_type: str, opset: int) -> bool:
     return PROPAGATION_RULES.find(domain, op_type, opset) is not None
 
 
+def op_for_tflite(code: str, version: int) -> Op | None:
+    """The op that imports this TFLite builtin op at this op version."""
+    return TFLITE_RULES.find("tflite", code, version)
+
+
 def op_named(name: str) -> Op:
     return _BY_NAME[name]
 
@@ -248,6 +304,10 @@ def all_ops() -> list[Op]:
 
 def supported_onnx_ops() -> list[str]:
     return QOPERATOR_RULES.names()
+
+
+def supported_tflite_ops() -> list[str]:
+    return TFLITE_RULES.names()
 
 
 # --- helpers shared by the op modules -------------------------------------------------------

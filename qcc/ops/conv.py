@@ -16,7 +16,8 @@ import numpy as np
 from qcc.ops.qdq_group import bias_codes, check_integer_types, weight_input
 from qcc.ir import Graph, Node
 from qcc.access_order import AccessOrder, Window2d
-from qcc.ops.base import OnnxOp, Op, attribute, const_input, int_list_attribute, register, require
+from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, const_input, int_list_attribute, register, require
+from qcc.ops.tflite_import import fused_clamp, padding
 from qcc.ops.explanation import Element, RequantExplanation, per_channel
 from qcc.numerics.accumulator_range import product_sum_range
 from qcc.ops.quantized import (
@@ -92,6 +93,55 @@ class QLinearConv(Op):
     summary = "2-D convolution: groups (depthwise), strides, pads, dilations, auto_pad"
 
     qdq_float_ops = (OnnxOp("", "Conv"),)
+    # TFLM runs both with the int8 kernels in the tflm scheme's arithmetic: acc = sum((x - Z_x) * w) + bias
+    # (int8 filters of zero point 0, one scale per output channel), MultiplyByQuantizedMultiplier with M0
+    # and shift from the double s_x * s_w[c] / s_y (PopulateConvolutionQuantizationParams), then the
+    # fused activation's clamp. DEPTHWISE_CONV_2D is a grouped convolution with one group per input channel.
+    tflite_ops = (TfliteOp("CONV_2D", 1, 8), TfliteOp("DEPTHWISE_CONV_2D", 1, 7))
+
+    def import_tflite(self, operator, model) -> None:
+        depthwise = operator.code == "DEPTHWISE_CONV_2D"
+        x = model.activation(0, "nchw")
+        model.require(len(x.shape) == 4, f"the input must be 4-D (N, H, W, C), got {list(x.shape)}")
+        w = model.constant(1, "filter")
+        w_tensor = model.input_tensor(1, "filter")
+        model.require(w.dtype == np.int8 and w.ndim == 4, f"the filter must be a 4-D int8 constant, got {w.dtype} "
+                      f"{list(w.shape)}")
+        batch, in_c, in_h, in_w = x.shape
+        if depthwise:  # (1, kernel_h, kernel_w, in_c * multiplier) -> (out_c, 1, kernel_h, kernel_w)
+            out_c = w.shape[3]
+            model.require(w.shape[0] == 1 and out_c % in_c == 0, f"the filter {list(w.shape)} is not (1, H, W, "
+                          f"{in_c} x multiplier) for {in_c} input channels")
+            weights, groups, channel_dim = w.transpose(3, 0, 1, 2), in_c, 3
+        else:  # (out_c, kernel_h, kernel_w, in_c / groups) -> (out_c, in_c / groups, kernel_h, kernel_w)
+            out_c = w.shape[0]
+            model.require(w.shape[3] > 0 and in_c % w.shape[3] == 0 and out_c % (in_c // w.shape[3]) == 0,
+                          f"the filter {list(w.shape)} does not fit {in_c} input channels")
+            weights, groups, channel_dim = w.transpose(0, 3, 1, 2), in_c // w.shape[3], 0
+        w_quant = model.quant(w_tensor, axis=0)
+        model.require(w_tensor.quant.scale.size == 1 or w_tensor.quant.axis == channel_dim,
+                      f"the filter is quantized along dimension {w_tensor.quant.axis}; TFLM reads its scales per output "
+                      f"channel (dimension {channel_dim})")
+        model.require(w_quant.scale.size in (1, out_c), f"the filter has {w_quant.scale.size} scales for {out_c} "
+                      "output channels")
+        model.require(not np.any(w_quant.zero_point), "the filter's zero points must be 0 (TFLM's int8 kernels "
+                      "assume symmetric filters)")
+        kernel = [int(weights.shape[2]), int(weights.shape[3])]
+        strides = [int(model.options.get("stride_h", 1)), int(model.options.get("stride_w", 1))]
+        dilations = [int(model.options.get("dilation_h_factor", 1)), int(model.options.get("dilation_w_factor", 1))]
+        begins, ends, out_hw = padding(model, (in_h, in_w), kernel, strides, dilations)
+        bias = None
+        if model.has_input(2):
+            bias = model.constant(2, "bias")
+            model.require(bias.dtype == np.int32 and bias.size == out_c, f"the bias must be {out_c} int32 values, got "
+                          f"{bias.size} {bias.dtype}")
+            bias = bias.astype(np.int64).reshape(-1)
+        w_name = model.constant_tensor("filter", np.ascontiguousarray(weights), w_quant)
+        y = model.output(0, (batch, out_c, *out_hw), "nchw")
+        node = model.add_node(self.name, [x.name, w_name], [y], {
+            "groups": groups, "kernel": kernel, "strides": strides, "dilations": dilations,
+            "pads_begin": begins, "pads_end": ends, "bias": bias})
+        node.attrs["clamp"] = fused_clamp(model, model.graph.tensor(y).quant, "int8")
 
     def from_qdq(self, group):
         attrs = group.attributes()

@@ -14,9 +14,10 @@ import numpy as np
 
 from qcc.ops.qdq_group import NotFused, bias_codes, check_integer_types, weight_input
 from qcc.ir import Graph, Node
-from qcc.ops.base import OnnxOp, Op, attribute, const_input, register, require
+from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, const_input, register, require
 from qcc.ops.conv import sxtb16_tap_order
 from qcc.ops.explanation import Element, RequantExplanation, per_channel
+from qcc.ops.tflite_import import fused_clamp
 from qcc.numerics.accumulator_range import product_sum_range
 from qcc.ops.quantized import (
     add_output,
@@ -214,6 +215,54 @@ class QGemm(_ConstantRightMatMul):
 
     def _output_scales(self, s_a, s_b, s_y, alpha):
         return ((alpha * s_a) * s_b) / s_y  # ORT: f32(f32(f32(alpha * s_a) * s_b[n]) / s_y)
+
+    # TFLM's FULLY_CONNECTED: acc = sum((a - Z_a) * (w - Z_w)) + bias over each row of the input flattened to
+    # (rows, K), requantized with M0 and shift from the double s_a * s_w[n] / s_y (the pinned wheel's per-tensor
+    # multiplier too: older TFLM rounded the product to float first), then the fused activation's clamp.
+    tflite_ops = (TfliteOp("FULLY_CONNECTED", 1, 13),)
+
+    def import_tflite(self, operator, model) -> None:
+        w = model.constant(1, "weights")
+        w_tensor = model.input_tensor(1, "weights")
+        model.require(w.dtype == np.int8 and w.ndim == 2, f"the weights must be a 2-D int8 constant (N, K), got "
+                      f"{w.dtype} {list(w.shape)}")
+        cols, depth = (int(d) for d in w.shape)
+        model.require(model.options.get("weights_format", 0) == 0, "the weights are shuffled (weights_format "
+                      "SHUFFLED4x16INT8), which TFLM does not run")
+        a_tensor = model.input_tensor(0, "input")
+        model.require(a_tensor.size % depth == 0, f"the input {list(a_tensor.shape)} does not split into rows of {depth}")
+        rows = a_tensor.size // depth
+        keep_dims = bool(model.options.get("keep_num_dims", False))
+        if keep_dims:
+            model.require(a_tensor.shape[-1] == depth, f"keep_num_dims needs the input's last dimension to be {depth}")
+            a = model.activation(0, "tflite")
+            out_shape = (*a.shape[:-1], cols)
+        elif (len(a_tensor.shape) == 4 and model.converts_by_copy(0, "tflite") and a_tensor.shape[0] == rows):
+            # The input exists channels first and each image is one row: permute the weights' columns to
+            # the channels-first order at compile time instead of moving the image's bytes at run time.
+            a = model.activation(0, "nchw")
+            _, h, w_, c = a_tensor.shape
+            w = w.reshape(cols, h, w_, c).transpose(0, 3, 1, 2).reshape(cols, depth)
+            out_shape = (rows, cols)
+        else:
+            a = model.activation(0, "tflite")
+            out_shape = (rows, cols)
+        if not keep_dims:
+            a = model.view(a, (rows, depth), "rows")
+        w_quant = model.quant(w_tensor, axis=0)
+        model.require(w_quant.scale.size in (1, cols), f"the weights have {w_quant.scale.size} scales for {cols} outputs")
+        bias = None
+        if model.has_input(2):
+            bias = model.constant(2, "bias")
+            model.require(bias.dtype == np.int32 and bias.size == cols, f"the bias must be {cols} int32 values, got "
+                          f"{bias.size} {bias.dtype}")
+            bias = bias.astype(np.int64).reshape(-1)
+        w_name = model.constant_tensor("weights", np.ascontiguousarray(w), w_quant)
+        y = model.output(0, out_shape, "tflite")
+        node = model.add_node(self.name, [a.name, w_name], [y], {
+            "trans_a": False, "trans_b": True, "alpha": np.float32(1.0), "bias": bias,
+            "rows": rows, "depth": depth, "cols": cols})
+        node.attrs["clamp"] = fused_clamp(model, model.graph.tensor(y).quant, "int8")
 
 
 class _MatMulExplanation(RequantExplanation):

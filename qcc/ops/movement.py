@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcc.ir import Graph, Node
-from qcc.ops.base import OnnxOp, Op, attribute, const_input, register, require
+from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, const_input, register, require
 from qcc.ops.explanation import MOVES_CODES, Explanation
 from qcc.ops.quantized import add_output, quantized_input
 
@@ -54,6 +54,13 @@ def _output_shape(onnx_node, graph: Graph, shape: tuple[int, ...]) -> tuple[int,
         require(False, graph, onnx_node, f"cannot reshape {shape} to {target}")
 
 
+def _same_codes(model, quant) -> bool:
+    """The operator's output tensor has the quantization `quant` (an op that only moves codes)."""
+    out = model.output_tensor(0).quant
+    return out.scale.size == 1 and float(out.scale[0]) == float(quant.scale) and int(out.zero_point[0]) == int(
+        quant.zero_point)
+
+
 @register
 class Reshape(Op):
     name = "Reshape"
@@ -66,6 +73,33 @@ class Reshape(Op):
     moves_values_only = True
     # ORT 1.32 propagates Q/DQ across these (measured: not across Flatten or Identity).
     qdq_propagation_ops = (OnnxOp("", "Reshape", 5), OnnxOp("", "Squeeze"), OnnxOp("", "Unsqueeze"))
+    # On TFLite's own layout (channels last), to the shape the model declares for the output; the new shape,
+    # given as an input or an option, must agree with it.
+    tflite_ops = (TfliteOp("RESHAPE", 1, 1), TfliteOp("SQUEEZE", 1, 2), TfliteOp("EXPAND_DIMS", 1, 1))
+
+    def import_tflite(self, operator, model) -> None:
+        x = model.activation(0, "tflite")
+        out = model.output_tensor(0)
+        model.require(out.size == x.size, f"reshapes {list(x.shape)} ({x.size} values) to {list(out.shape)} "
+                      f"({out.size} values)")
+        if operator.code == "RESHAPE":
+            wanted = model.constant(1, "shape") if model.has_input(1) else model.options.get("new_shape") or None
+            if wanted is not None:
+                wanted = [int(d) for d in np.asarray(wanted).reshape(-1)]
+                known = [d for d in wanted if d != -1]
+                fits = (len(wanted) == len(out.shape) and wanted.count(-1) <= 1
+                        and all(d in (-1, o) for d, o in zip(wanted, out.shape)) and all(d > 0 for d in known))
+                model.require(fits, f"the new shape {wanted} disagrees with the declared output {list(out.shape)}")
+        elif operator.code == "SQUEEZE":
+            dims = model.options.get("squeeze_dims") or [i for i, d in enumerate(x.shape) if d == 1]
+            dims = [d % len(x.shape) if x.shape else d for d in dims]
+            model.require(all(0 <= d < len(x.shape) and x.shape[d] == 1 for d in dims)
+                          and tuple(d for i, d in enumerate(x.shape) if i not in dims) == out.shape,
+                          f"squeezing dimensions {dims} of {list(x.shape)} does not give {list(out.shape)}")
+        y = model.output(0, out.shape, "tflite", quant=x.quant)
+        model.require(model.output_tensor(0).quant is None or _same_codes(model, x.quant),
+                      "the output's scale or zero point differs from the input's; TFLM's RESHAPE copies codes")
+        model.add_node(self.name, [x.name], [y], {})
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")
@@ -91,6 +125,7 @@ class Reinterpret(Reshape):
     no ONNX op of its own, and no code, like a Reshape."""
     name = "Reinterpret"
     onnx_ops = ()
+    tflite_ops = ()
     qdq_float_ops = ()
     qdq_propagation_ops = ()
     summary = "the same codes read with other quantization parameters: no code"

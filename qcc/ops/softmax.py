@@ -36,7 +36,8 @@ import numpy as np
 
 from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node
-from qcc.ops.base import OnnxOp, Op, attribute, register, require
+from qcc.numerics import tflm
+from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, register, require
 from qcc.ops.explanation import KEEPS_ORT, Explanation
 from qcc.ops.quantized import add_output, bind_quant, quantized_input, read_quant
 
@@ -174,3 +175,92 @@ class QLinearSoftmax(Op):
         params = c.struct("qcc_softmax_params", f"{prefix}_params", fields)
         suffix = "s8" if x.dtype == "int8" else "u8"
         return f"qcc_softmax_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
+
+
+# TFLM's int8 SOFTMAX (tensorflow/lite/kernels/internal/reference/softmax.h, softmax_common.cc).
+SCALED_DIFF_INTEGER_BITS = 5  # the exp's input is Q5.26
+ACCUMULATION_INTEGER_BITS = 12  # the row sum is Q12.19
+
+
+def tflm_softmax_tables(s_x: np.float32, beta: float) -> tuple[np.ndarray, np.ndarray, dict]:
+    """TFLM's per-difference values, for each d = 0..255 (a code d below the row's maximum):
+    exp[d] = exp_on_negative_values(SRDHM(-d * 2^left_shift, M)) in Q0.31 and sum[d] = exp[d] rescaled to
+    Q12.19 (RDBPOT by 12), both 0 where -d < diff_min (TFLM skips those elements: they add nothing and
+    output the lowest code). M and left_shift: PreprocessSoftmaxScaling(beta, s_x, 5), in double."""
+    real = min(float(beta) * float(s_x) * 2.0 ** (31 - SCALED_DIFF_INTEGER_BITS), 2.0**31 - 1.0)
+    multiplier, left_shift = tflm.quantize_multiplier(real)
+    diff_min = -math.floor(((1 << SCALED_DIFF_INTEGER_BITS) - 1) * 2.0 ** (31 - SCALED_DIFF_INTEGER_BITS)
+                           / 2.0**left_shift)
+    exp = np.zeros(256, np.int64)
+    for d in range(256):
+        if -d >= diff_min:
+            rescaled = int(tflm.saturating_rounding_doubling_high_mul(-d * 2**left_shift, multiplier))
+            exp[d] = tflm.exp_on_negative_values(rescaled, SCALED_DIFF_INTEGER_BITS)
+    total = np.array([tflm.rounding_divide_by_pot(int(e), ACCUMULATION_INTEGER_BITS) for e in exp])
+    return exp, total, {"multiplier": multiplier, "left_shift": left_shift, "diff_min": diff_min}
+
+
+@register
+class TflmSoftmax(Op):
+    """TFLite's SOFTMAX on int8 as TFLM computes it: per row (the last axis), each code's difference d from
+    the row's maximum indexes two compile-time tables (gemmlowp's fixed-point exp of d scaled by
+    beta * s_x, and the same rescaled for the sum); the row's sum of the second goes through TFLM's
+    fixed-point reciprocal (GetReciprocal: Newton-Raphson in Q2.29), and each output is
+    RDBPOT(SRDHM(reciprocal, exp[d]), bits + 23) - 128. The output's scale is 1/256 and zero point
+    -128, as TFLM requires. ONNX Runtime's QLinearSoftmax is another arithmetic (float32 tables)."""
+    runtime_sources = ("qcc_softmax.c",)
+    runtime_header = "qcc_softmax.h"
+    name = "TflmSoftmax"
+    tflite_ops = (TfliteOp("SOFTMAX", 1, 3),)
+    summary = "TFLM's int8 softmax: gemmlowp's fixed-point exp (a table by difference from the row max) and reciprocal"
+
+    def import_tflite(self, operator, model) -> None:
+        x = model.activation(0, "tflite")
+        out = model.output_tensor(0)
+        model.require(out.dtype == "int8", f"the output is {out.dtype}; qcc compiles TFLM's int8 -> int8 softmax")
+        y_quant = model.quant(out)
+        model.require(float(y_quant.scale) == 1.0 / 256 and int(y_quant.zero_point) == -128,
+                      f"the output's scale {float(y_quant.scale):g} and zero point {int(y_quant.zero_point)} must be "
+                      "1/256 and -128 (TFLM refuses others)")
+        depth = x.shape[-1] if x.shape else 1
+        model.require(depth < 256, f"a row has {depth} values; TFLM's int8 softmax aborts where a row's sum of "
+                      "exponentials reaches 2^27 (possible from 256 values on), so qcc refuses such rows")
+        beta = float(model.options.get("beta", 1.0))
+        model.require(beta > 0 and math.isfinite(beta), f"beta {beta} must be positive and finite")
+        _, _, facts = tflm_softmax_tables(x.quant.scalar()[0], beta)
+        model.require(facts["left_shift"] >= 0, f"beta * s_x = {beta * float(x.quant.scalar()[0]):g} is below 2^-26, "
+                      "where TFLM's multiplier is undefined")
+        y = model.output(0, x.shape, "tflite")
+        model.add_node(self.name, [x.name], [y], {"beta": beta})
+
+    def prepare(self, node: Node, graph: Graph) -> None:
+        exp, total, facts = tflm_softmax_tables(graph.tensor(node.inputs[0]).quant.scalar()[0], node.attrs["beta"])
+        node.params.update(exp=exp, sum=total, **facts)
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        (x,) = inputs
+        exp, total = node.params["exp"], node.params["sum"]
+        rows = x.reshape(-1, x.shape[-1] if x.ndim else 1).astype(np.int64)
+        out = np.empty(rows.shape, np.int64)
+        for r, row in enumerate(rows):
+            d = row.max() - row
+            scale, bits = tflm.reciprocal(int(total[d].sum()), ACCUMULATION_INTEGER_BITS)
+            products = tflm.saturating_rounding_doubling_high_mul(np.int64(scale), exp[d])
+            out[r] = tflm.rounding_divide_by_pot(products, bits + 31 - 8) - 128
+        return [np.clip(out, -128, 127).astype(np.int8).reshape(x.shape)]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return Explanation("tflm_integer", "TFLM's fixed-point softmax: exp of each code's difference from the row "
+                                           "maximum from a compile-time table (gemmlowp's exp_on_negative_values), the "
+                                           "row sum's reciprocal in Q0.31 (GetReciprocal), each output "
+                                           "RDBPOT(SRDHM(reciprocal, exp), bits + 23) - 128")
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        x = graph.tensor(node.inputs[0])
+        prefix = c.symbol(node.name)
+        depth = x.shape[-1] if x.shape else 1
+        fields = {"rows": x.size // depth, "depth": depth,
+                  "exp_table": c.const_array(f"{prefix}_exp", "int32_t", node.params["exp"].astype(np.int32)),
+                  "sum_table": c.const_array(f"{prefix}_sum", "int32_t", node.params["sum"].astype(np.int32))}
+        params = c.struct("qcc_softmax_tflm_params", f"{prefix}_params", fields)
+        return f"qcc_softmax_tflm_s8({params}, {c.tensor(x.name)}, {c.tensor(node.outputs[0])});"

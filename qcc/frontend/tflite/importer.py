@@ -1,0 +1,299 @@
+""".tflite -> IR: each operator of subgraph 0, in the model's order, through the op registered for it.
+
+The IR keeps images channels first (N, C, H, W): that is the layout qcc's kernels are written for.
+A TFLite file keeps them channels last (N, H, W, C). Each TFLite tensor can therefore exist in the
+IR in two layouts: `TFLITE`, its own order, and `NCHW`, the channels-first permutation of a
+rank-4 tensor (for other ranks both are the same). An op asks for each input in the layout its
+kernel reads (`activation`), and says in which layout it wrote its output (`output`). Where the
+layouts differ, the importer inserts the permutation once per tensor and layout: a Transpose,
+or, where the permutation moves only axes of size 1 (a 1 x 1 x C map, a single-channel image),
+a Reshape that shares the bytes. The C's inputs and outputs are the model's own tensors, in
+TFLite's layout, so an application swaps TFLM's interpreter for the C with no other change.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qcc import ops
+from qcc.errors import QccError
+from qcc.ir import Graph, Node, QuantParams, Tensor
+from qcc.tflite_graph import TfliteModel, TfliteOperator, TfliteTensor
+
+TFLITE = "tflite"  # the tensor's own order (channels last for images)
+NCHW = "nchw"  # channels first: a rank-4 TFLite tensor permuted by TO_NCHW
+TO_NCHW = (0, 3, 1, 2)
+TO_TFLITE = (0, 2, 3, 1)
+# Activation types the importer passes to the ops: TFLM's 8-bit integer kernels (int16 activations
+# are another arithmetic, refused by name until qcc implements them).
+ACTIVATION_DTYPES = ("int8",)
+
+
+def layout_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
+    """A TFLite shape as the IR holds it in `layout`."""
+    if layout == NCHW and len(shape) == 4:
+        return tuple(shape[p] for p in TO_NCHW)
+    return tuple(shape)
+
+
+def moves_only_unit_axes(shape: tuple[int, ...], perm: tuple[int, ...]) -> bool:
+    """A permutation that keeps the order of every axis longer than 1 leaves the bytes where they are."""
+    return [p for p in perm if shape[p] != 1] == [i for i in range(len(shape)) if shape[i] != 1]
+
+
+class TfliteImporter:
+    """Builds the IR graph of one TfliteModel. While an op imports, the importer is its context:
+    the op's `import_tflite(operator, model)` receives it as `model`."""
+
+    def __init__(self, model: TfliteModel):
+        self.model = model
+        self.graph = Graph(name=model.name, source=model.source, tensors={}, nodes=[], inputs=[], outputs=[],
+                           frontend="tflite")
+        self.names = self._unique_names()
+        self.ir: dict[tuple[int, str], str] = {}  # (TFLite tensor index, layout) -> IR tensor name
+        self.operator: TfliteOperator | None = None
+        self._node_names: set[str] = set()
+
+    # --- the import, start to end --------------------------------------------------------------
+
+    def run(self) -> Graph:
+        for index in self.model.inputs:
+            self._add_graph_input(index)
+        for operator in self.model.operators:
+            self.operator = operator
+            op = self._op_for(operator)
+            written = [i for i in operator.outputs if (i, TFLITE) in self.ir or (i, NCHW) in self.ir]
+            if written or any(self.model.tensors[i].data is not None for i in operator.outputs):
+                self.refuse(f"writes tensor {(written or operator.outputs)[0]}, which is a constant, a model input or "
+                            "the output of an earlier operator; the file is corrupt")
+            try:
+                op.import_tflite(operator, self)
+            except QccError:
+                raise
+            except (ArithmeticError, LookupError, TypeError, ValueError, AttributeError) as error:
+                detail = " ".join(str(error).split())[:200]
+                self.refuse(f"its tensors or options are not what the TFLite schema says ({type(error).__name__}: "
+                            f"{detail}); check this operator")
+            for index in operator.outputs:
+                if not any((index, layout) in self.ir for layout in (TFLITE, NCHW)):
+                    self.refuse(f"the import wrote no value for output tensor {index}")  # a bug in the op module
+        self.operator = None
+        for index in self.model.outputs:
+            if index in self.model.inputs or self.model.tensors[index].data is not None:
+                raise QccError(f"{self.model.source}: the model's output '{self.names[index]}' is a model input or a "
+                               "constant; qcc compiles models whose outputs some operator computes")
+            if not any((index, layout) in self.ir for layout in (TFLITE, NCHW)):
+                raise QccError(f"{self.model.source}: the model's output '{self.names[index]}' is written by no operator")
+            name = self.tensor_name(index, TFLITE)
+            self.graph.outputs.append(name)
+            self.graph.public_names[name] = self.model.tensors[index].name or name
+        return self.graph
+
+    def _unique_names(self) -> list[str]:
+        names, seen = [], set()
+        for tensor in self.model.tensors:
+            name = tensor.name or f"tensor_{tensor.index}"
+            if name in seen:
+                name = f"{name}__{tensor.index}"
+            seen.add(name)
+            names.append(name)
+        return names
+
+    def _add_graph_input(self, index: int) -> None:
+        tensor = self.model.tensors[index]
+        if tensor.data is not None:
+            raise QccError(f"{self.model.source}: the model's input '{self.names[index]}' is a constant")
+        if tensor.dtype not in ACTIVATION_DTYPES:
+            raise QccError(f"{self.model.source}: the model's input '{self.names[index]}' is {tensor.dtype}; qcc compiles "
+                           f"{'/'.join(ACTIVATION_DTYPES)} inputs of TFLite models (TFLM's integer kernels)")
+        name = self.names[index]
+        self.graph.tensors[name] = Tensor(name, tensor.dtype, tensor.shape, None, self._activation_quant(tensor))
+        self.graph.inputs.append(name)
+        self.graph.public_names[name] = tensor.name or name
+        self.ir[(index, TFLITE)] = name
+
+    def _op_for(self, operator: TfliteOperator) -> ops.Op:
+        op = ops.op_for_tflite(operator.code, operator.version)
+        if op is not None:
+            return op
+        if operator.code == "CUSTOM":
+            self.refuse(f"is the custom op '{operator.custom_code}', whose arithmetic only the application that "
+                        "registers it knows; qcc compiles builtin ops")
+        versions = ops.TFLITE_RULES.versions("tflite", operator.code)
+        if versions:
+            self.refuse(f"is at op version {operator.version}, where qcc does not import {operator.code} (qcc imports "
+                        f"it at {', '.join(versions)}): its inputs or arithmetic differ there")
+        unsupported = sorted({o.code for o in self.model.operators if ops.op_for_tflite(o.code, o.version) is None})
+        self.refuse(f"uses {operator.code}, which qcc does not support (unsupported here: {', '.join(unsupported)}; "
+                    f"supported: {', '.join(ops.supported_tflite_ops())})")
+
+    # --- what an op's import_tflite uses ---------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        return self.model.label(self.operator)
+
+    @property
+    def options(self) -> dict:
+        return self.operator.options
+
+    def refuse(self, message: str):
+        raise QccError(f"{self.label}: {message}")
+
+    def require(self, condition: bool, message: str) -> None:
+        if not condition:
+            self.refuse(message)
+
+    def node_name(self) -> str:
+        """The IR node's name: TFLite operators have none, so their first output's."""
+        base = self.names[self.operator.outputs[0]]
+        name, k = base, 2
+        while name in self._node_names:
+            name, k = f"{base}_{k}", k + 1
+        self._node_names.add(name)
+        return name
+
+    def input_count(self) -> int:
+        return len(self.operator.inputs)
+
+    def has_input(self, position: int) -> bool:
+        return position < len(self.operator.inputs) and self.operator.inputs[position] >= 0
+
+    def input_tensor(self, position: int, what: str) -> TfliteTensor:
+        """The TFLite tensor at this input position of the operator (refused where it is missing)."""
+        self.require(self.has_input(position), f"the {what} (input {position}) is missing")
+        return self.model.tensors[self.operator.inputs[position]]
+
+    def output_tensor(self, position: int = 0) -> TfliteTensor:
+        self.require(position < len(self.operator.outputs), f"output {position} is missing")
+        return self.model.tensors[self.operator.outputs[position]]
+
+    def is_constant(self, position: int) -> bool:
+        return self.has_input(position) and self.model.tensors[self.operator.inputs[position]].data is not None
+
+    def constant(self, position: int, what: str) -> np.ndarray:
+        """A constant input's values, in TFLite's layout."""
+        tensor = self.input_tensor(position, what)
+        self.require(tensor.data is not None, f"the {what} '{self.names[tensor.index]}' must be a constant; qcc needs "
+                     "it at compile time")
+        return tensor.data
+
+    def activation(self, position: int, layout: str, what: str = "input") -> Tensor:
+        """A quantized activation input as an IR tensor in `layout` (a constant becomes an IR constant)."""
+        tensor = self.input_tensor(position, what)
+        if tensor.data is not None:
+            self.require(tensor.dtype in ACTIVATION_DTYPES and tensor.quant is not None,
+                         f"the constant {what} '{self.names[tensor.index]}' is {tensor.dtype}"
+                         f"{'' if tensor.quant else ' without quantization'}; it must be quantized int8")
+            name = self.ir.get((tensor.index, layout))
+            if name is None:
+                name = self.names[tensor.index] if layout == TFLITE else f"{self.names[tensor.index]}__{layout}"
+                data = tensor.data if layout == TFLITE or tensor.data.ndim != 4 else tensor.data.transpose(TO_NCHW)
+                self.graph.tensors[name] = Tensor(name, tensor.dtype, tuple(data.shape), np.ascontiguousarray(data),
+                                                  self._activation_quant(tensor))
+                self.ir[(tensor.index, layout)] = name
+            return self.graph.tensors[name]
+        self.require(any((tensor.index, lay) in self.ir for lay in (TFLITE, NCHW)),
+                     f"reads tensor '{self.names[tensor.index]}' before any operator writes it; the file is corrupt")
+        self.require(tensor.dtype in ACTIVATION_DTYPES, f"the {what} '{self.names[tensor.index]}' is {tensor.dtype}; qcc "
+                     f"compiles TFLM's {'/'.join(ACTIVATION_DTYPES)} kernels")
+        return self.graph.tensors[self.tensor_name(tensor.index, layout)]
+
+    def layout_of(self, position: int) -> str:
+        """The layout an activation input already exists in (TFLITE where it exists in both)."""
+        index = self.operator.inputs[position]
+        return TFLITE if (index, TFLITE) in self.ir or (index, NCHW) not in self.ir else NCHW
+
+    def converts_by_copy(self, position: int, layout: str) -> bool:
+        """Whether reading this input in `layout` takes a Transpose that moves bytes (not a shared-bytes view)."""
+        index = self.operator.inputs[position]
+        if (index, layout) in self.ir or len(self.model.tensors[index].shape) != 4:
+            return False
+        source_shape = self.graph.tensors[self.ir[(index, self.layout_of(position))]].shape
+        return not moves_only_unit_axes(source_shape, TO_NCHW if layout == NCHW else TO_TFLITE)
+
+    def tensor_name(self, index: int, layout: str) -> str:
+        """The IR tensor holding TFLite tensor `index` in `layout`, converting it once where needed."""
+        if (index, layout) in self.ir:
+            return self.ir[(index, layout)]
+        source_layout = NCHW if layout == TFLITE else TFLITE
+        source = self.graph.tensors[self.ir[(index, source_layout)]]
+        if len(source.shape) != 4:
+            self.ir[(index, layout)] = source.name
+            return source.name
+        perm = TO_NCHW if layout == NCHW else TO_TFLITE
+        name = self.names[index] if layout == TFLITE else f"{self.names[index]}__{layout}"  # the model's name: its layout
+        shape = tuple(source.shape[p] for p in perm)
+        self.graph.tensors[name] = Tensor(name, source.dtype, shape, None, source.quant)
+        if moves_only_unit_axes(source.shape, perm):
+            self.graph.nodes.append(Node("Reshape", name, [source.name], [name],
+                                         attrs={"onnx_op": f"layout change to {layout}, the same bytes"}))
+        else:
+            self.graph.nodes.append(Node("Transpose", name, [source.name], [name], attrs={"perm": list(perm)}))
+        self.ir[(index, layout)] = name
+        return name
+
+    def view(self, tensor: Tensor, shape: tuple[int, ...], what: str) -> Tensor:
+        """The same bytes under another shape (a Reshape node that shares them), made once per tensor and shape."""
+        if tuple(tensor.shape) == tuple(shape):
+            return tensor
+        name = f"{tensor.name}__{what}"
+        if name not in self.graph.tensors:
+            self.graph.tensors[name] = Tensor(name, tensor.dtype, tuple(shape), None, tensor.quant)
+            self.graph.nodes.append(Node("Reshape", name, [tensor.name], [name], attrs={"onnx_op": f"the {what} view"}))
+        return self.graph.tensors[name]
+
+    def quant(self, tensor: TfliteTensor, axis: int | None = None) -> QuantParams:
+        """A tensor's quantization as the IR holds it; per axis along `axis` of the IR tensor where the
+        TFLite tensor has one scale per slice (per-tensor otherwise)."""
+        q = tensor.quant
+        self.require(q is not None, f"tensor '{self.names[tensor.index]}' has no quantization parameters")
+        if q.scale.size == 1:
+            return QuantParams(q.scale.reshape(()), q.zero_point.reshape(()), None)
+        self.require(axis is not None, f"tensor '{self.names[tensor.index]}' is quantized per axis "
+                     f"({q.scale.size} scales along dimension {q.axis}); {self.operator.code} takes one scale here")
+        return QuantParams(q.scale.copy(), q.zero_point.copy(), axis)
+
+    def _activation_quant(self, tensor: TfliteTensor) -> QuantParams:
+        q = tensor.quant
+        if q is None or q.scale.size != 1:
+            where = self.label if self.operator is not None else self.model.source
+            raise QccError(f"{where}: tensor '{self.names[tensor.index]}' must be quantized with one scale and zero "
+                           f"point, it has {'none' if q is None else str(q.scale.size) + ' scales'}")
+        return QuantParams(q.scale.reshape(()), q.zero_point.reshape(()), None)
+
+    def constant_tensor(self, suffix: str, data: np.ndarray, quant: QuantParams | None = None) -> str:
+        """An IR constant the op made (weights in the IR's layout, ...), named after the node."""
+        name = f"{self.names[self.operator.outputs[0]]}__{suffix}"
+        k = 2
+        while name in self.graph.tensors:
+            name, k = f"{self.names[self.operator.outputs[0]]}__{suffix}{k}", k + 1
+        self.graph.tensors[name] = Tensor(name, str(data.dtype), tuple(data.shape), np.ascontiguousarray(data), quant)
+        return name
+
+    def output(self, position: int, shape: tuple[int, ...], layout: str, quant: QuantParams | None = None) -> str:
+        """The IR tensor for output `position`, in `layout`, after checking that the shape the op computed
+        (in that layout) is the shape the model declares. Quantization: the model's, unless given."""
+        tensor = self.output_tensor(position)
+        declared = layout_shape(tensor.shape, layout)
+        self.require(tuple(int(d) for d in shape) == declared,
+                     f"output '{self.names[tensor.index]}' is declared {list(tensor.shape)}, but the op computes "
+                     f"{list(shape) if layout == TFLITE or len(shape) != 4 else [shape[p] for p in TO_TFLITE]} "
+                     "from its inputs")
+        if quant is None:
+            self.require(tensor.dtype in ACTIVATION_DTYPES, f"output '{self.names[tensor.index]}' is {tensor.dtype}; qcc "
+                         f"compiles TFLM's {'/'.join(ACTIVATION_DTYPES)} kernels")
+            quant = self._activation_quant(tensor)
+        name = self.names[tensor.index] if layout == TFLITE or len(shape) != 4 else f"{self.names[tensor.index]}__{layout}"
+        self.graph.tensors[name] = Tensor(name, tensor.dtype, tuple(int(d) for d in shape), None, quant)
+        self.ir[(tensor.index, layout)] = name
+        return name
+
+    def add_node(self, op: str, inputs: list[str], outputs: list[str], attrs: dict) -> Node:
+        node = Node(op, self.node_name(), inputs, outputs, attrs={"onnx_op": self.operator.code, **attrs})
+        self.graph.nodes.append(node)
+        return node
+
+
+def import_tflite(model: TfliteModel) -> Graph:
+    return TfliteImporter(model).run()
