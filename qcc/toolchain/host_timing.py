@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from qcc.build import make
 from qcc.ir import C_TYPES
+from qcc.toolchain.build import make
 
 REPS = 5
 TARGET_REP_SECONDS = 0.2  # each repetition runs ~this long, so timer and scheduler noise stay small
