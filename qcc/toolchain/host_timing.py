@@ -19,7 +19,7 @@ REPS = 5
 TARGET_REP_SECONDS = 0.2  # each repetition runs ~this long, so timer and scheduler noise stay small
 
 HARNESS = """\
-/* bench.c: written by qcc/host_timing.py.
+/* bench.c: written by qcc/toolchain/host_timing.py.
  *   ./bench ITERS REPS IN0.bin ... OUT0.bin ...
  * One warm-up call, then REPS times ITERS calls; prints ns per call for each repetition and
  * writes the last outputs, so the script can check the timed build computes the right thing. */
