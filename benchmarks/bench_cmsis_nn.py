@@ -9,12 +9,12 @@ qcc's C beside ONNX Runtime in milliseconds. Prints a markdown report.
 PATH is an unpacked CMSIS-NN source tree (the folder holding Include/ and Source/, or one above
 it); qcc never depends on it, this script only builds it. The networks are tests/networks.py's,
 quantized as benchmarks/bench_targets.py does (models.quantize: QDQ, int8 activations, per-channel
-int8 weights). qcc's side is `qcc bench` (qcc.bench.bench) in each scheme. CMSIS-NN's side is one
+int8 weights). qcc's side is `qcc bench` (qcc.commands.bench.bench) in each scheme. CMSIS-NN's side is one
 generated C file that calls CMSIS-NN's s8 kernels layer by layer on NHWC buffers, with the shapes,
 strides, pads, zero points and per-channel multipliers and shifts of qcc's own compiled graph of
 the same model (map_layers), and the same marks after each layer as qcc's bench image: it is built
 by the Makefile qcc writes for the cortex-m4 target (its bare-metal startup, linker script, flags)
-and counted by qcc.bench.count_layers, so both sides are counted identically, between the entry
+and counted by qcc.commands.bench.count_layers, so both sides are counted identically, between the entry
 and the return of the function that runs the network.
 
 The data: the real weights, biases and scales; the input is the one `qcc bench` feeds qcc (seeded
@@ -46,9 +46,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 from qcc import __version__  # noqa: E402
-from qcc.bench import BENCH_ARM_CFLAGS, bench, count_layers  # noqa: E402
-from qcc.build import make  # noqa: E402
-from qcc.compile_command import compile_to_folder  # noqa: E402
+from qcc.commands.bench import BENCH_ARM_CFLAGS, bench, count_layers  # noqa: E402
+from qcc.commands.compile import compile_to_folder  # noqa: E402
 from qcc.errors import QccError  # noqa: E402
 from qcc.ir import DTYPE_RANGE, Graph, Node  # noqa: E402
 from qcc.numerics import tflm  # noqa: E402
@@ -56,7 +55,8 @@ from qcc.ops import op_named  # noqa: E402
 from qcc.ops.c_emitter import c_comment_text, designated_initializer, format_values  # noqa: E402
 from qcc.pipeline import ROUNDING_SCHEMES, Options  # noqa: E402
 from qcc.sample_inputs import random_inputs  # noqa: E402
-from qcc.targets import QEMU, Target, target_named  # noqa: E402
+from qcc.toolchain.build import make  # noqa: E402
+from qcc.toolchain.targets import QEMU, Target, target_named  # noqa: E402
 
 TARGET = "cortex-m4"
 QUANTIZATION = {"activation": "int8", "quant_format": "QDQ"}  # as benchmarks/bench_targets.py
@@ -544,7 +544,7 @@ def count_cmsis(model: str, scheme: str, cmsis: Path, library: Path, work: Path,
                 seed: int = 0) -> tuple[list[CmsisLayer], dict]:
     """Compile the model with qcc for the cortex-m4 (its graph, and the folder whose Makefile,
     startup and linker script build the harness), write the harness, build and count it. Seed 0
-    gives the input qcc.bench feeds qcc's run."""
+    gives the input qcc.commands.bench feeds qcc's run."""
     out_dir = work / f"{Path(model).stem}-cmsis-nn-{seed}"
     compiled, _ = compile_to_folder(model, str(out_dir), Options(rounding=scheme, target=TARGET), golden="0")
     graph = compiled.graph
@@ -588,8 +588,8 @@ def measure_network(network: str, schemes: list[str], cmsis: Path, library: Path
 
 
 def host_times(row: dict, schemes: list[str], repeats: int) -> dict:
-    """qcc's C (-O2) and ONNX Runtime (one thread) on the host, ms per inference (qcc.bench on the
-    host target: qcc.host_timing's medians), each the fastest of its runs: the C's of `repeats` runs
+    """qcc's C (-O2) and ONNX Runtime (one thread) on the host, ms per inference (qcc.commands.bench on the
+    host target: qcc.toolchain.host_timing's medians), each the fastest of its runs: the C's of `repeats` runs
     per scheme, ORT's of all of them (it runs the same model whatever qcc's scheme)."""
     runs = [(scheme, bench(row["model"], Options(rounding=scheme, target="host"), object_sizes=False)["host_time"])
             for _ in range(repeats) for scheme in schemes]
@@ -719,7 +719,7 @@ def report(rows: list[dict], schemes: list[str], cmsis: Path, per_layer: bool, e
         f"(its Include/ and Source/ hash to {tree_digest(cmsis)}).",
         "",
         f"Executed instructions on QEMU's {target.machine}, counted by qcc's TCG plugin between the entry and the "
-        "return of the function that runs the network, the layer marks' overhead subtracted (qcc.bench.count_layers, "
+        "return of the function that runs the network, the layer marks' overhead subtracted (qcc.commands.bench.count_layers, "
         "for both sides). qcc: `qcc bench` (`" + " ".join([BENCH_ARM_CFLAGS, *target.cpu_flags]) + "`, plus the "
         "Makefile's `-ffunction-sections -fdata-sections`). CMSIS-NN: "
         f"`{' '.join([*CMSIS_CFLAGS, *target.cpu_flags])}`, its harness `" + " ".join([BENCH_ARM_CFLAGS, "-DARM_MATH_DSP",
@@ -746,8 +746,8 @@ def report(rows: list[dict], schemes: list[str], cmsis: Path, per_layer: bool, e
         "",
         "## Host: time per inference",
         "",
-        "qcc's C at -O2 against ONNX Runtime (one thread, session options of qcc/ort_reference.py) on this machine, "
-        "through `qcc bench --target host` (qcc.host_timing: the median of 5 repetitions of about 0.2 s, the C's "
+        "qcc's C at -O2 against ONNX Runtime (one thread, session options of qcc/runtimes/ort.py) on this machine, "
+        "through `qcc bench --target host` (qcc.toolchain.host_timing: the median of 5 repetitions of about 0.2 s, the C's "
         f"outputs checked against the reference interpreter). Each figure is the fastest of its runs: {host_note}. "
         f"Wall-clock times: the machine's load average was {load} while timing, and other work slows "
         "either side; `--host-repeats N` keeps the fastest of N runs.",

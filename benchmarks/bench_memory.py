@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from models import quantize  # noqa: E402
 from networks import NETWORKS  # noqa: E402
 
-from qcc.bench import bench  # noqa: E402
+from qcc.commands.bench import bench  # noqa: E402
 from qcc.pipeline import Options, compile_model  # noqa: E402
 
 # TFLM's total arena (activations at the liveness bound, plus per-channel parameters and its own

@@ -26,11 +26,11 @@ sys.path.insert(0, str(REPO / "tests"))
 from models import cnn96, quantize  # noqa: E402
 from networks import NETWORKS  # noqa: E402
 
-from qcc import ort_reference  # noqa: E402
-from qcc.compile_command import compile_to_folder  # noqa: E402
-from qcc.host_timing import REPS, build_harness, time_c, time_ort, write_harness  # noqa: E402
+from qcc.commands.compile import compile_to_folder  # noqa: E402
 from qcc.pipeline import Options  # noqa: E402
+from qcc.runtimes import ort as ort_reference  # noqa: E402
 from qcc.sample_inputs import random_inputs  # noqa: E402
+from qcc.toolchain.host_timing import REPS, build_harness, time_c, time_ort, write_harness  # noqa: E402
 
 # label -> (float model builder, quantize() options)
 MODELS = {

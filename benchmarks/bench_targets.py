@@ -25,9 +25,9 @@ from models import quantize  # noqa: E402
 from networks import NETWORKS  # noqa: E402
 
 from qcc import __version__  # noqa: E402
-from qcc.bench import bench  # noqa: E402
+from qcc.commands.bench import bench  # noqa: E402
 from qcc.pipeline import ROUNDING_SCHEMES, Options  # noqa: E402
-from qcc.targets import QEMU, target_named  # noqa: E402
+from qcc.toolchain.targets import QEMU, target_named  # noqa: E402
 
 QUANTIZATION = {"activation": "int8", "quant_format": "QDQ"}
 

@@ -18,8 +18,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from models import quantize  # noqa: E402
 from networks import NETWORKS  # noqa: E402
 
+from qcc.commands.verify import verify  # noqa: E402
 from qcc.pipeline import ROUNDING_SCHEMES, Options  # noqa: E402
-from qcc.verify import verify  # noqa: E402
 
 
 def agreement(path: Path, scheme: str) -> tuple[float, float, bool]:

@@ -25,8 +25,9 @@ from models import quantize  # noqa: E402
 from networks import NETWORKS  # noqa: E402
 from test_networks import VARIANTS  # noqa: E402
 
-from qcc import ort_reference, reference  # noqa: E402
+from qcc import reference  # noqa: E402
 from qcc.pipeline import Options, compile_model  # noqa: E402
+from qcc.runtimes import ort as ort_reference  # noqa: E402
 from qcc.sample_inputs import extreme_inputs, random_inputs  # noqa: E402
 
 

@@ -10,9 +10,9 @@ import time
 import warnings
 
 from qcc.errors import QccError
-from qcc.frontend.onnx_loader import parse_input_shapes
+from qcc.frontend.onnx.onnx_loader import parse_input_shapes
 from qcc.pipeline import ROUNDING_SCHEMES, Options, check_options, model_rounding
-from qcc.targets import TARGETS, target_named
+from qcc.toolchain.targets import TARGETS, target_named
 
 
 def _options(args) -> Options:
@@ -122,7 +122,7 @@ def _run(args) -> int:
     try:
         options = _options(args)
         if args.command == "compile":
-            from qcc.compile_command import compile_to_folder
+            from qcc.commands.compile import compile_to_folder
 
             start = time.perf_counter()
             compiled, manifest = compile_to_folder(args.model, args.output, options, args.golden)
@@ -139,24 +139,24 @@ def _run(args) -> int:
                 print(render_text(memory_report(compiled)))
             return 0
         if args.command == "verify":
-            from qcc.verify import verify
+            from qcc.commands.verify import verify
 
             report = verify(args.model, options, count=args.n, inputs_npz=args.inputs, layers=args.layers)
             print(report.table())
             return 0 if report.ok else 1
         if args.command == "explain":
-            from qcc.explain import explain, render
+            from qcc.commands.explain import explain, render
 
             facts = explain(args.model, options, node=args.node, channel=args.channel, input_npz=args.input,
                             position=args.position)
             print(render(facts, args.format), end="")
             return 0
         if args.command == "bench":
-            from qcc.bench import bench, render
+            from qcc.commands.bench import bench, render
 
             print(render(bench(args.model, options), args.format), end="")
             return 0
-        from qcc.inspection import inspect
+        from qcc.commands.inspection import inspect
 
         print(inspect(args.model, options))
         return 0

@@ -9,7 +9,7 @@ class QccError(Exception):
 
 class FloatNodeError(QccError):
     """A node that ONNX Runtime runs in float, which qcc cannot compile; `tensor` is its output,
-    so that the message can suggest where to cut the model (qcc.frontend.subgraph)."""
+    so that the message can suggest where to cut the model (qcc.frontend.onnx.subgraph)."""
 
     def __init__(self, message: str, tensor: str):
         super().__init__(message)

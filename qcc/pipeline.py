@@ -9,16 +9,16 @@ from pathlib import Path
 import onnx
 
 from qcc.errors import FloatNodeError, QccError, malformed
-from qcc.frontend import (batched_matmul, boundary_movers, constant_folding, float_islands, matmul_add_fusion,
-                          node_elimination, qdq, qdq_propagation, subgraph, weight_bias_quantization)
-from qcc.frontend.onnx_loader import import_graph, load_model, refuse_dynamic_quantization
+from qcc.frontend.onnx import (batched_matmul, boundary_movers, constant_folding, float_islands, matmul_add_fusion,
+                               node_elimination, qdq, qdq_propagation, subgraph, weight_bias_quantization)
+from qcc.frontend.onnx.onnx_loader import import_graph, load_model, refuse_dynamic_quantization
 from qcc.frontend.tflite.importer import import_tflite
 from qcc.ir import Graph, MemoryPlan
 from qcc.numerics import SCHEMES
 from qcc.ops import op_named
 from qcc.passes import execution_order, fold_activations, io_boundary, memory_plan, range_analysis
-from qcc.targets import fpu_refusal, target_named
 from qcc.tflite_graph import is_tflite, read_tflite
+from qcc.toolchain.targets import fpu_refusal, target_named
 
 ROUNDING_SCHEMES = tuple(SCHEMES)
 
@@ -31,7 +31,7 @@ class Options:
     input_shapes: dict[str, list[int]] = field(default_factory=dict)
     cut_inputs: list[str] = field(default_factory=list)  # --inputs: compile from these tensors
     cut_outputs: list[str] = field(default_factory=list)  # --outputs: compile up to these tensors
-    target: str = "host"  # --target: a name of qcc.targets.TARGETS
+    target: str = "host"  # --target: a name of qcc.toolchain.targets.TARGETS
     weights_section: str | None = None  # --weights-section: the linker section of every constant
     arena_section: str | None = None  # --arena-section: the linker section of the arena
     fpu: bool = False  # --fpu: the `ort` scheme's requantization in float32 instructions (targets with an FPU)

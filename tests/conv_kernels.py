@@ -12,10 +12,10 @@ import pytest
 from helpers import STRICT_CFLAGS, check_exact
 from test_targets import ARM_CFLAGS, make
 
-from qcc.build import make as make_host
-from qcc.compile_command import compile_to_folder
+from qcc.commands.compile import compile_to_folder
 from qcc.pipeline import Options, compile_model
 from qcc.sample_inputs import extreme_inputs, random_inputs
+from qcc.toolchain.build import make as make_host
 
 SCHEMES = ("ort", "tflm", "single")
 needs_arm_tools = pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and shutil.which("qemu-system-arm")),

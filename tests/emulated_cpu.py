@@ -4,7 +4,7 @@ saturating int16. ORT picks its kernels by CPUID, which QEMU emulates, so whatev
 suite, the tests see what ORT computes on such a host.
 
 The tests call `run_on_emulated_cpu`; it runs this file as a script under qemu-x86_64, which
-builds each model's sessions with qcc.ort_reference (the ground truth, and the same without
+builds each model's sessions with qcc.runtimes.ort (the ground truth, and the same without
 session.x64quantprecision) and runs them on the given feeds.
 """
 
@@ -57,7 +57,7 @@ def _main(work: Path) -> None:
     except ImportError:  # numpy 1.x
         from numpy.core._multiarray_umath import __cpu_features__
 
-    from qcc import ort_reference
+    from qcc.runtimes import ort as ort_reference
 
     job = json.loads((work / "job.json").read_text())
     feeds = np.load(work / "feeds.npz")

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from qdq_builder import QdqGraph  # noqa: E402
 
 from qcc.cli import main  # noqa: E402
-from qcc.compile_command import compile_to_folder  # noqa: E402
+from qcc.commands.compile import compile_to_folder  # noqa: E402
 from qcc.pipeline import Options  # noqa: E402
 from qcc.sample_inputs import extreme_inputs, random_inputs  # noqa: E402
 

@@ -10,11 +10,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from qcc import ort_reference, reference
-from qcc.build import make
-from qcc.compile_command import compile_to_folder
+from qcc import reference
+from qcc.commands.compile import compile_to_folder
 from qcc.pipeline import Compiled, Options
+from qcc.runtimes import ort as ort_reference
 from qcc.sample_inputs import extreme_inputs, random_inputs
+from qcc.toolchain.build import make
 
 REPO = Path(__file__).resolve().parent.parent
 STRICT_CFLAGS = "-std=c99 -O1 -Wall -Wextra -Wpedantic -Werror"

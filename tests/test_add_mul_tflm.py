@@ -16,11 +16,12 @@ import onnx
 from onnx import helper
 
 from helpers import STRICT_CFLAGS, make_model, scalar
-from qcc import ort_reference, reference
-from qcc.build import make
-from qcc.compile_command import compile_to_folder
+from qcc import reference
+from qcc.commands.compile import compile_to_folder
 from qcc.ir import DTYPE_RANGE
 from qcc.pipeline import Options, compile_model
+from qcc.runtimes import ort as ort_reference
+from qcc.toolchain.build import make
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 

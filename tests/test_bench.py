@@ -14,7 +14,7 @@ from models import quantize
 from networks import NetBuilder
 
 from qcc.cli import main
-from qcc.compile_command import compile_to_folder
+from qcc.commands.compile import compile_to_folder
 from qcc.pipeline import Options
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "bench_json.md"

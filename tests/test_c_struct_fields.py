@@ -19,7 +19,7 @@ from pycparser import c_ast, c_parser
 from helpers import REPO
 from models import quantize
 from networks import NetBuilder
-from qcc.compile_command import compile_to_folder
+from qcc.commands.compile import compile_to_folder
 from qcc.pipeline import Options
 from test_generated_c import fake_libc, run, tool  # noqa: F401 (fake_libc is a fixture used here)
 

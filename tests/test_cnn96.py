@@ -2,7 +2,7 @@
 
 import pytest
 
-from qcc.verify import verify
+from qcc.commands.verify import verify
 from qcc.pipeline import Options
 from models import cnn96, quantize
 

@@ -32,7 +32,7 @@ from onnx import helper
 from test_conv_depthwise import output_hw
 from test_op_conv import qlinearconv_model
 
-from qcc.compile_command import compile_to_folder
+from qcc.commands.compile import compile_to_folder
 from qcc.ops.conv import QLinearConv, gemm_weight_layout
 from qcc.pipeline import Options
 

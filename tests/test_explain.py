@@ -20,13 +20,13 @@ from onnx import helper
 
 from helpers import REPO, make_model, scalar
 from models import cnn96, quantize
-import qcc.explain
 from qcc import reference
 from qcc.cli import main
-from qcc.explain import explain, render
+import qcc.commands.explain
+from qcc.commands.explain import explain, render
+from qcc.numerics import SCHEMES
 from qcc.ops import all_ops, op_named
 from qcc.ops.base import Op
-from qcc.numerics import SCHEMES
 from qcc.pipeline import Options, compile_model
 from qcc.sample_inputs import random_inputs
 from test_op_conv import qlinearconv_model
@@ -348,7 +348,7 @@ class Unexplained(Op):
 
 def test_an_op_without_its_own_explanation_is_reported_as_not_explained(monkeypatch, capsys):
     # explain looks the Flatten node's op up and gets the new op, which has only Op's default
-    monkeypatch.setattr(qcc.explain, "op_named", lambda name: Unexplained() if name == "Reshape" else op_named(name))
+    monkeypatch.setattr(qcc.commands.explain, "op_named", lambda name: Unexplained() if name == "Reshape" else op_named(name))
     facts = explain(EXAMPLE)
     layers = {layer["node"]: layer for layer in facts["layers"]}
     flatten = layers["flatten"]

@@ -26,7 +26,7 @@ from helpers import make_model, scalar
 from onnx import helper
 from test_generated_c import c_array
 
-from qcc.compile_command import compile_to_folder
+from qcc.commands.compile import compile_to_folder
 from qcc.ops.conv import sxtb16_tap_order
 from qcc.pipeline import Options
 

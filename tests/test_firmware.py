@@ -17,10 +17,10 @@ import pytest
 from helpers import REPO
 from models import quantize
 from qcc import reference
-from qcc.compile_command import compile_to_folder
+from qcc.commands.compile import compile_to_folder
 from qcc.pipeline import Options
 from qcc.sample_inputs import random_inputs
-from qcc.targets import TARGETS
+from qcc.toolchain.targets import TARGETS
 from test_targets import fire_cnn, table_cnn
 
 FIRMWARE = REPO / "examples" / "firmware"

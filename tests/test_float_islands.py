@@ -8,9 +8,9 @@ import pytest
 from onnx import helper
 
 from helpers import check_exact, make_model, scalar
-from qcc import ort_reference
 from qcc.errors import QccError
 from qcc.pipeline import Options, compile_model
+from qcc.runtimes import ort as ort_reference
 
 C = 12
 RNG = np.random.default_rng(0)

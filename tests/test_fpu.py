@@ -26,16 +26,16 @@ from test_c_struct_fields import check_model_c, preprocess, struct_typedefs
 from test_generated_c import fake_libc, floats_in, run, tool  # noqa: F401 (fake_libc is a fixture used here)
 from test_targets import ARM_CFLAGS, c_array, make
 
-from qcc import qemu
-from qcc.build import make as make_host
-from qcc.compile_command import compile_to_folder
+from qcc.commands.compile import compile_to_folder
+from qcc.commands.verify import verify
 from qcc.errors import QccError
 from qcc.numerics import ort_float32
 from qcc.ops.c_emitter import c_float_literal
 from qcc.pipeline import Options, compile_model
 from qcc.sample_inputs import extreme_inputs, random_inputs
-from qcc.targets import TARGETS
-from qcc.verify import verify
+from qcc.toolchain import qemu
+from qcc.toolchain.build import make as make_host
+from qcc.toolchain.targets import TARGETS
 
 FPU_BOARDS = ("cortex-m4", "cortex-m7", "cortex-m55")
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1

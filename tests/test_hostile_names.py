@@ -13,7 +13,7 @@ import onnx
 import pytest
 
 from qdq_builder import QdqGraph
-from qcc.compile_command import compile_to_folder
+from qcc.commands.compile import compile_to_folder
 from qcc.pipeline import Options
 from test_generated_c import FAKE_LIBC, parse
 

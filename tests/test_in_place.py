@@ -18,14 +18,14 @@ from helpers import check_exact, make_model
 from models import quantize
 from networks import NETWORKS
 from qcc import reference
+from qcc.access_order import Window2d
 from qcc.backend.writer import write_output
-from qcc.build import make, run_runner
 from qcc.ir import Storage
 from qcc.passes import memory_plan
-from qcc.access_order import Window2d
 from qcc.passes.in_place import is_safe, largest_safe_offset
 from qcc.pipeline import Options, compile_model
 from qcc.sample_inputs import random_inputs
+from qcc.toolchain.build import make, run_runner
 
 
 # 1. Loop transcriptions: (last read time per input element, write time per output element).

@@ -1,4 +1,4 @@
-"""The instruction-counting instrument (qcc.insn_count, qemu_plugin/insn_count.c) against a
+"""The instruction-counting instrument (qcc.toolchain.insn_count, qemu_plugin/insn_count.c) against a
 bare-metal Cortex-M4 program whose counts are known by hand (tests/data/insn_count/program.S)."""
 
 import shutil
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from qcc.errors import QccError
-from qcc.insn_count import build_plugin, count_instructions, elf_symbols
+from qcc.toolchain.insn_count import build_plugin, count_instructions, elf_symbols
 
 PROGRAM = Path(__file__).parent / "data" / "insn_count" / "program.S"
 

@@ -6,8 +6,8 @@ import pytest
 
 from models import quantize
 from networks import NETWORKS
+from qcc.commands.verify import verify
 from qcc.pipeline import Options
-from qcc.verify import verify
 
 VARIANTS = {
     "qdq-u8": dict(quant_format="QDQ", activation="uint8", per_channel=True),

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 from onnx import helper
 
 from helpers import REPO, STRICT_CFLAGS, check_exact, make_model, scalar
-from qcc import ort_reference
 from qcc.errors import QccError
 from qcc.ir import DTYPE_RANGE
 from qcc.numerics import ort_add_mul as ort
 from qcc.pipeline import compile_model
+from qcc.runtimes import ort as ort_reference
 
 DTYPES = ["uint8", "int8"]
 

@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from onnx import helper
 
 from helpers import REPO, check_exact, make_model, scalar
-from qcc import ort_reference
 from qcc.errors import QccError
 from qcc.ir import DTYPE_RANGE
 from qcc.numerics import ort_float32_sum as emulation
 from qcc.numerics.ort_float32 import float32_parts
 from qcc.pipeline import Options, compile_model
+from qcc.runtimes import ort as ort_reference
 
 f32 = np.float32
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Wpedantic", "-Werror"]

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from onnx import helper
 
 from helpers import check_exact, make_model, scalar
-from qcc import ort_reference
 from qcc.errors import QccError
 from qcc.ir import DTYPE_RANGE
 from qcc.pipeline import Options, compile_model
+from qcc.runtimes import ort as ort_reference
 
 DTYPES = st.sampled_from(["uint8", "int8"])
 SCALES = st.floats(1e-4, 10.0).map(np.float32)

@@ -15,15 +15,16 @@ from hypothesis import strategies as st
 from onnx import helper
 
 from helpers import STRICT_CFLAGS, check_exact, make_model, scalar
-from qcc import ort_reference, reference
+from qcc import reference
 from qcc.backend.writer import write_output
-from qcc.build import make
 from qcc.ir import DTYPE_RANGE
-from qcc.ops import op_named
 from qcc.numerics import float32_exact as fx
 from qcc.numerics.quantize_linear import code_table
+from qcc.ops import op_named
 from qcc.ops.lookup_table import leaky_relu, make_lookup_node, mlas_logistic
 from qcc.pipeline import Options, compile_model
+from qcc.runtimes import ort as ort_reference
+from qcc.toolchain.build import make
 
 ALPHAS = [0.01, 0.1, 0.2, -0.5, 1.5]
 SHAPE = [2, 4, 8, 4]  # 256 elements: one input holds every code exactly once

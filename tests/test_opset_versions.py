@@ -19,11 +19,11 @@ from helpers import check_exact, make_model, scalar
 from onnx import helper
 from qdq_builder import QdqGraph, ort_float_ops, ort_runs_as_integers
 
-from qcc import ort_reference
 from qcc.errors import QccError
 from qcc.ops import base
 from qcc.ops.base import OnnxOp, RegistryError, op_for_onnx, op_named, register
 from qcc.pipeline import Options, compile_model
+from qcc.runtimes import ort as ort_reference
 
 ZERO = {"uint8": 7, "int8": -7}
 NP = {"uint8": np.uint8, "int8": np.int8}

@@ -4,11 +4,11 @@ import subprocess
 import sys
 
 from helpers import REPO
-from qcc.support_table import markdown
+from qcc.commands.support_table import markdown
 
 
 def test_readme_support_table_is_generated_from_the_registry():
-    assert markdown() in (REPO / "README.md").read_text(), "run: python -m qcc.support_table and paste it into README.md"
+    assert markdown() in (REPO / "README.md").read_text(), "run: python -m qcc.commands.support_table and paste it into README.md"
 
 
 def test_bundled_example_compiles_and_its_golden_test_passes(tmp_path):

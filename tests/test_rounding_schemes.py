@@ -35,12 +35,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qcc.assets import asset_dir
-from qcc.build import make
-from qcc.compile_command import compile_to_folder
+from qcc.commands.compile import compile_to_folder
+from qcc.commands.verify import verify
 from qcc.numerics import single_rounding, tflm
 from qcc.pipeline import Options, compile_model
 from qcc.sample_inputs import extreme_inputs, random_inputs
-from qcc.verify import verify
+from qcc.toolchain.build import make
 from helpers import STRICT_CFLAGS
 from models import cnn96, quantize
 

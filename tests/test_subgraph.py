@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from qdq_builder import QdqGraph
+from qcc.commands.verify import verify
 from qcc.errors import QccError
 from qcc.pipeline import Options, compile_model
-from qcc.verify import verify
 
 
 def detector(tmp_path: Path) -> tuple[str, dict]:

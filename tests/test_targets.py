@@ -1,4 +1,4 @@
-"""The generated C on the microcontrollers it is for: every Cortex-M target (qcc/targets.py) runs the
+"""The generated C on the microcontrollers it is for: every Cortex-M target (qcc/toolchain/targets.py) runs the
 golden test of three small networks bit-exact on its QEMU board, built with -Werror; `qcc verify
 --target` compares the C run on a board with ONNX Runtime; every rounding scheme's requantization
 equals its Python twin on a grid of edge values on the Cortex-M0 (64-bit products from libgcc's
@@ -18,14 +18,14 @@ import pytest
 from helpers import REPO
 from models import cnn96, quantize
 from networks import NetBuilder
-from qcc import qemu
-from qcc.compile_command import compile_to_folder
+from qcc.commands.compile import compile_to_folder
+from qcc.commands.verify import verify
 from qcc.numerics import ort_float32, single_rounding, tflm
 from qcc.ops.c_emitter import format_values
 from qcc.pipeline import Options, compile_model
 from qcc.sample_inputs import extreme_inputs, random_inputs
-from qcc.targets import CORTEX_M, TARGETS
-from qcc.verify import verify
+from qcc.toolchain import qemu
+from qcc.toolchain.targets import CORTEX_M, TARGETS
 
 ARM_CFLAGS = "ARM_CFLAGS=-std=c99 -O2 -Wall -Wextra -Wpedantic -Werror"
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1

@@ -20,9 +20,10 @@ from onnx import helper, numpy_helper
 from emulated_cpu import EMULATED_CPU, run_on_emulated_cpu
 from helpers import check_exact, make_model
 from models import quantize
-from qcc import ort_reference, reference
-from qcc.inspection import inspect
+from qcc import reference
+from qcc.commands.inspection import inspect
 from qcc.pipeline import Options, compile_model
+from qcc.runtimes import ort as ort_reference
 
 RNG_SEED = 7
 

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-import qcc.verify
+import qcc.commands.verify
 from helpers import REPO
 from qdq_builder import QdqGraph
-from qcc.build import make
 from qcc.cli import main
-from qcc.compile_command import compile_to_folder
-from qcc.layer_verify import compare_layers
+from qcc.commands.compile import compile_to_folder
+from qcc.commands.layer_verify import compare_layers
+from qcc.commands.verify import verify
 from qcc.pipeline import Options
 from qcc.sample_inputs import random_inputs
-from qcc.verify import verify
+from qcc.toolchain.build import make
 
 EXAMPLE = str(REPO / "examples" / "cnn96_uint8.onnx")
 
@@ -66,7 +66,7 @@ def test_a_layer_that_computes_differently_is_told_from_one_that_inherits(tmp_pa
 def test_c_that_differs_from_the_reference_is_caught_at_its_layer(tmp_path, monkeypatch):
     """A weight changed in the generated C of the second convolution: verify, without --layers,
     finds the mismatch, runs the layer comparison by itself and names that layer."""
-    real = qcc.verify.compile_to_folder
+    real = qcc.commands.verify.compile_to_folder
 
     def tampered(model, out, options, golden="4"):
         compiled, manifest = real(model, out, options, golden)
@@ -77,7 +77,7 @@ def test_c_that_differs_from_the_reference_is_caught_at_its_layer(tmp_path, monk
         source.write_text(text)
         return compiled, manifest
 
-    monkeypatch.setattr(qcc.verify, "compile_to_folder", tampered)
+    monkeypatch.setattr(qcc.commands.verify, "compile_to_folder", tampered)
     report = verify(EXAMPLE, Options(), count=1)
     assert not report.ok and report.layers is not None
     rows = report.layers.layers

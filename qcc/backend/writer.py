@@ -17,13 +17,13 @@ from qcc.assets import asset_dir
 from qcc.errors import QccError
 from qcc.ops.c_emitter import (CEmitter, c_comment_text, c_float_literal, c_identifier, c_string_literal,
                                    format_values, section_attribute)
-from qcc.ir import C_TYPES
 from qcc.backend.memory_report import memory_report
-from qcc.ops import op_named
-from qcc.pipeline import Compiled
 from qcc.backend.report_html import render_html
 from qcc.backend.streams import emit_stream
-from qcc.targets import CORTEX_M, FPU_CFLAGS, TARGETS, Target, target_named
+from qcc.ir import C_TYPES
+from qcc.ops import op_named
+from qcc.pipeline import Compiled
+from qcc.toolchain.targets import CORTEX_M, FPU_CFLAGS, TARGETS, Target, target_named
 
 MANIFEST = "model.json"
 REPORT = "report.html"  # the memory report with the arena's timeline (qcc/backend/report_html.py)

@@ -174,11 +174,11 @@ class Op:
 
     # Ops that only reinterpret their input's bytes (Reshape, Flatten, ...) share its storage.
     aliases_input: bool = False
-    # Ops that only move values: quantizing commutes with them, so qcc/frontend/boundary_movers.py
+    # Ops that only move values: quantizing commutes with them, so qcc/frontend/onnx/boundary_movers.py
     # may move a graph input's QuantizeLinear or a graph output's DequantizeLinear across them.
     moves_values_only: bool = False
     # The float ops ORT's QDQPropagationTransformer copies Q/DQ pairs across (with the opsets
-    # it does; qcc/frontend/qdq_propagation.py).
+    # it does; qcc/frontend/onnx/qdq_propagation.py).
     qdq_propagation_ops: tuple[OnnxOp, ...] = ()
 
     # QDQ models: the float ONNX ops whose DequantizeLinear -> op -> QuantizeLinear group ORT runs
@@ -186,12 +186,12 @@ class Op:
     qdq_float_ops: tuple[OnnxOp, ...] = ()
 
     def from_qdq(self, group) -> list[onnx.NodeProto]:
-        """The QOperator node(s) replacing a qcc.frontend.qdq.QdqGroup; raise NotFused where ORT
+        """The QOperator node(s) replacing a qcc.frontend.onnx.qdq.QdqGroup; raise NotFused where ORT
         leaves the group in float. The default is ORT's rule for ops that only move or select bytes:
         with the same parameters on the DQ and the Q, the op runs on the codes."""
         return [group.on_codes()]
 
-    # Float islands (qcc/frontend/float_islands.py): the float ONNX ops this module gives ORT's
+    # Float islands (qcc/frontend/onnx/float_islands.py): the float ONNX ops this module gives ORT's
     # float32 semantics for, so that an elementwise chain between a DequantizeLinear and a
     # QuantizeLinear becomes a table.
     island_float_ops: tuple[OnnxOp, ...] = ()

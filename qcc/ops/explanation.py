@@ -2,7 +2,7 @@
 
 An Explanation is a kind and one sentence: what the layer computes, and whether the rounding
 schemes change it. A requantizing op returns a RequantExplanation instead: the same two fields
-plus the pieces of its arithmetic that qcc/explain.py lays out and traces for one output element
+plus the pieces of its arithmetic that qcc/commands/explain.py lays out and traces for one output element
 (formulas, weights, the exact multiplier, the folded constant and its terms, the C accumulator,
 and that element's accumulator computed from the layer's input codes). The kinds and their
 meaning are documented in docs/explain_json.md.

@@ -1,5 +1,5 @@
 """A float island compiled to lookup tables: the ONNX node ai.qcc.Lookup that
-qcc/frontend/float_islands.py writes becomes a Lookup with its tables.
+qcc/frontend/onnx/float_islands.py writes becomes a Lookup with its tables.
 
 This module also gives the float32 semantics of the ops that ORT only ever runs in float (they
 have no integer kernel here): BatchNormalization, PRelu, HardSigmoid, HardSwish, Sub, Div, Max and
@@ -65,7 +65,7 @@ _FLOAT_ONLY = {
 class FloatIsland(Lookup):
     name = "FloatIsland"
     onnx_ops = (OnnxOp("ai.qcc", "Lookup"),)
-    qdq_float_ops = ()  # written by qcc.frontend.float_islands, not matched as a QDQ group
+    qdq_float_ops = ()  # written by qcc.frontend.onnx.float_islands, not matched as a QDQ group
     # BatchNormalization from 9 (no `spatial`), PRelu and Sub/Div from 7 and Max/Min from 8
     # (numpy-style broadcasting from those versions), HardSigmoid from 6, HardSwish since it exists (14).
     island_float_ops = (OnnxOp("", "BatchNormalization", 9), OnnxOp("", "PRelu", 7), OnnxOp("", "HardSigmoid", 6),

@@ -1,6 +1,6 @@
 """What an op module reads of a QDQ group: the float node with the DequantizeLinear nodes feeding
 it and the QuantizeLinear after it (QdqGroup), and the checks ORT's QDQ selectors make before
-fusing a group into an integer kernel. qcc/frontend/qdq.py finds the groups and hands each to the
+fusing a group into an integer kernel. qcc/frontend/onnx/qdq.py finds the groups and hands each to the
 op registered for its float op (Op.from_qdq), which raises NotFused where ORT leaves it in float.
 """
 

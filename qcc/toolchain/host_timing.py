@@ -12,14 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from qcc.build import make
 from qcc.ir import C_TYPES
+from qcc.toolchain.build import make
 
 REPS = 5
 TARGET_REP_SECONDS = 0.2  # each repetition runs ~this long, so timer and scheduler noise stay small
 
 HARNESS = """\
-/* bench.c: written by qcc/host_timing.py.
+/* bench.c: written by qcc/toolchain/host_timing.py.
  *   ./bench ITERS REPS IN0.bin ... OUT0.bin ...
  * One warm-up call, then REPS times ITERS calls; prints ns per call for each repetition and
  * writes the last outputs, so the script can check the timed build computes the right thing. */

@@ -8,7 +8,7 @@ the ONNX graph, so the rest of qcc sees a QOperator model. Each op module says, 
 Op.qdq_float_ops and Op.from_qdq, which float ops it replaces and how; this module finds the
 groups and splices the replacements in. A float op next to DQ/Q that no rule fuses is refused
 by name, unless it has a float operand and may belong to an elementwise island that
-qcc/frontend/float_islands.py turns into tables: qcc never computes something else than ORT.
+qcc/frontend/onnx/float_islands.py turns into tables: qcc never computes something else than ORT.
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from qcc import ops
+from qcc.backend.memory_report import memory_report, render_text
 from qcc.backend.writer import emit_layers, io_entries
 from qcc.errors import QccError
-from qcc.frontend.onnx_loader import load_model
-from qcc.backend.memory_report import memory_report, render_text
+from qcc.frontend.onnx.onnx_loader import load_model
 from qcc.onnx_graph import opset_of
 from qcc.passes import range_analysis
 from qcc.pipeline import Options, compile_model

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from qcc import qemu
 from qcc.errors import QccError
-from qcc.targets import Target
+from qcc.toolchain import qemu
+from qcc.toolchain.targets import Target
 
 
 def make(out_dir: Path, target: str, cflags: str | None = None, variables: dict[str, str] | None = None) -> None:

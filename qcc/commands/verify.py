@@ -11,15 +11,16 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from qcc import ort_reference, reference
+from qcc import reference
 from qcc.backend.writer import write_target_runner
-from qcc.build import make, run_runner, run_target_runner
+from qcc.commands.compile import compile_to_folder, golden_cases
+from qcc.commands.layer_verify import LayerReport, compare_layers
 from qcc.comparison import Agreement
-from qcc.layer_verify import LayerReport, compare_layers
-from qcc.compile_command import compile_to_folder, golden_cases
 from qcc.pipeline import Options
+from qcc.runtimes import ort as ort_reference
 from qcc.sample_inputs import extreme_inputs, random_inputs
-from qcc.targets import require_tools, target_named
+from qcc.toolchain.build import make, run_runner, run_target_runner
+from qcc.toolchain.targets import require_tools, target_named
 
 
 @dataclass

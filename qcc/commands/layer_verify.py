@@ -19,11 +19,12 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from qcc import ort_reference, reference
-from qcc.build import run_runner_trace
+from qcc import reference
 from qcc.comparison import Agreement
 from qcc.ir import Graph
 from qcc.ops import op_named
+from qcc.runtimes import ort as ort_reference
+from qcc.toolchain.build import run_runner_trace
 
 _CODE_TYPES = {"uint8": onnx.TensorProto.UINT8, "int8": onnx.TensorProto.INT8}
 

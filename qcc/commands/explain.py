@@ -27,7 +27,7 @@ import numpy as np
 
 from qcc import reference
 from qcc.backend.writer import emit_layers, io_entries
-from qcc.compile_command import golden_cases
+from qcc.commands.compile import golden_cases
 from qcc.errors import QccError
 from qcc.ir import DTYPE_RANGE, Graph, Node
 from qcc.numerics import SCHEMES

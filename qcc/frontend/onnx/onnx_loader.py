@@ -11,9 +11,9 @@ from onnx import numpy_helper
 
 from qcc import ops
 from qcc.errors import FloatNodeError, QccError, malformed
-from qcc.onnx_graph import default_opset, opset_of
-from qcc.frontend.validate import validate
+from qcc.frontend.onnx.validate import validate
 from qcc.ir import MAX_TENSOR_ELEMENTS, Graph, Tensor
+from qcc.onnx_graph import default_opset, opset_of
 
 _DTYPES = {
     onnx.TensorProto.FLOAT: "float32",

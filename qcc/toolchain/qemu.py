@@ -1,5 +1,5 @@
 """Running a bare-metal ELF on its target's QEMU board: the one place qcc starts qemu-system-arm
-(qcc verify --target, the tests, and qcc.insn_count with its TCG plugin through extra_args).
+(qcc verify --target, the tests, and qcc.toolchain.insn_count with its TCG plugin through extra_args).
 The image reports through semihosting: its console, and pass or fail as qemu's exit status."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qcc.errors import QccError
-from qcc.targets import QEMU, Target, require_tools
+from qcc.toolchain.targets import QEMU, Target, require_tools
 
 DEFAULT_TIMEOUT = 300.0  # seconds: a golden test or a verify run of a small model takes a few
 

@@ -1,7 +1,7 @@
 """`qcc bench`: measure a compiled model on a target, nothing estimated (docs/bench_json.md).
 
 On a Cortex-M target: the instructions one inference executes on the board under QEMU, for the
-whole model and per layer (qcc.insn_count, marks at each layer's end in a -DQCC_BENCH build of
+whole model and per layer (qcc.toolchain.insn_count, marks at each layer's end in a -DQCC_BENCH build of
 the model), the flash split into code and constant data (the cross `size -A` of the model's and
 the runtime's objects, at -Os and -O2), and the RAM: arena, static data and the stack's measured
 high-water mark. On the host: the C's time per inference (-O2) beside ONNX Runtime's, and the
@@ -17,17 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
-from qcc import __version__, ort_reference, reference
+from qcc import __version__, reference
 from qcc.backend.writer import write_bench_runner
-from qcc.build import make
-from qcc.compile_command import compile_to_folder
+from qcc.commands.compile import compile_to_folder
 from qcc.errors import QccError
-from qcc.host_timing import build_harness, time_c, time_ort, write_harness
-from qcc.insn_count import count_run
 from qcc.pipeline import Options
-from qcc.qemu import QemuRun
+from qcc.runtimes import ort as ort_reference
 from qcc.sample_inputs import random_inputs
-from qcc.targets import FPU_CFLAGS, Target, require_tools, target_named
+from qcc.toolchain.build import make
+from qcc.toolchain.host_timing import build_harness, time_c, time_ort, write_harness
+from qcc.toolchain.insn_count import count_run
+from qcc.toolchain.qemu import QemuRun
+from qcc.toolchain.targets import FPU_CFLAGS, Target, require_tools, target_named
 
 SCHEMA_VERSION = 1
 OPT_LEVELS = ("-Os", "-O2")

@@ -1,6 +1,6 @@
 """Counting a firmware's executed instructions under QEMU (docs/insn_count.md).
 
-`count_instructions` runs an ARM ELF in qemu-system-arm (through qcc.qemu.run_elf, the project's
+`count_instructions` runs an ARM ELF in qemu-system-arm (through qcc.toolchain.qemu.run_elf, the project's
 one QEMU runner) with the insn_count TCG plugin (qemu_plugin/insn_count.c, built here with the
 host gcc and cached) and returns, in execution
 order, each time execution reached one of the marked addresses, with the number of guest
@@ -21,8 +21,8 @@ from typing import NamedTuple, Sequence
 
 from qcc.assets import asset_dir
 from qcc.errors import QccError
-from qcc.qemu import QemuRun, run_elf
-from qcc.targets import QEMU, TARGETS, Target
+from qcc.toolchain.qemu import QemuRun, run_elf
+from qcc.toolchain.targets import QEMU, TARGETS, Target
 
 # The plugin is written against QEMU 7.2's plugin API (version 1), which QEMU 8.2 dropped.
 QEMU_PACKAGE = "Debian 12's qemu-system-arm (QEMU 7.2)"
