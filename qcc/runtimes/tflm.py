@@ -151,7 +151,7 @@ def _call(function, *args):
             os.dup2(saved, 2)
             os.close(saved)
         captured.seek(0)
-        printed = captured.read().decode("utf-8", "replace")
+        printed = captured.read().decode("utf-8", "replace").replace("\r\n", "\n")  # DebugLog ends lines with \r\n
     if error is not None:
         lines = printed.strip()
         raise TflmError(f"TFLM: {error}" + (f"\n{lines}" if lines else "")) from error
@@ -360,7 +360,7 @@ def arena(model: bytes, timeout: float = 300) -> TflmArena:
     for size in _arena_sizes(model, info):
         child = subprocess.run([sys.executable, "-c", _ARENA_CHILD, str(size)], input=model,
                                capture_output=True, timeout=timeout)
-        printed = child.stderr.decode("utf-8", "replace")
+        printed = child.stderr.decode("utf-8", "replace").replace("\r\n", "\n")
         if child.returncode == 0:
             return _parse_allocations(printed)
         if child.returncode < 0:
