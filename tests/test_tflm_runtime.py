@@ -102,6 +102,57 @@ def test_transpose_permutes_the_axes():
     np.testing.assert_array_equal(y_value, x_value.transpose(0, 3, 1, 2))
 
 
+def single_op(op, x_shape, y_shape, constants=(), options=None, version=1, y_dtype="int8", y_quant=True):
+    """x (int8, scale 0.05, zero point -3) -op-> y, with constant inputs after x."""
+    b = TfliteBuilder()
+    x = b.input("x", x_shape, "int8", scale=0.05, zero_point=-3)
+    operands = [x] + [b.const(f"c{i}", c) for i, c in enumerate(constants)]
+    quant = dict(scale=0.05, zero_point=-3) if y_quant else {}
+    y = b.tensor("y", y_shape, y_dtype, **quant)
+    b.op(op, operands, [y], version=version, options=options)
+    b.output(y)
+    return b.build()
+
+
+# op, x shape, y shape, constants, options, version, y dtype, y quantized, by hand (x -> y)
+BY_HAND = {
+    "STRIDED_SLICE": ((1, 5, 6, 3), (1, 3, 3, 2), [np.int32([0, 0, 0, 1]), np.int32([1, 5, 6, 3]), np.int32([1, 2, 2, 1])],
+                      dict(begin_mask=0, end_mask=0), 2, "int8", True, lambda x: x[:, ::2, ::2, 1:]),
+    "SQUEEZE": ((1, 1, 4, 3), (4, 3), [], dict(squeeze_dims=[0, 1]), 1, "int8", True, lambda x: x[0, 0]),
+    "RESIZE_NEAREST_NEIGHBOR": ((1, 2, 3, 2), (1, 4, 6, 2), [np.int32([4, 6])], dict(align_corners=False), 1, "int8", True,
+                                lambda x: x.repeat(2, axis=1).repeat(2, axis=2)),
+    "ARG_MAX": ((2, 7), (2,), [np.int32([1])], dict(output_type="INT32"), 2, "int32", False,
+                lambda x: x.argmax(axis=1).astype(np.int32)),
+    "RELU": ((2, 9), (2, 9), [], None, 2, "int8", True, lambda x: np.maximum(x, -3)),
+    "DEQUANTIZE": ((2, 9), (2, 9), [], None, 2, "float32", False,
+                   lambda x: np.float32(0.05) * (x.astype(np.float32) + 3)),
+}
+
+
+@pytest.mark.parametrize("op", BY_HAND)
+def test_more_ops_by_hand(op):
+    """Each exercises options the builder writes (strides, squeeze_dims, output_type...)."""
+    x_shape, y_shape, constants, options, version, y_dtype, y_quant, by_hand = BY_HAND[op]
+    model = single_op(op, x_shape, y_shape, constants, options, version, y_dtype, y_quant)
+    x = codes(x_shape)
+    (y,) = tflm.run(model, [x])
+    expected = by_hand(x)
+    assert y.dtype == expected.dtype and y.shape == tuple(y_shape)
+    np.testing.assert_array_equal(y, expected)
+
+
+def test_split_gives_equal_parts():
+    b = TfliteBuilder()
+    axis = b.const("axis", np.array(3, np.int32))
+    x = b.input("x", (1, 2, 2, 6), "int8", scale=0.5, zero_point=0)
+    parts = [b.tensor(f"part{i}", (1, 2, 2, 2), "int8", scale=0.5, zero_point=0) for i in range(3)]
+    b.op("SPLIT", [axis, x], parts, version=2, options=dict(num_splits=3))
+    b.output(*parts)
+    x_value = codes((1, 2, 2, 6))
+    for got, expected in zip(tflm.run(b.build(), [x_value]), np.split(x_value, 3, axis=3), strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
 def test_run_many_equals_repeated_run():
     model = max_pool_model()
     cases = [[codes((1, 4, 6, 3))] for _ in range(4)]
