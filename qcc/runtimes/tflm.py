@@ -101,7 +101,7 @@ def _read(model: bytes) -> _Model:
 def _read_flatbuffer(model: bytes) -> _Model:
     root = _fb.Model.GetRootAs(model, 0)
     if root.SubgraphsLength() == 0:
-        raise TflmError("TFLM: the model has no subgraph")
+        raise ValueError("the model has no subgraph")
     activation_bytes = structures = 0
     graph = None
     for s in range(root.SubgraphsLength()):
@@ -214,7 +214,7 @@ def run(model: bytes, inputs: list[np.ndarray]) -> list[np.ndarray]:
 
 def run_many(model: bytes, cases: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
     """`run` for each case, on one interpreter. reset() runs between cases: a stateless model gives
-    the same outputs without it (TFLM checked on the /work/models networks), but a model with state
+    the same outputs without it (checked on the MLPerf Tiny and TFLM example networks), but a model with state
     (variable tensors, or the signal library's noise estimators, as in TFLM's audio_preprocessor)
     would carry it from one case to the next, and each case must equal a fresh `run`."""
     model = bytes(model)
@@ -237,10 +237,10 @@ def run_with_intermediates(model: bytes, inputs: list[np.ndarray], tensor_indice
     The default interpreter's arena reuses a tensor's bytes once its last reader ran, and the wrapper
     refuses GetTensor() there. This builds the interpreter with kPreserveAllTensors instead: TFLM's
     linear memory planner gives every tensor bytes of its own, the kernels are the same, and
-    GetTensor() reads the tensor after invoke. On every tensor of the /work/models networks, this
-    equals the output of a model whose only extra output is that tensor (`with_extra_outputs`), except
-    the elements a kernel leaves unwritten, which are whatever the arena held (the signal library's
-    ENERGY writes only its [start_index, end_index) range).
+    GetTensor() reads the tensor after invoke. On every tensor of the MLPerf Tiny and TFLM example
+    networks, this equals the output of a model whose only extra output is that tensor
+    (`with_extra_outputs`), except the elements a kernel leaves unwritten, which are whatever the
+    arena held (the signal library's ENERGY writes only its [start_index, end_index) range).
 
     Limits of that planner: at most 1024 buffers, and it refuses models with an offline memory plan
     (OfflineMemoryAllocation metadata); `with_extra_outputs` and `run` handle both."""
