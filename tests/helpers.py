@@ -86,3 +86,40 @@ def straddling_accumulators(scale: np.float32, other: np.float32, lo: int, hi: i
     first = np.rint(f * np.float32(scale))
     second = np.rint(f * np.float32(other))
     return acc[first != second]
+
+
+def check_tflite_exact(model: bytes | Path, tmp_path: Path, *, n_random: int = 4, seed: int = 0, extra_cases=None,
+                       schemes=("tflm", "single")) -> Compiled:
+    """A .tflite model's one check: C == reference (the golden test, `make check`, in every scheme given)
+    and reference == the pinned TFLite Micro (the default `tflm` scheme) on seeded random and extreme
+    inputs, every output value."""
+    from qcc.pipeline import compile_model
+    from qcc.runtimes import tflm
+
+    if isinstance(model, bytes):
+        path = tmp_path / "model.tflite"
+        path.write_bytes(model)
+    else:
+        path = Path(model)
+    graph = compile_model(path, Options()).graph
+    cases = random_inputs(graph, n_random, seed) + extreme_inputs(graph) + list(extra_cases or [])
+    compiled = None
+    for scheme in schemes:
+        out = tmp_path / f"out_{scheme}"
+        result, _ = compile_to_folder(path, out, Options(rounding=scheme), golden=cases)
+        make(out, "check", cflags=STRICT_CFLAGS)  # fails unless C == reference on every value
+        compiled = compiled or (result if scheme == "tflm" else None)
+    compiled = compiled or compile_model(path, Options())
+    expected_cases = tflm.run_many(path.read_bytes(), cases)
+    for i, (case, expected) in enumerate(zip(cases, expected_cases)):
+        got = reference.run(compiled.graph, case)
+        for name, e, g in zip(compiled.graph.outputs, expected, got):
+            g = np.asarray(g).reshape(e.shape)
+            if not np.array_equal(e, g):
+                diff = np.abs(e.astype(np.int64) - g.astype(np.int64))
+                first = np.flatnonzero(diff)[0]
+                raise AssertionError(
+                    f"case {i}, output '{name}': reference differs from TFLM in {int((diff != 0).sum())} of {e.size} "
+                    f"values, max |diff| {diff.max()}; first at flat index {first}: TFLM {e.reshape(-1)[first]}, "
+                    f"reference {g.reshape(-1)[first]}")
+    return compiled

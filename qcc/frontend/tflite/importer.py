@@ -144,9 +144,9 @@ class TfliteImporter:
         if not condition:
             self.refuse(message)
 
-    def node_name(self) -> str:
-        """The IR node's name: TFLite operators have none, so their first output's."""
-        base = self.names[self.operator.outputs[0]]
+    def node_name(self, base: str | None = None) -> str:
+        """A unique IR node name: an operator's is its first output's (TFLite operators have none)."""
+        base = base or self.names[self.operator.outputs[0]]
         name, k = base, 2
         while name in self._node_names:
             name, k = f"{base}_{k}", k + 1
@@ -225,11 +225,12 @@ class TfliteImporter:
         name = self.names[index] if layout == TFLITE else f"{self.names[index]}__{layout}"  # the model's name: its layout
         shape = tuple(source.shape[p] for p in perm)
         self.graph.tensors[name] = Tensor(name, source.dtype, shape, None, source.quant)
+        node_name = self.node_name(f"{self.names[index]}__to_{layout}")
         if moves_only_unit_axes(source.shape, perm):
-            self.graph.nodes.append(Node("Reshape", name, [source.name], [name],
+            self.graph.nodes.append(Node("Reshape", node_name, [source.name], [name],
                                          attrs={"onnx_op": f"layout change to {layout}, the same bytes"}))
         else:
-            self.graph.nodes.append(Node("Transpose", name, [source.name], [name], attrs={"perm": list(perm)}))
+            self.graph.nodes.append(Node("Transpose", node_name, [source.name], [name], attrs={"perm": list(perm)}))
         self.ir[(index, layout)] = name
         return name
 
@@ -240,7 +241,8 @@ class TfliteImporter:
         name = f"{tensor.name}__{what}"
         if name not in self.graph.tensors:
             self.graph.tensors[name] = Tensor(name, tensor.dtype, tuple(shape), None, tensor.quant)
-            self.graph.nodes.append(Node("Reshape", name, [tensor.name], [name], attrs={"onnx_op": f"the {what} view"}))
+            self.graph.nodes.append(Node("Reshape", self.node_name(name), [tensor.name], [name],
+                                         attrs={"onnx_op": f"the {what} view"}))
         return self.graph.tensors[name]
 
     def quant(self, tensor: TfliteTensor, axis: int | None = None) -> QuantParams:

@@ -1,0 +1,201 @@
+"""TFLite ops through the TFLite frontend: for each op and a spread of its options, the generated C
+equals the reference interpreter, which equals the pinned TFLite Micro, on every output value of
+seeded random and extreme inputs (tests/helpers.py, check_tflite_exact). Models are written with
+the flatbuffers builder the way the converter writes them (channels-last tensors, int8 activations,
+per-channel int8 filters of zero point 0, int32 biases of scale s_x * s_w)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import check_tflite_exact
+from tflite_builder import TfliteBuilder
+
+
+def activation(b: TfliteBuilder, name: str, shape, rng, *, is_input=False, scale=None, zero=None) -> int:
+    scale = np.float32(scale if scale is not None else rng.uniform(0.01, 0.2))
+    zero = int(zero if zero is not None else rng.integers(-40, 40))
+    make = b.input if is_input else b.tensor
+    return make(name, tuple(shape), "int8", scale=scale, zero_point=zero)
+
+
+def filter_and_bias(b: TfliteBuilder, name: str, shape, channels: int, channel_dim: int, x_scale, rng,
+                    per_channel=True):
+    w = rng.integers(-127, 128, size=shape).astype(np.int8)
+    scales = rng.uniform(0.002, 0.02, size=channels if per_channel else 1).astype(np.float32)
+    w_t = b.const(f"{name}_w", w, scale=scales, zero_point=np.zeros(scales.size, np.int64),
+                  quantized_dimension=channel_dim)
+    bias = rng.integers(-2000, 2000, size=channels).astype(np.int32)
+    b_t = b.const(f"{name}_b", bias, scale=(np.float32(x_scale) * np.broadcast_to(scales, channels)).astype(np.float32),
+                  zero_point=np.zeros(channels, np.int64))
+    return w_t, b_t
+
+
+def scale_of(b: TfliteBuilder, tensor: int) -> float:
+    return float(b.tensors[tensor]["quantization"]["scale"][0])
+
+
+def out_size(size, k, s, d, padding):
+    return -(-size // s) if padding == "SAME" else (size - (k - 1) * d - 1) // s + 1
+
+
+CONV_CASES = [  # (input HWC, out channels, kernel, strides, dilations, padding, activation, per-channel)
+    ((9, 9, 3), 8, (3, 3), (1, 1), (1, 1), "SAME", "RELU", True),
+    ((10, 7, 4), 5, (3, 2), (2, 2), (1, 1), "SAME", "NONE", True),
+    ((8, 8, 2), 6, (3, 3), (1, 1), (2, 2), "VALID", "RELU6", True),
+    ((7, 6, 8), 16, (1, 1), (1, 1), (1, 1), "VALID", "NONE", False),
+    ((12, 5, 1), 4, (5, 3), (2, 1), (1, 1), "SAME", "RELU_N1_TO_1", True),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CONV_CASES)))
+def test_conv_2d(case, tmp_path):
+    (h, w, c), out_c, kernel, strides, dilations, padding, act, per_channel = CONV_CASES[case]
+    rng = np.random.default_rng(case)
+    b = TfliteBuilder()
+    x = activation(b, "x", (1, h, w, c), rng, is_input=True)
+    wt, bt = filter_and_bias(b, "conv", (out_c, *kernel, c), out_c, 0, scale_of(b, x), rng, per_channel)
+    oh, ow = (out_size(s, k, st, d, padding) for s, k, st, d in zip((h, w), kernel, strides, dilations))
+    y = activation(b, "y", (1, oh, ow, out_c), rng, scale=0.5)
+    b.op("CONV_2D", [x, wt, bt], [y], version=3, options=dict(
+        padding=padding, stride_h=strides[0], stride_w=strides[1], dilation_h_factor=dilations[0],
+        dilation_w_factor=dilations[1], fused_activation_function=act))
+    b.output(y)
+    check_tflite_exact(b.build(), tmp_path)
+
+
+DEPTHWISE_CASES = [  # (input HWC, multiplier, kernel, strides, padding, activation)
+    ((9, 9, 4), 1, (3, 3), (1, 1), "SAME", "RELU6"),
+    ((10, 8, 3), 1, (3, 3), (2, 2), "SAME", "RELU"),
+    ((6, 6, 1), 8, (3, 3), (2, 2), "SAME", "NONE"),
+    ((9, 7, 2), 3, (5, 5), (1, 1), "VALID", "NONE"),
+]
+
+
+@pytest.mark.parametrize("case", range(len(DEPTHWISE_CASES)))
+def test_depthwise_conv_2d(case, tmp_path):
+    (h, w, c), mult, kernel, strides, padding, act = DEPTHWISE_CASES[case]
+    rng = np.random.default_rng(10 + case)
+    b = TfliteBuilder()
+    x = activation(b, "x", (1, h, w, c), rng, is_input=True)
+    wt, bt = filter_and_bias(b, "dw", (1, *kernel, c * mult), c * mult, 3, scale_of(b, x), rng)
+    oh, ow = (out_size(s, k, st, 1, padding) for s, k, st in zip((h, w), kernel, strides))
+    y = activation(b, "y", (1, oh, ow, c * mult), rng, scale=0.3)
+    b.op("DEPTHWISE_CONV_2D", [x, wt, bt], [y], version=3, options=dict(
+        padding=padding, stride_h=strides[0], stride_w=strides[1], depth_multiplier=mult,
+        fused_activation_function=act))
+    b.output(y)
+    check_tflite_exact(b.build(), tmp_path)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("shape", [(1, 20), (3, 12), (1, 3, 4, 5)])
+def test_fully_connected(shape, per_channel, tmp_path):
+    """Per-tensor and per-channel weights; a 4-D input is flattened in TFLite's (channels-last) order."""
+    rng = np.random.default_rng(len(shape) * 10 + per_channel)
+    b = TfliteBuilder()
+    x = activation(b, "x", shape, rng, is_input=True)
+    depth, rows = (shape[-1], int(np.prod(shape[:-1]))) if len(shape) == 2 else (int(np.prod(shape[1:])), shape[0])
+    wt, bt = filter_and_bias(b, "fc", (7, depth), 7, 0, scale_of(b, x), rng, per_channel)
+    y = activation(b, "y", (rows, 7), rng, scale=0.4)
+    b.op("FULLY_CONNECTED", [x, wt, bt], [y], version=9 if per_channel else 4,
+         options=dict(fused_activation_function="RELU"))
+    b.output(y)
+    check_tflite_exact(b.build(), tmp_path)
+
+
+def test_fully_connected_after_conv_keeps_channels_last_order(tmp_path):
+    """A convolution's channels-first output flattened into FULLY_CONNECTED (micro_speech's shape): the
+    weights' columns are permuted at compile time, and the values equal TFLM's flattening of NHWC."""
+    rng = np.random.default_rng(7)
+    b = TfliteBuilder()
+    x = activation(b, "x", (1, 6, 5, 1), rng, is_input=True)
+    wt, bt = filter_and_bias(b, "dw", (1, 3, 3, 4), 4, 3, scale_of(b, x), rng)
+    h = activation(b, "h", (1, 3, 3, 4), rng, scale=0.3)
+    b.op("DEPTHWISE_CONV_2D", [x, wt, bt], [h], version=3, options=dict(
+        padding="SAME", stride_h=2, stride_w=2, depth_multiplier=4, fused_activation_function="RELU"))
+    flat = activation(b, "flat", (1, 36), rng, scale=0.3, zero=int(b.tensors[h]["quantization"]["zero_point"][0]))
+    b.op("RESHAPE", [h, b.const("shape", np.array([1, 36], np.int32))], [flat], options=dict(new_shape=[1, 36]))
+    wt2, bt2 = filter_and_bias(b, "fc", (3, 36), 3, 0, scale_of(b, h), rng)
+    y = activation(b, "y", (1, 3), rng, scale=0.5)
+    b.op("FULLY_CONNECTED", [h, wt2, bt2], [y], version=4)
+    b.output(y, flat)
+    compiled = check_tflite_exact(b.build(), tmp_path)
+    assert "Transpose" in {n.op for n in compiled.graph.nodes}  # the RESHAPE's channels-last view of h
+    fc = next(n for n in compiled.graph.nodes if n.op == "QGemm")
+    assert compiled.graph.tensor(fc.inputs[0]).shape == (1, 36)
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_average_pool_2d(case, tmp_path):
+    """TFLM's integer mean (halves away from zero over the taps inside the map), SAME and VALID, and a
+    window over the whole map (the networks' global pooling)."""
+    (h, w, c), kernel, strides, padding, act = [((8, 8, 3), (2, 2), (2, 2), "VALID", "NONE"),
+                                                ((7, 9, 4), (3, 3), (2, 2), "SAME", "RELU"),
+                                                ((25, 5, 6), (25, 5), (1, 1), "VALID", "NONE"),
+                                                ((6, 6, 2), (3, 2), (1, 2), "SAME", "RELU6")][case]
+    rng = np.random.default_rng(20 + case)
+    b = TfliteBuilder()
+    x = activation(b, "x", (1, h, w, c), rng, is_input=True)
+    q = b.tensors[x]["quantization"]
+    oh, ow = (out_size(s, k, st, 1, padding) for s, k, st in zip((h, w), kernel, strides))
+    y = b.tensor("y", (1, oh, ow, c), "int8", scale=q["scale"][0], zero_point=q["zero_point"][0])
+    b.op("AVERAGE_POOL_2D", [x], [y], options=dict(padding=padding, stride_h=strides[0], stride_w=strides[1],
+                                                   filter_height=kernel[0], filter_width=kernel[1],
+                                                   fused_activation_function=act))
+    b.output(y)
+    check_tflite_exact(b.build(), tmp_path)
+
+
+@pytest.mark.parametrize("beta, scale, depth, rows", [(1.0, 0.1, 10, 1), (1.0, 0.5, 12, 3), (0.5, 0.02, 200, 1),
+                                                      (2.0, 0.25, 3, 4)])
+def test_softmax(beta, scale, depth, rows, tmp_path):
+    rng = np.random.default_rng(int(depth))
+    b = TfliteBuilder()
+    x = activation(b, "x", (rows, depth), rng, is_input=True, scale=scale)
+    y = b.tensor("y", (rows, depth), "int8", scale=1 / 256, zero_point=-128)
+    b.op("SOFTMAX", [x], [y], version=2, options=dict(beta=beta))
+    b.output(y)
+    x_values = rng.integers(-128, 128, size=(6, rows, depth)).astype(np.int8)
+    x_values[0, :, :] = 5  # a row of equal codes
+    x_values[1, :, 0] = 127  # one code far above the rest
+    check_tflite_exact(b.build(), tmp_path, extra_cases=[[v] for v in x_values])
+
+
+@pytest.mark.parametrize("op", ["ADD", "MUL"])
+@pytest.mark.parametrize("broadcast", [False, True])
+def test_add_mul(op, broadcast, tmp_path):
+    """Two images of one shape (after convolutions: channels first inside) and a per-channel constant
+    broadcast over an image (TFLite's own layout)."""
+    rng = np.random.default_rng(30 + broadcast)
+    b = TfliteBuilder()
+    x = activation(b, "x", (1, 5, 6, 4), rng, is_input=True)
+    wt, bt = filter_and_bias(b, "conv", (4, 1, 1, 4), 4, 0, scale_of(b, x), rng)
+    h = activation(b, "h", (1, 5, 6, 4), rng, scale=0.2)
+    b.op("CONV_2D", [x, wt, bt], [h], version=3, options=dict(padding="VALID", stride_h=1, stride_w=1))
+    if broadcast:
+        other = b.const("k", rng.integers(-128, 128, size=(4,)).astype(np.int8), scale=0.05, zero_point=3)
+    else:
+        other = x
+    y = activation(b, "y", (1, 5, 6, 4), rng, scale=0.3 if op == "ADD" else 0.05)
+    b.op(op, [h, other], [y], version=2, options=dict(fused_activation_function="RELU" if broadcast else "NONE"))
+    b.output(y)
+    check_tflite_exact(b.build(), tmp_path)
+
+
+def test_reshape_squeeze(tmp_path):
+    """RESHAPE of a channels-last image (its own order) and SQUEEZE of unit dimensions."""
+    rng = np.random.default_rng(40)
+    b = TfliteBuilder()
+    x = activation(b, "x", (1, 4, 3, 2), rng, is_input=True)
+    wt, bt = filter_and_bias(b, "conv", (2, 1, 1, 2), 2, 0, scale_of(b, x), rng)
+    h = activation(b, "h", (1, 4, 3, 2), rng, scale=0.2)
+    b.op("CONV_2D", [x, wt, bt], [h], version=3, options=dict(padding="VALID", stride_h=1, stride_w=1))
+    q = b.tensors[h]["quantization"]
+    r = b.tensor("r", (1, 6, 4), "int8", scale=q["scale"][0], zero_point=q["zero_point"][0])
+    b.op("RESHAPE", [h, b.const("shape", np.array([1, 6, -1], np.int32))], [r])
+    s = b.tensor("s", (6, 4), "int8", scale=q["scale"][0], zero_point=q["zero_point"][0])
+    b.op("SQUEEZE", [r], [s], options=dict(squeeze_dims=[0]))
+    b.output(s)
+    check_tflite_exact(b.build(), tmp_path)
