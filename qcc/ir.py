@@ -83,6 +83,9 @@ class Graph:
     fpu: bool = False  # --fpu: the C requantizes the `ort` scheme with float32 instructions
     opset: int = 13  # the model's default-domain opset: ops whose meaning changed across versions read it
     frontend: str = "onnx"  # the model's format: "onnx" (ONNX Runtime defines it) or "tflite" (TFLite Micro does)
+    # TFLite models: the model's tensor each IR tensor holds, as (tensor index, layout): "tflite" (the model's
+    # own order) or "nchw" (a 4-D tensor channels first), for comparing layers with TFLM.
+    tflite_tensors: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def public_name(self, tensor_name: str) -> str:
         return self.public_names.get(tensor_name, tensor_name)

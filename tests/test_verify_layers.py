@@ -14,6 +14,7 @@ from helpers import REPO
 from qdq_builder import QdqGraph
 from qcc.cli import main
 from qcc.commands.compile import compile_to_folder
+from qcc.commands.ground_truth import OnnxRuntimeTruth
 from qcc.commands.layer_verify import compare_layers
 from qcc.commands.verify import verify
 from qcc.pipeline import Options
@@ -92,7 +93,7 @@ def test_the_trace_build_and_the_cli(tmp_path, capsys):
     compiled, manifest = compile_to_folder(EXAMPLE, out, Options(whole_tensors=True), golden="1")
     make(out, "runner-trace", cflags="-std=c99 -O1 -Wall -Wextra -Wpedantic -Werror")
     case = random_inputs(compiled.graph, 1, seed=3)[0]
-    report = compare_layers(EXAMPLE, compiled.graph, out, manifest, case, 0)
+    report = compare_layers(OnnxRuntimeTruth(EXAMPLE, compiled.graph), compiled.graph, out, manifest, case, 0)
     assert [r.node for r in report.layers] == [n.name for n in compiled.graph.nodes]
     assert all(r.c.compared == np.prod(compiled.graph.tensor(n.outputs[0]).shape)
                for r, n in zip(report.layers, compiled.graph.nodes))

@@ -3,30 +3,26 @@ layer where they part:
 
 - C = ref: the generated C (built with QCC_TRACE, which hands each layer's output to the runner)
   against the reference interpreter;
-- ref = ORT: the reference against ONNX Runtime, for each layer whose output tensor exists in the
-  model ORT runs (a QuantizeLinear's or a QOperator node's output, or a byte mover's on codes).
-  ORT is given those tensors as extra graph outputs; its final outputs must not change by that;
-- alone = ORT: the reference running that layer alone on ORT's own inputs, against ORT: it tells
-  an op that computes differently from one that only inherits a difference from upstream.
+- ref = truth: the reference against the model's runtime (ONNX Runtime or TFLite Micro,
+  commands/ground_truth.py), for each layer whose output tensor exists in the model it runs (for
+  ORT a QuantizeLinear's or a QOperator node's output, or a byte mover's on codes, given to ORT as
+  extra graph outputs, whose final outputs must not change by that; for TFLM every tensor);
+- alone = truth: the reference running that layer alone on the runtime's own inputs, against it:
+  it tells an op that computes differently from one that only inherits a difference from upstream.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import numpy as np
-import onnx
-from onnx import helper
 
 from qcc import reference
+from qcc.commands.ground_truth import GroundTruth
 from qcc.comparison import Agreement
 from qcc.ir import Graph
 from qcc.ops import op_named
-from qcc.runtimes import ort as ort_reference
 from qcc.toolchain.build import run_runner_trace
-
-_CODE_TYPES = {"uint8": onnx.TensorProto.UINT8, "int8": onnx.TensorProto.INT8}
 
 
 @dataclass
@@ -36,15 +32,17 @@ class LayerComparison:
     op: str
     tensor: str
     c: Agreement
-    ort: Agreement | None = None  # None: the tensor has no counterpart in the model ORT runs
-    alone: Agreement | None = None  # None: some input of the layer has no counterpart in ORT
+    ort: Agreement | None = None  # the reference against the ground truth; None: no counterpart in its model
+    alone: Agreement | None = None  # None: some input of the layer has no counterpart in the ground truth
 
 
 @dataclass
 class LayerReport:
     case: int
     layers: list[LayerComparison] = field(default_factory=list)
-    ort_outputs_changed: bool = False  # exposing intermediates changed ORT's final outputs
+    ort_outputs_changed: bool = False  # exposing intermediates changed the ground truth's final outputs
+    truth: str = "ORT"  # the ground truth's short name
+    truth_name: str = "ONNX Runtime"
 
     def first_divergence(self) -> str:
         for row in self.layers:
@@ -53,51 +51,27 @@ class LayerReport:
                 return (f"first divergence: {where}: the C differs from the reference in "
                         f"{row.c.compared - row.c.exact} of {row.c.compared} values (max {row.c.max_lsb:g})")
             if row.ort is not None and not row.ort.all_exact:
-                why = ("and also when it runs alone on ORT's inputs: this layer computes differently"
+                why = (f"and also when it runs alone on {self.truth}'s inputs: this layer computes differently"
                        if row.alone is not None and not row.alone.all_exact else
-                       "but not when it runs alone on ORT's inputs: it inherits the difference from upstream"
-                       if row.alone is not None else "(its inputs have no counterpart in ORT)")
-                return (f"first divergence: {where}: the reference differs from ONNX Runtime in "
+                       f"but not when it runs alone on {self.truth}'s inputs: it inherits the difference from upstream"
+                       if row.alone is not None else f"(its inputs have no counterpart in {self.truth})")
+                return (f"first divergence: {where}: the reference differs from {self.truth_name} in "
                         f"{row.ort.compared - row.ort.exact} of {row.ort.compared} values (max {row.ort.max_lsb:g} LSB), {why}")
-        return "no divergence: every layer equal in the C, the reference and (where it has the tensor) ONNX Runtime"
+        return (f"no divergence: every layer equal in the C, the reference and (where it has the tensor) "
+                f"{self.truth_name}")
 
     def table(self) -> str:
-        header = ["layer", "node", "op", "output", "C = ref", "ref = ORT", "alone = ORT"]
+        header = ["layer", "node", "op", "output", "C = ref", f"ref = {self.truth}", f"alone = {self.truth}"]
         rows = [[str(r.index), r.node, r.op, r.tensor, r.c.text(), r.ort.text() if r.ort else "-",
                  r.alone.text() if r.alone else "-"] for r in self.layers]
         widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
         lines = [f"layers, input set {self.case}:"]
         lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in [header] + rows]
         if self.ort_outputs_changed:
-            lines.append("warning: with the intermediate tensors as extra outputs ONNX Runtime's final outputs changed; "
-                         "the ORT columns may not show what it computes without them")
+            lines.append(f"warning: with the intermediate tensors as extra outputs {self.truth_name}'s final outputs "
+                         f"changed; the {self.truth} columns may not show what it computes without them")
         lines.append(self.first_divergence())
         return "\n".join(lines)
-
-
-def _ort_intermediates(model_path, graph: Graph, case: list[np.ndarray]) -> tuple[dict[str, np.ndarray], bool]:
-    """ORT's values of the compiled graph's tensors that exist as 8-bit tensors in the model, and
-    whether asking for them changed ORT's final outputs."""
-    model = copy.deepcopy(model_path) if isinstance(model_path, onnx.ModelProto) else onnx.load(str(model_path))
-    produced = {name for node in model.graph.node for name in node.output}
-    outputs = {o.name for o in model.graph.output}
-    # A compiled tensor named like a node output of the model is that output (a QuantizeLinear's, a
-    # QOperator node's or a byte mover's on codes): the same 8-bit codes, typed and shaped as in qcc.
-    wanted = [name for node in graph.nodes for name in node.outputs
-              if name in produced and name not in outputs and graph.tensor(name).dtype in _CODE_TYPES]
-    feeds = ort_reference.feeds_for(graph, case)
-    plain = ort_reference.session(model_path)
-    before = plain.run(None, feeds)
-    model.graph.output.extend(helper.make_tensor_value_info(name, _CODE_TYPES[graph.tensor(name).dtype],
-                                                            list(graph.tensor(name).shape)) for name in wanted)
-    extended = ort_reference.session(model.SerializeToString())
-    names = [o.name for o in extended.get_outputs()]
-    results = dict(zip(names, extended.run(None, feeds)))
-    changed = any(not np.array_equal(a, results[o.name]) for a, o in zip(before, plain.get_outputs()))
-    values = {name: results[name] for name in wanted}
-    publics = [graph.public_name(name) for name in graph.outputs]  # the graph's own outputs, as codes
-    values.update(zip(graph.outputs, ort_reference.outputs_as_codes(graph, publics, [results[p] for p in publics])))
-    return values, changed
 
 
 def _as_tensor(graph: Graph, name: str, value: np.ndarray) -> np.ndarray | None:
@@ -107,12 +81,13 @@ def _as_tensor(graph: Graph, name: str, value: np.ndarray) -> np.ndarray | None:
     return value.reshape(tensor.shape)
 
 
-def compare_layers(model_path, graph: Graph, out_dir, manifest: dict, case: list[np.ndarray], case_index: int) -> LayerReport:
+def compare_layers(truth: GroundTruth, graph: Graph, out_dir, manifest: dict, case: list[np.ndarray],
+                   case_index: int) -> LayerReport:
     ref = reference.run(graph, case, keep_all=True)
     traced = run_runner_trace(out_dir, manifest, case)
-    ort_values, changed = _ort_intermediates(model_path, graph, case)
+    ort_values, changed = truth.intermediates(graph, case)
     ort_values = {n: v for n, v in ((n, _as_tensor(graph, n, v)) for n, v in ort_values.items()) if v is not None}
-    report = LayerReport(case_index, ort_outputs_changed=changed)
+    report = LayerReport(case_index, ort_outputs_changed=changed, truth=truth.short, truth_name=truth.name)
     for i, node in enumerate(graph.nodes):
         data = [n for n in node.inputs if not graph.tensor(n).is_const]
         known = {**dict(zip(graph.inputs, case)), **ort_values}

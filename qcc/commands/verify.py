@@ -1,6 +1,7 @@
 """`qcc verify`: compile to a temporary folder, build with the host compiler (or, with --target,
 as a bare-metal image run on the target's QEMU board), and compare the C, the reference
-interpreter and ONNX Runtime on seeded random and extreme inputs."""
+interpreter and the model's runtime (ONNX Runtime for .onnx, the pinned TFLite Micro for .tflite;
+commands/ground_truth.py) on seeded random and extreme inputs."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import onnx
 from qcc import reference
 from qcc.backend.writer import write_target_runner
 from qcc.commands.compile import compile_to_folder, golden_cases
+from qcc.commands.ground_truth import OnnxRuntimeTruth, ground_truth
 from qcc.commands.layer_verify import LayerReport, compare_layers
 from qcc.comparison import Agreement
 from qcc.pipeline import Options
-from qcc.runtimes import ort as ort_reference
 from qcc.sample_inputs import extreme_inputs, random_inputs
 from qcc.toolchain.build import make, run_runner, run_target_runner
 from qcc.toolchain.targets import require_tools, target_named
@@ -27,7 +28,9 @@ from qcc.toolchain.targets import require_tools, target_named
 class VerifyReport:
     cases: int
     rounding: str = "ort"
-    ort_configuration: str = ""  # how ONNX Runtime was configured on this host (ort_reference.Session)
+    ort_configuration: str = ""  # the ground truth, and how it was configured on this host
+    truth: str = "ORT"  # its short name, in the pair names ("C vs ORT", "C vs TFLM")
+    exact_scheme: str = "ort"  # the scheme in which the C must equal it (tflm for TFLite Micro)
     per_output: dict[str, dict[str, Agreement]] = field(default_factory=dict)
     layers: LayerReport | None = None  # --layers, or the first input set that mismatched
     target: str = "host"  # where the C ran (--target)
@@ -35,9 +38,11 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        """C == reference always; == ORT too in the `ort` scheme (other schemes are measured against ORT)."""
-        must_match = ("C vs reference",) if self.rounding != "ort" else (
-            "C vs reference", "C vs ORT", "reference vs ORT", "C vs ORT, whole model")
+        """C == reference always; == the ground truth too in its own scheme (`ort` for ONNX Runtime, `tflm` for
+        TFLite Micro; other schemes are measured against it)."""
+        t = self.truth
+        must_match = ("C vs reference",) if self.rounding != self.exact_scheme else (
+            "C vs reference", f"C vs {t}", f"reference vs {t}", f"C vs {t}, whole model")
         return all(a.exact == a.compared for pairs in self.per_output.values()
                    for pair, a in pairs.items() if pair in must_match)
 
@@ -52,12 +57,13 @@ class VerifyReport:
         for output, pairs in self.per_output.items():
             for pair, a in pairs.items():
                 lines.append(f"{output:<24} {pair:<16} {a.compared:>10} {a.exact:>10} {a.max_lsb:>11g}")
-        if self.rounding == "ort":
-            verdict = "C == reference == ONNX Runtime on every value" if self.ok else "MISMATCH"
+        truth_name = "ONNX Runtime" if self.truth == "ORT" else "TFLite Micro"
+        if self.rounding == self.exact_scheme:
+            verdict = f"C == reference == {truth_name} on every value" if self.ok else "MISMATCH"
         else:
-            ort = [a for pairs in self.per_output.values() for p, a in pairs.items() if p == "C vs ORT"]
+            ort = [a for pairs in self.per_output.values() for p, a in pairs.items() if p == f"C vs {self.truth}"]
             differ = sum(a.compared - a.exact for a in ort)
-            verdict = (f"C == reference ({self.rounding} scheme) on every value; ONNX Runtime differs in {differ} of "
+            verdict = (f"C == reference ({self.rounding} scheme) on every value; {truth_name} differs in {differ} of "
                        f"{sum(a.compared for a in ort)} values, max {max(a.max_lsb for a in ort):g} LSB"
                        if self.ok else f"MISMATCH between the C and the reference ({self.rounding} scheme)")
         lines.append(f"{self.cases} input sets: {verdict}")
@@ -82,27 +88,27 @@ def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None
         c_outputs = _run_c(compiled, out_dir, manifest, cases)
         # With --inputs/--outputs ORT runs the cut model; with --outputs alone also the whole model,
         # the cut tensors as extra outputs: what the user's runtime computes for them.
-        ort_model = compiled.cut_model if compiled.cut_model is not None else model
-        sess = ort_reference.session(ort_model)
+        truth = ground_truth(model, compiled)
         whole = _whole_model_session(model, graph) if compiled.cut_model is not None and not options.cut_inputs else None
-        report = VerifyReport(cases=len(cases), rounding=options.rounding, ort_configuration=sess.configuration(),
-                              target=options.target, fpu=options.fpu)
-        pair_names = ("C vs reference", "C vs ORT", "reference vs ORT") + (("C vs ORT, whole model",) if whole else ())
+        report = VerifyReport(cases=len(cases), rounding=options.rounding, ort_configuration=truth.configuration,
+                              truth=truth.short, exact_scheme=truth.exact_scheme, target=options.target, fpu=options.fpu)
+        t = truth.short
+        pair_names = ("C vs reference", f"C vs {t}", f"reference vs {t}") + ((f"C vs {t}, whole model",) if whole else ())
         for name in graph.outputs:
             report.per_output[graph.public_name(name)] = {p: Agreement() for p in pair_names}
         first_difference = None  # the input set the layer comparison looks at
         for index, case in enumerate(cases):
             c_out = c_outputs[index]
             ref_out = reference.run(graph, case)
-            ort_out = ort_reference.run_on_codes(sess, graph, case)
+            ort_out = truth.run(case)
             if whole is not None:
-                for name, c, w in zip(graph.outputs, c_out, ort_reference.run_on_codes(whole, graph, case)):
-                    report.per_output[graph.public_name(name)]["C vs ORT, whole model"].add(c, w)
+                for name, c, w in zip(graph.outputs, c_out, whole.run(case)):
+                    report.per_output[graph.public_name(name)][f"C vs {t}, whole model"].add(c, w)
             for name, c, r, o in zip(graph.outputs, c_out, ref_out, ort_out):
                 pairs = report.per_output[graph.public_name(name)]
                 pairs["C vs reference"].add(c, r)
-                pairs["C vs ORT"].add(c, o)
-                pairs["reference vs ORT"].add(r, o)
+                pairs[f"C vs {t}"].add(c, np.asarray(o).reshape(np.shape(c)))
+                pairs[f"reference vs {t}"].add(r, np.asarray(o).reshape(np.shape(r)))
                 if first_difference is None and not (np.array_equal(c, r) and np.array_equal(r, o)):
                     first_difference = index
         if layers or not report.ok:
@@ -115,7 +121,7 @@ def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None
                 graph = compiled.graph
             make(out_dir, "runner-trace")
             chosen = first_difference or 0
-            report.layers = compare_layers(ort_model, graph, out_dir, manifest, cases[chosen], chosen)
+            report.layers = compare_layers(truth, graph, out_dir, manifest, cases[chosen], chosen)
         return report
 
 
@@ -132,7 +138,7 @@ def _run_c(compiled, out_dir: Path, manifest: dict, cases: list[list[np.ndarray]
     return run_target_runner(out_dir / image, target, manifest, len(cases))
 
 
-def _whole_model_session(model: str, graph) -> ort_reference.Session:
+def _whole_model_session(model: str, graph) -> OnnxRuntimeTruth:
     """ORT on the whole model, with the cut model's outputs as its graph outputs (they are tensors
     of the whole model), so that run_on_codes reads them by the same names."""
     whole = onnx.load(model)
@@ -141,4 +147,4 @@ def _whole_model_session(model: str, graph) -> ort_reference.Session:
     infos.update({o.name: o for o in whole.graph.output})
     del whole.graph.output[:]
     whole.graph.output.extend(infos[name] for name in cut_outputs)
-    return ort_reference.session(whole)
+    return OnnxRuntimeTruth(whole, graph)

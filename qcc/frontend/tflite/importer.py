@@ -78,6 +78,8 @@ class TfliteImporter:
                 if not any((index, layout) in self.ir for layout in (TFLITE, NCHW)):
                     self.refuse(f"the import wrote no value for output tensor {index}")  # a bug in the op module
         self.operator = None
+        self.graph.tflite_tensors = {name: key for key, name in self.ir.items()
+                                     if self.model.tensors[key[0]].data is None}
         for index in self.model.outputs:
             if index in self.model.inputs or self.model.tensors[index].data is not None:
                 raise QccError(f"{self.model.source}: the model's output '{self.names[index]}' is a model input or a "

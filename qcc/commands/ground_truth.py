@@ -1,0 +1,97 @@
+"""The runtime whose numbers a model must reproduce, as `qcc verify` and `--layers` use it: ONNX
+Runtime for an .onnx model, the pinned TensorFlow Lite Micro for a .tflite model. Both give the
+model's outputs as codes on an input set, and the values of the compiled graph's tensors that exist
+in the model, so that every layer can be compared."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from qcc.ir import Graph
+from qcc.pipeline import Compiled
+from qcc.runtimes import ort as ort_reference
+from qcc.runtimes import tflm
+
+_CODE_TYPES = {"uint8": onnx.TensorProto.UINT8, "int8": onnx.TensorProto.INT8}
+
+
+class GroundTruth:
+    name = ""  # "ONNX Runtime", "TFLite Micro"
+    short = ""  # how tables name it: "ORT", "TFLM"
+    exact_scheme = ""  # the rounding scheme whose C must equal it on every value
+    configuration = ""  # one line: what it is and how it was set up
+
+    def run(self, case: list[np.ndarray]) -> list[np.ndarray]:
+        """The model's outputs on one input set, as the compiled graph's output codes."""
+        raise NotImplementedError
+
+    def intermediates(self, graph: Graph, case: list[np.ndarray]) -> tuple[dict[str, np.ndarray], bool]:
+        """Its values of the compiled graph's tensors that exist in the model (shaped as in qcc), and
+        whether reading them changed its final outputs."""
+        raise NotImplementedError
+
+
+class OnnxRuntimeTruth(GroundTruth):
+    name, short, exact_scheme = "ONNX Runtime", "ORT", "ort"
+
+    def __init__(self, model, graph: Graph):
+        self.model, self.graph = model, graph
+        self.session = ort_reference.session(model)
+        self.configuration = self.session.configuration()
+
+    def run(self, case):
+        return ort_reference.run_on_codes(self.session, self.graph, case)
+
+    def intermediates(self, graph, case):
+        model = copy.deepcopy(self.model) if isinstance(self.model, onnx.ModelProto) else onnx.load(str(self.model))
+        produced = {name for node in model.graph.node for name in node.output}
+        outputs = {o.name for o in model.graph.output}
+        # A compiled tensor named like a node output of the model is that output (a QuantizeLinear's, a
+        # QOperator node's or a byte mover's on codes): the same 8-bit codes, typed and shaped as in qcc.
+        wanted = [name for node in graph.nodes for name in node.outputs
+                  if name in produced and name not in outputs and graph.tensor(name).dtype in _CODE_TYPES]
+        feeds = ort_reference.feeds_for(graph, case)
+        before = self.session.run(None, feeds)
+        model.graph.output.extend(helper.make_tensor_value_info(name, _CODE_TYPES[graph.tensor(name).dtype],
+                                                                list(graph.tensor(name).shape)) for name in wanted)
+        extended = ort_reference.session(model.SerializeToString())
+        names = [o.name for o in extended.get_outputs()]
+        results = dict(zip(names, extended.run(None, feeds)))
+        changed = any(not np.array_equal(a, results[o.name]) for a, o in zip(before, self.session.get_outputs()))
+        values = {name: results[name] for name in wanted}
+        publics = [graph.public_name(name) for name in graph.outputs]  # the graph's own outputs, as codes
+        values.update(zip(graph.outputs, ort_reference.outputs_as_codes(graph, publics, [results[p] for p in publics])))
+        return values, changed
+
+
+class TflmTruth(GroundTruth):
+    name, short, exact_scheme = "TFLite Micro", "TFLM", "tflm"
+
+    def __init__(self, path: Path):
+        tflm.check_version()
+        self.model = Path(path).read_bytes()
+        self.configuration = f"TensorFlow Lite Micro {tflm.TFLM_VERSION} (the tflite-micro wheel's reference kernels)"
+
+    def run(self, case):
+        return tflm.run(self.model, case)
+
+    def intermediates(self, graph, case):
+        wanted = {name: key for name, key in graph.tflite_tensors.items() if name not in graph.inputs}
+        values = tflm.run_with_intermediates(self.model, case, sorted({index for index, _ in wanted.values()}))
+        result = {}
+        for name, (index, layout) in wanted.items():
+            value = np.asarray(values[index])
+            result[name] = value.transpose(0, 3, 1, 2) if layout == "nchw" and value.ndim == 4 else value
+        return result, False  # TFLM keeps every tensor in its own bytes here: its outputs cannot change
+
+
+def ground_truth(model, compiled: Compiled) -> GroundTruth:
+    """The runtime the compiled model is checked against (the cut model's ORT for --inputs/--outputs)."""
+    if compiled.graph.frontend == "tflite":
+        return TflmTruth(model)
+    return OnnxRuntimeTruth(compiled.cut_model if compiled.cut_model is not None else model, compiled.graph)
