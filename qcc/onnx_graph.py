@@ -12,6 +12,8 @@ from onnx import helper, numpy_helper
 from qcc.errors import QccError
 
 FLT_MAX = float(np.finfo(np.float32).max)
+# The ONNX Runtime release whose arithmetic qcc's `ort` scheme reproduces (the test extra pins it).
+ORT_VERSION = "1.32.0"
 
 
 def attribute(node: onnx.NodeProto, name: str, default=None):

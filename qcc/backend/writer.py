@@ -21,8 +21,10 @@ from qcc.backend.memory_report import memory_report
 from qcc.backend.report_html import render_html
 from qcc.backend.streams import emit_stream
 from qcc.ir import C_TYPES
+from qcc.onnx_graph import ORT_VERSION
 from qcc.ops import op_named
 from qcc.pipeline import Compiled
+from qcc.tflite_graph import TFLM_VERSION
 from qcc.toolchain.targets import CORTEX_M, FPU_CFLAGS, TARGETS, Target, target_named
 
 MANIFEST = "model.json"
@@ -233,6 +235,9 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
         "float_io": options.float_io, "inputs": [public(e) for e in inputs], "outputs": [public(e) for e in outputs],
         "arena_bytes": plan.arena_bytes, "weights_bytes": emitter.weights_bytes, "layers": layers,
         "golden_cases": len(cases),
+        # what the C's outputs are exact to (in the scheme named by `rounding`: ort for ONNX Runtime, tflm for TFLM)
+        "ground_truth": ({"runtime": "tflite-micro", "version": TFLM_VERSION} if graph.frontend == "tflite"
+                         else {"runtime": "onnxruntime", "version": ORT_VERSION}),
         "cut": None if compiled.cut_summary is None else {
             "inputs": list(options.cut_inputs), "outputs": list(options.cut_outputs), "summary": compiled.cut_summary},
     }

@@ -43,7 +43,9 @@ import numpy as np
 from tflite_micro.python.tflite_micro import runtime as _runtime
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as _fb
 
-PINNED_TFLM_VERSION = "0.dev20261023182759"
+from qcc.tflite_graph import TFLM_VERSION as TFLM_BUILD
+
+PINNED_TFLM_VERSION = TFLM_BUILD  # qcc/tflite_graph.py: the build the generated C is exact to
 TFLM_VERSION = importlib.metadata.version("tflite-micro")
 
 
