@@ -89,7 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", action="store_true", help="also compare every layer's output (C, reference, ORT) on one "
                    "input set and name the first that differs (done anyway when some output differs)")
 
-    p = sub.add_parser("inspect", help="each node: support, shapes, quantization, MACs, weight bytes")
+    p = sub.add_parser("inspect", help="each node: support, shapes, quantization, MACs, weight bytes (for .tflite, "
+                       "TFLM's own arena beside qcc's)")
     common(p)
 
     p = sub.add_parser("explain", help="each layer's integer arithmetic with its numbers, and one value traced")
@@ -109,6 +110,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text; json: "
                    "docs/bench_json.md)")
     return parser
+
+
+def _tflm_arena():
+    """qcc.runtimes.tflm.arena where the tflite-micro wheel (the test extra) is installed, else None."""
+    try:
+        from qcc.runtimes import tflm
+    except ImportError:
+        return None
+    return tflm.arena
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,7 +168,7 @@ def _run(args) -> int:
             return 0
         from qcc.commands.inspection import inspect
 
-        print(inspect(args.model, options))
+        print(inspect(args.model, options, tflm_arena=_tflm_arena()))
         return 0
     except QccError as error:
         print(f"qcc: error: {_one_line(str(error))}", file=sys.stderr)

@@ -126,8 +126,13 @@ def key_paths(value, prefix="") -> set[str]:
 def test_the_json_has_exactly_the_documented_keys(m4_runs, capsys, model):
     host = bench_json(capsys, model, "--target", "host")
     streamed = bench_json(capsys, model, "--target", "cortex-m0")  # its convolutions streamed: the chain's keys
+    # a .tflite on the host: the C's time beside TFLite Micro's
+    tflite = bench_json(capsys, str(Path(__file__).parent / "data" / "tflite" / "hello_world_int8.tflite"), "--target",
+                        "host")
     documented = documented_keys()
-    assert key_paths(m4_runs[0]) | key_paths(host) | key_paths(streamed) == documented
+    assert key_paths(m4_runs[0]) | key_paths(host) | key_paths(streamed) | key_paths(tflite) == documented
+    tflm_timing = tflite["host_time"]
+    assert tflm_timing["c_ms"] > 0 and tflm_timing["tflm_ms"] > 0 and "ort_ms" not in tflm_timing
     assert "host_time" not in m4_runs[0] and "instructions" not in host
     assert m4_runs[0]["schema_version"] == host["schema_version"] == 1
     # The host: the C's time beside ORT's, measured in the same run; informative, so only its sign is checked.

@@ -6,6 +6,7 @@ and extreme inputs; `qcc verify --layers` finds every layer equal to TFLM's own 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,23 @@ def test_manifest_names_the_tflm_build(resnet_folder):
     # the C's I/O is the model's own: channels-last int8 input, its scale and zero point
     assert manifest["inputs"][0]["shape"] == [1, 32, 32, 3] and manifest["inputs"][0]["dtype"] == "int8"
     assert manifest["outputs"][0]["shape"] == [1, 10]
+
+
+def test_inspect_shows_tflm_arena_beside_qcc(capsys):
+    """TFLM's own allocations (its interpreter's, captured from a child process) beside qcc's arena, both
+    counting the model's inputs and outputs; qcc's tensor bytes are below TFLM's."""
+    assert main(["inspect", str(MODELS / "kws_ref_model.tflite")]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(f"{MODELS / 'kws_ref_model.tflite'}: 13 TFLite operators")
+    tflm_line = next(line for line in printed.splitlines() if line.startswith("TFLM's arena"))
+    ours_line = next(line for line in printed.splitlines() if line.startswith("qcc: arena"))
+    tflm_total, tflm_head = (int(v) for v in re.findall(r"(\d+) bytes = tensors (\d+)", tflm_line)[0])
+    ours = int(re.search(r"= (\d+) bytes", ours_line).group(1))
+    assert tflm_head == 16000  # two 25x5x64 int8 maps alive at once: TFLM keeps whole tensors
+    assert tflm_total > tflm_head and ours < tflm_head
+
+
+def test_explain_traces_with_tflm_multipliers(capsys):
+    assert main(["explain", str(MODELS / "hello_world_int8.tflite")]) == 0
+    printed = capsys.readouterr().out
+    assert "rounding scheme tflm" in printed and "FULLY_CONNECTED" in printed

@@ -23,6 +23,7 @@ from qcc.commands.compile import compile_to_folder
 from qcc.errors import QccError
 from qcc.pipeline import Options
 from qcc.runtimes import ort as ort_reference
+from qcc.runtimes import tflm
 from qcc.sample_inputs import random_inputs
 from qcc.toolchain.build import make
 from qcc.toolchain.host_timing import build_harness, time_c, time_ort, write_harness
@@ -180,9 +181,14 @@ def _host_time(model: str, compiled, out_dir: Path, manifest: dict, inputs: list
         got = np.fromfile(path, dtype=np.dtype(entry["dtype"]).newbyteorder("<")).reshape(want.shape)
         if not np.array_equal(got, want):  # a fast wrong answer is no benchmark
             raise QccError(f"the timed C's output '{entry['name']}' differs from the reference interpreter's")
+    cflags = " ".join([HOST_CFLAGS, *(FPU_CFLAGS if compiled.options.fpu else ())])  # the Makefile adds FP_FLAGS
+    if compiled.graph.frontend == "tflite":  # beside the runtime the model is exact to: TFLM's reference kernels
+        sess = tflm.Session(Path(model).read_bytes())
+        tflm_ns = time_ort(sess, inputs)
+        return {"cflags": cflags, "c_ms": c_ns / 1e6, "tflm_ms": tflm_ns / 1e6, "c_over_tflm": c_ns / tflm_ns,
+                "tflm_configuration": sess.configuration()}
     sess = ort_reference.session(model)
     ort_ns = time_ort(sess, ort_reference.feeds_for(compiled.graph, inputs))
-    cflags = " ".join([HOST_CFLAGS, *(FPU_CFLAGS if compiled.options.fpu else ())])  # the Makefile adds FP_FLAGS
     return {"cflags": cflags, "c_ms": c_ns / 1e6, "ort_ms": ort_ns / 1e6, "c_over_ort": c_ns / ort_ns,
             "ort_configuration": sess.configuration()}
 
@@ -211,8 +217,12 @@ def render(report: dict, fmt: str) -> str:
         lines.append(f"  after the last layer (the run's return): {counts['after_last_layer']}")
     elif "host_time" in report:
         host = report["host_time"]
-        lines.append(f"time per inference: C {host['c_ms']:.3f} ms ({host['cflags']}), ONNX Runtime {host['ort_ms']:.3f} ms, "
-                     f"C / ORT {host['c_over_ort']:.2f}")
+        if "tflm_ms" in host:
+            lines.append(f"time per inference: C {host['c_ms']:.3f} ms ({host['cflags']}), TFLite Micro (reference "
+                         f"kernels) {host['tflm_ms']:.3f} ms, C / TFLM {host['c_over_tflm']:.2f}")
+        else:
+            lines.append(f"time per inference: C {host['c_ms']:.3f} ms ({host['cflags']}), ONNX Runtime "
+                         f"{host['ort_ms']:.3f} ms, C / ORT {host['c_over_ort']:.2f}")
     for level, sizes in report["flash"].items():
         lines.append(f"flash at {level}: code {sizes['code_bytes']} B, constant data {sizes['constant_data_bytes']} B "
                      f"({len(sizes['objects'])} objects: {', '.join(sizes['objects'])})")

@@ -1,4 +1,5 @@
-"""`qcc inspect`: what qcc makes of each node of a model, then the memory report's table."""
+"""`qcc inspect`: what qcc makes of each node (ONNX) or operator (TFLite) of a model, then the memory
+report's table; for a .tflite, TFLM's own arena for the model beside qcc's."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from qcc.frontend.onnx.onnx_loader import load_model
 from qcc.onnx_graph import opset_of
 from qcc.passes import range_analysis
 from qcc.pipeline import Options, compile_model
+from qcc.tflite_graph import is_tflite, read_tflite
 
 
 def _quant_text(tensor) -> str:
@@ -43,15 +45,45 @@ def _u8s8_pair_notes(graph) -> list[str]:
     return notes
 
 
-def inspect(model: str, options: Options) -> str:
+def _model_status(model: str, options: Options) -> tuple[str, list[tuple[str, str, str]]]:
+    """The model's first line and (node, op, supported or not) for each node or operator, as the file has them."""
+    if is_tflite(model):
+        tflite = read_tflite(model)
+        status = [(tflite.tensors[o.outputs[0]].name or f"operator {o.index}", f"{o.code} v{o.version}",
+                   "supported" if ops.op_for_tflite(o.code, o.version) is not None else "UNSUPPORTED")
+                  for o in tflite.operators]
+        return f"{model}: {len(tflite.operators)} TFLite operators", status
     onnx_model = load_model(model, options.input_shapes)
-    lines = [f"{model}: {len(onnx_model.graph.node)} ONNX nodes"]
     status = []
     for node in onnx_model.graph.node:
         opset = opset_of(onnx_model, node.domain)
         supported = (ops.op_for_onnx(node.domain, node.op_type, opset) is not None
                      or ops.qdq_op_for(node.domain, node.op_type, opset) is not None)
         status.append((node.name or node.output[0], node.op_type, "supported" if supported else "UNSUPPORTED"))
+    return f"{model}: {len(onnx_model.graph.node)} ONNX nodes", status
+
+
+def _tflm_arena_lines(compiled, tflm_arena) -> list[str]:
+    """TFLM's arena for the model (its interpreter's own allocations) beside qcc's, both with the model's
+    inputs and outputs counted in (TFLM keeps them in its arena; qcc's C takes them as the caller's buffers)."""
+    graph = compiled.graph
+    io_bytes = sum(graph.tensor(t).nbytes for t in graph.inputs + graph.outputs)
+    ours = compiled.plan.arena_bytes + io_bytes
+    if tflm_arena is None:
+        return [f"qcc: arena {compiled.plan.arena_bytes} bytes + inputs and outputs {io_bytes} = {ours} bytes; "
+                "TFLM's arena: install the test extra (tflite-micro) to measure it beside"]
+    arena = tflm_arena(open(graph.source, "rb").read())
+    return [f"TFLM's arena (its interpreter's allocations, this 64-bit host): {arena.total} bytes = tensors "
+            f"{arena.head} (inputs and outputs included) + persistent {arena.tail}",
+            f"qcc: arena {compiled.plan.arena_bytes} bytes + inputs and outputs {io_bytes} = {ours} bytes, "
+            f"{ours / arena.head:.2f} of TFLM's tensor bytes and {ours / arena.total:.2f} of its whole arena "
+            "(qcc's constants, TFLM's persistent part among them, are in flash)"]
+
+
+def inspect(model: str, options: Options, tflm_arena=None) -> str:
+    """`tflm_arena`: qcc.runtimes.tflm.arena where the test extra is installed (the command line passes it)."""
+    first_line, status = _model_status(model, options)
+    lines = [first_line]
     try:
         compiled = compile_model(model, options)
     except QccError as error:
@@ -86,6 +118,8 @@ def inspect(model: str, options: Options) -> str:
         t = graph.tensor(name)
         role = "input " if name in graph.inputs else "output"
         lines.append(f"{role} '{graph.public_name(name)}': {t.dtype} {'x'.join(map(str, t.shape))} {_quant_text(t)}")
+    if graph.frontend == "tflite":
+        lines += _tflm_arena_lines(compiled, tflm_arena)
     # the memory report's table (as `qcc compile --report` prints it): its lines start with the step number
     lines += ["", render_text(memory_report(compiled))]
     return "\n".join(lines)

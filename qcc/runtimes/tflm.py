@@ -379,3 +379,20 @@ def _parse_allocations(printed: str) -> TflmArena:
     if set(sections) != {"total", "head", "tail"} or sections["total"] != sections["head"] + sections["tail"]:
         raise TflmError(f"TFLM: unexpected print_allocations() output:\n{printed.strip()}")
     return TflmArena(sections["total"], sections["head"], sections["tail"], categories)
+
+
+class Session:
+    """One interpreter kept for repeated inferences of one input set (for timing, beside ONNX Runtime's
+    session): `run(None, inputs)` sets the inputs and invokes once, as onnxruntime's `run(None, feeds)`."""
+
+    def __init__(self, model: bytes):
+        self.model = bytes(model)
+        self.info = _read(self.model)
+        self.interpreter = _interpreter(self.model, self.info)
+
+    def run(self, _output_names, inputs: list[np.ndarray]) -> None:
+        _set_inputs(self.interpreter, self.info, inputs)
+        _call(self.interpreter.invoke)
+
+    def configuration(self) -> str:
+        return f"TensorFlow Lite Micro {TFLM_VERSION}, reference kernels (the tflite-micro wheel's interpreter)"

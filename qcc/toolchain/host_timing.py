@@ -118,7 +118,8 @@ def time_c(exe: Path, in_paths: list[Path], out_paths: list[Path]) -> float:
 
 
 def time_ort(sess, feeds: dict) -> float:
-    """Median ns per sess.run over REPS repetitions, after a warm-up sized like the C's."""
+    """Median ns per sess.run over REPS repetitions, after a warm-up sized like the C's (an ONNX Runtime
+    session with its feeds, or qcc.runtimes.tflm.Session with its inputs)."""
     start = time.perf_counter_ns()
     sess.run(None, feeds)
     iters = max(1, int(TARGET_REP_SECONDS * 1e9 / (time.perf_counter_ns() - start)))
