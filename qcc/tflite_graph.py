@@ -200,7 +200,7 @@ class _Reader:
         label = f"tensor {index}" + (f" '{name}'" if name else "")
         type_code = int(t.Type())
         dtype = DTYPES.get(type_code) or _TYPE_NAMES.get(type_code, f"type {type_code}")
-        rank = self.count(t.ShapeLength(), f"{label}'s shape", _MAX_RANK)
+        rank = self.count(t.ShapeLength(), f"{label}: its shape", _MAX_RANK)
         shape = tuple(int(d) for d in t.ShapeAsNumpy()) if rank else ()
         if any(d < 0 for d in shape):  # 0 is an empty tensor (an LSTM's unused intermediates): the op refuses it
             signature = list(t.ShapeSignatureAsNumpy()) if t.ShapeSignatureLength() else []
@@ -224,7 +224,7 @@ class _Reader:
         offset, size = int(buffer.Offset()), int(buffer.Size())
         if offset > 1:  # large models keep the data after the flatbuffer, at an offset from the file's start
             if offset + size > len(self.data):
-                self.fail(f"{label}'s buffer {buffer_index} lies past the end of the file ({offset} + {size} bytes)")
+                self.fail(f"{label}: its buffer {buffer_index} lies past the end of the file ({offset} + {size} bytes)")
             raw = np.frombuffer(self.data, np.uint8, count=size, offset=offset)
         elif buffer.DataLength():
             raw = buffer.DataAsNumpy()
@@ -234,7 +234,7 @@ class _Reader:
             self.fail(f"{label} is a constant of type {dtype}, which qcc does not read")
         expected = int(np.prod(shape, dtype=np.int64)) * np.dtype(_NUMPY[dtype]).itemsize
         if raw.size != expected:
-            self.fail(f"{label}'s buffer {buffer_index} holds {raw.size} bytes, but its shape {list(shape)} of "
+            self.fail(f"{label}: its buffer {buffer_index} holds {raw.size} bytes, but its shape {list(shape)} of "
                       f"{dtype} needs {expected}; the file is corrupt")
         return np.frombuffer(raw.tobytes(), dtype=np.dtype(_NUMPY[dtype]).newbyteorder("<")).astype(
             _NUMPY[dtype]).reshape(shape)
@@ -242,8 +242,8 @@ class _Reader:
     def quantization(self, q, label: str, dtype: str, shape) -> TfliteQuant | None:
         if q is None or (q.ScaleLength() == 0 and q.ZeroPointLength() == 0):
             return None
-        scales = self.count(q.ScaleLength(), f"{label}'s scales")
-        zeros = self.count(q.ZeroPointLength(), f"{label}'s zero points")
+        scales = self.count(q.ScaleLength(), f"{label}: its scales")
+        zeros = self.count(q.ZeroPointLength(), f"{label}: its zero points")
         if scales == 0:
             self.fail(f"{label} has zero points but no scale")
         scale = q.ScaleAsNumpy().astype(np.float32)
@@ -251,9 +251,9 @@ class _Reader:
         if zero.size != scale.size:
             self.fail(f"{label} has {scale.size} scales but {zero.size} zero points")
         if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
-            self.fail(f"{label}'s scale {scale.tolist()[:4]} must be positive and finite")
+            self.fail(f"{label}: its scale {scale.tolist()[:4]} must be positive and finite")
         if np.any(scale < np.finfo(np.float32).tiny):
-            self.fail(f"{label}'s scale {float(scale.min()):g} is subnormal (below 2^-126); give a normal float32 scale")
+            self.fail(f"{label}: its scale {float(scale.min()):g} is subnormal (below 2^-126); give a normal float32 scale")
         axis = int(q.QuantizedDimension())
         if scale.size > 1 and len(shape) == 1 and shape[0] == scale.size:
             axis = 0  # converters write a per-channel bias with its filter's dimension (3): it can only mean 0
@@ -262,7 +262,7 @@ class _Reader:
                       "they must match that dimension's size")
         limits = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767)}.get(dtype)
         if limits is not None and (zero.min() < limits[0] or zero.max() > limits[1]):
-            self.fail(f"{label}'s zero point {int(zero.min() if zero.min() < limits[0] else zero.max())} "
+            self.fail(f"{label}: its zero point {int(zero.min() if zero.min() < limits[0] else zero.max())} "
                       f"lies outside the {dtype} range")
         return TfliteQuant(scale, zero, axis)
 
@@ -273,8 +273,8 @@ class _Reader:
                       "the file is corrupt")
         name, version, custom = codes[code_index]
         label = f"operator {index} ({name})"
-        inputs = self.indices(op.InputsAsNumpy() if op.InputsLength() else [], tensor_count, f"{label}'s inputs")
-        outputs = self.indices(op.OutputsAsNumpy() if op.OutputsLength() else [], tensor_count, f"{label}'s outputs")
+        inputs = self.indices(op.InputsAsNumpy() if op.InputsLength() else [], tensor_count, f"{label}: its inputs")
+        outputs = self.indices(op.OutputsAsNumpy() if op.OutputsLength() else [], tensor_count, f"{label}: its outputs")
         if not outputs or -1 in outputs:
             self.fail(f"{label} has no output tensor; the file is corrupt")
         return TfliteOperator(index, name, version, inputs, outputs, self.options(op, label), custom)
@@ -297,7 +297,7 @@ class _Reader:
                     or method.endswith(("BufferHasIdentifier", "Length", "IsNone", "AsNumpy"))):
                 continue
             if hasattr(table_class, method + "AsNumpy"):
-                length = self.count(getattr(options, method + "Length")(), f"{label}'s option {_snake(method)}")
+                length = self.count(getattr(options, method + "Length")(), f"{label}: its option {_snake(method)}")
                 values[_snake(method)] = [int(v) for v in getattr(options, method + "AsNumpy")()] if length else []
             else:
                 values[_snake(method)] = getattr(options, method)()

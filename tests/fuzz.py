@@ -246,9 +246,9 @@ def _alarm(signum, frame):
     raise _Timeout()
 
 
-def run_mutant(payload, workdir: Path) -> tuple[str, str]:
+def run_mutant(payload, workdir: Path, suffix: str = ".onnx") -> tuple[str, str]:
     """('ok', path) or ('refused', line) when the promise holds, else (problem, detail)."""
-    path = workdir / "mutant.onnx"
+    path = workdir / f"mutant{suffix}"
     path.write_bytes(payload if isinstance(payload, bytes) else payload.SerializeToString())
     out = workdir / "out"
     shutil.rmtree(out, ignore_errors=True)

@@ -1,0 +1,219 @@
+"""The mutation fuzzer for `.tflite` input (tests/fuzz.py does ONNX): small valid models written with the
+flatbuffers builder, each mutated as an attacker or a careless converter would: corrupted and truncated
+flatbuffers, operator and graph indices out of range, buffers out of range or shorter than their shape,
+absurd and negative shapes, hostile names, unknown op codes and versions, bad scales and zero points,
+wrong types, options out of their enums, subgraph counts of 0 and 2.
+
+The promise is the ONNX one (fuzz.run_mutant): exit 0, or exit 2 with exactly one line and no folder
+left; never a traceback or a timeout. A sample of the compiled mutants is built with ASan and UBSan and
+must equal the reference interpreter on extreme inputs.
+
+    python tests/fuzz_tflite.py [--mutants 3000] [--seed 1] [--sanitize 100]   (the long run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fuzz import HOSTILE, run_mutant, sanitize  # noqa: E402
+from tflite_builder import TfliteBuilder  # noqa: E402
+
+BAD_SCALES = [0.0, -1.0, float("nan"), float("inf"), 1e-45, 1e30, 1e-30, 3.4e38]
+
+
+def _conv_chain() -> TfliteBuilder:
+    """CONV_2D -> DEPTHWISE_CONV_2D -> ADD (residual) -> AVERAGE_POOL_2D -> RESHAPE -> FULLY_CONNECTED -> SOFTMAX."""
+    rng = np.random.default_rng(0)
+    b = TfliteBuilder()
+    x = b.input("input", (1, 6, 6, 2), "int8", scale=0.05, zero_point=-3)
+    w = b.const("conv_w", rng.integers(-127, 128, (4, 3, 3, 2)).astype(np.int8), scale=[0.01, 0.02, 0.015, 0.01],
+                zero_point=[0, 0, 0, 0], quantized_dimension=0)
+    bias = b.const("conv_b", rng.integers(-500, 500, 4).astype(np.int32), scale=[5e-4, 1e-3, 7.5e-4, 5e-4],
+                   zero_point=[0, 0, 0, 0])
+    h = b.tensor("conv", (1, 6, 6, 4), "int8", scale=0.1, zero_point=-128)
+    b.op("CONV_2D", [x, w, bias], [h], version=3, options=dict(padding="SAME", stride_h=1, stride_w=1,
+                                                               fused_activation_function="RELU"))
+    dw = b.const("dw_w", rng.integers(-127, 128, (1, 3, 3, 4)).astype(np.int8), scale=[0.02] * 4,
+                 zero_point=[0] * 4, quantized_dimension=3)
+    dwb = b.const("dw_b", rng.integers(-500, 500, 4).astype(np.int32), scale=[2e-3] * 4, zero_point=[0] * 4)
+    d = b.tensor("dw", (1, 6, 6, 4), "int8", scale=0.1, zero_point=-128)
+    b.op("DEPTHWISE_CONV_2D", [h, dw, dwb], [d], version=3, options=dict(padding="SAME", stride_h=1, stride_w=1,
+                                                                          depth_multiplier=1))
+    s = b.tensor("sum", (1, 6, 6, 4), "int8", scale=0.15, zero_point=-100)
+    b.op("ADD", [h, d], [s], version=2)
+    p = b.tensor("pool", (1, 1, 1, 4), "int8", scale=0.15, zero_point=-100)
+    b.op("AVERAGE_POOL_2D", [s], [p], version=2, options=dict(padding="VALID", stride_h=1, stride_w=1,
+                                                               filter_height=6, filter_width=6))
+    r = b.tensor("flat", (1, 4), "int8", scale=0.15, zero_point=-100)
+    b.op("RESHAPE", [p, b.const("shape", np.array([1, 4], np.int32))], [r], options=dict(new_shape=[1, 4]))
+    fw = b.const("fc_w", rng.integers(-127, 128, (3, 4)).astype(np.int8), scale=0.02, zero_point=0)
+    fb = b.const("fc_b", rng.integers(-500, 500, 3).astype(np.int32), scale=3e-3, zero_point=0)
+    logits = b.tensor("logits", (1, 3), "int8", scale=0.2, zero_point=5)
+    b.op("FULLY_CONNECTED", [r, fw, fb], [logits], version=4)
+    y = b.tensor("probs", (1, 3), "int8", scale=1 / 256, zero_point=-128)
+    b.op("SOFTMAX", [logits], [y], version=2, options=dict(beta=1.0))
+    b.output(y)
+    return b
+
+
+def _mlp() -> TfliteBuilder:
+    rng = np.random.default_rng(1)
+    b = TfliteBuilder()
+    x = b.input("x", (2, 8), "int8", scale=0.1, zero_point=0)
+    w = b.const("w", rng.integers(-127, 128, (5, 8)).astype(np.int8), scale=0.01, zero_point=0)
+    bias = b.const("b", rng.integers(-100, 100, 5).astype(np.int32), scale=1e-3, zero_point=0)
+    y = b.tensor("y", (2, 5), "int8", scale=0.05, zero_point=-10)
+    b.op("FULLY_CONNECTED", [x, w, bias], [y], version=4, options=dict(fused_activation_function="RELU6"))
+    b.output(y)
+    return b
+
+
+SEEDS = (_conv_chain, _mlp)
+_ACTIVATION_TABLES = {"Conv2DOptions", "DepthwiseConv2DOptions", "AddOptions", "FullyConnectedOptions", "Pool2DOptions"}
+
+
+def _mutate_tables(b: TfliteBuilder, rng: np.random.Generator) -> tuple[dict, str]:
+    """Change the builder's tensors or operators in place; returns build() keywords and the mutation's name."""
+    tensor = b.tensors[int(rng.integers(len(b.tensors)))]
+    op = b.ops[int(rng.integers(len(b.ops)))]
+    kind = str(rng.choice([
+        "op input out of range", "op output out of range", "buffer out of range", "short buffer", "negative dim",
+        "huge dim", "zero dim", "hostile name", "unknown op code", "op version 99", "bad scale", "zero point range",
+        "int16 tensor", "float tensor", "no quantization", "per-axis length", "wrong declared shape", "stride 0",
+        "padding enum", "activation enum", "filter zero point", "graph input out of range", "no outputs",
+        "subgraphs 0", "subgraphs 2", "custom op", "duplicate output", "drop an input", "big kernel"]))
+    build = {}
+    if kind == "op input out of range":
+        op["inputs"][int(rng.integers(len(op["inputs"])))] = int(rng.choice([len(b.tensors), 10**6, -7]))
+    elif kind == "op output out of range":
+        op["outputs"][0] = int(rng.choice([len(b.tensors), 2**31 - 1]))
+    elif kind == "buffer out of range":
+        tensor["buffer"] = int(rng.choice([10**6, 2**32 - 1]))
+    elif kind == "short buffer" and tensor["data"] is not None:
+        tensor["data"] = tensor["data"][: max(0, len(tensor["data"]) - int(rng.integers(1, 4)))]
+    elif kind == "negative dim":
+        tensor["shape"][int(rng.integers(max(1, len(tensor["shape"]))))] = -1 if tensor["shape"] else -1
+    elif kind == "huge dim" and tensor["shape"]:
+        tensor["shape"][0] = int(rng.choice([2**31 - 1, 2**20]))
+    elif kind == "zero dim" and tensor["shape"]:
+        tensor["shape"][-1] = 0
+    elif kind == "hostile name":
+        tensor["name"] = str(rng.choice(HOSTILE))
+    elif kind == "unknown op code":
+        op["code"], op["deprecated"] = int(rng.choice([250, 2**20, 127])), 127
+    elif kind == "op version 99":
+        op["version"] = 99
+    elif kind == "bad scale" and tensor["quantization"]:
+        q = tensor["quantization"]
+        q["scale"] = np.full(np.asarray(q["scale"]).shape, rng.choice(BAD_SCALES), np.float32)
+    elif kind == "zero point range" and tensor["quantization"]:
+        q = tensor["quantization"]
+        q["zero_point"] = np.full(np.asarray(q["zero_point"]).shape, int(rng.choice([200, -300, 2**40])), np.int64)
+    elif kind == "int16 tensor" and tensor["data"] is None:
+        tensor["dtype"] = 7  # INT16
+    elif kind == "float tensor" and tensor["data"] is None:
+        tensor["dtype"] = 0  # FLOAT32
+    elif kind == "no quantization":
+        tensor["quantization"] = None
+    elif kind == "per-axis length" and tensor["quantization"]:
+        tensor["quantization"]["scale"] = np.full(3, 0.01, np.float32)
+        tensor["quantization"]["zero_point"] = np.zeros(3, np.int64)
+    elif kind == "wrong declared shape" and tensor["shape"]:
+        tensor["shape"][-1] += int(rng.integers(1, 3))
+    elif kind == "stride 0" and "stride_h" in op["options"]:
+        op["options"]["stride_h"] = 0
+    elif kind == "padding enum" and "padding" in op["options"]:
+        op["options"]["padding"] = 7
+    elif kind == "activation enum" and op["table"] in _ACTIVATION_TABLES:
+        op["options"]["fused_activation_function"] = int(rng.choice([4, 5, 9]))
+    elif kind == "filter zero point":
+        for t in b.tensors:
+            if t["data"] is not None and t["quantization"] and t["name"].endswith("_w"):
+                t["quantization"]["zero_point"] = np.full(np.asarray(t["quantization"]["zero_point"]).shape, 3, np.int64)
+    elif kind == "graph input out of range":
+        build["inputs"] = [len(b.tensors) + 5]
+    elif kind == "no outputs":
+        build["outputs"] = []
+    elif kind == "subgraphs 0":
+        build["subgraph_count"] = 0
+    elif kind == "subgraphs 2":
+        build["subgraph_count"] = 2
+    elif kind == "custom op":
+        op["code"], op["deprecated"], op["custom_code"] = 32, 32, "MyOp"
+    elif kind == "duplicate output" and len(b.ops) > 1:
+        b.ops[-1]["outputs"] = list(b.ops[0]["outputs"])
+    elif kind == "drop an input" and len(op["inputs"]) > 1:
+        op["inputs"] = op["inputs"][:-1]
+    elif kind == "big kernel" and "filter_height" in op["options"]:
+        op["options"]["filter_height"] = 1000
+    return build, kind
+
+
+def mutate(seed_builder, rng: np.random.Generator) -> tuple[bytes, str]:
+    b = seed_builder()
+    if rng.random() < 0.35:  # bytes: corrupt the flatbuffer itself, keeping its identifier
+        data = bytearray(b.build())
+        kind = str(rng.choice(["flip", "truncate", "zero run", "random tail"]))
+        if kind == "flip":
+            for _ in range(int(rng.integers(1, 12))):
+                position = int(rng.integers(8, len(data)))
+                data[position] ^= 1 << int(rng.integers(8))
+        elif kind == "truncate":
+            data = data[: int(rng.integers(8, len(data)))]
+        elif kind == "zero run":
+            start = int(rng.integers(8, len(data)))
+            data[start:start + int(rng.integers(1, 64))] = bytes(min(64, len(data) - start))[: len(data[start:start + 64])]
+        else:
+            data = data[:8] + bytes(rng.integers(0, 256, int(rng.integers(8, 400)), dtype=np.uint8))
+        return bytes(data), f"bytes: {kind}"
+    build, kind = _mutate_tables(b, rng)
+    if rng.random() < 0.3:  # a second mutation on top
+        more, second = _mutate_tables(b, rng)
+        build.update(more)
+        kind = f"{kind}+{second}"
+    return b.build(**build), kind
+
+
+def fuzz(mutants: int, seed: int, sanitize_count: int, report=print) -> Counter:
+    rng = np.random.default_rng(seed)
+    outcomes: Counter = Counter()
+    sanitized = 0
+    with tempfile.TemporaryDirectory(prefix="qcc-fuzz-tflite-") as tmp:
+        workdir = Path(tmp)
+        for i in range(mutants):
+            payload, kind = mutate(SEEDS[i % len(SEEDS)], rng)
+            outcome, detail = run_mutant(payload, workdir, suffix=".tflite")
+            outcomes[outcome] += 1
+            if outcome not in ("ok", "refused"):
+                report(f"mutant {i} ({kind}): {outcome}: {detail}")
+            elif outcome == "ok" and sanitized < sanitize_count:
+                sanitized += 1
+                result, detail = sanitize(Path(detail), workdir)
+                outcomes[f"sanitized {result}"] += 1
+                if result != "clean":
+                    report(f"mutant {i} ({kind}): {result}: {detail}")
+    return outcomes
+
+
+def _main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mutants", type=int, default=3000)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--sanitize", type=int, default=100, help="how many compiled mutants to build with sanitizers")
+    args = parser.parse_args()
+    start = time.time()
+    outcomes = fuzz(args.mutants, args.seed, args.sanitize)
+    print(f"{args.mutants} mutants in {time.time() - start:.0f} s: " + ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())))
+
+
+if __name__ == "__main__":
+    _main()
