@@ -23,11 +23,18 @@ def _names(rules) -> str:
     return ", ".join(cells)
 
 
+def _tflite_names(rules) -> str:
+    return ", ".join(f"{rule.code} ({rule.versions})" for rule in rules)
+
+
 def markdown() -> str:
     rows = ["| QOperator form | QDQ form (DequantizeLinear -> op -> QuantizeLinear) | what qcc supports | against ONNX Runtime |",
             "| --- | --- | --- | --- |"]
     for op in sorted((o for o in ops.all_ops() if o.onnx_ops), key=lambda o: o.onnx_ops[0].op_type):  # not qcc's internal ops
         rows.append(f"| {_names(op.onnx_ops)} | {_names(op.qdq_float_ops) or '-'} | {op.summary} | {op.exactness} |")
+    rows += ["", "| TFLite builtin op (op versions) | qcc op | what qcc supports |", "| --- | --- | --- |"]
+    for op in sorted((o for o in ops.all_ops() if o.tflite_ops), key=lambda o: o.tflite_ops[0].code):
+        rows.append(f"| {_tflite_names(op.tflite_ops)} | {op.name} | {op.summary} |")
     return "\n".join([BEGIN, *rows, END])
 
 
