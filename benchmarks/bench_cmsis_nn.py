@@ -213,6 +213,25 @@ def _average_pool(layer: CmsisLayer, node: Node, graph: Graph) -> None:
         layer.note = "arm_avgpool_s8 does not requantize (TFLite's pool keeps the input's scale); qcc does"
 
 
+def _tflm_average_pool(layer: CmsisLayer, node: Node, graph: Graph) -> None:
+    """TFLite's AVERAGE_POOL_2D (qcc's TflmAveragePool, channels first inside): arm_avgpool_s8 computes it."""
+    a = node.attrs
+    _, channels, in_h, in_w = graph.tensor(node.inputs[0]).shape
+    layer.kind, layer.function = "average pool", "arm_avgpool_s8"
+    _pool(layer, node, graph, (in_h, in_w), graph.tensor(node.outputs[0]).shape[2:], channels, a["kernel"], a["strides"],
+          a["pads_begin"])
+
+
+def _tflm_softmax(layer: CmsisLayer, node: Node, graph: Graph) -> None:
+    """TFLite's SOFTMAX (qcc's TflmSoftmax, over the last axis of the model's own layout)."""
+    x = graph.tensor(node.inputs[0])
+    mult, shift, diff_min = softmax_parameters(float(x.quant.scalar()[0]), node.attrs["beta"])
+    layer.kind, layer.function = "softmax", "arm_softmax_s8"
+    layer.inputs, layer.output, layer.work = [node.inputs[0]], node.outputs[0], x.size
+    layer.params = {"num_rows": x.size // x.shape[-1], "row_size": x.shape[-1], "mult": mult, "shift": shift,
+                    "diff_min": diff_min}
+
+
 def _max_pool(layer: CmsisLayer, node: Node, graph: Graph) -> None:
     a = node.attrs
     if list(a["dilations"]) != [1, 1]:
@@ -298,7 +317,10 @@ def _concat(layer: CmsisLayer, node: Node, graph: Graph) -> None:
 
 MAPPERS = {"QLinearConv": _conv, "QGemm": _fully_connected, "QLinearMatMul": _fully_connected,
            "QLinearAveragePool": _average_pool, "QLinearGlobalAveragePool": _average_pool, "MaxPool": _max_pool,
-           "QLinearAdd": _add, "QLinearSoftmax": _softmax, "Concat": _concat, "QLinearConcat": _concat}
+           "QLinearAdd": _add, "QLinearSoftmax": _softmax, "Concat": _concat, "QLinearConcat": _concat,
+           "TflmAveragePool": _tflm_average_pool, "TflmSoftmax": _tflm_softmax}
+# The TFLite frontend's layout changes (channels last <-> first): CMSIS-NN keeps every tensor channels last.
+LAYOUT_PERMUTATIONS = ([0, 3, 1, 2], [0, 2, 3, 1])
 
 
 def map_layers(graph: Graph) -> list[CmsisLayer]:
@@ -308,7 +330,8 @@ def map_layers(graph: Graph) -> list[CmsisLayer]:
     layers = []
     for index, node in enumerate(graph.nodes):
         layer = CmsisLayer(index, node.name, node.attrs.get("onnx_op", node.op), UNMAPPED)
-        if node.op == "Reshape":
+        if node.op == "Reshape" or (node.op == "Transpose" and list(node.attrs["perm"]) in LAYOUT_PERMUTATIONS
+                                    and graph.frontend == "tflite"):
             layer.kind, layer.inputs, layer.output = FREE, [node.inputs[0]], node.outputs[0]
         elif node.op in MAPPERS and all(graph.tensor(t).dtype == "int8" for t in node.outputs):
             MAPPERS[node.op](layer, node, graph)

@@ -1,0 +1,128 @@
+""".tflite models side by side in one run: for each, whether qcc compiles it exact to the pinned TFLite
+Micro (qcc verify: C == reference == TFLM on seeded random and extreme inputs) or refuses it (and why);
+qcc's RAM beside TFLM's own arena (its interpreter's allocations; both with the model's inputs and
+outputs counted); Cortex-M4 instructions per inference of qcc's C from the .tflite (the `tflm`
+scheme), of qcc's C from the same model converted by tf2onnx (qcc's ONNX path, in its `ort` and `tflm`
+schemes), and of CMSIS-NN's s8 kernels called layer by layer with the .tflite's own parameters
+(benchmarks/bench_cmsis_nn.py's harness). Prints a markdown table.
+
+    PYTHONPATH=. python benchmarks/bench_tflite.py MODEL.tflite ... [--onnx-dir DIR] [--cmsis-nn PATH]
+        [--output docs/tflite_numbers.md]
+
+--onnx-dir holds DIR/<model stem>.onnx, made with `python -m tf2onnx.convert --tflite MODEL.tflite
+--output DIR/<stem>.onnx --opset 13` (tf2onnx needs TensorFlow, which qcc never depends on). Counts
+are executed instructions under QEMU (qcc bench --target cortex-m4): each side counted the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_cmsis_nn import build_cmsis_library, cmsis_root, count_cmsis  # noqa: E402
+
+from qcc.commands.bench import bench  # noqa: E402
+from qcc.commands.verify import verify  # noqa: E402
+from qcc.errors import QccError  # noqa: E402
+from qcc.pipeline import Options, compile_model  # noqa: E402
+from qcc.runtimes import tflm  # noqa: E402
+from qcc.toolchain.targets import target_named  # noqa: E402
+
+TARGET = "cortex-m4"
+
+
+def instructions(model: str, rounding: str | None = None) -> int | None:
+    try:
+        return bench(model, Options(rounding=rounding, target=TARGET), object_sizes=False)["instructions"]["per_inference"]
+    except QccError:
+        return None
+
+
+def measure(model: Path, onnx_dir: Path | None, cmsis: Path | None, library: Path | None, work: Path) -> dict:
+    row = {"model": model.name}
+    start = time.perf_counter()
+    try:
+        report = verify(str(model), Options(), count=20)
+    except QccError as error:
+        row["verdict"] = f"refused: {str(error).split(': ', 1)[-1][:160]}"
+        return row
+    row["verdict"] = "exact" if report.ok else "DIFFERS"
+    row["cases"] = report.cases
+    compiled = compile_model(model, Options())
+    graph = compiled.graph
+    row["io_bytes"] = sum(graph.tensor(t).nbytes for t in graph.inputs + graph.outputs)
+    row["qcc_ram"] = compiled.plan.arena_bytes + row["io_bytes"]
+    arena = tflm.arena(model.read_bytes())
+    row["tflm_head"], row["tflm_total"] = arena.head, arena.total
+    row["qcc_m4"] = instructions(str(model))
+    onnx = onnx_dir / f"{model.stem}.onnx" if onnx_dir else None
+    if onnx is not None and onnx.is_file():
+        row["onnx_m4_ort"] = instructions(str(onnx), "ort")
+        row["onnx_m4_tflm"] = instructions(str(onnx), "tflm")
+    if cmsis is not None:
+        try:
+            _, counts = count_cmsis(str(model), "tflm", cmsis, library, work)
+            row["cmsis_m4"] = counts["per_inference"]
+        except (QccError, KeyError, ValueError) as error:
+            row["cmsis_note"] = str(error)[:120]
+    row["seconds"] = time.perf_counter() - start
+    return row
+
+
+def ratio(a, b) -> str:
+    return f"{a / b:.2f}" if a and b else "-"
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | qcc | qcc RAM (arena + I/O) | TFLM arena: tensors / total | qcc / TFLM total | "
+             "M4 instr. qcc (.tflite) | via tf2onnx, qcc ort | via tf2onnx, qcc tflm | qcc / ONNX path | CMSIS-NN | "
+             "qcc / CMSIS-NN |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        if r["verdict"].startswith("refused"):
+            lines.append(f"| {r['model']} | {r['verdict']} |" + " - |" * 9)
+            continue
+        onnx_best = min([v for v in (r.get("onnx_m4_ort"), r.get("onnx_m4_tflm")) if v] or [0])
+        lines.append(
+            f"| {r['model']} | {r['verdict']} ({r['cases']} input sets) | {r['qcc_ram']:,} | "
+            f"{r['tflm_head']:,} / {r['tflm_total']:,} | {ratio(r['qcc_ram'], r['tflm_total'])} | "
+            f"{r['qcc_m4'] or '-':,} | {r.get('onnx_m4_ort') or '-':,} | {r.get('onnx_m4_tflm') or '-':,} | "
+            f"{ratio(r['qcc_m4'], onnx_best)} | {r.get('cmsis_m4') or '-':,} | {ratio(r['qcc_m4'], r.get('cmsis_m4'))} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("models", nargs="+", help=".tflite files")
+    parser.add_argument("--onnx-dir", help="tf2onnx conversions of the models, named <stem>.onnx")
+    parser.add_argument("--cmsis-nn", metavar="PATH", help="an unpacked CMSIS-NN source tree")
+    parser.add_argument("--output", help="also write the table to this file")
+    args = parser.parse_args()
+    tflm.check_version()
+    with tempfile.TemporaryDirectory(prefix="qcc-bench-tflite-") as tmp:
+        work = Path(tmp)
+        cmsis = library = None
+        if args.cmsis_nn:
+            cmsis = cmsis_root(args.cmsis_nn)
+            library = build_cmsis_library(cmsis, target_named(TARGET), work, os.cpu_count() or 1)
+        rows = []
+        for model in args.models:
+            model_work = work / Path(model).stem
+            model_work.mkdir()
+            rows.append(measure(Path(model), Path(args.onnx_dir) if args.onnx_dir else None, cmsis, library, model_work))
+            print(f"{model}: {rows[-1]}", file=sys.stderr)
+    text = table(rows)
+    print(text)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
