@@ -121,7 +121,10 @@ def _frontend(model: onnx.ModelProto, source: str) -> onnx.ModelProto:
     """ONNX -> the QOperator-form ONNX graph that import_graph reads."""
     model = constant_folding.fold(model, source)
     # ONNX Runtime's graph rewrites before its QDQ fusion, in its order, then the fusion itself
-    model = qdq_propagation.propagate(matmul_add_fusion.fuse(node_elimination.eliminate(model)))
+    model = node_elimination.eliminate(model)
+    # qcc's own, exact whatever ORT does there; before the Q/DQ propagation, which would otherwise copy
+    # a boundary QuantizeLinear or DequantizeLinear into groups ORT may leave in float (exactly)
+    model = boundary_movers.move(model, source)
+    model = qdq_propagation.propagate(matmul_add_fusion.fuse(model))
     model = weight_bias_quantization.quantize_biases(model, source)
-    model = boundary_movers.move(model)  # qcc's own: exact whatever ORT does with them
     return batched_matmul.split(float_islands.replace(qdq.fuse(model, source), source))
