@@ -76,6 +76,10 @@ def measure(model: Path, onnx_dir: Path | None, cmsis: Path | None, library: Pat
     return row
 
 
+def number(value) -> str:
+    return f"{value:,}" if value else "-"
+
+
 def ratio(a, b) -> str:
     return f"{a / b:.2f}" if a and b else "-"
 
@@ -93,8 +97,8 @@ def table(rows: list[dict]) -> str:
         lines.append(
             f"| {r['model']} | {r['verdict']} ({r['cases']} input sets) | {r['qcc_ram']:,} | "
             f"{r['tflm_head']:,} / {r['tflm_total']:,} | {ratio(r['qcc_ram'], r['tflm_total'])} | "
-            f"{r['qcc_m4'] or '-':,} | {r.get('onnx_m4_ort') or '-':,} | {r.get('onnx_m4_tflm') or '-':,} | "
-            f"{ratio(r['qcc_m4'], onnx_best)} | {r.get('cmsis_m4') or '-':,} | {ratio(r['qcc_m4'], r.get('cmsis_m4'))} |")
+            f"{number(r['qcc_m4'])} | {number(r.get('onnx_m4_ort'))} | {number(r.get('onnx_m4_tflm'))} | "
+            f"{ratio(r['qcc_m4'], onnx_best)} | {number(r.get('cmsis_m4'))} | {ratio(r['qcc_m4'], r.get('cmsis_m4'))} |")
     return "\n".join(lines)
 
 
