@@ -300,20 +300,30 @@ def sanitize(path: Path, workdir: Path) -> tuple[str, str]:
     return "clean", ""
 
 
-def fuzz(mutants: int, seed: int, sanitize_count: int, report=print) -> Counter:
+def onnx_mutant(i: int, rng: np.random.Generator, bases=None):
+    """The i-th ONNX mutant: a seed model, mutated once or (30%) twice."""
+    bases = bases or seeds()
+    payload, kind = mutate(bases[i % len(bases)], rng)
+    if rng.random() < 0.3 and not isinstance(payload, bytes):  # a second mutation on top
+        payload, second = mutate(payload, rng)
+        kind = f"{kind}+{second}"
+    return payload, kind
+
+
+def fuzz(mutants: int, seed: int, sanitize_count: int, report=print, make_mutant=None, suffix: str = ".onnx") -> Counter:
+    """Run `mutants` mutants (make_mutant(i, rng) -> (payload, kind); ONNX ones by default) through
+    `qcc compile`, and the first `sanitize_count` that compile under ASan and UBSan."""
     rng = np.random.default_rng(seed)
-    bases = seeds()
+    if make_mutant is None:
+        bases = seeds()
+        make_mutant = lambda i, rng: onnx_mutant(i, rng, bases)  # noqa: E731
     outcomes: Counter = Counter()
     sanitized = 0
     with tempfile.TemporaryDirectory(prefix="qcc-fuzz-") as tmp:
         workdir = Path(tmp)
         for i in range(mutants):
-            base = bases[i % len(bases)]
-            payload, kind = mutate(base, rng)
-            if rng.random() < 0.3 and not isinstance(payload, bytes):  # a second mutation on top
-                payload, second = mutate(payload, rng)
-                kind = f"{kind}+{second}"
-            outcome, detail = run_mutant(payload, workdir)
+            payload, kind = make_mutant(i, rng)
+            outcome, detail = run_mutant(payload, workdir, suffix)
             outcomes[outcome] += 1
             if outcome not in ("ok", "refused"):
                 report(f"mutant {i} ({kind}): {outcome}: {detail}")
@@ -326,16 +336,18 @@ def fuzz(mutants: int, seed: int, sanitize_count: int, report=print) -> Counter:
     return outcomes
 
 
-def _main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mutants", type=int, default=5000)
+def command_line(description: str, mutants: int, sanitize_count: int, **fuzz_options) -> None:
+    """The long run from the command line (fuzz.py and fuzz_tflite.py)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--mutants", type=int, default=mutants)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--sanitize", type=int, default=200, help="how many compiled mutants to build with sanitizers")
+    parser.add_argument("--sanitize", type=int, default=sanitize_count,
+                        help="how many compiled mutants to build with sanitizers")
     args = parser.parse_args()
     start = time.time()
-    outcomes = fuzz(args.mutants, args.seed, args.sanitize)
+    outcomes = fuzz(args.mutants, args.seed, args.sanitize, **fuzz_options)
     print(f"{args.mutants} mutants in {time.time() - start:.0f} s: " + ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())))
 
 
 if __name__ == "__main__":
-    _main()
+    command_line(__doc__.splitlines()[0], mutants=5000, sanitize_count=200)

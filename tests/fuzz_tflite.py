@@ -13,18 +13,15 @@ must equal the reference interpreter on extreme inputs.
 
 from __future__ import annotations
 
-import argparse
-import copy
 import sys
-import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fuzz import HOSTILE, run_mutant, sanitize  # noqa: E402
+from fuzz import HOSTILE, command_line  # noqa: E402
+from fuzz import fuzz as fuzz_models  # noqa: E402
 from tflite_builder import TfliteBuilder  # noqa: E402
 
 BAD_SCALES = [0.0, -1.0, float("nan"), float("inf"), 1e-45, 1e30, 1e-30, 3.4e38]
@@ -183,37 +180,13 @@ def mutate(seed_builder, rng: np.random.Generator) -> tuple[bytes, str]:
     return b.build(**build), kind
 
 
+def tflite_mutant(i: int, rng: np.random.Generator) -> tuple[bytes, str]:
+    return mutate(SEEDS[i % len(SEEDS)], rng)
+
+
 def fuzz(mutants: int, seed: int, sanitize_count: int, report=print) -> Counter:
-    rng = np.random.default_rng(seed)
-    outcomes: Counter = Counter()
-    sanitized = 0
-    with tempfile.TemporaryDirectory(prefix="qcc-fuzz-tflite-") as tmp:
-        workdir = Path(tmp)
-        for i in range(mutants):
-            payload, kind = mutate(SEEDS[i % len(SEEDS)], rng)
-            outcome, detail = run_mutant(payload, workdir, suffix=".tflite")
-            outcomes[outcome] += 1
-            if outcome not in ("ok", "refused"):
-                report(f"mutant {i} ({kind}): {outcome}: {detail}")
-            elif outcome == "ok" and sanitized < sanitize_count:
-                sanitized += 1
-                result, detail = sanitize(Path(detail), workdir)
-                outcomes[f"sanitized {result}"] += 1
-                if result != "clean":
-                    report(f"mutant {i} ({kind}): {result}: {detail}")
-    return outcomes
-
-
-def _main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mutants", type=int, default=3000)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--sanitize", type=int, default=100, help="how many compiled mutants to build with sanitizers")
-    args = parser.parse_args()
-    start = time.time()
-    outcomes = fuzz(args.mutants, args.seed, args.sanitize)
-    print(f"{args.mutants} mutants in {time.time() - start:.0f} s: " + ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items())))
+    return fuzz_models(mutants, seed, sanitize_count, report, make_mutant=tflite_mutant, suffix=".tflite")
 
 
 if __name__ == "__main__":
-    _main()
+    command_line(__doc__.splitlines()[0], mutants=3000, sanitize_count=100, make_mutant=tflite_mutant, suffix=".tflite")

@@ -130,12 +130,7 @@ class QLinearConv(Op):
         strides = [int(model.options.get("stride_h", 1)), int(model.options.get("stride_w", 1))]
         dilations = [int(model.options.get("dilation_h_factor", 1)), int(model.options.get("dilation_w_factor", 1))]
         begins, ends, out_hw = padding(model, (in_h, in_w), kernel, strides, dilations)
-        bias = None
-        if model.has_input(2):
-            bias = model.constant(2, "bias")
-            model.require(bias.dtype == np.int32 and bias.size == out_c, f"the bias must be {out_c} int32 values, got "
-                          f"{bias.size} {bias.dtype}")
-            bias = bias.astype(np.int64).reshape(-1)
+        bias = model.bias(2, out_c)
         w_name = model.constant_tensor("filter", np.ascontiguousarray(weights), w_quant)
         y = model.output(0, (batch, out_c, *out_hw), "nchw")
         node = model.add_node(self.name, [x.name, w_name], [y], {

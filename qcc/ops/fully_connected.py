@@ -251,12 +251,7 @@ class QGemm(_ConstantRightMatMul):
             a = model.view(a, (rows, depth), "rows")
         w_quant = model.quant(w_tensor, axis=0)
         model.require(w_quant.scale.size in (1, cols), f"the weights have {w_quant.scale.size} scales for {cols} outputs")
-        bias = None
-        if model.has_input(2):
-            bias = model.constant(2, "bias")
-            model.require(bias.dtype == np.int32 and bias.size == cols, f"the bias must be {cols} int32 values, got "
-                          f"{bias.size} {bias.dtype}")
-            bias = bias.astype(np.int64).reshape(-1)
+        bias = model.bias(2, cols)
         w_name = model.constant_tensor("weights", np.ascontiguousarray(w), w_quant)
         y = model.output(0, out_shape, "tflite")
         node = model.add_node(self.name, [a.name, w_name], [y], {

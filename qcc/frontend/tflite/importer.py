@@ -180,6 +180,15 @@ class TfliteImporter:
                      "it at compile time")
         return tensor.data
 
+    def bias(self, position: int, count: int):
+        """An optional int32 bias input of `count` values, as int64 (None where the model omits it)."""
+        if not self.has_input(position):
+            return None
+        bias = self.constant(position, "bias")
+        self.require(bias.dtype == np.int32 and bias.size == count, f"the bias must be {count} int32 values, got "
+                     f"{bias.size} {bias.dtype}")
+        return bias.astype(np.int64).reshape(-1)
+
     def activation(self, position: int, layout: str, what: str = "input") -> Tensor:
         """A quantized activation input as an IR tensor in `layout` (a constant becomes an IR constant)."""
         tensor = self.input_tensor(position, what)
