@@ -25,17 +25,19 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
 def quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLM's QuantizeMultiplier: (M0, e) with real ~= M0 * 2**(e - 31)."""
+    """TFLM's QuantizeMultiplier: (M0, e) with real ~= M0 * 2**(e - 31). A negative real (LEAKY_RELU's
+    negative alpha) gives a negative M0, as TFLM's: frexp keeps the sign in q, and only a positive
+    M0 of 2**31 is halved."""
     if real == 0:
         return 0, 0
     q, e = math.frexp(real)
-    m0 = int(math.floor(abs(q) * 2**31 + 0.5))  # std::round: halves away from zero (q > 0 here)
-    if m0 == 2**31:
+    m0 = int(math.floor(abs(q) * 2**31 + 0.5))  # std::round: halves away from zero
+    if real > 0 and m0 == 2**31:
         m0 //= 2
         e += 1
     if e < -31:
         return 0, 0
-    return m0, e
+    return (m0 if real > 0 else -m0), e
 
 
 def fixed_point(ort_scale, real_scale) -> tuple[int, int]:
@@ -133,19 +135,25 @@ def trace(acc, mult, shift, lo, hi) -> list[tuple[str, int | float]]:
 # fixed-point numbers with a stated count of integer bits; + and - are plain int32 additions.
 
 
-def _srdhm(a: int, b: int) -> int:
-    return int(saturating_rounding_doubling_high_mul(a, b))
+def srdhm(a: int, b: int) -> int:
+    """saturating_rounding_doubling_high_mul on two Python integers (int32 values)."""
+    if a == b == INT32_MIN:
+        return INT32_MAX
+    total = a * b + ((1 << 30) if a * b >= 0 else 1 - (1 << 30))
+    return total >> 31 if total >= 0 else -((-total) >> 31)
 
 
-def _rdbpot(x: int, exponent: int) -> int:
-    return int(rounding_divide_by_pot(x, exponent))
+def rdbpot(x: int, exponent: int) -> int:
+    """rounding_divide_by_pot on a Python integer."""
+    mask = (1 << exponent) - 1
+    return (x >> exponent) + ((x & mask) > (mask >> 1) + (x < 0))
 
 
 def saturating_rounding_multiply_by_pot(x: int, exponent: int) -> int:
     """gemmlowp's SaturatingRoundingMultiplyByPOT: a left shift saturating to int32 above
     2^(31 - exponent) - 1 in magnitude, or a rounding right shift for a negative exponent."""
     if exponent <= 0:
-        return _rdbpot(x, -exponent)
+        return rdbpot(x, -exponent)
     threshold = (1 << (31 - exponent)) - 1
     if x > threshold:
         return INT32_MAX
@@ -158,12 +166,12 @@ def _exp_on_interval_between_negative_one_quarter_and_0_excl(a: int) -> int:
     """exp(a) for a in [-1/4, 0), Q0.31 in and out: a Taylor expansion around -1/8."""
     constant_term, one_third = 1895147668, 715827883  # exp(-1/8), 1/3
     x = a + (1 << 28)
-    x2 = _srdhm(x, x)
-    x3 = _srdhm(x2, x)
-    x4 = _srdhm(x2, x2)
+    x2 = srdhm(x, x)
+    x3 = srdhm(x2, x)
+    x4 = srdhm(x2, x2)
     x4_over_4 = saturating_rounding_multiply_by_pot(x4, -2)
-    poly = saturating_rounding_multiply_by_pot(_srdhm(x4_over_4 + x3, one_third) + x2, -1)
-    return constant_term + _srdhm(constant_term, x + poly)
+    poly = saturating_rounding_multiply_by_pot(srdhm(x4_over_4 + x3, one_third) + x2, -1)
+    return constant_term + srdhm(constant_term, x + poly)
 
 
 _EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535), (3, 720401),
@@ -180,21 +188,69 @@ def exp_on_negative_values(a: int, integer_bits: int) -> int:
     remainder = a_mod_quarter_minus_quarter - a
     for exponent, multiplier in _EXP_BARREL:
         if integer_bits > exponent and remainder & (1 << (fractional_bits + exponent)):
-            result = _srdhm(result, multiplier)
+            result = srdhm(result, multiplier)
     if integer_bits > 5 and a < -(1 << (36 - integer_bits)):
         result = 0
     return INT32_MAX if a == 0 else result
 
 
+def _newton_one_over_one_plus_x(a: int) -> int:
+    """1 / ((1 + a) / 2) in Q2.29 for a in Q0.31: d = RoundingHalfSum(a, 1) (the sum +- 1, halved
+    truncating toward zero), x = 48/17 - 32/17 d, then three Newton-Raphson steps x += x (1 - d x)."""
+    total = a + INT32_MAX
+    half_denominator = (total + 1) // 2 if total >= 0 else -((1 - total) // 2)
+    x = 1515870810 + srdhm(half_denominator, -1010580540)  # Q2.29
+    for _ in range(3):
+        one_minus = (1 << 29) - srdhm(half_denominator, x)
+        x = x + saturating_rounding_multiply_by_pot(srdhm(x, one_minus), 2)
+    return x
+
+
 def one_over_one_plus_x_for_x_in_0_1(a: int) -> int:
     """1 / (1 + a) for a in Q0.31 in [0, 1), as Q0.31: Newton-Raphson from 48/17 - 32/17 d, three steps."""
-    total = a + INT32_MAX  # RoundingHalfSum(a, 1): (sum +- 1) / 2, truncating toward zero
-    half_denominator = (total + 1) // 2 if total >= 0 else -((1 - total) // 2)
-    x = 1515870810 + _srdhm(half_denominator, -1010580540)  # Q2.29
-    for _ in range(3):
-        one_minus = (1 << 29) - _srdhm(half_denominator, x)
-        x = x + saturating_rounding_multiply_by_pot(_srdhm(x, one_minus), 2)
-    return saturating_rounding_multiply_by_pot(x, 1)  # x / 2 in Q1.30 read back as Q0.31
+    return saturating_rounding_multiply_by_pot(_newton_one_over_one_plus_x(a), 1)  # x / 2: Q1.30 read as Q0.31
+
+
+def one_minus_x_over_one_plus_x_for_x_in_0_1(a: int) -> int:
+    """(1 - a) / (1 + a) for a in Q0.31 in [0, 1), as Q0.31: the same Newton-Raphson, then
+    Rescale<0>(x - 1), a saturating multiplication of the Q2.29 raw value by 4."""
+    return saturating_rounding_multiply_by_pot(_newton_one_over_one_plus_x(a) - (1 << 29), 2)
+
+
+def logistic(a: int, integer_bits: int) -> int:
+    """gemmlowp's logistic(a) for a raw int32 with `integer_bits` integer bits, as Q0.31:
+    1 / (1 + exp(-|a|)) for a > 0 (exp_on_negative_values, then one_over_one_plus_x), its
+    complement INT32_MAX - that for a < 0, and exactly 1/2 (2^30) for a = 0."""
+    if a == 0:
+        return 1 << 30
+    positive = one_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(-abs(a), integer_bits))
+    return positive if a > 0 else INT32_MAX - positive
+
+
+def tanh(a: int, integer_bits: int) -> int:
+    """gemmlowp's tanh(a) for a raw int32 with `integer_bits` integer bits, as Q0.31:
+    (1 - exp(-2|a|)) / (1 + exp(-2|a|)) with the sign of a, 0 for a = 0. The doubling is
+    ExactMulByPot<1>: the same raw value read with one more integer bit."""
+    if a == 0:
+        return 0
+    t = one_minus_x_over_one_plus_x_for_x_in_0_1(exp_on_negative_values(-abs(a), integer_bits + 1))
+    return -t if a < 0 else t
+
+
+def wrap_int32(x: int) -> int:
+    """x as C's int32 arithmetic leaves it where it overflows: modulo 2^32, two's complement."""
+    return ((int(x) + 2**31) & 0xFFFFFFFF) - 2**31
+
+
+def multiply_by_quantized_multiplier(x: int, m0: int, e: int) -> int:
+    """TFLM's MultiplyByQuantizedMultiplier(int32 x, M0, e), double rounding (the wheel's build, not
+    TFLITE_SINGLE_ROUNDING), on Python integers: RDBPOT(SRDHM(x * 2^max(e, 0), M0), max(-e, 0)), where
+    the left shift is TFLM's int32 `x * (1 << e)` and wraps as it does (unlike requantize(), which
+    saturates). ValueError for e > 31, where TFLM's shift is undefined behaviour."""
+    if e > 31:
+        raise ValueError(f"left shift {e}: TFLM's x * (1 << {e}) is undefined")
+    left, right = max(e, 0), max(-e, 0)
+    return rdbpot(srdhm(wrap_int32(x * wrap_int32(1 << left)), m0), right)
 
 
 def reciprocal(x: int, integer_digits: int) -> tuple[int, int]:

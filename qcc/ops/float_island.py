@@ -66,6 +66,7 @@ class FloatIsland(Lookup):
     name = "FloatIsland"
     onnx_ops = (OnnxOp("ai.qcc", "Lookup"),)
     qdq_float_ops = ()  # written by qcc.frontend.onnx.float_islands, not matched as a QDQ group
+    tflite_ops = ()  # Lookup's TFLite ops are Lookup's, not inherited
     # BatchNormalization from 9 (no `spatial`), PRelu and Sub/Div from 7 and Max/Min from 8
     # (numpy-style broadcasting from those versions), HardSigmoid from 6, HardSwish since it exists (14).
     island_float_ops = (OnnxOp("", "BatchNormalization", 9), OnnxOp("", "PRelu", 7), OnnxOp("", "HardSigmoid", 6),

@@ -4,6 +4,11 @@ By default the boundary pass removes them: the C takes and returns 8-bit codes, 
 gives their scale and zero point. With --float-io they stay and run in C as ORT runs them:
     QuantizeLinear:   q = clamp(rne(f32(x / s)), qmin - z, qmax - z) + z    (NaN -> qmin)
     DequantizeLinear: r = f32(f32(q - z) * s)
+
+TFLite's QUANTIZE is this module's too: a TFLite op has one home, and QUANTIZE's first meaning, float32
+in, is QuantizeLinear's. Its int8 -> int8 form is a requantization, TFLM's Requantize (two roundings,
+qcc/numerics/tflm_activations.py), a function of the input code: it becomes a Lookup table, not a
+QuantizeLinear node. qcc imports that form only (its TFLite inputs are int8).
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import onnx
 
 from qcc.onnx_graph import quantize_output_type
 from qcc.ir import DTYPE_RANGE, Graph, Node, QuantParams
-from qcc.ops.base import OnnxOp, Op, attribute, node_label, register, require
+from qcc.numerics import tflm_activations
+from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, node_label, register, require
+from qcc.ops.tflite_import import add_lookup, require_int8, table_or_refuse
 from qcc.ops.explanation import Explanation
 from qcc.ops.quantized import add_output, quantized_input, read_quant
 from qcc.ops.c_emitter import c_float_literal
@@ -36,7 +43,15 @@ class QuantizeLinear(Op):
     runtime_header = "qcc_float_io.h"
     name = "QuantizeLinear"
     onnx_ops = (OnnxOp("", "QuantizeLinear", 10),)
+    tflite_ops = (TfliteOp("QUANTIZE", 1, 2),)  # 2: int16 outputs, refused by type
     summary = "on a graph input: removed (the C takes codes), or float32 in C with --float-io"
+
+    def import_tflite(self, operator, model) -> None:
+        """TFLite's QUANTIZE from int8 to int8 (a requantization): a Lookup table of TFLM's Requantize."""
+        require_int8(model, "requantizing QUANTIZE")
+        s_x, z_x = model.quant(model.input_tensor(0, "input")).scalar()
+        s_y, z_y = model.quant(model.output_tensor(0)).scalar()
+        add_lookup(model, table_or_refuse(model, tflm_activations.requantize_table, s_x, z_x, s_y, z_y))
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = graph.tensor(onnx_node.input[0])

@@ -17,6 +17,21 @@ DequantizeLinear and a QuantizeLinear maps each input code to one output code):
     node.attrs["axis"]    None (one table, channels == 1) or the input axis the tables run along.
 Build tables with qcc.numerics.quantize_linear.code_table and the node with `make_lookup_node`. Input and output may be
 int8 or uint8 in any combination; a Relu/Clip after the node folds into the table.
+
+TFLite: LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU and PRELU on int8 become the same node, each table entry
+computed by emulating TFLM's integer kernel on that code (qcc/numerics/tflm_activations.py, which states
+each formula and its TFLM file). That arithmetic is not ORT's float32 one:
+- LOGISTIC and TANH are gemmlowp's fixed-point logistic and tanh on the input rescaled to Q4.27 (codes
+  beyond TFLM's input radius go straight to -128 / 127); ORT's Sigmoid is MLAS's rational approximation
+  in float32, and ORT has no 8-bit Tanh kernel. TFLM checks only LOGISTIC's output zero point (-128) and
+  writes the codes of scale 1/256 whatever scale the model declares; TANH reads no output quantization
+  and writes the codes of scale 1/128, zero point 0.
+- HARD_SWISH runs in int16 fixed point (reference/hard_swish.h), ORT inlines HardSigmoid * x in float32.
+- LEAKY_RELU and PRELU requantize each branch with TFLM's MultiplyByQuantizedMultiplier (two roundings,
+  multipliers from float32 (LEAKY_RELU) or double (PRELU) scale ratios); ORT's QLinearLeakyRelu
+  quantizes f32(alpha * x) and PRelu is a float island.
+PRELU's alpha is a constant: one table per distinct alpha code, run along the channel axis (TFLite's
+last dimension, wherever the IR holds it).
 """
 
 from __future__ import annotations
@@ -29,9 +44,11 @@ from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, QUANTIZED_DTYPES, Graph, Node
 from qcc.numerics import float32_exact as fx
 from qcc.access_order import AccessOrder, elementwise
-from qcc.ops.base import OnnxOp, Op, attribute, register, require
+from qcc.numerics import tflm_activations
+from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, register, require
 from qcc.ops.explanation import KEEPS_ORT, Explanation
 from qcc.ops.quantized import add_output, bind_quant, quantized_input, read_quant
+from qcc.ops.tflite_import import add_lookup, require_int8, table_or_refuse
 
 TABLE_ENTRIES = 256
 
@@ -112,6 +129,9 @@ class Lookup(Op):
     folds_clamp = True
     qdq_float_ops = (OnnxOp("", "LeakyRelu", 6), OnnxOp("", "Sigmoid", 6))
     island_float_ops = (OnnxOp("", "LeakyRelu", 6),)  # where ORT leaves it in float (a float neighbour)
+    # Up to the version of each op's int16 kernel, so that an int16 model is refused by its type.
+    tflite_ops = (TfliteOp("LOGISTIC", 1, 3), TfliteOp("TANH", 1, 3), TfliteOp("HARD_SWISH", 1, 1),
+                  TfliteOp("LEAKY_RELU", 1, 2), TfliteOp("PRELU", 1, 1))
 
     def evaluate_float(self, node, inputs, opset):
         return leaky_relu(inputs[0], np.float32(attribute(node, "alpha", 0.01)))
@@ -141,6 +161,54 @@ class Lookup(Op):
         y = add_output(graph, onnx_node, 0, x.dtype, x.shape, y_quant)
         table = code_table(x.dtype, s_x, z_x, f, x.dtype, s_y, z_y)
         return make_lookup_node(onnx_node.name or y, x_name, y, table, onnx_op=onnx_node.op_type)
+
+    def import_tflite(self, operator, model) -> None:
+        """TFLM's int8 LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU and PRELU as tables (see the module's docstring)."""
+        require_int8(model)
+        x_tensor = model.input_tensor(0, "input")
+        (s_x, z_x), y_quant = model.quant(x_tensor).scalar(), model.quant(model.output_tensor(0))
+        s_y, z_y = y_quant.scalar()
+        code = operator.code
+        if code == "LOGISTIC":
+            model.require(z_y == -128, f"the output's zero point is {z_y}; TFLM's int8 LOGISTIC requires -128 (its "
+                          "output scale is 1/256)")
+            add_lookup(model, table_or_refuse(model, tflm_activations.logistic_table, s_x, z_x))
+        elif code == "TANH":
+            add_lookup(model, table_or_refuse(model, tflm_activations.tanh_table, s_x, z_x))
+        elif code == "HARD_SWISH":
+            add_lookup(model, table_or_refuse(model, tflm_activations.hard_swish_table, s_x, z_x, s_y, z_y))
+        elif code == "LEAKY_RELU":
+            alpha = np.float32(model.options.get("alpha", 0.0))
+            model.require(np.isfinite(alpha), f"alpha {float(alpha)} must be finite")
+            add_lookup(model, table_or_refuse(model, tflm_activations.leaky_relu_table, s_x, z_x, s_y, z_y, alpha))
+        else:
+            self._import_prelu(model, x_tensor, s_x, z_x, s_y, z_y)
+
+    def _import_prelu(self, model, x_tensor, s_x, z_x, s_y, z_y) -> None:
+        """PRELU's alpha must be a constant int8 tensor (TFLM reads it as int8 whatever its type) with one
+        scale, broadcast to the input without enlarging it and varying only along the last dimension."""
+        model.require(model.input_count() == 2, f"has {model.input_count()} inputs; PRELU takes the input and alpha")
+        alpha = model.constant(1, "alpha")
+        alpha_tensor = model.input_tensor(1, "alpha")
+        model.require(alpha.dtype == np.int8, f"alpha is {alpha_tensor.dtype}; TFLM's int8 PRELU reads it as int8")
+        s_a, z_a = model.quant(alpha_tensor).scalar()
+        shape = tuple(x_tensor.shape)
+        try:
+            fits = np.broadcast_shapes(shape, alpha.shape) == shape
+        except ValueError:
+            fits = False
+        model.require(fits, f"alpha's shape {list(alpha.shape)} does not broadcast to the input's {list(shape)}")
+        channels = shape[-1] if shape else 1
+        rows = np.broadcast_to(alpha, shape).reshape(-1, channels) if shape else alpha.reshape(1, 1)
+        model.require(bool(np.all(rows == rows[:1])), f"alpha {list(alpha.shape)} varies along more than the last "
+                      f"dimension of the input {list(shape)}; qcc's tables run along the channel dimension only")
+        per_channel = rows[0]
+        codes, index = np.unique(per_channel, return_inverse=True)
+        tables = table_or_refuse(model, tflm_activations.prelu_tables, s_x, z_x, s_a, z_a, s_y, z_y, codes)
+        if codes.size == 1:
+            add_lookup(model, tables[0])
+        else:
+            add_lookup(model, tables[index.reshape(-1)], per_channel=True)
 
     def prepare(self, node: Node, graph: Graph) -> None:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
@@ -180,6 +248,10 @@ class Lookup(Op):
         return [y.view(graph.tensor(node.outputs[0]).dtype)]
 
     def explain(self, node: Node, graph: Graph) -> Explanation:
+        if graph.frontend == "tflite":
+            return Explanation("table", "a 256-entry table per op (or per channel) computed at compile time by "
+                                        "emulating TFLM's integer kernel on each code; a lookup at run time, no "
+                                        "arithmetic, the same in every scheme")
         return Explanation("table", "a 256-entry table per op (or per channel) computed at compile time as ORT "
                                     "computes it; a lookup at run time, no arithmetic; " + KEEPS_ORT)
 
