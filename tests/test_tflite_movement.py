@@ -95,3 +95,55 @@ def test_max_pool_2d(case, tmp_path):
     compiled = check_tflite_exact(m.build(y), tmp_path)
     pool = next(n for n in compiled.graph.nodes if n.op == "MaxPool")
     assert ("clamp" in pool.attrs) == (activation != "NONE")
+
+
+# --- CONCATENATION -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["channels after convolutions", "rows of inputs and a constant",
+                                  "a convolution's and an input's channels", "rank 2", "rank 3"])
+def test_concatenation(case, tmp_path):
+    """Codes copied along any axis, negative axes too; rank-4 inputs in the layout most of them have."""
+    m = Model(200 + len(case))
+    if case == "channels after convolutions":
+        parts = [m.source("a", (1, 5, 6, 3), True)]
+        parts.append(m.act("b", (1, 5, 6, 2), like=parts[0]))
+        m.b.op("CONV_2D", *conv_of(m, parts[0], parts[1], 2))
+        shape, axis = (1, 5, 6, 5), -1
+    elif case == "rows of inputs and a constant":
+        a = m.act("a", (1, 3, 4, 2), is_input=True)
+        q = m.b.tensors[a]["quantization"]
+        parts = [a, m.act("b", (1, 2, 4, 2), is_input=True, like=a),
+                 m.b.const("k", m.rng.integers(-128, 128, size=(1, 1, 4, 2)).astype(np.int8), scale=q["scale"][0],
+                           zero_point=q["zero_point"][0])]
+        shape, axis = (1, 6, 4, 2), 1
+    elif case == "a convolution's and an input's channels":
+        a = m.source("a", (1, 4, 3, 2), True)
+        parts = [a, m.act("b", (1, 4, 3, 3), is_input=True, like=a)]
+        shape, axis = (1, 4, 3, 5), 3
+    elif case == "rank 2":
+        a = m.act("a", (3, 5), is_input=True)
+        parts = [a, m.act("b", (3, 2), is_input=True, like=a)]
+        shape, axis = (3, 7), -1
+    else:
+        a = m.act("a", (2, 3, 4), is_input=True)
+        parts = [a, m.act("b", (2, 1, 4), is_input=True, like=a), m.act("c", (2, 2, 4), is_input=True, like=a)]
+        shape, axis = (2, 6, 4), -2
+    y = m.act("y", shape, like=parts[0])
+    m.b.op("CONCATENATION", parts, [y], version=2, options=dict(axis=axis))
+    compiled = check_tflite_exact(m.build(y), tmp_path)
+    if case == "channels after convolutions":  # both inputs channels first: concatenated there, along axis 1
+        concat = next(n for n in compiled.graph.nodes if n.op == "Concat")
+        assert concat.attrs["axis"] == 1 and image_ops(compiled) == ["Concat", "Transpose"]
+
+
+def conv_of(m: Model, x: int, y: int, channels: int):
+    """The operands of a 1x1 CONV_2D from tensor x to the (existing) tensor y."""
+    c = m.b.tensors[x]["shape"][-1]
+    x_scale = m.b.tensors[x]["quantization"]["scale"][0]
+    scales = m.rng.uniform(0.002, 0.02, size=channels).astype(np.float32)
+    w = m.b.const(f"w{y}", m.rng.integers(-127, 128, size=(channels, 1, 1, c)).astype(np.int8), scale=scales,
+                  zero_point=np.zeros(channels, np.int64), quantized_dimension=0)
+    bias = m.b.const(f"b{y}", m.rng.integers(-2000, 2000, size=channels).astype(I32),
+                     scale=(np.float32(x_scale) * scales).astype(np.float32), zero_point=np.zeros(channels, np.int64))
+    return [x, w, bias], [y], 3, dict(padding="VALID", stride_h=1, stride_w=1)
