@@ -147,3 +147,114 @@ def conv_of(m: Model, x: int, y: int, channels: int):
     bias = m.b.const(f"b{y}", m.rng.integers(-2000, 2000, size=channels).astype(I32),
                      scale=(np.float32(x_scale) * scales).astype(np.float32), zero_point=np.zeros(channels, np.int64))
     return [x, w, bias], [y], 3, dict(padding="VALID", stride_h=1, stride_w=1)
+
+
+# --- PAD, PADV2 ----------------------------------------------------------------------------------------------
+
+PAD_CASES = [  # (op, input shape, paddings, after a convolution, constant value)
+    ("PAD", (1, 5, 4, 3), [[0, 0], [1, 2], [0, 3], [0, 0]], True, None),
+    ("PAD", (1, 3, 4, 2), [[0, 0], [2, 0], [1, 1], [1, 2]], False, None),
+    ("PAD", (3, 7), [[1, 0], [2, 3]], False, None),
+    ("PADV2", (1, 4, 4, 3), [[0, 0], [1, 1], [1, 1], [0, 0]], True, -128),
+    ("PADV2", (2, 3, 5), [[0, 1], [1, 0], [2, 2]], False, 77),
+    ("PAD", (1, 2, 3, 2, 2), [[0, 0], [1, 0], [0, 1], [1, 1], [0, 1]], False, None),
+]
+
+
+@pytest.mark.parametrize("case", range(len(PAD_CASES)))
+def test_pad(case, tmp_path):
+    """PAD fills with the output's zero point, PADV2 with its constant code; after a convolution the image is
+    padded channels first, its paddings moved with it. The output's parameters may differ from the input's:
+    TFLM copies the codes."""
+    op, shape, pads, after_conv, value = PAD_CASES[case]
+    m = Model(300 + case)
+    x = m.source("x", shape, after_conv)
+    out_shape = tuple(d + sum(p) for d, p in zip(shape, pads))
+    y = m.act("y", out_shape, scale=0.07 * (1 + case), zero=-5 + case)
+    inputs = [x, m.const("paddings", pads)]
+    if value is not None:
+        q = m.b.tensors[y]["quantization"]
+        inputs.append(m.b.const("value", np.array([value], np.int8), scale=q["scale"][0], zero_point=q["zero_point"][0]))
+    m.b.op(op, inputs, [y], version=2 if len(shape) <= 4 else 4)
+    compiled = check_tflite_exact(m.build(y), tmp_path)
+    if after_conv:
+        assert image_ops(compiled) == ["Pad", "Transpose"]
+
+
+# --- STRIDED_SLICE -------------------------------------------------------------------------------------------
+
+SLICE_CASES = [  # (input shape, begin, end, strides, masks, after a convolution: the nodes it becomes)
+    ((2, 5, 6, 3), [1, -4, 0, 0], [2, 5, 5, 3], [1, 2, 2, 1], dict(begin_mask=0b1000, end_mask=0b0001), None),
+    ((1, 6, 7, 5), [0, 0, -1, 1], [1, 6, 0, 5], [1, 1, -2, 2], dict(end_mask=0b0100), ["Slice", "Transpose"]),
+    # a shrunk H leaves W before C: the small slice is moved to TFLite's order once
+    ((1, 6, 5, 4), [0, 2, 0, 0], [1, 3, 5, 4], [1, 1, 1, 1], dict(shrink_axis_mask=0b0010),
+     ["Slice", "Transpose", "Reshape"]),
+    # shrunk N and C leave H, W in both orders: no copy
+    ((1, 6, 5, 4), [0, 0, 0, 2], [1, 6, 5, 3], [1, 1, 1, 1], dict(shrink_axis_mask=0b1001), ["Slice", "Reshape"]),
+    ((1, 9, 8), [0, -1, 0], [1, 0, 8], [1, 1, 1], dict(shrink_axis_mask=0b010, end_mask=0b101), None),
+    ((4, 7), [3, 6], [0, 0], [-1, -3], dict(end_mask=0b10), None),
+]
+
+
+@pytest.mark.parametrize("case", range(len(SLICE_CASES)))
+def test_strided_slice(case, tmp_path):
+    """Negative begins and strides, begin and end masks, shrunk axes (a length-1 slice, then a Reshape that
+    shares its bytes); after a convolution the image is sliced channels first."""
+    shape, begin, end, strides, masks, nodes = SLICE_CASES[case]
+    after_conv = nodes is not None
+    m = Model(400 + case)
+    x = m.source("x", shape, after_conv)
+    expected = slice_shape(shape, begin, end, strides, masks)
+    y = m.act("y", expected, like=x)
+    m.b.op("STRIDED_SLICE", [x, m.const("begin", begin), m.const("end", end), m.const("strides", strides)], [y],
+           version=2, options=masks)
+    compiled = check_tflite_exact(m.build(y), tmp_path)
+    if after_conv:
+        assert image_ops(compiled) == nodes
+
+
+def slice_shape(shape, begin, end, strides, masks) -> tuple[int, ...]:
+    """The output shape by numpy's slicing (what TensorFlow means), for the test's own expectation."""
+    index = []
+    for a, (b, e, s) in enumerate(zip(begin, end, strides)):
+        if masks.get("shrink_axis_mask", 0) >> a & 1:
+            index.append(b)
+        else:
+            index.append(slice(None if masks.get("begin_mask", 0) >> a & 1 else b,
+                               None if masks.get("end_mask", 0) >> a & 1 else e, s))
+    return np.empty(shape, np.int8)[tuple(index)].shape
+
+
+# --- SPLIT, SPLIT_V ------------------------------------------------------------------------------------------
+
+SPLIT_CASES = [  # (op, input shape, axis, sizes, after a convolution: the nodes it becomes)
+    ("SPLIT", (1, 4, 5, 6), 3, [2, 2, 2], None),
+    ("SPLIT", (1, 4, 6, 4), -1, [2, 2], ["Split", "Transpose", "Transpose"]),
+    ("SPLIT", (1, 6, 3, 2), 1, [3, 3], ["Split", "Transpose", "Transpose"]),
+    ("SPLIT", (6, 5), 0, [2, 2, 2], None),
+    # a single channel is the same bytes in both layouts
+    ("SPLIT_V", (1, 5, 4, 7), -1, [1, -1, 2], ["Split", "Reshape", "Transpose", "Transpose"]),
+    ("SPLIT_V", (3, 9, 2), 1, [4, 5], None),
+]
+
+
+@pytest.mark.parametrize("case", range(len(SPLIT_CASES)))
+def test_split(case, tmp_path):
+    """Equal parts (SPLIT: axis input first) and given sizes with a -1 (SPLIT_V: axis input last); after a
+    convolution split channels first. Each output keeps its own declared parameters (TFLM copies codes)."""
+    op, shape, axis, sizes, nodes = SPLIT_CASES[case]
+    after_conv = nodes is not None
+    m = Model(500 + case)
+    x = m.source("x", shape, after_conv)
+    known = [s for s in sizes if s != -1]
+    parts = [shape[axis] - sum(known) if s == -1 else s for s in sizes]
+    outputs = [m.act(f"y{i}", tuple(p if a == axis % len(shape) else d for a, d in enumerate(shape)),
+                     scale=0.05 + 0.01 * i, zero=i) for i, p in enumerate(parts)]
+    if op == "SPLIT":
+        m.b.op(op, [m.const("axis", [axis]), x], outputs, version=2, options=dict(num_splits=len(parts)))
+    else:
+        m.b.op(op, [x, m.const("sizes", sizes), m.const("axis", [axis])], outputs, version=2,
+               options=dict(num_splits=len(parts)))
+    compiled = check_tflite_exact(m.build(*outputs), tmp_path)
+    if after_conv:
+        assert image_ops(compiled) == nodes
