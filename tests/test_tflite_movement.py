@@ -258,3 +258,29 @@ def test_split(case, tmp_path):
     compiled = check_tflite_exact(m.build(*outputs), tmp_path)
     if after_conv:
         assert image_ops(compiled) == nodes
+
+
+# --- TRANSPOSE -----------------------------------------------------------------------------------------------
+
+TRANSPOSE_CASES = [  # (input shape, perm, after a convolution, the nodes it becomes)
+    ((1, 4, 6, 3), [0, 3, 1, 2], False, ["Transpose"]),
+    ((1, 4, 6, 3), [0, 3, 1, 2], True, ["Reshape"]),  # channels first already: TFLite's NCHW is qcc's tensor
+    ((1, 5, 4, 3), [0, 2, 1, 3], True, ["Transpose"]),  # one Transpose from channels first to the output's order
+    ((1, 5, 1, 4), [0, 2, 1, 3], False, ["Reshape"]),  # only a unit axis moves: the same bytes
+    ((1, 1, 3, 5), [3, 1, 2, 0], True, ["Reshape"]),
+    ((2, 3, 5), [2, 0, 1], False, ["Transpose"]),
+    ((2, 3, 1, 4, 2), [0, 4, 1, 3, 2], False, ["Transpose"]),
+]
+
+
+@pytest.mark.parametrize("case", range(len(TRANSPOSE_CASES)))
+def test_transpose(case, tmp_path):
+    """The model's perm composed with the layout the input is held in: one Transpose at most, none where the
+    bytes stay in place."""
+    shape, perm, after_conv, nodes = TRANSPOSE_CASES[case]
+    m = Model(600 + case)
+    x = m.source("x", shape, after_conv)
+    y = m.act("y", tuple(shape[p] for p in perm), like=x)
+    m.b.op("TRANSPOSE", [x, m.const("perm", perm)], [y], version=2 if len(shape) < 5 else 4)
+    compiled = check_tflite_exact(m.build(y), tmp_path)
+    assert image_ops(compiled) == nodes
