@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from helpers import check_tflite_exact
+from qcc.ops.resize import tflm_nearest_indices
+from qcc.runtimes import tflm
 from tflite_builder import TfliteBuilder
 
 I32 = np.int32
@@ -284,3 +286,44 @@ def test_transpose(case, tmp_path):
     m.b.op("TRANSPOSE", [x, m.const("perm", perm)], [y], version=2 if len(shape) < 5 else 4)
     compiled = check_tflite_exact(m.build(y), tmp_path)
     assert image_ops(compiled) == nodes
+
+
+# --- RESIZE_NEAREST_NEIGHBOR ---------------------------------------------------------------------------------
+
+RESIZE_CASES = [  # (input HWC, size, align_corners, half_pixel_centers, after a convolution)
+    ((3, 4, 2), (6, 8), False, False, False),
+    ((5, 3, 3), (9, 7), True, False, True),
+    ((7, 9, 2), (4, 5), False, True, False),
+    ((4, 5, 3), (11, 2), False, True, True),
+    ((6, 6, 1), (13, 17), True, False, False),
+]
+
+
+@pytest.mark.parametrize("case", range(len(RESIZE_CASES)))
+def test_resize_nearest_neighbor(case, tmp_path):
+    (h, w, c), size, align, half, after_conv = RESIZE_CASES[case]
+    m = Model(700 + case)
+    x = m.source("x", (1, h, w, c), after_conv)
+    y = m.act("y", (1, *size, c), like=x)
+    m.b.op("RESIZE_NEAREST_NEIGHBOR", [x, m.const("size", size)], [y], version=3 if align or half else 2,
+           options=dict(align_corners=align, half_pixel_centers=half))
+    compiled = check_tflite_exact(m.build(y), tmp_path)
+    if after_conv:
+        assert image_ops(compiled) == ["Resize", "Transpose"]
+
+
+def test_resize_index_tables_are_tflm_s():
+    """The index tables, computed at compile time in float32, against TFLM's own on many sizes and every
+    option pair (both options at once too, which TFLM computes though the converter never writes it)."""
+    cases = [(n, m, align, half) for n in (1, 2, 3, 7, 10, 31, 100) for m in (1, 2, 5, 9, 20, 64, 99, 200)
+             for align in (False, True) for half in (False, True)]
+    for in_len, out_len, align, half in cases:
+        b = TfliteBuilder()
+        x = b.input("x", (1, 1, in_len, 1), "int8", scale=0.1, zero_point=0)
+        y = b.tensor("y", (1, 1, out_len, 1), "int8", scale=0.1, zero_point=0)
+        b.op("RESIZE_NEAREST_NEIGHBOR", [x, b.const("size", np.array([1, out_len], I32))], [y], version=3,
+             options=dict(align_corners=align, half_pixel_centers=half))
+        b.output(y)
+        codes = np.arange(in_len).astype(np.int8).reshape(1, 1, in_len, 1)  # the code is the index (in_len < 128)
+        got = tflm.run(b.build(), [codes])[0].reshape(-1).astype(np.int64)
+        assert got.tolist() == tflm_nearest_indices(in_len, out_len, align, half).tolist(), (in_len, out_len, align, half)
