@@ -327,3 +327,30 @@ def test_resize_index_tables_are_tflm_s():
         codes = np.arange(in_len).astype(np.int8).reshape(1, 1, in_len, 1)  # the code is the index (in_len < 128)
         got = tflm.run(b.build(), [codes])[0].reshape(-1).astype(np.int64)
         assert got.tolist() == tflm_nearest_indices(in_len, out_len, align, half).tolist(), (in_len, out_len, align, half)
+
+
+# --- ARG_MAX, ARG_MIN ----------------------------------------------------------------------------------------
+
+ARG_CASES = [  # (op, input shape, axis, after a convolution, the nodes it becomes)
+    ("ARG_MAX", (1, 4, 5, 6), -1, False, ["ArgExtreme"]),
+    ("ARG_MAX", (1, 4, 5, 6), 3, True, ["ArgExtreme"]),  # over the channels of a channels-first map: as it is
+    ("ARG_MAX", (1, 4, 5, 3), 1, True, ["Transpose", "ArgExtreme"]),
+    ("ARG_MAX", (2, 10), 1, False, ["ArgExtreme"]),
+    ("ARG_MIN", (3, 4, 5), 0, False, ["ArgExtreme"]),
+]
+
+
+@pytest.mark.parametrize("case", range(len(ARG_CASES)))
+def test_arg_max(case, tmp_path):
+    """int32 indices, ties to the first index as TFLM's strict comparison gives them (inputs of few distinct
+    codes make many ties)."""
+    op, shape, axis, after_conv, nodes = ARG_CASES[case]
+    m = Model(800 + case)
+    x = m.source("x", shape, after_conv)
+    y = m.b.tensor("y", tuple(d for a, d in enumerate(shape) if a != axis % len(shape)), "int32")
+    m.b.op(op, [x, m.const("axis", [axis])], [y], version=2, options=dict(output_type="INT32"))
+    data = m.build(y)
+    input_shape = m.b.tensors[m.b.inputs[0]]["shape"]
+    ties = [[m.rng.integers(-2, 2, size=input_shape).astype(np.int8)] for _ in range(3)]
+    compiled = check_tflite_exact(data, tmp_path, extra_cases=ties)
+    assert image_ops(compiled) == nodes
