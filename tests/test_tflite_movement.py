@@ -9,10 +9,14 @@ asserted. What TFLM refuses or computes differently from TensorFlow is refused b
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
 from helpers import check_tflite_exact
+from qcc.cli import main
 from qcc.ops.resize import tflm_nearest_indices
 from qcc.runtimes import tflm
 from tflite_builder import TfliteBuilder
@@ -354,3 +358,92 @@ def test_arg_max(case, tmp_path):
     ties = [[m.rng.integers(-2, 2, size=input_shape).astype(np.int8)] for _ in range(3)]
     compiled = check_tflite_exact(data, tmp_path, extra_cases=ties)
     assert image_ops(compiled) == nodes
+
+
+# --- what qcc refuses ----------------------------------------------------------------------------------------
+
+
+def refused_model(case: str) -> bytes:
+    m = Model(900)
+    x = m.act("x", (1, 4, 6, 3), is_input=True, scale=0.1, zero=3)
+    if case == "concatenation of other parameters":
+        other = m.act("x2", (1, 4, 6, 3), is_input=True, scale=0.2, zero=3)
+        y = m.act("y", (1, 4, 6, 6), like=x)
+        m.b.op("CONCATENATION", [x, other], [y], version=2, options=dict(axis=3))
+    elif case == "concatenation with an activation":
+        y = m.act("y", (1, 4, 6, 6), like=x)
+        m.b.op("CONCATENATION", [x, x], [y], version=2, options=dict(axis=3, fused_activation_function="RELU"))
+    elif case == "max pool of another zero point":
+        y = m.act("y", (1, 2, 3, 3), scale=0.1, zero=4)
+        m.b.op("MAX_POOL_2D", [x], [y], version=2, options=dict(padding="VALID", stride_h=2, stride_w=2,
+                                                                   filter_height=2, filter_width=2))
+    elif case == "int64 paddings":
+        y = m.act("y", (1, 6, 6, 3), like=x)
+        m.b.op("PAD", [x, m.const("p", [[0, 0], [1, 1], [0, 0], [0, 0]], np.int64)], [y], version=2)
+    elif case in ("ellipsis_mask", "new_axis_mask", "offset", "a shrunk axis read backwards", "rank 5 slice"):
+        shape, begin, end = ((1, 4, 6, 3, 1), [0] * 5, [1, 4, 6, 3, 1]) if case == "rank 5 slice" else (
+            (1, 4, 6, 3), [0, 1, 0, 0], [1, 3, 6, 3])
+        if case == "rank 5 slice":
+            x = m.act("x5", shape, is_input=True, like=x)
+        strides = [1] * len(shape)
+        options = {"ellipsis_mask": 1} if case == "ellipsis_mask" else {"new_axis_mask": 1} if case == "new_axis_mask" \
+            else {"offset": True} if case == "offset" else {}
+        if case == "a shrunk axis read backwards":
+            options, strides = {"shrink_axis_mask": 0b10}, [1, -1, 1, 1]
+        y = m.act("y", slice_shape(shape, begin, end, strides, options), like=x)
+        m.b.op("STRIDED_SLICE", [x, m.const("b", begin), m.const("e", end), m.const("s", strides)], [y],
+               version=2, options=options)
+    elif case == "int64 perm":
+        y = m.act("y", (1, 3, 4, 6), like=x)
+        m.b.op("TRANSPOSE", [x, m.const("perm", [0, 3, 1, 2], np.int64)], [y], version=2)
+    elif case == "split sizes that disagree":
+        ys = [m.act(f"y{i}", (1, 4, 6, c), like=x) for i, c in enumerate((1, 2))]
+        m.b.op("SPLIT_V", [x, m.const("sizes", [2, 1]), m.const("axis", [3])], ys, version=2,
+               options=dict(num_splits=2))
+        return m.build(*ys)
+    elif case == "int64 indices":
+        y = m.b.tensor("y", (1, 4, 6), "int64")
+        m.b.op("ARG_MAX", [x, m.const("axis", [3])], [y], version=2, options=dict(output_type="INT64"))
+    return m.build(y)
+
+
+REFUSALS = {  # case -> words the one line must say
+    "concatenation of other parameters": ["CONCATENATION", "input 1's scale", "requires them equal"],
+    "concatenation with an activation": ["CONCATENATION", "fused activation"],
+    "max pool of another zero point": ["MAX_POOL_2D", "zero point"],
+    "int64 paddings": ["PAD", "paddings", "int64", "int32"],
+    "ellipsis_mask": ["STRIDED_SLICE", "ellipsis_mask", "ignores"],
+    "new_axis_mask": ["STRIDED_SLICE", "new_axis_mask", "ignores"],
+    "offset": ["STRIDED_SLICE", "offset", "ignores"],
+    "a shrunk axis read backwards": ["STRIDED_SLICE", "shrinks axis 1", "writes nothing"],
+    "rank 5 slice": ["STRIDED_SLICE", "rank 5"],
+    "int64 perm": ["TRANSPOSE", "perm", "int64", "int32"],
+    "split sizes that disagree": ["SPLIT_V", "size_splits [2, 1]", "[1, 2]"],
+    "int64 indices": ["ARG_MAX", "int64", "int32"],
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_refused_by_name(case, tmp_path, capsys):
+    """`qcc compile` exits 2 with one line naming the operator and what it has, and writes nothing."""
+    model = tmp_path / "model.tflite"
+    model.write_bytes(refused_model(case))
+    out = tmp_path / "out"
+    code = main(["compile", str(model), "-o", str(out)])
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert code == 2 and captured.out == "" and len(lines) == 1 and lines[0].startswith("qcc: error: "), captured.err
+    for words in REFUSALS[case]:
+        assert words in lines[0], lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite"]
+
+
+def test_refusal_through_a_real_process(tmp_path):
+    model = tmp_path / "model.tflite"
+    model.write_bytes(refused_model("int64 indices"))
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "qcc", "compile", str(model), "-o", str(out)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "ARG_MAX" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite"]
