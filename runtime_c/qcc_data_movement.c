@@ -122,6 +122,11 @@ void qcc_arg_extreme_s8(const qcc_arg_extreme_params *p, const int8_t *x, int64_
     QCC_ARG_EXTREME_BODY
 }
 
+void qcc_arg_extreme_s8_i32(const qcc_arg_extreme_params *p, const int8_t *x, int32_t *y)
+{
+    QCC_ARG_EXTREME_BODY
+}
+
 void qcc_band_shift(uint8_t *band, int32_t planes, int32_t plane, int32_t drop, int32_t keep)
 {
     int32_t c;

@@ -56,5 +56,7 @@ void qcc_gather_8bit(const qcc_gather_params *p, const uint8_t *x, uint8_t *y);
 void qcc_band_shift(uint8_t *band, int32_t planes, int32_t plane, int32_t drop, int32_t keep);
 void qcc_arg_extreme_u8(const qcc_arg_extreme_params *p, const uint8_t *x, int64_t *y);
 void qcc_arg_extreme_s8(const qcc_arg_extreme_params *p, const int8_t *x, int64_t *y);
+/* int32 indices (TFLite's ARG_MAX / ARG_MIN) */
+void qcc_arg_extreme_s8_i32(const qcc_arg_extreme_params *p, const int8_t *x, int32_t *y);
 
 #endif /* QCC_DATA_MOVEMENT_H */

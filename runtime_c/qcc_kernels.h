@@ -87,6 +87,7 @@ typedef struct {
     int32_t dilation_h, dilation_w;
     int32_t pad_top, pad_left;
     int32_t in_plane, out_plane; /* as in qcc_conv_params */
+    int32_t clamp_lo, clamp_hi;  /* each maximum clamped to these codes (a TFLite fused activation) */
 } qcc_maxpool_params;
 
 #define QCC_MAX_RANK 6

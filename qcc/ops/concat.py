@@ -1,6 +1,8 @@
 """Concat on 8-bit codes, and com.microsoft QLinearConcat.
 
-Concat moves codes: each input is one strided block copy into its slice of the output.
+Concat moves codes: each input is one strided block copy into its slice of the output. It also
+imports TFLite's CONCATENATION, which in TFLM copies int8 codes only: every input must have the
+output's scale and zero point (ConcatenationPrepare compares them exactly), and no fused activation.
 
 QLinearConcat (inputs: y_scale, y_zero_point, then a (tensor, scale, zero point) triple per
 input; attribute axis) requantizes each input to the output's parameters. ONNX Runtime
@@ -19,7 +21,8 @@ import numpy as np
 
 from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node, QuantParams
-from qcc.ops.base import OnnxOp, Op, attribute, register, require
+from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, register, require
+from qcc.ops.tflite_import import NCHW, TFLITE, ir_axis
 from qcc.numerics.quantize_linear import code_table, codes_in_byte_order, dequantize_linear, quantize_linear
 from qcc.ops.explanation import KEEPS_ORT, MOVES_CODES, Explanation
 from qcc.ops.quantized import add_output, quantized_input, read_quant
@@ -88,6 +91,39 @@ class Concat(Op):
     name = "Concat"
     onnx_ops = (OnnxOp("", "Concat", 4),)  # axis required from 4
     summary = "codes of the same type along any axis (constant inputs too); no requantization"
+    tflite_ops = (TfliteOp("CONCATENATION", 1, 4),)  # 2: int8
+    TFLM_MAX_INPUTS = 10  # kMaxInputNum in TFLM's concatenation.cc
+
+    def import_tflite(self, operator, model) -> None:
+        """Rank-4 inputs are taken in the layout most of them already have (channels first after
+        convolutions), the axis moved with them; anything else in TFLite's own layout."""
+        count = model.input_count()
+        model.require(1 <= count <= self.TFLM_MAX_INPUTS, f"has {count} inputs; TFLM concatenates 1 to "
+                      f"{self.TFLM_MAX_INPUTS}")
+        activation = model.options.get("fused_activation_function", 0)
+        model.require(activation == 0, "has a fused activation; TFLM's CONCATENATION refuses one")
+        out = model.output_tensor(0)
+        rank = len(out.shape)
+        layouts = [model.layout_of(i) for i in range(count) if model.has_input(i) and not model.is_constant(i)]
+        layout = NCHW if rank == 4 and 2 * layouts.count(NCHW) >= max(len(layouts), 1) else TFLITE
+        inputs = [model.activation(i, layout, f"input {i}") for i in range(count)]
+        y_quant = model.quant(out)
+        for i, x in enumerate(inputs):
+            model.require(len(x.shape) == rank, f"input {i} has rank {len(x.shape)}, the output {rank}")
+            (s_x, z_x), (s_y, z_y) = x.quant.scalar(), y_quant.scalar()
+            model.require(np.float32(s_x) == np.float32(s_y) and z_x == z_y,
+                          f"input {i}'s scale {float(s_x):g} and zero point {z_x} differ from the output's "
+                          f"({float(s_y):g}, {z_y}); TFLM's int8 CONCATENATION copies codes and requires them equal")
+        axis = ir_axis(int(model.options.get("axis", 0)), rank, layout)
+        model.require(axis is not None, f"axis {model.options.get('axis', 0)} is outside the rank {rank}")
+        shape = list(inputs[0].shape)
+        for i, x in enumerate(inputs):
+            model.require(all(a == b for k, (a, b) in enumerate(zip(x.shape, shape)) if k != axis),
+                          f"input {i}'s shape {list(model.input_tensor(i, 'input').shape)} differs from input 0's "
+                          "outside the axis")
+        shape[axis] = sum(x.shape[axis] for x in inputs)
+        y = model.output(0, tuple(shape), layout)
+        model.add_node(self.name, [x.name for x in inputs], [y], {"axis": axis})
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         inputs = [quantized_input(graph, onnx_node, i, f"input {i}") for i in range(len(onnx_node.input))]

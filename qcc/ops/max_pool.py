@@ -1,13 +1,17 @@
 """MaxPool on a quantized tensor: the maximum code of each window (scale and zero point pass
-through unchanged, and max commutes with the monotone dequantization)."""
+through unchanged, and max commutes with the monotone dequantization).
+
+TFLite's MAX_POOL_2D (TFLM's reference_integer_ops::MaxPool) is the same maximum over the taps inside
+the map, then clamped to the fused activation's codes: the kernel's optional clamp, attrs["clamp"]."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from qcc.ir import Graph, Node
+from qcc.ir import DTYPE_RANGE, Graph, Node
 from qcc.access_order import AccessOrder, Window2d
-from qcc.ops.base import OnnxOp, Op, attribute, int_list_attribute, register, require
+from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, int_list_attribute, register, require
+from qcc.ops.tflite_import import fused_clamp, padding
 from qcc.ops.explanation import MOVES_CODES, Explanation
 from qcc.ops.conv import resolve_pads, window_output_size
 from qcc.ops.quantized import add_output, quantized_input
@@ -31,6 +35,37 @@ class MaxPool(Op):
 
     qdq_float_ops = onnx_ops
     qdq_propagation_ops = onnx_ops  # ORT 1.32 propagates across MaxPool from 12 (measured: not MaxPool-11)
+    tflite_ops = (TfliteOp("MAX_POOL_2D", 1, 3),)  # 2: int8, 3: int16 (refused as an activation type)
+
+    def import_tflite(self, operator, model) -> None:
+        """Channels first, like the other pooling. TFLM requires the output's zero point equal to the input's
+        and its scale within 1e-6 of it (PoolingPrepare: |s_x - s_y| in float32); the codes pass through, and
+        the fused activation's range comes from the output's parameters."""
+        x = model.activation(0, "nchw")
+        model.require(len(x.shape) == 4, f"the input must be 4-D (N, H, W, C), got {list(x.shape)}")
+        kernel = [int(model.options.get("filter_height", 0)), int(model.options.get("filter_width", 0))]
+        strides = [int(model.options.get("stride_h", 0)), int(model.options.get("stride_w", 0))]
+        begins, _, out_hw = padding(model, x.shape[2:], kernel, strides, [1, 1])
+        y_quant = model.quant(model.output_tensor(0))
+        (s_x, z_x), (s_y, z_y) = x.quant.scalar(), y_quant.scalar()
+        model.require(float(abs(np.float32(s_x) - np.float32(s_y))) <= 1e-6 and z_x == z_y,
+                      f"the output's scale {float(s_y):g} and zero point {z_y} differ from the input's ({float(s_x):g}, "
+                      f"{z_x}); TFLM's MAX_POOL_2D requires the same zero point and a scale within 1e-6")
+        inside = all(_has_real_tap(x.shape[2 + i], out_hw[i], kernel[i], strides[i], 1, begins[i]) for i in range(2))
+        model.require(inside, "a pooling window lies wholly in the padding")
+        y = model.output(0, (*x.shape[:2], *out_hw), "nchw")
+        node = model.add_node(self.name, [x.name], [y], {"kernel": kernel, "strides": strides, "dilations": [1, 1],
+                                                         "pads_begin": begins})
+        lo, hi = fused_clamp(model, y_quant, "int8")
+        if (lo, hi) != DTYPE_RANGE["int8"]:
+            node.attrs["clamp"] = (lo, hi)
+
+    @staticmethod
+    def _clamp(node: Node, graph: Graph) -> tuple[int, int]:
+        """The codes the maxima are clamped to: a TFLite fused activation's, or the type's whole range."""
+        qmin, qmax = DTYPE_RANGE[graph.tensor(node.outputs[0]).dtype]
+        lo, hi = node.attrs.get("clamp", (qmin, qmax))
+        return max(lo, qmin), min(hi, qmax)
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")
@@ -70,7 +105,7 @@ class MaxPool(Op):
             for j in range(k_w):
                 window = padded[:, :, i * d_h: i * d_h + (out_h - 1) * s_h + 1: s_h, j * d_w: j * d_w + (out_w - 1) * s_w + 1: s_w]
                 result = np.maximum(result, window)
-        return [result.astype(y.dtype)]
+        return [np.clip(result, *self._clamp(node, graph)).astype(y.dtype)]
 
     def explain(self, node: Node, graph: Graph) -> Explanation:
         return MOVES_CODES
@@ -90,6 +125,7 @@ class MaxPool(Op):
                   "dilation_h": a["dilations"][0], "dilation_w": a["dilations"][1],
                   "pad_top": a["pads_begin"][0], "pad_left": a["pads_begin"][1],
                   "in_plane": in_plane, "out_plane": out_plane}
+        fields["clamp_lo"], fields["clamp_hi"] = self._clamp(node, graph)
         params = c.struct("qcc_maxpool_params", f"{c.symbol(node.name)}_params", fields)
         suffix = "s8" if x.dtype == "int8" else "u8"
         return f"qcc_maxpool_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"

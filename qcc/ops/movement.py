@@ -10,6 +10,7 @@ from qcc.ir import Graph, Node
 from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, const_input, register, require
 from qcc.ops.explanation import MOVES_CODES, Explanation
 from qcc.ops.quantized import add_output, quantized_input
+from qcc.ops.tflite_import import NCHW, TFLITE, TO_NCHW, TO_TFLITE, moves_only_unit_axes, tflite_int32s
 
 MAX_TRANSPOSE_RANK = 6  # QCC_MAX_RANK in runtime_c/qcc_kernels.h
 
@@ -141,6 +142,39 @@ class Transpose(Op):
     qdq_propagation_ops = onnx_ops
     summary = f"any permutation up to rank {MAX_TRANSPOSE_RANK}"
     qdq_float_ops = onnx_ops
+    # 2: int8, 4: rank 5, 6: rank 6 (TFLM transposes up to rank 5: refused by name)
+    tflite_ops = (TfliteOp("TRANSPOSE", 1, 6),)
+    TFLM_MAX_RANK = 5  # TransposePrepare
+
+    def import_tflite(self, operator, model) -> None:
+        """TFLite's TRANSPOSE (perm: a constant int32 permutation), composed with the layouts its input and
+        output are held in inside qcc, so that one node moves the bytes: a Reshape that shares them where the
+        composed permutation moves only axes of size 1, else one Transpose. Of the layouts the input has
+        without a copy and the output may take, the pair that needs no Transpose wins (TFLite's own layout
+        for the output on a tie)."""
+        in_shape = model.input_tensor(0, "input").shape
+        rank = len(in_shape)
+        model.require(1 <= rank <= self.TFLM_MAX_RANK, f"the input has rank {rank}; TFLM transposes ranks 1 to "
+                      f"{self.TFLM_MAX_RANK}")
+        perm = tflite_int32s(model, 1, "perm")
+        model.require(sorted(perm) == list(range(rank)), f"perm {perm} is not a permutation of the input's {rank} axes")
+        identity = tuple(range(rank))
+        layouts = (TFLITE, NCHW) if rank == 4 else (TFLITE,)
+        choices = []
+        for source in layouts:
+            if source != model.layout_of(0) and model.converts_by_copy(0, source):
+                continue
+            from_ir = TO_TFLITE if source == NCHW else identity  # TFLite input axis a is IR input axis from_ir[a]
+            shape = tuple(in_shape[p] for p in TO_NCHW) if source == NCHW else in_shape
+            for target in layouts:
+                to_tflite = TO_NCHW if target == NCHW else identity  # IR output axis j is TFLite output axis to_tflite[j]
+                composed = [from_ir[perm[to_tflite[j]]] for j in range(rank)]
+                choices.append((not moves_only_unit_axes(shape, composed), target != TFLITE, source != TFLITE,
+                                source, target, composed))
+        *_, source, target, composed = min(choices)
+        x = model.activation(0, source)
+        y = model.output(0, tuple(x.shape[p] for p in composed), target)
+        model.permute(x, composed, y)
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")

@@ -20,6 +20,12 @@ ONNX Runtime computes it (core/providers/cpu/tensor/upsamplebase.h, upsample.cc)
   published sources round the float32 value exactly); floor; ceil; opset 10 has no nearest_mode:
   trunc, or ceil when downsampling (s < 1); then clamped to [0, in - 1].
 tf_crop_and_resize (extrapolation), linear, cubic and antialias are refused.
+
+TFLite's RESIZE_NEAREST_NEIGHBOR is the same gather with TFLM's tables (reference
+resize_nearest_neighbor.h, GetNearestNeighbor), in float32: scale = f32(in - 1) / f32(out - 1) with
+align_corners (and out > 1), else f32(in) / f32(out); x = f32(f32(i + offset) * scale), offset 0.5
+with half_pixel_centers; index = round(x) (halves away from zero) with align_corners, else floor(x);
+at most in - 1, and at least 0 with half_pixel_centers.
 """
 
 from __future__ import annotations
@@ -30,7 +36,8 @@ import numpy as np
 
 from qcc.ops.qdq_group import NotFused
 from qcc.ir import Graph, Node
-from qcc.ops.base import OnnxOp, Op, attribute, const_input, register, require
+from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, const_input, register, require
+from qcc.ops.tflite_import import in_layout, own_layout, tflite_int32s
 from qcc.ops.explanation import MOVES_CODES, Explanation
 from qcc.ops.quantized import add_output, quantized_input
 from qcc.ops.slice_split_pad import (MAX_RANK, RUNTIME_HEADER, RUNTIME_SOURCES, byte_source, emit_gather,
@@ -102,6 +109,21 @@ def source_indices(in_shape, out_shape, scales, coordinate_mode: str, nearest_mo
     return result
 
 
+def tflm_nearest_indices(in_len: int, out_len: int, align_corners: bool, half_pixel_centers: bool) -> np.ndarray:
+    """The input index TFLM's GetNearestNeighbor gives each output index, with its float32 arithmetic."""
+    if align_corners and out_len > 1:
+        scale = F32(F32(in_len - 1) / F32(out_len - 1))
+    else:
+        scale = F32(F32(in_len) / F32(out_len))
+    x = (np.arange(out_len, dtype=np.float32) + F32(0.5 if half_pixel_centers else 0.0)) * scale  # float32 steps
+    x = x.astype(np.float64)  # exact; +0.5 and floor are exact in float64 for these magnitudes
+    index = np.floor(x + 0.5) if align_corners else np.floor(x)  # std::round: halves away from zero (x >= 0)
+    index = np.minimum(index, in_len - 1)
+    if half_pixel_centers:
+        index = np.maximum(index, 0)
+    return index.astype(np.int64)
+
+
 def _text(value, default: str) -> str:
     value = default if value is None else value
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
@@ -119,6 +141,23 @@ class Resize(Op):
     # QDQ models: ORT drops a DQ -> Resize -> Q pair with equal parameters and resizes the codes,
     # in nearest mode only (linear and cubic stay float).
     qdq_float_ops = onnx_ops
+
+    tflite_ops = (TfliteOp("RESIZE_NEAREST_NEIGHBOR", 1, 4),)  # 2: int8, 3: align_corners / half_pixel_centers
+
+    def import_tflite(self, operator, model) -> None:
+        """A 4-D image resized to the constant int32 size (height, width), in the layout it already has; the
+        codes are copied (TFLM does not compare the output's quantization with the input's)."""
+        in_shape = model.input_tensor(0, "input").shape
+        model.require(len(in_shape) == 4, f"the input must be 4-D (N, H, W, C), got {list(in_shape)}")
+        size = tflite_int32s(model, 1, "size")
+        model.require(len(size) == 2 and min(size) > 0, f"the size must be 2 positive values (height, width), got {size}")
+        align, half = bool(model.options.get("align_corners")), bool(model.options.get("half_pixel_centers"))
+        rows, cols = (tflm_nearest_indices(n, m, align, half) for n, m in zip(in_shape[1:3], size))
+        layout = own_layout(model, 0)
+        x = model.activation(0, layout)
+        sources = in_layout([np.arange(in_shape[0]), rows, cols, np.arange(in_shape[3])], layout)
+        y = model.output(0, tuple(in_layout([in_shape[0], *size, in_shape[3]], layout)), layout)
+        model.add_node(self.name, [x.name], [y], {"align_corners": align, "half_pixel_centers": half, "sources": sources})
 
     def from_qdq(self, group):
         mode = _text(group.attributes().get("mode"), "nearest")

@@ -16,6 +16,14 @@ Semantics follow ONNX Runtime's CPU kernels:
 - Pad (opset 11+): negative pads first crop the input, then the cropped tensor is padded; modes
   constant (the value input is a code), edge, reflect (pads at most extent - 1, as ORT checks)
   and wrap, as numpy.pad computes them.
+
+They also import TFLite's SPLIT / SPLIT_V, STRIDED_SLICE and PAD / PADV2 as TFLM computes them
+(tensorflow/lite/micro/kernels/split.cc, split_v.cc, strided_slice*.cc, pad*.cc, with the reference
+kernels they call). TFLM copies codes there without comparing the input's quantization with the
+outputs': each output keeps the parameters the model declares. A rank-4 input is taken in the
+layout it already has (channels first after a convolution), its axes and per-axis values moved with
+it. Integer parameters (axis, begin/end/strides, paddings) are read by TFLM as int32 whatever the
+tensor's type; another type is refused by name (TFLM would misread its bytes).
 """
 
 from __future__ import annotations
@@ -27,7 +35,9 @@ import onnx
 
 from qcc.ops.qdq_group import NotFused
 from qcc.ir import Graph, Node
-from qcc.ops.base import OnnxOp, Op, attribute, const_input, register, require
+from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, const_input, register, require
+from qcc.ops.tflite_import import (NCHW, TFLITE, TO_TFLITE, in_layout, ir_axis, moves_only_unit_axes, own_layout,
+                                   tflite_int32s)
 from qcc.ops.explanation import MOVES_CODES, Explanation
 from qcc.numerics.quantize_linear import quantize_linear
 from qcc.ops.quantized import add_output, quantized_input
@@ -169,6 +179,40 @@ class Split(Op):
                 OnnxOp("", "Split", 18))
     summary = "split sizes from the input or attribute, num_outputs (opset 18) or equal parts; any axis"
     qdq_float_ops = onnx_ops
+    tflite_ops = (TfliteOp("SPLIT", 1, 4), TfliteOp("SPLIT_V", 1, 2))  # 2: int8
+
+    def import_tflite(self, operator, model) -> None:
+        """SPLIT (axis, input) into equal parts, SPLIT_V (input, size_splits, axis): TFLM takes every part's
+        size from the output tensors' shapes (size_splits is only checked here against them)."""
+        split_v = operator.code == "SPLIT_V"
+        source, axis_position = (0, 2) if split_v else (1, 0)
+        axis_values = tflite_int32s(model, axis_position, "axis")
+        model.require(len(axis_values) == 1, f"the axis must be one value, got {axis_values}")
+        in_shape = model.input_tensor(source, "input").shape
+        rank = len(in_shape)
+        model.require(-rank <= axis_values[0] < rank, f"axis {axis_values[0]} is outside the rank {rank} of the input")
+        axis = axis_values[0] % rank
+        count = len(operator.outputs)
+        model.require(int(model.options.get("num_splits", count)) == count,
+                      f"num_splits is {model.options.get('num_splits')} but the operator has {count} outputs")
+        shapes = [model.output_tensor(i).shape for i in range(count)]
+        sizes = [shape[axis] if len(shape) == rank else -1 for shape in shapes]
+        model.require(all(len(shape) == rank and all(d == e for k, (d, e) in enumerate(zip(shape, in_shape)) if k != axis)
+                          for shape in shapes) and sum(sizes) == in_shape[axis] and min(sizes) > 0,
+                      f"the outputs' shapes {[list(t) for t in shapes]} do not split the input {list(in_shape)} along "
+                      f"axis {axis}")
+        if split_v:
+            wanted = [int(v) for v in np.asarray(model.constant(1, "size_splits")).reshape(-1)]
+            known = sum(v for v in wanted if v != -1)
+            filled = [in_shape[axis] - known if v == -1 else v for v in wanted]
+            model.require(wanted.count(-1) <= 1 and filled == sizes,
+                          f"size_splits {wanted} disagrees with the outputs' sizes {sizes} along axis {axis}")
+        else:
+            model.require(len(set(sizes)) == 1, f"SPLIT makes equal parts, but the outputs' sizes are {sizes}")
+        layout = own_layout(model, source)
+        x = model.activation(source, layout)
+        outputs = [model.output(i, tuple(in_layout(shape, layout)), layout) for i, shape in enumerate(shapes)]
+        model.add_node(self.name, [x.name], outputs, {"axis": ir_axis(axis, rank, layout), "sizes": sizes})
 
     def from_qdq(self, group):
         """ORT's SplitSelector: one DQ, and after every output one Q with the DQ's parameters."""
@@ -250,6 +294,22 @@ def slice_range(start: int, end: int, step: int, dim: int) -> tuple[int, int]:
     return start, max(count, 0)
 
 
+def tflm_slice_bounds(begin: int, end: int, stride: int, size: int, begin_masked: bool, end_masked: bool) -> tuple[int, int]:
+    """(start, stop) of one axis as TFLM's strided slice kernel computes them (strided_slice_logic.h,
+    StridedSliceStartForAxis / StridedSliceEndForAxis): negative indices count from the end, then clamped
+    to [0, size] (stride > 0) or [-1, size - 1] (stride < 0); a masked begin or end is the axis' end."""
+    low, high = (0, size) if stride > 0 else (-1, size - 1)
+    start = begin + size if begin < 0 else begin
+    start = min(max(start, low), high)
+    if begin_masked:
+        start = 0 if stride > 0 else size - 1
+    stop = end + size if end < 0 else end
+    stop = min(max(stop, low), high)
+    if end_masked:
+        stop = size if stride > 0 else -1
+    return start, stop
+
+
 @register
 class Slice(Op):
     runtime_sources = RUNTIME_SOURCES
@@ -261,6 +321,60 @@ class Slice(Op):
 
     # QDQ models: ORT drops a DQ -> Slice -> Q pair with equal parameters and slices the codes.
     qdq_float_ops = onnx_ops
+    # 2: int8, 4: rank 5 (TFLM slices up to rank 4), 6: ellipsis/new axis masks, 8: offset (both refused below)
+    tflite_ops = (TfliteOp("STRIDED_SLICE", 1, 8),)
+    TFLM_MAX_RANK = 4  # kMaxDim in TFLM's strided_slice_common.cc
+
+    def import_tflite(self, operator, model) -> None:
+        """TFLM's STRIDED_SLICE: begin, end and strides constant int32, one per axis; begin_mask, end_mask and
+        shrink_axis_mask. TFLM ignores ellipsis_mask, new_axis_mask and offset (it slices as if they were 0,
+        where TensorFlow means something else): qcc refuses them. A shrunk axis is sliced to length 1 and
+        dropped by a Reshape that shares the bytes."""
+        in_shape = model.input_tensor(0, "input").shape
+        rank = len(in_shape)
+        model.require(1 <= rank <= self.TFLM_MAX_RANK, f"the input has rank {rank}; TFLM's STRIDED_SLICE takes "
+                      f"1 to {self.TFLM_MAX_RANK}")
+        begin, end, strides = (tflite_int32s(model, i, what) for i, what in ((1, "begin"), (2, "end"), (3, "strides")))
+        model.require(len(begin) == len(end) == len(strides) == rank,
+                      f"begin {begin}, end {end} and strides {strides} must have one value per input axis ({rank})")
+        options = model.options
+        for name in ("ellipsis_mask", "new_axis_mask", "offset"):
+            model.require(not options.get(name), f"has {name} {int(options.get(name))}, which TFLM's STRIDED_SLICE "
+                          "ignores (it slices as if it were 0, unlike TensorFlow); qcc refuses it")
+        begin_mask, end_mask = int(options.get("begin_mask", 0)), int(options.get("end_mask", 0))
+        shrink_mask = int(options.get("shrink_axis_mask", 0))
+        first, counts = [], []
+        for a, size in enumerate(in_shape):
+            step = strides[a]
+            model.require(step != 0, f"the stride of axis {a} is 0")
+            start, stop = tflm_slice_bounds(begin[a], end[a], step, size, begin_mask >> a & 1, end_mask >> a & 1)
+            if shrink_mask >> a & 1:
+                # TFLM's kernel reads [start, start + 1) in the stride's direction: nothing when the stride is
+                # negative or start lies past the axis, though the output keeps its element.
+                model.require(step > 0 and 0 <= start < size, f"shrinks axis {a} at begin {begin[a]} with stride {step}, "
+                              "where TFLM's kernel writes nothing; give a positive stride and a begin inside the axis")
+                count = 1
+            else:
+                count = max(0, -(-(stop - start) // step))
+            model.require(count > 0, f"the slice of axis {a} is empty; qcc needs non-empty tensors")
+            first.append(start)
+            counts.append(count)
+        layout = own_layout(model, 0)
+        x = model.activation(0, layout)
+        attrs = {"first": in_layout(first, layout), "step": in_layout(strides, layout)}
+        kept = tuple(in_layout(counts, layout))
+        if not shrink_mask & ((1 << rank) - 1):
+            model.add_node(self.name, [x.name], [model.output(0, kept, layout)], attrs)
+            return
+        quant = model.quant(model.output_tensor(0))
+        sliced = model.intermediate("sliced", kept, quant)
+        model.add_node(self.name, [x.name], [sliced], attrs)
+        y = model.output(0, tuple(c for a, c in enumerate(counts) if not shrink_mask >> a & 1), TFLITE)
+        if layout == NCHW and not moves_only_unit_axes(kept, TO_TFLITE):
+            channels_last = model.intermediate("channels_last", tuple(counts), quant)
+            model.permute(model.graph.tensor(sliced), TO_TFLITE, channels_last)
+            sliced = channels_last
+        model.add_node("Reshape", [sliced], [y], {})
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")
@@ -337,6 +451,40 @@ class Pad(Op):
     onnx_ops = (OnnxOp("", "Pad", 11),)
     summary = "opset 11+: constant (value input is a code), edge, reflect and wrap modes; negative pads crop; axes input"
     qdq_float_ops = onnx_ops
+    tflite_ops = (TfliteOp("PAD", 1, 4), TfliteOp("PADV2", 1, 4))  # 2: int8, 4: rank 5
+    TFLM_MAX_RANK = 5  # PadKernelMaxDimensionCount in TFLM's reference pad.h
+
+    def import_tflite(self, operator, model) -> None:
+        """TFLM's PAD / PADV2: constant int32 paddings, one (before, after) pair per axis, none negative. The
+        fill is the output's zero point, or PADV2's constant value, an int8 code that must have the output's
+        scale and zero point (PadPrepare checks both)."""
+        in_shape = model.input_tensor(0, "input").shape
+        rank = len(in_shape)
+        model.require(1 <= rank <= self.TFLM_MAX_RANK, f"the input has rank {rank}; TFLM pads ranks 1 to "
+                      f"{self.TFLM_MAX_RANK}")
+        pads = tflite_int32s(model, 1, "paddings")
+        model.require(len(pads) == 2 * rank, f"the paddings have {len(pads)} values; TFLM reads 2 per axis ({2 * rank})")
+        model.require(min(pads) >= 0, f"the paddings {pads} include a negative one; TFLM's kernel does not crop")
+        out = model.output_tensor(0)
+        y_quant = model.quant(out)
+        value = int(y_quant.zero_point)
+        if model.has_input(2):
+            fill = model.input_tensor(2, "constant value")
+            data = model.constant(2, "constant value")
+            model.require(fill.dtype == "int8" and data.size == 1, f"the constant value must be one int8 code, got "
+                          f"{fill.dtype} of shape {list(data.shape)}")
+            fill_quant = model.quant(fill)
+            model.require(np.float32(fill_quant.scale) == np.float32(y_quant.scale)
+                          and int(fill_quant.zero_point) == int(y_quant.zero_point),
+                          "the constant value's scale or zero point differs from the output's; TFLM requires them equal")
+            value = int(data.reshape(-1)[0])
+        layout = own_layout(model, 0)
+        x = model.activation(0, layout)
+        before, after = in_layout(pads[0::2], layout), in_layout(pads[1::2], layout)
+        shape = tuple(d + b + a for d, b, a in zip(x.shape, before, after))
+        y = model.output(0, shape, layout)
+        model.add_node(self.name, [x.name], [y], {"mode": "constant", "value": value, "crop": [0] * rank,
+                                                  "extent": list(x.shape), "before": before, "after": after})
 
     def from_qdq(self, group):
         """ORT has no CPU QDQ rule for Pad: DQ -> Pad -> Q runs a float Pad. With the same parameters on

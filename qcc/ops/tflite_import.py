@@ -1,8 +1,11 @@
 """Pieces the op modules share when they import TFLite operators: TFLM's fused-activation clamp,
 TFLite's padding, and the Lookup node that TFLM's elementwise int8 kernels become (their tables are
-computed in qcc/numerics/tflm_activations.py). Each is TFLM's own computation
+computed in qcc/numerics/tflm_activations.py), each TFLM's own computation
 (tensorflow/lite/kernels/kernel_util.cc, CalculateActivationRangeQuantized;
-tensorflow/lite/kernels/padding.h), checked against the pinned tflite-micro wheel by the tests."""
+tensorflow/lite/kernels/padding.h), checked against the pinned tflite-micro wheel by the tests; and
+the two layouts a rank-4 tensor has inside qcc (the importer's TFLITE, the model's own channels-last
+order, and NCHW, channels first), with what it takes to move an op's axes and per-axis values from one
+to the other."""
 
 from __future__ import annotations
 
@@ -10,6 +13,31 @@ import numpy as np
 
 from qcc.ir import DTYPE_RANGE, QuantParams
 from qcc.tflite_graph import ACTIVATIONS, PADDINGS
+
+TFLITE = "tflite"  # the tensor's own order (channels last for images)
+NCHW = "nchw"  # channels first: a rank-4 TFLite tensor permuted by TO_NCHW
+TO_NCHW = (0, 3, 1, 2)  # NCHW axis j is TFLite axis TO_NCHW[j]
+TO_TFLITE = (0, 2, 3, 1)  # TFLite axis a is NCHW axis TO_TFLITE[a]
+
+
+def moves_only_unit_axes(shape: tuple[int, ...], perm) -> bool:
+    """A permutation that keeps the order of every axis longer than 1 leaves the bytes where they are."""
+    return [p for p in perm if shape[p] != 1] == [i for i in range(len(shape)) if shape[i] != 1]
+
+
+def ir_axis(axis: int, rank: int, layout: str) -> int | None:
+    """A TFLite axis (negative: from the end, checked against the rank) as the axis of the IR tensor that
+    holds the tensor in `layout`; None where it is outside the rank."""
+    if not -rank <= axis < rank:
+        return None
+    axis %= rank
+    return TO_TFLITE[axis] if layout == NCHW and rank == 4 else axis
+
+
+def in_layout(values, layout: str) -> list:
+    """Values given per TFLite axis (pads, begins, sizes...) in the order of the IR tensor's axes."""
+    values = list(values)
+    return [values[p] for p in TO_NCHW] if layout == NCHW and len(values) == 4 else values
 
 
 def quantize_real(value: float, quant: QuantParams) -> int:
@@ -92,3 +120,19 @@ def table_or_refuse(model, compute, *args) -> np.ndarray:
         return compute(*args)
     except ValueError as error:
         model.refuse(str(error))
+
+
+def own_layout(model, position: int) -> str:
+    """The layout in which an op that works in any layout takes an input: the one it already has (a rank-4
+    tensor may exist channels first only, after a convolution)."""
+    return model.layout_of(position) if len(model.input_tensor(position, "input").shape) == 4 else TFLITE
+
+
+def tflite_int32s(model, position: int, what: str) -> list[int]:
+    """A constant int32 input of the operator (axis, begin, paddings, perm...) as a list. TFLM reads these
+    as int32_t whatever the tensor's type, misreading an int64 tensor's bytes: other types are refused."""
+    tensor = model.input_tensor(position, what)
+    data = model.constant(position, what)
+    model.require(tensor.dtype == "int32", f"the {what} '{model.names[tensor.index]}' is {tensor.dtype}; TFLM reads "
+                  "it as int32 (another type's bytes are misread), so qcc requires int32")
+    return [int(v) for v in data.reshape(-1)]

@@ -52,12 +52,12 @@ def apply(graph: Graph, float_io: bool) -> None:
     _copy_repeated_outputs(graph, output_names)
     for name in graph.inputs + graph.outputs:
         tensor = graph.tensor(name)
-        if tensor.dtype == "int64" and name in graph.outputs and graph.producer(name) is not None \
+        if tensor.dtype in ("int64", "int32") and name in graph.outputs and graph.producer(name) is not None \
                 and graph.producer(name).op == "ArgExtreme":
-            continue  # ArgMax/ArgMin indices
+            continue  # ArgMax/ArgMin indices (int32: TFLite's)
         if tensor.dtype not in QUANTIZED_DTYPES + ("float32",):
             raise QccError(f"{graph.source}: graph {'input' if name in graph.inputs else 'output'} "
-                           f"'{graph.public_name(name)}' is {tensor.dtype}; qcc supports int8, uint8 and float32 I/O (and int64 indices from ArgMax/ArgMin)")
+                           f"'{graph.public_name(name)}' is {tensor.dtype}; qcc supports int8, uint8 and float32 I/O (and int64 or int32 indices from ArgMax/ArgMin)")
         if tensor.dtype == "float32" and not _is_boundary_float(graph, name):
             raise QccError(f"{graph.source}: float tensor '{graph.public_name(name)}' is computed by float ops; "
                            "qcc compiles the quantized part of a model only (QuantizeLinear at the inputs, "

@@ -18,12 +18,9 @@ import numpy as np
 from qcc import ops
 from qcc.errors import QccError
 from qcc.ir import Graph, Node, QuantParams, Tensor
+from qcc.ops.tflite_import import NCHW, TFLITE, TO_NCHW, TO_TFLITE, moves_only_unit_axes
 from qcc.tflite_graph import TfliteModel, TfliteOperator, TfliteTensor
 
-TFLITE = "tflite"  # the tensor's own order (channels last for images)
-NCHW = "nchw"  # channels first: a rank-4 TFLite tensor permuted by TO_NCHW
-TO_NCHW = (0, 3, 1, 2)
-TO_TFLITE = (0, 2, 3, 1)
 # Activation types the importer passes to the ops: TFLM's 8-bit integer kernels (int16 activations
 # are another arithmetic, refused by name until qcc implements them).
 ACTIVATION_DTYPES = ("int8",)
@@ -34,11 +31,6 @@ def layout_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
     if layout == NCHW and len(shape) == 4:
         return tuple(shape[p] for p in TO_NCHW)
     return tuple(shape)
-
-
-def moves_only_unit_axes(shape: tuple[int, ...], perm: tuple[int, ...]) -> bool:
-    """A permutation that keeps the order of every axis longer than 1 leaves the bytes where they are."""
-    return [p for p in perm if shape[p] != 1] == [i for i in range(len(shape)) if shape[i] != 1]
 
 
 class TfliteImporter:
@@ -284,16 +276,18 @@ class TfliteImporter:
         self.graph.tensors[name] = Tensor(name, str(data.dtype), tuple(data.shape), np.ascontiguousarray(data), quant)
         return name
 
-    def output(self, position: int, shape: tuple[int, ...], layout: str, quant: QuantParams | None = None) -> str:
+    def output(self, position: int, shape: tuple[int, ...], layout: str, quant: QuantParams | None = None,
+               quantized: bool = True) -> str:
         """The IR tensor for output `position`, in `layout`, after checking that the shape the op computed
-        (in that layout) is the shape the model declares. Quantization: the model's, unless given."""
+        (in that layout) is the shape the model declares. Quantization: the model's, unless given;
+        quantized=False: an output of integers that are no codes (ARG_MAX's indices), in its own dtype."""
         tensor = self.output_tensor(position)
         declared = layout_shape(tensor.shape, layout)
         self.require(tuple(int(d) for d in shape) == declared,
                      f"output '{self.names[tensor.index]}' is declared {list(tensor.shape)}, but the op computes "
                      f"{list(shape) if layout == TFLITE or len(shape) != 4 else [shape[p] for p in TO_TFLITE]} "
                      "from its inputs")
-        if quant is None:
+        if quant is None and quantized:
             self.require(tensor.dtype in ACTIVATION_DTYPES, f"output '{self.names[tensor.index]}' is {tensor.dtype}; qcc "
                          f"compiles TFLM's {'/'.join(ACTIVATION_DTYPES)} kernels")
             quant = self._activation_quant(tensor)
@@ -301,6 +295,23 @@ class TfliteImporter:
         self.graph.tensors[name] = Tensor(name, tensor.dtype, tuple(int(d) for d in shape), None, quant)
         self.ir[(tensor.index, layout)] = name
         return name
+
+    def intermediate(self, suffix: str, shape: tuple[int, ...], quant: QuantParams | None, dtype: str = "int8") -> str:
+        """An IR tensor between two nodes of one operator's import (no TFLite tensor), named after the node."""
+        name = f"{self.names[self.operator.outputs[0]]}__{suffix}"
+        k = 2
+        while name in self.graph.tensors:
+            name, k = f"{self.names[self.operator.outputs[0]]}__{suffix}{k}", k + 1
+        self.graph.tensors[name] = Tensor(name, dtype, tuple(int(d) for d in shape), None, quant)
+        return name
+
+    def permute(self, source: Tensor, perm, target: str) -> Node:
+        """The node writing `target` as `source` permuted by `perm`: a Reshape that shares the bytes where
+        the permutation moves only axes of size 1 (the identity too), else a Transpose."""
+        perm = [int(p) for p in perm]
+        if moves_only_unit_axes(source.shape, perm):
+            return self.add_node("Reshape", [source.name], [target], {})
+        return self.add_node("Transpose", [source.name], [target], {"perm": perm})
 
     def add_node(self, op: str, inputs: list[str], outputs: list[str], attrs: dict) -> Node:
         node = Node(op, self.node_name(), inputs, outputs, attrs={"onnx_op": self.operator.code, **attrs})
