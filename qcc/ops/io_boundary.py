@@ -1,9 +1,23 @@
-"""QuantizeLinear on graph inputs and DequantizeLinear on graph outputs.
+"""QuantizeLinear on graph inputs and DequantizeLinear on graph outputs; TFLite's QUANTIZE and DEQUANTIZE there.
 
-By default the boundary pass removes them: the C takes and returns 8-bit codes, and the manifest
-gives their scale and zero point. With --float-io they stay and run in C as ORT runs them:
+By default the boundary pass removes them from an ONNX model: the C takes and returns 8-bit codes, and the
+manifest gives their scale and zero point. With --float-io they stay and run in C as ORT runs them:
     QuantizeLinear:   q = clamp(rne(f32(x / s)), qmin - z, qmax - z) + z    (NaN -> qmin)
     DequantizeLinear: r = f32(f32(q - z) * s)
+
+A .tflite model's C takes and returns the types the model declares, as TFLM does, so its QUANTIZE of a
+float32 input and DEQUANTIZE to a float32 output always stay, and compute what the pinned TFLM wheel does
+(quantize_common.cc, reference/quantize.h and dequantize.h; checked on ties, huge values and signed zeros):
+    QUANTIZE (int8, attrs["tflm"]): q = clamp(round_half_away(f32(x / f32(s))) + z, -128, 127), the
+      rounding std::round's, not ORT's half-to-even. Where TFLM's float -> int32 cast is undefined
+      (|x / s| >= 2^31, infinities, NaN) the wheel on x86 gives INT32_MIN + z, then clamped: qmin, or
+      qmax after a wrap for z < 0 (an Arm build saturates instead); qcc saturates monotonically and
+      maps NaN to z (qcc/numerics/tflm.py affine_quantize, runtime_c qcc_quantize_f32_s8_tflm).
+    DEQUANTIZE: f32(double(s) * (q - z)), which is DequantizeLinear's value bit for bit (the double
+      product is exact, so both round the exact product once), so it is DequantizeLinear's code.
+Both are here rather than in modules of their own: one home per op, the boundary's float arithmetic.
+A QUANTIZE or DEQUANTIZE anywhere else (float computation inside the model, or int8 -> int8
+requantization) is refused by name.
 """
 
 from __future__ import annotations
@@ -12,11 +26,12 @@ import onnx
 
 from qcc.onnx_graph import quantize_output_type
 from qcc.ir import DTYPE_RANGE, Graph, Node, QuantParams
-from qcc.ops.base import OnnxOp, Op, attribute, node_label, register, require
+from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, node_label, register, require
 from qcc.ops.explanation import Explanation
 from qcc.ops.quantized import add_output, quantized_input, read_quant
 from qcc.ops.c_emitter import c_float_literal
 from qcc.errors import QccError
+from qcc.numerics import tflm
 from qcc.numerics.quantize_linear import dequantize_linear, quantize_linear
 
 
@@ -49,12 +64,33 @@ class QuantizeLinear(Op):
         y = add_output(graph, onnx_node, 0, dtype, x.shape, quant)
         return Node(self.name, onnx_node.name or y, [x.name], [y])
 
+    tflite_ops = (TfliteOp("QUANTIZE", 1, 2),)  # 1: to int8 or uint8, 2: to int16 (refused by type)
+
+    def import_tflite(self, operator, model) -> None:
+        """QUANTIZE of a float32 model input to int8, as TFLM's AffineQuantize (the module's docstring)."""
+        source = model.input_tensor(0, "input")
+        model.require(source.dtype == "float32", f"quantizes {source.dtype} '{model.names[source.index]}' to "
+                      f"{model.output_tensor(0).dtype}: a requantization, which qcc does not compile yet (it compiles "
+                      "QUANTIZE from a float32 model input)")
+        x = model.float_input(0)
+        out = model.output_tensor(0)
+        model.require(out.dtype == "int8", f"quantizes to {out.dtype}; qcc compiles TFLM's int8 kernels")
+        y = model.output(0, x.shape, "tflite", model.quant(out))
+        model.add_node(self.name, [x.name], [y], {"tflm": True})
+
     def reference(self, node: Node, graph: Graph, inputs):
         y = graph.tensor(node.outputs[0])
         scale, zero = y.quant.scalar()
+        if node.attrs.get("tflm"):
+            qmin, qmax = DTYPE_RANGE[y.dtype]
+            return [tflm.affine_quantize(inputs[0], scale, zero, qmin, qmax).astype(y.dtype)]
         return [quantize_linear(inputs[0], scale, zero, y.dtype)]
 
     def explain(self, node: Node, graph: Graph) -> Explanation:
+        if node.attrs.get("tflm"):
+            return Explanation("boundary", "the float32 input boundary of a .tflite model: float32 in C, as TFLM's "
+                                           "QUANTIZE computes it (f32(x / s) rounded half away from zero, saturated); "
+                                           "no requantization step")
         return Explanation("boundary", "the float32 input boundary (with --float-io: float32 in C, exactly as ORT "
                                        "computes it); no requantization step")
 
@@ -62,6 +98,8 @@ class QuantizeLinear(Op):
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         scale, zero = y.quant.scalar()
         suffix = "s8" if y.dtype == "int8" else "u8"
+        if node.attrs.get("tflm"):
+            suffix += "_tflm"
         return f"qcc_quantize_f32_{suffix}({c.tensor(x.name)}, {c.tensor(y.name)}, {x.size}, {c_float_literal(scale)}, {zero});"
 
 
@@ -81,13 +119,22 @@ class DequantizeLinear(Op):
         y = add_output(graph, onnx_node, 0, "float32", x.shape)
         return Node(self.name, onnx_node.name or y, [x.name], [y], attrs={"quant": quant})
 
+    tflite_ops = (TfliteOp("DEQUANTIZE", 1, 2),)  # 1: uint8, 2: int8 (3: int16, 5: per channel)
+
+    def import_tflite(self, operator, model) -> None:
+        """DEQUANTIZE of int8 codes to a float32 model output: TFLM's value is DequantizeLinear's (module docstring)."""
+        x = model.activation(0, "tflite")
+        y = model.float_output(0, x.shape)
+        model.add_node(self.name, [x.name], [y], {"quant": x.quant})
+
     def reference(self, node: Node, graph: Graph, inputs):
         scale, zero = node.attrs["quant"].scalar()
         return [dequantize_linear(inputs[0], scale, zero)]
 
     def explain(self, node: Node, graph: Graph) -> Explanation:
-        return Explanation("boundary", "the float32 output boundary (with --float-io: float32 in C, exactly as ORT "
-                                       "computes it); no requantization step")
+        return Explanation("boundary", "the float32 output boundary (with --float-io, and always in a .tflite model: "
+                                       "float32 in C, f32((q - z) * s) rounded once, exactly as ORT's DequantizeLinear "
+                                       "and TFLM's DEQUANTIZE compute it); no requantization step")
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
