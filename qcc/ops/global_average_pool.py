@@ -27,7 +27,7 @@ import numpy as np
 import dataclasses
 
 from qcc.ops.qdq_group import check_integer_types
-from qcc.ir import DTYPE_RANGE, Graph, Node, Tensor
+from qcc.ir import Graph, Node, Tensor
 from qcc.numerics import tflm
 from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, register, require
 from qcc.ops.explanation import Element, Explanation, RequantExplanation
