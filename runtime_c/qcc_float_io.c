@@ -42,6 +42,41 @@ void qcc_quantize_f32_u8(const float *x, uint8_t *q, size_t n, float scale, int3
     }
 }
 
+/* TFLM's AffineQuantize: std::round(x / scale) (halves away from zero) + zero, clamped; the quotient
+ * is clamped first (the same, both ends being integers), which also saturates where TFLM's cast to
+ * int32 is undefined; NaN gives the zero point (Arm's conversion of NaN is 0). */
+static int32_t qcc_quantize_tflm_one(float x, float scale, int32_t zero, int32_t qmin, int32_t qmax)
+{
+    const float lo = (float)(qmin - zero), hi = (float)(qmax - zero);
+    float v = x / scale, fraction;
+    int32_t t;
+    if (v != v) {
+        return zero;
+    }
+    if (v < lo) {
+        v = lo;
+    } else if (v > hi) {
+        v = hi;
+    }
+    t = (int32_t)v;          /* toward zero, exact for |v| <= 255 */
+    fraction = v - (float)t; /* exact: both share the binade's grid */
+    if (fraction >= 0.5f) {
+        return t + 1 + zero;
+    }
+    if (fraction <= -0.5f) {
+        return t - 1 + zero;
+    }
+    return t + zero;
+}
+
+void qcc_quantize_f32_s8_tflm(const float *x, int8_t *q, size_t n, float scale, int32_t zero)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        q[i] = (int8_t)qcc_quantize_tflm_one(x[i], scale, zero, -128, 127);
+    }
+}
+
 void qcc_dequantize_s8_f32(const int8_t *q, float *r, size_t n, float scale, int32_t zero)
 {
     size_t i;

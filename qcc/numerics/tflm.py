@@ -93,6 +93,31 @@ def multiply_by_quantized_multiplier_smaller_than_one(x, m0: int, e: int) -> np.
     return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, m0), -e)
 
 
+# --- TFLM's float32 QUANTIZE (reference_ops::AffineQuantize, reference/quantize.h) ----------
+
+
+def round_half_away(v) -> np.ndarray:
+    """std::round on float32 values (TfLiteRound): the nearest integer, halves away from zero. Not
+    floor(|v| + 0.5), which rounds 0.49999997 up (the sum rounds to 1.0 in float32)."""
+    v = np.asarray(v, np.float32)
+    t = np.trunc(v)
+    return t + np.where(np.abs(v - t) >= np.float32(0.5), np.sign(v), np.float32(0))  # v - t is exact
+
+
+def affine_quantize(x, scale, zero: int, qmin: int, qmax: int) -> np.ndarray:
+    """TFLM's QUANTIZE from float32: clamp(round_half_away(f32(x / f32(scale))) + zero, qmin, qmax), as int64.
+    Where TFLM's int32 cast of the rounded quotient is undefined in C++ (|x / scale| at 2^31 or
+    beyond, infinities, NaN) the wheel on x86 returns INT32_MIN, which with the zero point added
+    gives qmin or (wrapping) qmax; an Arm build saturates. qcc saturates monotonically (huge
+    positive values and +inf to qmax, huge negative and -inf to qmin) and gives NaN the zero point
+    (what Arm's conversion, NaN -> 0, gives): clamping the quotient to [qmin - zero, qmax - zero]
+    before rounding is the same as clamping after, since both ends are integers."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        v = np.asarray(x, np.float32) / np.float32(scale)
+    v = np.where(np.isnan(v), np.float32(0), np.clip(v, np.float32(qmin - zero), np.float32(qmax - zero)))
+    return round_half_away(v).astype(np.int64) + zero
+
+
 # --- one accumulator, step by step (for `qcc explain`) --------------------------------------
 
 

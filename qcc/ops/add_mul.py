@@ -13,6 +13,12 @@ for uint8 as for int8; the C is runtime_c/qcc_add_mul.c's qcc_add_tflm_* / qcc_m
        MBQMSTOE(x, M, e) = RDBPOT(SRDHM(x, M), -e) (qcc/numerics/tflm.py).
   MUL: (M0, e) = QuantizeMultiplier(sA sB / sC) (double); y = zC + MultiplyByQuantizedMultiplier(
        (a - zA)(b - zB), M0, e), clamped (qcc's tflm requantize: saturates where TFLM's left shift wraps).
+
+TFLite's SUB is TflmSub, ADD's TFLM kernel with the second input's scaled value subtracted (sub_common.cc,
+reference/sub.h): y = MBQMSTOE(a' - b', MC, eC) + zC, clamped, the same three (M0, e) pairs as ADD in
+double (the pinned wheel computes them in double; the source tree of 2026-08 divides in float, which
+gives other multipliers for most scale pairs and other codes for some inputs). In every scheme it
+runs TFLM's integer kernel: ONNX has no QLinearSub whose float32 arithmetic the other schemes could keep.
 """
 
 from __future__ import annotations
@@ -208,6 +214,7 @@ class QLinearAdd(_Binary):
     island_float_ops = qdq_float_ops  # beside a float operand ORT adds in float
     tflite_ops = (TfliteOp("ADD", 1, 5),)
     summary = "elementwise sum, any broadcast shapes, either input constant"
+    b_sign = 1  # how TFLM's kernel combines the inputs' scaled values: a' + b_sign * b' (TflmSub: -1)
 
     def evaluate_float(self, node, inputs, opset):
         return np.add(inputs[0], inputs[1])
@@ -243,8 +250,10 @@ class QLinearAdd(_Binary):
             try:
                 params[f"{side}_mult"], params[f"{side}_shift"] = tflm.quantize_multiplier_smaller_than_one(real)
             except ValueError:
-                self._fail(node, graph, f"TFLM's ADD needs 2 max(sA, sB) / (2^20 sC) < 1, got {reals['c']:g} "
-                                        "(the output scale is too small for the input scales); use another rounding scheme")
+                op = "SUB" if self.b_sign < 0 else "ADD"
+                advice = "; TFLM refuses the model" if self.b_sign < 0 else "; use another rounding scheme"
+                self._fail(node, graph, f"TFLM's {op} needs 2 max(sA, sB) / (2^20 sC) < 1, got {reals['c']:g} "
+                                        f"(the output scale is too small for the input scales){advice}")
         return params
 
     def _tflm_scaled_input(self, node: Node, graph: Graph, side: str, codes) -> np.ndarray:
@@ -254,9 +263,9 @@ class QLinearAdd(_Binary):
         return tflm.multiply_by_quantized_multiplier_smaller_than_one(shifted, p[f"{side}_mult"], p[f"{side}_shift"])
 
     def _reference_tflm(self, node: Node, graph: Graph, a, b) -> np.ndarray:
-        """TFLM's AddFunc (reference/integer_ops/add.h), on every element at once."""
+        """TFLM's AddFunc (reference/integer_ops/add.h), on every element at once; SUB's subtracts b'."""
         at, p = node.attrs, self.tflm_params(node, graph)
-        summed = self._tflm_scaled_input(node, graph, "a", a) + self._tflm_scaled_input(node, graph, "b", b)
+        summed = self._tflm_scaled_input(node, graph, "a", a) + self.b_sign * self._tflm_scaled_input(node, graph, "b", b)
         return tflm.multiply_by_quantized_multiplier_smaller_than_one(summed, p["c_mult"], p["c_shift"]) + at["c_zero"]
 
     def reference(self, node: Node, graph: Graph, inputs):
@@ -302,9 +311,10 @@ class QLinearAdd(_Binary):
             at, t = node.attrs, p["tflm"]
             prefix = c.symbol(node.name)
             # each input's scaling depends on its code alone: a table of the 256 codes, in byte order
-            tables = {f"{side}_scaled": c.const_array(f"{prefix}_{side}_scaled", "int32_t", self._tflm_scaled_input(
-                node, graph, side, codes_in_byte_order(graph.tensor(name).dtype)).astype(np.int32))
-                for side, name in zip("ab", node.inputs)}
+            # (SUB: b's table negated, so that the kernel's sum is a' - b')
+            tables = {f"{side}_scaled": c.const_array(f"{prefix}_{side}_scaled", "int32_t", (sign * self._tflm_scaled_input(
+                node, graph, side, codes_in_byte_order(graph.tensor(name).dtype))).astype(np.int32))
+                for side, name, sign in zip("ab", node.inputs, (1, self.b_sign))}
             fields = {**tables, "c_zero": at["c_zero"], "c_mult": t["c_mult"], "c_shift": t["c_shift"]}
             return self._emit_tflm(node, graph, c, "qcc_add_tflm", "qcc_add_tflm_params", fields)
         plan: ort.AddPlan = p["plan"]
@@ -319,6 +329,29 @@ class QLinearAdd(_Binary):
         params = c.struct("qcc_qlinear_add_params", f"{prefix}_params", fields)
         out = c.tensor(node.outputs[0], as_dtype="uint8")
         return f"qcc_qlinear_add_8bit({params}, {x}, {y}, {out});"
+
+
+@register
+class TflmSub(QLinearAdd):
+    """TFLite's SUB on int8: TFLM's ADD kernel with b' subtracted (the module's docstring), in every scheme."""
+    name = "TflmSub"
+    onnx_type = "SUB"
+    onnx_ops = qdq_float_ops = island_float_ops = ()
+    tflite_ops = (TfliteOp("SUB", 1, 5),)  # 2: int8; 3-5: int16 and broadcasting over 5-D (the kernel is one)
+    summary = "TFLM's integer SUB: ADD's kernel with the second input's scaled value subtracted"
+    b_sign = -1
+
+    def prepare(self, node: Node, graph: Graph) -> None:
+        node.params["tflm"] = self.tflm_params(node, graph)
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        return [self._finish(node, graph, self._reference_tflm(node, graph, *inputs))]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return Explanation("tflm_integer", "TensorFlow Lite Micro's integer SUB in every scheme: each (x - Z) * 2^20 "
+                           "scaled by sX / (2 max(sA, sB)), b's scaled value subtracted from a's, the difference "
+                           "scaled by 2 max(sA, sB) / (2^20 sC), each step RDBPOT(SRDHM(v, M0), -e) "
+                           "(qcc/ops/add_mul.py)")
 
 
 @register

@@ -1,14 +1,25 @@
-"""QuantizeLinear on graph inputs and DequantizeLinear on graph outputs.
+"""QuantizeLinear on graph inputs and DequantizeLinear on graph outputs; TFLite's QUANTIZE and DEQUANTIZE there.
 
-By default the boundary pass removes them: the C takes and returns 8-bit codes, and the manifest
-gives their scale and zero point. With --float-io they stay and run in C as ORT runs them:
+By default the boundary pass removes them from an ONNX model: the C takes and returns 8-bit codes, and the
+manifest gives their scale and zero point. With --float-io they stay and run in C as ORT runs them:
     QuantizeLinear:   q = clamp(rne(f32(x / s)), qmin - z, qmax - z) + z    (NaN -> qmin)
     DequantizeLinear: r = f32(f32(q - z) * s)
 
-TFLite's QUANTIZE is this module's too: a TFLite op has one home, and QUANTIZE's first meaning, float32
-in, is QuantizeLinear's. Its int8 -> int8 form is a requantization, TFLM's Requantize (two roundings,
-qcc/numerics/tflm_activations.py), a function of the input code: it becomes a Lookup table, not a
-QuantizeLinear node. qcc imports that form only (its TFLite inputs are int8).
+A .tflite model's C takes and returns the types the model declares, as TFLM does, so its QUANTIZE of a
+float32 input and DEQUANTIZE to a float32 output always stay, and compute what the pinned TFLM wheel does
+(quantize_common.cc, reference/quantize.h and dequantize.h; checked on ties, huge values and signed zeros):
+    QUANTIZE (int8, attrs["tflm"]): q = clamp(round_half_away(f32(x / f32(s))) + z, -128, 127), the
+      rounding std::round's, not ORT's half-to-even. Where TFLM's float -> int32 cast is undefined
+      (|x / s| >= 2^31, infinities, NaN) the wheel on x86 gives INT32_MIN + z, then clamped: qmin, or
+      qmax after a wrap for z < 0 (an Arm build saturates instead); qcc saturates monotonically and
+      maps NaN to z (qcc/numerics/tflm.py affine_quantize, runtime_c qcc_quantize_f32_s8_tflm).
+    QUANTIZE int8 -> int8 is a requantization, TFLM's Requantize (two roundings,
+      qcc/numerics/tflm_activations.py), a function of the input code: it becomes a Lookup table, not a
+      QuantizeLinear node.
+    DEQUANTIZE: f32(double(s) * (q - z)), which is DequantizeLinear's value bit for bit (the double
+      product is exact, so both round the exact product once), so it is DequantizeLinear's code.
+All are here rather than in modules of their own: one home per op, the boundary's arithmetic. A
+QUANTIZE or DEQUANTIZE of a float tensor computed inside the model is refused by name.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from qcc.ops.explanation import Explanation
 from qcc.ops.quantized import add_output, quantized_input, read_quant
 from qcc.ops.c_emitter import c_float_literal
 from qcc.errors import QccError
+from qcc.numerics import tflm
 from qcc.numerics.quantize_linear import dequantize_linear, quantize_linear
 
 
@@ -43,15 +55,8 @@ class QuantizeLinear(Op):
     runtime_header = "qcc_float_io.h"
     name = "QuantizeLinear"
     onnx_ops = (OnnxOp("", "QuantizeLinear", 10),)
-    tflite_ops = (TfliteOp("QUANTIZE", 1, 2),)  # 2: int16 outputs, refused by type
+    tflite_ops = (TfliteOp("QUANTIZE", 1, 2),)  # 1: to int8 or uint8, 2: to int16 (refused by type)
     summary = "on a graph input: removed (the C takes codes), or float32 in C with --float-io"
-
-    def import_tflite(self, operator, model) -> None:
-        """TFLite's QUANTIZE from int8 to int8 (a requantization): a Lookup table of TFLM's Requantize."""
-        require_int8(model, "requantizing QUANTIZE")
-        s_x, z_x = model.quant(model.input_tensor(0, "input")).scalar()
-        s_y, z_y = model.quant(model.output_tensor(0)).scalar()
-        add_lookup(model, table_or_refuse(model, tflm_activations.requantize_table, s_x, z_x, s_y, z_y))
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = graph.tensor(onnx_node.input[0])
@@ -64,12 +69,35 @@ class QuantizeLinear(Op):
         y = add_output(graph, onnx_node, 0, dtype, x.shape, quant)
         return Node(self.name, onnx_node.name or y, [x.name], [y])
 
+    def import_tflite(self, operator, model) -> None:
+        """QUANTIZE of a float32 model input to int8, as TFLM's AffineQuantize; from int8 to int8 (a
+        requantization), a Lookup table of TFLM's Requantize (the module's docstring)."""
+        source = model.input_tensor(0, "input")
+        if source.dtype != "float32":
+            require_int8(model, "requantizing QUANTIZE")
+            s_x, z_x = model.quant(source).scalar()
+            s_y, z_y = model.quant(model.output_tensor(0)).scalar()
+            add_lookup(model, table_or_refuse(model, tflm_activations.requantize_table, s_x, z_x, s_y, z_y))
+            return
+        x = model.float_input(0)
+        out = model.output_tensor(0)
+        model.require(out.dtype == "int8", f"quantizes to {out.dtype}; qcc compiles TFLM's int8 kernels")
+        y = model.output(0, x.shape, "tflite", model.quant(out))
+        model.add_node(self.name, [x.name], [y], {"tflm": True})
+
     def reference(self, node: Node, graph: Graph, inputs):
         y = graph.tensor(node.outputs[0])
         scale, zero = y.quant.scalar()
+        if node.attrs.get("tflm"):
+            qmin, qmax = DTYPE_RANGE[y.dtype]
+            return [tflm.affine_quantize(inputs[0], scale, zero, qmin, qmax).astype(y.dtype)]
         return [quantize_linear(inputs[0], scale, zero, y.dtype)]
 
     def explain(self, node: Node, graph: Graph) -> Explanation:
+        if node.attrs.get("tflm"):
+            return Explanation("boundary", "the float32 input boundary of a .tflite model: float32 in C, as TFLM's "
+                                           "QUANTIZE computes it (f32(x / s) rounded half away from zero, saturated); "
+                                           "no requantization step")
         return Explanation("boundary", "the float32 input boundary (with --float-io: float32 in C, exactly as ORT "
                                        "computes it); no requantization step")
 
@@ -77,6 +105,8 @@ class QuantizeLinear(Op):
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         scale, zero = y.quant.scalar()
         suffix = "s8" if y.dtype == "int8" else "u8"
+        if node.attrs.get("tflm"):
+            suffix += "_tflm"
         return f"qcc_quantize_f32_{suffix}({c.tensor(x.name)}, {c.tensor(y.name)}, {x.size}, {c_float_literal(scale)}, {zero});"
 
 
@@ -96,13 +126,22 @@ class DequantizeLinear(Op):
         y = add_output(graph, onnx_node, 0, "float32", x.shape)
         return Node(self.name, onnx_node.name or y, [x.name], [y], attrs={"quant": quant})
 
+    tflite_ops = (TfliteOp("DEQUANTIZE", 1, 2),)  # 1: uint8, 2: int8 (3: int16, 5: per channel)
+
+    def import_tflite(self, operator, model) -> None:
+        """DEQUANTIZE of int8 codes to a float32 model output: TFLM's value is DequantizeLinear's (module docstring)."""
+        x = model.activation(0, "tflite")
+        y = model.float_output(0, x.shape)
+        model.add_node(self.name, [x.name], [y], {"quant": x.quant})
+
     def reference(self, node: Node, graph: Graph, inputs):
         scale, zero = node.attrs["quant"].scalar()
         return [dequantize_linear(inputs[0], scale, zero)]
 
     def explain(self, node: Node, graph: Graph) -> Explanation:
-        return Explanation("boundary", "the float32 output boundary (with --float-io: float32 in C, exactly as ORT "
-                                       "computes it); no requantization step")
+        return Explanation("boundary", "the float32 output boundary (with --float-io, and always in a .tflite model: "
+                                       "float32 in C, f32((q - z) * s) rounded once, exactly as ORT's DequantizeLinear "
+                                       "and TFLM's DEQUANTIZE compute it); no requantization step")
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcc.ir import DTYPE_RANGE, QuantParams
+from qcc.numerics import tflm
 from qcc.tflite_graph import ACTIVATIONS, PADDINGS
 
 TFLITE = "tflite"  # the tensor's own order (channels last for images)
@@ -41,10 +42,9 @@ def in_layout(values, layout: str) -> list:
 
 
 def quantize_real(value: float, quant: QuantParams) -> int:
-    """TFLM's Quantize(value): zero + round(f32(value / scale)), halves away from zero."""
+    """TFLM's Quantize(value): zero + round(f32(value / scale)), halves away from zero (std::round)."""
     scale, zero = quant.scalar()
-    ratio = np.float32(value) / np.float32(scale)
-    return zero + int(np.sign(ratio) * np.floor(np.abs(ratio) + np.float32(0.5)))
+    return zero + int(tflm.round_half_away(np.float32(value) / np.float32(scale)))
 
 
 def fused_clamp(model, quant: QuantParams, dtype: str) -> tuple[int, int]:

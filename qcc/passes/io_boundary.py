@@ -2,7 +2,7 @@
 
 A graph input consumed by QuantizeLinear becomes a quantized C input, and a graph output
 produced by DequantizeLinear becomes a quantized C output; the boundary ops go away unless
-float I/O is asked for. By this pass the frontend has already fused the QDQ groups ORT runs as
+float I/O is asked for (always, for a .tflite model: its C has the model's own input and output types). By this pass the frontend has already fused the QDQ groups ORT runs as
 integer kernels and turned float islands into tables, so a QuantizeLinear or DequantizeLinear
 left anywhere else stands at a float computation qcc has no integer form for: it is refused by
 name rather than computed as something else.
@@ -16,6 +16,9 @@ from qcc.ops.quantized import same_quant
 
 
 def apply(graph: Graph, float_io: bool) -> None:
+    # A .tflite model's C takes and returns the types the model declares (float32 too), as TFLM does:
+    # its QUANTIZE and DEQUANTIZE at the boundary always stay.
+    float_io = float_io or graph.frontend == "tflite"
     output_names = [graph.public_name(name) for name in graph.outputs]  # before inputs take the codes' names
     for node in list(graph.nodes):
         if node.op == "QuantizeLinear":

@@ -8,7 +8,9 @@ kernel reads (`activation`), and says in which layout it wrote its output (`outp
 layouts differ, the importer inserts the permutation once per tensor and layout: a Transpose,
 or, where the permutation moves only axes of size 1 (a 1 x 1 x C map, a single-channel image),
 a Reshape that shares the bytes. The C's inputs and outputs are the model's own tensors, in
-TFLite's layout, so an application swaps TFLM's interpreter for the C with no other change.
+TFLite's layout and types, so an application swaps TFLM's interpreter for the C with no other change:
+a float32 input is taken where one QUANTIZE alone reads it, and a float32 output where a DEQUANTIZE
+writes it and no operator reads it (`float_input`, `float_output`); float anywhere else is refused.
 """
 
 from __future__ import annotations
@@ -97,14 +99,34 @@ class TfliteImporter:
         tensor = self.model.tensors[index]
         if tensor.data is not None:
             raise QccError(f"{self.model.source}: the model's input '{self.names[index]}' is a constant")
-        if tensor.dtype not in ACTIVATION_DTYPES:
+        if tensor.dtype == "float32":
+            self._check_float_input(index)
+            quant = None
+        elif tensor.dtype not in ACTIVATION_DTYPES:
             raise QccError(f"{self.model.source}: the model's input '{self.names[index]}' is {tensor.dtype}; qcc compiles "
-                           f"{'/'.join(ACTIVATION_DTYPES)} inputs of TFLite models (TFLM's integer kernels)")
+                           f"{'/'.join(ACTIVATION_DTYPES)} inputs of TFLite models (TFLM's integer kernels), and "
+                           "float32 inputs that a QUANTIZE reads")
+        else:
+            quant = self._activation_quant(tensor)
         name = self.names[index]
-        self.graph.tensors[name] = Tensor(name, tensor.dtype, tensor.shape, None, self._activation_quant(tensor))
+        self.graph.tensors[name] = Tensor(name, tensor.dtype, tensor.shape, None, quant)
         self.graph.inputs.append(name)
         self.graph.public_names[name] = tensor.name or name
         self.ir[(index, TFLITE)] = name
+
+    def _readers(self, index: int) -> list[TfliteOperator]:
+        return [o for o in self.model.operators if index in o.inputs]
+
+    def _check_float_input(self, index: int) -> None:
+        """A float32 model input is compiled where a QUANTIZE alone reads it: the C takes float32 as TFLM
+        does and quantizes it as TFLM's QUANTIZE; float computation anywhere else is not compiled."""
+        readers = self._readers(index)
+        codes = sorted({o.code for o in readers})
+        if len(readers) != 1 or codes != ["QUANTIZE"] or index in self.model.outputs:
+            read = (f"read by {len(readers)} operators ({', '.join(codes)})" if readers else "read by no operator")
+            raise QccError(f"{self.model.source}: the model's input '{self.names[index]}' is float32 and "
+                           f"{read}{' and a model output' if index in self.model.outputs else ''}; qcc compiles a "
+                           "float32 input that one QUANTIZE alone reads (TFLM's integer kernels after it)")
 
     def _op_for(self, operator: TfliteOperator) -> ops.Op:
         op = ops.op_for_tflite(operator.code, operator.version)
@@ -201,6 +223,35 @@ class TfliteImporter:
         self.require(tensor.dtype in ACTIVATION_DTYPES, f"the {what} '{self.names[tensor.index]}' is {tensor.dtype}; qcc "
                      f"compiles TFLM's {'/'.join(ACTIVATION_DTYPES)} kernels")
         return self.graph.tensors[self.tensor_name(tensor.index, layout)]
+
+    def float_input(self, position: int, what: str = "input") -> Tensor:
+        """The IR tensor of a float32 model input that this operator alone reads (the importer admitted it:
+        `_check_float_input`); anything else is float computation inside the model, refused by name."""
+        tensor = self.input_tensor(position, what)
+        self.require(tensor.dtype == "float32", f"the {what} '{self.names[tensor.index]}' is {tensor.dtype}, not float32")
+        self.require(tensor.index in self.model.inputs and (tensor.index, TFLITE) in self.ir,
+                     f"reads the float32 tensor '{self.names[tensor.index]}', which is not a model input: a float "
+                     "computation inside the model, which qcc does not compile (qcc compiles float32 only at the "
+                     "model's inputs and outputs, around TFLM's integer kernels)")
+        return self.graph.tensors[self.ir[(tensor.index, TFLITE)]]
+
+    def float_output(self, position: int, shape: tuple[int, ...]) -> str:
+        """The IR tensor for a float32 output of the operator, which must be a model output that no
+        operator reads (float32 lives only at the C's boundary), in TFLite's layout."""
+        tensor = self.output_tensor(position)
+        label = self.names[tensor.index]
+        self.require(tensor.dtype == "float32", f"output '{label}' is {tensor.dtype}, not float32")
+        readers = self._readers(tensor.index)
+        where = f"read by {', '.join(sorted({o.code for o in readers}))}" if readers else "not a model output"
+        self.require(tensor.index in self.model.outputs and not readers,
+                     f"its float32 output '{label}' is {where}: a float computation inside the model, which qcc does "
+                     "not compile (qcc compiles float32 only at the model's inputs and outputs, around TFLM's integer "
+                     "kernels)")
+        self.require(tuple(int(d) for d in shape) == tuple(tensor.shape),
+                     f"output '{label}' is declared {list(tensor.shape)}, but the op computes {list(shape)}")
+        self.graph.tensors[label] = Tensor(label, "float32", tuple(tensor.shape), None, None)
+        self.ir[(tensor.index, TFLITE)] = label
+        return label
 
     def layout_of(self, position: int) -> str:
         """The layout an activation input already exists in (TFLITE where it exists in both)."""
