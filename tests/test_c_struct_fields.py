@@ -161,13 +161,16 @@ def generated(fake_libc, tmp_path_factory) -> dict[str, str]:  # noqa: F811
     for scheme in SCHEMES:
         compile_to_folder(path, folder / scheme, Options(rounding=scheme))
         texts[scheme] = preprocess(folder / scheme / "model.c", fake_libc, folder / scheme)
+    # the TFLite-only kernels' structs: a model written by TensorFlow's converter (TFLM's average pool, softmax)
+    compile_to_folder(REPO / "tests" / "data" / "tflite" / "kws_ref_model.tflite", folder / "tflite", Options())
+    texts["tflite"] = preprocess(folder / "tflite" / "model.c", fake_libc, folder / "tflite")
     return texts
 
 
 # --- the checks --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("scheme", [*SCHEMES, "tflite"])
 def test_every_parameter_struct_names_exactly_the_header_fields(generated, structs, scheme):
     errors, seen = check_model_c(generated[scheme], structs)
     assert errors == []
