@@ -175,7 +175,7 @@ def _stage(graph: Graph, node: Node, main: str) -> Stage | None:
         return None
     if node.op == "QLinearAdd":
         others = [t for t in node.inputs if t != main]
-        if len(others) != 1 or node.inputs.count(main) != 1 or "tflm" in node.params:
+        if len(others) != 1 or node.inputs.count(main) != 1:
             return None
         side = graph.tensor(others[0])
         if side.is_const or side.shape != y.shape or x.shape != y.shape:
