@@ -65,6 +65,9 @@ typedef struct {
 typedef struct {
     int32_t rows, depth, cols;
     int32_t a_row_stride, a_depth_stride; /* a[m][k] is a[m * a_row_stride + k * a_depth_stride] */
+    int32_t depth_chunk;                  /* depths of a row expanded into scratch at once, a multiple of 8:
+                                           * kp (the whole row, fastest) or fewer, with one int32
+                                           * accumulator per column kept in scratch between chunks */
     const int8_t *weights;                /* [cols][kp], laid out for qcc_fully_connected */
     const int32_t *acc_const;             /* per column: bias - Z_a*sum(w) + depth*Z_a*Z_w */
     int32_t acc_const_row_stride;         /* 0: one row for all rows; cols: one row per row */

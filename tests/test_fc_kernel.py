@@ -1,5 +1,5 @@
-"""The fully connected kernel (qcc_fully_connected_*: each row of A expanded once to int16 in scratch,
-then its dot products with each pair of columns, SMLAD on cores with the DSP extension, portable C
+"""The fully connected kernel (qcc_fully_connected_*: each row of A expanded once to int16 in scratch, or
+in chunks of its depth where a whole row would grow the arena, then its dot products with each pair of columns, SMLAD on cores with the DSP extension, portable C
 elsewhere): the compiler lays its weights out for it (qcc_conv_gemm's layout, depth padded to 8), and
 it equals the reference (and ONNX Runtime) bit for bit on the host in every rounding scheme and on
 the Cortex-M0 (portable path) and M4 (DSP path) boards: depths 1, 3, 5, 17 and 130 (not multiples of
@@ -10,6 +10,8 @@ weights, uint8 weights with nonzero zero points (the sum(a) correction) and accu
 int32."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import onnx
@@ -123,3 +125,17 @@ def test_the_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, scheme)
 
 def test_the_kernel_builds_warning_free_with_clang_too(tmp_path):
     check_builds_with_clang(tmp_path, layers_model("uint8"))
+
+
+def test_long_rows_run_in_depth_chunks_where_a_whole_row_would_grow_the_arena(tmp_path):
+    """The layers above take their inputs from the caller, so the arena is the largest least scratch: the
+    depth-130 layers, whose whole int16 row (272 bytes) is more, run in chunks of 64 depths (3 chunks, the
+    last of 8) with their columns' accumulators in scratch; the short ones take their whole row. The tests
+    above hold both paths exact on the host, the Cortex-M0 and the M4."""
+    path = tmp_path / "model.onnx"
+    onnx.save(layers_model("int8"), str(path))
+    compile_to_folder(path, tmp_path / "out", Options())
+    text = (tmp_path / "out" / "model.c").read_text()
+    chunks = {int(v) for v in re.findall(r"\.depth_chunk = (\d+),", text)}
+    assert 64 in chunks and 136 not in chunks  # depth 130 (kp 136): chunked
+    assert 8 in chunks and 24 in chunks  # depths 5 and 17: their whole padded row

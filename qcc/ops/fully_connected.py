@@ -138,8 +138,24 @@ class _ConstantRightMatMul(Op):
         depths per pass; the weights and the row of A are zero-padded to it)."""
         return -(-node.attrs["depth"] // 8) * 8
 
+    def scratch_choices(self, node: Node, graph: Graph) -> list[int]:
+        """One row of A as int16 (fastest), or, where it takes fewer bytes, the depth in chunks of 256 or 64
+        (int16) after one int32 accumulator per column (qcc_fully_connected's qcc_fc_chunked)."""
+        choices = [2 * self.padded_depth(node)]
+        for chunk in (256, 64):
+            size = 2 * chunk + 4 * node.attrs["cols"]
+            if chunk < self.padded_depth(node) and size < choices[-1]:
+                choices.append(size)
+        return choices
+
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
-        return 2 * self.padded_depth(node)  # one row of A as int16
+        return self.scratch_choices(node, graph)[-1]
+
+    @classmethod
+    def depth_chunk(cls, node: Node, scratch: int) -> int:
+        """The depths expanded at once with `scratch` bytes (one of scratch_choices)."""
+        whole = cls.padded_depth(node)
+        return whole if scratch >= 2 * whole else (scratch - 4 * node.attrs["cols"]) // 2
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         a, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
@@ -152,7 +168,8 @@ class _ConstantRightMatMul(Op):
         # A is read as a[m * row_stride + k * depth_stride]: transA only swaps the strides.
         row_stride, depth_stride = (1, at["rows"]) if at["trans_a"] else (at["depth"], 1)
         fields = {"rows": at["rows"], "depth": at["depth"], "cols": at["cols"], "a_row_stride": row_stride,
-                  "a_depth_stride": depth_stride, "weights": weights, "acc_const": acc_const,
+                  "a_depth_stride": depth_stride, "depth_chunk": self.depth_chunk(node, c.scratch_size(node)),
+                  "weights": weights, "acc_const": acc_const,
                   "acc_const_row_stride": const_row_stride, "weight_zero": w_zero,
                   "requant": emit_requant(c, prefix, p["requant"])}
         params = c.struct("qcc_fc_params", f"{prefix}_params", fields)
