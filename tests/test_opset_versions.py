@@ -21,7 +21,7 @@ from qdq_builder import QdqGraph, ort_float_ops, ort_runs_as_integers
 
 from qcc.errors import QccError
 from qcc.ops import base
-from qcc.ops.base import OnnxOp, RegistryError, op_for_onnx, op_named, register
+from qcc.ops.base import OnnxOp, RegistryError, TfliteOp, op_for_onnx, op_named, register
 from qcc.pipeline import Options, compile_model
 from qcc.runtimes import ort as ort_reference
 
@@ -603,7 +603,7 @@ def test_a_signature_written_at_the_wrong_opset_is_refused(tmp_path, case):
 def registry_restored():
     """Restore the registry's module state after the test (a test op that registers stays out of
     the rest of the suite); yields a check that nothing changed since the test began."""
-    tables = [base.QOPERATOR_RULES, base.QDQ_RULES, base.ISLAND_RULES, base.PROPAGATION_RULES]
+    tables = [base.QOPERATOR_RULES, base.QDQ_RULES, base.ISLAND_RULES, base.PROPAGATION_RULES, base.TFLITE_RULES]
     saved_names = dict(base._BY_NAME)
     saved_rules = [{key: list(rules) for key, rules in table.rules.items()} for table in tables]
 
@@ -637,7 +637,7 @@ def test_overlapping_rules_for_one_onnx_op_raise(registry_restored, case):
     existing, kind, rules = OVERLAPS[case]
     owner, rule = type(op_named(existing)), rules[-1]
     clash = type("ClashingOp", (owner,), {"name": "TestClashingOp", "onnx_ops": (), "qdq_float_ops": (),
-                                          "island_float_ops": (), "qdq_propagation_ops": (), kind: rules})
+                                          "island_float_ops": (), "qdq_propagation_ops": (), "tflite_ops": (), kind: rules})
     finder = {"onnx_ops": base.op_for_onnx, "qdq_float_ops": base.qdq_op_for, "island_float_ops": base.island_op_for}[kind]
     before = [finder(rule.domain, rule.op_type, opset) for opset in range(1, 26)]
     assert owner in {type(op) for op in before}
@@ -648,11 +648,27 @@ def test_overlapping_rules_for_one_onnx_op_raise(registry_restored, case):
     assert [finder(rule.domain, rule.op_type, opset) for opset in range(1, 26)] == before
 
 
+def test_overlapping_tflite_versions_raise_and_adjacent_ones_do_not(registry_restored):
+    """TFLite ops register like ONNX ops, by op version: CONV_2D at 8 again clashes, CONV_2D at 9+ does not."""
+    owner = type(op_named("QLinearConv"))
+    clash = type("ClashingOp", (owner,), {"name": "TestClashingOp", "onnx_ops": (), "qdq_float_ops": (),
+                                          "tflite_ops": (TfliteOp("CONV_2D", 8, 8),)})
+    with pytest.raises(RegistryError, match=r"ClashingOp and QLinearConv both register CONV_2D \(TFLite import\) at "
+                                            r"version 8 / versions 1-8"):
+        register(clash)
+    assert registry_restored()
+    adjacent = type("AdjacentOp", (owner,), {"name": "TestAdjacentOp", "onnx_ops": (), "qdq_float_ops": (),
+                                             "tflite_ops": (TfliteOp("CONV_2D", 9),)})
+    register(adjacent)
+    assert type(base.op_for_tflite("CONV_2D", 9)).__name__ == "AdjacentOp"
+    assert type(base.op_for_tflite("CONV_2D", 8)) is owner
+
+
 def test_adjacent_rules_do_not_overlap(registry_restored):
     """The bounds are inclusive: Relu on codes at 1-13 beside ClampCodes' 14+ is no clash."""
     owner = type(op_named("ClampCodes"))
     adjacent = type("AdjacentOp", (owner,), {"name": "TestAdjacentOp", "onnx_ops": (OnnxOp("", "Relu", 1, 13),),
-                                             "island_float_ops": (), "qdq_propagation_ops": ()})
+                                             "island_float_ops": (), "qdq_propagation_ops": (), "tflite_ops": ()})
     register(adjacent)
     assert type(op_for_onnx("", "Relu", 13)).__name__ == "AdjacentOp"
     assert type(op_for_onnx("", "Relu", 14)) is owner
@@ -660,7 +676,8 @@ def test_adjacent_rules_do_not_overlap(registry_restored):
 
 def test_a_second_op_under_an_existing_name_raises(registry_restored):
     owner = type(op_named("Split"))
-    twin = type("TwinOp", (owner,), {"onnx_ops": (), "qdq_float_ops": (), "qdq_propagation_ops": ()})  # name inherited
+    twin = type("TwinOp", (owner,), {"onnx_ops": (), "qdq_float_ops": (), "qdq_propagation_ops": (),
+                                     "tflite_ops": ()})  # name inherited
     with pytest.raises(RegistryError, match="TwinOp and .* are both named 'Split'"):
         register(twin)
     assert registry_restored()  # refused before anything was recorded
@@ -672,6 +689,6 @@ def test_failed_registrations_left_nothing_behind():
     is registered under any name or rule, so the rest of the suite sees the op modules' registry."""
     test_ops = ("ClashingOp", "AdjacentOp", "TwinOp")
     assert not any(type(op).__name__ in test_ops for op in base.all_ops())
-    for table in (base.QOPERATOR_RULES, base.QDQ_RULES, base.ISLAND_RULES, base.PROPAGATION_RULES):
+    for table in (base.QOPERATOR_RULES, base.QDQ_RULES, base.ISLAND_RULES, base.PROPAGATION_RULES, base.TFLITE_RULES):
         assert not any(type(op).__name__ in test_ops for rules in table.rules.values() for _, op in rules)
     assert base.op_for_onnx("", "GatherElements", 13) is None
