@@ -330,8 +330,8 @@ def map_layers(graph: Graph) -> list[CmsisLayer]:
     layers = []
     for index, node in enumerate(graph.nodes):
         layer = CmsisLayer(index, node.name, node.attrs.get("onnx_op", node.op), UNMAPPED)
-        if node.op == "Reshape" or (node.op == "Transpose" and list(node.attrs["perm"]) in LAYOUT_PERMUTATIONS
-                                    and graph.frontend == "tflite"):
+        if node.op in ("Reshape", "ChannelsFirstView") or (
+                node.op == "Transpose" and list(node.attrs["perm"]) in LAYOUT_PERMUTATIONS and graph.frontend == "tflite"):
             layer.kind, layer.inputs, layer.output = FREE, [node.inputs[0]], node.outputs[0]
         elif node.op in MAPPERS and all(graph.tensor(t).dtype == "int8" for t in node.outputs):
             MAPPERS[node.op](layer, node, graph)

@@ -52,6 +52,9 @@ typedef struct {
     /* Elements from one channel's rows to the next's: in_h * in_w and out_h * out_w for whole tensors;
      * a band of rows (streamed execution) is in_h or out_h rows of a plane that holds more. */
     int32_t in_plane, out_plane;
+    /* 1: the input is channels last (N, H, W, C), read in place: a model's input image, which
+     * qcc_conv_gemm reads without a channels-first copy (the other kernels take 0 only) */
+    int32_t in_channels_last;
     int32_t groups;
     int32_t gemm_pixels;        /* qcc_conv_gemm: output pixels whose columns are built at once (even,
                                  * 2..QCC_GEMM_MAX_PIXELS); 0 for the other kernels */

@@ -199,3 +199,26 @@ def test_reshape_squeeze(tmp_path):
     b.op("SQUEEZE", [r], [s], options=dict(squeeze_dims=[0]))
     b.output(s)
     check_tflite_exact(b.build(), tmp_path)
+
+
+def test_a_convolution_reads_the_models_input_image_in_place(tmp_path):
+    """A one-group convolution on the model's channels-last input image reads it in place (no channels-first
+    copy in the arena), and a second reader of the same input that needs channels first still gets its copy."""
+    rng = np.random.default_rng(50)
+    b = TfliteBuilder()
+    x = activation(b, "x", (1, 7, 6, 3), rng, is_input=True)
+    wt, bt = filter_and_bias(b, "conv", (4, 3, 3, 3), 4, 0, scale_of(b, x), rng)
+    y = activation(b, "y", (1, 4, 3, 4), rng, scale=0.4)
+    b.op("CONV_2D", [x, wt, bt], [y], version=3, options=dict(padding="SAME", stride_h=2, stride_w=2))
+    q = b.tensors[x]["quantization"]
+    p = b.tensor("p", (1, 7, 6, 3), "int8", scale=q["scale"][0], zero_point=q["zero_point"][0])
+    b.op("AVERAGE_POOL_2D", [x], [p], options=dict(padding="SAME", stride_h=1, stride_w=1, filter_height=3,
+                                                   filter_width=3))
+    b.output(y, p)
+    compiled = check_tflite_exact(b.build(), tmp_path)
+    ops = [n.op for n in compiled.graph.nodes]
+    # Transposes: the pool's input, and the two outputs back to channels last
+    assert ops.count("ChannelsFirstView") == 1 and ops.count("Transpose") == 3
+    conv = next(n for n in compiled.graph.nodes if n.op == "QLinearConv")
+    assert compiled.graph.producer(conv.inputs[0]).op == "ChannelsFirstView"
+    assert ".in_channels_last = 1," in (tmp_path / "out_tflm" / "model.c").read_text()

@@ -16,6 +16,7 @@ from dataclasses import replace
 from qcc.ir import C_TYPES, Graph, Tensor
 from qcc.ops import op_named
 from qcc.ops.c_emitter import CEmitter, c_comment_text
+from qcc.ops.movement import reads_channels_last
 from qcc.passes.memory_plan import stream_scratch
 from qcc.passes.streaming import Run, Shift, Stream
 
@@ -177,6 +178,8 @@ def _place_pointers(template: str, stream: Stream, graph: Graph, c: CEmitter, ca
     last = call.stage == len(stream.stages) - 1
     x, y = graph.tensor(stage.main), graph.tensor(stage.output)
     row_bytes_in, row_bytes_out = x.shape[3], y.shape[3]
+    if reads_channels_last(graph, stage.main):  # a model input read in place: a row holds every channel
+        row_bytes_in *= x.shape[1]
     if call.stage == 0:
         main = (stage.main, (call.in_first if stage.side is None else call.row) * row_bytes_in)
     else:

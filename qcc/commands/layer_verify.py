@@ -99,7 +99,7 @@ def compare_layers(truth: GroundTruth, graph: Graph, out_dir, manifest: dict, ca
             tensor = graph.tensor(name)
             if not traced[(i, k)] and tensor.size:  # streamed: the C never holds it whole, a few rows at a time
                 continue
-            c_value = np.frombuffer(traced[(i, k)], dtype=np.dtype(tensor.dtype).newbyteorder("=")).reshape(tensor.shape)
+            c_value = op_named(node.op).stored_value(node, graph, k, traced[(i, k)])
             row = LayerComparison(i, node.name, node.attrs.get("onnx_op", node.op), graph.public_name(name), Agreement())
             row.c.add(c_value, ref[name])
             if name in ort_values:

@@ -156,6 +156,12 @@ class Op:
         products of K positions 2j and 2j+1 in a saturating int16."""
         return None
 
+    def stored_value(self, node: Node, graph: Graph, index: int, data: bytes) -> np.ndarray:
+        """Output `index` as the C holds it in memory (its bytes after the step, as `qcc verify --layers`
+        traces them), in the IR's shape; an op whose C keeps an output in another order says so here."""
+        tensor = graph.tensor(node.outputs[index])
+        return np.frombuffer(data, dtype=np.dtype(tensor.dtype).newbyteorder("=")).reshape(tensor.shape)
+
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
         """Working memory the kernel needs during this step only; the memory plan puts it in the arena."""
         return 0

@@ -17,6 +17,7 @@ from qcc.ops.qdq_group import bias_codes, check_integer_types, weight_input
 from qcc.ir import Graph, Node
 from qcc.access_order import AccessOrder, Window2d
 from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, const_input, int_list_attribute, register, require
+from qcc.ops.movement import reads_channels_last
 from qcc.ops.tflite_import import fused_clamp, padding
 from qcc.ops.explanation import Element, RequantExplanation, per_channel
 from qcc.numerics.accumulator_range import product_sum_range
@@ -101,7 +102,12 @@ class QLinearConv(Op):
 
     def import_tflite(self, operator, model) -> None:
         depthwise = operator.code == "DEPTHWISE_CONV_2D"
-        x = model.activation(0, "nchw")
+        # a model's input image with channels: a one-group convolution (qcc_conv_gemm) reads it in place,
+        # channels last, instead of a channels-first copy in the arena
+        w_shape = model.input_tensor(1, "filter").shape
+        in_channels = model.input_tensor(0, "input").shape[-1] if model.input_tensor(0, "input").shape else 0
+        one_group = not depthwise and len(w_shape) == 4 and w_shape[3] == in_channels
+        x = (one_group and model.channels_first_view(0)) or model.activation(0, "nchw")
         model.require(len(x.shape) == 4, f"the input must be 4-D (N, H, W, C), got {list(x.shape)}")
         w = model.constant(1, "filter")
         w_tensor = model.input_tensor(1, "filter")
@@ -303,7 +309,9 @@ class QLinearConv(Op):
         out_w, stride = graph.tensor(node.outputs[0]).shape[3], node.attrs["strides"][1]
         return ((out_w - 1) * stride + 3 + 4) // 2 * 2
 
-    def access_order(self, node: Node, graph: Graph) -> AccessOrder:
+    def access_order(self, node: Node, graph: Graph) -> AccessOrder | None:
+        if reads_channels_last(graph, node.inputs[0]):
+            return None  # the channels-last bytes of a model input: never under an output
         window = Window2d.of(node, graph)
         if self.runs_as_gemm(node, graph):
             return window.pixel_major()
@@ -342,7 +350,8 @@ class QLinearConv(Op):
             "kernel_h": a["kernel"][0], "kernel_w": a["kernel"][1], "stride_h": a["strides"][0],
             "stride_w": a["strides"][1], "dilation_h": a["dilations"][0], "dilation_w": a["dilations"][1],
             "pad_top": a["pads_begin"][0], "pad_left": a["pads_begin"][1],
-            "in_plane": in_plane, "out_plane": out_plane, "groups": a["groups"],
+            "in_plane": in_plane, "out_plane": out_plane,
+            "in_channels_last": int(reads_channels_last(graph, node.inputs[0])), "groups": a["groups"],
             "gemm_pixels": c.scratch_size(node) // (2 * self.gemm_depth(node, graph)) if gemm else 0,
             "input_zero": x.quant.scalar()[1], "weights": weights, "acc_const": acc_const, "weight_zero": w_zero,
             "requant": emit_requant(c, prefix, p["requant"]),

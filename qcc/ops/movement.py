@@ -132,6 +132,37 @@ class Reinterpret(Reshape):
     summary = "the same codes read with other quantization parameters: no code"
 
 
+def reads_channels_last(graph: Graph, tensor_name: str) -> bool:
+    """Whether a tensor is a ChannelsFirstView: its reader takes the channels-last bytes under it in place."""
+    producer = graph.producer(tensor_name)
+    return producer is not None and producer.op == ChannelsFirstView.name
+
+
+@register
+class ChannelsFirstView(Op):
+    """A model's channels-last input image (N, H, W, C) seen channels first (N, C, H, W) without a copy:
+    the TFLite frontend gives it to a convolution that runs as qcc_conv_gemm (its only reader), whose
+    im2col reads the input in place (qcc_conv_params.in_channels_last). The reference transposes; the C
+    has no code and no bytes for it (the output shares the input's storage, like a Reshape)."""
+    name = "ChannelsFirstView"
+    summary = "a channels-last input read in place by its convolution: no code, no copy"
+    aliases_input = True
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        return [np.ascontiguousarray(np.transpose(inputs[0], (0, 3, 1, 2)))]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return MOVES_CODES
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        return "/* the input channels last, read in place by the next convolution (in_channels_last) */"
+
+    def stored_value(self, node: Node, graph: Graph, index: int, data: bytes) -> np.ndarray:
+        """The bytes are the input's, channels last: seen channels first they are the output's value."""
+        source = graph.tensor(node.inputs[0])
+        return np.frombuffer(data, dtype=np.dtype(source.dtype)).reshape(source.shape).transpose(0, 3, 1, 2)
+
+
 @register
 class Transpose(Op):
     runtime_sources = ("qcc_kernels.c",)

@@ -288,6 +288,22 @@ class TfliteImporter:
         self.ir[(index, layout)] = name
         return name
 
+    def channels_first_view(self, position: int) -> Tensor | None:
+        """Input `position` seen channels first without a copy (ChannelsFirstView), for a reader that takes
+        channels-last bytes in place; None unless it is a model input image whose channels-first copy
+        would move bytes (the reader then asks for it with `activation`)."""
+        index = self.operator.inputs[position]
+        if index not in self.model.inputs or (index, NCHW) in self.ir or not self.converts_by_copy(position, NCHW):
+            return None
+        source = self.graph.tensors[self.ir[(index, TFLITE)]]
+        name = f"{source.name}__channels_first_view"
+        if name not in self.graph.tensors:
+            shape = tuple(source.shape[p] for p in TO_NCHW)
+            self.graph.tensors[name] = Tensor(name, source.dtype, shape, None, source.quant)
+            self.graph.nodes.append(Node("ChannelsFirstView", self.node_name(name), [source.name], [name],
+                                         attrs={"onnx_op": "the input read channels last, in place"}))
+        return self.graph.tensors[name]
+
     def view(self, tensor: Tensor, shape: tuple[int, ...], what: str) -> Tensor:
         """The same bytes under another shape (a Reshape node that shares them), made once per tensor and shape."""
         if tuple(tensor.shape) == tuple(shape):
