@@ -16,7 +16,7 @@ from qcc.frontend.tflite.importer import import_tflite
 from qcc.ir import Graph, MemoryPlan
 from qcc.numerics import SCHEMES
 from qcc.ops import op_named
-from qcc.passes import execution_order, fold_activations, io_boundary, memory_plan, range_analysis
+from qcc.passes import execution_order, fold_activations, fold_pads, io_boundary, memory_plan, range_analysis
 from qcc.tflite_graph import is_tflite, read_tflite
 from qcc.toolchain.targets import fpu_refusal, target_named
 
@@ -80,6 +80,7 @@ def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
     graph.fpu = options.fpu
     io_boundary.apply(graph, options.float_io)
     fold_activations.apply(graph)
+    fold_pads.apply(graph)  # a Pad of the zero point before a convolution is the convolution's own padding
     warnings = range_analysis.analyze(graph)
     for node in graph.nodes:
         with malformed(str(path), node.name, node.attrs.get("onnx_op", node.op)):

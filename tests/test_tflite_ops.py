@@ -222,3 +222,42 @@ def test_a_convolution_reads_the_models_input_image_in_place(tmp_path):
     conv = next(n for n in compiled.graph.nodes if n.op == "QLinearConv")
     assert compiled.graph.producer(conv.inputs[0]).op == "ChannelsFirstView"
     assert ".in_channels_last = 1," in (tmp_path / "out_tflm" / "model.c").read_text()
+
+
+@pytest.mark.parametrize("value", ["zero point", "other code"])
+@pytest.mark.parametrize("op", ["CONV_2D", "DEPTHWISE_CONV_2D"])
+def test_an_explicit_pad_before_a_convolution(op, value, tmp_path):
+    """PAD (PyTorch's export through TFLite writes one before each strided convolution) between two
+    convolutions: filled with the zero point's code, it folds into the second convolution's own padding
+    (qcc/passes/fold_pads.py: no padded copy); filled with another code (PADV2) it stays a Pad. Exact both ways."""
+    rng = np.random.default_rng(60)
+    b = TfliteBuilder()
+    image = activation(b, "image", (1, 6, 7, 4), rng, is_input=True)
+    w1, b1 = filter_and_bias(b, "first", (4, 1, 1, 4), 4, 0, scale_of(b, image), rng)
+    x = activation(b, "x", (1, 6, 7, 4), rng, scale=0.2)
+    b.op("CONV_2D", [image, w1, b1], [x], version=3, options=dict(padding="VALID", stride_h=1, stride_w=1))
+    q = b.tensors[x]["quantization"]
+    zero = int(q["zero_point"][0])
+    padded = b.tensor("padded", (1, 8, 10, 4), "int8", scale=q["scale"][0], zero_point=zero)
+    paddings = b.const("paddings", np.array([[0, 0], [1, 1], [1, 2], [0, 0]], np.int32))
+    if value == "zero point":
+        b.op("PAD", [x, paddings], [padded], version=2)
+    else:
+        fill = b.const("fill", np.array([zero + 5], np.int8), scale=q["scale"][0], zero_point=zero)
+        b.op("PADV2", [x, paddings, fill], [padded], version=2)
+    if op == "CONV_2D":
+        wt, bt = filter_and_bias(b, "conv", (5, 3, 3, 4), 5, 0, scale_of(b, x), rng)
+        y = activation(b, "y", (1, 3, 4, 5), rng, scale=0.4)
+        b.op(op, [padded, wt, bt], [y], version=3, options=dict(padding="VALID", stride_h=2, stride_w=2))
+    else:
+        wt, bt = filter_and_bias(b, "dw", (1, 3, 3, 4), 4, 3, scale_of(b, x), rng)
+        y = activation(b, "y", (1, 3, 4, 4), rng, scale=0.4)
+        b.op(op, [padded, wt, bt], [y], version=3, options=dict(padding="VALID", stride_h=2, stride_w=2,
+                                                                 depth_multiplier=1))
+    b.output(y)
+    compiled = check_tflite_exact(b.build(), tmp_path)
+    pads = [n for n in compiled.graph.nodes if n.op == "Pad"]
+    assert len(pads) == (0 if value == "zero point" else 1)
+    conv = compiled.graph.nodes[-1] if compiled.graph.nodes[-1].op == "QLinearConv" else next(
+        n for n in reversed(compiled.graph.nodes) if n.op == "QLinearConv")
+    assert conv.attrs["pads_begin"] == ([1, 1] if value == "zero point" else [0, 0])
