@@ -29,7 +29,7 @@ from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, int_list_attribute, re
 from qcc.ops.explanation import KEEPS_ORT, Explanation
 from qcc.ops.global_average_pool import GlobalPoolExplanation, centered_maps
 from qcc.numerics.accumulator_range import sum_range
-from qcc.ops.tflite_import import fused_clamp, padding
+from qcc.ops.tflite_import import fused_clamp, pool_window
 from qcc.ops.quantized import (add_output, bind_quant, emit_requant, prepare_requant, quantized_input, read_quant,
                                 requantize, wrap_int32)
 
@@ -297,11 +297,7 @@ class TflmAveragePool(Op):
     summary = "TFLM's integer window mean: codes summed, divided by the taps inside, halves away from zero"
 
     def import_tflite(self, operator, model) -> None:
-        x = model.activation(0, "nchw")
-        model.require(len(x.shape) == 4, f"the input must be 4-D (N, H, W, C), got {list(x.shape)}")
-        kernel = [int(model.options.get("filter_height", 0)), int(model.options.get("filter_width", 0))]
-        strides = [int(model.options.get("stride_h", 0)), int(model.options.get("stride_w", 0))]
-        begins, _, out_hw = padding(model, x.shape[2:], kernel, strides, [1, 1])
+        x, kernel, strides, begins, out_hw = pool_window(model)
         y_quant = model.quant(model.output_tensor(0))
         model.require(float(y_quant.scale) == float(x.quant.scale) and int(y_quant.zero_point) == int(x.quant.zero_point),
                       "the output's scale and zero point differ from the input's; TFLite's AVERAGE_POOL_2D requires "

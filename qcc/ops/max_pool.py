@@ -11,7 +11,7 @@ import numpy as np
 from qcc.ir import DTYPE_RANGE, Graph, Node
 from qcc.access_order import AccessOrder, Window2d
 from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, int_list_attribute, register, require
-from qcc.ops.tflite_import import fused_clamp, padding
+from qcc.ops.tflite_import import fused_clamp, pool_window
 from qcc.ops.explanation import MOVES_CODES, Explanation
 from qcc.ops.conv import resolve_pads, window_output_size
 from qcc.ops.quantized import add_output, quantized_input
@@ -41,11 +41,7 @@ class MaxPool(Op):
         """Channels first, like the other pooling. TFLM requires the output's zero point equal to the input's
         and its scale within 1e-6 of it (PoolingPrepare: |s_x - s_y| in float32); the codes pass through, and
         the fused activation's range comes from the output's parameters."""
-        x = model.activation(0, "nchw")
-        model.require(len(x.shape) == 4, f"the input must be 4-D (N, H, W, C), got {list(x.shape)}")
-        kernel = [int(model.options.get("filter_height", 0)), int(model.options.get("filter_width", 0))]
-        strides = [int(model.options.get("stride_h", 0)), int(model.options.get("stride_w", 0))]
-        begins, _, out_hw = padding(model, x.shape[2:], kernel, strides, [1, 1])
+        x, kernel, strides, begins, out_hw = pool_window(model)
         y_quant = model.quant(model.output_tensor(0))
         (s_x, z_x), (s_y, z_y) = x.quant.scalar(), y_quant.scalar()
         model.require(float(abs(np.float32(s_x) - np.float32(s_y))) <= 1e-6 and z_x == z_y,

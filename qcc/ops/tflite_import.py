@@ -136,3 +136,14 @@ def tflite_int32s(model, position: int, what: str) -> list[int]:
     model.require(tensor.dtype == "int32", f"the {what} '{model.names[tensor.index]}' is {tensor.dtype}; TFLM reads "
                   "it as int32 (another type's bytes are misread), so qcc requires int32")
     return [int(v) for v in data.reshape(-1)]
+
+
+def pool_window(model):
+    """A TFLite pooling operator's input (channels first, as qcc's pooling kernels read it) and window:
+    (input, kernel, strides, pads before, output size), from Pool2DOptions and TFLite's padding."""
+    x = model.activation(0, NCHW)
+    model.require(len(x.shape) == 4, f"the input must be 4-D (N, H, W, C), got {list(x.shape)}")
+    kernel = [int(model.options.get("filter_height", 0)), int(model.options.get("filter_width", 0))]
+    strides = [int(model.options.get("stride_h", 0)), int(model.options.get("stride_w", 0))]
+    begins, _, out_hw = padding(model, x.shape[2:], kernel, strides, [1, 1])
+    return x, kernel, strides, begins, out_hw
