@@ -104,3 +104,21 @@ def test_residual_adds_stream_in_tflm_arithmetic():
                     for stage in stream.stages}
     assert "ADD" in streamed_ops and "CONV_2D" in streamed_ops
     assert compiled.plan.arena_bytes < compiled.plan.liveness_bytes
+
+
+def test_recognised_by_its_identifier_not_its_extension(tmp_path, capsys):
+    """A .tflite under another name compiles as TFLite; an ONNX file named .tflite compiles as ONNX; the
+    `ort` scheme (ONNX Runtime's arithmetic) is refused for a TFLite model in one line, exit 2."""
+    renamed = tmp_path / "model.bin"
+    renamed.write_bytes((MODELS / "hello_world_int8.tflite").read_bytes())
+    assert main(["compile", str(renamed), "-o", str(tmp_path / "a")]) == 0
+    assert json.loads((tmp_path / "a" / "model.json").read_text())["ground_truth"]["runtime"] == "tflite-micro"
+    onnx_named_tflite = tmp_path / "example.tflite"
+    onnx_named_tflite.write_bytes((MODELS.parent.parent.parent / "examples" / "cnn96_uint8.onnx").read_bytes())
+    assert main(["compile", str(onnx_named_tflite), "-o", str(tmp_path / "b")]) == 0
+    assert json.loads((tmp_path / "b" / "model.json").read_text())["ground_truth"]["runtime"] == "onnxruntime"
+    capsys.readouterr()
+    assert main(["compile", str(renamed), "-o", str(tmp_path / "c"), "--rounding", "ort"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--rounding ort is ONNX Runtime's arithmetic" in err[0]
+    assert not (tmp_path / "c").exists()
