@@ -55,12 +55,9 @@ def _q4_rescaling(s_x) -> tuple[int, int, int]:
     return m0, e, radius
 
 
-def logistic_table(s_x, z_x: int) -> np.ndarray:
-    """int8 LOGISTIC (reference/integer_ops/logistic.h, prepared in micro/kernels/logistic_common.cc):
-    x <= -radius -> -128; x >= radius -> 127; else
-    y = clamp(RDBPOT(gemmlowp::logistic(MBQM(x, M0, e) as Q4.27), 23) - 128).
-    The output scale is not read: the codes are those of scale 1/256, zero point -128 (TFLM checks
-    only the zero point)."""
+def _q4_table(s_x, z_x: int, inside) -> np.ndarray:
+    """The table of LOGISTIC and TANH: for x = q - z_x, -128 at or below -radius, 127 at or above radius,
+    else inside(x rescaled to Q4.27 by MBQM(x, M0, e))."""
     m0, e, radius = _q4_rescaling(s_x)
 
     def code(q: int) -> int:
@@ -69,10 +66,18 @@ def logistic_table(s_x, z_x: int) -> np.ndarray:
             return INT8_MIN
         if x >= radius:
             return INT8_MAX
-        y = tflm.logistic(mbqm(x, m0, e), INPUT_INTEGER_BITS)
-        return _clamp8(tflm.rdbpot(y, 31 - 8) - 128)
+        return _clamp8(inside(mbqm(x, m0, e)))
 
     return _bytes([code(q) for q in CODES])
+
+
+def logistic_table(s_x, z_x: int) -> np.ndarray:
+    """int8 LOGISTIC (reference/integer_ops/logistic.h, prepared in micro/kernels/logistic_common.cc):
+    x <= -radius -> -128; x >= radius -> 127; else
+    y = clamp(RDBPOT(gemmlowp::logistic(MBQM(x, M0, e) as Q4.27), 23) - 128).
+    The output scale is not read: the codes are those of scale 1/256, zero point -128 (TFLM checks
+    only the zero point)."""
+    return _q4_table(s_x, z_x, lambda v: tflm.rdbpot(tflm.logistic(v, INPUT_INTEGER_BITS), 31 - 8) - 128)
 
 
 def tanh_table(s_x, z_x: int) -> np.ndarray:
@@ -80,17 +85,7 @@ def tanh_table(s_x, z_x: int) -> np.ndarray:
     x >= radius -> 127; else y = clamp(RDBPOT(gemmlowp::tanh(MBQM(x, M0, e) as Q4.27), 24)).
     No output zero point is added and the output's quantization is never read: the codes are those of
     scale 1/128, zero point 0, whatever the model declares."""
-    m0, e, radius = _q4_rescaling(s_x)
-
-    def code(q: int) -> int:
-        x = q - z_x
-        if x <= -radius:
-            return INT8_MIN
-        if x >= radius:
-            return INT8_MAX
-        return _clamp8(tflm.rdbpot(tflm.tanh(mbqm(x, m0, e), INPUT_INTEGER_BITS), 31 - 7))
-
-    return _bytes([code(q) for q in CODES])
+    return _q4_table(s_x, z_x, lambda v: tflm.rdbpot(tflm.tanh(v, INPUT_INTEGER_BITS), 31 - 7))
 
 
 # --- HARD_SWISH: int16 fixed point (reference/hard_swish.h) --------------------------------------
