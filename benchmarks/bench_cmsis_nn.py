@@ -262,13 +262,10 @@ def _add(layer: CmsisLayer, node: Node, graph: Graph) -> None:
 def softmax_parameters(input_scale: float, beta: float = 1.0) -> tuple[int, int, int]:
     """(multiplier, shift, diff_min) of TFLM's int8 SOFTMAX prepare (softmax_common.cc):
     PreprocessSoftmaxScaling with 5 integer bits, then -CalculateInputRadius(5, shift)."""
-    integer_bits = 5
-    real = min(beta * input_scale * float(1 << (31 - integer_bits)), float((1 << 31) - 1))
-    mult, shift = tflm.quantize_multiplier(real)  # QuantizeMultiplierGreaterThanOne: shift >= 0
+    mult, shift, diff_min = tflm.softmax_scaling(input_scale, beta)  # QuantizeMultiplierGreaterThanOne: shift >= 0
     if shift < 0:
         raise ValueError(f"softmax input scale {input_scale} is too small for TFLM's int8 softmax")
-    radius = ((1 << integer_bits) - 1) * (1 << (31 - integer_bits)) / (1 << shift)
-    return mult, shift, -int(np.floor(radius))
+    return mult, shift, diff_min
 
 
 def _softmax(layer: CmsisLayer, node: Node, graph: Graph) -> None:

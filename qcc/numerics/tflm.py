@@ -286,3 +286,14 @@ def reciprocal(x: int, integer_digits: int) -> tuple[int, int]:
     if shifted_sum_minus_one >= 1 << 31:
         shifted_sum_minus_one -= 1 << 32
     return one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one), integer_digits - headroom_plus_one
+
+
+def softmax_scaling(s_x: float, beta: float, integer_bits: int = 5) -> tuple[int, int, int]:
+    """TFLM's int8 SOFTMAX prepare (softmax_common.cc): (M0, left_shift) of PreprocessSoftmaxScaling,
+    QuantizeMultiplier of min(beta * s_x * 2^(31 - integer_bits), 2^31 - 1) in double, and diff_min =
+    -CalculateInputRadius(integer_bits, left_shift) = -floor((2^integer_bits - 1) * 2^(31 - integer_bits)
+    / 2^left_shift). TFLM needs left_shift >= 0 (beta * s_x at least 2^-26)."""
+    real = min(float(beta) * float(s_x) * 2.0 ** (31 - integer_bits), 2.0**31 - 1.0)
+    multiplier, left_shift = quantize_multiplier(real)
+    diff_min = -math.floor(((1 << integer_bits) - 1) * 2.0 ** (31 - integer_bits) / 2.0**left_shift)
+    return multiplier, left_shift, diff_min

@@ -104,13 +104,11 @@ class QLinearConv(Op):
         depthwise = operator.code == "DEPTHWISE_CONV_2D"
         # a model's input image with channels: a one-group convolution (qcc_conv_gemm) reads it in place,
         # channels last, instead of a channels-first copy in the arena
-        w_shape = model.input_tensor(1, "filter").shape
-        in_channels = model.input_tensor(0, "input").shape[-1] if model.input_tensor(0, "input").shape else 0
-        one_group = not depthwise and len(w_shape) == 4 and w_shape[3] == in_channels
+        w_tensor, x_shape = model.input_tensor(1, "filter"), model.input_tensor(0, "input").shape
+        one_group = not depthwise and len(w_tensor.shape) == 4 and len(x_shape) == 4 and w_tensor.shape[3] == x_shape[3]
         x = (one_group and model.channels_first_view(0)) or model.activation(0, "nchw")
         model.require(len(x.shape) == 4, f"the input must be 4-D (N, H, W, C), got {list(x.shape)}")
         w = model.constant(1, "filter")
-        w_tensor = model.input_tensor(1, "filter")
         model.require(w.dtype == np.int8 and w.ndim == 4, f"the filter must be a 4-D int8 constant, got {w.dtype} "
                       f"{list(w.shape)}")
         batch, in_c, in_h, in_w = x.shape

@@ -74,7 +74,7 @@ class QLinearGlobalAveragePool(Op):
         x_name = bind_quant(graph, onnx_node, 0, x_quant)
         y = add_output(graph, onnx_node, 0, x.dtype, out_shape, y_quant)
         return Node(self.name, onnx_node.name or y, [x_name], [y],
-                    attrs={"channels_last": channels_last, "count": count, "channels": channels})
+                    attrs={"channels_last": channels_last, "count": count, "channels": channels, "batch": x.shape[0]})
 
     def prepare(self, node: Node, graph: Graph) -> None:
         s_x, z_x = graph.tensor(node.inputs[0]).quant.scalar()
@@ -86,11 +86,14 @@ class QLinearGlobalAveragePool(Op):
                                                  np.float64(s_x) / (np.float64(s_y) * count))
 
     def reference(self, node: Node, graph: Graph, inputs):
+        """Per (batch, channel), the sum of its count codes minus Z_x * count, requantized (one multiplier)."""
         (x,) = inputs
+        a = node.attrs
         _, z_x = graph.tensor(node.inputs[0]).quant.scalar()
         y = graph.tensor(node.outputs[0])
-        acc = centered_maps(x, node.attrs["channels_last"], z_x).sum(axis=2)  # (batch, channels)
-        return [requantize(wrap_int32(acc), node.params["requant"], 0, y.dtype).reshape(y.shape)]
+        layout = (a["batch"], a["count"], a["channels"]) if a["channels_last"] else (a["batch"], a["channels"], a["count"])
+        acc = x.reshape(layout).astype(np.int64).sum(axis=1 if a["channels_last"] else 2) - z_x * a["count"]
+        return [requantize(wrap_int32(acc), node.params["requant"], 1, y.dtype).reshape(y.shape)]
 
     def accumulator_range(self, node: Node, graph: Graph):
         x = graph.tensor(node.inputs[0])
@@ -106,7 +109,7 @@ class QLinearGlobalAveragePool(Op):
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         prefix = c.symbol(node.name)
         a = node.attrs
-        fields = {"batch": x.shape[0], "channels": a["channels"], "count": a["count"],
+        fields = {"batch": a["batch"], "channels": a["channels"], "count": a["count"],
                   "channels_last": int(a["channels_last"]), "acc_const": node.params["acc_const"],
                   "requant": emit_requant(c, prefix, node.params["requant"])}
         params = c.struct("qcc_global_avgpool_params", f"{prefix}_params", fields)
@@ -171,16 +174,15 @@ def tflm_mean_multiplier(s_x, s_y, count: int) -> tuple[int, int]:
 
 
 @register
-class TflmMean(Op):
+class TflmMean(QLinearGlobalAveragePool):
     """TFLite's MEAN on int8 as TFLM computes it (the module's docstring): the qcc_global_avgpool kernel
     over (outer, count, inner) with TFLM's folded multiplier. The importer hands the input over in a
     layout where the reduced axes are one block: the spatial axes of an image that is channels first
     inside (after a convolution: no transpose), a block of TFLite's own axes, or a Transpose that
-    gathers scattered axes at the end."""
-    runtime_sources = ("qcc_kernels.c",)
-    runtime_header = "qcc_kernels.h"
-    folds_clamp = True
+    gathers scattered axes at the end. Reference, range and C are the global pool's; only the import, the
+    multiplier and the explanation differ."""
     name = "TflmMean"
+    onnx_ops = qdq_float_ops = ()
     tflite_ops = (TfliteOp("MEAN", 1, 3),)  # 2: int8, 3: int16 (refused by type); TFLM's kernel ignores it
     summary = "TFLM's integer MEAN over any axes: the sum requantized with 1/n folded into the multiplier"
 
@@ -248,22 +250,6 @@ class TflmMean(Op):
         node.params["requant"] = dataclasses.replace(rq, mult=np.array([mult], np.uint32),
                                                      shift=np.array([shift], np.int8))
 
-    def reference(self, node: Node, graph: Graph, inputs):
-        (x,) = inputs
-        a = node.attrs
-        _, z_x = graph.tensor(node.inputs[0]).quant.scalar()
-        y = graph.tensor(node.outputs[0])
-        layout = (a["batch"], a["count"], a["channels"]) if a["channels_last"] else (a["batch"], a["channels"], a["count"])
-        acc = x.reshape(layout).astype(np.int64).sum(axis=1 if a["channels_last"] else 2) - z_x * a["count"]
-        return [requantize(wrap_int32(acc), node.params["requant"], 1, y.dtype).reshape(y.shape)]
-
-    def accumulator_range(self, node: Node, graph: Graph):
-        x = graph.tensor(node.inputs[0])
-        return sum_range(node.attrs["count"], x.quant.scalar()[1], x.dtype)
-
-    def macs(self, node: Node, graph: Graph) -> int:
-        return graph.tensor(node.inputs[0]).size
-
     def explain(self, node: Node, graph: Graph) -> Explanation:
         rq = node.params["requant"]
         return Explanation("tflm_integer", f"TFLM's integer MEAN over {node.attrs['count']} elements: acc = sum(x) - "
@@ -272,12 +258,3 @@ class TflmMean(Op):
                                            "(M0 * 2^k / n truncated, e - k, k = floor(log2 n)), not the exact "
                                            "s_x / (s_y n) (qcc/ops/global_average_pool.py)")
 
-    def emit(self, node: Node, graph: Graph, c) -> str:
-        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
-        prefix = c.symbol(node.name)
-        a = node.attrs
-        fields = {"batch": a["batch"], "channels": a["channels"], "count": a["count"],
-                  "channels_last": int(a["channels_last"]), "acc_const": node.params["acc_const"],
-                  "requant": emit_requant(c, prefix, node.params["requant"])}
-        params = c.struct("qcc_global_avgpool_params", f"{prefix}_params", fields)
-        return f"qcc_global_avgpool_s8({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"

@@ -187,10 +187,7 @@ def tflm_softmax_tables(s_x: np.float32, beta: float) -> tuple[np.ndarray, np.nd
     exp[d] = exp_on_negative_values(SRDHM(-d * 2^left_shift, M)) in Q0.31 and sum[d] = exp[d] rescaled to
     Q12.19 (RDBPOT by 12), both 0 where -d < diff_min (TFLM skips those elements: they add nothing and
     output the lowest code). M and left_shift: PreprocessSoftmaxScaling(beta, s_x, 5), in double."""
-    real = min(float(beta) * float(s_x) * 2.0 ** (31 - SCALED_DIFF_INTEGER_BITS), 2.0**31 - 1.0)
-    multiplier, left_shift = tflm.quantize_multiplier(real)
-    diff_min = -math.floor(((1 << SCALED_DIFF_INTEGER_BITS) - 1) * 2.0 ** (31 - SCALED_DIFF_INTEGER_BITS)
-                           / 2.0**left_shift)
+    multiplier, left_shift, diff_min = tflm.softmax_scaling(s_x, beta, SCALED_DIFF_INTEGER_BITS)
     exp = np.zeros(256, np.int64)
     for d in range(256):
         if -d >= diff_min:
@@ -227,8 +224,8 @@ class TflmSoftmax(Op):
                       "exponentials reaches 2^27 (possible from 256 values on), so qcc refuses such rows")
         beta = float(model.options.get("beta", 1.0))
         model.require(beta > 0 and math.isfinite(beta), f"beta {beta} must be positive and finite")
-        _, _, facts = tflm_softmax_tables(x.quant.scalar()[0], beta)
-        model.require(facts["left_shift"] >= 0, f"beta * s_x = {beta * float(x.quant.scalar()[0]):g} is below 2^-26, "
+        _, left_shift, _ = tflm.softmax_scaling(x.quant.scalar()[0], beta, SCALED_DIFF_INTEGER_BITS)
+        model.require(left_shift >= 0, f"beta * s_x = {beta * float(x.quant.scalar()[0]):g} is below 2^-26, "
                       "where TFLM's multiplier is undefined")
         y = model.output(0, x.shape, "tflite")
         model.add_node(self.name, [x.name], [y], {"beta": beta})
