@@ -28,7 +28,7 @@ def _options(args) -> Options:
                       cut_inputs=_tensor_names(getattr(args, "cut_inputs", None)), cut_outputs=_tensor_names(args.outputs),
                       target=target, weights_section=getattr(args, "weights_section", None),
                       arena_section=getattr(args, "arena_section", None), fpu=getattr(args, "fpu", False),
-                      whole_tensors=getattr(args, "whole_tensors", False))
+                      whole_tensors=getattr(args, "whole_tensors", False), io_in_arena=args.io_in_arena)
     check_options(options)  # before the tools and the model are looked at
     return options
 
@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
                        "outputs); the rest, for example float post-processing, is left to the application")
         p.add_argument("--whole-tensors", action="store_true", help="keep every tensor whole in its own bytes: no "
                        "layer in place, none streamed (a larger arena; to compare, or to trace every layer)")
+        p.add_argument("--io-in-arena", action="store_true", help="place the inputs and outputs in the arena, as TFLM "
+                       "does: fill NAME_input_X(), call NAME_invoke(), read NAME_output_Y(); a layer may overwrite an "
+                       "input it no longer needs, and the arena is then all the RAM the model uses")
         inputs_flag = ["--cut-inputs"] if p.prog.endswith("verify") else ["--inputs", "--cut-inputs"]
         p.add_argument(*inputs_flag, dest="cut_inputs", metavar="T1,T2",
                        help="compile the model only from these tensors (they become the C inputs)")

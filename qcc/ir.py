@@ -82,6 +82,8 @@ class Graph:
     rounding: str = "ort"  # the requantization scheme (qcc.numerics.SCHEMES) the passes prepare for
     fpu: bool = False  # --fpu: the C requantizes the `ort` scheme with float32 instructions
     opset: int = 13  # the model's default-domain opset: ops whose meaning changed across versions read it
+    # --io-in-arena: the inputs and outputs are arena buffers (as in TFLM) instead of the caller's arguments
+    io_in_arena: bool = False
     frontend: str = "onnx"  # the model's format: "onnx" (ONNX Runtime defines it) or "tflite" (TFLite Micro does)
     # TFLite models: the model's tensor each IR tensor holds, as (tensor index, layout): "tflite" (the model's
     # own order) or "nchw" (a 4-D tensor channels first), for comparing layers with TFLM.

@@ -36,6 +36,7 @@ class Options:
     arena_section: str | None = None  # --arena-section: the linker section of the arena
     fpu: bool = False  # --fpu: the `ort` scheme's requantization in float32 instructions (targets with an FPU)
     whole_tensors: bool = False  # --whole-tensors: no in-place or streamed execution (the plan of whole tensors)
+    io_in_arena: bool = False  # --io-in-arena: inputs and outputs live in the arena (model_invoke, as TFLM's Invoke)
 
 
 @dataclass
@@ -78,6 +79,7 @@ def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
         graph, cut_model, cut_summary = _import_onnx(path, options)
     graph.rounding = options.rounding
     graph.fpu = options.fpu
+    graph.io_in_arena = options.io_in_arena
     io_boundary.apply(graph, options.float_io)
     fold_activations.apply(graph)
     fold_pads.apply(graph)  # a Pad of the zero point before a convolution is the convolution's own padding

@@ -44,15 +44,16 @@ OTHER_SCHEMES = ("tflm", "single")
 
 
 def check_exact(model: onnx.ModelProto | Path, tmp_path: Path, *, n_random: int = 4, seed: int = 0,
-                float_io: bool = False, extra_cases=None) -> Compiled:
+                float_io: bool = False, extra_cases=None, io_in_arena: bool = False) -> Compiled:
     """Compile, prove C == reference with the golden test, and reference == ORT on the same inputs.
-    Where the model requantizes, also prove C == reference in the other rounding schemes."""
+    Where the model requantizes, also prove C == reference in the other rounding schemes. io_in_arena:
+    the build with the inputs and outputs in the arena (--io-in-arena)."""
     if isinstance(model, onnx.ModelProto):
         path = tmp_path / "model.onnx"
         onnx.save(model, str(path))
     else:
         path = Path(model)
-    options = Options(float_io=float_io)
+    options = Options(float_io=float_io, io_in_arena=io_in_arena)
     from qcc.pipeline import compile_model
 
     graph = compile_model(path, options).graph
@@ -73,7 +74,7 @@ def check_exact(model: onnx.ModelProto | Path, tmp_path: Path, *, n_random: int 
     if any("requant" in node.params for node in compiled.graph.nodes):
         for scheme in OTHER_SCHEMES:
             out = tmp_path / f"out_{scheme}"
-            compile_to_folder(path, out, Options(float_io=float_io, rounding=scheme), golden=cases)
+            compile_to_folder(path, out, Options(float_io=float_io, rounding=scheme, io_in_arena=io_in_arena), golden=cases)
             make(out, "check", cflags=STRICT_CFLAGS)  # C == reference in that scheme, on every value
     return compiled
 
@@ -89,11 +90,12 @@ def straddling_accumulators(scale: np.float32, other: np.float32, lo: int, hi: i
 
 
 def check_tflite_exact(model: bytes | Path, tmp_path: Path, *, n_random: int = 4, seed: int = 0, extra_cases=None,
-                       schemes=("tflm", "single"), golden_only_cases=None) -> Compiled:
+                       schemes=("tflm", "single"), golden_only_cases=None, io_in_arena: bool = False) -> Compiled:
     """A .tflite model's one check: C == reference (the golden test, `make check`, in every scheme given)
     and reference == the pinned TFLite Micro (the default `tflm` scheme) on seeded random and extreme
     inputs, every output value (float32 outputs bit for bit). golden_only_cases: inputs where TFLM's
-    result is undefined C++ (a float -> int32 cast out of range): only C == reference is checked."""
+    result is undefined C++ (a float -> int32 cast out of range): only C == reference is checked.
+    io_in_arena: the build with the inputs and outputs in the arena (--io-in-arena)."""
     from qcc.pipeline import compile_model
     from qcc.runtimes import tflm
 
@@ -102,15 +104,16 @@ def check_tflite_exact(model: bytes | Path, tmp_path: Path, *, n_random: int = 4
         path.write_bytes(model)
     else:
         path = Path(model)
-    graph = compile_model(path, Options()).graph
+    graph = compile_model(path, Options(io_in_arena=io_in_arena)).graph
     cases = random_inputs(graph, n_random, seed) + extreme_inputs(graph) + list(extra_cases or [])
     compiled = None
     for scheme in schemes:
         out = tmp_path / f"out_{scheme}"
-        result, _ = compile_to_folder(path, out, Options(rounding=scheme), golden=cases + list(golden_only_cases or []))
+        result, _ = compile_to_folder(path, out, Options(rounding=scheme, io_in_arena=io_in_arena),
+                                      golden=cases + list(golden_only_cases or []))
         make(out, "check", cflags=STRICT_CFLAGS)  # fails unless C == reference on every value
         compiled = compiled or (result if scheme == "tflm" else None)
-    compiled = compiled or compile_model(path, Options())
+    compiled = compiled or compile_model(path, Options(io_in_arena=io_in_arena))
     expected_cases = tflm.run_many(path.read_bytes(), cases)
     for i, (case, expected) in enumerate(zip(cases, expected_cases)):
         got = reference.run(compiled.graph, case)

@@ -114,7 +114,7 @@ def emit_layers(compiled: Compiled, inputs: list[dict], outputs: list[dict]) -> 
         if index in plan.streams:
             code, first_calls = emit_stream(plan.streams[index], graph, emitter, index)
             for earlier in steps[index - len(plan.streams[index].nodes) + 1:]:
-                earlier["row_call"] = first_calls[earlier["node"]]
+                earlier["row_call"] = first_calls.get(earlier["node"])  # None: a flattening alias
             row_call = first_calls[node.name]
         elif id(node) in streamed_in:
             code = f"/* streamed: runs row by row in step {streamed_in[id(node)]} */"
@@ -142,8 +142,11 @@ def _environment() -> jinja2.Environment:
 
 def ram_data_bytes(compiled: Compiled) -> int:
     """Static RAM of a bare-metal image besides the stack and heap: the arena, the output buffers
-    and the buffers float inputs are copied into (inputs as codes are read from flash)."""
+    and the buffers float inputs are copied into (inputs as codes are read from flash); with
+    --io-in-arena, the arena alone."""
     graph = compiled.graph
+    if graph.io_in_arena:
+        return compiled.plan.arena_bytes
     buffers = [graph.tensor(t).nbytes for t in graph.outputs]
     buffers += [graph.tensor(t).nbytes for t in graph.inputs if graph.tensor(t).dtype == "float32"]
     return compiled.plan.arena_bytes + sum(buffers)
@@ -190,6 +193,9 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
     arena_section = section_attribute("--arena-section", options.arena_section)
     inputs, outputs = io_entries(compiled)
     emitter, steps, layers = emit_layers(compiled, inputs, outputs)
+    if graph.io_in_arena:
+        for entry in inputs + outputs:
+            entry["arena_pointer"] = emitter.tensor(entry["tensor"])
     runtime, sources, headers = runtime_files(compiled)
     objects = [f"{name}.o"] + [f[:-2] + ".o" for f in sources]
 
@@ -199,7 +205,7 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
               "weights_bytes": emitter.weights_bytes, "rounding": options.rounding, "float_io": options.float_io,
               "arena_symbol": emitter.arena_symbol, "arena_section": arena_section,
               "declarations": emitter.declarations, "steps": steps, "runtime_headers": headers, "fpu": options.fpu,
-              "fpu_cflags": " ".join(FPU_CFLAGS)}
+              "fpu_cflags": " ".join(FPU_CFLAGS), "io_in_arena": graph.io_in_arena}
 
     cases = [_case_arrays(inputs, outputs, case_inputs, reference.run(graph, case_inputs)) for case_inputs in golden_cases]
     golden_bytes = sum(graph.tensor(t).nbytes for t in graph.inputs + graph.outputs) * len(cases)
@@ -245,6 +251,8 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
         manifest["sections"] = {"weights": options.weights_section, "arena": options.arena_section}
     if options.fpu:  # absent by default, as before: the C uses float instructions (the build must enable the FPU)
         manifest["fpu"] = True
+    if graph.io_in_arena:  # absent by default, as before: model_invoke() on the arena's inputs and outputs
+        manifest["io_in_arena"] = True
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -275,6 +283,6 @@ def write_bench_runner(compiled: Compiled, out_dir: Path, inputs: list[np.ndarra
     check_fits(target, compiled, weights_bytes + sum(compiled.graph.tensor(t).nbytes for t in compiled.graph.inputs))
     text = _environment().get_template("qcc_bench_runner.c.j2").render(
         name=compiled.options.name, version=__version__, inputs=entries, outputs=outputs,
-        cases=[_case_arrays(entries, outputs, inputs, [])])
+        cases=[_case_arrays(entries, outputs, inputs, [])], io_in_arena=compiled.graph.io_in_arena)
     (out_dir / BENCH_RUNNER).write_text(text)
     return BENCH_RUNNER

@@ -115,7 +115,7 @@ def _count(compiled, out_dir: Path, target: Target, manifest: dict, inputs: list
     runner = write_bench_runner(compiled, out_dir, inputs, manifest["weights_bytes"])
     image = out_dir / f"{Path(runner).stem}-{target.name}.elf"
     make(out_dir, image.name, variables={"ARM_CFLAGS": BENCH_ARM_CFLAGS})
-    run_symbol = f"{manifest['name']}_run"
+    run_symbol = f"{manifest['name']}_{'invoke' if manifest.get('io_in_arena') else 'run'}"
     layers = manifest["layers"]
     per_layer, overhead, after_last, whole, run = count_layers(image, target, run_symbol, len(layers))
     stack = [line.split() for line in run.console.splitlines() if line.startswith("qcc-bench-stack ")]

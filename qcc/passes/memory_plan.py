@@ -3,8 +3,11 @@
 Tensors that only reinterpret another's bytes (Reshape and friends) join its buffer. Each
 buffer lives from the step that writes it to the last step that reads it; buffers whose
 lifetimes overlap get disjoint bytes, placed greedily (largest first, lowest offset that fits),
-so tensors never alive together share memory. Graph inputs and outputs are the caller's
-buffers and constants live in flash: neither takes arena bytes.
+so tensors never alive together share memory. Constants live in flash. Graph inputs and outputs are
+the caller's buffers, or with --io-in-arena (graph.io_in_arena) arena buffers like the others, an
+input alive from the start to its last reader and an output from its writer to the end: the arena is
+then all the RAM the model needs, counted as TFLM counts its own, and a layer may overwrite an input
+that no later layer reads.
 
 Three techniques go below the liveness bound (the most bytes of whole tensors alive at one step):
 - Concat by construction: where a concatenation's inputs are contiguous slices of its output
@@ -31,6 +34,7 @@ from dataclasses import dataclass
 from qcc.errors import QccError
 from qcc.ir import Graph, MemoryPlan, StepMemory, Storage
 from qcc.ops import op_named
+from qcc.ops.movement import reads_channels_last
 from qcc.passes import streaming
 from qcc.passes.in_place import largest_safe_offset
 from qcc.passes.streaming import Stream
@@ -152,7 +156,8 @@ def tensor_buffers(graph: Graph, streams: list[Stream] = (), concat_slices: bool
         return name
 
     # The storage each buffer must be, when it is not the arena's: a caller argument or a constant.
-    external = {t: {t} for t in graph.tensors if t in graph.inputs or t in graph.outputs or graph.tensor(t).is_const}
+    external = {t: {t} for t in graph.tensors if graph.tensor(t).is_const
+                or (not graph.io_in_arena and (t in graph.inputs or t in graph.outputs))}
 
     # Alias ops join their output to their input's buffer unless that would make one buffer
     # two different caller arguments (or a constant and an argument): then they copy.
@@ -173,8 +178,8 @@ def tensor_buffers(graph: Graph, streams: list[Stream] = (), concat_slices: bool
     for t, r in resolved.items():  # no node writes it: no storage at all
         if storage[t].kind == "arena" and r not in lifetimes:
             storage[t] = None
-    # The liveness bound: the most bytes of tensors alive at one step (graph inputs and outputs are the
-    # caller's buffers, constants are in flash). Keeping every tensor whole for its lifetime, no
+    # The liveness bound: the most bytes of arena tensors alive at one step (constants are in flash; graph
+    # inputs and outputs count only with --io-in-arena). Keeping every tensor whole for its lifetime, no
     # placement does with less; only in-place or streamed execution could.
     liveness = max((sum(size for size, start, end in lifetimes.values() if start <= step <= end)
                     for step in range(len(graph.nodes))), default=0)
@@ -203,6 +208,8 @@ def tensor_buffers(graph: Graph, streams: list[Stream] = (), concat_slices: bool
 def _external_storage(graph: Graph, members: list[str]) -> Storage:
     kind = Storage("arena")
     for t in members:
+        if graph.io_in_arena and (t in graph.inputs or t in graph.outputs):
+            continue
         if t in graph.inputs:
             kind = Storage("input", index=graph.inputs.index(t))
         elif t in graph.outputs:
@@ -216,12 +223,15 @@ def _lifetimes(graph: Graph, resolved: dict[str, str], storage: dict[str, Storag
                offsets: dict[str, int] | None = None, step_of: list[int] | None = None) -> dict[str, tuple[int, int, int]]:
     """Each arena buffer: (bytes, the step that first writes it, the last step that reads it)."""
     first_write, last_read, size = {}, {}, {}
+    if graph.io_in_arena:  # the caller fills the inputs before the first step and reads the outputs after the last
+        first_write.update((resolved[name], 0) for name in graph.inputs)
+        last_read.update((resolved[name], len(graph.nodes) - 1) for name in graph.outputs)
     for index, node in enumerate(graph.nodes):
         step = step_of[index] if step_of else index
         for name in node.outputs:
             first_write.setdefault(resolved[name], step)
         for name in node.inputs:
-            last_read[resolved[name]] = step
+            last_read[resolved[name]] = max(step, last_read.get(resolved[name], step))
     for name, r in resolved.items():
         if storage[name] is not None and storage[name].kind == "arena":
             end = (offsets or {}).get(name, 0) + graph.tensor(name).nbytes
@@ -297,7 +307,7 @@ def stream_scratch(graph: Graph, stream: Stream) -> list[int]:
 def stream_scratch_choices(graph: Graph, stream: Stream) -> list[int]:
     """The scratch sizes a streamed chain can run with, fastest first: its bands, and room for each
     kernel's k-th scratch choice (Op.scratch_choices) for every k."""
-    choices = [op_named(n.op).scratch_choices(n, graph) for n in stream.nodes]
+    choices = stream.kernel_scratch_choices(graph)
     depth = max(len(c) for c in choices)
     kernels = [max(c[min(k, len(c) - 1)] for c in choices) for k in range(depth)]
     bands = stream_scratch(graph, stream)[-1]
@@ -340,7 +350,7 @@ def _stream_link(graph: Graph, tensors: TensorBuffers, step: int, stream: Stream
     """A streamed chain's output over its input or an Add's second input, where that dies with the
     chain and the calls' order (Stream.access_order) allows it."""
     target = _whole_arena_buffer(graph, tensors, stream.output)
-    if target is None or tensors.arena[target][1] != step:
+    if target is None or tensors.arena[target][1] != step or stream.ends_in_parts:  # a few accumulators' worth
         return None
     key = tuple(id(n) for n in stream.nodes)
     if key not in offsets:  # per input the chain reads whole: its offset
@@ -348,6 +358,8 @@ def _stream_link(graph: Graph, tensors: TensorBuffers, step: int, stream: Stream
         offsets[key] = {name: largest_safe_offset(reads, order.writes, ALIGNMENT) for name, reads in order.reads.items()}
     links = []
     for name, delta in offsets[key].items():
+        if reads_channels_last(graph, name):  # the calls' reads are of rows channels first, not of these bytes
+            continue
         source = _whole_arena_buffer(graph, tensors, name)
         if source is None or source == target or tensors.arena[source][2] != step:
             continue
