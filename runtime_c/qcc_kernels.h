@@ -123,6 +123,16 @@ void qcc_conv_depthwise_3x3_u8(const qcc_conv_params *p, const uint8_t *x, uint8
  * of A), word-aligned. */
 void qcc_fully_connected_s8(const qcc_fc_params *p, const int8_t *a, int8_t *y, int32_t *scratch);
 void qcc_fully_connected_u8(const qcc_fc_params *p, const uint8_t *a, uint8_t *y, int32_t *scratch);
+/* A fully connected layer whose input arrives in `chunks` parts (a streamed chain's rows: part c is
+ * depth codes c * depth .. c * depth + depth - 1 of the layer's input, in the order its weights were laid
+ * out for, one [cols][kp] block per part, the blocks one after the other). Part 0 sets acc (cols uint32
+ * words that live across the calls) to acc_const, each part adds its products, and the last part writes
+ * y = requant(acc): the same sums modulo 2^32 as qcc_fully_connected. rows 1, weight_zero NULL.
+ * scratch: depth_chunk int16, word-aligned. */
+void qcc_fully_connected_part_s8(const qcc_fc_params *p, const int8_t *a, uint32_t *acc, int8_t *y, int32_t *scratch,
+                                 int32_t part, int32_t parts);
+void qcc_fully_connected_part_u8(const qcc_fc_params *p, const uint8_t *a, uint32_t *acc, uint8_t *y, int32_t *scratch,
+                                 int32_t part, int32_t parts);
 void qcc_global_avgpool_s8(const qcc_global_avgpool_params *p, const int8_t *x, int8_t *y);
 void qcc_global_avgpool_u8(const qcc_global_avgpool_params *p, const uint8_t *x, uint8_t *y);
 void qcc_maxpool_s8(const qcc_maxpool_params *p, const int8_t *x, int8_t *y);

@@ -91,11 +91,14 @@ def _stem_pool_block(kind: str):
         x = net.conv(x, 8, 5, dilation=2)
         x = net.conv(x, 12, 1, stride=2)
         x = net.maxpool(x, k=2, stride=2)
+    elif kind == "dense":  # a classifier's head on the whole image: flattened into a fully connected layer
+        x = net.conv(x, 12, 3, stride=2)
+        return net.build([net.dense(net.flatten(x), 10, act=None)])
     return net.build([net.flatten(net.global_pool(x))])
 
 
 @pytest.mark.parametrize("activation", ["int8", "uint8"])
-@pytest.mark.parametrize("kind", ["pool", "residual", "projection", "depthwise", "dilated"])
+@pytest.mark.parametrize("kind", ["pool", "residual", "projection", "depthwise", "dilated", "dense"])
 def test_streamed_chains_are_exact(tmp_path, kind, activation):
     path = quantize(_stem_pool_block(kind), tmp_path / f"{kind}.onnx", quant_format="QDQ", activation=activation)
     compiled = compile_model(path, Options())
@@ -107,6 +110,8 @@ def test_streamed_chains_are_exact(tmp_path, kind, activation):
         check_schedule(stream)
         assert all(plan.storage[t].kind == "stream" for t in stream.intermediates)
     assert streamed
+    # only the dense head's chain ends in the fully connected layer, taking the image a row at a time
+    assert any(s.ends_in_parts for s in plan.streams.values()) == (kind == "dense")
     check_exact(path, tmp_path / "exact")  # C == reference == ORT, and C == reference in the other schemes
 
 

@@ -127,6 +127,30 @@ def test_fully_connected_after_conv_keeps_channels_last_order(tmp_path):
     assert compiled.graph.tensor(fc.inputs[0]).shape == (1, 36)
 
 
+@pytest.mark.parametrize("io_in_arena", [False, True])
+def test_fully_connected_streams_the_image_before_it_a_row_at_a_time(tmp_path, io_in_arena):
+    """micro_speech's tail at a size where streaming pays: the convolution's output is never whole, the
+    fully connected layer adds each row's part of its depth (its weights laid out per row) into
+    accumulators, and requantizes after the last row; C == reference == TFLM."""
+    rng = np.random.default_rng(11)
+    b = TfliteBuilder()
+    x = activation(b, "x", (1, 24, 20, 1), rng, is_input=True)
+    wt, bt = filter_and_bias(b, "dw", (1, 5, 4, 8), 8, 3, scale_of(b, x), rng)
+    h = activation(b, "h", (1, 12, 10, 8), rng, scale=0.3)
+    b.op("DEPTHWISE_CONV_2D", [x, wt, bt], [h], version=3, options=dict(
+        padding="SAME", stride_h=2, stride_w=2, depth_multiplier=8, fused_activation_function="RELU"))
+    wt2, bt2 = filter_and_bias(b, "fc", (5, 960), 5, 0, scale_of(b, h), rng)
+    y = activation(b, "y", (1, 5), rng, scale=0.5)
+    b.op("FULLY_CONNECTED", [h, wt2, bt2], [y], version=4)  # as micro_speech: the 4-D tensor, flattened by TFLM
+    b.output(y)
+    compiled = check_tflite_exact(b.build(), tmp_path, io_in_arena=io_in_arena)
+    (stream,) = compiled.plan.streams.values()
+    assert stream.ends_in_parts and [n.op for n in stream.nodes] == ["QLinearConv", "Reshape", "QGemm"]
+    assert compiled.plan.storage[stream.intermediates[0]].kind == "stream"
+    input_bytes = 24 * 20 if io_in_arena else 0
+    assert compiled.plan.arena_bytes - input_bytes < 12 * 10 * 8  # not even the convolution's output whole
+
+
 @pytest.mark.parametrize("case", range(4))
 def test_average_pool_2d(case, tmp_path):
     """TFLM's integer mean (halves away from zero over the taps inside the map), SAME and VALID, and a

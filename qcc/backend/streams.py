@@ -71,6 +71,13 @@ def emit_stream(stream: Stream, graph: Graph, c: CEmitter, step: int) -> tuple[s
                                f"{call.drop * width}, {call.keep * width});", ()))
             continue
         stage = stream.stages[call.stage]
+        if stage.takes_parts:
+            if "parts" not in views:
+                views["parts"] = _emit_parts(stream, graph, c, bands, kernel_scratch, kernel_bytes)
+            groups[-1].append((views["parts"], (call.row,)))
+            first_calls.setdefault(stage.node.name, _fill(*groups[-1][-1]))
+            groups.append([])
+            continue
         key = (call.stage, call.in_rows, _pad_above(stage, call))
         if key not in views:
             views[key] = _emit_view(stream, graph, c, call, c.symbol(f"{stage.node.name}_rows{len(views) + 1}"),
@@ -82,6 +89,22 @@ def emit_stream(stream: Stream, graph: Graph, c: CEmitter, step: int) -> tuple[s
     names = " -> ".join(f"'{n.name}'" for n in stream.nodes)
     lines = [f"/* {c_comment_text(names)}, a row at a time ({len(stream.calls)} calls) */"]
     return "\n    ".join(lines + _as_loops([g for g in groups if g])), first_calls
+
+
+def _emit_parts(stream: Stream, graph: Graph, c: CEmitter, bands: list[int], scratch: str, scratch_bytes: int) -> str:
+    """The call of a chain's last layer, fully connected, on one row of the image before it (the band of
+    one row: every channel's row, contiguous), with a slot @@0@@ for the row: its part of the depth."""
+    stage = stream.stages[-1]
+    image = graph.tensor(stage.main)
+    assert stream.band_rows[-1] == 1, "a part is one row of every channel, contiguous"
+    op = op_named(stage.node.op)
+    _, channels, height, width = image.shape
+    fitting = max(size for size in op.part_scratch_choices(channels * width) if size <= scratch_bytes)
+    params = op.emit_part(stage.node, graph, c, image.shape, fitting)
+    suffix = "s8" if image.dtype == "int8" else "u8"
+    acc = f"(uint32_t *)(void *)&{c.arena_symbol}.bytes[{bands[len(stream.intermediates)]}]"
+    return (f"qcc_fully_connected_part_{suffix}({params}, {_pointer(c, bands[-2], image.dtype)}, {acc}, "
+            f"{c.tensor(stage.output)}, {scratch}, @@0@@, {height});")
 
 
 def _as_loops(groups: list[list[tuple[str, tuple[int, ...]]]]) -> list[str]:

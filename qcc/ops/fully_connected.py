@@ -157,6 +157,32 @@ class _ConstantRightMatMul(Op):
         whole = cls.padded_depth(node)
         return whole if scratch >= 2 * whole else (scratch - 4 * node.attrs["cols"]) // 2
 
+    @staticmethod
+    def part_scratch_choices(depth: int) -> list[int]:
+        """The scratch of one part of `depth` codes (qcc_fully_connected_part, a streamed chain's row):
+        the part as int16 (fastest), or 64 depths at a time where that is less."""
+        whole = -(-depth // 8) * 8
+        return [2 * whole] + ([2 * 64] if whole > 64 else [])
+
+    def emit_part(self, node: Node, graph: Graph, c, image_shape, scratch: int) -> str:
+        """The parameters of the layer taking its input image (1, C, H, W), flattened channels first, a row
+        (part) at a time: each part's weights (its C x W codes of every column) one block after the
+        other. Returns the struct's symbol."""
+        _, channels, height, width = image_shape
+        prefix = c.symbol(node.name)
+        p, at = node.params, node.attrs
+        part = channels * width
+        kp = -(-part // 8) * 8
+        by_row = p["weights"].reshape(at["cols"], channels, height, width).transpose(2, 0, 1, 3)
+        blocks = [sxtb16_tap_order(block.reshape(at["cols"], part), kp) for block in by_row]
+        weights = c.const_array(f"{prefix}_weights", "int8_t", np.concatenate(blocks, axis=None))
+        acc_const = c.const_array(f"{prefix}_acc_const", "int32_t", p["acc_const"])
+        fields = {"rows": 1, "depth": part, "cols": at["cols"], "a_row_stride": part, "a_depth_stride": 1,
+                  "depth_chunk": kp if scratch >= 2 * kp else scratch // 2, "weights": weights,
+                  "acc_const": acc_const, "acc_const_row_stride": 0, "weight_zero": "NULL",
+                  "requant": emit_requant(c, prefix, p["requant"])}
+        return c.struct("qcc_fc_params", f"{prefix}_params", fields)
+
     def emit(self, node: Node, graph: Graph, c) -> str:
         a, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         prefix = c.symbol(node.name)

@@ -2,7 +2,10 @@
 
 A chain is consecutive layers (convolutions run as a matrix product, depthwise 3x3 convolutions,
 max pools, and elementwise Adds of a whole second input) where each layer's output feeds only the
-next; the memory plan picks the stretches of chains worth streaming. Each intermediate
+next; the memory plan picks the stretches of chains worth streaming. A chain may end in a fully
+connected layer that reads its input image flattened (through a Reshape, which costs nothing): it
+takes the image a row at a time, each row a part of its depth added into its accumulators, and
+requantizes after the last row (qcc_fully_connected_part), so the image it reads is never whole. Each intermediate
 tensor lives in a band: a few consecutive rows of every channel, `band_rows` at most (the next
 layer's window, kernel rows for stride 1). The schedule is pulled from the last layer: to compute
 its output row r, each layer makes the rows its window needs, a row per kernel call, after the
@@ -27,6 +30,7 @@ from qcc.ir import Graph, Node
 from qcc.ops import op_named
 
 STREAMABLE_OPS = ("QLinearConv", "MaxPool", "QLinearAdd")
+FULLY_CONNECTED_OPS = ("QGemm", "QLinearMatMul")  # a chain's last layer only, reading the image by rows
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,14 @@ class Stage:
     dilation: int
     in_h: int
     out_h: int
+    # The alias ops (a Reshape flattening the image) between the stage before and this one: no code,
+    # in the chain's step with it.
+    via: tuple[Node, ...] = ()
+
+    @property
+    def takes_parts(self) -> bool:
+        """A fully connected layer: one call per input row, its output written by the last."""
+        return self.node.op in FULLY_CONNECTED_OPS
 
     @property
     def output(self) -> str:
@@ -80,7 +92,11 @@ class Stream:
 
     @property
     def nodes(self) -> list[Node]:
-        return [s.node for s in self.stages]
+        return [n for s in self.stages for n in (*s.via, s.node)]
+
+    @property
+    def ends_in_parts(self) -> bool:
+        return self.stages[-1].takes_parts
 
     @property
     def intermediates(self) -> list[str]:
@@ -91,12 +107,28 @@ class Stream:
         return self.stages[-1].output
 
     def band_bytes(self, graph: Graph) -> list[int]:
-        """Each band's bytes: its rows of every channel."""
+        """Each band's bytes: its rows of every channel; then, for a chain ending in a fully connected
+        layer, its accumulators (an int32 per column, alive from the first row to the last)."""
         sizes = []
         for name, rows in zip(self.intermediates, self.band_rows):
             _, channels, _, width = graph.tensor(name).shape
             sizes.append(channels * rows * width)
+        if self.ends_in_parts:
+            sizes.append(4 * self.stages[-1].node.attrs["cols"])
         return sizes
+
+    def kernel_scratch_choices(self, graph: Graph) -> list[list[int]]:
+        """Per node of the chain, the scratch sizes its kernel can run a row with (Op.scratch_choices;
+        a fully connected layer's for one part of its depth)."""
+        choices = []
+        for stage in self.stages:
+            choices += [[0] for _ in stage.via]
+            if stage.takes_parts:
+                _, channels, _, width = graph.tensor(stage.main).shape
+                choices.append(op_named(stage.node.op).part_scratch_choices(channels * width))
+            else:
+                choices.append(op_named(stage.node.op).scratch_choices(stage.node, graph))
+        return choices
 
     def access_order(self, graph: Graph) -> AccessOrder:
         """The chain as one kernel (qcc/access_order.py) whose steps are its calls: the chain's input and
@@ -144,12 +176,8 @@ def candidates(graph: Graph) -> list[Stream]:
         if stage is None or stage.side is not None:
             continue
         stages = [stage]
-        while True:
-            out = stages[-1].output
-            readers = consumers.get(out, [])
-            if len(readers) != 1 or out in graph.outputs or id(readers[0]) in taken:
-                break
-            nxt = _stage(graph, readers[0], out)
+        while not stages[-1].takes_parts:
+            nxt = _next_stage(graph, consumers, stages[-1].output, taken)
             if nxt is None:
                 break
             stages.append(nxt)
@@ -162,6 +190,37 @@ def candidates(graph: Graph) -> list[Stream]:
 def sub_chain(chain: Stream, start: int, end: int) -> Stream:
     """Layers start..end-1 of a chain, with their own schedule: the first reads its input whole."""
     return schedule(Stream(chain.stages[start:end]))
+
+
+def _next_stage(graph: Graph, consumers: dict[str, list[Node]], out: str, taken: set[int]) -> Stage | None:
+    """The stage reading `out`, its only reader (through a flattening alias for a fully connected layer)."""
+    def only_reader(name: str) -> Node | None:
+        readers = consumers.get(name, [])
+        if len(readers) != 1 or name in graph.outputs or id(readers[0]) in taken:
+            return None
+        return readers[0]
+    reader = only_reader(out)
+    if reader is None:
+        return None
+    if op_named(reader.op).aliases_input and reader.op not in STREAMABLE_OPS:
+        flat = only_reader(reader.outputs[0])
+        if flat is None or flat.op not in FULLY_CONNECTED_OPS:
+            return None
+        return _fully_connected_stage(graph, flat, out, reader)
+    return _stage(graph, reader, out)
+
+
+def _fully_connected_stage(graph: Graph, node: Node, image: str, flatten: Node) -> Stage | None:
+    """A fully connected layer reading the NCHW image `image` flattened (batch 1, channels then rows then
+    columns, as its weights expect) as a stage taking a row per call; None where it cannot."""
+    x, a = graph.tensor(image), graph.tensor(node.inputs[0])
+    at, p = node.attrs, node.params
+    if (len(x.shape) != 4 or x.shape[0] != 1 or x.nbytes != x.size or node.inputs[0] != flatten.outputs[0]
+            or at["rows"] != 1 or at["trans_a"] or at["depth"] != x.size or a.shape[-1] != x.size
+            or p.get("weight_zero") is not None or p["acc_const"].ndim != 1):
+        return None
+    height = x.shape[2]
+    return Stage(node, image, None, 1, 1, 0, 1, height, height, via=(flatten,))
 
 
 def _stage(graph: Graph, node: Node, main: str) -> Stage | None:
