@@ -240,22 +240,40 @@ void qcc_qlinear_mul_8bit(const qcc_qlinear_mul_params *p, const uint8_t *a, con
 
 /* TFLM's AddFunc on the bytes of the codes: the inputs' scalings come from the compiler's tables, the
  * sum's (MultiplyByQuantizedMultiplierSmallerThanOneExp, shift <= 0, 0 <= mult < 2^31) is a
- * qcc_tflm_scaler. Each scaled input is below 2^27 in magnitude, so their sum fits an int32. */
+ * qcc_tflm_channel where its fast paths apply (M < 1/4: one SMLAL and one ASR per output, with no
+ * choice of constant by the sum's sign where the clamp's lower end is at or above the zero point, as
+ * after a fused Relu), else a qcc_tflm_scaler. Each scaled input is below 2^27 in magnitude, so their
+ * sum fits an int32. */
 typedef struct {
     const int32_t *a_scaled, *b_scaled;
     qcc_tflm_scaler c;
+    qcc_tflm_channel fast;
     int32_t c_zero, lo, hi;
 } qcc_add_tflm_row_consts;
 
 /* One row of n outputs, a and b stepping by as and bs (0: a broadcast scalar). Out of line, so that
- * the constants are not spilled by the broadcast loop around it. */
+ * the constants are not spilled by the broadcast loop around it; one loop per path, so that each
+ * keeps its constants in registers. */
 static QCC_NOINLINE void qcc_add_tflm_row(const qcc_add_tflm_row_consts *k, const uint8_t *a, ptrdiff_t as,
                                           const uint8_t *b, ptrdiff_t bs, uint8_t *out, int32_t n)
 {
+    const int32_t *const a_scaled = k->a_scaled, *const b_scaled = k->b_scaled;
     int32_t i;
-    for (i = 0; i < n; ++i, a += as, b += bs) {
-        const int32_t y = qcc_tflm_scaler_apply(&k->c, k->a_scaled[*a] + k->b_scaled[*b]) + k->c_zero;
-        out[i] = (uint8_t)((uint32_t)(y < k->lo ? k->lo : y > k->hi ? k->hi : y) & 0xFFu);
+    if (qcc_tflm_is_common(&k->fast)) {
+        const qcc_tflm_channel ch = k->fast;
+        for (i = 0; i < n; ++i, a += as, b += bs) {
+            out[i] = (uint8_t)((uint32_t)qcc_tflm_apply_common(&ch, a_scaled[*a] + b_scaled[*b]) & 0xFFu);
+        }
+    } else if (k->fast.k > 0) {
+        const qcc_tflm_channel ch = k->fast;
+        for (i = 0; i < n; ++i, a += as, b += bs) {
+            out[i] = (uint8_t)((uint32_t)qcc_tflm_apply_signed(&ch, a_scaled[*a] + b_scaled[*b]) & 0xFFu);
+        }
+    } else {
+        for (i = 0; i < n; ++i, a += as, b += bs) {
+            const int32_t y = qcc_tflm_scaler_apply(&k->c, a_scaled[*a] + b_scaled[*b]) + k->c_zero;
+            out[i] = (uint8_t)((uint32_t)(y < k->lo ? k->lo : y > k->hi ? k->hi : y) & 0xFFu);
+        }
     }
 }
 
@@ -278,6 +296,7 @@ static void qcc_add_tflm_bytes(const qcc_add_tflm_params *p, const uint8_t *a, c
     k.a_scaled = p->a_scaled;
     k.b_scaled = p->b_scaled;
     k.c = qcc_tflm_scaler_of(p->c_mult, (int)-p->c_shift);
+    k.fast = qcc_tflm_channel_of((uint32_t)p->c_mult, (int)p->c_shift, p->lo - p->c_zero, p->hi - p->c_zero, p->c_zero);
     k.c_zero = p->c_zero;
     k.lo = p->lo;
     k.hi = p->hi;

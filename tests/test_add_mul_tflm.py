@@ -286,3 +286,24 @@ def test_relu_folds_into_the_clamp():
         expected = oracle(op, params, dtype, a, b)
         assert expected.min() < 0  # the Relu has work to do
         assert np.array_equal(value, np.maximum(expected, 0)), name  # a QOperator Relu acts on the codes
+
+
+def test_add_output_multipliers_at_and_above_a_quarter():
+    """The ADD's output multiplier 2 max(sA, sB) / (2^20 sC) is below 2^-10 at usual scales, where the C
+    takes one SMLAL and one ASR; at 1/4 and above (an output scale 2^17 times finer than the inputs') it
+    takes the general path. Every pair of codes, with and without a zero point inside the clamp."""
+    dtype = "int8"
+    nodes = []
+    for i, (ratio, z_c) in enumerate([(2.0**17, "mid"), (2.0**18 * 1.5, "min"), (2.0**18 * 1.9, "max")]):
+        s_c = np.float32(2.0**-24)
+        params = (np.float32(ratio * s_c), zero_point(dtype, "mid"), np.float32(0.7 * ratio * s_c),
+                  zero_point(dtype, "min"), s_c, zero_point(dtype, z_c))
+        nodes.append(("QLinearAdd", f"add_fine{i}", params, "a", "b", [65536]))
+    model = binary_model(dtype, nodes, [("a", [65536]), ("b", [65536])])
+    a, b = grid(dtype)
+    with tempfile.TemporaryDirectory() as tmp:
+        compiled, (got,) = compile_and_check_c(model, Path(tmp), [[a, b]])
+    shifts = [node.params["tflm"]["c_shift"] for node in compiled.graph.nodes]
+    assert shifts == sorted(shifts) and max(shifts) >= -1  # the general path: M >= 1/4
+    for (op, name, params, *_), value in zip(nodes, got):
+        assert np.array_equal(value, oracle(op, params, dtype, a, b)), name
