@@ -17,6 +17,8 @@
 #define QCC_CHANNEL_APPLY qcc_tflm_apply
 #define QCC_CHANNEL_IS_COMMON qcc_tflm_is_common
 #define QCC_CHANNEL_APPLY_COMMON qcc_tflm_apply_common
+#define QCC_CHANNEL_IS_FAST(ch) ((ch)->k > 0) /* M < 1/4, any clamp: qcc_tflm_apply_signed */
+#define QCC_CHANNEL_APPLY_FAST qcc_tflm_apply_signed
 #elif defined(QCC_ROUNDING_SINGLE)
 #include "qcc_requant_single.h"
 #define QCC_CHANNEL_TYPE qcc_single_channel
@@ -24,6 +26,8 @@
 #define QCC_CHANNEL_APPLY qcc_single_apply
 #define QCC_CHANNEL_IS_COMMON qcc_single_is_common
 #define QCC_CHANNEL_APPLY_COMMON qcc_single_apply_common
+#define QCC_CHANNEL_IS_FAST qcc_single_is_common /* single's common case has no condition on the clamp */
+#define QCC_CHANNEL_APPLY_FAST qcc_single_apply_common
 #else
 #error "qcc_config.h names no rounding scheme"
 #endif
@@ -106,30 +110,58 @@ static inline int32_t qcc_requantize_channel(const qcc_requant_channel *ch, int3
     return QCC_CHANNEL_APPLY(ch, acc);
 }
 
-/* Whether channel ch takes its scheme's common case (M < 1/4), whose arithmetic alone
- * qcc_requantize_channel_case(ch, acc, 1) then runs. */
+/* The cases a kernel's loop may be specialised for, each the arithmetic of its channels alone:
+ * QCC_CASE_COMMON, the scheme's common case (M < 1/4 and, for tflm, a clamp at or above the zero
+ * point); QCC_CASE_FAST, M < 1/4 with any clamp (tflm: the rounding constant follows the sign);
+ * QCC_CASE_ANY, every channel. */
+#define QCC_CASE_ANY 0
+#define QCC_CASE_COMMON 1
+#define QCC_CASE_FAST 2
+
 static inline int qcc_requant_channel_is_common(const qcc_requant_channel *ch)
 {
     return QCC_CHANNEL_IS_COMMON(ch);
 }
 
-static inline int32_t qcc_requantize_channel_case(const qcc_requant_channel *ch, int32_t acc, int common)
+/* The narrowest case both channels are in (a kernel's pair of output channels). */
+static inline int qcc_requant_pair_case(const qcc_requant_channel *a, const qcc_requant_channel *b)
 {
-    return common ? QCC_CHANNEL_APPLY_COMMON(ch, acc) : QCC_CHANNEL_APPLY(ch, acc);
+    if (QCC_CHANNEL_IS_COMMON(a) && QCC_CHANNEL_IS_COMMON(b)) {
+        return QCC_CASE_COMMON;
+    }
+    return QCC_CHANNEL_IS_FAST(a) && QCC_CHANNEL_IS_FAST(b) ? QCC_CASE_FAST : QCC_CASE_ANY;
+}
+
+static inline int32_t qcc_requantize_channel_case(const qcc_requant_channel *ch, int32_t acc, int which)
+{
+    return which == QCC_CASE_COMMON ? QCC_CHANNEL_APPLY_COMMON(ch, acc)
+         : which == QCC_CASE_FAST   ? QCC_CHANNEL_APPLY_FAST(ch, acc)
+                                    : QCC_CHANNEL_APPLY(ch, acc);
 }
 #endif
 
 #if defined(QCC_ROUNDING_ORT_FPU) || defined(QCC_ROUNDING_ORT)
 /* ort and --fpu have one case per channel: their fast path's fallback depends on the value. */
+#define QCC_CASE_ANY 0
+#define QCC_CASE_COMMON 1
+#define QCC_CASE_FAST 2
+
 static inline int qcc_requant_channel_is_common(const qcc_requant_channel *ch)
 {
     (void)ch;
     return 1;
 }
 
-static inline int32_t qcc_requantize_channel_case(const qcc_requant_channel *ch, int32_t acc, int common)
+static inline int qcc_requant_pair_case(const qcc_requant_channel *a, const qcc_requant_channel *b)
 {
-    (void)common;
+    (void)a;
+    (void)b;
+    return QCC_CASE_COMMON;
+}
+
+static inline int32_t qcc_requantize_channel_case(const qcc_requant_channel *ch, int32_t acc, int which)
+{
+    (void)which;
     return qcc_requantize_channel(ch, acc);
 }
 #endif
