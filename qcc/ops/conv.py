@@ -335,7 +335,10 @@ class QLinearConv(Op):
         prefix = c.symbol(node.name)
         p = node.params
         gemm = self.runs_as_gemm(node, graph)
-        stored = gemm_weight_layout(p["weights"], self.gemm_depth(node, graph)) if gemm else p["weights"]
+        channels_last = reads_channels_last(graph, node.inputs[0])
+        # A channels-last input's columns are (kh, kw, ic): each kernel row's taps are one run of its bytes.
+        taps = p["weights"].transpose(0, 2, 3, 1) if channels_last else p["weights"]
+        stored = gemm_weight_layout(np.ascontiguousarray(taps), self.gemm_depth(node, graph)) if gemm else p["weights"]
         weights = c.const_array(f"{prefix}_weights", "int8_t", stored)
         acc_const = c.const_array(f"{prefix}_acc_const", "int32_t", p["acc_const"])
         w_zero = "NULL" if p["weight_zero"] is None else c.const_array(f"{prefix}_weight_zero", "int32_t", p["weight_zero"])
@@ -349,7 +352,7 @@ class QLinearConv(Op):
             "stride_w": a["strides"][1], "dilation_h": a["dilations"][0], "dilation_w": a["dilations"][1],
             "pad_top": a["pads_begin"][0], "pad_left": a["pads_begin"][1],
             "in_plane": in_plane, "out_plane": out_plane,
-            "in_channels_last": int(reads_channels_last(graph, node.inputs[0])), "groups": a["groups"],
+            "in_channels_last": int(channels_last), "groups": a["groups"],
             "gemm_pixels": c.scratch_size(node) // (2 * self.gemm_depth(node, graph)) if gemm else 0,
             "input_zero": x.quant.scalar()[1], "weights": weights, "acc_const": acc_const, "weight_zero": w_zero,
             "requant": emit_requant(c, prefix, p["requant"]),
