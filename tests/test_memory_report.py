@@ -23,7 +23,7 @@ from networks import NETWORKS
 from qcc.cli import main
 from qcc.ir import StepMemory
 from qcc.backend.memory_report import memory_report, render_text
-from qcc.pipeline import compile_model
+from qcc.pipeline import Options, compile_model
 from qcc.backend.report_html import render_html, tensor_colour
 
 HOSTILE = 'x</svg><script>alert("t1")</script>&amp;'
@@ -67,15 +67,28 @@ def network_path(tmp_path_factory) -> Path:
 
 
 def expected_lifetimes(compiled) -> dict[str, tuple[int, int]]:
-    """Arena buffer (its root tensor) -> (first step writing it, last step reading it)."""
+    """Arena buffer (its root tensor) -> (first step writing it, last step reading it). A streamed chain's
+    layers all run at the chain's step; with --io-in-arena an input lives from step 0, an output to the end."""
     graph, plan = compiled.graph, compiled.plan
+    step_of = list(range(len(graph.nodes)))
+    for chain_step, stream in plan.streams.items():
+        for node in stream.nodes:
+            step_of[graph.nodes.index(node)] = chain_step
     spans: dict[str, list[int]] = {}
-    for step, node in enumerate(graph.nodes):
+    writes: dict[str, int] = {}
+    for index, node in enumerate(graph.nodes):
         for name in node.inputs + node.outputs:
             if plan.storage[name].kind == "arena":
-                spans.setdefault(plan.root[name], []).append(step)
-    writes = {plan.root[t]: min(s for s, n in enumerate(graph.nodes) if any(plan.root.get(o) == plan.root[t] for o in n.outputs))
-              for t in spans}
+                spans.setdefault(plan.root[name], []).append(step_of[index])
+        for name in node.outputs:
+            if plan.storage[name].kind == "arena":
+                writes[plan.root[name]] = min(writes.get(plan.root[name], step_of[index]), step_of[index])
+    if graph.io_in_arena:
+        for name in graph.inputs:
+            spans.setdefault(plan.root[name], []).append(0)
+            writes[plan.root[name]] = 0
+        for name in graph.outputs:
+            spans[plan.root[name]].append(len(graph.nodes) - 1)
     return {root: (writes[root], max(steps)) for root, steps in spans.items()}
 
 
@@ -171,6 +184,22 @@ def test_network_table_and_svg(network_path):
     assert len(compiled.graph.nodes) > 30 and compiled.plan.scratch
     check_table(compiled)
     check_svg(compiled)
+
+
+@pytest.mark.parametrize("io_in_arena", [False, True])
+def test_streamed_chains_and_inputs_in_the_arena(tmp_path, io_in_arena):
+    """A network whose plan streams chains: each chain's input is alive at the chain's step (its layers run
+    there); with --io-in-arena the inputs and outputs are arena buffers of the table and the drawing, and
+    the RAM the summary gives is the arena alone, else the arena plus the inputs and outputs."""
+    path = quantize(NETWORKS["resnet8"](), tmp_path / "resnet8.onnx", quant_format="QDQ", activation="int8")
+    compiled = compile_model(path, Options(io_in_arena=io_in_arena))
+    assert compiled.plan.streams
+    check_table(compiled)
+    check_svg(compiled)
+    graph = compiled.graph
+    io = sum(graph.tensor(t).nbytes for t in graph.inputs + graph.outputs)
+    ram = compiled.plan.arena_bytes + (0 if io_in_arena else io)
+    assert f"; RAM {ram} bytes, " in memory_report(compiled).summary()
 
 
 def test_an_in_place_step_counts_shared_bytes_once(small_path):

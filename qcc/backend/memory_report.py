@@ -58,12 +58,21 @@ class MemoryReport:
     arena_bytes: int
     liveness_bytes: int  # the liveness bound of qcc's node order
     model_order_liveness_bytes: int  # the same for the model's own order (= liveness_bytes when the plan has none)
+    io_bytes: int  # the inputs' and outputs' bytes
+    io_in_arena: bool  # --io-in-arena: they are arena buffers, not the caller's
+
+    @property
+    def ram_bytes(self) -> int:
+        """All the RAM the model needs, counted as TFLM counts its arena: inputs and outputs included."""
+        return self.arena_bytes + (0 if self.io_in_arena else self.io_bytes)
 
     def summary(self) -> str:
         bound = self.model_order_liveness_bytes
         ratio = f" ({self.arena_bytes / bound:.3f} x the model order's bound)" if bound else ""
+        io = ("the inputs and outputs in it" if self.io_in_arena
+              else f"with the caller's input and output buffers ({self.io_bytes} bytes)")
         return (f"memory: liveness bound {bound} bytes in the model's order, {self.liveness_bytes} bytes in qcc's order; "
-                f"arena {self.arena_bytes} bytes{ratio}")
+                f"arena {self.arena_bytes} bytes{ratio}; RAM {self.ram_bytes} bytes, {io}")
 
 
 def memory_report(compiled: Compiled) -> MemoryReport:
@@ -74,25 +83,36 @@ def memory_report(compiled: Compiled) -> MemoryReport:
     rows = [_row(graph, plan, step, buffers, scratch) for step in range(len(graph.nodes))]
     model_order = plan.model_order_liveness_bytes
     return MemoryReport(Path(graph.source).name, rows, buffers, scratch, plan.arena_bytes, plan.liveness_bytes,
-                        plan.liveness_bytes if model_order is None else model_order)
+                        plan.liveness_bytes if model_order is None else model_order, io_bytes(graph), graph.io_in_arena)
+
+
+def io_bytes(graph: Graph) -> int:
+    return sum(graph.tensor(t).nbytes for t in graph.inputs + graph.outputs)
 
 
 def arena_buffers(graph: Graph, plan: MemoryPlan) -> list[ArenaBuffer]:
     """Every arena buffer with its lifetime, as memory_plan counts it: from the first step writing
-    any of its tensors through the last step reading one. Sorted by first step, then offset."""
+    any of its tensors through the last step reading one (a streamed chain's layers read and write at
+    the chain's step; with --io-in-arena, the inputs from the first step, the outputs to the last).
+    Sorted by first step, then offset."""
     members: dict[str, list[str]] = {}
     for name in graph.tensors:
         storage = plan.storage.get(name)
         if storage is not None and storage.kind == "arena":
             members.setdefault(plan.root[name], []).append(name)
     first, last = {}, {}
-    for step, node in enumerate(graph.nodes):
+    chain_step = {id(n): step for step, stream in plan.streams.items() for n in stream.nodes}
+    if graph.io_in_arena:
+        first.update((plan.root[t], 0) for t in graph.inputs if t in plan.root)
+        last.update((plan.root[t], len(graph.nodes) - 1) for t in graph.outputs if t in plan.root)
+    for index, node in enumerate(graph.nodes):
+        step = chain_step.get(id(node), index)
         for name in node.outputs:
             if name in plan.root:
                 first.setdefault(plan.root[name], step)
         for name in node.inputs:
             if name in plan.root:
-                last[plan.root[name]] = step
+                last[plan.root[name]] = max(step, last.get(plan.root[name], step))
     buffers = []
     for root, names in members.items():
         if root not in first:  # never written: no step holds it

@@ -17,7 +17,7 @@ from qcc.assets import asset_dir
 from qcc.errors import QccError
 from qcc.ops.c_emitter import (CEmitter, c_comment_text, c_float_literal, c_identifier, c_string_literal,
                                    format_values, section_attribute)
-from qcc.backend.memory_report import memory_report
+from qcc.backend.memory_report import io_bytes, memory_report
 from qcc.backend.report_html import render_html
 from qcc.backend.streams import emit_stream
 from qcc.ir import C_TYPES
@@ -239,7 +239,11 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
     manifest = {
         "name": name, "qcc_version": __version__, "source": Path(graph.source).name, "rounding": options.rounding,
         "float_io": options.float_io, "inputs": [public(e) for e in inputs], "outputs": [public(e) for e in outputs],
-        "arena_bytes": plan.arena_bytes, "weights_bytes": emitter.weights_bytes, "layers": layers,
+        "arena_bytes": plan.arena_bytes, "weights_bytes": emitter.weights_bytes,
+        # all the RAM the model needs, as TFLM counts its arena: the inputs and outputs too (in the arena with
+        # --io-in-arena, else the caller's buffers)
+        "io_bytes": io_bytes(graph), "ram_bytes": plan.arena_bytes + (0 if graph.io_in_arena else io_bytes(graph)),
+        "layers": layers,
         "golden_cases": len(cases),
         # what the C's outputs are exact to (in the scheme named by `rounding`: ort for ONNX Runtime, tflm for TFLM)
         "ground_truth": ({"runtime": "tflite-micro", "version": TFLM_VERSION} if graph.frontend == "tflite"

@@ -56,7 +56,8 @@ def bench(model: str, options: Options, object_sizes: bool = True) -> dict:
             "target": target.name, "rounding": options.rounding, "fpu": options.fpu,
             "macs": sum(layer["macs"] for layer in manifest["layers"]),
         }
-        ram = {"arena_bytes": manifest["arena_bytes"]}
+        ram = {"arena_bytes": manifest["arena_bytes"], "io_bytes": manifest["io_bytes"],
+               "model_ram_bytes": manifest["ram_bytes"]}
         if object_sizes:
             report["flash"] = {level: _object_sizes(out_dir, target, level, options.fpu) for level in OPT_LEVELS}
             ram.update(_static_ram(report["flash"]["-O2"]))
@@ -229,5 +230,8 @@ def render(report: dict, fmt: str) -> str:
     ram = report["ram"]
     stack = (f", stack high-water {ram['stack_peak_bytes']} B of {ram['stack_size_bytes']}"
              if "stack_peak_bytes" in ram else "")
-    lines.append(f"RAM: arena {ram['arena_bytes']} B (in .bss), .data {ram['data_bytes']} B, .bss {ram['bss_bytes']} B{stack}")
+    io = ("inputs and outputs in the arena" if ram["model_ram_bytes"] == ram["arena_bytes"]
+          else f"+ inputs and outputs {ram['io_bytes']} B = {ram['model_ram_bytes']} B")
+    lines.append(f"RAM: arena {ram['arena_bytes']} B ({io}; in .bss), .data {ram['data_bytes']} B, "
+                 f".bss {ram['bss_bytes']} B{stack}")
     return "\n".join(lines) + "\n"

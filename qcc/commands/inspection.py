@@ -64,18 +64,20 @@ def _model_status(model: str, options: Options) -> tuple[str, list[tuple[str, st
 
 
 def _tflm_arena_lines(compiled, tflm_arena) -> list[str]:
-    """TFLM's arena for the model (its interpreter's own allocations) beside qcc's, both with the model's
-    inputs and outputs counted in (TFLM keeps them in its arena; qcc's C takes them as the caller's buffers)."""
-    graph = compiled.graph
-    io_bytes = sum(graph.tensor(t).nbytes for t in graph.inputs + graph.outputs)
-    ours = compiled.plan.arena_bytes + io_bytes
+    """TFLM's arena for the model (its interpreter's own allocations) beside qcc's RAM, both with the model's
+    inputs and outputs counted in (TFLM keeps them in its arena; qcc's C takes them as the caller's buffers,
+    or in its arena with --io-in-arena)."""
+    report = memory_report(compiled)
+    ours = report.ram_bytes
+    where = ("inputs and outputs in it" if report.io_in_arena
+             else f"+ inputs and outputs {report.io_bytes} = {ours} bytes")
     if tflm_arena is None:
-        return [f"qcc: arena {compiled.plan.arena_bytes} bytes + inputs and outputs {io_bytes} = {ours} bytes; "
+        return [f"qcc: arena {report.arena_bytes} bytes ({where}); "
                 "TFLM's arena: install the test extra (tflite-micro) to measure it beside"]
-    arena = tflm_arena(open(graph.source, "rb").read())
+    arena = tflm_arena(open(compiled.graph.source, "rb").read())
     return [f"TFLM's arena (its interpreter's allocations, this 64-bit host): {arena.total} bytes = tensors "
             f"{arena.head} (inputs and outputs included) + persistent {arena.tail}",
-            f"qcc: arena {compiled.plan.arena_bytes} bytes + inputs and outputs {io_bytes} = {ours} bytes, "
+            f"qcc: arena {report.arena_bytes} bytes ({where}), "
             f"{ours / arena.head:.2f} of TFLM's tensor bytes and {ours / arena.total:.2f} of its whole arena "
             "(qcc's constants, TFLM's persistent part among them, are in flash)"]
 
