@@ -18,6 +18,7 @@ from models import quantize
 from networks import NETWORKS
 from qcc import reference
 from qcc.cli import main
+from qcc.passes import memory_plan
 from qcc.pipeline import Options, compile_model
 from qcc.sample_inputs import random_inputs
 
@@ -120,3 +121,31 @@ def test_bench_counts_the_invoke_on_the_arena_s_inputs(tmp_path, capsys):
     assert whole == sum(layer["instructions"] for layer in report["instructions"]["layers"]) + \
         report["instructions"]["after_last_layer"]
     assert report["ram"]["bss_bytes"] == compile_model(model, Options(io_in_arena=True)).plan.arena_bytes
+
+
+@pytest.mark.parametrize("network", sorted(NETWORKS))
+def test_the_arena_with_inputs_and_outputs_is_never_larger_than_apart(tmp_path, network):
+    path = quantize(NETWORKS[network](), tmp_path / f"{network}.onnx", quant_format="QDQ", activation="int8")
+    caller = compile_model(path, Options())
+    in_arena = compile_model(path, Options(io_in_arena=True))
+    assert in_arena.plan.arena_bytes <= caller.plan.arena_bytes + _io_bytes(caller.graph)
+
+
+def test_inputs_and_outputs_after_the_arena_when_sharing_places_worse(tmp_path, monkeypatch):
+    """Where the plan sharing the arena with the inputs comes out larger (here forced: it keeps every tensor
+    whole), qcc takes the caller's plan with the inputs and outputs after its arena; that C is exact too."""
+    real = memory_plan._plan_for
+
+    def worse_when_shared(graph, below_liveness):
+        return real(graph, not graph.io_in_arena and below_liveness)
+    monkeypatch.setattr(memory_plan, "_plan_for", worse_when_shared)
+    path = quantize(NETWORKS["resnet8"](), tmp_path / "resnet8.onnx", quant_format="QDQ", activation="int8")
+    caller = compile_model(path, Options())
+    compiled = check_exact(path, tmp_path, io_in_arena=True, n_random=2)
+    graph, plan = compiled.graph, compiled.plan
+    end = caller.plan.arena_bytes
+    for name in graph.inputs + graph.outputs:  # each after the one before, on a word
+        end = -(-(end + graph.tensor(name).nbytes) // 4) * 4
+    assert plan.arena_bytes == end
+    assert all(plan.storage[t].kind == "arena" and plan.storage[t].offset >= caller.plan.arena_bytes
+               for t in graph.inputs + graph.outputs)

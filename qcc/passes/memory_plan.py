@@ -29,7 +29,7 @@ with the least scratch everywhere: speed only from bytes that are free anyway.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from qcc.errors import QccError
 from qcc.ir import Graph, MemoryPlan, StepMemory, Storage
@@ -51,11 +51,47 @@ STREAM_MIN_SAVING = 1 / 16
 
 
 def plan(graph: Graph, below_liveness: bool = True) -> MemoryPlan:
-    """The plan; with below_liveness False, of whole tensors only (no layer in place or streamed)."""
+    """The plan; with below_liveness False, of whole tensors only (no layer in place or streamed). With
+    --io-in-arena, never more bytes than the plan for the caller's buffers with them after its arena: the
+    choices of chains to stream are greedy and can land elsewhere once the inputs share the arena."""
+    if not graph.io_in_arena:
+        return _plan_for(graph, below_liveness)
+    model_order = list(graph.nodes)
+    shared = _plan_for(graph, below_liveness)
+    shared_order = list(graph.nodes)
+    graph.nodes[:] = model_order
+    graph.io_in_arena = False
+    try:
+        apart = _io_after_arena(graph, _plan_for(graph, below_liveness))
+    finally:
+        graph.io_in_arena = True
+    if apart.arena_bytes < shared.arena_bytes:
+        return apart
+    graph.nodes[:] = shared_order
+    return shared
+
+
+def _plan_for(graph: Graph, below_liveness: bool) -> MemoryPlan:
     if not below_liveness:
         return _plan_with(graph, [], in_place=False)
     offsets: dict = {}  # the proofs' offsets, the same in every trial
     return _plan_with(graph, _choose_streams(graph, offsets), offsets=offsets)
+
+
+def _io_after_arena(graph: Graph, plan: MemoryPlan) -> MemoryPlan:
+    """A plan for the caller's buffers with each input and output (and the tensors sharing its bytes) moved
+    into the arena after everything it held before."""
+    storage, at = dict(plan.storage), plan.arena_bytes
+    places: dict[tuple[str, int], int] = {}
+    for name in graph.inputs + graph.outputs:
+        kind = "input" if name in graph.inputs else "output"
+        key = (kind, (graph.inputs if kind == "input" else graph.outputs).index(name))
+        places[key] = at
+        at = _align(at + graph.tensor(name).nbytes)
+    for name, where in plan.storage.items():
+        if where is not None and where.kind in ("input", "output"):
+            storage[name] = Storage("arena", offset=places[(where.kind, where.index)])
+    return replace(plan, storage=storage, arena_bytes=at)
 
 
 def _choose_streams(graph: Graph, offsets: dict) -> list[Stream]:
