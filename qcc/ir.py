@@ -69,6 +69,17 @@ class Node:
 
 
 @dataclass
+class StateVariable:
+    """Bytes that persist from one inference to the next: a TFLite resource variable (qcc/ops/state.py).
+    The C keeps them in a static buffer of their own, apart from the arena."""
+    name: str  # the IR tensor of its value as the inference starts (what READ_VARIABLE reads)
+    written: str | None  # the IR tensor AssignState writes, in the same bytes (None: nothing assigns it)
+    fill: int  # the byte each of its bytes holds before the first inference and after a reset (TFLM's zero point)
+    first_call: np.ndarray | None  # what CALL_ONCE's initialisation assigns as the first inference starts, or None
+    label: str  # the variable's shared name, for messages and comments
+
+
+@dataclass
 class Graph:
     name: str
     source: str  # the model file, for messages
@@ -88,6 +99,18 @@ class Graph:
     # TFLite models: the model's tensor each IR tensor holds, as (tensor index, layout): "tflite" (the model's
     # own order) or "nchw" (a 4-D tensor channels first), for comparing layers with TFLM.
     tflite_tensors: dict[str, tuple[int, str]] = field(default_factory=dict)
+    states: list[StateVariable] = field(default_factory=list)  # persistent between inferences, in the model's order
+
+    def state_offsets(self) -> tuple[dict[str, int], int]:
+        """Each state tensor's byte offset in the state buffer (a variable's value and what is assigned to it
+        share theirs), each variable on a word; and the buffer's size."""
+        offsets, at = {}, 0
+        for state in self.states:
+            for name in (state.name, state.written):
+                if name is not None:
+                    offsets[name] = at
+            at = (at + self.tensor(state.name).nbytes + 3) // 4 * 4
+        return offsets, at
 
     def public_name(self, tensor_name: str) -> str:
         return self.public_names.get(tensor_name, tensor_name)
@@ -108,8 +131,8 @@ class Graph:
 # The memory plan (qcc/passes/memory_plan.py computes it): where each tensor lives at run time.
 @dataclass
 class Storage:
-    kind: str  # "arena", "input", "output" or "const"
-    offset: int = 0  # byte offset in the arena
+    kind: str  # "arena", "input", "output", "const", "state" or "stream"
+    offset: int = 0  # byte offset in the arena (or in the state buffer)
     index: int = 0  # argument position, for inputs and outputs
 
 

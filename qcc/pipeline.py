@@ -89,6 +89,8 @@ def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
             op_named(node.op).prepare(node, graph)
     model_order_liveness = memory_plan.tensor_buffers(graph).liveness_bytes
     execution_order.apply(graph)  # branches in the order that keeps the fewest bytes alive at once
+    # the state's assignments after every read of it (a stable sort: the rest keeps its order)
+    graph.nodes.sort(key=lambda node: op_named(node.op).runs_last)
     plan = memory_plan.plan(graph, below_liveness=not options.whole_tensors)
     plan.model_order_liveness_bytes = model_order_liveness
     return Compiled(graph, plan, options, warnings, cut_model, cut_summary)

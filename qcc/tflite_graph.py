@@ -1,4 +1,4 @@
-"""Reading a .tflite file: its subgraph 0 as plain Python values, checked before anything uses it.
+"""Reading a .tflite file: its subgraphs as plain Python values, checked before anything uses it.
 
 The flatbuffer is read with the `tflite` package (the TFLite schema's generated Python over
 `flatbuffers`). That reader trusts its input: a corrupt offset raises from deep inside it, and a
@@ -6,7 +6,9 @@ corrupt length can ask for gigabytes. So every access happens here, inside one g
 value that later code indexes with (tensor and buffer indices, shapes, buffer sizes, quantization
 parameters, op codes) is checked against the file before it is returned. What comes out is a
 TfliteModel whose tensors' constant data and quantization are numpy arrays of the sizes their
-shapes say, and whose operators name their builtin op and carry their options as a dict.
+shapes say, and whose operators name their builtin op and carry their options as a dict. The model is
+subgraph 0 (what an inference runs); the others, which only CALL_ONCE may run (the initialisation of
+resource variables), come as `subgraphs`, each a TfliteModel of its own.
 
 It is the TFLite counterpart of onnx_graph.py: the op modules read operators through it
 (`TfliteOperator`), and qcc/frontend/tflite/ builds the IR from it.
@@ -45,6 +47,9 @@ DTYPES = {TensorType.INT8: "int8", TensorType.UINT8: "uint8", TensorType.INT16: 
 _NUMPY = {"int8": np.int8, "uint8": np.uint8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
           "float32": np.float32, "bool": np.bool_}
 _MAX_OPERATORS = 100_000  # no microcontroller model has more; a corrupt count is refused before any loop
+_MAX_SUBGRAPHS = 1_000
+# Operators TFLM defines with no output tensor.
+NO_OUTPUT_OPS = ("ASSIGN_VARIABLE", "CALL_ONCE")
 _MAX_RANK = 8
 
 
@@ -95,12 +100,16 @@ class TfliteModel:
     operators: list[TfliteOperator]
     inputs: list[int]
     outputs: list[int]
+    index: int = 0  # the subgraph's position in the file
+    # subgraph 0 only: subgraphs 1, 2, ... (subgraphs[k - 1] is subgraph k)
+    subgraphs: list[TfliteModel] = field(default_factory=list)
 
     def label(self, operator: TfliteOperator) -> str:
         """How messages name an operator: TFLite operators have no names, so its position and its
         first output's name."""
         out = self.tensors[operator.outputs[0]].name if operator.outputs else ""
-        return f"{self.source}: operator {operator.index} ({operator.code}{' v' + str(operator.version)}" + (
+        where = f"subgraph {self.index}, " if self.index else ""
+        return f"{self.source}: {where}operator {operator.index} ({operator.code}{' v' + str(operator.version)}" + (
             f", output '{out}')" if out else ")")
 
 
@@ -157,25 +166,29 @@ class _Reader:
         subgraphs = self.count(root.SubgraphsLength(), "the subgraph list")
         if subgraphs == 0:
             self.fail("the model has no subgraph")
-        if subgraphs > 1:
-            self.fail(f"the model has {subgraphs} subgraphs (control flow or CALL_ONCE initialisation); qcc "
-                      "compiles single-subgraph models: convert the model without control flow")
-        graph = root.Subgraphs(0)
+        self.count(subgraphs, "the subgraph list", _MAX_SUBGRAPHS)
         codes = [self.operator_code(root.OperatorCodes(i), i)
                  for i in range(self.count(root.OperatorCodesLength(), "the operator code list"))]
         buffers = [root.Buffers(i) for i in range(self.count(root.BuffersLength(), "the buffer list"))]
-        tensors = [self.tensor(graph.Tensors(i), i, buffers)
-                   for i in range(self.count(graph.TensorsLength(), "the tensor list"))]
-        operators = [self.operator(graph.Operators(i), i, codes, len(tensors))
-                     for i in range(self.count(graph.OperatorsLength(), "the operator list", _MAX_OPERATORS))]
-        inputs = self.indices(graph.InputsAsNumpy() if graph.InputsLength() else [], len(tensors), "the model's inputs")
-        outputs = self.indices(graph.OutputsAsNumpy() if graph.OutputsLength() else [], len(tensors),
-                               "the model's outputs")
-        if -1 in inputs or -1 in outputs or not outputs:
-            self.fail("the model's input or output list is empty or names no tensor")
-        name = (graph.Name() or b"").decode("utf-8", "replace")
         description = (root.Description() or b"").decode("utf-8", "replace")
-        return TfliteModel(self.source, name or "model", description, tensors, operators, inputs, outputs)
+        graphs = [self.subgraph(root.Subgraphs(k), k, codes, buffers, description) for k in range(subgraphs)]
+        graphs[0].subgraphs = graphs[1:]
+        return graphs[0]
+
+    def subgraph(self, graph, index: int, codes: list, buffers: list, description: str) -> TfliteModel:
+        where = "" if index == 0 else f"subgraph {index}: "
+        tensors = [self.tensor(graph.Tensors(i), i, buffers, where)
+                   for i in range(self.count(graph.TensorsLength(), f"{where}the tensor list"))]
+        operators = [self.operator(graph.Operators(i), i, codes, len(tensors), where)
+                     for i in range(self.count(graph.OperatorsLength(), f"{where}the operator list", _MAX_OPERATORS))]
+        inputs = self.indices(graph.InputsAsNumpy() if graph.InputsLength() else [], len(tensors),
+                              f"{where}the model's inputs")
+        outputs = self.indices(graph.OutputsAsNumpy() if graph.OutputsLength() else [], len(tensors),
+                               f"{where}the model's outputs")
+        if -1 in inputs or -1 in outputs or (index == 0 and not outputs):
+            self.fail(f"{where}the model's input or output list is empty or names no tensor")
+        name = (graph.Name() or b"").decode("utf-8", "replace")
+        return TfliteModel(self.source, name or "model", description, tensors, operators, inputs, outputs, index)
 
     def operator_code(self, code, index: int) -> tuple[str, int, str]:
         # Since schema 3a the code is builtin_code; older files only fill the deprecated int8 field
@@ -195,9 +208,9 @@ class _Reader:
             self.fail(f"{what} name tensor {bad[0]}, but the model has {tensor_count} tensors; the file is corrupt")
         return values
 
-    def tensor(self, t, index: int, buffers: list) -> TfliteTensor:
+    def tensor(self, t, index: int, buffers: list, where: str = "") -> TfliteTensor:
         name = (t.Name() or b"").decode("utf-8", "replace")
-        label = f"tensor {index}" + (f" '{name}'" if name else "")
+        label = f"{where}tensor {index}" + (f" '{name}'" if name else "")
         type_code = int(t.Type())
         dtype = DTYPES.get(type_code) or _TYPE_NAMES.get(type_code, f"type {type_code}")
         rank = self.count(t.ShapeLength(), f"{label}: its shape", _MAX_RANK)
@@ -266,16 +279,16 @@ class _Reader:
                       f"lies outside the {dtype} range")
         return TfliteQuant(scale, zero, axis)
 
-    def operator(self, op, index: int, codes: list, tensor_count: int) -> TfliteOperator:
+    def operator(self, op, index: int, codes: list, tensor_count: int, where: str = "") -> TfliteOperator:
         code_index = int(op.OpcodeIndex())
         if not 0 <= code_index < len(codes):
-            self.fail(f"operator {index} names operator code {code_index}, but the model has {len(codes)}; "
+            self.fail(f"{where}operator {index} names operator code {code_index}, but the model has {len(codes)}; "
                       "the file is corrupt")
         name, version, custom = codes[code_index]
-        label = f"operator {index} ({name})"
+        label = f"{where}operator {index} ({name})"
         inputs = self.indices(op.InputsAsNumpy() if op.InputsLength() else [], tensor_count, f"{label}: its inputs")
         outputs = self.indices(op.OutputsAsNumpy() if op.OutputsLength() else [], tensor_count, f"{label}: its outputs")
-        if not outputs or -1 in outputs:
+        if (not outputs and name not in NO_OUTPUT_OPS) or -1 in outputs:
             self.fail(f"{label} has no output tensor; the file is corrupt")
         return TfliteOperator(index, name, version, inputs, outputs, self.options(op, label), custom)
 

@@ -48,7 +48,8 @@ import tflite
 
 DTYPES = {"int8": tflite.TensorType.INT8, "uint8": tflite.TensorType.UINT8, "int16": tflite.TensorType.INT16,
           "int32": tflite.TensorType.INT32, "int64": tflite.TensorType.INT64,
-          "float32": tflite.TensorType.FLOAT32, "bool": tflite.TensorType.BOOL}
+          "float32": tflite.TensorType.FLOAT32, "bool": tflite.TensorType.BOOL,
+          "resource": tflite.TensorType.RESOURCE}
 
 # Ops whose options table is not named after them.
 _SHARED_OPTIONS = {
@@ -103,6 +104,14 @@ class TfliteBuilder:
         self.ops: list[dict] = []
         self.inputs: list[int] = []
         self.outputs: list[int] = []
+        self.subgraphs: list[TfliteBuilder] = []  # subgraphs 1, 2, ... (CALL_ONCE's initialisation)
+
+    def subgraph(self) -> TfliteBuilder:
+        """A further subgraph, written after subgraph 0 (its index: len(self.subgraphs) after the call),
+        with its own tensors, operators, inputs and outputs; buffers and op codes are the model's."""
+        child = TfliteBuilder()
+        self.subgraphs.append(child)
+        return child
 
     # --- tensors ---
 
@@ -170,11 +179,9 @@ class TfliteBuilder:
 
     # --- writing ---
 
-    def build(self, *, version: int = 3, subgraph_count: int = 1, file_identifier: bytes = b"TFL3",
-              inputs: list[int] | None = None, outputs: list[int] | None = None, subgraph_name: str | None = None) -> bytes:
-        """The .tflite file. subgraph_count: how many times subgraph 0 is listed (0 and 2 for fuzzing)."""
-        b = flatbuffers.Builder(1024)
-        buffers = [_buffer(b, None)]
+    def _subgraph(self, b, buffers: list, codes: dict, inputs, outputs, subgraph_name):
+        """This builder's tensors and operators as a SubGraph table; its constants' buffers join `buffers`
+        and its op codes `codes`."""
         tensor_offsets = []
         for tensor in self.tensors:
             if tensor["buffer"] is not None:
@@ -183,16 +190,12 @@ class TfliteBuilder:
                 buffer_index = len(buffers)
             buffers.append(_buffer(b, tensor["data"]))
             tensor_offsets.append(_tensor(b, tensor, buffer_index))
-
-        codes: dict[tuple, int] = {}
         op_offsets = []
         for op in self.ops:
             key = (op["code"], op["deprecated"], op["version"], op["custom_code"])
             codes.setdefault(key, len(codes))
             index = codes[key] if op["opcode_index"] is None else op["opcode_index"]
             op_offsets.append(_operator(b, op, index))
-        code_offsets = [_operator_code(b, *key) for key in codes]
-
         graph_inputs = _int32_vector(b, self.inputs if inputs is None else inputs)
         graph_outputs = _int32_vector(b, self.outputs if outputs is None else outputs)
         tensors = _offset_vector(b, tensor_offsets)
@@ -205,9 +208,18 @@ class TfliteBuilder:
         tflite.SubGraphAddOperators(b, operators)
         if name is not None:
             tflite.SubGraphAddName(b, name)
-        subgraph = tflite.SubGraphEnd(b)
+        return tflite.SubGraphEnd(b)
 
-        subgraphs = _offset_vector(b, [subgraph] * subgraph_count)
+    def build(self, *, version: int = 3, subgraph_count: int = 1, file_identifier: bytes = b"TFL3",
+              inputs: list[int] | None = None, outputs: list[int] | None = None, subgraph_name: str | None = None) -> bytes:
+        """The .tflite file. subgraph_count: how many times subgraph 0 is listed (0 and 2 for fuzzing)."""
+        b = flatbuffers.Builder(1024)
+        buffers = [_buffer(b, None)]
+        codes: dict[tuple, int] = {}
+        graphs = [self._subgraph(b, buffers, codes, inputs, outputs, subgraph_name)]
+        graphs += [child._subgraph(b, buffers, codes, None, None, None) for child in self.subgraphs]
+        code_offsets = [_operator_code(b, *key) for key in codes]
+        subgraphs = _offset_vector(b, graphs[:1] * subgraph_count + graphs[1:])
         operator_codes = _offset_vector(b, code_offsets)
         buffer_vector = _offset_vector(b, buffers)
         description = b.CreateString(self.description) if self.description is not None else None

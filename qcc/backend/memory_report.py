@@ -60,17 +60,20 @@ class MemoryReport:
     model_order_liveness_bytes: int  # the same for the model's own order (= liveness_bytes when the plan has none)
     io_bytes: int  # the inputs' and outputs' bytes
     io_in_arena: bool  # --io-in-arena: they are arena buffers, not the caller's
+    state_bytes: int = 0  # the state that persists between inferences (graph.states), in a buffer of its own
 
     @property
     def ram_bytes(self) -> int:
-        """All the RAM the model needs, counted as TFLM counts its arena: inputs and outputs included."""
-        return self.arena_bytes + (0 if self.io_in_arena else self.io_bytes)
+        """All the RAM the model needs, counted as TFLM counts its arena: inputs, outputs and state included."""
+        return self.arena_bytes + self.state_bytes + (0 if self.io_in_arena else self.io_bytes)
 
     def summary(self) -> str:
         bound = self.model_order_liveness_bytes
         ratio = f" ({self.arena_bytes / bound:.3f} x the model order's bound)" if bound else ""
         io = ("the inputs and outputs in it" if self.io_in_arena
               else f"with the caller's input and output buffers ({self.io_bytes} bytes)")
+        if self.state_bytes:
+            io += f" and the state kept between inferences ({self.state_bytes} bytes)"
         return (f"memory: liveness bound {bound} bytes in the model's order, {self.liveness_bytes} bytes in qcc's order; "
                 f"arena {self.arena_bytes} bytes{ratio}; RAM {self.ram_bytes} bytes, {io}")
 
@@ -83,7 +86,8 @@ def memory_report(compiled: Compiled) -> MemoryReport:
     rows = [_row(graph, plan, step, buffers, scratch) for step in range(len(graph.nodes))]
     model_order = plan.model_order_liveness_bytes
     return MemoryReport(Path(graph.source).name, rows, buffers, scratch, plan.arena_bytes, plan.liveness_bytes,
-                        plan.liveness_bytes if model_order is None else model_order, io_bytes(graph), graph.io_in_arena)
+                        plan.liveness_bytes if model_order is None else model_order, io_bytes(graph), graph.io_in_arena,
+                        graph.state_offsets()[1])
 
 
 def io_bytes(graph: Graph) -> int:
@@ -157,6 +161,8 @@ def location(graph: Graph, plan: MemoryPlan, tensor: str) -> str:
         return "flash"
     if storage.kind == "stream":
         return "band"  # rows of it at a time, in the streamed chain's scratch
+    if storage.kind == "state":  # the buffer that persists between inferences
+        return f"state @{storage.offset}+{graph.tensor(tensor).nbytes}"
     return f"{storage.kind} {storage.index}"  # a caller's buffer: "input 0", "output 1"
 
 

@@ -135,6 +135,31 @@ def emit_layers(compiled: Compiled, inputs: list[dict], outputs: list[dict]) -> 
     return emitter, steps, layers
 
 
+def state_layout(graph, emitter: CEmitter) -> dict | None:
+    """What the templates declare for a model with state (graph.states): the buffer's symbol, bytes and initial
+    bytes (each variable's fill byte), each variable's region for NAME_reset(), and the first inference's
+    bytes where an initialisation sets any (else None)."""
+    if not graph.states:
+        return None
+    offsets, size = graph.state_offsets()
+    initial = np.zeros(size, np.uint8)
+    first = np.zeros(size, np.uint8)
+    variables = []
+    for state in graph.states:
+        tensor = graph.tensor(state.name)
+        at = offsets[state.name]
+        initial[at:at + tensor.nbytes] = state.fill
+        first[at:at + tensor.nbytes] = (np.ascontiguousarray(state.first_call).view(np.uint8).reshape(-1)
+                                        if state.first_call is not None else state.fill)
+        variables.append({"offset": at, "bytes": tensor.nbytes, "fill": state.fill,
+                          "label": c_comment_text(state.label)})
+    differs = not np.array_equal(first, initial)
+    return {"symbol": emitter.state_symbol, "bytes": size, "variables": variables,
+            "initial": format_values(initial) if initial.any() else None,
+            "first_call": format_values(first) if differs else None,
+            "first_call_symbol": emitter.first_call_symbol, "started_symbol": emitter.started_symbol}
+
+
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(loader=jinja2.FileSystemLoader(str(asset_dir("templates"))), trim_blocks=True,
                               lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
@@ -142,14 +167,15 @@ def _environment() -> jinja2.Environment:
 
 def ram_data_bytes(compiled: Compiled) -> int:
     """Static RAM of a bare-metal image besides the stack and heap: the arena, the output buffers
-    and the buffers float inputs are copied into (inputs as codes are read from flash); with
-    --io-in-arena, the arena alone."""
+    and the buffers float inputs are copied into (inputs as codes are read from flash), or with
+    --io-in-arena the arena alone; and the state that persists between inferences."""
     graph = compiled.graph
+    state = graph.state_offsets()[1]
     if graph.io_in_arena:
-        return compiled.plan.arena_bytes
+        return compiled.plan.arena_bytes + state
     buffers = [graph.tensor(t).nbytes for t in graph.outputs]
     buffers += [graph.tensor(t).nbytes for t in graph.inputs if graph.tensor(t).dtype == "float32"]
-    return compiled.plan.arena_bytes + sum(buffers)
+    return compiled.plan.arena_bytes + state + sum(buffers)
 
 
 def check_fits(target: Target, compiled: Compiled, constant_bytes: int) -> None:
@@ -205,9 +231,14 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
               "weights_bytes": emitter.weights_bytes, "rounding": options.rounding, "float_io": options.float_io,
               "arena_symbol": emitter.arena_symbol, "arena_section": arena_section,
               "declarations": emitter.declarations, "steps": steps, "runtime_headers": headers, "fpu": options.fpu,
-              "fpu_cflags": " ".join(FPU_CFLAGS), "io_in_arena": graph.io_in_arena}
+              "fpu_cflags": " ".join(FPU_CFLAGS), "io_in_arena": graph.io_in_arena,
+              "state": state_layout(graph, emitter)}
 
-    cases = [_case_arrays(inputs, outputs, case_inputs, reference.run(graph, case_inputs)) for case_inputs in golden_cases]
+    # A model with state runs its input sets as consecutive frames, then again after NAME_reset().
+    frames = list(golden_cases) * (2 if graph.states else 1)
+    reset_before = len(golden_cases) if graph.states else None
+    expected = reference.run_frames(graph, frames, reset_before)
+    cases = [_case_arrays(inputs, outputs, frame, want) for frame, want in zip(frames, expected)]
     golden_bytes = sum(graph.tensor(t).nbytes for t in graph.inputs + graph.outputs) * len(cases)
     boards = boards_for(compiled, emitter.weights_bytes + golden_bytes)
     baremetal = sorted(p.name for p in (asset_dir("runtime_c") / BAREMETAL).iterdir()) if boards else []
@@ -220,7 +251,7 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
                                                            kernel_types=kernel_types(steps),
                                                            boards=boards,
                                                            baremetal_sources=[f for f in baremetal if f.endswith(".c")]),
-        f"test_{name}.c": env.get_template("test_model.c.j2").render(common, cases=cases),
+        f"test_{name}.c": env.get_template("test_model.c.j2").render(common, cases=cases, reset_before=reset_before),
         "qcc_runner.c": env.get_template("qcc_runner.c.j2").render(common),
         REPORT: render_html(memory_report(compiled)),
     }
@@ -242,7 +273,8 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
         "arena_bytes": plan.arena_bytes, "weights_bytes": emitter.weights_bytes,
         # all the RAM the model needs, as TFLM counts its arena: the inputs and outputs too (in the arena with
         # --io-in-arena, else the caller's buffers)
-        "io_bytes": io_bytes(graph), "ram_bytes": plan.arena_bytes + (0 if graph.io_in_arena else io_bytes(graph)),
+        "io_bytes": io_bytes(graph), "state_bytes": graph.state_offsets()[1],
+        "ram_bytes": plan.arena_bytes + graph.state_offsets()[1] + (0 if graph.io_in_arena else io_bytes(graph)),
         "layers": layers,
         "golden_cases": len(cases),
         # what the C's outputs are exact to (in the scheme named by `rounding`: ort for ONNX Runtime, tflm for TFLM)

@@ -230,8 +230,6 @@ def render(report: dict, fmt: str) -> str:
     ram = report["ram"]
     stack = (f", stack high-water {ram['stack_peak_bytes']} B of {ram['stack_size_bytes']}"
              if "stack_peak_bytes" in ram else "")
-    io = ("inputs and outputs in the arena" if ram["model_ram_bytes"] == ram["arena_bytes"]
-          else f"+ inputs and outputs {ram['io_bytes']} B = {ram['model_ram_bytes']} B")
-    lines.append(f"RAM: arena {ram['arena_bytes']} B ({io}; in .bss), .data {ram['data_bytes']} B, "
-                 f".bss {ram['bss_bytes']} B{stack}")
+    lines.append(f"RAM: arena {ram['arena_bytes']} B (in .bss; the model's RAM with its inputs and outputs: "
+                 f"{ram['model_ram_bytes']} B), .data {ram['data_bytes']} B, .bss {ram['bss_bytes']} B{stack}")
     return "\n".join(lines) + "\n"

@@ -80,6 +80,10 @@ class TflmTruth(GroundTruth):
     def run(self, case):
         return tflm.run(self.model, case)
 
+    def run_frames(self, frames, reset_before=None):
+        """A streaming model's consecutive inferences, its state carried between them (reset before one)."""
+        return tflm.run_frames(self.model, frames, reset_before)
+
     def intermediates(self, graph, case):
         wanted = {name: key for name, key in graph.tflite_tensors.items() if name not in graph.inputs}
         values = tflm.run_with_intermediates(self.model, case, sorted({index for index, _ in wanted.values()}))

@@ -49,7 +49,7 @@ def _model_status(model: str, options: Options) -> tuple[str, list[tuple[str, st
     """The model's first line and (node, op, supported or not) for each node or operator, as the file has them."""
     if is_tflite(model):
         tflite = read_tflite(model)
-        status = [(tflite.tensors[o.outputs[0]].name or f"operator {o.index}", f"{o.code} v{o.version}",
+        status = [((tflite.tensors[o.outputs[0]].name if o.outputs else "") or f"operator {o.index}", f"{o.code} v{o.version}",
                    "supported" if ops.op_for_tflite(o.code, o.version) is not None else "UNSUPPORTED")
                   for o in tflite.operators]
         return f"{model}: {len(tflite.operators)} TFLite operators", status
@@ -69,8 +69,8 @@ def _tflm_arena_lines(compiled, tflm_arena) -> list[str]:
     or in its arena with --io-in-arena)."""
     report = memory_report(compiled)
     ours = report.ram_bytes
-    where = ("inputs and outputs in it" if report.io_in_arena
-             else f"+ inputs and outputs {report.io_bytes} = {ours} bytes")
+    where = "inputs and outputs in it" if report.io_in_arena else f"+ inputs and outputs {report.io_bytes}"
+    where += (f" + state {report.state_bytes}" if report.state_bytes else "") + f" = {ours} bytes"
     if tflm_arena is None:
         return [f"qcc: arena {report.arena_bytes} bytes ({where}); "
                 "TFLM's arena: install the test extra (tflite-micro) to measure it beside"]

@@ -85,7 +85,11 @@ def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None
         cases = random_inputs(graph, count, seed) + extreme_inputs(graph)
         if inputs_npz:
             cases += golden_cases(compiled, inputs_npz)
-        c_outputs = _run_c(compiled, out_dir, manifest, cases)
+        reset_before = None
+        if graph.states:  # consecutive frames, then the same frames after a reset: TFLM's state and the C's
+            c_outputs, cases, reset_before = _run_c_frames(model, compiled, Path(tmp) / "frames", options, cases)
+        else:
+            c_outputs = _run_c(compiled, out_dir, manifest, cases)
         # With --inputs/--outputs ORT runs the cut model; with --outputs alone also the whole model,
         # the cut tensors as extra outputs: what the user's runtime computes for them.
         truth = ground_truth(model, compiled)
@@ -97,10 +101,12 @@ def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None
         for name in graph.outputs:
             report.per_output[graph.public_name(name)] = {p: Agreement() for p in pair_names}
         first_difference = None  # the input set the layer comparison looks at
+        ref_frames = reference.run_frames(graph, cases, reset_before) if graph.states else None
+        truth_frames = truth.run_frames(cases, reset_before) if graph.states else None
         for index, case in enumerate(cases):
             c_out = c_outputs[index]
-            ref_out = reference.run(graph, case)
-            ort_out = truth.run(case)
+            ref_out = ref_frames[index] if graph.states else reference.run(graph, case)
+            ort_out = truth_frames[index] if graph.states else truth.run(case)
             if whole is not None:
                 for name, c, w in zip(graph.outputs, c_out, whole.run(case)):
                     report.per_output[graph.public_name(name)][f"C vs {t}, whole model"].add(c, w)
@@ -120,9 +126,26 @@ def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None
                 compiled, manifest = compile_to_folder(model, str(out_dir), replace(options, whole_tensors=True), golden="0")
                 graph = compiled.graph
             make(out_dir, "runner-trace")
-            chosen = first_difference or 0
+            # with state, the first frame: the runner and TFLM both start from the model's initial state
+            chosen = 0 if graph.states else first_difference or 0
             report.layers = compare_layers(truth, graph, out_dir, manifest, cases[chosen], chosen)
         return report
+
+
+def _run_c_frames(model: str, compiled, out_dir: Path, options: Options, frames: list[list[np.ndarray]]):
+    """A model with state: the C's outputs on the frames run in order, then again after NAME_reset(), with
+    the frames and the frame the reset comes before. On the host, the golden test runs that sequence and
+    passes only where every value equals the reference's, so those are the C's outputs; on a Cortex-M
+    target, one image runs the frames in order (no reset)."""
+    target = target_named(options.target)
+    if not target.is_host:
+        out_dir.mkdir()
+        compiled, manifest = compile_to_folder(model, str(out_dir), options, golden="0")
+        return _run_c(compiled, out_dir, manifest, frames), frames, None
+    compile_to_folder(model, str(out_dir), options, golden=frames)
+    make(out_dir, "check")  # fails, naming the frame and the value, unless C == reference throughout
+    sequence = frames + frames
+    return reference.run_frames(compiled.graph, sequence, len(frames)), sequence, len(frames)
 
 
 def _run_c(compiled, out_dir: Path, manifest: dict, cases: list[list[np.ndarray]]) -> list[list[np.ndarray]]:

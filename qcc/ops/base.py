@@ -180,6 +180,8 @@ class Op:
 
     # Ops that only reinterpret their input's bytes (Reshape, Flatten, ...) share its storage.
     aliases_input: bool = False
+    # Ops that run after every other node (writing the state a later inference reads: AssignState).
+    runs_last: bool = False
     # Ops that only move values: quantizing commutes with them, so qcc/frontend/onnx/boundary_movers.py
     # may move a graph input's QuantizeLinear or a graph output's DequantizeLinear across them.
     moves_values_only: bool = False

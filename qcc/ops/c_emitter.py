@@ -120,10 +120,16 @@ class CEmitter:
         self.plan = plan
         self.prefix = prefix  # --name: every symbol of model.c starts with it, so two models link into one image
         self.arena_symbol = f"{prefix}_arena"
+        # the state that persists between inferences (graph.states): its buffer, the values the first inference
+        # starts with (CALL_ONCE's), and whether that has run
+        self.state_symbol = f"{prefix}_state"
+        self.first_call_symbol = f"{prefix}_state_first_call"
+        self.started_symbol = f"{prefix}_started"
         self.argument_names = argument_names  # tensor -> C parameter name
         self.declarations: list[str] = []
         self._symbols: dict[str, str] = {}
-        self._taken: set[str] = set(argument_names.values()) | {self.arena_symbol}
+        self._taken: set[str] = set(argument_names.values()) | {self.arena_symbol, self.state_symbol,
+                                                                 self.first_call_symbol, self.started_symbol}
         self._section = section_attribute("--weights-section", weights_section)
         self.weights_bytes = 0
         self._arrays: dict[tuple, str] = {}  # (C type, size, bytes) -> the array's name
@@ -196,6 +202,8 @@ class CEmitter:
         storage = self.plan.storage[name]
         if storage.kind == "arena":
             return f"({ctype} *)&{self.arena_symbol}.bytes[{storage.offset}]"
+        if storage.kind == "state":
+            return f"({ctype} *)&{self.state_symbol}.bytes[{storage.offset}]"
         if storage.kind in ("input", "output"):
             # The caller's argument this tensor lives in (itself, or what a Reshape-like op aliases).
             owner = (self.graph.inputs if storage.kind == "input" else self.graph.outputs)[storage.index]

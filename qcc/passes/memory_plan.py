@@ -3,7 +3,8 @@
 Tensors that only reinterpret another's bytes (Reshape and friends) join its buffer. Each
 buffer lives from the step that writes it to the last step that reads it; buffers whose
 lifetimes overlap get disjoint bytes, placed greedily (largest first, lowest offset that fits),
-so tensors never alive together share memory. Constants live in flash. Graph inputs and outputs are
+so tensors never alive together share memory. Constants live in flash, and state that persists
+between inferences (graph.states) in a buffer of its own. Graph inputs and outputs are
 the caller's buffers, or with --io-in-arena (graph.io_in_arena) arena buffers like the others, an
 input alive from the start to its last reader and an output from its writer to the end: the arena is
 then all the RAM the model needs, counted as TFLM counts its own, and a layer may overwrite an input
@@ -192,7 +193,8 @@ def tensor_buffers(graph: Graph, streams: list[Stream] = (), concat_slices: bool
         return name
 
     # The storage each buffer must be, when it is not the arena's: a caller argument or a constant.
-    external = {t: {t} for t in graph.tensors if graph.tensor(t).is_const
+    state_offsets, _ = graph.state_offsets()
+    external = {t: {t} for t in graph.tensors if graph.tensor(t).is_const or t in state_offsets
                 or (not graph.io_in_arena and (t in graph.inputs or t in graph.outputs))}
 
     # Alias ops join their output to their input's buffer unless that would make one buffer
@@ -209,7 +211,10 @@ def tensor_buffers(graph: Graph, streams: list[Stream] = (), concat_slices: bool
     groups: dict[str, list[str]] = {}
     for name, r in resolved.items():
         groups.setdefault(r, []).append(name)
-    storage = {t: _external_storage(graph, members) for members in groups.values() for t in members}
+    storage = {t: _external_storage(graph, members, state_offsets) for members in groups.values() for t in members}
+    chain_step = {id(n): graph.nodes.index(stream.nodes[-1]) for stream in streams for n in stream.nodes}
+    for value, offset in _assigned_in_place(graph, resolved, groups, storage, chain_step):
+        storage[value] = Storage("state", offset=offset)
     lifetimes = _lifetimes(graph, resolved, storage)
     for t, r in resolved.items():  # no node writes it: no storage at all
         if storage[t].kind == "arena" and r not in lifetimes:
@@ -241,9 +246,35 @@ def tensor_buffers(graph: Graph, streams: list[Stream] = (), concat_slices: bool
                          liveness, concat_steps, whole_resolved, whole_bytes, by_step)
 
 
-def _external_storage(graph: Graph, members: list[str]) -> Storage:
+def _assigned_in_place(graph: Graph, resolved, groups, storage, chain_step: dict[int, int]) -> list[tuple[str, int]]:
+    """The values assigned to a state (AssignState) whose producer can write them straight into the state's
+    bytes: the value is that node's own output (no alias shares it), read by the assignment alone, and every
+    read of the state's old value runs at an earlier step than the producer. The assignment then copies
+    nothing. Returns each such value with the state's offset."""
+    state_offsets, _ = graph.state_offsets()
+    step = {id(node): chain_step.get(id(node), index) for index, node in enumerate(graph.nodes)}
+    chosen = []
+    for state in graph.states:
+        assign = graph.producer(state.written) if state.written is not None else None
+        if assign is None:
+            continue
+        value = assign.inputs[0]
+        producer = graph.producer(value)
+        if (producer is None or op_named(producer.op).aliases_input or storage[value].kind != "arena"
+                or len(groups[resolved[value]]) != 1 or graph.consumers(value) != [assign]):
+            continue
+        old = set(groups[resolved[state.name]])
+        readers = [step[id(n)] for n in graph.nodes if old & set(n.inputs)]
+        if all(r < step[id(producer)] for r in readers):
+            chosen.append((value, state_offsets[state.name]))
+    return chosen
+
+
+def _external_storage(graph: Graph, members: list[str], state_offsets: dict[str, int]) -> Storage:
     kind = Storage("arena")
     for t in members:
+        if t in state_offsets:  # the state buffer: a variable's value and its assignment share bytes
+            return Storage("state", offset=state_offsets[t])
         if graph.io_in_arena and (t in graph.inputs or t in graph.outputs):
             continue
         if t in graph.inputs:

@@ -233,6 +233,22 @@ def run_many(model: bytes, cases: list[list[np.ndarray]]) -> list[list[np.ndarra
     return results
 
 
+def run_frames(model: bytes, frames: list[list[np.ndarray]], reset_before: int | None = None) -> list[list[np.ndarray]]:
+    """Consecutive inferences on one interpreter, its state (resource variables) carried from each to the
+    next, with reset() before frame `reset_before` (None: never): a streaming model's frames."""
+    model = bytes(model)
+    info = _read(model)
+    interpreter = _interpreter(model, info)
+    results = []
+    for number, inputs in enumerate(frames):
+        if number == reset_before:
+            _call(interpreter.reset)
+        _set_inputs(interpreter, info, inputs)
+        _call(interpreter.invoke)
+        results.append([np.array(_call(interpreter.get_output, i), copy=True) for i in range(len(info.outputs))])
+    return results
+
+
 def run_with_intermediates(model: bytes, inputs: list[np.ndarray], tensor_indices: list[int]) -> dict[int, np.ndarray]:
     """The values of subgraph 0's tensors `tensor_indices` after one inference.
 

@@ -20,6 +20,7 @@ import numpy as np
 from qcc import ops
 from qcc.errors import QccError
 from qcc.ir import Graph, Node, QuantParams, Tensor
+from qcc.ops.state import finish_variables
 from qcc.ops.tflite_import import NCHW, TFLITE, TO_NCHW, TO_TFLITE, moves_only_unit_axes
 from qcc.tflite_graph import TfliteModel, TfliteOperator, TfliteTensor
 
@@ -47,6 +48,13 @@ class TfliteImporter:
         self.ir: dict[tuple[int, str], str] = {}  # (TFLite tensor index, layout) -> IR tensor name
         self.operator: TfliteOperator | None = None
         self._node_names: set[str] = set()
+        # Resource variables (qcc/ops/state.py): VAR_HANDLE's resource tensors -> variable key; the variables by
+        # key (graph.states holds them too); those assigned so far; the subgraphs CALL_ONCE ran; their values.
+        self.resources: dict[int, str] = {}
+        self.variables: dict = {}
+        self.assigned: set[str] = set()
+        self.initialised: set[int] = set()
+        self.initial_values: dict = {}
 
     # --- the import, start to end --------------------------------------------------------------
 
@@ -69,9 +77,15 @@ class TfliteImporter:
                 self.refuse(f"its tensors or options are not what the TFLite schema says ({type(error).__name__}: "
                             f"{detail}); check this operator")
             for index in operator.outputs:
-                if not any((index, layout) in self.ir for layout in (TFLITE, NCHW)):
+                if not any((index, layout) in self.ir for layout in (TFLITE, NCHW)) and index not in self.resources:
                     self.refuse(f"the import wrote no value for output tensor {index}")  # a bug in the op module
         self.operator = None
+        for subgraph in self.model.subgraphs:
+            if subgraph.index not in self.initialised:
+                raise QccError(f"{self.model.source}: subgraph {subgraph.index} is run by no CALL_ONCE (control flow, "
+                               "such as WHILE or IF, runs subgraphs); qcc compiles subgraph 0 and the initialisation "
+                               "subgraphs of resource variables")
+        finish_variables(self)
         self.graph.tflite_tensors = {name: key for key, name in self.ir.items()
                                      if self.model.tensors[key[0]].data is None}
         for index in self.model.outputs:
