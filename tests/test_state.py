@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ from qcc.sample_inputs import extreme_inputs, random_inputs
 from qcc.toolchain.build import make
 from tflite_builder import _BUILTIN_CODES as BUILTIN_CODES, TfliteBuilder
 
+DATA = Path(__file__).resolve().parent / "data" / "tflite"
 FRAME = (1, 1, 8, 4)  # one time step of 8 features x 4 channels (N, T, W, C)
 
 
@@ -278,3 +280,24 @@ def test_a_state_of_another_size_is_refused(tmp_path):
         init.tensors[value]["shape"] = [1, 1, 8, 4]
         init.tensors[value]["data"] = np.full((1, 1, 8, 4), -3, np.int8).tobytes()
     assert "initialises variable 's/state' with int8 [1, 1, 8, 4]" in _refusal(tmp_path, _model_with(edit))
+
+
+# --- models TensorFlow's converter wrote (tests/data/tflite/export_streaming.py) --------------------
+
+
+def test_a_converter_written_streaming_model_is_exact_frame_by_frame(tmp_path):
+    """Two stream layers as TensorFlow 2.21 writes them with int8 variables (the converter's own operator
+    order: every ASSIGN_VARIABLE last, the slices after the convolutions)."""
+    compiled = check_frames((DATA / "streaming_int8_variables.tflite").read_bytes(), tmp_path, count=8)
+    assert len(compiled.graph.states) == 2
+    for state in compiled.graph.states:  # the slices write the next state in place
+        assign = compiled.graph.producer(state.written)
+        assert compiled.plan.storage[assign.inputs[0]] == compiled.plan.storage[state.name]
+
+
+def test_float_variables_are_refused_by_name(tmp_path):
+    """The converter's default keeps the variables float32: the concatenations run in float in TFLM."""
+    with pytest.raises(QccError) as error:
+        compile_model(DATA / "streaming_float_variables.tflite", Options())
+    message = str(error.value)
+    assert "float32 variable" in message and "_experimental_variable_quantization" in message and "\n" not in message

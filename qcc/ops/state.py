@@ -152,6 +152,18 @@ class AssignState(Op):
                 f"/* the state for the next inference */")
 
 
+def check_variable_types(model) -> None:
+    """Before anything is imported: variables the converter kept in float32 (its default) make float
+    computation around them, which qcc does not compile; say how to convert them as int8 instead."""
+    for operator in model.operators:
+        if operator.code == "READ_VARIABLE" and operator.outputs:
+            tensor = model.tensors[operator.outputs[0]]
+            if tensor.dtype != "int8":
+                raise QccError(f"{model.label(operator)}: reads a {tensor.dtype} variable; TFLM computes around float "
+                               "variables in float, which qcc does not compile: convert with int8 variables "
+                               "(TFLiteConverter._experimental_variable_quantization = True)")
+
+
 def finish_variables(model) -> None:
     """After subgraph 0's import: each variable's initialisation (CALL_ONCE's constants), checked against
     its type, and TFLM's fill byte where subgraph 0 assigns it nowhere (the initialisation's ASSIGN is then

@@ -20,7 +20,7 @@ import numpy as np
 from qcc import ops
 from qcc.errors import QccError
 from qcc.ir import Graph, Node, QuantParams, Tensor
-from qcc.ops.state import finish_variables
+from qcc.ops.state import check_variable_types, finish_variables
 from qcc.ops.tflite_import import NCHW, TFLITE, TO_NCHW, TO_TFLITE, moves_only_unit_axes
 from qcc.tflite_graph import TfliteModel, TfliteOperator, TfliteTensor
 
@@ -59,6 +59,7 @@ class TfliteImporter:
     # --- the import, start to end --------------------------------------------------------------
 
     def run(self) -> Graph:
+        check_variable_types(self.model)
         for index in self.model.inputs:
             self._add_graph_input(index)
         for operator in self.model.operators:
