@@ -28,9 +28,20 @@ def _options(args) -> Options:
                       cut_inputs=_tensor_names(getattr(args, "cut_inputs", None)), cut_outputs=_tensor_names(args.outputs),
                       target=target, weights_section=getattr(args, "weights_section", None),
                       arena_section=getattr(args, "arena_section", None), fpu=getattr(args, "fpu", False),
-                      whole_tensors=getattr(args, "whole_tensors", False), io_in_arena=args.io_in_arena)
+                      whole_tensors=getattr(args, "whole_tensors", False), io_in_arena=args.io_in_arena,
+                      state_pairs=_state_pairs(args.state))
     check_options(options)  # before the tools and the model are looked at
     return options
+
+
+def _state_pairs(given: list[str] | None) -> list[tuple[str, str]]:
+    pairs = []
+    for text in given or []:
+        source, sep, target = text.partition("=")
+        if not sep or not source or not target:
+            raise QccError(f"--state {text!r}: give INPUT=OUTPUT, the model's input and output that carry the state")
+        pairs.append((source, target))
+    return pairs
 
 
 def _tensor_names(text: str | None) -> list[str]:
@@ -56,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--io-in-arena", action="store_true", help="place the inputs and outputs in the arena, as TFLM "
                        "does: fill NAME_input_X(), call NAME_invoke(), read NAME_output_Y(); a layer may overwrite an "
                        "input it no longer needs, and the arena is then all the RAM the model uses")
+        p.add_argument("--state", action="append", metavar="INPUT=OUTPUT", help="a state the model passes through "
+                       "this input and output (a streaming model's frames): kept inside the C between calls, reset by "
+                       "NAME_reset(); repeat for each pair")
         inputs_flag = ["--cut-inputs"] if p.prog.endswith("verify") else ["--inputs", "--cut-inputs"]
         p.add_argument(*inputs_flag, dest="cut_inputs", metavar="T1,T2",
                        help="compile the model only from these tensors (they become the C inputs)")

@@ -100,6 +100,8 @@ class Graph:
     # own order) or "nchw" (a 4-D tensor channels first), for comparing layers with TFLM.
     tflite_tensors: dict[str, tuple[int, str]] = field(default_factory=dict)
     states: list[StateVariable] = field(default_factory=list)  # persistent between inferences, in the model's order
+    # --state pairs: the graph's inputs and outputs before the pairs became state (what the model's runtime takes)
+    io_before_state: tuple[list[str], list[str]] | None = None
 
     def state_offsets(self) -> tuple[dict[str, int], int]:
         """Each state tensor's byte offset in the state buffer (a variable's value and what is assigned to it

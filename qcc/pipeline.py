@@ -16,7 +16,8 @@ from qcc.frontend.tflite.importer import import_tflite
 from qcc.ir import Graph, MemoryPlan
 from qcc.numerics import SCHEMES
 from qcc.ops import op_named
-from qcc.passes import execution_order, fold_activations, fold_pads, io_boundary, memory_plan, range_analysis
+from qcc.passes import (execution_order, fold_activations, fold_pads, io_boundary, memory_plan, range_analysis,
+                         state_pairs)
 from qcc.tflite_graph import is_tflite, read_tflite
 from qcc.toolchain.targets import fpu_refusal, target_named
 
@@ -37,6 +38,7 @@ class Options:
     fpu: bool = False  # --fpu: the `ort` scheme's requantization in float32 instructions (targets with an FPU)
     whole_tensors: bool = False  # --whole-tensors: no in-place or streamed execution (the plan of whole tensors)
     io_in_arena: bool = False  # --io-in-arena: inputs and outputs live in the arena (model_invoke, as TFLM's Invoke)
+    state_pairs: list[tuple[str, str]] = field(default_factory=list)  # --state INPUT=OUTPUT: kept inside the C
 
 
 @dataclass
@@ -81,6 +83,7 @@ def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
     graph.fpu = options.fpu
     graph.io_in_arena = options.io_in_arena
     io_boundary.apply(graph, options.float_io)
+    state_pairs.apply(graph, options.state_pairs)  # --state: input/output pairs kept inside the C between calls
     fold_activations.apply(graph)
     fold_pads.apply(graph)  # a Pad of the zero point before a convolution is the convolution's own padding
     warnings = range_analysis.analyze(graph)

@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -189,7 +190,12 @@ def _host_time(model: str, compiled, out_dir: Path, manifest: dict, inputs: list
         return {"cflags": cflags, "c_ms": c_ns / 1e6, "tflm_ms": tflm_ns / 1e6, "c_over_tflm": c_ns / tflm_ns,
                 "tflm_configuration": sess.configuration()}
     sess = ort_reference.session(model)
-    ort_ns = time_ort(sess, ort_reference.feeds_for(compiled.graph, inputs))
+    graph = compiled.graph
+    if graph.io_before_state is not None:  # --state pairs: ORT takes the state too (its first inference's)
+        given = {**dict(zip(graph.inputs, inputs)), **reference.State(graph).values}
+        graph = replace(graph, inputs=graph.io_before_state[0], outputs=graph.io_before_state[1])
+        inputs = [given[name] for name in graph.inputs]
+    ort_ns = time_ort(sess, ort_reference.feeds_for(graph, inputs))
     return {"cflags": cflags, "c_ms": c_ns / 1e6, "ort_ms": ort_ns / 1e6, "c_over_ort": c_ns / ort_ns,
             "ort_configuration": sess.configuration()}
 

@@ -6,12 +6,14 @@ in the model, so that every layer can be compared."""
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import helper
 
+from qcc import reference
 from qcc.ir import Graph
 from qcc.pipeline import Compiled
 from qcc.runtimes import ort as ort_reference
@@ -34,6 +36,34 @@ class GroundTruth:
         """Its values of the compiled graph's tensors that exist in the model (shaped as in qcc), and
         whether reading them changed its final outputs."""
         raise NotImplementedError
+
+    def run_frames(self, frames: list[list[np.ndarray]], reset_before: int | None) -> list[list[np.ndarray]]:
+        """Consecutive inferences of a model that keeps state itself (TFLite resource variables)."""
+        raise NotImplementedError
+
+    def frames(self, graph: Graph, frames: list[list[np.ndarray]], reset_before: int | None = None):
+        """The outputs of a model with state (graph.states) on consecutive frames, the state reset before
+        frame `reset_before`: the runtime keeps it itself, or, for --state pairs, gets each pair's input from
+        the output the frame before gave, as an application would feed it back (the stored codes: the
+        output's, or ONNX Runtime's requantization of it, AssignState's table)."""
+        if graph.io_before_state is None:
+            return self.run_frames(frames, reset_before)
+        inputs, outputs = graph.io_before_state
+        state = reference.State(graph)
+        assigns = {s.name: graph.producer(s.written) for s in graph.states}
+        results = []
+        for number, frame in enumerate(frames):
+            if number == reset_before:
+                state.reset()
+            given = {**dict(zip(graph.inputs, frame)), **state.values}
+            produced = dict(zip(outputs, self.run([given[name] for name in inputs])))
+            for name, assign in assigns.items():
+                value = np.asarray(produced[assign.inputs[0]])
+                table = assign.attrs.get("table")
+                state.values[name] = (table[value.view(np.uint8)].view(value.dtype) if table is not None
+                                      else np.array(value, copy=True)).reshape(graph.tensor(name).shape)
+            results.append([produced[name] for name in graph.outputs])
+        return results
 
 
 class OnnxRuntimeTruth(GroundTruth):
@@ -95,7 +125,11 @@ class TflmTruth(GroundTruth):
 
 
 def ground_truth(model, compiled: Compiled) -> GroundTruth:
-    """The runtime the compiled model is checked against (the cut model's ORT for --inputs/--outputs)."""
+    """The runtime the compiled model is checked against (the cut model's ORT for --inputs/--outputs). With
+    --state pairs it takes and gives the model's own inputs and outputs, the pairs included."""
     if compiled.graph.frontend == "tflite":
         return TflmTruth(model)
-    return OnnxRuntimeTruth(compiled.cut_model if compiled.cut_model is not None else model, compiled.graph)
+    graph = compiled.graph
+    if graph.io_before_state is not None:
+        graph = replace(graph, inputs=graph.io_before_state[0], outputs=graph.io_before_state[1])
+    return OnnxRuntimeTruth(compiled.cut_model if compiled.cut_model is not None else model, graph)

@@ -59,6 +59,8 @@ class AssignState(Op):
     summary = ("state kept between inferences: read in place, assigned after its last read (by its producer, in place, "
                "where it can); CALL_ONCE's constant initialisation")
     runs_last = True  # after every reader of the state it writes
+    runtime_sources = ("qcc_lookup.c",)  # --state pairs quantized differently: a table
+    runtime_header = "qcc_lookup.h"
 
     def import_tflite(self, operator, model) -> None:
         getattr(self, "_" + operator.code.lower())(operator, model)
@@ -142,10 +144,17 @@ class AssignState(Op):
                            f"'{node.attrs.get('variable', '')}': no arithmetic, the same in every rounding scheme")
 
     def reference(self, node: Node, graph: Graph, inputs):
-        return [np.array(inputs[0], copy=True)]
+        value = np.asarray(inputs[0])
+        if "table" in node.attrs:  # --state with the pair quantized differently: the codes requantized
+            return [node.attrs["table"][value.view(np.uint8)].view(value.dtype)]
+        return [np.array(value, copy=True)]
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         value = graph.tensor(node.inputs[0])
+        if "table" in node.attrs:
+            table = c.const_array(f"{c.symbol(node.name)}_table", "uint8_t", node.attrs["table"])
+            return (f"qcc_lookup_8bit({table}, {c.tensor(value.name, 'uint8')}, {c.tensor(node.outputs[0], 'uint8')}, "
+                    f"{value.size}u); /* the state for the next inference, requantized */")
         if c.plan.storage[value.name] == c.plan.storage[node.outputs[0]]:
             return "/* the state for the next inference: its producer wrote it in place, after every read of the old */"
         return (f"memcpy({c.tensor(node.outputs[0])}, {c.tensor(value.name)}, {value.nbytes}u); "

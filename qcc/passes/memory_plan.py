@@ -256,7 +256,7 @@ def _assigned_in_place(graph: Graph, resolved, groups, storage, chain_step: dict
     chosen = []
     for state in graph.states:
         assign = graph.producer(state.written) if state.written is not None else None
-        if assign is None:
+        if assign is None or "table" in assign.attrs:  # a table maps the value: it cannot be the state's bytes
             continue
         value = assign.inputs[0]
         producer = graph.producer(value)
