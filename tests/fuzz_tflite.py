@@ -2,7 +2,8 @@
 flatbuffers builder, each mutated as an attacker or a careless converter would: corrupted and truncated
 flatbuffers, operator and graph indices out of range, buffers out of range or shorter than their shape,
 absurd and negative shapes, hostile names, unknown op codes and versions, bad scales and zero points,
-wrong types, options out of their enums, subgraph counts of 0 and 2.
+wrong types, options out of their enums, subgraph counts of 0 and 2, and for a streaming model with
+resource variables: initialisation subgraphs that compute or do not exist, resources from nowhere.
 
 The promise is the ONNX one (fuzz.run_mutant): exit 0, or exit 2 with exactly one line and no folder
 left; never a traceback or a timeout. A sample of the compiled mutants is built with ASan and UBSan and
@@ -74,7 +75,39 @@ def _mlp() -> TfliteBuilder:
     return b
 
 
-SEEDS = (_conv_chain, _mlp)
+def _stream() -> TfliteBuilder:
+    """A Keras stream layer: CALL_ONCE (initialisation subgraph 1), VAR_HANDLE, READ_VARIABLE, CONCATENATION over
+    time, STRIDED_SLICE kept by ASSIGN_VARIABLE, and a convolution over the concatenation."""
+    rng = np.random.default_rng(2)
+    b = TfliteBuilder()
+    x = b.input("frame", (1, 1, 4, 2), "int8", scale=0.05, zero_point=-3)
+    res = b.tensor("res", (), "resource")
+    state = b.tensor("state", (1, 2, 4, 2), "int8", scale=0.05, zero_point=-3)
+    cat = b.tensor("cat", (1, 3, 4, 2), "int8", scale=0.05, zero_point=-3)
+    new = b.tensor("new_state", (1, 2, 4, 2), "int8", scale=0.05, zero_point=-3)
+    w = b.const("conv_w", rng.integers(-127, 128, (3, 3, 1, 2)).astype(np.int8), scale=[0.01] * 3, zero_point=[0] * 3,
+                quantized_dimension=0)
+    bias = b.const("conv_b", rng.integers(-500, 500, 3).astype(np.int32), scale=[5e-4] * 3, zero_point=[0] * 3)
+    y = b.tensor("y", (1, 1, 4, 3), "int8", scale=0.1, zero_point=2)
+    b.op("CALL_ONCE", [], [], options=dict(init_subgraph_index=1))
+    b.op("VAR_HANDLE", [], [res], options=dict(container="", shared_name="stream"))
+    b.op("READ_VARIABLE", [res], [state])
+    b.op("CONCATENATION", [state, x], [cat], options=dict(axis=1))
+    b.op("STRIDED_SLICE", [cat, b.const("begin", np.array([0, 1, 0, 0], np.int32)),
+                           b.const("end", np.array([1, 3, 4, 2], np.int32)),
+                           b.const("strides", np.array([1, 1, 1, 1], np.int32))], [new])
+    b.op("ASSIGN_VARIABLE", [res, new], [])
+    b.op("CONV_2D", [cat, w, bias], [y], version=3, options=dict(padding="VALID", stride_h=1, stride_w=1))
+    b.output(y)
+    init = b.subgraph()
+    r2 = init.tensor("res", (), "resource")
+    value = init.const("init", np.full((1, 2, 4, 2), 5, np.int8), scale=0.05, zero_point=-3)
+    init.op("VAR_HANDLE", [], [r2], options=dict(container="", shared_name="stream"))
+    init.op("ASSIGN_VARIABLE", [r2, value], [])
+    return b
+
+
+SEEDS = (_conv_chain, _mlp, _stream)
 _ACTIVATION_TABLES = {"Conv2DOptions", "DepthwiseConv2DOptions", "AddOptions", "FullyConnectedOptions", "Pool2DOptions"}
 
 
@@ -87,18 +120,19 @@ def _mutate_tables(b: TfliteBuilder, rng: np.random.Generator) -> tuple[dict, st
         "huge dim", "zero dim", "hostile name", "unknown op code", "op version 99", "bad scale", "zero point range",
         "int16 tensor", "float tensor", "no quantization", "per-axis length", "wrong declared shape", "stride 0",
         "padding enum", "activation enum", "filter zero point", "graph input out of range", "no outputs",
-        "subgraphs 0", "subgraphs 2", "custom op", "duplicate output", "drop an input", "big kernel"]))
+        "subgraphs 0", "subgraphs 2", "custom op", "duplicate output", "drop an input", "big kernel",
+        "init subgraph index", "init computes", "resource from nowhere", "variable shared name"]))
     build = {}
-    if kind == "op input out of range":
+    if kind == "op input out of range" and op["inputs"]:
         op["inputs"][int(rng.integers(len(op["inputs"])))] = int(rng.choice([len(b.tensors), 10**6, -7]))
-    elif kind == "op output out of range":
+    elif kind == "op output out of range" and op["outputs"]:
         op["outputs"][0] = int(rng.choice([len(b.tensors), 2**31 - 1]))
     elif kind == "buffer out of range":
         tensor["buffer"] = int(rng.choice([10**6, 2**32 - 1]))
     elif kind == "short buffer" and tensor["data"] is not None:
         tensor["data"] = tensor["data"][: max(0, len(tensor["data"]) - int(rng.integers(1, 4)))]
-    elif kind == "negative dim":
-        tensor["shape"][int(rng.integers(max(1, len(tensor["shape"]))))] = -1 if tensor["shape"] else -1
+    elif kind == "negative dim" and tensor["shape"]:
+        tensor["shape"][int(rng.integers(len(tensor["shape"])))] = -1
     elif kind == "huge dim" and tensor["shape"]:
         tensor["shape"][0] = int(rng.choice([2**31 - 1, 2**20]))
     elif kind == "zero dim" and tensor["shape"]:
@@ -152,6 +186,19 @@ def _mutate_tables(b: TfliteBuilder, rng: np.random.Generator) -> tuple[dict, st
         op["inputs"] = op["inputs"][:-1]
     elif kind == "big kernel" and "filter_height" in op["options"]:
         op["options"]["filter_height"] = 1000
+    elif kind == "init subgraph index" and "init_subgraph_index" in op["options"]:
+        op["options"]["init_subgraph_index"] = int(rng.choice([0, 5, -1, 2**31 - 1]))
+    elif kind == "init computes" and b.subgraphs:
+        init = b.subgraphs[0]
+        value = init.ops[-1]["inputs"][1]
+        init.op("ADD", [value, value], [value], version=1)
+    elif kind == "resource from nowhere" and b.subgraphs:
+        for candidate in b.ops:
+            if candidate["inputs"] and b.tensors[candidate["inputs"][0]]["dtype"] == 13:  # a variable op's resource
+                candidate["inputs"][0] = int(rng.choice([0, len(b.tensors) - 1]))
+                break
+    elif kind == "variable shared name" and "shared_name" in op["options"]:
+        op["options"]["shared_name"] = str(rng.choice(HOSTILE))
     return build, kind
 
 
