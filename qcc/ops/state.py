@@ -28,6 +28,7 @@ from qcc.errors import QccError
 from qcc.ir import Graph, Node, StateVariable, Tensor
 from qcc.ops.base import Op, TfliteOp, register
 from qcc.ops.explanation import Explanation
+from qcc.ops.tflite_import import NCHW, TFLITE, TO_NCHW, in_layout
 
 VARIABLE_OPS = ("VAR_HANDLE", "READ_VARIABLE", "ASSIGN_VARIABLE")
 
@@ -81,22 +82,24 @@ class AssignState(Op):
     def _read_variable(self, operator, model) -> None:
         key = self._variable(operator, model)
         out = model.output_tensor(0)
+        layout = state_layout(out.shape)
         state = model.variables.get(key)
         if state is None:
-            name = model.output(0, out.shape, "tflite")
+            name = model.output(0, layout_shape(out.shape, layout), layout)
             state = model.variables[key] = StateVariable(name, None, 0, None, key)
             model.graph.states.append(state)
             return
         existing = model.graph.tensor(state.name)
-        model.require((out.dtype, tuple(out.shape)) == (existing.dtype, tuple(existing.shape)),
+        model.require((out.dtype, layout_shape(out.shape, layout)) == (existing.dtype, tuple(existing.shape)),
                       f"reads variable '{key}' as {out.dtype} {list(out.shape)}, another READ_VARIABLE as "
                       f"{existing.dtype} {list(existing.shape)}; give every read of a variable one type and shape")
-        model.ir[(out.index, "tflite")] = state.name
+        model.ir[(out.index, layout)] = state.name
 
     def _assign_variable(self, operator, model) -> None:
         key = self._variable(operator, model)
         model.require(len(operator.inputs) == 2, "needs a resource and a value")
-        value = model.activation(1, "tflite", "value")
+        value_tensor = model.input_tensor(1, "value")
+        value = model.activation(1, state_layout(value_tensor.shape), "value")
         state = model.variables.get(key)
         if state is None:  # assigned, never read: its bytes still persist for the next inference's nothing
             name = f"{model.names[operator.inputs[0]]}__state"
@@ -161,6 +164,17 @@ class AssignState(Op):
                 f"/* the state for the next inference */")
 
 
+def layout_shape(shape, layout: str) -> tuple[int, ...]:
+    return tuple(int(d) for d in in_layout(shape, layout))
+
+
+def state_layout(shape) -> str:
+    """The layout a variable's bytes are kept in: channels first for an image (the layout of the kernels that
+    read it, so that the stream layer's concatenation and slice need no transposes), else the model's own.
+    The state is the C's own buffer, never the application's, so its layout is qcc's choice."""
+    return NCHW if len(shape) == 4 else TFLITE
+
+
 def check_variable_types(model) -> None:
     """Before anything is imported: variables the converter kept in float32 (its default) make float
     computation around them, which qcc does not compile; say how to convert them as int8 instead."""
@@ -183,12 +197,13 @@ def finish_variables(model) -> None:
         if state is None:
             continue  # initialised, never used by an inference
         tensor = model.graph.tensor(state.name)
-        if (value.dtype, tuple(value.shape)) != (tensor.dtype, tuple(tensor.shape)):
+        if (value.dtype, layout_shape(value.shape, state_layout(value.shape))) != (tensor.dtype, tuple(tensor.shape)):
             raise QccError(f"{source}: {where} initialises variable '{key}' with {value.dtype} {list(value.shape)}, "
                            f"but the inference uses it as {tensor.dtype} {list(tensor.shape)}")
         if state.written is None:
             state.fill = fill_byte(value)
-        state.first_call = np.asarray(value.data, dtype=tensor.dtype).reshape(tensor.shape)
+        data = np.asarray(value.data, dtype=tensor.dtype)
+        state.first_call = np.ascontiguousarray(data.transpose(TO_NCHW) if data.ndim == 4 else data)
     for key, state in model.variables.items():
         if state.written is None and key not in model.initial_values:
             raise QccError(f"{source}: variable '{key}' is read but nothing assigns it (TFLM would read bytes it never "
