@@ -127,6 +127,28 @@ def test_fully_connected_after_conv_keeps_channels_last_order(tmp_path):
     assert compiled.graph.tensor(fc.inputs[0]).shape == (1, 36)
 
 
+def test_a_reshape_flattening_an_image_into_fully_connected_moves_no_bytes(tmp_path):
+    """Keras' Flatten: a RESHAPE of the convolution's output into FULLY_CONNECTED. The layer reads the
+    channels-first image with its weights' columns permuted at compile time; the RESHAPE's channels-last
+    copy is dropped (nothing else reads it); the values equal TFLM's."""
+    rng = np.random.default_rng(9)
+    b = TfliteBuilder()
+    x = activation(b, "x", (1, 6, 5, 2), rng, is_input=True)
+    wt, bt = filter_and_bias(b, "conv", (3, 3, 3, 2), 3, 0, scale_of(b, x), rng)
+    h = activation(b, "h", (1, 6, 5, 3), rng, scale=0.3)
+    b.op("CONV_2D", [x, wt, bt], [h], version=3, options=dict(padding="SAME", stride_h=1, stride_w=1))
+    flat = activation(b, "flat", (1, 90), rng, scale=0.3, zero=int(b.tensors[h]["quantization"]["zero_point"][0]))
+    b.op("RESHAPE", [h, b.const("shape", np.array([1, 90], np.int32))], [flat], options=dict(new_shape=[1, 90]))
+    wt2, bt2 = filter_and_bias(b, "fc", (4, 90), 4, 0, scale_of(b, h), rng)
+    y = activation(b, "y", (1, 4), rng, scale=0.5)
+    b.op("FULLY_CONNECTED", [flat, wt2, bt2], [y], version=4)
+    b.output(y)
+    compiled = check_tflite_exact(b.build(), tmp_path)
+    assert "Transpose" not in {n.op for n in compiled.graph.nodes}
+    fc = next(n for n in compiled.graph.nodes if n.op == "QGemm")
+    assert compiled.graph.producer(fc.inputs[0]).attrs["onnx_op"] == "the rows view"
+
+
 @pytest.mark.parametrize("io_in_arena", [False, True])
 def test_fully_connected_streams_the_image_before_it_a_row_at_a_time(tmp_path, io_in_arena):
     """micro_speech's tail at a size where streaming pays: the convolution's output is never whole, the

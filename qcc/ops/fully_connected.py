@@ -287,6 +287,13 @@ class QGemm(_ConstantRightMatMul):
             _, h, w_, c = a_tensor.shape
             w = w.reshape(cols, h, w_, c).transpose(0, 3, 1, 2).reshape(cols, depth)
             out_shape = (rows, cols)
+        elif (image := model.flattened_image(0)) is not None and image.shape[0] == rows:
+            # A RESHAPE flattened a channels-first image into this input: read the image itself, the weights'
+            # columns permuted as above (the RESHAPE's channels-last copy is then unused, and dropped).
+            a = image
+            _, c, h, w_ = image.shape
+            w = w.reshape(cols, h, w_, c).transpose(0, 3, 1, 2).reshape(cols, depth)
+            out_shape = (rows, cols)
         else:
             a = model.activation(0, "tflite")
             out_shape = (rows, cols)

@@ -98,7 +98,25 @@ class TfliteImporter:
             name = self.tensor_name(index, TFLITE)
             self.graph.outputs.append(name)
             self.graph.public_names[name] = self.model.tensors[index].name or name
+        self._drop_unused()
+        self.graph.tflite_tensors = {name: key for name, key in self.graph.tflite_tensors.items()
+                                     if name in self.graph.tensors}
         return self.graph
+
+    def _drop_unused(self) -> None:
+        """Remove the nodes whose outputs nothing reads and that are no model output (a layout conversion a
+        reader chose not to use), with their tensors; nodes that store state are kept."""
+        while True:
+            read = {name for node in self.graph.nodes for name in node.inputs} | set(self.graph.outputs)
+            unused = [node for node in self.graph.nodes if not ops.op_named(node.op).runs_last
+                      and not any(name in read for name in node.outputs)]
+            if not unused:
+                return
+            for node in unused:
+                self.graph.nodes.remove(node)
+                for name in node.outputs:
+                    del self.graph.tensors[name]
+            self.ir = {key: name for key, name in self.ir.items() if name in self.graph.tensors}
 
     def _unique_names(self) -> list[str]:
         names, seen = [], set()
@@ -302,6 +320,25 @@ class TfliteImporter:
             self.graph.nodes.append(Node("Transpose", node_name, [source.name], [name], attrs={"perm": list(perm)}))
         self.ir[(index, layout)] = name
         return name
+
+    def flattened_image(self, position: int) -> Tensor | None:
+        """The image a RESHAPE flattened into input `position`, channels first, where reading it so saves
+        moving its bytes: the RESHAPE makes (N, H * W * C) of an (N, H, W, C) tensor that exists channels
+        first and would need a Transpose, with the same quantization. The reader then permutes its weights
+        at compile time (a fully connected layer); the RESHAPE's own copy goes unused and is dropped."""
+        index = self.operator.inputs[position]
+        producer = next((o for o in self.model.operators if index in o.outputs), None)
+        if producer is None or producer.code != "RESHAPE" or not producer.inputs:
+            return None
+        source, out = self.model.tensors[producer.inputs[0]], self.model.tensors[index]
+        shape = source.shape
+        if (len(shape) != 4 or len(out.shape) != 2 or out.shape[0] != shape[0] or out.shape[1] != shape[1] * shape[2] * shape[3]
+                or (source.index, NCHW) not in self.ir or moves_only_unit_axes(layout_shape(shape, NCHW), TO_TFLITE)):
+            return None
+        if source.quant is None or out.quant is None or not (np.array_equal(source.quant.scale, out.quant.scale)
+                                                             and np.array_equal(source.quant.zero_point, out.quant.zero_point)):
+            return None
+        return self.graph.tensors[self.ir[(source.index, NCHW)]]
 
     def channels_first_view(self, position: int) -> Tensor | None:
         """Input `position` seen channels first without a copy (ChannelsFirstView), for a reader that takes
