@@ -105,21 +105,40 @@ def test_fully_connected(shape, per_channel, tmp_path):
     check_tflite_exact(b.build(), tmp_path)
 
 
+def conv_image(b: TfliteBuilder, rng, x_shape, filter_shape, h_shape, op: str, **options) -> int:
+    """A model input through one CONV_2D or DEPTHWISE_CONV_2D (random filter and bias): the image it makes."""
+    x = activation(b, "x", x_shape, rng, is_input=True)
+    depthwise = op == "DEPTHWISE_CONV_2D"
+    weights, bias = filter_and_bias(b, "conv", filter_shape, filter_shape[3 if depthwise else 0], 3 if depthwise else 0,
+                                    scale_of(b, x), rng)
+    h = activation(b, "h", h_shape, rng, scale=0.3)
+    b.op(op, [x, weights, bias], [h], version=3, options=options)
+    return h
+
+
+def fully_connected_head(b: TfliteBuilder, h: int, cols: int, rng, *, reshape: bool, reads: str):
+    """FULLY_CONNECTED of the image `h` into `cols` outputs; with `reshape`, also a RESHAPE of h to (1, depth)
+    (Keras' Flatten). reads: "flat" (the RESHAPE's output) or "image" (h itself, which TFLM flattens).
+    Returns (the output, the RESHAPE's output or None)."""
+    depth = int(np.prod(b.tensors[h]["shape"][1:]))
+    flat = None
+    if reshape:
+        flat = activation(b, "flat", (1, depth), rng, scale=0.3, zero=int(b.tensors[h]["quantization"]["zero_point"][0]))
+        b.op("RESHAPE", [h, b.const("shape", np.array([1, depth], np.int32))], [flat], options=dict(new_shape=[1, depth]))
+    weights, bias = filter_and_bias(b, "fc", (cols, depth), cols, 0, scale_of(b, h), rng)
+    y = activation(b, "y", (1, cols), rng, scale=0.5)
+    b.op("FULLY_CONNECTED", [flat if reads == "flat" else h, weights, bias], [y], version=4)
+    return y, flat
+
+
 def test_fully_connected_after_conv_keeps_channels_last_order(tmp_path):
     """A convolution's channels-first output flattened into FULLY_CONNECTED (micro_speech's shape): the
     weights' columns are permuted at compile time, and the values equal TFLM's flattening of NHWC."""
     rng = np.random.default_rng(7)
     b = TfliteBuilder()
-    x = activation(b, "x", (1, 6, 5, 1), rng, is_input=True)
-    wt, bt = filter_and_bias(b, "dw", (1, 3, 3, 4), 4, 3, scale_of(b, x), rng)
-    h = activation(b, "h", (1, 3, 3, 4), rng, scale=0.3)
-    b.op("DEPTHWISE_CONV_2D", [x, wt, bt], [h], version=3, options=dict(
-        padding="SAME", stride_h=2, stride_w=2, depth_multiplier=4, fused_activation_function="RELU"))
-    flat = activation(b, "flat", (1, 36), rng, scale=0.3, zero=int(b.tensors[h]["quantization"]["zero_point"][0]))
-    b.op("RESHAPE", [h, b.const("shape", np.array([1, 36], np.int32))], [flat], options=dict(new_shape=[1, 36]))
-    wt2, bt2 = filter_and_bias(b, "fc", (3, 36), 3, 0, scale_of(b, h), rng)
-    y = activation(b, "y", (1, 3), rng, scale=0.5)
-    b.op("FULLY_CONNECTED", [h, wt2, bt2], [y], version=4)
+    h = conv_image(b, rng, (1, 6, 5, 1), (1, 3, 3, 4), (1, 3, 3, 4), "DEPTHWISE_CONV_2D", padding="SAME", stride_h=2,
+                   stride_w=2, depth_multiplier=4, fused_activation_function="RELU")
+    y, flat = fully_connected_head(b, h, 3, rng, reshape=True, reads="image")
     b.output(y, flat)
     compiled = check_tflite_exact(b.build(), tmp_path)
     assert "Transpose" in {n.op for n in compiled.graph.nodes}  # the RESHAPE's channels-last view of h
@@ -133,15 +152,8 @@ def test_a_reshape_flattening_an_image_into_fully_connected_moves_no_bytes(tmp_p
     copy is dropped (nothing else reads it); the values equal TFLM's."""
     rng = np.random.default_rng(9)
     b = TfliteBuilder()
-    x = activation(b, "x", (1, 6, 5, 2), rng, is_input=True)
-    wt, bt = filter_and_bias(b, "conv", (3, 3, 3, 2), 3, 0, scale_of(b, x), rng)
-    h = activation(b, "h", (1, 6, 5, 3), rng, scale=0.3)
-    b.op("CONV_2D", [x, wt, bt], [h], version=3, options=dict(padding="SAME", stride_h=1, stride_w=1))
-    flat = activation(b, "flat", (1, 90), rng, scale=0.3, zero=int(b.tensors[h]["quantization"]["zero_point"][0]))
-    b.op("RESHAPE", [h, b.const("shape", np.array([1, 90], np.int32))], [flat], options=dict(new_shape=[1, 90]))
-    wt2, bt2 = filter_and_bias(b, "fc", (4, 90), 4, 0, scale_of(b, h), rng)
-    y = activation(b, "y", (1, 4), rng, scale=0.5)
-    b.op("FULLY_CONNECTED", [flat, wt2, bt2], [y], version=4)
+    h = conv_image(b, rng, (1, 6, 5, 2), (3, 3, 3, 2), (1, 6, 5, 3), "CONV_2D", padding="SAME", stride_h=1, stride_w=1)
+    y, _ = fully_connected_head(b, h, 4, rng, reshape=True, reads="flat")
     b.output(y)
     compiled = check_tflite_exact(b.build(), tmp_path)
     assert "Transpose" not in {n.op for n in compiled.graph.nodes}
@@ -156,14 +168,9 @@ def test_fully_connected_streams_the_image_before_it_a_row_at_a_time(tmp_path, i
     accumulators, and requantizes after the last row; C == reference == TFLM."""
     rng = np.random.default_rng(11)
     b = TfliteBuilder()
-    x = activation(b, "x", (1, 24, 20, 1), rng, is_input=True)
-    wt, bt = filter_and_bias(b, "dw", (1, 5, 4, 8), 8, 3, scale_of(b, x), rng)
-    h = activation(b, "h", (1, 12, 10, 8), rng, scale=0.3)
-    b.op("DEPTHWISE_CONV_2D", [x, wt, bt], [h], version=3, options=dict(
-        padding="SAME", stride_h=2, stride_w=2, depth_multiplier=8, fused_activation_function="RELU"))
-    wt2, bt2 = filter_and_bias(b, "fc", (5, 960), 5, 0, scale_of(b, h), rng)
-    y = activation(b, "y", (1, 5), rng, scale=0.5)
-    b.op("FULLY_CONNECTED", [h, wt2, bt2], [y], version=4)  # as micro_speech: the 4-D tensor, flattened by TFLM
+    h = conv_image(b, rng, (1, 24, 20, 1), (1, 5, 4, 8), (1, 12, 10, 8), "DEPTHWISE_CONV_2D", padding="SAME",
+                   stride_h=2, stride_w=2, depth_multiplier=8, fused_activation_function="RELU")
+    y, _ = fully_connected_head(b, h, 5, rng, reshape=False, reads="image")  # as micro_speech: TFLM flattens h
     b.output(y)
     compiled = check_tflite_exact(b.build(), tmp_path, io_in_arena=io_in_arena)
     (stream,) = compiled.plan.streams.values()
