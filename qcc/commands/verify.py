@@ -35,6 +35,8 @@ class VerifyReport:
     layers: LayerReport | None = None  # --layers, or the first input set that mismatched
     target: str = "host"  # where the C ran (--target)
     fpu: bool = False  # --fpu: the C requantized with float32 instructions
+    frames: bool = False  # a model with state: the input sets ran as consecutive frames
+    reset_before: int | None = None  # and the state was reset before this one (None: never)
 
     @property
     def ok(self) -> bool:
@@ -66,7 +68,11 @@ class VerifyReport:
             verdict = (f"C == reference ({self.rounding} scheme) on every value; {truth_name} differs in {differ} of "
                        f"{sum(a.compared for a in ort)} values, max {max(a.max_lsb for a in ort):g} LSB"
                        if self.ok else f"MISMATCH between the C and the reference ({self.rounding} scheme)")
-        lines.append(f"{self.cases} input sets: {verdict}")
+        sets = f"{self.cases} input sets"
+        if self.frames:
+            sets = (f"{self.cases} frames ({self.reset_before} in order, then the same after a reset)"
+                    if self.reset_before is not None else f"{self.cases} frames in order")
+        lines.append(f"{sets}: {verdict}")
         if self.layers is not None:
             lines += ["", self.layers.table()]
         return "\n".join(lines)
@@ -101,6 +107,7 @@ def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None
         for name in graph.outputs:
             report.per_output[graph.public_name(name)] = {p: Agreement() for p in pair_names}
         first_difference = None  # the input set the layer comparison looks at
+        report.frames, report.reset_before = bool(graph.states), reset_before
         ref_frames = reference.run_frames(graph, cases, reset_before) if graph.states else None
         truth_frames = truth.frames(graph, cases, reset_before) if graph.states else None
         for index, case in enumerate(cases):
