@@ -301,3 +301,9 @@ def test_float_variables_are_refused_by_name(tmp_path):
         compile_model(DATA / "streaming_float_variables.tflite", Options())
     message = str(error.value)
     assert "float32 variable" in message and "_experimental_variable_quantization" in message and "\n" not in message
+
+
+def test_frames_on_the_emulated_cortex_m4(capsys):
+    """One bare-metal image runs the frames in order on QEMU's Cortex-M4 board, its state in its own .data."""
+    assert main(["verify", str(DATA / "streaming_int8_variables.tflite"), "-n", "2", "--target", "cortex-m4"]) == 0
+    assert "5 frames in order: C == reference == TFLite Micro on every value" in capsys.readouterr().out
