@@ -49,7 +49,8 @@ def _model_status(model: str, options: Options) -> tuple[str, list[tuple[str, st
     """The model's first line and (node, op, supported or not) for each node or operator, as the file has them."""
     if is_tflite(model):
         tflite = read_tflite(model)
-        status = [((tflite.tensors[o.outputs[0]].name if o.outputs else "") or f"operator {o.index}", f"{o.code} v{o.version}",
+        status = [((tflite.tensors[o.outputs[0]].name if o.outputs else "") or f"operator {o.index}",
+                   f"{o.code} v{o.version}",
                    "supported" if ops.op_for_tflite(o.code, o.version) is not None else "UNSUPPORTED")
                   for o in tflite.operators]
         return f"{model}: {len(tflite.operators)} TFLite operators", status

@@ -48,11 +48,6 @@ def fill_byte(tensor) -> int:
     return int(np.int64(q.zero_point[0]).astype(np.int8).view(np.uint8)) if q is not None else 0
 
 
-def filled(tensor: Tensor, byte: int) -> np.ndarray:
-    """A tensor's value with every byte `byte`."""
-    return np.full(tensor.nbytes, byte, np.uint8).view(np.dtype(tensor.dtype)).reshape(tensor.shape)
-
-
 @register
 class AssignState(Op):
     name = "AssignState"
@@ -101,7 +96,7 @@ class AssignState(Op):
         value_tensor = model.input_tensor(1, "value")
         value = model.activation(1, state_layout(value_tensor.shape), "value")
         state = model.variables.get(key)
-        if state is None:  # assigned, never read: its bytes still persist for the next inference's nothing
+        if state is None:  # assigned and never read: kept anyway, as TFLM keeps it
             name = f"{model.names[operator.inputs[0]]}__state"
             model.graph.tensors[name] = Tensor(name, value.dtype, value.shape, None, value.quant)
             state = model.variables[key] = StateVariable(name, None, 0, None, key)
@@ -113,7 +108,7 @@ class AssignState(Op):
         written = f"{state.name}__next"
         model.graph.tensors[written] = Tensor(written, current.dtype, current.shape, None, current.quant)
         state.written = written
-        state.fill = fill_byte(model.input_tensor(1, "value"))  # subgraph 0's ASSIGN is prepared first
+        state.fill = fill_byte(value_tensor)  # subgraph 0's ASSIGN is prepared first: its zero point
         model.assigned.add(key)
         model.graph.nodes.append(Node(self.name, model.node_name(f"{model.names[operator.inputs[0]]}__assign"),
                                       [value.name], [written], attrs={"onnx_op": operator.code, "variable": key}))

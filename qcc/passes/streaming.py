@@ -5,11 +5,11 @@ max pools, and elementwise Adds of a whole second input) where each layer's outp
 next; the memory plan picks the stretches of chains worth streaming. A chain may end in a fully
 connected layer that reads its input image flattened (through a Reshape, which costs nothing): it
 takes the image a row at a time, each row a part of its depth added into its accumulators, and
-requantizes after the last row (qcc_fully_connected_part), so the image it reads is never whole. Each intermediate
-tensor lives in a band: a few consecutive rows of every channel, `band_rows` at most (the next
-layer's window, kernel rows for stride 1). The schedule is pulled from the last layer: to compute
-its output row r, each layer makes the rows its window needs, a row per kernel call, after the
-band below it has dropped the rows no later window reads. Nothing is computed twice; what
+requantizes after the last row (qcc_fully_connected_part), so the image it reads is never whole.
+Each intermediate tensor lives in a band: a few consecutive rows of every channel, `band_rows` at
+most (the next layer's window, kernel rows for stride 1). The schedule is pulled from the last
+layer: to compute its output row r, each layer makes the rows its window needs, a row per kernel
+call, after the band below it has dropped the rows no later window reads. Nothing is computed twice; what
 streaming costs is a kernel call per row and the bytes each shift moves.
 
 The schedule is computed here, at compile time, and the C runs it as written (backend/streams.py):

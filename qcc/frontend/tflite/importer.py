@@ -332,11 +332,14 @@ class TfliteImporter:
             return None
         source, out = self.model.tensors[producer.inputs[0]], self.model.tensors[index]
         shape = source.shape
-        if (len(shape) != 4 or len(out.shape) != 2 or out.shape[0] != shape[0] or out.shape[1] != shape[1] * shape[2] * shape[3]
-                or (source.index, NCHW) not in self.ir or moves_only_unit_axes(layout_shape(shape, NCHW), TO_TFLITE)):
+        flattens = len(shape) == 4 and tuple(out.shape) == (shape[0], shape[1] * shape[2] * shape[3])
+        if (not flattens or (source.index, NCHW) not in self.ir
+                or moves_only_unit_axes(layout_shape(shape, NCHW), TO_TFLITE)):
             return None
-        if source.quant is None or out.quant is None or not (np.array_equal(source.quant.scale, out.quant.scale)
-                                                             and np.array_equal(source.quant.zero_point, out.quant.zero_point)):
+        same_quant = (source.quant is not None and out.quant is not None
+                      and np.array_equal(source.quant.scale, out.quant.scale)
+                      and np.array_equal(source.quant.zero_point, out.quant.zero_point))
+        if not same_quant:
             return None
         return self.graph.tensors[self.ir[(source.index, NCHW)]]
 
