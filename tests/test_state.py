@@ -295,6 +295,14 @@ def test_a_converter_written_streaming_model_is_exact_frame_by_frame(tmp_path):
         assert compiled.plan.storage[assign.inputs[0]] == compiled.plan.storage[state.name]
 
 
+def test_a_converter_written_streaming_ds_cnn_is_exact_frame_by_frame(tmp_path):
+    """A streaming keyword spotter as kws_streaming builds one: three stream states in front of a convolution
+    and two depthwise convolutions, pointwise convolutions, a mean and a dense head."""
+    compiled = check_frames((DATA / "streaming_ds_cnn_int8_variables.tflite").read_bytes(), tmp_path, count=6)
+    assert len(compiled.graph.states) == 3
+    assert {n.attrs.get("onnx_op") for n in compiled.graph.nodes} >= {"DEPTHWISE_CONV_2D", "MEAN", "ASSIGN_VARIABLE"}
+
+
 def test_float_variables_are_refused_by_name(tmp_path):
     """The converter's default keeps the variables float32: the concatenations run in float in TFLM."""
     with pytest.raises(QccError) as error:
