@@ -295,11 +295,16 @@ def test_a_converter_written_streaming_model_is_exact_frame_by_frame(tmp_path):
         assert compiled.plan.storage[assign.inputs[0]] == compiled.plan.storage[state.name]
 
 
-def test_a_converter_written_streaming_ds_cnn_is_exact_frame_by_frame(tmp_path):
+@pytest.mark.parametrize("io_in_arena", [False, True])
+def test_a_converter_written_streaming_ds_cnn_is_exact_frame_by_frame(tmp_path, io_in_arena):
     """A streaming keyword spotter as kws_streaming builds one: three stream states in front of a convolution
-    and two depthwise convolutions, pointwise convolutions, a mean and a dense head."""
-    compiled = check_frames((DATA / "streaming_ds_cnn_int8_variables.tflite").read_bytes(), tmp_path, count=6)
+    and two depthwise convolutions, pointwise convolutions, a mean and a dense head. The frame (channels
+    last) is read in place by the first concatenation, the states are kept channels first: no transposes."""
+    model = (DATA / "streaming_ds_cnn_int8_variables.tflite").read_bytes()
+    compiled = check_frames(model, tmp_path, count=6, io_in_arena=io_in_arena)
     assert len(compiled.graph.states) == 3
+    ops = [n.op for n in compiled.graph.nodes]
+    assert "Transpose" not in ops and "ChannelsFirstView" in ops
     assert {n.attrs.get("onnx_op") for n in compiled.graph.nodes} >= {"DEPTHWISE_CONV_2D", "MEAN", "ASSIGN_VARIABLE"}
 
 

@@ -447,3 +447,24 @@ def test_refusal_through_a_real_process(tmp_path):
     assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
     assert len(result.stderr.splitlines()) == 1 and "ARG_MAX" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.tflite"]
+
+
+@pytest.mark.parametrize("io_in_arena", [False, True])
+def test_concatenation_reads_a_channels_last_input_in_place(tmp_path, io_in_arena):
+    """CONCATENATION of the model's input image with a convolution of it, along the channels: the input is
+    read in its own channels-last bytes by both (no Transpose), and with --io-in-arena it is never made a
+    slice of the output (the caller writes it channels last)."""
+    rng = np.random.default_rng(4)
+    b = TfliteBuilder()
+    x = b.input("x", (1, 5, 4, 2), "int8", scale=0.05, zero_point=-3)
+    w = b.const("w", rng.integers(-127, 128, (3, 3, 3, 2)).astype(np.int8), scale=[0.01] * 3, zero_point=[0] * 3,
+                quantized_dimension=0)
+    bias = b.const("b", rng.integers(-500, 500, 3).astype(np.int32), scale=[5e-4] * 3, zero_point=[0] * 3)
+    h = b.tensor("h", (1, 5, 4, 3), "int8", scale=0.05, zero_point=-3)
+    b.op("CONV_2D", [x, w, bias], [h], version=3, options=dict(padding="SAME", stride_h=1, stride_w=1))
+    y = b.tensor("y", (1, 5, 4, 5), "int8", scale=0.05, zero_point=-3)
+    b.op("CONCATENATION", [h, x], [y], options=dict(axis=3))
+    b.output(y)
+    compiled = check_tflite_exact(b.build(), tmp_path, io_in_arena=io_in_arena)
+    ops = [n.op for n in compiled.graph.nodes]
+    assert "ChannelsFirstView" in ops and ops.count("Transpose") == 1  # the output's, to its channels-last bytes

@@ -25,6 +25,7 @@ from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, register, require
 from qcc.ops.tflite_import import NCHW, TFLITE, ir_axis
 from qcc.numerics.quantize_linear import code_table, codes_in_byte_order, dequantize_linear, quantize_linear
 from qcc.ops.explanation import KEEPS_ORT, MOVES_CODES, Explanation
+from qcc.ops.movement import reads_channels_last
 from qcc.ops.quantized import add_output, quantized_input, read_quant
 from qcc.ops.slice_split_pad import (RUNTIME_HEADER, RUNTIME_SOURCES, StridedCopy, byte_source, emit_copy,
                                      normalize_axis, require_nonempty, row_major_strides)
@@ -77,7 +78,11 @@ def emit_concat(c, graph: Graph, node: Node, tables: list[np.ndarray | None] | N
                 if key not in emitted:
                     emitted[key] = c.const_array(f"{prefix}_table{i}", "uint8_t", table)
                 table_symbol = emitted[key]
-        copy = StridedCopy(list(x.shape), row_major_strides(x.shape), out_strides, 0, begin * out_strides[axis])
+        strides = row_major_strides(x.shape)
+        if reads_channels_last(graph, name):  # a model input's channels-last bytes, seen channels first
+            _, channels, height, width = x.shape
+            strides = [height * width * channels, 1, width * channels, channels]
+        copy = StridedCopy(list(x.shape), strides, out_strides, 0, begin * out_strides[axis])
         calls.append(emit_copy(c, node, f"{prefix}_params{i}", copy, source, target, table_symbol))
         begin += x.shape[axis]
     # Every input already in its slice, as it is: nothing to do at run time.
@@ -106,7 +111,9 @@ class Concat(Op):
         rank = len(out.shape)
         layouts = [model.layout_of(i) for i in range(count) if model.has_input(i) and not model.is_constant(i)]
         layout = NCHW if rank == 4 and 2 * layouts.count(NCHW) >= max(len(layouts), 1) else TFLITE
-        inputs = [model.activation(i, layout, f"input {i}") for i in range(count)]
+        # a channels-last model input is read in place (its copy takes channels-last strides), not transposed first
+        inputs = [(layout == NCHW and not model.is_constant(i) and model.channels_first_view(i))
+                  or model.activation(i, layout, f"input {i}") for i in range(count)]
         y_quant = model.quant(out)
         for i, x in enumerate(inputs):
             model.require(len(x.shape) == rank, f"input {i} has rank {len(x.shape)}, the output {rank}")

@@ -141,11 +141,12 @@ def reads_channels_last(graph: Graph, tensor_name: str) -> bool:
 @register
 class ChannelsFirstView(Op):
     """A model's channels-last input image (N, H, W, C) seen channels first (N, C, H, W) without a copy:
-    the TFLite frontend gives it to a convolution that runs as qcc_conv_gemm (its only reader), whose
-    im2col reads the input in place (qcc_conv_params.in_channels_last). The reference transposes; the C
+    the TFLite frontend gives it only to readers that take the channels-last bytes in place: a
+    convolution that runs as qcc_conv_gemm (its im2col, qcc_conv_params.in_channels_last) and a
+    concatenation (its copy's strides, concat.py). The reference transposes; the C
     has no code and no bytes for it (the output shares the input's storage, like a Reshape)."""
     name = "ChannelsFirstView"
-    summary = "a channels-last input read in place by its convolution: no code, no copy"
+    summary = "a channels-last input read in place by its convolution or concatenation: no code, no copy"
     aliases_input = True
 
     def reference(self, node: Node, graph: Graph, inputs):

@@ -343,7 +343,8 @@ def _concat_slices(graph: Graph, node, step, resolved, offsets, groups, storage,
         x = graph.tensor(name)
         buffer = resolved[name]
         whole = (storage[name].kind == "arena" and buffer in lifetimes and lifetimes[buffer][0] == x.nbytes
-                 and all(offsets[t] == 0 for t in groups[buffer]) and begin % ALIGNMENT == 0)
+                 and all(offsets[t] == 0 for t in groups[buffer]) and begin % ALIGNMENT == 0
+                 and not reads_channels_last(graph, name))  # a slice holds channels-first bytes
         # A slice rewritten in place must have no reader after the concat.
         if not whole or (table is not None and lifetimes[buffer][2] != step):
             return None
