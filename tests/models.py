@@ -38,7 +38,8 @@ def cnn96(seed: int = 0) -> onnx.ModelProto:
 def quantize(float_model: onnx.ModelProto, out_path: Path, *, activation: str = "uint8", per_channel: bool = True,
              quant_format: str = "QOperator", calibration_batches: int = 4, seed: int = 1, weight: str = "int8",
              extra_options: dict | None = None) -> Path:
-    """quantize_static with seeded uniform [0, 1) calibration data; activation and weight 'uint8' or 'int8'."""
+    """quantize_static with seeded uniform [0, 1) calibration data; activation 'uint8', 'int8' or 'int16' (QDQ),
+    weight 'uint8' or 'int8'."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     out_path = Path(out_path)
@@ -56,7 +57,8 @@ def quantize(float_model: onnx.ModelProto, out_path: Path, *, activation: str = 
 
     quantize_static(str(float_path), str(out_path), Reader(), quant_format=getattr(QuantFormat, quant_format),
                     per_channel=per_channel,
-                    activation_type=QuantType.QUInt8 if activation == "uint8" else QuantType.QInt8,
+                    activation_type={"uint8": QuantType.QUInt8, "int8": QuantType.QInt8,
+                                     "int16": QuantType.QInt16}[activation],
                     weight_type=QuantType.QUInt8 if weight == "uint8" else QuantType.QInt8,
                     extra_options=extra_options or {})
     float_path.unlink()

@@ -343,3 +343,22 @@ def test_qdq_matmul_and_transpose(tmp_path, dtype):
     model = make_model(nodes, [("x", dtype, [2, 3, 6])], [("y", dtype, [2, 5, 3])], inits)
     compiled = check_exact(model, tmp_path, n_random=4)
     assert [n.op for n in compiled.graph.nodes] == ["QLinearMatMul", "Transpose"]
+
+
+def test_int16_activations_are_refused_where_ort_runs_them_in_float(tmp_path):
+    """ORT's quantizer writes 16-bit activations (QInt16) in QDQ form; ORT 1.32 fuses no such group into an
+    integer kernel (its optimized graph keeps the float Conv), so qcc refuses the node by name, saying why."""
+    from qcc.runtimes import ort as ort_reference
+    rng = np.random.default_rng(0)
+    model = make_model([helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+                        helper.make_node("Relu", ["c"], ["y"])],
+                       [("x", "float32", [1, 3, 8, 8])], [("y", "float32", [1, 4, 8, 8])],
+                       {"w": rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32),
+                        "b": rng.normal(0, 0.1, 4).astype(np.float32)})
+    path = quantize(model, tmp_path / "int16.onnx", quant_format="QDQ", activation="int16")
+    optimized = ort_reference.optimized_model(str(path))
+    assert "Conv" in {n.op_type for n in optimized.graph.node}  # ORT runs it in float
+    with pytest.raises(QccError) as error:
+        compile_model(path, Options())
+    assert "stays in float in ONNX Runtime" in str(error.value) and "\n" not in str(error.value)
+
