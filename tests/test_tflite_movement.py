@@ -45,15 +45,8 @@ class Model:
         x = self.act(f"{name}_in" if after_conv else name, shape, is_input=True)
         if not after_conv:
             return x
-        c = shape[-1]
-        x_scale = self.b.tensors[x]["quantization"]["scale"][0]
-        scales = self.rng.uniform(0.002, 0.02, size=c).astype(np.float32)
-        w = self.b.const(f"{name}_w", self.rng.integers(-127, 128, size=(c, 1, 1, c)).astype(np.int8), scale=scales,
-                         zero_point=np.zeros(c, np.int64), quantized_dimension=0)
-        bias = self.b.const(f"{name}_b", self.rng.integers(-2000, 2000, size=c).astype(I32),
-                            scale=(np.float32(x_scale) * scales).astype(np.float32), zero_point=np.zeros(c, np.int64))
         h = self.act(name, shape, scale=0.15)
-        self.b.op("CONV_2D", [x, w, bias], [h], version=3, options=dict(padding="VALID", stride_h=1, stride_w=1))
+        self.b.op("CONV_2D", *conv_of(self, x, h, shape[-1]))
         return h
 
     def const(self, name: str, values, dtype=I32) -> int:

@@ -105,15 +105,17 @@ def test_fully_connected(shape, per_channel, tmp_path):
     check_tflite_exact(b.build(), tmp_path)
 
 
-def conv_image(b: TfliteBuilder, rng, x_shape, filter_shape, h_shape, op: str, **options) -> int:
-    """A model input through one CONV_2D or DEPTHWISE_CONV_2D (random filter and bias): the image it makes."""
+def conv_image(b: TfliteBuilder, rng, x_shape, filter_shape, h_shape, op: str, h_scale: float = 0.3,
+               **options) -> tuple[int, int]:
+    """A model input through one CONV_2D or DEPTHWISE_CONV_2D (random filter and bias): the input and the
+    image the layer makes."""
     x = activation(b, "x", x_shape, rng, is_input=True)
     depthwise = op == "DEPTHWISE_CONV_2D"
     weights, bias = filter_and_bias(b, "conv", filter_shape, filter_shape[3 if depthwise else 0], 3 if depthwise else 0,
                                     scale_of(b, x), rng)
-    h = activation(b, "h", h_shape, rng, scale=0.3)
+    h = activation(b, "h", h_shape, rng, scale=h_scale)
     b.op(op, [x, weights, bias], [h], version=3, options=options)
-    return h
+    return x, h
 
 
 def fully_connected_head(b: TfliteBuilder, h: int, cols: int, rng, *, reshape: bool, reads: str):
@@ -136,7 +138,7 @@ def test_fully_connected_after_conv_keeps_channels_last_order(tmp_path):
     weights' columns are permuted at compile time, and the values equal TFLM's flattening of NHWC."""
     rng = np.random.default_rng(7)
     b = TfliteBuilder()
-    h = conv_image(b, rng, (1, 6, 5, 1), (1, 3, 3, 4), (1, 3, 3, 4), "DEPTHWISE_CONV_2D", padding="SAME", stride_h=2,
+    _, h = conv_image(b, rng, (1, 6, 5, 1), (1, 3, 3, 4), (1, 3, 3, 4), "DEPTHWISE_CONV_2D", padding="SAME", stride_h=2,
                    stride_w=2, depth_multiplier=4, fused_activation_function="RELU")
     y, flat = fully_connected_head(b, h, 3, rng, reshape=True, reads="image")
     b.output(y, flat)
@@ -152,7 +154,7 @@ def test_a_reshape_flattening_an_image_into_fully_connected_moves_no_bytes(tmp_p
     copy is dropped (nothing else reads it); the values equal TFLM's."""
     rng = np.random.default_rng(9)
     b = TfliteBuilder()
-    h = conv_image(b, rng, (1, 6, 5, 2), (3, 3, 3, 2), (1, 6, 5, 3), "CONV_2D", padding="SAME", stride_h=1, stride_w=1)
+    _, h = conv_image(b, rng, (1, 6, 5, 2), (3, 3, 3, 2), (1, 6, 5, 3), "CONV_2D", padding="SAME", stride_h=1, stride_w=1)
     y, _ = fully_connected_head(b, h, 4, rng, reshape=True, reads="flat")
     b.output(y)
     compiled = check_tflite_exact(b.build(), tmp_path)
@@ -168,7 +170,7 @@ def test_fully_connected_streams_the_image_before_it_a_row_at_a_time(tmp_path, i
     accumulators, and requantizes after the last row; C == reference == TFLM."""
     rng = np.random.default_rng(11)
     b = TfliteBuilder()
-    h = conv_image(b, rng, (1, 24, 20, 1), (1, 5, 4, 8), (1, 12, 10, 8), "DEPTHWISE_CONV_2D", padding="SAME",
+    _, h = conv_image(b, rng, (1, 24, 20, 1), (1, 5, 4, 8), (1, 12, 10, 8), "DEPTHWISE_CONV_2D", padding="SAME",
                    stride_h=2, stride_w=2, depth_multiplier=8, fused_activation_function="RELU")
     y, _ = fully_connected_head(b, h, 5, rng, reshape=False, reads="image")  # as micro_speech: TFLM flattens h
     b.output(y)
@@ -241,10 +243,8 @@ def test_reshape_squeeze(tmp_path):
     """RESHAPE of a channels-last image (its own order) and SQUEEZE of unit dimensions."""
     rng = np.random.default_rng(40)
     b = TfliteBuilder()
-    x = activation(b, "x", (1, 4, 3, 2), rng, is_input=True)
-    wt, bt = filter_and_bias(b, "conv", (2, 1, 1, 2), 2, 0, scale_of(b, x), rng)
-    h = activation(b, "h", (1, 4, 3, 2), rng, scale=0.2)
-    b.op("CONV_2D", [x, wt, bt], [h], version=3, options=dict(padding="VALID", stride_h=1, stride_w=1))
+    _, h = conv_image(b, rng, (1, 4, 3, 2), (2, 1, 1, 2), (1, 4, 3, 2), "CONV_2D", h_scale=0.2, padding="VALID",
+                      stride_h=1, stride_w=1)
     q = b.tensors[h]["quantization"]
     r = b.tensor("r", (1, 6, 4), "int8", scale=q["scale"][0], zero_point=q["zero_point"][0])
     b.op("RESHAPE", [h, b.const("shape", np.array([1, 6, -1], np.int32))], [r])
@@ -259,10 +259,8 @@ def test_a_convolution_reads_the_models_input_image_in_place(tmp_path):
     copy in the arena), and a second reader of the same input that needs channels first still gets its copy."""
     rng = np.random.default_rng(50)
     b = TfliteBuilder()
-    x = activation(b, "x", (1, 7, 6, 3), rng, is_input=True)
-    wt, bt = filter_and_bias(b, "conv", (4, 3, 3, 3), 4, 0, scale_of(b, x), rng)
-    y = activation(b, "y", (1, 4, 3, 4), rng, scale=0.4)
-    b.op("CONV_2D", [x, wt, bt], [y], version=3, options=dict(padding="SAME", stride_h=2, stride_w=2))
+    x, y = conv_image(b, rng, (1, 7, 6, 3), (4, 3, 3, 3), (1, 4, 3, 4), "CONV_2D", h_scale=0.4, padding="SAME",
+                      stride_h=2, stride_w=2)
     q = b.tensors[x]["quantization"]
     p = b.tensor("p", (1, 7, 6, 3), "int8", scale=q["scale"][0], zero_point=q["zero_point"][0])
     b.op("AVERAGE_POOL_2D", [x], [p], options=dict(padding="SAME", stride_h=1, stride_w=1, filter_height=3,

@@ -62,6 +62,14 @@ def _ort_output_size(size, kernel, stride, begin, end, ceil_mode) -> int:
     return out
 
 
+def window_fields(batch: int, channels: int, in_hw, out_hw, attrs: dict) -> dict:
+    """The pooling window's geometry, as both average pools' C parameter structs name it."""
+    return {"batch": batch, "channels": channels, "in_h": in_hw[0], "in_w": in_hw[1], "out_h": out_hw[0],
+            "out_w": out_hw[1], "kernel_h": attrs["kernel"][0], "kernel_w": attrs["kernel"][1],
+            "stride_h": attrs["strides"][0], "stride_w": attrs["strides"][1], "pad_top": attrs["pads_begin"][0],
+            "pad_left": attrs["pads_begin"][1]}
+
+
 @register
 class QLinearAveragePool(Op):
     runtime_sources = ("qcc_average_pool.c", "qcc_kernels.c")
@@ -254,10 +262,7 @@ class QLinearAveragePool(Op):
             params = c.struct("qcc_global_avgpool_params", f"{prefix}_params", fields)
             return f"qcc_global_avgpool_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
         table = c.const_array(f"{prefix}_table", "int64_t", p["table"])
-        fields = {"batch": a["batch"], "channels": a["channels"], "in_h": a["in_hw"][0], "in_w": a["in_hw"][1],
-                  "out_h": a["out_hw"][0], "out_w": a["out_hw"][1], "kernel_h": a["kernel"][0], "kernel_w": a["kernel"][1],
-                  "stride_h": a["strides"][0], "stride_w": a["strides"][1],
-                  "pad_top": a["pads_begin"][0], "pad_left": a["pads_begin"][1],
+        fields = {**window_fields(a["batch"], a["channels"], a["in_hw"], a["out_hw"], a),
                   "count_include_pad": int(a["count_include_pad"]), "channels_last": int(a["channels_last"]),
                   "table": table, "exponent_offset": p["exponent_offset"], "output_significand": p["output_significand"],
                   "output_zero": graph.tensor(node.outputs[0]).quant.scalar()[1], "qmin": p["qmin"], "qmax": p["qmax"],
@@ -339,9 +344,6 @@ class TflmAveragePool(Op):
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         a = node.attrs
         lo, hi = self._clamp(node, graph)
-        fields = {"batch": x.shape[0], "channels": x.shape[1], "in_h": x.shape[2], "in_w": x.shape[3],
-                  "out_h": y.shape[2], "out_w": y.shape[3], "kernel_h": a["kernel"][0], "kernel_w": a["kernel"][1],
-                  "stride_h": a["strides"][0], "stride_w": a["strides"][1], "pad_top": a["pads_begin"][0],
-                  "pad_left": a["pads_begin"][1], "lo": lo, "hi": hi}
+        fields = {**window_fields(x.shape[0], x.shape[1], x.shape[2:], y.shape[2:], a), "lo": lo, "hi": hi}
         params = c.struct("qcc_avgpool_tflm_params", f"{c.symbol(node.name)}_params", fields)
         return f"qcc_avgpool_tflm_s8({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
