@@ -15,9 +15,14 @@ import numpy as np
 # ONNX element types that qcc reads, by name; the name doubles as the numpy dtype.
 QUANTIZED_DTYPES = ("int8", "uint8")
 DTYPE_RANGE = {"int8": (-128, 127), "uint8": (0, 255)}
+# Every code type, with the 16-bit activations of TFLM's 16x8 kernels. Only ops that compile int16 read it:
+# elsewhere `dtype in DTYPE_RANGE` means an 8-bit code.
+CODE_RANGE = {**DTYPE_RANGE, "int16": (-32768, 32767)}
 # Elements of one activation tensor: more fits no microcontroller and takes no reasonable compile.
 MAX_TENSOR_ELEMENTS = 2**28
-C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "int32": "int32_t", "int64": "int64_t", "float32": "float"}
+# The suffix of the runtime kernels for each code type (qcc_maxpool_s8, qcc_maxpool_s16, ...).
+KERNEL_SUFFIX = {"int8": "s8", "uint8": "u8", "int16": "s16"}
+C_TYPES = {"int8": "int8_t", "uint8": "uint8_t", "int16": "int16_t", "int32": "int32_t", "int64": "int64_t", "float32": "float"}
 
 
 @dataclass

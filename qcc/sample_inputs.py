@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcc.ir import DTYPE_RANGE, Graph
+from qcc.ir import CODE_RANGE, Graph
 
 
 def _float_range(graph: Graph, name: str) -> tuple[float, float]:
@@ -14,7 +14,7 @@ def _float_range(graph: Graph, name: str) -> tuple[float, float]:
     quantize = next(node for node in graph.consumers(name) if node.op == "QuantizeLinear")
     out = graph.tensor(quantize.outputs[0])
     scale, zero = out.quant.scalar()
-    qmin, qmax = DTYPE_RANGE[out.dtype]
+    qmin, qmax = CODE_RANGE[out.dtype]
     return float(scale) * (qmin - zero - 2), float(scale) * (qmax - zero + 2)
 
 
@@ -29,7 +29,7 @@ def random_inputs(graph: Graph, count: int, seed: int = 0) -> list[list[np.ndarr
                 lo, hi = _float_range(graph, name)
                 case.append(rng.uniform(lo, hi, tensor.shape).astype(np.float32))
             else:
-                qmin, qmax = DTYPE_RANGE[tensor.dtype]
+                qmin, qmax = CODE_RANGE[tensor.dtype]
                 case.append(rng.integers(qmin, qmax, tensor.shape, endpoint=True).astype(tensor.dtype))
         cases.append(case)
     return cases
@@ -46,7 +46,7 @@ def extreme_inputs(graph: Graph) -> list[list[np.ndarray]]:
                 lo, hi = _float_range(graph, name)
                 dtype = np.float32
             else:
-                lo, hi = DTYPE_RANGE[tensor.dtype]
+                lo, hi = CODE_RANGE[tensor.dtype]
                 dtype = tensor.dtype
             if pattern == "alternating":
                 flat = np.where(np.arange(tensor.size) % 2 == 0, lo, hi)

@@ -346,3 +346,54 @@ void qcc_mul_tflm_u8(const qcc_mul_tflm_params *p, const uint8_t *a, const uint8
 {
     qcc_mul_tflm_bytes(p, a, b, out, 0u);
 }
+
+/* --- int16 codes: one row of outputs per call, a and b stepping by as and bs (0: broadcast) --------- */
+
+static void qcc_add_tflm16_row(const void *params, const int16_t *a, ptrdiff_t as, const int16_t *b, ptrdiff_t bs,
+                               int16_t *out, int32_t n)
+{
+    const qcc_add_tflm16_params *p = (const qcc_add_tflm16_params *)params;
+    int32_t i;
+    for (i = 0; i < n; ++i, a += as, b += bs) {
+        /* |code - Z| < 2^16, so (code - Z) * 2^15 fits in int32 */
+        const int32_t a_scaled = qcc_tflm_scale((*a - p->a_zero) * (INT32_C(1) << 15), p->a_mult, (int)-p->a_shift);
+        const int32_t b_scaled = qcc_tflm_scale((*b - p->b_zero) * (INT32_C(1) << 15), p->b_mult, (int)-p->b_shift);
+        const int32_t y = qcc_tflm_scale(a_scaled + b_scaled, p->c_mult, (int)-p->c_shift) + p->c_zero;
+        out[i] = (int16_t)(y < p->lo ? p->lo : y > p->hi ? p->hi : y);
+    }
+}
+
+static void qcc_mul_tflm16_row(const void *params, const int16_t *a, ptrdiff_t as, const int16_t *b, ptrdiff_t bs,
+                               int16_t *out, int32_t n)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i, a += as, b += bs) {
+        out[i] = (int16_t)qcc_mul_tflm_code((const qcc_mul_tflm_params *)params, *a, *b);
+    }
+}
+
+typedef void (*qcc_row16_fn)(const void *params, const int16_t *a, ptrdiff_t as, const int16_t *b, ptrdiff_t bs,
+                             int16_t *out, int32_t n);
+
+static void qcc_broadcast_rows16(const qcc_broadcast_params *s, const void *params, qcc_row16_fn row_fn,
+                                 const int16_t *a, const int16_t *b, int16_t *out)
+{
+    const int32_t n = s->dims[s->rank - 1];
+    const size_t rows = qcc_broadcast_rows(s);
+    int32_t count[QCC_BROADCAST_MAX_RANK] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t row, ao = 0, bo = 0;
+    for (row = 0; row < rows; ++row, out += n) {
+        row_fn(params, a + ao, s->x_strides[s->rank - 1], b + bo, s->y_strides[s->rank - 1], out, n);
+        qcc_broadcast_next(s, count, &ao, &bo);
+    }
+}
+
+void qcc_add_tflm_s16(const qcc_add_tflm16_params *p, const int16_t *a, const int16_t *b, int16_t *out)
+{
+    qcc_broadcast_rows16(&p->shape, p, qcc_add_tflm16_row, a, b, out);
+}
+
+void qcc_mul_tflm_s16(const qcc_mul_tflm_params *p, const int16_t *a, const int16_t *b, int16_t *out)
+{
+    qcc_broadcast_rows16(&p->shape, p, qcc_mul_tflm16_row, a, b, out);
+}

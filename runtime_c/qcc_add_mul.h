@@ -67,6 +67,19 @@ typedef struct {
     int32_t lo, hi;      /* output clamp */
 } qcc_mul_tflm_params;
 
+/* int16 codes (TFLite's 16x8 models): TFLM's same ADD with left_shift 15 instead of 20, the inputs scaled in C
+ * (MBQMSTOE((code - Z) * 2^15, M, e)) rather than through tables; MUL as for 8 bits (|product| < 2^31: the
+ * importer requires zero points of 0). */
+typedef struct {
+    qcc_broadcast_params shape;
+    int32_t a_zero, b_zero, c_zero;
+    int32_t a_mult, a_shift, b_mult, b_shift; /* QuantizeMultiplierSmallerThanOneExp of sX / (2 max(sA, sB)) */
+    int32_t c_mult, c_shift;                  /* ... of 2 max(sA, sB) / (2^15 sC) */
+    int32_t lo, hi;
+} qcc_add_tflm16_params;
+
+void qcc_add_tflm_s16(const qcc_add_tflm16_params *p, const int16_t *a, const int16_t *b, int16_t *out);
+void qcc_mul_tflm_s16(const qcc_mul_tflm_params *p, const int16_t *a, const int16_t *b, int16_t *out);
 void qcc_add_tflm_s8(const qcc_add_tflm_params *p, const int8_t *a, const int8_t *b, int8_t *out);
 void qcc_add_tflm_u8(const qcc_add_tflm_params *p, const uint8_t *a, const uint8_t *b, uint8_t *out);
 void qcc_mul_tflm_s8(const qcc_mul_tflm_params *p, const int8_t *a, const int8_t *b, int8_t *out);

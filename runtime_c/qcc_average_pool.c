@@ -153,31 +153,14 @@ void qcc_avgpool_u8(const qcc_avgpool_params *p, const uint8_t *x, uint8_t *y)
     qcc_avgpool_bytes(p, x, y);
 }
 
-void qcc_avgpool_tflm_s8(const qcc_avgpool_tflm_params *p, const int8_t *x, int8_t *y)
-{
-    const int32_t plane = p->in_h * p->in_w;
-    int32_t plane_index, oh, ow, i, j;
-    for (plane_index = 0; plane_index < p->batch * p->channels; ++plane_index) {
-        const int8_t *in = x + plane_index * plane;
-        for (oh = 0; oh < p->out_h; ++oh) {
-            const int32_t top = oh * p->stride_h - p->pad_top;
-            const int32_t i0 = top < 0 ? 0 : top;
-            const int32_t i1 = top + p->kernel_h < p->in_h ? top + p->kernel_h : p->in_h;
-            for (ow = 0; ow < p->out_w; ++ow) {
-                const int32_t left = ow * p->stride_w - p->pad_left;
-                const int32_t j0 = left < 0 ? 0 : left;
-                const int32_t j1 = left + p->kernel_w < p->in_w ? left + p->kernel_w : p->in_w;
-                const int32_t count = (i1 - i0) * (j1 - j0);
-                int32_t sum = 0, code;
-                for (i = i0; i < i1; ++i) {
-                    for (j = j0; j < j1; ++j) {
-                        sum += in[i * p->in_w + j];
-                    }
-                }
-                code = sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
-                code = code < p->lo ? p->lo : code > p->hi ? p->hi : code;
-                *y++ = (int8_t)code;
-            }
-        }
-    }
-}
+#define QCC_ACT int8_t
+#define QCC_NAME(base) base##_s8
+#include "qcc_avgpool_tflm_impl.inc"
+#undef QCC_ACT
+#undef QCC_NAME
+
+#define QCC_ACT int16_t
+#define QCC_NAME(base) base##_s16
+#include "qcc_avgpool_tflm_impl.inc"
+#undef QCC_ACT
+#undef QCC_NAME

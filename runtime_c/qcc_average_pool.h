@@ -50,6 +50,7 @@ typedef struct {
 } qcc_avgpool_tflm_params;
 
 void qcc_avgpool_tflm_s8(const qcc_avgpool_tflm_params *p, const int8_t *x, int8_t *y);
+void qcc_avgpool_tflm_s16(const qcc_avgpool_tflm_params *p, const int16_t *x, int16_t *y); /* 16x8 models */
 
 /* The output code for a window whose float32 sum is total * 2^E over count elements (exposed for tests). */
 int32_t qcc_avgpool_code(const qcc_avgpool_params *p, int64_t total, int32_t count);

@@ -58,7 +58,7 @@ static int32_t qcc_quantize_tflm_one(float x, float scale, int32_t zero, int32_t
     } else if (v > hi) {
         v = hi;
     }
-    t = (int32_t)v;          /* toward zero, exact for |v| <= 255 */
+    t = (int32_t)v;          /* toward zero, exact for |v| <= 65535 */
     fraction = v - (float)t; /* exact: both share the binade's grid */
     if (fraction >= 0.5f) {
         return t + 1 + zero;
@@ -74,6 +74,22 @@ void qcc_quantize_f32_s8_tflm(const float *x, int8_t *q, size_t n, float scale, 
     size_t i;
     for (i = 0; i < n; ++i) {
         q[i] = (int8_t)qcc_quantize_tflm_one(x[i], scale, zero, -128, 127);
+    }
+}
+
+void qcc_quantize_f32_s16_tflm(const float *x, int16_t *q, size_t n, float scale, int32_t zero)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        q[i] = (int16_t)qcc_quantize_tflm_one(x[i], scale, zero, -32768, 32767);
+    }
+}
+
+void qcc_dequantize_s16_f32(const int16_t *q, float *r, size_t n, float scale, int32_t zero)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        r[i] = (float)((int32_t)q[i] - zero) * scale; /* exact product (< 2^41), rounded once, as TFLM's double */
     }
 }
 

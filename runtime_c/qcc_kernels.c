@@ -3,33 +3,9 @@
 #include "qcc_kernels.h"
 #include "qcc_requant.h"
 
-/* Cores with the DSP extension (Cortex-M4, M7, M33, M55) take the SMLAD paths: two 16x16
- * multiply-accumulates per instruction. Every other target takes the portable C beside them. */
-#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
-#include <arm_acle.h>
-#include <string.h>
-#define QCC_DSP 1
-/* SXTB16 of x rotated right by 8 bits: bytes 1 and 3 sign-extended to two int16. One instruction
- * (SXTB16 with ROR #8); GCC 12 does not fold the rotation into it, so it is spelt out for GCC. */
-static inline int32_t qcc_sxtb16_ror8(uint32_t x)
-{
-#if defined(__GNUC__) && !defined(__clang__)
-    int32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-#else
-    return __sxtb16((x >> 8) | (x << 24));
-#endif
-}
+#include "qcc_dsp.h" /* QCC_DSP, and on DSP cores qcc_sxtb16_ror8 and qcc_load_u32 */
 
-/* The 32 bits at p, of any alignment (one LDR: Cortex-M3 and up load unaligned words). */
-static inline uint32_t qcc_load_u32(const void *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
+#if QCC_DSP
 /* qcc_conv_gemm's 2 x 2 block over `groups` groups of 4 taps: channels a and b (their filters
  * interleaved by groups of 4 at w), pixels a and b (their int16 columns at xa and xb, word-aligned). */
 static inline void qcc_gemm_2x2_dsp(const int8_t *w, const int16_t *xa, const int16_t *xb, int32_t groups, int32_t *aa,
@@ -86,8 +62,6 @@ static inline void qcc_gemm_2x2_dsp(const int8_t *w, const int16_t *xa, const in
     }
 #endif
 }
-#else
-#define QCC_DSP 0
 #endif
 
 /* x86-64 hosts (SSE2 is part of it) take PMADDWD paths: eight 16x16 products added in pairs. */
@@ -138,6 +112,13 @@ static inline int32_t qcc_wrap_i32(uint32_t u)
 #undef QCC_ACT
 #undef QCC_NAME
 #endif
+
+/* int16 codes (TFLite's 16x8 models) take only the max pooling: their matrix kernels are qcc_s16.c's */
+#define QCC_ACT int16_t
+#define QCC_NAME(base) base##_s16
+#include "qcc_maxpool_impl.inc"
+#undef QCC_ACT
+#undef QCC_NAME
 
 void qcc_transpose_8bit(const qcc_transpose_params *p, const uint8_t *x, uint8_t *y)
 {

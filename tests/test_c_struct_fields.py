@@ -22,6 +22,7 @@ from networks import NetBuilder
 from qcc.commands.compile import compile_to_folder
 from qcc.pipeline import Options
 from test_generated_c import fake_libc, run, tool  # noqa: F401 (fake_libc is a fixture used here)
+from tflite_builder import TfliteBuilder
 
 SCHEMES = ("ort", "tflm")  # tflm gives the qcc_add_tflm / qcc_mul_tflm structs instead of qcc_qlinear_*
 
@@ -164,13 +165,24 @@ def generated(fake_libc, tmp_path_factory) -> dict[str, str]:  # noqa: F811
     # the TFLite-only kernels' structs: a model written by TensorFlow's converter (TFLM's average pool, softmax)
     compile_to_folder(REPO / "tests" / "data" / "tflite" / "kws_ref_model.tflite", folder / "tflite", Options())
     texts["tflite"] = preprocess(folder / "tflite" / "model.c", fake_libc, folder / "tflite")
+    # 16x8 kernels: a converter-written model and int8 <-> int16 QUANTIZE (qcc_requantize_params)
+    sixteen = TfliteBuilder()
+    x = sixteen.input("x", (1, 4), "int8", scale=np.float32(0.05), zero_point=-7)
+    h = sixteen.tensor("h", (1, 4), "int16", scale=np.float32(0.0004), zero_point=0)
+    sixteen.op("QUANTIZE", [x], [h])
+    sixteen.output(h)
+    (folder / "mixed.tflite").write_bytes(sixteen.build())
+    for name, path in (("16x8", REPO / "tests" / "data" / "tflite" / "net_16x8_int16_io.tflite"),
+                       ("mixed", folder / "mixed.tflite")):
+        compile_to_folder(path, folder / name, Options())
+        texts[name] = preprocess(folder / name / "model.c", fake_libc, folder / name)
     return texts
 
 
 # --- the checks --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scheme", [*SCHEMES, "tflite"])
+@pytest.mark.parametrize("scheme", [*SCHEMES, "tflite", "16x8", "mixed"])
 def test_every_parameter_struct_names_exactly_the_header_fields(generated, structs, scheme):
     errors, seen = check_model_c(generated[scheme], structs)
     assert errors == []

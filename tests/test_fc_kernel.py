@@ -29,7 +29,7 @@ from onnx import helper
 from test_generated_c import c_array
 
 from qcc.commands.compile import compile_to_folder
-from qcc.ops.conv import sxtb16_tap_order
+from qcc.ops.quantized import sxtb16_tap_order
 from qcc.pipeline import Options
 
 # (rows, depth, cols, attributes); "op" picks QLinearMatMul (no C) or QGemm, "a_rank" 3 gives A a

@@ -82,7 +82,7 @@ def io_entries(compiled: Compiled) -> tuple[list[dict], list[dict]]:
                 "scale_literal": None if scale is None else c_float_literal(scale),
                 "macro": f"{prefix}_{role}_{c_name}".upper(),
                 "decl": f"{'const ' if role == 'input' else ''}{C_TYPES[tensor.dtype]} *{c_name}",
-                "is_float": int(tensor.dtype == "float32"), "is_signed": int(tensor.dtype == "int8"),
+                "is_float": int(tensor.dtype == "float32"), "is_signed": int(tensor.dtype in ("int8", "int16")),
                 "golden_ctype": "uint32_t" if tensor.dtype == "float32" else C_TYPES[tensor.dtype],
             })
     return entries["input"], entries["output"]

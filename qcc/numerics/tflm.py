@@ -74,6 +74,33 @@ def requantize(acc, mult, shift, lo, hi) -> np.ndarray:
     return np.clip(y, lo, hi).astype(np.int32)
 
 
+# --- TFLM's 16x8 kernels: an int64 accumulator, requantized through a 16-bit multiplier ---------
+
+
+WIDE_ACC_LIMIT = 2**47  # MultiplyByQuantizedMultiplier(int64_t x, ...) requires -2^47 <= x < 2^47
+
+
+def reduced_multiplier(m0: int, e: int) -> tuple[int, int]:
+    """TFLM's MultiplyByQuantizedMultiplier(int64_t x, M0, e) (kernels/internal/common.cc) in two
+    constants: the reduced multiplier min((M0 + 2^15) >> 16, 0x7FFF) (0x7FFF from M0 >= 0x7FFF0000 on)
+    and the right shift 15 - e. ValueError for e > 7, outside TFLM's asserted range (-31..7: the
+    shift would be 8 or less, and at 16 or more undefined)."""
+    if e > 7:
+        raise ValueError(f"the multiplier is 2^{e - 1} or more; TFLM's 64-bit requantization takes multipliers "
+                         "below 2^7")
+    reduced = (m0 + (1 << 15)) >> 16 if m0 < 0x7FFF0000 else 0x7FFF
+    return reduced, 15 - e
+
+
+def requantize_wide(acc, reduced, right_shift) -> np.ndarray:
+    """(acc * reduced + 2^(right_shift - 1)) >> right_shift in int64, the shift flooring: TFLM's int64
+    MultiplyByQuantizedMultiplier given reduced_multiplier()'s constants (per element or per channel by
+    broadcasting). acc must be within +-2^47 (the importer proves it), so the product fits in int64."""
+    acc = np.asarray(acc, np.int64)
+    right_shift = np.asarray(right_shift, np.int64)
+    return (acc * np.asarray(reduced, np.int64) + (np.int64(1) << (right_shift - 1))) >> right_shift
+
+
 # --- TFLM's integer ADD and MUL kernels (QLinearAdd / QLinearMul in this scheme) -------------
 
 

@@ -173,7 +173,7 @@ def hard_swish_table(s_x, z_x: int, s_y, z_y: int) -> np.ndarray:
 
 # --- requantizing kernels: MultiplyByQuantizedMultiplier on the code ----------------------------
 
-def _checked_multiplier(real: float, what: str) -> tuple[int, int]:
+def checked_multiplier(real: float, what: str) -> tuple[int, int]:
     if not math.isfinite(real):
         raise ValueError(f"the multiplier {what} = {real} is not finite")
     m0, e = tflm.quantize_multiplier(real)
@@ -192,9 +192,9 @@ def leaky_relu_table(s_x, z_x: int, s_y, z_y: int, alpha: float) -> np.ndarray:
     identity = QM(f32(s_x / s_y)), alpha = QM(f32(f32(s_x * alpha) / s_y)), a negative alpha giving a
     negative M0 whose magnitude is used and whose sign is applied after; y = clamp(z_y + MBQM(x, identity))
     for x >= 0 and clamp(z_y +- MBQM(x, |alpha M0|, alpha e)) below, in wrapping int32."""
-    ident_m, ident_e = _checked_multiplier(_f32_ratio(s_x, s_y), "s_x / s_y")
+    ident_m, ident_e = checked_multiplier(_f32_ratio(s_x, s_y), "s_x / s_y")
     alpha_real = float((np.float32(s_x) * np.float32(alpha)) / np.float32(s_y))
-    alpha_m, alpha_e = _checked_multiplier(alpha_real, "s_x * alpha / s_y")
+    alpha_m, alpha_e = checked_multiplier(alpha_real, "s_x * alpha / s_y")
     negative, safe = alpha_m < 0, wrap_int32(-alpha_m) if alpha_m < 0 else alpha_m
 
     def code(q: int) -> int:
@@ -211,8 +211,8 @@ def prelu_tables(s_x, z_x: int, s_a, z_a: int, s_y, z_y: int, alpha_codes) -> np
     """int8 PRELU (reference/prelu.h BroadcastPrelu4DSlow, prepared in micro/kernels/prelu_common.cc), one
     table per alpha code a: M1 = QM(s_x / s_y), M2 = QM(s_x * s_a / s_y), both in double;
     y = clamp(MBQM(x, M1) + z_y) for x >= 0, clamp(MBQM(x * (a - z_a), M2) + z_y) below."""
-    m1, e1 = _checked_multiplier(float(np.float32(s_x)) / float(np.float32(s_y)), "s_x / s_y")
-    m2, e2 = _checked_multiplier(float(np.float32(s_x)) * float(np.float32(s_a)) / float(np.float32(s_y)),
+    m1, e1 = checked_multiplier(float(np.float32(s_x)) / float(np.float32(s_y)), "s_x / s_y")
+    m2, e2 = checked_multiplier(float(np.float32(s_x)) * float(np.float32(s_a)) / float(np.float32(s_y)),
                                  "s_x * s_alpha / s_y")
     positive = {q: _clamp8(wrap_int32(mbqm(q - z_x, m1, e1) + z_y)) for q in CODES if q - z_x >= 0}
     tables = []
@@ -227,7 +227,7 @@ def relu_table(s_x, z_x: int, s_y, z_y: int) -> np.ndarray:
     """int8 RELU (micro/kernels/activations.h ReluQuantized, prepared in activations_common.cc):
     M = QM(f32(s_x / s_y)); y = clamp(z_y + MBQM(x, M), max(-128, z_y), 127): a requantization, then the
     clamp at real 0."""
-    m0, e = _checked_multiplier(_f32_ratio(s_x, s_y), "s_x / s_y")
+    m0, e = checked_multiplier(_f32_ratio(s_x, s_y), "s_x / s_y")
     return _bytes([min(max(wrap_int32(z_y + mbqm(q - z_x, m0, e)), max(INT8_MIN, z_y)), INT8_MAX) for q in CODES])
 
 
@@ -245,5 +245,5 @@ def relu6_table(s_x, z_x: int) -> np.ndarray:
 def requantize_table(s_x, z_x: int, s_y, z_y: int) -> np.ndarray:
     """int8 -> int8 QUANTIZE (reference/requantize.h, prepared in micro/kernels/quantize_common.cc):
     M = QM(f64(s_x) / f64(s_y)); y = clamp(MBQM(x, M) + z_y)."""
-    m0, e = _checked_multiplier(float(np.float32(s_x)) / float(np.float32(s_y)), "s_x / s_y")
+    m0, e = checked_multiplier(float(np.float32(s_x)) / float(np.float32(s_y)), "s_x / s_y")
     return _bytes([_clamp8(wrap_int32(mbqm(q - z_x, m0, e) + z_y)) for q in CODES])

@@ -27,7 +27,7 @@ import numpy as np
 
 from qcc.errors import QccError
 from qcc.ops.qdq_group import check_integer_types
-from qcc.ir import C_TYPES, DTYPE_RANGE, Graph, Node
+from qcc.ir import C_TYPES, CODE_RANGE, KERNEL_SUFFIX, Graph, Node
 from qcc.numerics import ort_add_mul as ort
 from qcc.numerics import tflm
 from qcc.numerics.quantize_linear import codes_in_byte_order
@@ -39,6 +39,7 @@ from qcc.ops.tflite_import import fused_clamp
 
 MAX_RANK = 8  # QCC_BROADCAST_MAX_RANK in runtime_c/qcc_add_mul.h
 TFLM_ADD_LEFT_SHIFT = 20  # TFLM's left_shift for 8-bit ADD (QCC_TFLM_ADD_LEFT_SHIFT in qcc_add_mul.h)
+TFLM_ADD16_LEFT_SHIFT = 15  # and for int16 (add_common.cc)
 
 
 def broadcast_layout(out_shape, x_shape, y_shape) -> tuple[list[int], list[int], list[int]]:
@@ -123,7 +124,14 @@ class _Binary(Op):
         same_images = len(shapes[0]) == 4 and shapes[0] == shapes[1]
         existing = [model.layout_of(i) for i in range(2) if not model.is_constant(i)]
         layout = "nchw" if same_images and "nchw" in existing else "tflite"
-        a, b = model.activation(0, layout, "first input"), model.activation(1, layout, "second input")
+        # 16x8 models: TFLM's ADD and MUL on int16 (left_shift 15; MUL with zero points 0); SUB is not compiled there
+        dtypes = ("int8", "int16") if self.sixteen_bit else ("int8",)
+        a, b = model.activation(0, layout, "first input", dtypes), model.activation(1, layout, "second input", dtypes)
+        model.require(a.dtype == b.dtype, f"the inputs are {a.dtype} and {b.dtype}; TFLM's kernel takes one type")
+        if a.dtype == "int16" and self.name == "QLinearMul":
+            model.require(a.quant.scalar()[1] == 0 and b.quant.scalar()[1] == 0
+                          and model.quant(model.output_tensor(0)).scalar()[1] == 0,
+                          "an int16 zero point is not 0; TFLM's int16 MUL requires 0 for both inputs and the output")
         try:
             out_shape = tuple(int(d) for d in np.broadcast_shapes(a.shape, b.shape))
         except ValueError:
@@ -131,18 +139,18 @@ class _Binary(Op):
         _, xs, _ = broadcast_layout(out_shape, a.shape, b.shape)
         model.require(len(xs) <= MAX_RANK, f"broadcasting {list(a.shape)} with {list(b.shape)} needs {len(xs)} loop "
                       f"levels; qcc supports {MAX_RANK}")
-        y = model.output(0, out_shape, layout)
+        y = model.output(0, out_shape, layout, dtypes=(a.dtype,))
         (s_a, z_a), (s_b, z_b), (s_c, z_c) = (t.quant.scalar() for t in (a, b, model.graph.tensor(y)))
         node = model.add_node(self.name, [a.name, b.name], [y], {
             "a_scale": s_a, "a_zero": z_a, "b_scale": s_b, "b_zero": z_b, "c_scale": s_c, "c_zero": z_c})
-        node.attrs["clamp"] = fused_clamp(model, model.graph.tensor(y).quant, "int8")
+        node.attrs["clamp"] = fused_clamp(model, model.graph.tensor(y).quant, a.dtype)
 
     def _fail(self, node: Node, graph: Graph, message: str):
         raise QccError(f"{graph.source}: node '{node.name}' ({self.onnx_type}): {message}")
 
     def _clamp(self, node: Node, graph: Graph) -> tuple[int, int, int, int]:
         """(qmin, qmax) of the output type and the output clamp (lo, hi) with any folded Relu/Clip."""
-        qmin, qmax = DTYPE_RANGE[graph.tensor(node.outputs[0]).dtype]
+        qmin, qmax = CODE_RANGE[graph.tensor(node.outputs[0]).dtype]
         lo, hi = node.attrs.get("clamp", (qmin, qmax))
         return qmin, qmax, max(lo, qmin), min(hi, qmax)
 
@@ -162,8 +170,15 @@ class _Binary(Op):
     def macs(self, node: Node, graph: Graph) -> int:
         return graph.tensor(node.outputs[0]).size
 
+    sixteen_bit = False  # TFLite's int16 form compiled (ADD and MUL)
+
+    @staticmethod
+    def _runs_tflm(node: Node, graph: Graph) -> bool:
+        """TFLM's integer kernel: in the tflm scheme, and for int16 codes in every scheme (ORT has no int16 form)."""
+        return graph.rounding == "tflm" or graph.tensor(node.outputs[0]).dtype == "int16"
+
     def prepare(self, node: Node, graph: Graph) -> None:
-        if graph.rounding == "tflm":  # TFLM's integer kernel, with its own parameters
+        if self._runs_tflm(node, graph):  # TFLM's integer kernel, with its own parameters
             node.params["tflm"] = self.tflm_params(node, graph)
         else:  # ORT's float32 arithmetic, in the ort and single schemes
             self._prepare_ort(node, graph)
@@ -193,7 +208,7 @@ class _Binary(Op):
         _, _, lo, hi = self._clamp(node, graph)
         shape = self._shape_field(node, graph, node.inputs[0], node.inputs[1])
         params = c.struct(ctype, f"{prefix}_params", {"shape": shape, **fields, "lo": lo, "hi": hi})
-        suffix = "s8" if graph.tensor(node.outputs[0]).dtype == "int8" else "u8"
+        suffix = KERNEL_SUFFIX[graph.tensor(node.outputs[0]).dtype]
         return f"{kernel}_{suffix}({params}, {a}, {b}, {c.tensor(node.outputs[0])});"
 
     def _operand(self, c, symbol: str, graph: Graph, name: str, values: np.ndarray | None = None) -> str:
@@ -213,6 +228,7 @@ class QLinearAdd(_Binary):
     qdq_float_ops = (OnnxOp("", "Add", 7),)  # Add-6 and before: a broadcast attribute
     island_float_ops = qdq_float_ops  # beside a float operand ORT adds in float
     tflite_ops = (TfliteOp("ADD", 1, 5),)
+    sixteen_bit = True
     summary = "elementwise sum, any broadcast shapes, either input constant"
     b_sign = 1  # how TFLM's kernel combines the inputs' scaled values: a' + b_sign * b' (TflmSub: -1)
 
@@ -244,7 +260,8 @@ class QLinearAdd(_Binary):
         at = node.attrs
         s_a, s_b, s_c = float(at["a_scale"]), float(at["b_scale"]), float(at["c_scale"])
         twice_max = 2 * max(s_a, s_b)
-        reals = {"a": s_a / twice_max, "b": s_b / twice_max, "c": twice_max / ((1 << TFLM_ADD_LEFT_SHIFT) * s_c)}
+        left_shift = self._left_shift(node, graph)
+        reals = {"a": s_a / twice_max, "b": s_b / twice_max, "c": twice_max / ((1 << left_shift) * s_c)}
         params = {}
         for side, real in reals.items():
             try:
@@ -252,15 +269,19 @@ class QLinearAdd(_Binary):
             except ValueError:
                 op = "SUB" if self.b_sign < 0 else "ADD"
                 advice = "; TFLM refuses the model" if self.b_sign < 0 else "; use another rounding scheme"
-                self._fail(node, graph, f"TFLM's {op} needs 2 max(sA, sB) / (2^20 sC) < 1, got {reals['c']:g} "
+                self._fail(node, graph, f"TFLM's {op} needs 2 max(sA, sB) / (2^{left_shift} sC) < 1, got {reals['c']:g} "
                                         f"(the output scale is too small for the input scales){advice}")
         return params
 
     def _tflm_scaled_input(self, node: Node, graph: Graph, side: str, codes) -> np.ndarray:
         """TFLM's AddFunc for one input: MBQMSTOE((code - Z) * 2^20, M, e), for each code."""
         p = self.tflm_params(node, graph)
-        shifted = (np.asarray(codes, np.int64) - node.attrs[f"{side}_zero"]) * 2**TFLM_ADD_LEFT_SHIFT
+        shifted = (np.asarray(codes, np.int64) - node.attrs[f"{side}_zero"]) * 2**self._left_shift(node, graph)
         return tflm.multiply_by_quantized_multiplier_smaller_than_one(shifted, p[f"{side}_mult"], p[f"{side}_shift"])
+
+    @staticmethod
+    def _left_shift(node: Node, graph: Graph) -> int:
+        return TFLM_ADD16_LEFT_SHIFT if graph.tensor(node.outputs[0]).dtype == "int16" else TFLM_ADD_LEFT_SHIFT
 
     def _reference_tflm(self, node: Node, graph: Graph, a, b) -> np.ndarray:
         """TFLM's AddFunc (reference/integer_ops/add.h), on every element at once; SUB's subtracts b'."""
@@ -270,7 +291,7 @@ class QLinearAdd(_Binary):
 
     def reference(self, node: Node, graph: Graph, inputs):
         a, b = inputs
-        if graph.rounding == "tflm":
+        if self._runs_tflm(node, graph):
             return [self._finish(node, graph, self._reference_tflm(node, graph, a, b))]
         qmin, qmax, _, _ = self._clamp(node, graph)
         (x_name, _, _), _ = self._roles(node, graph)
@@ -307,6 +328,12 @@ class QLinearAdd(_Binary):
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         p = node.params
+        if "tflm" in p and graph.tensor(node.outputs[0]).dtype == "int16":  # the inputs scaled in C, no tables
+            at, t = node.attrs, p["tflm"]
+            fields = {"a_zero": at["a_zero"], "b_zero": at["b_zero"], "c_zero": at["c_zero"], "a_mult": t["a_mult"],
+                      "a_shift": t["a_shift"], "b_mult": t["b_mult"], "b_shift": t["b_shift"], "c_mult": t["c_mult"],
+                      "c_shift": t["c_shift"]}
+            return self._emit_tflm(node, graph, c, "qcc_add_tflm", "qcc_add_tflm16_params", fields)
         if "tflm" in p:
             at, t = node.attrs, p["tflm"]
             prefix = c.symbol(node.name)
@@ -338,6 +365,7 @@ class TflmSub(QLinearAdd):
     onnx_type = "SUB"
     onnx_ops = qdq_float_ops = island_float_ops = ()
     tflite_ops = (TfliteOp("SUB", 1, 5),)  # 2: int8; 3-5: int16 and broadcasting over 5-D (the kernel is one)
+    sixteen_bit = False  # TFLM's int16 SUB is not compiled yet: refused by name
     summary = "TFLM's integer SUB: ADD's kernel with the second input's scaled value subtracted"
     b_sign = -1
 
@@ -362,6 +390,7 @@ class QLinearMul(_Binary):
     qdq_float_ops = (OnnxOp("", "Mul", 7),)
     island_float_ops = qdq_float_ops  # beside a float operand ORT multiplies in float
     tflite_ops = (TfliteOp("MUL", 1, 7),)
+    sixteen_bit = True
     summary = "elementwise product, any broadcast shapes, either input constant"
 
     def evaluate_float(self, node, inputs, opset):
@@ -391,7 +420,7 @@ class QLinearMul(_Binary):
 
     def reference(self, node: Node, graph: Graph, inputs):
         a, b = inputs
-        if graph.rounding == "tflm":
+        if self._runs_tflm(node, graph):
             return [self._finish(node, graph, self._reference_tflm(node, graph, a, b))]
         at = node.attrs
         qmin, qmax, _, _ = self._clamp(node, graph)

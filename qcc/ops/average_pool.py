@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from qcc.ops.qdq_group import check_integer_types
-from qcc.ir import DTYPE_RANGE, Graph, Node
+from qcc.ir import CODE_RANGE, DTYPE_RANGE, KERNEL_SUFFIX, Graph, Node
 from qcc.numerics import ort_float32_sum
 from qcc.numerics.ort_float32 import float32_parts
 from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, int_list_attribute, register, require
@@ -307,12 +307,12 @@ class TflmAveragePool(Op):
         model.require(float(y_quant.scale) == float(x.quant.scale) and int(y_quant.zero_point) == int(x.quant.zero_point),
                       "the output's scale and zero point differ from the input's; TFLite's AVERAGE_POOL_2D requires "
                       "them equal")
-        y = model.output(0, (*x.shape[:2], *out_hw), "nchw")
+        y = model.output(0, (*x.shape[:2], *out_hw), "nchw", dtypes=(x.dtype,))
         node = model.add_node(self.name, [x.name], [y], {"kernel": kernel, "strides": strides, "pads_begin": begins})
-        node.attrs["clamp"] = fused_clamp(model, y_quant, "int8")
+        node.attrs["clamp"] = fused_clamp(model, y_quant, x.dtype)
 
     def _clamp(self, node: Node, graph: Graph) -> tuple[int, int]:
-        qmin, qmax = DTYPE_RANGE[graph.tensor(node.outputs[0]).dtype]
+        qmin, qmax = CODE_RANGE[graph.tensor(node.outputs[0]).dtype]
         lo, hi = node.attrs.get("clamp", (qmin, qmax))
         return max(lo, qmin), min(hi, qmax)
 
@@ -346,4 +346,4 @@ class TflmAveragePool(Op):
         lo, hi = self._clamp(node, graph)
         fields = {**window_fields(x.shape[0], x.shape[1], x.shape[2:], y.shape[2:], a), "lo": lo, "hi": hi}
         params = c.struct("qcc_avgpool_tflm_params", f"{c.symbol(node.name)}_params", fields)
-        return f"qcc_avgpool_tflm_s8({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
+        return f"qcc_avgpool_tflm_{KERNEL_SUFFIX[x.dtype]}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"

@@ -19,6 +19,7 @@ from qcc.access_order import AccessOrder, Window2d
 from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, const_input, int_list_attribute, register, require
 from qcc.ops.movement import reads_channels_last
 from qcc.ops.tflite_import import fused_clamp, padding
+from qcc.ops.conv16x8 import add_conv16x8
 from qcc.ops.explanation import Element, RequantExplanation, per_channel
 from qcc.numerics.accumulator_range import product_sum_range
 from qcc.ops.quantized import (
@@ -30,6 +31,7 @@ from qcc.ops.quantized import (
     quantized_input,
     read_quant,
     requantize,
+    sxtb16_tap_order,
     wrap_int32,
 )
 
@@ -106,7 +108,9 @@ class QLinearConv(Op):
         # channels last, instead of a channels-first copy in the arena
         w_tensor, x_shape = model.input_tensor(1, "filter"), model.input_tensor(0, "input").shape
         one_group = not depthwise and len(w_tensor.shape) == 4 and len(x_shape) == 4 and w_tensor.shape[3] == x_shape[3]
-        x = (one_group and model.channels_first_view(0)) or model.activation(0, "nchw")
+        sixteen = model.input_tensor(0, "input").dtype == "int16"  # 16x8: TFLM's other arithmetic (conv16x8.py)
+        x = ((one_group and not sixteen and model.channels_first_view(0))
+             or model.activation(0, "nchw", dtypes=("int8", "int16")))
         model.require(len(x.shape) == 4, f"the input must be 4-D (N, H, W, C), got {list(x.shape)}")
         w = model.constant(1, "filter")
         model.require(w.dtype == np.int8 and w.ndim == 4, f"the filter must be a 4-D int8 constant, got {w.dtype} "
@@ -134,6 +138,11 @@ class QLinearConv(Op):
         strides = [int(model.options.get("stride_h", 1)), int(model.options.get("stride_w", 1))]
         dilations = [int(model.options.get("dilation_h_factor", 1)), int(model.options.get("dilation_w_factor", 1))]
         begins, ends, out_hw = padding(model, (in_h, in_w), kernel, strides, dilations)
+        if sixteen:
+            add_conv16x8(model, x, weights, w_quant, (batch, out_c, *out_hw), {
+                "groups": groups, "kernel": kernel, "strides": strides, "dilations": dilations, "pads_begin": begins},
+                depthwise)
+            return
         bias = model.bias(2, out_c)
         w_name = model.constant_tensor("filter", np.ascontiguousarray(weights), w_quant)
         y = model.output(0, (batch, out_c, *out_hw), "nchw")
@@ -364,18 +373,6 @@ class QLinearConv(Op):
         if self.is_depthwise_3x3(node, graph):
             return f"qcc_conv_depthwise_3x3_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
         return f"qcc_conv_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
-
-
-def sxtb16_tap_order(weights: np.ndarray, depth: int) -> np.ndarray:
-    """[out_c][depth] int8: each filter's taps in ONNX order (input channel, kernel row, kernel column;
-    for a matrix product, B's column) then zeros up to depth (a multiple of 4), each group of 4 stored
-    in the order 0, 2, 1, 3, so that SXTB16 of one word gives the int16 pairs (w0, w1) and (w2, w3).
-    qcc_fully_connected's weights."""
-    out_c = weights.shape[0]
-    flat = weights.reshape(out_c, -1)
-    padded = np.zeros((out_c, depth), np.int8)
-    padded[:, :flat.shape[1]] = flat
-    return padded.reshape(out_c, depth // 4, 4)[:, :, [0, 2, 1, 3]].reshape(out_c, depth)
 
 
 def gemm_weight_layout(weights: np.ndarray, depth: int) -> np.ndarray:

@@ -15,8 +15,8 @@ import numpy as np
 from qcc.ops.qdq_group import NotFused, bias_codes, check_integer_types, weight_input
 from qcc.ir import Graph, Node
 from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, const_input, register, require
-from qcc.ops.conv import sxtb16_tap_order
 from qcc.ops.explanation import Element, RequantExplanation, per_channel
+from qcc.ops.conv16x8 import add_conv16x8
 from qcc.ops.tflite_import import fused_clamp
 from qcc.numerics.accumulator_range import product_sum_range
 from qcc.ops.quantized import (
@@ -28,6 +28,7 @@ from qcc.ops.quantized import (
     quantized_input,
     read_quant,
     requantize,
+    sxtb16_tap_order,
     wrap_int32,
 )
 
@@ -295,10 +296,16 @@ class QGemm(_ConstantRightMatMul):
             w = w.reshape(cols, h, w_, c).transpose(0, 3, 1, 2).reshape(cols, depth)
             out_shape = (rows, cols)
         else:
-            a = model.activation(0, "tflite")
+            a = model.activation(0, "tflite", dtypes=("int8", "int16"))
             out_shape = (rows, cols)
         if not keep_dims:
             a = model.view(a, (rows, depth), "rows")
+        if a.dtype == "int16":  # 16x8: TFLM's other arithmetic (conv16x8.py), as a 1x1 convolution of each row
+            model.require(not keep_dims or len(out_shape) == 2, "keep_num_dims with an int16 input of rank "
+                          f"{len(out_shape)}: qcc compiles 16x8 FULLY_CONNECTED on rows")
+            add_conv16x8(model, a, w.reshape(cols, depth, 1, 1), model.quant(w_tensor, axis=0), out_shape, {
+                "groups": 1, "kernel": [1, 1], "strides": [1, 1], "dilations": [1, 1], "pads_begin": [0, 0]}, False)
+            return
         w_quant = model.quant(w_tensor, axis=0)
         model.require(w_quant.scale.size in (1, cols), f"the weights have {w_quant.scale.size} scales for {cols} outputs")
         bias = model.bias(2, cols)

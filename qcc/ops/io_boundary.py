@@ -15,7 +15,9 @@ float32 input and DEQUANTIZE to a float32 output always stay, and compute what t
       maps NaN to z (qcc/numerics/tflm.py affine_quantize, runtime_c qcc_quantize_f32_s8_tflm).
     QUANTIZE int8 -> int8 is a requantization, TFLM's Requantize (two roundings,
       qcc/numerics/tflm_activations.py), a function of the input code: it becomes a Lookup table, not a
-      QuantizeLinear node.
+      QuantizeLinear node. Where int16 is on either side (16x8 models mixing int8 and int16 parts), the same
+      Requantize runs in C (TflmRequantize): y = clamp(MBQM(x - z_x, M0, e) + z_y), M0 and e from
+      QuantizeMultiplier(f64(s_x) / f64(s_y)), wrapping where TFLM's int32 arithmetic does.
     DEQUANTIZE: f32(double(s) * (q - z)), which is DequantizeLinear's value bit for bit (the double
       product is exact, so both round the exact product once), so it is DequantizeLinear's code.
 All are here rather than in modules of their own: one home per op, the boundary's arithmetic. A
@@ -24,10 +26,11 @@ QUANTIZE or DEQUANTIZE of a float tensor computed inside the model is refused by
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 
 from qcc.onnx_graph import quantize_output_type
-from qcc.ir import DTYPE_RANGE, Graph, Node, QuantParams
+from qcc.ir import CODE_RANGE, DTYPE_RANGE, KERNEL_SUFFIX, Graph, Node, QuantParams
 from qcc.numerics import tflm_activations
 from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, node_label, register, require
 from qcc.ops.tflite_import import add_lookup, require_int8, table_or_refuse
@@ -73,6 +76,9 @@ class QuantizeLinear(Op):
         """QUANTIZE of a float32 model input to int8, as TFLM's AffineQuantize; from int8 to int8 (a
         requantization), a Lookup table of TFLM's Requantize (the module's docstring)."""
         source = model.input_tensor(0, "input")
+        if source.dtype != "float32" and "int16" in (source.dtype, model.output_tensor(0).dtype):  # a 16x8 model's int8 <-> int16 boundary
+            TflmRequantize.import_requantize(model)
+            return
         if source.dtype != "float32":
             require_int8(model, "requantizing QUANTIZE")
             s_x, z_x = model.quant(source).scalar()
@@ -81,15 +87,16 @@ class QuantizeLinear(Op):
             return
         x = model.float_input(0)
         out = model.output_tensor(0)
-        model.require(out.dtype == "int8", f"quantizes to {out.dtype}; qcc compiles TFLM's int8 kernels")
-        y = model.output(0, x.shape, "tflite", model.quant(out))
+        model.require(out.dtype in ("int8", "int16"), f"quantizes to {out.dtype}; qcc compiles TFLM's int8 and int16 "
+                      "kernels")
+        y = model.output(0, x.shape, "tflite", model.quant(out), dtypes=(out.dtype,))
         model.add_node(self.name, [x.name], [y], {"tflm": True})
 
     def reference(self, node: Node, graph: Graph, inputs):
         y = graph.tensor(node.outputs[0])
         scale, zero = y.quant.scalar()
         if node.attrs.get("tflm"):
-            qmin, qmax = DTYPE_RANGE[y.dtype]
+            qmin, qmax = CODE_RANGE[y.dtype]
             return [tflm.affine_quantize(inputs[0], scale, zero, qmin, qmax).astype(y.dtype)]
         return [quantize_linear(inputs[0], scale, zero, y.dtype)]
 
@@ -104,7 +111,7 @@ class QuantizeLinear(Op):
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         scale, zero = y.quant.scalar()
-        suffix = "s8" if y.dtype == "int8" else "u8"
+        suffix = KERNEL_SUFFIX[y.dtype]
         if node.attrs.get("tflm"):
             suffix += "_tflm"
         return f"qcc_quantize_f32_{suffix}({c.tensor(x.name)}, {c.tensor(y.name)}, {x.size}, {c_float_literal(scale)}, {zero});"
@@ -129,8 +136,9 @@ class DequantizeLinear(Op):
     tflite_ops = (TfliteOp("DEQUANTIZE", 1, 2),)  # 1: uint8, 2: int8 (3: int16, 5: per channel)
 
     def import_tflite(self, operator, model) -> None:
-        """DEQUANTIZE of int8 codes to a float32 model output: TFLM's value is DequantizeLinear's (module docstring)."""
-        x = model.activation(0, "tflite")
+        """DEQUANTIZE of int8 (or a 16x8 model's int16) codes to a float32 model output: TFLM's value is
+        DequantizeLinear's (module docstring)."""
+        x = model.activation(0, "tflite", dtypes=("int8", "int16"))
         y = model.float_output(0, x.shape)
         model.add_node(self.name, [x.name], [y], {"quant": x.quant})
 
@@ -146,5 +154,52 @@ class DequantizeLinear(Op):
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         scale, zero = node.attrs["quant"].scalar()
-        suffix = "s8" if x.dtype == "int8" else "u8"
-        return f"qcc_dequantize_{suffix}_f32({c.tensor(x.name)}, {c.tensor(y.name)}, {x.size}, {c_float_literal(scale)}, {zero});"
+        return f"qcc_dequantize_{KERNEL_SUFFIX[x.dtype]}_f32({c.tensor(x.name)}, {c.tensor(y.name)}, {x.size}, {c_float_literal(scale)}, {zero});"
+
+
+@register
+class TflmRequantize(Op):
+    """TFLite's QUANTIZE from int8 to int16, int16 to int8 or int16 to int16: TFLM's Requantize (the module's
+    docstring), in C (runtime_c/qcc_s16.c), the same in every scheme."""
+    runtime_sources = ("qcc_s16.c",)
+    runtime_header = "qcc_s16.h"
+    name = "TflmRequantize"
+    summary = "TFLM's QUANTIZE between int8 and int16 (16x8 models): y = clamp(MBQM(x - z_x, M0, e) + z_y)"
+
+    @staticmethod
+    def import_requantize(model) -> None:
+        x = model.activation(0, model.layout_of(0), dtypes=("int8", "int16"))
+        out = model.output_tensor(0)
+        y = model.output(0, x.shape, model.layout_of(0), dtypes=("int8", "int16"))
+        (s_x, z_x), (s_y, z_y) = x.quant.scalar(), model.quant(out).scalar()
+        try:
+            m0, e = tflm_activations.checked_multiplier(float(np.float32(s_x)) / float(np.float32(s_y)), "s_x / s_y")
+        except ValueError as error:
+            model.refuse(str(error))
+        model.add_node(TflmRequantize.name, [x.name], [y], {"in_zero": z_x, "out_zero": z_y, "m0": m0, "e": e})
+
+    def _codes(self, node: Node, graph: Graph, x: np.ndarray) -> np.ndarray:
+        a = node.attrs
+        lo, hi = CODE_RANGE[graph.tensor(node.outputs[0]).dtype]
+        values = np.unique(np.asarray(x, np.int64))
+        mapped = {int(v): min(max(tflm.wrap_int32(tflm.multiply_by_quantized_multiplier(int(v) - a["in_zero"], a["m0"],
+                                                                                        a["e"]) + a["out_zero"]), lo), hi)
+                  for v in values}
+        return np.vectorize(mapped.__getitem__, otypes=[np.int64])(np.asarray(x, np.int64))
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        y = graph.tensor(node.outputs[0])
+        return [self._codes(node, graph, inputs[0]).astype(y.dtype).reshape(y.shape)]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return Explanation("tflm_integer", "TFLM's Requantize between int8 and int16: MultiplyByQuantizedMultiplier("
+                                           "x - Z_x, M0, e) + Z_y, clamped; the same in every scheme")
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+        a = node.attrs
+        fields = {"count": x.size, "in_zero": a["in_zero"], "out_zero": a["out_zero"], "m0": a["m0"],
+                  "left": max(a["e"], 0), "right": max(-a["e"], 0)}
+        params = c.struct("qcc_requantize_params", f"{c.symbol(node.name)}_params", fields)
+        return (f"qcc_requantize_{KERNEL_SUFFIX[x.dtype]}_{KERNEL_SUFFIX[y.dtype]}({params}, {c.tensor(x.name)}, "
+                f"{c.tensor(y.name)});")

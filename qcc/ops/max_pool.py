@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcc.ir import DTYPE_RANGE, Graph, Node
+from qcc.ir import CODE_RANGE, KERNEL_SUFFIX, Graph, Node
 from qcc.access_order import AccessOrder, Window2d
 from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, int_list_attribute, register, require
 from qcc.ops.tflite_import import fused_clamp, pool_window
@@ -49,17 +49,17 @@ class MaxPool(Op):
                       f"{z_x}); TFLM's MAX_POOL_2D requires the same zero point and a scale within 1e-6")
         inside = all(_has_real_tap(x.shape[2 + i], out_hw[i], kernel[i], strides[i], 1, begins[i]) for i in range(2))
         model.require(inside, "a pooling window lies wholly in the padding")
-        y = model.output(0, (*x.shape[:2], *out_hw), "nchw")
+        y = model.output(0, (*x.shape[:2], *out_hw), "nchw", dtypes=(x.dtype,))
         node = model.add_node(self.name, [x.name], [y], {"kernel": kernel, "strides": strides, "dilations": [1, 1],
                                                          "pads_begin": begins})
-        lo, hi = fused_clamp(model, y_quant, "int8")
-        if (lo, hi) != DTYPE_RANGE["int8"]:
+        lo, hi = fused_clamp(model, y_quant, x.dtype)
+        if (lo, hi) != CODE_RANGE[x.dtype]:
             node.attrs["clamp"] = (lo, hi)
 
     @staticmethod
     def _clamp(node: Node, graph: Graph) -> tuple[int, int]:
         """The codes the maxima are clamped to: a TFLite fused activation's, or the type's whole range."""
-        qmin, qmax = DTYPE_RANGE[graph.tensor(node.outputs[0]).dtype]
+        qmin, qmax = CODE_RANGE[graph.tensor(node.outputs[0]).dtype]
         lo, hi = node.attrs.get("clamp", (qmin, qmax))
         return max(lo, qmin), min(hi, qmax)
 
@@ -123,5 +123,4 @@ class MaxPool(Op):
                   "in_plane": in_plane, "out_plane": out_plane}
         fields["clamp_lo"], fields["clamp_hi"] = self._clamp(node, graph)
         params = c.struct("qcc_maxpool_params", f"{c.symbol(node.name)}_params", fields)
-        suffix = "s8" if x.dtype == "int8" else "u8"
-        return f"qcc_maxpool_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
+        return f"qcc_maxpool_{KERNEL_SUFFIX[x.dtype]}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"

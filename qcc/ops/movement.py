@@ -79,7 +79,7 @@ class Reshape(Op):
     tflite_ops = (TfliteOp("RESHAPE", 1, 1), TfliteOp("SQUEEZE", 1, 2), TfliteOp("EXPAND_DIMS", 1, 1))
 
     def import_tflite(self, operator, model) -> None:
-        x = model.activation(0, "tflite")
+        x = model.activation(0, "tflite", dtypes=("int8", "int16"))
         out = model.output_tensor(0)
         model.require(out.size == x.size, f"reshapes {list(x.shape)} ({x.size} values) to {list(out.shape)} "
                       f"({out.size} values)")
@@ -97,7 +97,7 @@ class Reshape(Op):
             model.require(all(0 <= d < len(x.shape) and x.shape[d] == 1 for d in dims)
                           and tuple(d for i, d in enumerate(x.shape) if i not in dims) == out.shape,
                           f"squeezing dimensions {dims} of {list(x.shape)} does not give {list(out.shape)}")
-        y = model.output(0, out.shape, "tflite", quant=x.quant)
+        y = model.output(0, out.shape, "tflite", quant=x.quant, dtypes=(x.dtype,))
         model.require(model.output_tensor(0).quant is None or _same_codes(model, x.quant),
                       "the output's scale or zero point differs from the input's; TFLM's RESHAPE copies codes")
         model.add_node(self.name, [x.name], [y], {})
@@ -204,8 +204,8 @@ class Transpose(Op):
                 choices.append((not moves_only_unit_axes(shape, composed), target != TFLITE, source != TFLITE,
                                 source, target, composed))
         *_, source, target, composed = min(choices)
-        x = model.activation(0, source)
-        y = model.output(0, tuple(x.shape[p] for p in composed), target)
+        x = model.activation(0, source, dtypes=("int8", "int16"))
+        y = model.output(0, tuple(x.shape[p] for p in composed), target, dtypes=(x.dtype,))
         model.permute(x, composed, y)
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
@@ -230,10 +230,14 @@ class Transpose(Op):
         in_strides[-1:] = 1
         for i in range(len(x.shape) - 2, -1, -1):
             in_strides[i] = in_strides[i + 1] * x.shape[i + 1]
-        pad = MAX_TRANSPOSE_RANK - len(perm)
+        out_dims, strides = list(y.shape), [int(in_strides[p]) for p in perm]
+        size = np.dtype(x.dtype).itemsize
+        if size > 1:  # wider codes move as bytes: one more axis, each element's bytes in order
+            out_dims, strides = out_dims + [size], [s * size for s in strides] + [1]
+        assert len(out_dims) <= MAX_TRANSPOSE_RANK, out_dims  # int16 comes from TFLite files, rank 5 at most
         # Leading axes of size 1 fill the fixed-rank arrays of the C struct.
-        out_dims = [1] * pad + list(y.shape)
-        strides = [0] * pad + [int(in_strides[p]) for p in perm]
+        pad = MAX_TRANSPOSE_RANK - len(out_dims)
+        out_dims, strides = [1] * pad + out_dims, [0] * pad + strides
         fields = {"out_dims": out_dims, "in_strides": strides}
         params = c.struct("qcc_transpose_params", f"{c.symbol(node.name)}_params", fields)
         return f"qcc_transpose_8bit({params}, {c.tensor(x.name, 'uint8')}, {c.tensor(y.name, 'uint8')});"

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 
 from qcc.errors import QccError
-from qcc.ir import DTYPE_RANGE, MAX_TENSOR_ELEMENTS, QUANTIZED_DTYPES, Graph, Node, QuantParams, Tensor
+from qcc.ir import CODE_RANGE, DTYPE_RANGE, MAX_TENSOR_ELEMENTS, QUANTIZED_DTYPES, Graph, Node, QuantParams, Tensor
 from qcc.numerics import SCHEMES, ort_float32
 from qcc.ops.base import const_input, node_label
 
@@ -133,7 +133,7 @@ def prepare_requant(node: Node, graph: Graph, scales: np.ndarray, real_scales: n
     the same ratios in double precision."""
     out = graph.tensor(node.outputs[0])
     _, zero = out.quant.scalar()
-    qmin, qmax = DTYPE_RANGE[out.dtype]
+    qmin, qmax = CODE_RANGE[out.dtype]
     lo_code, hi_code = node.attrs.get("clamp", (qmin, qmax))
     lo_code, hi_code = max(lo_code, qmin), min(hi_code, qmax)
     scales = np.asarray(scales, dtype=np.float32).reshape(-1)
@@ -196,3 +196,15 @@ def emit_requant(c, prefix: str, rq: Requant) -> dict:
     exact = fields["exact_mult"]
     fields["exact_mult"] = "NULL" if exact is None else c.const_array(f"{prefix}_exact_mult", "uint32_t", exact)
     return fields
+
+
+def sxtb16_tap_order(weights: np.ndarray, depth: int) -> np.ndarray:
+    """[out_c][depth] int8: each filter's taps in ONNX order (input channel, kernel row, kernel column;
+    for a matrix product, B's column) then zeros up to depth (a multiple of 4), each group of 4 stored
+    in the order 0, 2, 1, 3, so that SXTB16 of one word gives the int16 pairs (w0, w1) and (w2, w3).
+    qcc_fully_connected's weights."""
+    out_c = weights.shape[0]
+    flat = weights.reshape(out_c, -1)
+    padded = np.zeros((out_c, depth), np.int8)
+    padded[:, :flat.shape[1]] = flat
+    return padded.reshape(out_c, depth // 4, 4)[:, :, [0, 2, 1, 3]].reshape(out_c, depth)

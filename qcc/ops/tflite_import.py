@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcc.ir import DTYPE_RANGE, QuantParams
+from qcc.ir import CODE_RANGE, QuantParams
 from qcc.numerics import tflm
 from qcc.tflite_graph import ACTIVATIONS, PADDINGS
 
@@ -49,7 +49,7 @@ def quantize_real(value: float, quant: QuantParams) -> int:
 
 def fused_clamp(model, quant: QuantParams, dtype: str) -> tuple[int, int]:
     """The output codes TFLM clamps to for the operator's fused_activation_function."""
-    qmin, qmax = DTYPE_RANGE[dtype]
+    qmin, qmax = CODE_RANGE[dtype]
     code = model.options.get("fused_activation_function", 0)
     activation = ACTIVATIONS.get(code, str(code))
     if activation == "NONE":
@@ -139,9 +139,10 @@ def tflite_int32s(model, position: int, what: str) -> list[int]:
 
 
 def pool_window(model):
-    """A TFLite pooling operator's input (channels first, as qcc's pooling kernels read it) and window:
-    (input, kernel, strides, pads before, output size), from Pool2DOptions and TFLite's padding."""
-    x = model.activation(0, NCHW)
+    """A TFLite pooling operator's input (channels first, as qcc's pooling kernels read it; int8, or int16 in
+    a 16x8 model) and window: (input, kernel, strides, pads before, output size), from Pool2DOptions and
+    TFLite's padding."""
+    x = model.activation(0, NCHW, dtypes=("int8", "int16"))
     model.require(len(x.shape) == 4, f"the input must be 4-D (N, H, W, C), got {list(x.shape)}")
     kernel = [int(model.options.get("filter_height", 0)), int(model.options.get("filter_width", 0))]
     strides = [int(model.options.get("stride_h", 0)), int(model.options.get("stride_w", 0))]

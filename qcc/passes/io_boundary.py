@@ -58,9 +58,11 @@ def apply(graph: Graph, float_io: bool) -> None:
         if tensor.dtype in ("int64", "int32") and name in graph.outputs and graph.producer(name) is not None \
                 and graph.producer(name).op == "ArgExtreme":
             continue  # ArgMax/ArgMin indices (int32: TFLite's)
-        if tensor.dtype not in QUANTIZED_DTYPES + ("float32",):
+        sixteen = tensor.dtype == "int16" and graph.frontend == "tflite"  # 16x8 models (TFLite only, so far)
+        if tensor.dtype not in QUANTIZED_DTYPES + ("float32",) and not sixteen:
             raise QccError(f"{graph.source}: graph {'input' if name in graph.inputs else 'output'} "
-                           f"'{graph.public_name(name)}' is {tensor.dtype}; qcc supports int8, uint8 and float32 I/O (and int64 or int32 indices from ArgMax/ArgMin)")
+                           f"'{graph.public_name(name)}' is {tensor.dtype}; qcc supports int8, uint8 and float32 I/O "
+                           "(int16 in .tflite models, and int64 or int32 indices from ArgMax/ArgMin)")
         if tensor.dtype == "float32" and not _is_boundary_float(graph, name):
             raise QccError(f"{graph.source}: float tensor '{graph.public_name(name)}' is computed by float ops; "
                            "qcc compiles the quantized part of a model only (QuantizeLinear at the inputs, "

@@ -24,9 +24,12 @@ from qcc.ops.state import check_variable_types, finish_variables
 from qcc.ops.tflite_import import NCHW, TFLITE, TO_NCHW, TO_TFLITE, moves_only_unit_axes
 from qcc.tflite_graph import TfliteModel, TfliteOperator, TfliteTensor
 
-# Activation types the importer passes to the ops: TFLM's 8-bit integer kernels (int16 activations
-# are another arithmetic, refused by name until qcc implements them).
+# Activation types the importer passes to the ops: TFLM's 8-bit integer kernels. int16 activations (16x8
+# quantization) are another arithmetic: an op that compiles them asks for them (`dtypes`), and every other
+# op refuses an int16 input or output by name.
 ACTIVATION_DTYPES = ("int8",)
+INT8_OR_INT16 = ("int8", "int16")
+MODEL_INPUT_DTYPES = INT8_OR_INT16  # a model's integer inputs (whoever reads one checks its type)
 
 
 def layout_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:
@@ -135,9 +138,9 @@ class TfliteImporter:
         if tensor.dtype == "float32":
             self._check_float_input(index)
             quant = None
-        elif tensor.dtype not in ACTIVATION_DTYPES:
+        elif tensor.dtype not in MODEL_INPUT_DTYPES:
             raise QccError(f"{self.model.source}: the model's input '{self.names[index]}' is {tensor.dtype}; qcc compiles "
-                           f"{'/'.join(ACTIVATION_DTYPES)} inputs of TFLite models (TFLM's integer kernels), and "
+                           f"{'/'.join(MODEL_INPUT_DTYPES)} inputs of TFLite models (TFLM's integer kernels), and "
                            "float32 inputs that a QUANTIZE reads")
         else:
             quant = self._activation_quant(tensor)
@@ -236,13 +239,15 @@ class TfliteImporter:
                      f"{bias.size} {bias.dtype}")
         return bias.astype(np.int64).reshape(-1)
 
-    def activation(self, position: int, layout: str, what: str = "input") -> Tensor:
-        """A quantized activation input as an IR tensor in `layout` (a constant becomes an IR constant)."""
+    def activation(self, position: int, layout: str, what: str = "input",
+                   dtypes: tuple[str, ...] = ACTIVATION_DTYPES) -> Tensor:
+        """A quantized activation input as an IR tensor in `layout` (a constant becomes an IR constant), of one of
+        `dtypes`: the types whose arithmetic the op compiles (int8 unless it says more)."""
         tensor = self.input_tensor(position, what)
         if tensor.data is not None:
-            self.require(tensor.dtype in ACTIVATION_DTYPES and tensor.quant is not None,
+            self.require(tensor.dtype in dtypes and tensor.quant is not None,
                          f"the constant {what} '{self.names[tensor.index]}' is {tensor.dtype}"
-                         f"{'' if tensor.quant else ' without quantization'}; it must be quantized int8")
+                         f"{'' if tensor.quant else ' without quantization'}; it must be quantized {'/'.join(dtypes)}")
             name = self.ir.get((tensor.index, layout))
             if name is None:
                 name = self.names[tensor.index] if layout == TFLITE else f"{self.names[tensor.index]}__{layout}"
@@ -253,8 +258,9 @@ class TfliteImporter:
             return self.graph.tensors[name]
         self.require(any((tensor.index, lay) in self.ir for lay in (TFLITE, NCHW)),
                      f"reads tensor '{self.names[tensor.index]}' before any operator writes it; the file is corrupt")
-        self.require(tensor.dtype in ACTIVATION_DTYPES, f"the {what} '{self.names[tensor.index]}' is {tensor.dtype}; qcc "
-                     f"compiles TFLM's {'/'.join(ACTIVATION_DTYPES)} kernels")
+        self.require(tensor.dtype in dtypes, f"the {what} '{self.names[tensor.index]}' is {tensor.dtype}; qcc "
+                     f"compiles TFLM's {'/'.join(dtypes)} {self.operator.code} kernel"
+                     + (" (16x8 models: this operator is not compiled at int16 yet)" if tensor.dtype == "int16" else ""))
         return self.graph.tensors[self.tensor_name(tensor.index, layout)]
 
     def float_input(self, position: int, what: str = "input") -> Tensor:
@@ -399,7 +405,7 @@ class TfliteImporter:
         return name
 
     def output(self, position: int, shape: tuple[int, ...], layout: str, quant: QuantParams | None = None,
-               quantized: bool = True) -> str:
+               quantized: bool = True, dtypes: tuple[str, ...] = ACTIVATION_DTYPES) -> str:
         """The IR tensor for output `position`, in `layout`, after checking that the shape the op computed
         (in that layout) is the shape the model declares. Quantization: the model's, unless given;
         quantized=False: an output of integers that are no codes (ARG_MAX's indices), in its own dtype."""
@@ -409,10 +415,10 @@ class TfliteImporter:
                      f"output '{self.names[tensor.index]}' is declared {list(tensor.shape)}, but the op computes "
                      f"{list(shape) if layout == TFLITE or len(shape) != 4 else [shape[p] for p in TO_TFLITE]} "
                      "from its inputs")
-        if quant is None and quantized:
-            self.require(tensor.dtype in ACTIVATION_DTYPES, f"output '{self.names[tensor.index]}' is {tensor.dtype}; qcc "
-                         f"compiles TFLM's {'/'.join(ACTIVATION_DTYPES)} kernels")
-            quant = self._activation_quant(tensor)
+        if quantized:
+            self.require(tensor.dtype in dtypes, f"output '{self.names[tensor.index]}' is {tensor.dtype}; qcc "
+                         f"compiles TFLM's {'/'.join(dtypes)} {self.operator.code} kernel")
+            quant = quant if quant is not None else self._activation_quant(tensor)
         name = self.names[tensor.index] if layout == TFLITE or len(shape) != 4 else f"{self.names[tensor.index]}__{layout}"
         self.graph.tensors[name] = Tensor(name, tensor.dtype, tuple(int(d) for d in shape), None, quant)
         self.ir[(tensor.index, layout)] = name
