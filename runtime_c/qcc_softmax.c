@@ -1,6 +1,6 @@
 /* qcc runtime: com.microsoft QLinearSoftmax (see qcc_softmax.h). Integer arithmetic only. */
 #include "qcc_softmax.h"
-#include "qcc_requant_tflm.h" /* qcc_srdhm, qcc_rounding_divide_by_pot */
+#include "qcc_requant_tflm.h" /* qcc_srdhm, qcc_rounding_divide_by_pot, qcc_tflm_scale */
 
 #define QCC_SOFTMAX_SIGNIFICAND 0xFFFFFFu
 
@@ -171,6 +171,56 @@ void qcc_softmax_tflm_s8(const qcc_softmax_tflm_params *p, const int8_t *x, int8
             const int32_t product = qcc_srdhm(reciprocal, p->exp_table[max - x[c]]);
             const int32_t code = qcc_rounding_divide_by_pot(product, shift) - 128; /* shift <= 30: a row sum below 2^27 */
             y[c] = (int8_t)(code > 127 ? 127 : code);
+        }
+    }
+}
+
+/* TFLM's LUTLookup(int16): the entry at 256 + (v >> 7) and the slope to the next, 7 fractional bits; the slope
+ * and the sum wrap to int16 as TFLM's int16_t variables do (the tables' neighbours never differ that much). */
+static int32_t qcc_wrap16(int32_t v)
+{
+    return (int32_t)((uint32_t)(v + 32768) & 0xFFFFu) - 32768; /* |v| < 2^17 here */
+}
+
+static int32_t qcc_lut16_lookup(const int16_t *lut, int32_t v)
+{
+    const int32_t index = 256 + (v >= 0 ? v >> 7 : -((-v - 1) >> 7) - 1);
+    const int32_t slope = qcc_wrap16(lut[index + 1] - lut[index]);
+    const int32_t delta = slope * (v & 0x7F) + 64;
+    return qcc_wrap16(lut[index] + (delta >= 0 ? delta >> 7 : -((-delta - 1) >> 7) - 1));
+}
+
+static int32_t qcc_clamp16(int32_t v)
+{
+    return v < -32768 ? -32768 : v > 32767 ? 32767 : v;
+}
+
+void qcc_softmax_tflm_s16(const qcc_softmax_tflm16_params *p, const int16_t *x, int16_t *y)
+{
+    int32_t row, c;
+    for (row = 0; row < p->rows; ++row, x += p->depth, y += p->depth) {
+        int32_t max = -32768, sum = 0, shifted, reciprocal, headroom_plus_one = 0, right_shift;
+        uint32_t probe;
+        for (c = 0; c < p->depth; ++c) {
+            max = x[c] > max ? x[c] : max;
+        }
+        for (c = 0; c < p->depth; ++c) {
+            /* TFLM's MBQM: (d * 2^left) in wrapping int32, then RDBPOT(SRDHM(., m0), right) */
+            const int32_t d = qcc_wrap_u32_to_i32((uint32_t)(x[c] - max) << p->left);
+            y[c] = (int16_t)qcc_lut16_lookup(p->exp_lut, qcc_clamp16(qcc_tflm_scale(d, p->m0, p->right) + 32767));
+            sum += y[c]; /* < 2^31: the compiler limits depth */
+        }
+        for (probe = (uint32_t)sum; !(probe & 0x80000000u); probe <<= 1) {
+            ++headroom_plus_one; /* CountLeadingZeros; sum > 0 (the maximum's exp is near 32767) */
+        }
+        shifted = (int32_t)(((int64_t)sum * ((int64_t)1 << (headroom_plus_one - 1)) + (1 << 13)) >> 14);
+        reciprocal = qcc_lut16_lookup(p->reciprocal_lut, qcc_clamp16(shifted - (1 << 15) - (1 << 16)));
+        right_shift = 31 - headroom_plus_one;
+        for (c = 0; c < p->depth; ++c) {
+            /* y[c] >= 0 and reciprocal >= 0 here, so the shift is of a non-negative value */
+            const int64_t product = (int64_t)y[c] * reciprocal + ((int64_t)1 << (right_shift - 1));
+            const int64_t result = product >= 0 ? product >> right_shift : -((-product - 1) >> right_shift) - 1;
+            y[c] = (int16_t)(result < 0 ? 0 : result > 32767 ? 32767 : result);
         }
     }
 }

@@ -42,4 +42,19 @@ typedef struct {
 
 void qcc_softmax_tflm_s8(const qcc_softmax_tflm_params *p, const int8_t *x, int8_t *y);
 
+/* TFLite's SOFTMAX on int16 (16x8 models) as TFLM computes it (reference_ops::SoftmaxInt16): per row, each
+ * code's difference from the row's maximum scaled by MBQM(d, m0, e) (TFLM's int32 MultiplyByQuantizedMultiplier,
+ * wrapping where it does), + 32767, looked up with interpolation in exp_lut; the row's int32 sum normalised
+ * by its leading zeros h, looked up in reciprocal_lut; y = clamp((exp * r + 2^(30 - h)) >> (31 - h), 0, 32767).
+ * The 513-entry tables are TFLM's LUTPopulate, computed by the compiler (qcc/numerics/tflm_int16.py, the twin).
+ * y must not overlap x (the exponentials wait in y for the row's sum). */
+typedef struct {
+    int32_t rows, depth;
+    int32_t m0, left, right;       /* MBQM: M0 and max(e, 0), max(-e, 0) */
+    const int16_t *exp_lut;        /* [513]: exp on [-10, 0] */
+    const int16_t *reciprocal_lut; /* [513]: 1 / (1 + x) on [0, 1] */
+} qcc_softmax_tflm16_params;
+
+void qcc_softmax_tflm_s16(const qcc_softmax_tflm16_params *p, const int16_t *x, int16_t *y);
+
 #endif

@@ -46,10 +46,10 @@ def ops_of(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("model", ["net_16x8_int16_io.tflite", "net_16x8_float_io.tflite"])
 def test_a_model_written_by_the_converter(model, tmp_path):
-    """CONV_2D, DEPTHWISE_CONV_2D, ADD, MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE, FULLY_CONNECTED (per channel) and
-    MUL at 16x8, with int16 or float32 (QUANTIZE / DEQUANTIZE) I/O."""
+    """CONV_2D, DEPTHWISE_CONV_2D, ADD, MAX_POOL_2D, AVERAGE_POOL_2D, RESHAPE, FULLY_CONNECTED (per channel),
+    MUL and SOFTMAX at 16x8, with int16 or float32 (QUANTIZE / DEQUANTIZE) I/O."""
     ops = ops_of(DATA / model)
-    assert {"Conv16x8", "QLinearAdd", "QLinearMul", "MaxPool", "TflmAveragePool"} <= ops
+    assert {"Conv16x8", "QLinearAdd", "QLinearMul", "MaxPool", "TflmAveragePool", "TflmSoftmax16"} <= ops
     compiled = check_tflite_exact(DATA / model, tmp_path, n_random=6)
     dtypes = {compiled.graph.tensor(name).dtype for name in compiled.graph.inputs + compiled.graph.outputs}
     assert dtypes == ({"int16"} if "int16_io" in model else {"float32"})
@@ -167,9 +167,26 @@ def one_op(op: str, options: dict | None = None, *, y_scale=1 / 32768, version=1
     return b
 
 
-@pytest.mark.parametrize("op", ["SOFTMAX", "LOGISTIC", "TANH"])
+SOFTMAX_CASES = [(0.001, 1.0, 10), (0.0003, 1.0, 40), (0.0001, 2.0, 7), (0.01, 0.5, 5), (3e-5, 1.0, 100)]
+
+
+@pytest.mark.parametrize("case", range(len(SOFTMAX_CASES)))
+def test_softmax(case, tmp_path):
+    """Scales where the differences span TFLM's whole exp table and where they saturate it, rows of 5 to 100."""
+    s_x, beta, depth = SOFTMAX_CASES[case]
+    b = TfliteBuilder()
+    x = activation16(b, "x", (6, depth), s_x, is_input=True)
+    y = activation16(b, "y", (6, depth), 1 / 32768)
+    b.op("SOFTMAX", [x], [y], version=3, options=dict(beta=beta))
+    b.output(y)
+    rng = np.random.default_rng(case)
+    narrow = [rng.integers(-int(3 / s_x), int(3 / s_x) + 1, (6, depth)).astype(np.int16) for _ in range(3)]
+    check_tflite_exact(b.build(), tmp_path, extra_cases=[[v] for v in narrow])
+
+
+@pytest.mark.parametrize("op", ["LOGISTIC", "TANH"])
 def test_an_operator_not_compiled_at_int16_is_refused_by_name(op, tmp_path):
-    message = refusal(one_op(op, {"beta": 1.0} if op == "SOFTMAX" else None, version=2), tmp_path)
+    message = refusal(one_op(op, version=2), tmp_path)
     assert op in message and "int16" in message
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, Graph, Node
-from qcc.numerics import tflm
+from qcc.numerics import tflm, tflm_int16
 from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, register, require
 from qcc.ops.explanation import KEEPS_ORT, Explanation
 from qcc.ops.quantized import add_output, bind_quant, quantized_input, read_quant
@@ -212,7 +212,10 @@ class TflmSoftmax(Op):
     summary = "TFLM's int8 softmax: gemmlowp's fixed-point exp (a table by difference from the row max) and reciprocal"
 
     def import_tflite(self, operator, model) -> None:
-        x = model.activation(0, "tflite")
+        x = model.activation(0, "tflite", dtypes=("int8", "int16"))
+        if x.dtype == "int16":
+            TflmSoftmax16.import_int16(model, x)
+            return
         out = model.output_tensor(0)
         model.require(out.dtype == "int8", f"the output is {out.dtype}; qcc compiles TFLM's int8 -> int8 softmax")
         y_quant = model.quant(out)
@@ -261,3 +264,63 @@ class TflmSoftmax(Op):
                   "sum_table": c.const_array(f"{prefix}_sum", "int32_t", node.params["sum"].astype(np.int32))}
         params = c.struct("qcc_softmax_tflm_params", f"{prefix}_params", fields)
         return f"qcc_softmax_tflm_s8({params}, {c.tensor(x.name)}, {c.tensor(node.outputs[0])});"
+
+
+@register
+class TflmSoftmax16(Op):
+    """TFLite's SOFTMAX on int16 (16x8 models) as TFLM computes it: interpolated int16 tables of exp and
+    1 / (1 + x) (qcc/numerics/tflm_int16.py states the arithmetic), computed at compile time into flash where
+    TFLM builds them in its arena at start-up. Input and output zero points 0, the output's scale 1/32768."""
+    runtime_sources = ("qcc_softmax.c",)
+    runtime_header = "qcc_softmax.h"
+    name = "TflmSoftmax16"
+    summary = "TFLM's int16 softmax: interpolated exp and reciprocal tables (LUTPopulate) computed at compile time"
+    MAX_DEPTH = 65536  # the row's int32 sum of int16 exponentials (each at most 32767) cannot overflow below it
+
+    @staticmethod
+    def import_int16(model, x) -> None:
+        out = model.output_tensor(0)
+        model.require(out.dtype == "int16", f"the input is int16 but the output is {out.dtype}; qcc compiles TFLM's "
+                      "int16 -> int16 softmax")
+        y_quant = model.quant(out)
+        model.require(x.quant.scalar()[1] == 0 and int(y_quant.zero_point) == 0,
+                      "an int16 zero point is not 0; TFLM's int16 softmax requires 0 for the input and the output")
+        model.require(abs(float(y_quant.scale) - 1 / 32768) <= 0.001 / 32768, f"the output's scale "
+                      f"{float(y_quant.scale):g} must be 1/32768 (TFLM refuses others)")
+        depth = x.shape[-1] if x.shape else 1
+        model.require(depth < TflmSoftmax16.MAX_DEPTH, f"a row has {depth} values; the int32 sum of its int16 "
+                      "exponentials could overflow")
+        beta = float(model.options.get("beta", 1.0))
+        try:
+            tflm_int16.softmax_multiplier(x.quant.scalar()[0], beta)
+        except ValueError as error:
+            model.refuse(str(error))
+        y = model.output(0, x.shape, "tflite", dtypes=("int16",))
+        model.add_node(TflmSoftmax16.name, [x.name], [y], {"beta": beta})
+
+    def prepare(self, node: Node, graph: Graph) -> None:
+        m0, e = tflm_int16.softmax_multiplier(graph.tensor(node.inputs[0]).quant.scalar()[0], node.attrs["beta"])
+        exp_lut, reciprocal_lut = tflm_int16.softmax_luts()
+        node.params.update(m0=m0, e=e, exp_lut=exp_lut, reciprocal_lut=reciprocal_lut)
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        p = node.params
+        return [tflm_int16.softmax_int16(inputs[0], p["m0"], p["e"], p["exp_lut"], p["reciprocal_lut"])]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return Explanation("tflm_integer", "TFLM's int16 softmax: each code's difference from the row maximum "
+                                           "scaled by MultiplyByQuantizedMultiplier, exp from an interpolated 513-entry "
+                                           "table, the row sum's reciprocal from another (LUTPopulate, computed at "
+                                           "compile time), each output (exp * r) >> (31 - clz(sum)) rounded")
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        x = graph.tensor(node.inputs[0])
+        p = node.params
+        depth = x.shape[-1] if x.shape else 1
+        prefix = c.symbol(node.name)  # (a second softmax shares the tables: const_array keeps one of equal arrays)
+        fields = {"rows": x.size // depth, "depth": depth, "m0": p["m0"], "left": max(p["e"], 0),
+                  "right": max(-p["e"], 0),
+                  "exp_lut": c.const_array(f"{prefix}_exp_lut", "int16_t", p["exp_lut"]),
+                  "reciprocal_lut": c.const_array(f"{prefix}_reciprocal_lut", "int16_t", p["reciprocal_lut"])}
+        params = c.struct("qcc_softmax_tflm16_params", f"{prefix}_params", fields)
+        return f"qcc_softmax_tflm_s16({params}, {c.tensor(x.name)}, {c.tensor(node.outputs[0])});"

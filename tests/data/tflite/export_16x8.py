@@ -3,7 +3,7 @@ once in a throw-away environment: TensorFlow is no dependency of qcc or of its t
 
 A small CNN quantized "16x8" the way the converter does it (int16 activations of zero point 0, per-channel
 int8 weights, int64 biases): CONV_2D (+RELU), DEPTHWISE_CONV_2D (+RELU6), a residual ADD, MAX_POOL_2D,
-AVERAGE_POOL_2D, RESHAPE, FULLY_CONNECTED and a MUL of the logits by themselves. With --int16-io the model
+AVERAGE_POOL_2D, RESHAPE, FULLY_CONNECTED, a MUL of the logits by themselves and a SOFTMAX. With --int16-io the model
 takes and returns int16; without, float32 behind a QUANTIZE and a DEQUANTIZE.
 
     python export_16x8.py net_16x8_int16_io.tflite --int16-io
@@ -36,7 +36,7 @@ class Net(tf.Module):
         p = tf.nn.avg_pool2d(p, 1, 1, "VALID")
         f = tf.reshape(p, (1, -1))
         logits = tf.matmul(f, self.wd) + self.bd
-        return logits * logits
+        return tf.nn.softmax(logits * logits)
 
 
 def representative():
