@@ -124,3 +124,28 @@ void qcc_requantize_s16_s16(const qcc_requantize_params *p, const int16_t *x, in
         y[i] = (int16_t)qcc_clamp_code(qcc_requantize_code(p, x[i]), INT16_MIN, INT16_MAX);
     }
 }
+
+void qcc_sigmoid_s16(const qcc_sigmoid16_params *p, const int16_t *x, int16_t *y)
+{
+    const int fraction_bits = p->tanh ? 8 : 9;
+    int32_t i;
+    for (i = 0; i < p->count; ++i) {
+        const int32_t scaled = x[i] * p->multiplier + p->rounding; /* |x * multiplier| < 2^30 */
+        const int32_t v = scaled >= 0 ? scaled >> p->shift : -((-scaled - 1) >> p->shift) - 1;
+        const uint32_t a = (uint32_t)(v >= 0 ? v : -v);
+        const uint32_t h = a >> fraction_bits;
+        uint32_t r;
+        if (h >= 255u) {
+            r = p->tanh ? UINT32_C(0xFFFF) << 8 : UINT32_C(0x7FFF) << 10;
+        } else { /* the table rises: T[h + 1] >= T[h] */
+            const uint32_t low = p->table[h], high = p->table[h + 1];
+            r = (low << fraction_bits) + (a & ((UINT32_C(1) << fraction_bits) - 1u)) * (high - low);
+        }
+        if (p->tanh) { /* r < 2^24: the signed forms below stay in int32 */
+            const int32_t t = v >= 0 ? (int32_t)r - (1 << 23) + (1 << 7) : (1 << 23) + (1 << 7) - 1 - (int32_t)r;
+            y[i] = (int16_t)(t >= 0 ? t >> 8 : -((-t - 1) >> 8) - 1);
+        } else {
+            y[i] = (int16_t)((v >= 0 ? r + (1u << 9) : (1u << 25) - r + (1u << 9) - 1u) >> 10);
+        }
+    }
+}

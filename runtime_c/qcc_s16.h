@@ -51,4 +51,15 @@ void qcc_requantize_s8_s16(const qcc_requantize_params *p, const int8_t *x, int1
 void qcc_requantize_s16_s8(const qcc_requantize_params *p, const int16_t *x, int8_t *y);
 void qcc_requantize_s16_s16(const qcc_requantize_params *p, const int16_t *x, int16_t *y);
 
+/* LOGISTIC and TANH on int16: TFLM's interpolation in its table of sigmoid(i / 24) (qcc/numerics/tflm_int16.py
+ * states it; the compiler emits the table). v = (x * multiplier + rounding) >> shift, then per `tanh`. */
+typedef struct {
+    int32_t count;
+    int32_t multiplier, shift, rounding;
+    int32_t tanh;             /* 0: LOGISTIC; 1: TANH */
+    const uint16_t *table;    /* [256] */
+} qcc_sigmoid16_params;
+
+void qcc_sigmoid_s16(const qcc_sigmoid16_params *p, const int16_t *x, int16_t *y);
+
 #endif /* QCC_S16_H */

@@ -165,12 +165,14 @@ def generated(fake_libc, tmp_path_factory) -> dict[str, str]:  # noqa: F811
     # the TFLite-only kernels' structs: a model written by TensorFlow's converter (TFLM's average pool, softmax)
     compile_to_folder(REPO / "tests" / "data" / "tflite" / "kws_ref_model.tflite", folder / "tflite", Options())
     texts["tflite"] = preprocess(folder / "tflite" / "model.c", fake_libc, folder / "tflite")
-    # 16x8 kernels: a converter-written model and int8 <-> int16 QUANTIZE (qcc_requantize_params)
+    # 16x8 kernels: a converter-written model, and int8 -> int16 QUANTIZE (qcc_requantize_params) into TANH
     sixteen = TfliteBuilder()
     x = sixteen.input("x", (1, 4), "int8", scale=np.float32(0.05), zero_point=-7)
     h = sixteen.tensor("h", (1, 4), "int16", scale=np.float32(0.0004), zero_point=0)
     sixteen.op("QUANTIZE", [x], [h])
-    sixteen.output(h)
+    t = sixteen.tensor("t", (1, 4), "int16", scale=np.float32(2**-15), zero_point=0)
+    sixteen.op("TANH", [h], [t], version=3)
+    sixteen.output(t)
     (folder / "mixed.tflite").write_bytes(sixteen.build())
     for name, path in (("16x8", REPO / "tests" / "data" / "tflite" / "net_16x8_int16_io.tflite"),
                        ("mixed", folder / "mixed.tflite")):

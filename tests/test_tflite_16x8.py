@@ -184,10 +184,23 @@ def test_softmax(case, tmp_path):
     check_tflite_exact(b.build(), tmp_path, extra_cases=[[v] for v in narrow])
 
 
+@pytest.mark.parametrize("s_x", [2**-12, 2**-11, 2**-13, 0.001, 3.1e-5, 0.01, 1e-6])
 @pytest.mark.parametrize("op", ["LOGISTIC", "TANH"])
-def test_an_operator_not_compiled_at_int16_is_refused_by_name(op, tmp_path):
-    message = refusal(one_op(op, version=2), tmp_path)
-    assert op in message and "int16" in message
+def test_logistic_and_tanh_on_every_int16_code(op, s_x, tmp_path):
+    """Power-of-two input scales (TFLM's shortcut: 2^-12, and 2^-11 for TANH only) and others, each on all 65536
+    codes in one tensor."""
+    b = TfliteBuilder()
+    x = activation16(b, "x", (1, 65536), s_x, is_input=True)
+    y = activation16(b, "y", (1, 65536), 2**-15)
+    b.op(op, [x], [y], version=3)
+    b.output(y)
+    every_code = np.arange(-32768, 32768, dtype=np.int16).reshape(1, -1)
+    check_tflite_exact(b.build(), tmp_path, n_random=1, extra_cases=[[every_code]], schemes=("tflm",))
+
+
+def test_an_int16_logistic_with_another_output_scale_is_refused(tmp_path):
+    message = refusal(one_op("LOGISTIC", y_scale=2**-14, version=3), tmp_path)
+    assert "LOGISTIC" in message and "2^-15" in message
 
 
 def test_int16_sub_is_refused_by_name(tmp_path):

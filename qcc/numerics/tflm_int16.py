@@ -15,6 +15,16 @@ SOFTMAX int16 (reference_ops::SoftmaxInt16; prepared in micro/kernels/softmax_co
     y = clamp((e * r + 2^(30 - h)) >> (31 - h), 0, 32767)
 with (M0, e_x) = QuantizeMultiplier(s_x * beta / (10 / 65535)) in double, and MBQM TFLM's int32
 MultiplyByQuantizedMultiplier (qcc/numerics/tflm.py). Twin of runtime_c/qcc_softmax.c (qcc_softmax_tflm_s16).
+
+LOGISTIC and TANH int16 (reference_integer_ops::Logistic and Tanh for int16; prepared in
+micro/kernels/logistic_common.cc and tanh.cc) interpolate in TFLM's 256-entry table of sigmoid(i / 24) in 0.16
+fixed point (tanh(x) = 2 sigmoid(2x) - 1): the input is rescaled to 1/(3 * 4096) per code by (x * M + round) >> n
+(M = 3 << n for a power-of-two input scale), then
+    LOGISTIC: a = |v|, h = a >> 9; r = h >= 255 ? 0x7FFF << 10 : (T[h] << 9) + (a & 511) (T[h + 1] - T[h]);
+              y = (v >= 0 ? r + 2^9 : 2^25 - r + 2^9 - 1) >> 10
+    TANH:     a = |v|, h = a >> 8; r = h >= 255 ? 0xFFFF << 8 : (T[h] << 8) + (a & 255) (T[h + 1] - T[h]);
+              y = (v >= 0 ? r - 2^23 + 2^7 : 2^23 + 2^7 - 1 - r) >> 8
+with zero points 0 and an output scale of 2^-15. Twin of runtime_c/qcc_s16.c (qcc_sigmoid_s16).
 """
 
 from __future__ import annotations
@@ -113,3 +123,77 @@ def softmax_int16(x: np.ndarray, m0: int, e: int, exp_lut: np.ndarray, reciproca
         right_shift = 31 - headroom_plus_one
         out[r] = np.clip((exps * reciprocal + (1 << (right_shift - 1))) >> right_shift, 0, 32767)
     return out.reshape(np.shape(x)).astype(np.int16)
+
+
+# TFLM's sigmoid_table_uint16 (tensorflow/lite/kernels/internal/common.h, Apache-2.0): sigmoid(i / 24) in 0.16
+# fixed point, the last entry 65535. These are data of TFLM's arithmetic, not a formula qcc can recompute: 212
+# entries equal round(65536 sigmoid(i / 24)), the others are one above it. The tests run every int16 code
+# through the pinned wheel's LOGISTIC and TANH.
+SIGMOID_TABLE_UINT16 = np.array([
+    32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149, 40794, 41432, 42064, 42688,
+    43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369, 47911, 48443, 48964, 49475, 49975, 50464, 50942, 51409,
+    51865, 52311, 52745, 53169, 53581, 53983, 54374, 54755, 55125, 55485, 55834, 56174, 56503, 56823, 57133, 57433,
+    57724, 58007, 58280, 58544, 58800, 59048, 59288, 59519, 59743, 59959, 60168, 60370, 60565, 60753, 60935, 61110,
+    61279, 61441, 61599, 61750, 61896, 62036, 62172, 62302, 62428, 62549, 62666, 62778, 62886, 62990, 63090, 63186,
+    63279, 63368, 63454, 63536, 63615, 63691, 63765, 63835, 63903, 63968, 64030, 64090, 64148, 64204, 64257, 64308,
+    64357, 64405, 64450, 64494, 64536, 64576, 64614, 64652, 64687, 64721, 64754, 64786, 64816, 64845, 64873, 64900,
+    64926, 64950, 64974, 64997, 65019, 65039, 65060, 65079, 65097, 65115, 65132, 65149, 65164, 65179, 65194, 65208,
+    65221, 65234, 65246, 65258, 65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360, 65367,
+    65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425, 65429, 65433, 65438, 65442, 65445, 65449,
+    65453, 65456, 65459, 65462, 65465, 65468, 65471, 65474, 65476, 65479, 65481, 65483, 65485, 65488, 65489, 65491,
+    65493, 65495, 65497, 65498, 65500, 65501, 65503, 65504, 65505, 65507, 65508, 65509, 65510, 65511, 65512, 65513,
+    65514, 65515, 65516, 65517, 65517, 65518, 65519, 65520, 65520, 65521, 65522, 65522, 65523, 65523, 65524, 65524,
+    65525, 65525, 65526, 65526, 65526, 65527, 65527, 65528, 65528, 65528, 65529, 65529, 65529, 65529, 65530, 65530,
+    65530, 65530, 65531, 65531, 65531, 65531, 65531, 65532, 65532, 65532, 65532, 65532, 65532, 65533, 65533, 65533,
+    65533, 65533, 65533, 65533, 65533, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65535,
+], np.int64)
+
+
+def _checked_log2(x) -> tuple[int, bool]:
+    """TFLM's CheckedLog2 on a float32 scale: (round(log2 x), whether x is within 1e-3 of a power of two in log2),
+    in float32 with logf taken correctly rounded."""
+    log2 = _F(np.log(np.float64(_F(x)))) * (_F(1) / _F(np.log(np.float64(2.0))))
+    rounded = _round(log2)
+    return int(rounded), bool(abs(log2 - rounded) < _F(1e-3))
+
+
+def sigmoid_scaling(s_x, s_y, tanh: bool) -> tuple[int, int]:
+    """(M, n) of TFLM's int16 LOGISTIC / TANH prepare (zero points 0 checked by the caller): M = 0 with n the
+    power-of-two scale's shift, or the multiplier to 1/(3 * 4096) per code doubled up to above 16383.5 (n times).
+    ValueError where TFLM refuses the scales or its arithmetic would be undefined."""
+    log2_y, pot_y = _checked_log2(s_y)
+    if not pot_y or log2_y != -15:
+        raise ValueError(f"the output's scale {float(s_y):g} must be 2^-15 (TFLM refuses others)")
+    log2_x, pot_x = _checked_log2(s_x)
+    shift = 12 + log2_x
+    if pot_x and (shift == 0 or (tanh and shift == 1)):
+        return 0, shift
+    multiplier, shift = float(_F(s_x)) * 4096.0 * 3.0, 0
+    while multiplier <= 32767.0 / 2.0 and shift <= 30:
+        shift += 1
+        multiplier *= 2.0
+    if multiplier > 32767:
+        raise ValueError(f"the input scale {float(s_x):g} is above 32767 / 12288: TFLM's multiplier would not fit "
+                         "its 16 bits")
+    return int(multiplier), shift
+
+
+def sigmoid_int16(x, multiplier: int, shift: int, tanh: bool) -> np.ndarray:
+    """TFLM's int16 LOGISTIC (tanh False) or TANH of int16 codes (the module's docstring)."""
+    if multiplier == 0:
+        multiplier, shift = 3 << shift, 0
+    rounding = 1 << (shift - 1) if shift > 0 else 0
+    v = (np.asarray(x, np.int64) * multiplier + rounding) >> shift
+    a = np.abs(v)
+    fraction_bits = 8 if tanh else 9
+    h = a >> fraction_bits
+    inside = np.minimum(h, 254)
+    low, high = SIGMOID_TABLE_UINT16[inside], SIGMOID_TABLE_UINT16[inside + 1]
+    r = (low << fraction_bits) + (a & ((1 << fraction_bits) - 1)) * (high - low)
+    if tanh:
+        r = np.where(h >= 255, 0xFFFF << 8, r)
+        y = np.where(v >= 0, r - (1 << 23) + (1 << 7), (1 << 23) + (1 << 7) - 1 - r) >> 8
+    else:
+        r = np.where(h >= 255, 0x7FFF << 10, r)
+        y = np.where(v >= 0, r + (1 << 9), (1 << 25) - r + (1 << 9) - 1) >> 10
+    return y.astype(np.int16)

@@ -44,7 +44,7 @@ from qcc.ops.qdq_group import check_integer_types
 from qcc.ir import DTYPE_RANGE, QUANTIZED_DTYPES, Graph, Node
 from qcc.numerics import float32_exact as fx
 from qcc.access_order import AccessOrder, elementwise
-from qcc.numerics import tflm_activations
+from qcc.numerics import tflm_activations, tflm_int16
 from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, register, require
 from qcc.ops.explanation import KEEPS_ORT, Explanation
 from qcc.ops.quantized import add_output, bind_quant, quantized_input, read_quant
@@ -163,7 +163,11 @@ class Lookup(Op):
         return make_lookup_node(onnx_node.name or y, x_name, y, table, onnx_op=onnx_node.op_type)
 
     def import_tflite(self, operator, model) -> None:
-        """TFLM's int8 LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU and PRELU as tables (see the module's docstring)."""
+        """TFLM's int8 LOGISTIC, TANH, HARD_SWISH, LEAKY_RELU and PRELU as tables (see the module's docstring); int16
+        LOGISTIC and TANH as TflmSigmoid16."""
+        if operator.code in ("LOGISTIC", "TANH") and model.input_tensor(0, "input").dtype == "int16":
+            TflmSigmoid16.import_int16(model, tanh=operator.code == "TANH")
+            return
         require_int8(model)
         x_tensor = model.input_tensor(0, "input")
         (s_x, z_x), y_quant = model.quant(x_tensor).scalar(), model.quant(model.output_tensor(0))
@@ -271,3 +275,53 @@ class Lookup(Op):
         fields = {"outer": outer, "channels": channels, "inner": inner, "tables": tables}
         params = c.struct("qcc_lookup_params", f"{prefix}_params", fields)
         return f"qcc_lookup_channels_8bit({params}, {x_bytes}, {y_bytes});"
+
+
+@register
+class TflmSigmoid16(Op):
+    """TFLite's LOGISTIC and TANH on int16 (16x8 models): TFLM's interpolation in its 256-entry sigmoid table
+    (qcc/numerics/tflm_int16.py), in C (runtime_c/qcc_s16.c) with the table in flash; zero points 0, the output's
+    scale 2^-15, as TFLM requires."""
+    runtime_sources = ("qcc_s16.c",)
+    runtime_header = "qcc_s16.h"
+    name = "TflmSigmoid16"
+    summary = "TFLM's int16 LOGISTIC and TANH: interpolation in its table of sigmoid(i / 24)"
+
+    @staticmethod
+    def import_int16(model, tanh: bool) -> None:
+        layout = model.layout_of(0)
+        x = model.activation(0, layout, dtypes=("int16",))
+        out = model.output_tensor(0)
+        y_quant = model.quant(out)
+        model.require(out.dtype == "int16" and x.quant.scalar()[1] == 0 and int(y_quant.zero_point) == 0,
+                      f"int16 -> {out.dtype} with zero points {x.quant.scalar()[1]} and {int(y_quant.zero_point)}; TFLM's "
+                      "int16 kernel takes int16 -> int16 with zero points 0")
+        try:
+            multiplier, shift = tflm_int16.sigmoid_scaling(x.quant.scalar()[0], y_quant.scale, tanh)
+        except ValueError as error:
+            model.refuse(str(error))
+        y = model.output(0, x.shape, layout, dtypes=("int16",))
+        model.add_node(TflmSigmoid16.name, [x.name], [y], {"tanh": tanh, "multiplier": multiplier, "shift": shift})
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        a = node.attrs
+        return [tflm_int16.sigmoid_int16(inputs[0], a["multiplier"], a["shift"], a["tanh"])]
+
+    def access_order(self, node: Node, graph: Graph) -> AccessOrder:
+        size = graph.tensor(node.outputs[0]).size
+        return AccessOrder({0: elementwise(size)}, elementwise(size))
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return Explanation("tflm_integer", f"TFLM's int16 {'TANH' if node.attrs['tanh'] else 'LOGISTIC'}: the code "
+                                           "rescaled to 1/(3 * 4096), then a linear interpolation in TFLM's table of "
+                                           "sigmoid(i / 24); the same in every scheme")
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        a = node.attrs
+        multiplier, shift = (3 << a["shift"], 0) if a["multiplier"] == 0 else (a["multiplier"], a["shift"])
+        fields = {"count": graph.tensor(node.inputs[0]).size, "multiplier": multiplier, "shift": shift,
+                  "rounding": 1 << (shift - 1) if shift > 0 else 0, "tanh": int(a["tanh"]),
+                  "table": c.const_array(f"{c.symbol(node.name)}_sigmoid_table", "uint16_t",
+                                         tflm_int16.SIGMOID_TABLE_UINT16)}
+        params = c.struct("qcc_sigmoid16_params", f"{c.symbol(node.name)}_params", fields)
+        return f"qcc_sigmoid_s16({params}, {c.tensor(node.inputs[0])}, {c.tensor(node.outputs[0])});"
