@@ -358,7 +358,7 @@ static void qcc_add_tflm16_row(const void *params, const int16_t *a, ptrdiff_t a
         /* |code - Z| < 2^16, so (code - Z) * 2^15 fits in int32 */
         const int32_t a_scaled = qcc_tflm_scale((*a - p->a_zero) * (INT32_C(1) << 15), p->a_mult, (int)-p->a_shift);
         const int32_t b_scaled = qcc_tflm_scale((*b - p->b_zero) * (INT32_C(1) << 15), p->b_mult, (int)-p->b_shift);
-        const int32_t y = qcc_tflm_scale(a_scaled + b_scaled, p->c_mult, (int)-p->c_shift) + p->c_zero;
+        const int32_t y = qcc_tflm_scale(a_scaled + p->b_sign * b_scaled, p->c_mult, (int)-p->c_shift) + p->c_zero;
         out[i] = (int16_t)(y < p->lo ? p->lo : y > p->hi ? p->hi : y);
     }
 }

@@ -75,6 +75,7 @@ typedef struct {
     int32_t a_zero, b_zero, c_zero;
     int32_t a_mult, a_shift, b_mult, b_shift; /* QuantizeMultiplierSmallerThanOneExp of sX / (2 max(sA, sB)) */
     int32_t c_mult, c_shift;                  /* ... of 2 max(sA, sB) / (2^15 sC) */
+    int32_t b_sign;                           /* 1: ADD; -1: SUB (a' - b') */
     int32_t lo, hi;
 } qcc_add_tflm16_params;
 

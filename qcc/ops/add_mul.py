@@ -124,7 +124,7 @@ class _Binary(Op):
         same_images = len(shapes[0]) == 4 and shapes[0] == shapes[1]
         existing = [model.layout_of(i) for i in range(2) if not model.is_constant(i)]
         layout = "nchw" if same_images and "nchw" in existing else "tflite"
-        # 16x8 models: TFLM's ADD and MUL on int16 (left_shift 15; MUL with zero points 0); SUB is not compiled there
+        # 16x8 models: TFLM's ADD, SUB and MUL on int16 (left_shift 15; MUL with zero points 0)
         dtypes = ("int8", "int16") if self.sixteen_bit else ("int8",)
         a, b = model.activation(0, layout, "first input", dtypes), model.activation(1, layout, "second input", dtypes)
         model.require(a.dtype == b.dtype, f"the inputs are {a.dtype} and {b.dtype}; TFLM's kernel takes one type")
@@ -332,7 +332,7 @@ class QLinearAdd(_Binary):
             at, t = node.attrs, p["tflm"]
             fields = {"a_zero": at["a_zero"], "b_zero": at["b_zero"], "c_zero": at["c_zero"], "a_mult": t["a_mult"],
                       "a_shift": t["a_shift"], "b_mult": t["b_mult"], "b_shift": t["b_shift"], "c_mult": t["c_mult"],
-                      "c_shift": t["c_shift"]}
+                      "c_shift": t["c_shift"], "b_sign": self.b_sign}
             return self._emit_tflm(node, graph, c, "qcc_add_tflm", "qcc_add_tflm16_params", fields)
         if "tflm" in p:
             at, t = node.attrs, p["tflm"]
@@ -360,12 +360,13 @@ class QLinearAdd(_Binary):
 
 @register
 class TflmSub(QLinearAdd):
-    """TFLite's SUB on int8: TFLM's ADD kernel with b' subtracted (the module's docstring), in every scheme."""
+    """TFLite's SUB on int8 (and int16): TFLM's ADD kernel with b' subtracted (the module's docstring), in every
+    scheme."""
     name = "TflmSub"
     onnx_type = "SUB"
     onnx_ops = qdq_float_ops = island_float_ops = ()
     tflite_ops = (TfliteOp("SUB", 1, 5),)  # 2: int8; 3-5: int16 and broadcasting over 5-D (the kernel is one)
-    sixteen_bit = False  # TFLM's int16 SUB is not compiled yet: refused by name
+    sixteen_bit = True
     summary = "TFLM's integer SUB: ADD's kernel with the second input's scaled value subtracted"
     b_sign = -1
 
@@ -377,6 +378,7 @@ class TflmSub(QLinearAdd):
 
     def explain(self, node: Node, graph: Graph) -> Explanation:
         return Explanation("tflm_integer", "TensorFlow Lite Micro's integer SUB in every scheme: each (x - Z) * 2^20 "
+                           "(2^15 for int16) "
                            "scaled by sX / (2 max(sA, sB)), b's scaled value subtracted from a's, the difference "
                            "scaled by 2 max(sA, sB) / (2^20 sC), each step RDBPOT(SRDHM(v, M0), -e) "
                            "(qcc/ops/add_mul.py)")
