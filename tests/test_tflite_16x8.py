@@ -151,6 +151,34 @@ def test_mixed_int8_and_int16_parts(op, tmp_path):
     assert sum(n.op == "TflmRequantize" for n in compiled.graph.nodes) == 2
 
 
+@pytest.mark.parametrize("after_conv", [False, True])
+def test_slices_splits_and_concatenations_move_int16_codes(after_conv, tmp_path):
+    """STRIDED_SLICE (negative stride, a shrunk axis), SPLIT and CONCATENATION on int16, on the model's own
+    channels-last layout or, after a convolution, channels first: two bytes per code."""
+    rng = np.random.default_rng(3)
+    b = TfliteBuilder()
+    x = activation16(b, "x", (1, 6, 8, 4), 0.0005, is_input=True)
+    if after_conv:
+        wt, bt = filter_and_bias16(b, "conv", (4, 3, 3, 4), 4, 0, 0.0005, rng)
+        h = activation16(b, "h", (1, 6, 8, 4), 0.002)
+        b.op("CONV_2D", [x, wt, bt], [h], version=4, options=dict(padding="SAME", stride_h=1, stride_w=1))
+        x = h
+    scale = b.tensors[x]["quantization"]["scale"][0]
+    ints = lambda name, v: b.const(name, np.array(v, np.int32))  # noqa: E731
+    sliced = activation16(b, "sliced", (1, 3, 8, 4), scale)
+    b.op("STRIDED_SLICE", [x, ints("begin", [0, 5, 0, 0]), ints("end", [1, 0, 8, 4]), ints("strides", [1, -2, 1, 1])],
+         [sliced], version=4, options=dict(begin_mask=0b1101, end_mask=0b1101))
+    row = activation16(b, "row", (1, 8, 4), scale)
+    b.op("STRIDED_SLICE", [x, ints("begin2", [0, 2, 0, 0]), ints("end2", [1, 3, 8, 4]), ints("strides2", [1, 1, 1, 1])],
+         [row], version=4, options=dict(shrink_axis_mask=0b10))
+    joined = activation16(b, "joined", (1, 9, 8, 4), scale)
+    b.op("CONCATENATION", [sliced, x], [joined], version=3, options=dict(axis=1))
+    parts = [activation16(b, f"part{i}", (1, 9, 8, 2), scale) for i in range(2)]
+    b.op("SPLIT", [ints("axis", [3]), joined], parts, version=3, options=dict(num_splits=2))
+    b.output(row, *parts)
+    check_tflite_exact(b.build(), tmp_path)
+
+
 def refusal(b: TfliteBuilder, tmp_path) -> str:
     path = tmp_path / "model.tflite"
     path.write_bytes(b.build())

@@ -64,7 +64,7 @@ def emit_concat(c, graph: Graph, node: Node, tables: list[np.ndarray | None] | N
                 if key not in emitted:
                     emitted[key] = c.const_array(f"{prefix}_table{i}", "uint8_t", table)
                 slice_bytes = c.tensor(name, "uint8")
-                copy = StridedCopy([x.size], [1], [1], 0, 0)
+                copy = StridedCopy([x.size], [1], [1], 0, 0)  # (tables: 8-bit codes only)
                 calls.append(emit_copy(c, node, f"{prefix}_params{i}", copy, slice_bytes, slice_bytes, emitted[key]))
             begin += x.shape[axis]
             continue
@@ -83,7 +83,8 @@ def emit_concat(c, graph: Graph, node: Node, tables: list[np.ndarray | None] | N
             _, channels, height, width = x.shape
             strides = [height * width * channels, 1, width * channels, channels]
         copy = StridedCopy(list(x.shape), strides, out_strides, 0, begin * out_strides[axis])
-        calls.append(emit_copy(c, node, f"{prefix}_params{i}", copy, source, target, table_symbol))
+        calls.append(emit_copy(c, node, f"{prefix}_params{i}", copy.in_bytes(np.dtype(x.dtype).itemsize), source, target,
+                               table_symbol))
         begin += x.shape[axis]
     # Every input already in its slice, as it is: nothing to do at run time.
     return "\n    ".join(calls) or "/* nothing to copy: each input was written into its slice */"
@@ -113,7 +114,8 @@ class Concat(Op):
         layout = NCHW if rank == 4 and 2 * layouts.count(NCHW) >= max(len(layouts), 1) else TFLITE
         # a channels-last model input is read in place (its copy takes channels-last strides), not transposed first
         inputs = [(layout == NCHW and not model.is_constant(i) and model.channels_first_view(i))
-                  or model.activation(i, layout, f"input {i}") for i in range(count)]
+                  or model.activation(i, layout, f"input {i}", ("int8", "int16")) for i in range(count)]
+        model.require(len({x.dtype for x in inputs}) == 1, f"the inputs mix {sorted({x.dtype for x in inputs})}")
         y_quant = model.quant(out)
         for i, x in enumerate(inputs):
             model.require(len(x.shape) == rank, f"input {i} has rank {len(x.shape)}, the output {rank}")
@@ -129,7 +131,7 @@ class Concat(Op):
                           f"input {i}'s shape {list(model.input_tensor(i, 'input').shape)} differs from input 0's "
                           "outside the axis")
         shape[axis] = sum(x.shape[axis] for x in inputs)
-        y = model.output(0, tuple(shape), layout)
+        y = model.output(0, tuple(shape), layout, dtypes=(inputs[0].dtype,))
         model.add_node(self.name, [x.name for x in inputs], [y], {"axis": axis})
 
     def import_node(self, onnx_node, graph: Graph) -> Node:

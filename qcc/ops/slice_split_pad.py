@@ -97,6 +97,15 @@ class StridedCopy:
         return StridedCopy([m[0] for m in merged], [m[1] for m in merged], [m[2] for m in merged],
                            self.src_offset, self.dst_offset)
 
+    def in_bytes(self, itemsize: int) -> StridedCopy:
+        """The same copy of elements of `itemsize` bytes (int16 codes: 2) as a copy of bytes: one more axis,
+        each element's bytes in order (simplified() merges it into the rows again)."""
+        if itemsize == 1:
+            return self
+        return StridedCopy(self.dims + [itemsize], [s * itemsize for s in self.src_strides] + [1],
+                           [s * itemsize for s in self.dst_strides] + [1], self.src_offset * itemsize,
+                           self.dst_offset * itemsize)
+
 
 def byte_source(c, graph: Graph, name: str, symbol: str, data: np.ndarray | None = None) -> str:
     """A uint8_t pointer to a tensor's bytes: its arena slice or caller argument, or for a constant
@@ -115,7 +124,7 @@ def emit_copy(c, node: Node, symbol: str, copy: StridedCopy, x: str, y: str, tab
     if len(copy.dims) > MAX_RANK:
         raise QccError(f"node '{node.name}': the copy needs {len(copy.dims)} axes after merging; "
                        f"the kernel supports {MAX_RANK}")
-    if len(copy.dims) == 1 and copy.src_strides == [1] and copy.dst_strides == [1] and table is None:
+    if len(copy.dims) == 1 and copy.src_strides == [1] and copy.dst_strides == [1] and table is None:  # bytes
         def at(pointer, offset):
             return f"{pointer} + {offset}" if offset else pointer
         return f"memcpy({at(y, copy.dst_offset)}, {at(x, copy.src_offset)}, {copy.dims[0]});"
@@ -210,8 +219,9 @@ class Split(Op):
         else:
             model.require(len(set(sizes)) == 1, f"SPLIT makes equal parts, but the outputs' sizes are {sizes}")
         layout = own_layout(model, source)
-        x = model.activation(source, layout)
-        outputs = [model.output(i, tuple(in_layout(shape, layout)), layout) for i, shape in enumerate(shapes)]
+        x = model.activation(source, layout, dtypes=("int8", "int16"))
+        outputs = [model.output(i, tuple(in_layout(shape, layout)), layout, dtypes=(x.dtype,))
+                   for i, shape in enumerate(shapes)]
         model.add_node(self.name, [x.name], outputs, {"axis": ir_axis(axis, rank, layout), "sizes": sizes})
 
     def from_qdq(self, group):
@@ -271,7 +281,8 @@ class Split(Op):
         for i, (name, size) in enumerate(zip(node.outputs, node.attrs["sizes"])):
             y = graph.tensor(name)
             copy = StridedCopy(list(y.shape), in_strides, row_major_strides(y.shape), begin * in_strides[axis], 0)
-            calls.append(emit_copy(c, node, f"{prefix}_params{i}", copy, source, c.tensor(name, "uint8")))
+            calls.append(emit_copy(c, node, f"{prefix}_params{i}", copy.in_bytes(np.dtype(x.dtype).itemsize), source,
+                                   c.tensor(name, "uint8")))
             begin += size
         return "\n    ".join(calls)
 
@@ -360,18 +371,20 @@ class Slice(Op):
             first.append(start)
             counts.append(count)
         layout = own_layout(model, 0)
-        x = model.activation(0, layout)
+        x = model.activation(0, layout, dtypes=("int8", "int16"))
         attrs = {"first": in_layout(first, layout), "step": in_layout(strides, layout)}
         kept = tuple(in_layout(counts, layout))
         if not shrink_mask & ((1 << rank) - 1):
-            model.add_node(self.name, [x.name], [model.output(0, kept, layout)], attrs)
+            model.add_node(self.name, [x.name], [model.output(0, kept, layout, dtypes=(x.dtype,))], attrs)
             return
         quant = model.quant(model.output_tensor(0))
-        sliced = model.intermediate("sliced", kept, quant)
+        model.require(model.output_tensor(0).dtype == x.dtype, f"the output is {model.output_tensor(0).dtype}, the "
+                      f"input {x.dtype}; STRIDED_SLICE copies codes")
+        sliced = model.intermediate("sliced", kept, quant, x.dtype)
         model.add_node(self.name, [x.name], [sliced], attrs)
-        y = model.output(0, tuple(c for a, c in enumerate(counts) if not shrink_mask >> a & 1), TFLITE)
+        y = model.output(0, tuple(c for a, c in enumerate(counts) if not shrink_mask >> a & 1), TFLITE, dtypes=(x.dtype,))
         if layout == NCHW and not moves_only_unit_axes(kept, TO_TFLITE):
-            channels_last = model.intermediate("channels_last", tuple(counts), quant)
+            channels_last = model.intermediate("channels_last", tuple(counts), quant, x.dtype)
             model.permute(model.graph.tensor(sliced), TO_TFLITE, channels_last)
             sliced = channels_last
         model.add_node("Reshape", [sliced], [y], {})
@@ -422,8 +435,8 @@ class Slice(Op):
         copy = StridedCopy(list(y.shape), [s * k for s, k in zip(in_strides, node.attrs["step"])],
                            row_major_strides(y.shape), sum(f * s for f, s in zip(node.attrs["first"], in_strides)), 0)
         prefix = c.symbol(node.name)
-        return emit_copy(c, node, f"{prefix}_params", copy, byte_source(c, graph, x.name, f"{prefix}_x"),
-                         c.tensor(y.name, "uint8"))
+        return emit_copy(c, node, f"{prefix}_params", copy.in_bytes(np.dtype(x.dtype).itemsize),
+                         byte_source(c, graph, x.name, f"{prefix}_x"), c.tensor(y.name, "uint8"))
 
 
 # --- Pad -----------------------------------------------------------------------------------
