@@ -149,7 +149,7 @@ SIGMOID_TABLE_UINT16 = np.array([
 ], np.int64)
 
 
-def _checked_log2(x) -> tuple[int, bool]:
+def checked_log2(x) -> tuple[int, bool]:
     """TFLM's CheckedLog2 on a float32 scale: (round(log2 x), whether x is within 1e-3 of a power of two in log2),
     in float32 with logf taken correctly rounded."""
     log2 = _F(np.log(np.float64(_F(x)))) * (_F(1) / _F(np.log(np.float64(2.0))))
@@ -161,10 +161,10 @@ def sigmoid_scaling(s_x, s_y, tanh: bool) -> tuple[int, int]:
     """(M, n) of TFLM's int16 LOGISTIC / TANH prepare (zero points 0 checked by the caller): M = 0 with n the
     power-of-two scale's shift, or the multiplier to 1/(3 * 4096) per code doubled up to above 16383.5 (n times).
     ValueError where TFLM refuses the scales or its arithmetic would be undefined."""
-    log2_y, pot_y = _checked_log2(s_y)
+    log2_y, pot_y = checked_log2(s_y)
     if not pot_y or log2_y != -15:
         raise ValueError(f"the output's scale {float(s_y):g} must be 2^-15 (TFLM refuses others)")
-    log2_x, pot_x = _checked_log2(s_x)
+    log2_x, pot_x = checked_log2(s_x)
     shift = 12 + log2_x
     if pot_x and (shift == 0 or (tanh and shift == 1)):
         return 0, shift

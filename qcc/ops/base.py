@@ -182,6 +182,10 @@ class Op:
     aliases_input: bool = False
     # Ops that run after every other node (writing the state a later inference reads: AssignState).
     runs_last: bool = False
+    # Output index -> input index: a state the op updates (its output, assigned to the state by an AssignState)
+    # whose kernel reads the old value (that input) before writing over it, so that the memory plan may give the
+    # output the state's own bytes (qcc/passes/memory_plan.py, _assigned_in_place). The LSTM's states.
+    state_in_place: dict[int, int] = {}
     # Ops that only move values: quantizing commutes with them, so qcc/frontend/onnx/boundary_movers.py
     # may move a graph input's QuantizeLinear or a graph output's DequantizeLinear across them.
     moves_values_only: bool = False

@@ -249,8 +249,9 @@ def tensor_buffers(graph: Graph, streams: list[Stream] = (), concat_slices: bool
 def _assigned_in_place(graph: Graph, resolved, groups, storage, chain_step: dict[int, int]) -> list[tuple[str, int]]:
     """The values assigned to a state (AssignState) whose producer can write them straight into the state's
     bytes: the value is that node's own output (no alias shares it), read by the assignment alone, and every
-    read of the state's old value runs at an earlier step than the producer. The assignment then copies
-    nothing. Returns each such value with the state's offset."""
+    read of the state's old value runs at an earlier step than the producer, or is the producer's own, at the
+    input its kernel updates in place (Op.state_in_place). The assignment then copies nothing. Returns each such
+    value with the state's offset."""
     state_offsets, _ = graph.state_offsets()
     step = {id(node): chain_step.get(id(node), index) for index, node in enumerate(graph.nodes)}
     chosen = []
@@ -264,7 +265,10 @@ def _assigned_in_place(graph: Graph, resolved, groups, storage, chain_step: dict
                 or len(groups[resolved[value]]) != 1 or graph.consumers(value) != [assign]):
             continue
         old = set(groups[resolved[state.name]])
-        readers = [step[id(n)] for n in graph.nodes if old & set(n.inputs)]
+        in_place = op_named(producer.op).state_in_place.get(producer.outputs.index(value))
+        readers = [step[id(n)] for n in graph.nodes if old & set(n.inputs)
+                   and not (n is producer and in_place is not None and n.inputs[in_place] in old
+                            and sum(name in old for name in n.inputs) == 1)]
         if all(r < step[id(producer)] for r in readers):
             chosen.append((value, state_offsets[state.name]))
     return chosen
