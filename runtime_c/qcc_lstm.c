@@ -55,7 +55,7 @@ static void qcc_lstm_step(const qcc_lstm_params *p, const int8_t *x, int8_t *h, 
         for (u = 0; u < units; ++u) {
             gate[u] = (int16_t)qcc_lstm_clamp(gate[u] + other[u], INT16_MIN, INT16_MAX);
         }
-        act.tanh = g == 2 && p->cell_gate_tanh;
+        act.tanh = g == 2; /* the cell gate: TANH; the others LOGISTIC */
         qcc_sigmoid_s16(&act, gate, gate);
     }
     for (u = 0; u < units; ++u) {

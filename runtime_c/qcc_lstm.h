@@ -17,7 +17,6 @@ typedef struct {
     const int32_t *recurrent_acc_const;  /* [4][units]: -Z_h * sum(r) */
     int32_t input_m0[4], input_e[4];     /* (M0, e) of s_x s_w / 2^-12 per gate */
     int32_t recurrent_m0[4], recurrent_e[4];
-    int32_t cell_gate_tanh;              /* the cell gate's activation: 1 TANH, 0 LOGISTIC */
     int32_t forget_m0, forget_e;         /* f * c: 2^-15 */
     int32_t input_m0_mul, input_e_mul;   /* i * g: 2^-30 / s_c */
     int32_t hidden_m0, hidden_e;         /* tanh(c) * o: 2^-30 / s_h */

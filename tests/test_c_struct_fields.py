@@ -175,7 +175,8 @@ def generated(fake_libc, tmp_path_factory) -> dict[str, str]:  # noqa: F811
     sixteen.output(t)
     (folder / "mixed.tflite").write_bytes(sixteen.build())
     for name, path in (("16x8", REPO / "tests" / "data" / "tflite" / "net_16x8_int16_io.tflite"),
-                       ("mixed", folder / "mixed.tflite")):
+                       ("mixed", folder / "mixed.tflite"),
+                       ("lstm", REPO / "tests" / "data" / "tflite" / "mnist_lstm_int8.tflite")):
         compile_to_folder(path, folder / name, Options())
         texts[name] = preprocess(folder / name / "model.c", fake_libc, folder / name)
     return texts
@@ -184,7 +185,7 @@ def generated(fake_libc, tmp_path_factory) -> dict[str, str]:  # noqa: F811
 # --- the checks --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scheme", [*SCHEMES, "tflite", "16x8", "mixed"])
+@pytest.mark.parametrize("scheme", [*SCHEMES, "tflite", "16x8", "mixed", "lstm"])
 def test_every_parameter_struct_names_exactly_the_header_fields(generated, structs, scheme):
     errors, seen = check_model_c(generated[scheme], structs)
     assert errors == []

@@ -7,8 +7,8 @@ the cell state (int16, scale s_c = 2^p):
     gate_g = sat16(FC(x, W_g, b_g) + FC(h, R_g))                  g in forget, input, cell, output
         FC: acc = sum(w * (q - z)) + b in int32 (wrapping), MBQM(acc, M0, e) clamped to int16, with (M0, e) =
         QuantizeMultiplier(s_q * s_w / 2^-12) in double: each gate's pre-activation in Q3.12
-    f, i, o = LOGISTIC16(gate) and g = TANH16(gate_cell) (or LOGISTIC16: the cell gate's fused activation),
-        TFLM's int16 kernels (tflm_int16.sigmoid_int16) at the power-of-two scale 2^-12: Q0.15 out
+    f, i, o = LOGISTIC16(gate) and g = TANH16(gate_cell), TFLM's int16 kernels (tflm_int16.sigmoid_int16) at the
+        power-of-two scale 2^-12: Q0.15 out
     c = MUL16(f, c; 2^-15 s_c / s_c);  c = sat16(c + MUL16(i, g; 2^-30 / s_c));  c = clamp(c, +-clip)
         MUL16(a, b; M) = clamp16(MBQM(a * b, M0, e)), QuantizeMultiplier(M) of the double product of the scales;
         clip = int16(clamp(cell_clip / s_c, -32768, 32767)), truncated, where cell_clip > 0
@@ -61,7 +61,6 @@ class LstmParams:
     recurrent_acc_const: np.ndarray  # int64 [4, state]: -z_h * rowsum(R), reduced modulo 2^32
     input_scaling: list[tuple[int, int]]  # (M0, e) per gate
     recurrent_scaling: list[tuple[int, int]]
-    cell_gate_tanh: bool  # the cell gate's non-linearity: TANH (else LOGISTIC)
     forget_mul: tuple[int, int]
     input_mul: tuple[int, int]
     hidden_mul: tuple[int, int]
@@ -71,7 +70,7 @@ class LstmParams:
 
 
 def prepare(s_x: float, z_x: int, s_h: float, z_h: int, s_c: float, weights, recurrent, biases, weight_scales,
-            recurrent_scales, cell_clip: float, cell_gate_tanh: bool) -> LstmParams:
+            recurrent_scales, cell_clip: float) -> LstmParams:
     """LstmParams from the model's quantization: weights/recurrent/biases are per gate (GATES order)."""
     w = np.stack([np.asarray(a, np.int8) for a in weights])
     r = np.stack([np.asarray(a, np.int8) for a in recurrent])
@@ -87,7 +86,7 @@ def prepare(s_x: float, z_x: int, s_h: float, z_h: int, s_c: float, weights, rec
     clip = 0
     if cell_clip > 0:
         clip = int(min(max(float(np.float32(cell_clip)) / f32(s_c), -32768.0), 32767.0))
-    return LstmParams(w, r, input_acc, recurrent_acc, input_scaling, recurrent_scaling, cell_gate_tanh,
+    return LstmParams(w, r, input_acc, recurrent_acc, input_scaling, recurrent_scaling,
                       multiplier(ACTIVATION_SCALE * f32(s_c) / f32(s_c)),
                       multiplier(ACTIVATION_SCALE * ACTIVATION_SCALE / f32(s_c)),
                       multiplier(ACTIVATION_SCALE * ACTIVATION_SCALE / f32(s_h)), z_h, clip, cell_tanh)
@@ -104,8 +103,7 @@ def step(p: LstmParams, x, h, c) -> tuple[np.ndarray, np.ndarray]:
     for g in range(4):
         pre = np.clip(_fc(x, p.input_weights[g], p.input_acc_const[g], p.input_scaling[g])
                       + _fc(h, p.recurrent_weights[g], p.recurrent_acc_const[g], p.recurrent_scaling[g]), -32768, 32767)
-        tanh = GATES[g] == "cell" and p.cell_gate_tanh
-        gates.append(sigmoid_int16(pre, 0, 0, tanh).astype(np.int64))
+        gates.append(sigmoid_int16(pre, 0, 0, tanh=GATES[g] == "cell").astype(np.int64))
     forget, input_gate, cell, output = gates
     c = np.clip(mbqm(forget * c, *p.forget_mul), -32768, 32767)
     c = np.clip(c + np.clip(mbqm(input_gate * cell, *p.input_mul), -32768, 32767), -32768, 32767)

@@ -3,7 +3,8 @@ state and gates (the arithmetic: qcc/numerics/tflm_lstm.py; the C: runtime_c/qcc
 
 What qcc compiles: the LSTM without peepholes, projection or layer normalisation, with an input gate (no CIFG),
 per-tensor int8 weights, int32 biases, batch-major or time-major, any cell clip; the cell gate's activation TANH
-or SIGMOID. Every other variant is refused by name. The hidden and cell states are the operator's variable tensors:
+(the only one TFLM applies that the schema can express: its other values leave TFLM's gate unactivated, an
+assertion its release build skips). Every other variant is refused by name. The hidden and cell states are the operator's variable tensors:
 TFLM keeps them from one inference to the next (zero-point filled at start and by Reset()), and so does qcc, as
 two StateVariables (qcc/ir.py) that the kernel updates in place, step by step.
 """
@@ -24,7 +25,7 @@ RECURRENT_WEIGHTS = {"input": 5, "forget": 6, "cell": 7, "output": 8}
 BIASES = {"input": 12, "forget": 13, "cell": 14, "output": 15}
 PEEPHOLES, PROJECTION, LAYER_NORMS = (9, 10, 11), (16, 17), (20, 21, 22, 23)
 HIDDEN_STATE, CELL_STATE = 18, 19
-ACTIVATIONS = {4: True, 6: False}  # TfLiteFusedActivation TANH, SIGMOID -> the cell gate is TANH
+TANH = 4  # ActivationFunctionType TANH
 
 
 @register
@@ -47,8 +48,8 @@ class TflmLstm(Op):
         model.require(model.has_input(INPUT_WEIGHTS["input"]) and model.has_input(RECURRENT_WEIGHTS["input"]),
                       "has no input gate (CIFG); qcc compiles the LSTM with its input gate")
         activation = int(model.options.get("fused_activation_function", 0))
-        model.require(activation in ACTIVATIONS, f"the cell gate's activation is {activation}; TFLM's integer LSTM "
-                      "takes TANH or SIGMOID")
+        model.require(activation == TANH, f"the cell gate's activation is {activation}; qcc compiles TFLM's integer "
+                      "LSTM with TANH (TFLM leaves the gate unactivated for the schema's other values)")
         model.require(not model.options.get("diagonal_recurrent_tensors") and not model.options.get(
             "asymmetric_quantize_inputs"), "has diagonal recurrent weights or hybrid quantization, which qcc does not "
             "compile")
@@ -89,7 +90,7 @@ class TflmLstm(Op):
                       "TFLM's LSTM reads it as one")
         try:
             params = tflm_lstm.prepare(s_x, z_x, s_h, z_h, s_c, weights, recurrent, biases, w_scales, r_scales,
-                                       float(model.options.get("cell_clip", 0.0)), ACTIVATIONS[activation])
+                                       float(model.options.get("cell_clip", 0.0)))
         except ValueError as error:
             model.refuse(str(error))
         y = model.output(0, x.shape[:2] + (state_size,), "tflite")
@@ -159,7 +160,6 @@ class TflmLstm(Op):
             "recurrent_acc_const": c.const_array(f"{prefix}_recurrent_acc_const", "int32_t", p.recurrent_acc_const),
             "input_m0": [m for m, _ in p.input_scaling], "input_e": [e for _, e in p.input_scaling],
             "recurrent_m0": [m for m, _ in p.recurrent_scaling], "recurrent_e": [e for _, e in p.recurrent_scaling],
-            "cell_gate_tanh": int(p.cell_gate_tanh),
             "forget_m0": p.forget_mul[0], "forget_e": p.forget_mul[1], "input_m0_mul": p.input_mul[0],
             "input_e_mul": p.input_mul[1], "hidden_m0": p.hidden_mul[0], "hidden_e": p.hidden_mul[1],
             "hidden_zero": p.hidden_zero, "cell_clip": p.cell_clip,
