@@ -49,7 +49,7 @@ from qcc import __version__  # noqa: E402
 from qcc.commands.bench import BENCH_ARM_CFLAGS, bench, count_layers  # noqa: E402
 from qcc.commands.compile import compile_to_folder  # noqa: E402
 from qcc.errors import QccError  # noqa: E402
-from qcc.ir import DTYPE_RANGE, Graph, Node  # noqa: E402
+from qcc.ir import C_TYPES, DTYPE_RANGE, Graph, Node  # noqa: E402
 from qcc.numerics import tflm  # noqa: E402
 from qcc.ops import op_named  # noqa: E402
 from qcc.ops.c_emitter import c_comment_text, designated_initializer, format_values  # noqa: E402
@@ -65,10 +65,10 @@ QUANTIZATION = {"activation": "int8", "quant_format": "QDQ"}  # as benchmarks/be
 CMSIS_CFLAGS = ("-O2", "-ffunction-sections", "-fdata-sections", "-DARM_MATH_DSP")
 HARNESS = "cmsis_nn_run"  # the harness's C file and its run function, which the counter marks
 
-# Layer kinds, in the order of the report; per MAC for the first five, per element for the rest.
-KINDS = ("conv 1x1", "conv 3x3", "other conv", "depthwise", "fully connected", "average pool", "max pool", "add",
-         "softmax", "concat")
-PER_MAC = KINDS[:5]
+# Layer kinds, in the order of the report; per MAC for the first six, per element for the rest.
+KINDS = ("conv 1x1", "conv 3x3", "other conv", "depthwise", "fully connected", "lstm", "average pool", "max pool",
+         "add", "softmax", "concat")
+PER_MAC = KINDS[:6]
 FREE = "free"  # qcc's Reshape (Flatten): no code in qcc, no call in CMSIS-NN
 UNMAPPED = "no CMSIS-NN kernel"
 
@@ -86,6 +86,7 @@ class CmsisLayer:
     work: int = 0  # MACs (PER_MAC kinds) or elements: the denominator of the kind's rate
     params: dict = field(default_factory=dict)  # scalars and dims the call takes
     arrays: dict = field(default_factory=dict)  # name -> (C type, values): weights, bias, multipliers, shifts
+    state: dict = field(default_factory=dict)  # name -> (C type, count, fill): buffers the call keeps or works in
     note: str = ""  # what the mapping leaves out, or why there is no call
 
 
@@ -312,10 +313,87 @@ def _concat(layer: CmsisLayer, node: Node, graph: Graph) -> None:
         layer.note = "CMSIS-NN copies; qcc requantizes the inputs whose scale differs from the output's"
 
 
+def _conv16x8(layer: CmsisLayer, node: Node, graph: Graph) -> None:
+    """TFLite's 16x8 CONV_2D, DEPTHWISE_CONV_2D and FULLY_CONNECTED (qcc's Conv16x8): CMSIS-NN's s16 kernels."""
+    a, x, y = node.attrs, graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+    conv = op_named(node.op)
+    (n, in_c, in_h, in_w), (_, out_c, out_h, out_w) = conv._geometry(node, graph)
+    weights = np.asarray(graph.tensor(node.inputs[1]).data)  # (out_c, in_c / groups, k_h, k_w)
+    (k_h, k_w), groups = a["kernel"], a["groups"]
+    real = float(x.quant.scalar()[0]) * np.broadcast_to(graph.tensor(node.inputs[1]).quant.scale.reshape(-1),
+                                                        (out_c,)).astype(np.float64) / float(y.quant.scalar()[0])
+    mult, shift = tflm_multipliers(real)
+    bias = a["bias"] if a["bias"] is not None else np.zeros(out_c, np.int64)
+    lo, hi = conv._clamp(node)
+    layer.inputs, layer.output = [node.inputs[0]], node.outputs[0]
+    layer.work = conv.macs(node, graph)
+    common = {"input_offset": 0, "output_offset": 0, "stride": tile(a["strides"][1], a["strides"][0]),
+              "padding": tile(a["pads_begin"][1], a["pads_begin"][0]),
+              "dilation": tile(a["dilations"][1], a["dilations"][0]), "activation": {"min": lo, "max": hi}}
+    layer.arrays = {"bias": ("int64_t", bias), "mult": ("int32_t", mult), "shift": ("int32_t", shift)}
+    if not a["wide"]:
+        layer.note = "an int32 bias (CMSIS-NN's s16 kernels take int64 here)"
+    if len(y.shape) == 2:  # FULLY_CONNECTED: arm_fully_connected_s16 takes one multiplier
+        layer.kind, layer.function = "fully connected", "arm_fully_connected_s16"
+        layer.params = {"fc_params": {"input_offset": 0, "filter_offset": 0, "output_offset": 0,
+                                      "activation": {"min": lo, "max": hi}},
+                        "quant_params": {"multiplier": int(mult[0]), "shift": int(shift[0])},
+                        "input_dims": dims(n, 1, 1, in_c), "filter_dims": dims(in_c, 1, 1, out_c),
+                        "bias_dims": dims(1, 1, 1, out_c), "output_dims": dims(n, 1, 1, out_c)}
+        layer.arrays = {"filter": ("int8_t", weights.reshape(out_c, in_c)), "bias": ("int64_t", bias)}
+        if np.unique(mult).size > 1 or np.unique(shift).size > 1:
+            layer.note = "per-tensor requantization (channel 0's multiplier) of per-channel weights"
+    elif groups == 1:
+        layer.kind = "conv 1x1" if (k_h, k_w) == (1, 1) else "conv 3x3" if (k_h, k_w) == (3, 3) else "other conv"
+        layer.function = "arm_convolve_wrapper_s16"
+        layer.params = {"conv_params": common, "input_dims": dims(n, in_h, in_w, in_c),
+                        "filter_dims": dims(out_c, k_h, k_w, in_c), "bias_dims": dims(1, 1, 1, out_c),
+                        "output_dims": dims(n, out_h, out_w, out_c)}
+        layer.arrays["filter"] = ("int8_t", weights.transpose(0, 2, 3, 1))  # OHWI
+    else:
+        layer.kind, layer.function = "depthwise", "arm_depthwise_conv_wrapper_s16"
+        layer.params = {"dw_conv_params": {**common, "ch_mult": out_c // in_c}, "input_dims": dims(n, in_h, in_w, in_c),
+                        "filter_dims": dims(1, k_h, k_w, out_c), "bias_dims": dims(1, 1, 1, out_c),
+                        "output_dims": dims(n, out_h, out_w, out_c)}
+        layer.arrays["filter"] = ("int8_t", weights.transpose(1, 2, 3, 0))
+
+
+def _lstm(layer: CmsisLayer, node: Node, graph: Graph) -> None:
+    """TFLite's int8 LSTM (qcc's TflmLstm): arm_lstm_unidirectional_s8 with the same parameters, its state in
+    buffers of the harness (a zero-filled cell state, a hidden state at its zero point)."""
+    p = node.params["lstm"]
+    _, units, features = p.input_weights.shape
+    gates = {}
+    for g, gate in enumerate(("forget", "input", "cell", "output")):
+        gates[f"{gate}_gate"] = {
+            "input_multiplier": p.input_scaling[g][0], "input_shift": p.input_scaling[g][1],
+            "input_weights": f"{{p}}_w{g}", "input_effective_bias": f"{{p}}_wb{g}",
+            "hidden_multiplier": p.recurrent_scaling[g][0], "hidden_shift": p.recurrent_scaling[g][1],
+            "hidden_weights": f"{{p}}_r{g}", "hidden_effective_bias": f"{{p}}_rb{g}", "bias": "NULL",
+            "activation_type": "ARM_TANH" if gate == "cell" else "ARM_SIGMOID"}
+        layer.arrays |= {f"w{g}": ("int8_t", p.input_weights[g]), f"wb{g}": ("int32_t", p.input_acc_const[g]),
+                         f"r{g}": ("int8_t", p.recurrent_weights[g]), f"rb{g}": ("int32_t", p.recurrent_acc_const[g])}
+    power = units and int(np.round(np.log2(float(graph.tensor(node.inputs[2]).quant.scalar()[0]))))
+    layer.kind, layer.function = "lstm", "arm_lstm_unidirectional_s8"
+    layer.inputs, layer.output = [node.inputs[0]], node.outputs[0]
+    layer.work = op_named(node.op).macs(node, graph)
+    layer.params = {"lstm_params": {
+        "time_major": int(node.attrs["time_major"]), "batch_size": node.attrs["batch"], "time_steps": node.attrs["steps"],
+        "input_size": features, "hidden_size": units, "input_offset": -_zero(graph, node.inputs[0]),
+        "forget_to_cell_multiplier": p.forget_mul[0], "forget_to_cell_shift": p.forget_mul[1],
+        "input_to_cell_multiplier": p.input_mul[0], "input_to_cell_shift": p.input_mul[1],
+        "cell_clip": p.cell_clip or 32767, "cell_scale_power": power,
+        "output_multiplier": p.hidden_mul[0], "output_shift": p.hidden_mul[1], "output_offset": p.hidden_zero, **gates}}
+    layer.state = {"hidden": ("int8_t", units * node.attrs["batch"], p.hidden_zero),
+                   "cell": ("int16_t", units * node.attrs["batch"], 0),
+                   "temp1": ("int16_t", units * node.attrs["batch"], 0), "temp2": ("int16_t", units * node.attrs["batch"], 0)}
+
+
 MAPPERS = {"QLinearConv": _conv, "QGemm": _fully_connected, "QLinearMatMul": _fully_connected,
            "QLinearAveragePool": _average_pool, "QLinearGlobalAveragePool": _average_pool, "MaxPool": _max_pool,
            "QLinearAdd": _add, "QLinearSoftmax": _softmax, "Concat": _concat, "QLinearConcat": _concat,
            "TflmAveragePool": _tflm_average_pool, "TflmSoftmax": _tflm_softmax}
+WIDE_MAPPERS = {"Conv16x8": _conv16x8, "TflmLstm": _lstm}  # int16 codes in or out: CMSIS-NN's s16 and LSTM kernels
 # The TFLite frontend's layout changes (channels last <-> first): CMSIS-NN keeps every tensor channels last.
 LAYOUT_PERMUTATIONS = ([0, 3, 1, 2], [0, 2, 3, 1])
 
@@ -332,6 +410,8 @@ def map_layers(graph: Graph) -> list[CmsisLayer]:
             layer.kind, layer.inputs, layer.output = FREE, [node.inputs[0]], node.outputs[0]
         elif node.op in MAPPERS and all(graph.tensor(t).dtype == "int8" for t in node.outputs):
             MAPPERS[node.op](layer, node, graph)
+        elif node.op in WIDE_MAPPERS:
+            WIDE_MAPPERS[node.op](layer, node, graph)
         elif node.op in MAPPERS:
             layer.note = "uint8 activations: CMSIS-NN's kernels are s8"
         else:
@@ -354,6 +434,11 @@ def scratch_bound(layer: CmsisLayer) -> int:
         return 2 * p["input_dims"]["c"] * p["filter_dims"]["h"] * p["filter_dims"]["w"]
     if layer.function == "arm_avgpool_s8":
         return 4 * p["input_dims"]["c"]
+    if layer.function in ("arm_convolve_wrapper_s16", "arm_depthwise_conv_wrapper_s16"):
+        f = p["filter_dims"]
+        return 8 * f["h"] * f["w"] * max(f["c"], p["input_dims"]["c"]) + 64
+    if layer.function == "arm_fully_connected_s16":
+        return 4 * p["filter_dims"]["n"] + 64
     return 0
 
 
@@ -364,11 +449,17 @@ BUFFER_SIZE_CALLS = {
                                      "&{p}_input_dims, &{p}_filter_dims, &{p}_output_dims)",
     "arm_avgpool_s8": "arm_avgpool_s8_get_buffer_size({p}_output_dims.w, {p}_input_dims.c)",
     "arm_fully_connected_s8": "arm_fully_connected_s8_get_buffer_size(&{p}_filter_dims)",
+    "arm_convolve_wrapper_s16": "arm_convolve_wrapper_s16_get_buffer_size(&{p}_conv_params, &{p}_input_dims, "
+                                "&{p}_filter_dims, &{p}_output_dims)",
+    "arm_depthwise_conv_wrapper_s16": "arm_depthwise_conv_wrapper_s16_get_buffer_size(&{p}_dw_conv_params, "
+                                      "&{p}_input_dims, &{p}_filter_dims, &{p}_output_dims)",
+    "arm_fully_connected_s16": "arm_fully_connected_s16_get_buffer_size(&{p}_filter_dims)",
 }
 STRUCT_TYPES = {"conv_params": "cmsis_nn_conv_params", "dw_conv_params": "cmsis_nn_dw_conv_params",
                 "fc_params": "cmsis_nn_fc_params", "pool_params": "cmsis_nn_pool_params",
                 "quant_params": "cmsis_nn_per_tensor_quant_params", "input_dims": "cmsis_nn_dims",
-                "filter_dims": "cmsis_nn_dims", "bias_dims": "cmsis_nn_dims", "output_dims": "cmsis_nn_dims"}
+                "filter_dims": "cmsis_nn_dims", "bias_dims": "cmsis_nn_dims", "output_dims": "cmsis_nn_dims",
+                "lstm_params": "cmsis_nn_lstm_params"}
 
 
 def _call(layer: CmsisLayer, p: str, buffers: dict[str, str]) -> list[str]:
@@ -376,6 +467,16 @@ def _call(layer: CmsisLayer, p: str, buffers: dict[str, str]) -> list[str]:
     ins = [buffers[t] for t in layer.inputs]
     out = buffers[layer.output]
     f = layer.function
+    if f == "arm_convolve_wrapper_s16":
+        return [f"status |= {f}(&ctx, &{p}_conv_params, &{p}_quant, &{p}_input_dims, {ins[0]}, &{p}_filter_dims, "
+                f"{p}_filter, &{p}_bias_dims, &{p}_bias_data, &{p}_output_dims, {out});"]
+    if f in ("arm_depthwise_conv_wrapper_s16", "arm_fully_connected_s16"):
+        conv, quant = ("dw_conv_params", "quant") if f == "arm_depthwise_conv_wrapper_s16" else ("fc_params",
+                                                                                                 "quant_params")
+        return [f"status |= {f}(&ctx, &{p}_{conv}, &{p}_{quant}, &{p}_input_dims, {ins[0]}, &{p}_filter_dims, "
+                f"{p}_filter, &{p}_bias_dims, {p}_bias, &{p}_output_dims, {out});"]
+    if f == "arm_lstm_unidirectional_s8":
+        return [f"status |= {f}({ins[0]}, {out}, &{p}_lstm_params, &{p}_lstm_context);"]
     if f in ("arm_convolve_wrapper_s8", "arm_depthwise_conv_wrapper_s8"):
         conv = "conv_params" if f == "arm_convolve_wrapper_s8" else "dw_conv_params"
         return [f"status |= {f}(&ctx, &{p}_{conv}, &{p}_quant, &{p}_input_dims, {ins[0]}, &{p}_filter_dims, "
@@ -419,14 +520,15 @@ def harness_source(graph: Graph, layers: list[CmsisLayer], inputs: list[np.ndarr
             continue
         symbol = f"t{len(buffers)}"
         buffers[name] = symbol
+        ctype = C_TYPES[tensor.dtype]
         if name in graph.inputs:
             value = np.asarray(inputs[graph.inputs.index(name)]).reshape(tensor.shape)
             value = value.transpose(0, 2, 3, 1) if value.ndim == 4 else value
             decls.append(f"/* {c_comment_text(name)}: graph input {tensor.shape} NCHW, here NHWC */\n"
-                         f"static const int8_t {symbol}[{tensor.size}] __attribute__((aligned(4))) = {{\n"
+                         f"static const {ctype} {symbol}[{tensor.size}] __attribute__((aligned(4))) = {{\n"
                          f"    {format_values(value)}\n}};")
         else:
-            decls.append(f"static int8_t {symbol}[{tensor.size}] __attribute__((aligned(4))); "
+            decls.append(f"static {ctype} {symbol}[{tensor.size}] __attribute__((aligned(4))); "
                          f"/* {c_comment_text(name)} {'x'.join(map(str, nhwc(tensor.shape)))} */")
     for alias, source in root.items():
         buffers[alias] = buffers[source]
@@ -445,9 +547,18 @@ def harness_source(graph: Graph, layers: list[CmsisLayer], inputs: list[np.ndarr
                              f"    {format_values(np.ascontiguousarray(values))}\n}};")
             if "mult" in layer.arrays:
                 decls.append(f"static const cmsis_nn_per_channel_quant_params {p}_quant = {{ {p}_mult, {p}_shift }};")
+            if layer.function == "arm_convolve_wrapper_s16":
+                decls.append(f"static const cmsis_nn_bias_data {p}_bias_data = {{ {p}_bias, false }};")
+            for key, (ctype, count, fill) in layer.state.items():
+                decls.append(f"static {ctype} {p}_{key}[{count}] __attribute__((aligned(4))) = {{ "
+                             f"{', '.join([str(fill)] * count)} }};")
+            if layer.state:
+                decls.append(f"static cmsis_nn_lstm_context {p}_lstm_context = {{ {p}_temp1, {p}_temp2, {p}_cell, "
+                             f"{p}_hidden }};")
             for key, value in layer.params.items():
                 if key in STRUCT_TYPES:
-                    decls.append(f"static const {STRUCT_TYPES[key]} {p}_{key} = {designated_initializer(value)};")
+                    text = designated_initializer(value).replace("{p}", p)  # the LSTM's gates name their arrays
+                    decls.append(f"static const {STRUCT_TYPES[key]} {p}_{key} = {text};")
             body.append(f"    {head} */")
             body += [f"    {line}" for line in _call(layer, p, buffers)]
             if layer.function in BUFFER_SIZE_CALLS:

@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 
+#include "qcc_dsp.h"
 #include "qcc_requant_single.h" /* qcc_wrap_u32_to_i32 */
 #include "qcc_requant_tflm.h"   /* qcc_tflm_scale */
 #include "qcc_s16.h"            /* qcc_sigmoid_s16 */
@@ -20,24 +21,50 @@ static int32_t qcc_lstm_clamp(int32_t v, int32_t lo, int32_t hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-/* out[u] = clamp16(MBQM(acc_const[u] + sum(w[u][k] * x[k]), m0, e)), int32 sums wrapping */
-static void qcc_lstm_matrix(const int8_t *w, const int8_t *x, int32_t rows, int32_t cols, const int32_t *acc_const,
+/* x (n codes) as int16, zeros up to n rounded to 4: the column every row of a gate's weights multiplies */
+static void qcc_lstm_widen(const int8_t *x, int32_t n, int16_t *wide)
+{
+    int32_t k;
+    for (k = 0; k < n; ++k) {
+        wide[k] = x[k];
+    }
+    for (; k & 3; ++k) {
+        wide[k] = 0;
+    }
+}
+
+/* out[u] = clamp16(MBQM(acc_const[u] + sum(w[u][k] * x[k]), m0, e)), the sums modulo 2^32 (TFLM's int32
+ * accumulator wraps there too); each row of w holds k4 taps (zeros after cols) in the order 0, 2, 1, 3 by
+ * groups of 4, so that SXTB16 of a word gives the int16 pairs SMLAD takes */
+static void qcc_lstm_matrix(const int8_t *w, const int16_t *x, int32_t rows, int32_t k4, const int32_t *acc_const,
                             int32_t m0, int32_t e, int16_t *out)
 {
     int32_t u, k;
-    for (u = 0; u < rows; ++u, w += cols) {
-        uint32_t acc = (uint32_t)acc_const[u];
-        for (k = 0; k < cols; ++k) {
-            acc += (uint32_t)((int32_t)w[k] * x[k]);
+    for (u = 0; u < rows; ++u, w += k4) {
+#if QCC_DSP
+        int32_t acc = acc_const[u];
+        for (k = 0; k < k4; k += 4) {
+            const uint32_t packed = qcc_load_u32(w + k);
+            acc = __smlad((int32_t)qcc_load_u32(x + k), __sxtb16(packed), acc);
+            acc = __smlad((int32_t)qcc_load_u32(x + k + 2), qcc_sxtb16_ror8(packed), acc);
         }
-        out[u] = (int16_t)qcc_lstm_clamp(qcc_lstm_mbqm(qcc_wrap_u32_to_i32(acc), m0, e), INT16_MIN, INT16_MAX);
+#else
+        uint32_t sum = (uint32_t)acc_const[u];
+        int32_t acc;
+        for (k = 0; k < k4; k += 4) {
+            sum += (uint32_t)((int32_t)w[k] * x[k] + (int32_t)w[k + 2] * x[k + 1] + (int32_t)w[k + 1] * x[k + 2]
+                              + (int32_t)w[k + 3] * x[k + 3]);
+        }
+        acc = qcc_wrap_u32_to_i32(sum);
+#endif
+        out[u] = (int16_t)qcc_lstm_clamp(qcc_lstm_mbqm(acc, m0, e), INT16_MIN, INT16_MAX);
     }
 }
 
 static void qcc_lstm_step(const qcc_lstm_params *p, const int8_t *x, int8_t *h, int16_t *c, int16_t *gates,
-                          int16_t *recurrent)
+                          int16_t *recurrent, int16_t *x_wide, int16_t *h_wide)
 {
-    const int32_t units = p->units;
+    const int32_t units = p->units, features4 = (p->features + 3) & ~3, units4 = (units + 3) & ~3;
     qcc_sigmoid16_params act;
     int32_t g, u;
     act.count = units;
@@ -45,12 +72,14 @@ static void qcc_lstm_step(const qcc_lstm_params *p, const int8_t *x, int8_t *h, 
     act.shift = 0;
     act.rounding = 0;
     act.table = p->sigmoid_table;
+    qcc_lstm_widen(x, p->features, x_wide);
+    qcc_lstm_widen(h, units, h_wide);
     /* every gate reads the hidden state of the previous step: all four first */
     for (g = 0; g < 4; ++g) {
         int16_t *gate = gates + g * units, *other = recurrent + g * units;
-        qcc_lstm_matrix(p->input_weights + (size_t)g * (size_t)units * (size_t)p->features, x, units, p->features,
+        qcc_lstm_matrix(p->input_weights + (size_t)g * (size_t)units * (size_t)features4, x_wide, units, features4,
                         p->input_acc_const + g * units, p->input_m0[g], p->input_e[g], gate);
-        qcc_lstm_matrix(p->recurrent_weights + (size_t)g * (size_t)units * (size_t)units, h, units, units,
+        qcc_lstm_matrix(p->recurrent_weights + (size_t)g * (size_t)units * (size_t)units4, h_wide, units, units4,
                         p->recurrent_acc_const + g * units, p->recurrent_m0[g], p->recurrent_e[g], other);
         for (u = 0; u < units; ++u) {
             gate[u] = (int16_t)qcc_lstm_clamp(gate[u] + other[u], INT16_MIN, INT16_MAX);
@@ -83,6 +112,7 @@ static void qcc_lstm_step(const qcc_lstm_params *p, const int8_t *x, int8_t *h, 
 void qcc_lstm_s8(const qcc_lstm_params *p, const int8_t *x, int8_t *h, int16_t *c, int8_t *y, int32_t *scratch)
 {
     int16_t *gates = (int16_t *)(void *)scratch, *recurrent = gates + 4 * p->units;
+    int16_t *x_wide = recurrent + 4 * p->units, *h_wide = x_wide + ((p->features + 3) & ~3);
     int32_t n, t, u;
     for (n = 0; n < p->batch; ++n) {
         int8_t *hn = h + (size_t)n * (size_t)p->units;
@@ -90,7 +120,7 @@ void qcc_lstm_s8(const qcc_lstm_params *p, const int8_t *x, int8_t *h, int16_t *
         for (t = 0; t < p->steps; ++t) {
             const size_t at = p->time_major ? (size_t)t * (size_t)p->batch + (size_t)n
                                             : (size_t)n * (size_t)p->steps + (size_t)t;
-            qcc_lstm_step(p, x + at * (size_t)p->features, hn, cn, gates, recurrent);
+            qcc_lstm_step(p, x + at * (size_t)p->features, hn, cn, gates, recurrent, x_wide, h_wide);
             for (u = 0; u < p->units; ++u) {
                 y[at * (size_t)p->units + (size_t)u] = hn[u];
             }

@@ -11,8 +11,9 @@
 typedef struct {
     int32_t batch, steps, features, units;
     int32_t time_major;                  /* 1: x and y are (steps, batch, .); 0: (batch, steps, .) */
-    const int8_t *input_weights;         /* [4][units][features] */
-    const int8_t *recurrent_weights;     /* [4][units][units] */
+    const int8_t *input_weights;         /* [4][units][features4]: features4 = features rounded up to 4, zeros after
+                                          * the taps, each group of 4 stored in the order 0, 2, 1, 3 */
+    const int8_t *recurrent_weights;     /* [4][units][units4], the same */
     const int32_t *input_acc_const;      /* [4][units]: bias - Z_x * sum(w) */
     const int32_t *recurrent_acc_const;  /* [4][units]: -Z_h * sum(r) */
     int32_t input_m0[4], input_e[4];     /* (M0, e) of s_x s_w / 2^-12 per gate */
@@ -26,7 +27,8 @@ typedef struct {
     const uint16_t *sigmoid_table;       /* [256]: TFLM's table of sigmoid(i / 24) */
 } qcc_lstm_params;
 
-/* h and c: the state, updated in place (batch x units each); scratch: 8 * units int16, word-aligned. */
+/* h and c: the state, updated in place (batch x units each); scratch: 8 * units + features4 + units4 int16,
+ * word-aligned. */
 void qcc_lstm_s8(const qcc_lstm_params *p, const int8_t *x, int8_t *h, int16_t *c, int8_t *y, int32_t *scratch);
 
 #endif /* QCC_LSTM_H */

@@ -234,11 +234,11 @@ def refused(model: bytes, tmp_path, *expected: str, tflm_refuses: bool) -> None:
 
 
 def test_the_cli_refuses_another_type_in_one_line(tmp_path):
-    """int16 LOGISTIC (TFLM's LUT kernel) on a graph input, and an int8 LOGISTIC writing int16, which TFLM
-    refuses too: exit 2, one line naming the model and the tensor or operator, no output folder."""
-    int16_input = single("LOGISTIC", "int16", "int16", x=(F32(2.0**-12), 0), y=(F32(2.0**-15), 0), version=3)
+    """int16 LOGISTIC (TFLM's LUT kernel) with an output scale TFLM refuses, and an int8 LOGISTIC writing int16, which
+    TFLM refuses too: exit 2, one line naming the model and the tensor or operator, no output folder."""
+    int16_input = single("LOGISTIC", "int16", "int16", x=(F32(2.0**-12), 0), y=(F32(2.0**-14), 0), version=3)
     int16_output = single("LOGISTIC", "int8", "int16", y=(F32(2.0**-15), 0), version=3)
-    for name, model, expected in [("in16.tflite", int16_input, ["in16.tflite", "'x'", "int16"]),
+    for name, model, expected in [("in16.tflite", int16_input, ["in16.tflite", "LOGISTIC", "2^-15"]),
                                   ("out16.tflite", int16_output, ["out16.tflite", "LOGISTIC", "int8 -> int16"])]:
         path, out = tmp_path / name, tmp_path / f"out_{name}"
         path.write_bytes(model)
@@ -263,8 +263,8 @@ def test_refusals(tmp_path):
             tflm_refuses=True)
     refused(single("TANH", y_dtype="int16", y=(F32(2.0**-15), 0), version=3), tmp_path, "TANH", "int8 -> int16",
             tflm_refuses=True)
-    refused(single("QUANTIZE", y_dtype="int16", y=(F32(2.0**-15), 0), version=2), tmp_path, "QUANTIZE",
-            "int8 -> int16", tflm_refuses=False)
+    refused(single("QUANTIZE", y_dtype="uint8", y=(F32(2.0**-8), 0), version=2), tmp_path, "QUANTIZE",
+            "int8 -> uint8", tflm_refuses=False)
     for op in ("RELU_N1_TO_1", "RELU_0_TO_1"):  # TFLM has no kernel for either
         refused(single(op, y=(F32(0.1), 0)), tmp_path, op, "does not support", tflm_refuses=True)
     # Undefined in TFLM's C++: a shift by a negative amount (s_x < 2^-28), a shift by 32 or more.

@@ -17,6 +17,7 @@ from qcc.ir import Graph, Node, StateVariable, Tensor
 from qcc.numerics import tflm_int16, tflm_lstm
 from qcc.ops.base import Op, TfliteOp, register
 from qcc.ops.explanation import Explanation
+from qcc.ops.quantized import sxtb16_tap_order
 from qcc.ops.state import fill_byte
 
 # TFLite's input positions (lstm_shared.h): weights per gate, recurrent weights, biases, states
@@ -143,8 +144,9 @@ class TflmLstm(Op):
                                            ", the hidden state requantized to int8; the same in every scheme")
 
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
-        state_size = node.params["lstm"].input_weights.shape[1]
-        return 2 * 4 * state_size * 2  # four gates' int16 values and their recurrent halves
+        _, units, features = node.params["lstm"].input_weights.shape
+        # four gates' int16 values, their recurrent halves, and the step's input and hidden state as int16
+        return 2 * (8 * units + _round4(features) + _round4(units))
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         p: tflm_lstm.LstmParams = node.params["lstm"]
@@ -154,8 +156,8 @@ class TflmLstm(Op):
         fields = {
             "batch": node.attrs["batch"], "steps": node.attrs["steps"], "features": features, "units": state_size,
             "time_major": int(node.attrs["time_major"]),
-            "input_weights": c.const_array(f"{prefix}_input_weights", "int8_t", p.input_weights),
-            "recurrent_weights": c.const_array(f"{prefix}_recurrent_weights", "int8_t", p.recurrent_weights),
+            "input_weights": c.const_array(f"{prefix}_input_weights", "int8_t", _taps(p.input_weights)),
+            "recurrent_weights": c.const_array(f"{prefix}_recurrent_weights", "int8_t", _taps(p.recurrent_weights)),
             "input_acc_const": c.const_array(f"{prefix}_input_acc_const", "int32_t", p.input_acc_const),
             "recurrent_acc_const": c.const_array(f"{prefix}_recurrent_acc_const", "int32_t", p.recurrent_acc_const),
             "input_m0": [m for m, _ in p.input_scaling], "input_e": [e for _, e in p.input_scaling],
@@ -176,3 +178,13 @@ class TflmLstm(Op):
         call = (f"qcc_lstm_s8({params}, {c.tensor(x.name)}, {c.tensor(h_next)}, {c.tensor(c_next)}, "
                 f"{c.tensor(node.outputs[0])}, {c.scratch(node)});")
         return "\n    ".join(copies + [call])
+
+
+def _round4(n: int) -> int:
+    return -(-n // 4) * 4
+
+
+def _taps(weights: np.ndarray) -> np.ndarray:
+    """[4][units][k] int8 -> [4][units][k rounded up to 4] in the SMLAD order (quantized.sxtb16_tap_order)."""
+    gates, units, k = weights.shape
+    return sxtb16_tap_order(weights.reshape(gates * units, k), _round4(k)).reshape(-1)
