@@ -40,6 +40,17 @@ static int64_t qcc_dot_s16(const int8_t *w, const int16_t *col, int32_t taps4, i
     return acc;
 }
 
+/* the output code of accumulator acc in channel oc, the kernel's path (wide or narrow) */
+static inline int32_t qcc_conv16_code(const qcc_conv16_params *p, int32_t oc, int64_t acc)
+{
+    if (p->wide) {
+        return qcc_requantize_wide(acc, p->wide_mult[oc], p->wide_shift[oc], p->lo, p->hi);
+    } else {
+        const qcc_requant_channel ch = qcc_requant_channel_of(&p->requant, oc);
+        return qcc_requantize_channel(&ch, qcc_wrap_u32_to_i32((uint32_t)(uint64_t)acc)); /* TFLM's int32 sum */
+    }
+}
+
 void qcc_conv_s16(const qcc_conv16_params *p, const int16_t *x, int16_t *y, int32_t *scratch)
 {
     int16_t *col = (int16_t *)(void *)scratch;
@@ -72,15 +83,8 @@ void qcc_conv_s16(const qcc_conv16_params *p, const int16_t *x, int16_t *y, int3
                     for (oc = g * out_per_group; oc < (g + 1) * out_per_group; ++oc) {
                         const int64_t acc = qcc_dot_s16(p->weights + (size_t)oc * (size_t)p->taps4, col, p->taps4,
                                                          p->bias != NULL ? p->bias[oc] : 0);
-                        int32_t code;
-                        if (p->wide) {
-                            code = qcc_requantize_wide(acc, p->wide_mult[oc], p->wide_shift[oc], p->lo, p->hi);
-                        } else {
-                            const qcc_requant_channel ch = qcc_requant_channel_of(&p->requant, oc);
-                            /* TFLM's int32 accumulator, modulo 2^32 */
-                            code = qcc_requantize_channel(&ch, qcc_wrap_u32_to_i32((uint32_t)(uint64_t)acc));
-                        }
-                        out[(size_t)oc * out_plane + (size_t)oh * (size_t)p->out_w + (size_t)ow] = (int16_t)code;
+                        out[(size_t)oc * out_plane + (size_t)oh * (size_t)p->out_w + (size_t)ow] =
+                            (int16_t)qcc_conv16_code(p, oc, acc);
                     }
                 }
             }
@@ -88,6 +92,42 @@ void qcc_conv_s16(const qcc_conv16_params *p, const int16_t *x, int16_t *y, int3
     }
 }
 
+
+void qcc_depthwise_s16(const qcc_conv16_params *p, const int16_t *x, int16_t *y)
+{
+    const int32_t multiplier = p->out_c / p->in_c, in_h = p->in_h, in_w = p->in_w;
+    const int32_t k_h = p->kernel_h, k_w = p->kernel_w, d_h = p->dilation_h, d_w = p->dilation_w;
+    const size_t in_plane = (size_t)in_h * (size_t)in_w, out_plane = (size_t)p->out_h * (size_t)p->out_w;
+    int32_t n, oc, oh, ow, kh, kw;
+    for (n = 0; n < p->batch; ++n) {
+        for (oc = 0; oc < p->out_c; ++oc) {
+            const int16_t *plane = x + ((size_t)n * (size_t)p->in_c + (size_t)(oc / multiplier)) * in_plane;
+            const int8_t *w = p->weights + (size_t)oc * (size_t)p->taps4;
+            const int64_t bias = p->bias != NULL ? p->bias[oc] : 0;
+            int16_t *out = y + ((size_t)n * (size_t)p->out_c + (size_t)oc) * out_plane;
+            for (oh = 0; oh < p->out_h; ++oh) {
+                const int32_t ih0 = oh * p->stride_h - p->pad_top;
+                /* kernel rows inside the input: kh in [kh_lo, kh_hi) */
+                const int32_t kh_lo = ih0 >= 0 ? 0 : (-ih0 + d_h - 1) / d_h;
+                const int32_t kh_hi = in_h - ih0 <= 0 ? 0 : ((in_h - ih0 - 1) / d_h + 1 < k_h ? (in_h - ih0 - 1) / d_h + 1 : k_h);
+                for (ow = 0; ow < p->out_w; ++ow) {
+                    const int32_t iw0 = ow * p->stride_w - p->pad_left;
+                    const int32_t kw_lo = iw0 >= 0 ? 0 : (-iw0 + d_w - 1) / d_w;
+                    const int32_t kw_hi = in_w - iw0 <= 0 ? 0 : ((in_w - iw0 - 1) / d_w + 1 < k_w ? (in_w - iw0 - 1) / d_w + 1 : k_w);
+                    int32_t sum = 0;
+                    for (kh = kh_lo; kh < kh_hi; ++kh) {
+                        const int16_t *row = plane + (size_t)(ih0 + kh * d_h) * (size_t)in_w;
+                        const int8_t *taps = w + kh * k_w;
+                        for (kw = kw_lo; kw < kw_hi; ++kw) {
+                            sum += taps[kw] * row[iw0 + kw * d_w];
+                        }
+                    }
+                    *out++ = (int16_t)qcc_conv16_code(p, oc, bias + sum);
+                }
+            }
+        }
+    }
+}
 
 /* TFLM's Requantize of one code, before the clamp */
 static inline int32_t qcc_requantize_code(const qcc_requantize_params *p, int32_t x)

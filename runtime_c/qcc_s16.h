@@ -36,6 +36,11 @@ typedef struct {
 
 /* scratch: taps4 int16 (the window of one output pixel), word-aligned. */
 void qcc_conv_s16(const qcc_conv16_params *p, const int16_t *x, int16_t *y, int32_t *scratch);
+/* DEPTHWISE_CONV_2D (groups == in_c, out_c = in_c * multiplier) reading each window in place, its rows and
+ * columns clipped to the input once per output: weights [out_c][kernel_h][kernel_w] in plain order (taps4 =
+ * kernel_h * kernel_w), each window's sum in int32, which cannot overflow (the compiler picks this kernel only
+ * for windows below 512 taps: |w x| <= 2^22), then the int64 bias. No scratch. */
+void qcc_depthwise_s16(const qcc_conv16_params *p, const int16_t *x, int16_t *y);
 
 /* QUANTIZE between int8 and int16 (and int16 to int16): TFLM's Requantize, y = clamp(MBQM(x - in_zero, M0, e)
  * + out_zero) with MultiplyByQuantizedMultiplier(int32) as TFLM computes it, wrapping where its C++ does

@@ -16,8 +16,9 @@ fully_connected.h of the pinned wheel):
 
 with (M0, e) = QuantizeMultiplier(s_x * s_w[c] / s_y in double). TFLM asserts |acc| < 2^47 on the int64 path;
 the import proves it for every input from the weights and the bias, and refuses the model where it cannot.
-The C is runtime_c/qcc_s16.c (qcc_conv_s16): each output pixel's window gathered into an int16 column, then
-one dot product per output channel, two products per SMLALD on cores with the DSP extension.
+The C is runtime_c/qcc_s16.c: qcc_conv_s16 gathers each output pixel's window into an int16 column, then one
+dot product per output channel, two products per SMLALD on cores with the DSP extension; qcc_depthwise_s16
+reads a depthwise window in place, its rows and columns clipped to the input once per output.
 """
 
 from __future__ import annotations
@@ -164,20 +165,28 @@ class Conv16x8(Op):
         return Explanation("tflm_integer", f"TFLM's 16x8 kernel (int16 activations, int8 weights): {path}; the same "
                                            "in every scheme")
 
-    @staticmethod
-    def taps4(node: Node, graph: Graph) -> int:
+    DIRECT_TAPS = 512  # a window below it sums in int32 without overflow: |w x| <= 2^22
+
+    def is_depthwise(self, node: Node, graph: Graph) -> bool:
+        """qcc_depthwise_s16: one input channel per group, a window small enough for its int32 sums."""
+        (_, in_c, _, _), _ = self._geometry(node, graph)
         w = graph.tensor(node.inputs[1])
-        return -(-int(np.prod(w.shape[1:])) // 4) * 4
+        return node.attrs["groups"] == in_c and w.shape[1] == 1 and int(np.prod(w.shape[1:])) < self.DIRECT_TAPS
+
+    def taps4(self, node: Node, graph: Graph) -> int:
+        """The weights' row length: the taps (depthwise, read in place), or the taps rounded up to 4 (gathered)."""
+        taps = int(np.prod(graph.tensor(node.inputs[1]).shape[1:]))
+        return taps if self.is_depthwise(node, graph) else -(-taps // 4) * 4
 
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
-        return 2 * self.taps4(node, graph)
+        return 0 if self.is_depthwise(node, graph) else 2 * self.taps4(node, graph)
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y, w = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0]), graph.tensor(node.inputs[1])
         prefix = c.symbol(node.name)
         a, p = node.attrs, node.params
         (batch, in_c, in_h, in_w), (_, out_c, out_h, out_w) = self._geometry(node, graph)
-        taps4 = self.taps4(node, graph)
+        taps4, depthwise = self.taps4(node, graph), self.is_depthwise(node, graph)
         wide = bool(a["wide"])
         lo, hi = self._clamp(node)
         if wide:
@@ -191,7 +200,8 @@ class Conv16x8(Op):
             "kernel_h": a["kernel"][0], "kernel_w": a["kernel"][1], "stride_h": a["strides"][0],
             "stride_w": a["strides"][1], "dilation_h": a["dilations"][0], "dilation_w": a["dilations"][1],
             "pad_top": a["pads_begin"][0], "pad_left": a["pads_begin"][1], "groups": a["groups"], "taps4": taps4,
-            "weights": c.const_array(f"{prefix}_weights", "int8_t", sxtb16_tap_order(w.data, taps4)),
+            "weights": c.const_array(f"{prefix}_weights", "int8_t", w.data.reshape(-1) if depthwise
+                                     else sxtb16_tap_order(w.data, taps4)),
             "bias": "NULL" if a["bias"] is None else c.const_array(f"{prefix}_bias", "int64_t", a["bias"]),
             "wide": int(wide),
             "wide_mult": c.const_array(f"{prefix}_wide_mult", "int32_t", p["wide_mult"]) if wide else "NULL",
@@ -199,4 +209,6 @@ class Conv16x8(Op):
             "lo": lo, "hi": hi, "requant": requant,
         }
         params = c.struct("qcc_conv16_params", f"{prefix}_params", fields)
+        if depthwise:
+            return f"qcc_depthwise_s16({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
         return f"qcc_conv_s16({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
