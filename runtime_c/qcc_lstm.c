@@ -8,12 +8,24 @@
 #include "qcc_requant_tflm.h"   /* qcc_tflm_scale */
 #include "qcc_s16.h"            /* qcc_sigmoid_s16 */
 
-/* TFLM's MultiplyByQuantizedMultiplier(int32 x, M0, e): x * 2^e wrapping in int32 for e > 0 (as its C++ does
- * on every target), then RDBPOT(SRDHM(., M0), -e) */
-static int32_t qcc_lstm_mbqm(int32_t x, int32_t m0, int32_t e)
+/* TFLM's MultiplyByQuantizedMultiplier(int32 x, M0, e) with its constants worked out once for a run of values:
+ * x * 2^e wrapping in int32 for e > 0 (as its C++ does on every target), then RDBPOT(SRDHM(., M0), -e) */
+typedef struct {
+    qcc_tflm_scaler scaler;
+    int left;
+} qcc_lstm_scale;
+
+static qcc_lstm_scale qcc_lstm_scale_of(int32_t m0, int32_t e)
 {
-    const int32_t shifted = e > 0 ? qcc_wrap_u32_to_i32((uint32_t)x << e) : x;
-    return qcc_tflm_scale(shifted, m0, e > 0 ? 0 : (int)-e);
+    qcc_lstm_scale s;
+    s.scaler = qcc_tflm_scaler_of(m0, e > 0 ? 0 : (int)-e);
+    s.left = e > 0 ? (int)e : 0;
+    return s;
+}
+
+static inline int32_t qcc_lstm_mbqm(const qcc_lstm_scale *s, int32_t x)
+{
+    return qcc_tflm_scaler_apply(&s->scaler, qcc_wrap_u32_to_i32((uint32_t)x << s->left));
 }
 
 static int32_t qcc_lstm_clamp(int32_t v, int32_t lo, int32_t hi)
@@ -39,8 +51,25 @@ static void qcc_lstm_widen(const int8_t *x, int32_t n, int16_t *wide)
 static void qcc_lstm_matrix(const int8_t *w, const int16_t *x, int32_t rows, int32_t k4, const int32_t *acc_const,
                             int32_t m0, int32_t e, int16_t *out)
 {
-    int32_t u, k;
-    for (u = 0; u < rows; ++u, w += k4) {
+    const qcc_lstm_scale scale = qcc_lstm_scale_of(m0, e);
+    int32_t u = 0, k;
+#if QCC_DSP
+    for (; u + 1 < rows; u += 2, w += 2 * k4) { /* two rows per pass: each pair of x loaded once */
+        const int8_t *w1 = w + k4;
+        int32_t a = acc_const[u], b = acc_const[u + 1];
+        for (k = 0; k < k4; k += 4) {
+            const int32_t x01 = (int32_t)qcc_load_u32(x + k), x23 = (int32_t)qcc_load_u32(x + k + 2);
+            const uint32_t pa = qcc_load_u32(w + k), pb = qcc_load_u32(w1 + k);
+            a = __smlad(x01, __sxtb16(pa), a);
+            b = __smlad(x01, __sxtb16(pb), b);
+            a = __smlad(x23, qcc_sxtb16_ror8(pa), a);
+            b = __smlad(x23, qcc_sxtb16_ror8(pb), b);
+        }
+        out[u] = (int16_t)qcc_lstm_clamp(qcc_lstm_mbqm(&scale, a), INT16_MIN, INT16_MAX);
+        out[u + 1] = (int16_t)qcc_lstm_clamp(qcc_lstm_mbqm(&scale, b), INT16_MIN, INT16_MAX);
+    }
+#endif
+    for (; u < rows; ++u, w += k4) {
 #if QCC_DSP
         int32_t acc = acc_const[u];
         for (k = 0; k < k4; k += 4) {
@@ -57,7 +86,7 @@ static void qcc_lstm_matrix(const int8_t *w, const int16_t *x, int32_t rows, int
         }
         acc = qcc_wrap_u32_to_i32(sum);
 #endif
-        out[u] = (int16_t)qcc_lstm_clamp(qcc_lstm_mbqm(acc, m0, e), INT16_MIN, INT16_MAX);
+        out[u] = (int16_t)qcc_lstm_clamp(qcc_lstm_mbqm(&scale, acc), INT16_MIN, INT16_MAX);
     }
 }
 
@@ -65,6 +94,9 @@ static void qcc_lstm_step(const qcc_lstm_params *p, const int8_t *x, int8_t *h, 
                           int16_t *recurrent, int16_t *x_wide, int16_t *h_wide)
 {
     const int32_t units = p->units, features4 = (p->features + 3) & ~3, units4 = (units + 3) & ~3;
+    const qcc_lstm_scale forget_scale = qcc_lstm_scale_of(p->forget_m0, p->forget_e);
+    const qcc_lstm_scale input_scale = qcc_lstm_scale_of(p->input_m0_mul, p->input_e_mul);
+    const qcc_lstm_scale hidden_scale = qcc_lstm_scale_of(p->hidden_m0, p->hidden_e);
     qcc_sigmoid16_params act;
     int32_t g, u;
     act.count = units;
@@ -89,8 +121,8 @@ static void qcc_lstm_step(const qcc_lstm_params *p, const int8_t *x, int8_t *h, 
     }
     for (u = 0; u < units; ++u) {
         const int32_t forget = gates[u], input = gates[units + u], cell = gates[2 * units + u];
-        int32_t next = qcc_lstm_clamp(qcc_lstm_mbqm(forget * c[u], p->forget_m0, p->forget_e), INT16_MIN, INT16_MAX);
-        next += qcc_lstm_clamp(qcc_lstm_mbqm(input * cell, p->input_m0_mul, p->input_e_mul), INT16_MIN, INT16_MAX);
+        int32_t next = qcc_lstm_clamp(qcc_lstm_mbqm(&forget_scale, forget * c[u]), INT16_MIN, INT16_MAX);
+        next += qcc_lstm_clamp(qcc_lstm_mbqm(&input_scale, input * cell), INT16_MIN, INT16_MAX);
         next = qcc_lstm_clamp(next, INT16_MIN, INT16_MAX);
         if (p->cell_clip > 0) {
             next = qcc_lstm_clamp(next, -p->cell_clip, p->cell_clip);
@@ -104,7 +136,7 @@ static void qcc_lstm_step(const qcc_lstm_params *p, const int8_t *x, int8_t *h, 
     qcc_sigmoid_s16(&act, c, recurrent); /* tanh(c), into the scratch */
     for (u = 0; u < units; ++u) {
         const int32_t product = recurrent[u] * gates[3 * units + u];
-        const int32_t code = qcc_lstm_mbqm(product, p->hidden_m0, p->hidden_e);
+        const int32_t code = qcc_lstm_mbqm(&hidden_scale, product);
         h[u] = (int8_t)qcc_lstm_clamp(qcc_wrap_u32_to_i32((uint32_t)code + (uint32_t)p->hidden_zero), INT8_MIN, INT8_MAX);
     }
 }

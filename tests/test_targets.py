@@ -343,3 +343,28 @@ def test_requantization_equals_the_python_twins_on_the_board(networks, tmp_path,
         assert "<__aeabi_lmul>:" in disassembly and "smull" not in disassembly and "umull" not in disassembly
     else:
         assert "smull" in disassembly or "umull" in disassembly
+
+
+# The 16x8 and LSTM kernels have DSP paths (SMLALD, SMLAD with SXTB16) that only the Cortex-M4 and up run:
+# a converter-written 16x8 model, TFLM's LSTM example and a time-major two-row LSTM with an odd unit count
+# (the LSTM's matrix pairs rows) on a board without and one with the DSP extension, frames as consecutive calls.
+def sixteen_and_lstm_models(tmp_path: Path) -> dict[str, Path]:
+    from test_tflite_lstm import lstm_model
+
+    odd = tmp_path / "lstm_odd.tflite"
+    odd.write_bytes(lstm_model(time_major=True, batch=2, units=7, features=5, seed=3))
+    data = REPO / "tests" / "data" / "tflite"
+    return {"16x8": data / "net_16x8_int16_io.tflite", "mnist_lstm": data / "mnist_lstm_int8.tflite", "odd": odd}
+
+
+@pytest.mark.parametrize("board", ["cortex-m3", "cortex-m4"])
+def test_the_16x8_and_lstm_kernels_are_exact_on_the_board(tmp_path, board):
+    for name, model in sixteen_and_lstm_models(tmp_path).items():
+        graph = compile_model(model).graph
+        cases = random_inputs(graph, 2, seed=5) + extreme_inputs(graph)
+        folder = tmp_path / name
+        compile_to_folder(model, folder, Options(target=board), golden=cases)
+        result = make(folder, f"run-{board}", ARM_CFLAGS)
+        assert result.returncode == 0, result.stdout + result.stderr
+        runs = len(cases) * (2 if graph.states else 1)  # a model with state: the frames, then again after a reset
+        assert f"OK: {runs} case(s), every output value exact" in result.stdout + result.stderr, name
