@@ -2,42 +2,55 @@
 #include "qcc_s16.h"
 
 #include <stddef.h>
+#include <string.h>
 
 #include "qcc_dsp.h"
 #include "qcc_requant.h"
 #include "qcc_requant_single.h" /* qcc_wrap_u32_to_i32 */
 #include "qcc_requant_tflm.h"   /* qcc_tflm_scale */
 
-/* floor(v / 2^k) without shifting a negative value (0 < k < 63) */
-static inline int64_t qcc_floor_shift_i64(int64_t v, int k)
-{
-    return v >= 0 ? v >> k : -((-(v + 1)) >> k) - 1;
-}
-
-/* TFLM's MultiplyByQuantizedMultiplier(int64_t acc, M0, e) as reduced_multiplier() folds it, clamped */
+/* TFLM's MultiplyByQuantizedMultiplier(int64_t acc, M0, e) as reduced_multiplier() folds it, clamped:
+ * floor((acc * mult + 2^(shift - 1)) / 2^shift). |acc * mult| < 2^62 (|acc| < 2^47, mult < 2^15), so adding 2^62
+ * makes the dividend non-negative: one shift, no branch, and no right shift of a negative value. */
 static inline int32_t qcc_requantize_wide(int64_t acc, int32_t mult, int shift, int32_t lo, int32_t hi)
 {
-    const int64_t y = qcc_floor_shift_i64(acc * mult + ((int64_t)1 << (shift - 1)), shift);
+    const int64_t offset = (int64_t)1 << 62;
+    const int64_t y = ((acc * mult + ((int64_t)1 << (shift - 1)) + offset) >> shift) - (offset >> shift);
     return y < lo ? lo : y > hi ? hi : (int32_t)y;
 }
 
-/* sum(w[k] * col[k], k < taps4) + acc, weights in the order 0, 2, 1, 3 by groups of 4 */
-static int64_t qcc_dot_s16(const int8_t *w, const int16_t *col, int32_t taps4, int64_t acc)
+/* The products of two output channels' weights (a and b, each in the order 0, 2, 1, 3 by groups of 4) with one
+ * int16 column: *sa += sum(a[k] * col[k]), *sb likewise, over `taps` taps (the last group may be partial: its
+ * missing taps are never read). Two products per SMLALD on DSP cores, each column pair loaded once for both. */
+static void qcc_dot2_s16(const int8_t *a, const int8_t *b, const int16_t *col, int32_t taps, int64_t *sa, int64_t *sb)
 {
+    static const uint8_t stored[4] = {0, 2, 1, 3}; /* where tap j of a group of 4 is stored */
+    const int32_t whole = taps & ~3;
+    int64_t acc_a = *sa, acc_b = *sb;
     int32_t k;
 #if QCC_DSP
-    for (k = 0; k < taps4; k += 4) {
-        const uint32_t packed = qcc_load_u32(w + k);
-        acc = __smlald((int32_t)qcc_load_u32(col + k), __sxtb16(packed), acc);
-        acc = __smlald((int32_t)qcc_load_u32(col + k + 2), qcc_sxtb16_ror8(packed), acc);
+    for (k = 0; k < whole; k += 4) {
+        const int32_t x01 = (int32_t)qcc_load_u32(col + k), x23 = (int32_t)qcc_load_u32(col + k + 2);
+        const uint32_t pa = qcc_load_u32(a + k), pb = qcc_load_u32(b + k);
+        acc_a = __smlald(x01, __sxtb16(pa), acc_a);
+        acc_b = __smlald(x01, __sxtb16(pb), acc_b);
+        acc_a = __smlald(x23, qcc_sxtb16_ror8(pa), acc_a);
+        acc_b = __smlald(x23, qcc_sxtb16_ror8(pb), acc_b);
     }
 #else
-    for (k = 0; k < taps4; k += 4) {
-        acc += (int32_t)w[k] * col[k] + (int32_t)w[k + 2] * col[k + 1] + (int32_t)w[k + 1] * col[k + 2]
-               + (int32_t)w[k + 3] * col[k + 3];
+    for (k = 0; k < whole; k += 4) {
+        acc_a += (int32_t)a[k] * col[k] + (int32_t)a[k + 2] * col[k + 1] + (int32_t)a[k + 1] * col[k + 2]
+                 + (int32_t)a[k + 3] * col[k + 3];
+        acc_b += (int32_t)b[k] * col[k] + (int32_t)b[k + 2] * col[k + 1] + (int32_t)b[k + 1] * col[k + 2]
+                 + (int32_t)b[k + 3] * col[k + 3];
     }
 #endif
-    return acc;
+    for (k = whole; k < taps; ++k) {
+        acc_a += (int32_t)a[whole + stored[k - whole]] * col[k];
+        acc_b += (int32_t)b[whole + stored[k - whole]] * col[k];
+    }
+    *sa = acc_a;
+    *sb = acc_b;
 }
 
 /* the output code of accumulator acc in channel oc, the kernel's path (wide or narrow) */
@@ -51,78 +64,180 @@ static inline int32_t qcc_conv16_code(const qcc_conv16_params *p, int32_t oc, in
     }
 }
 
+/* One output pixel of one group: the channels' products with the window `col` (taps values), requantized into
+ * y at `at` (each channel's plane `out_plane` apart) */
+static void qcc_conv16_pixel(const qcc_conv16_params *p, const int16_t *col, int32_t taps, int32_t first,
+                             int32_t count, int16_t *y, size_t out_plane)
+{
+    int32_t oc;
+    for (oc = first; oc < first + count; oc += 2) {
+        const int32_t ob = oc + 1 < first + count ? oc + 1 : oc; /* an odd last channel: computed twice */
+        int64_t acc_a = p->bias != NULL ? p->bias[oc] : 0, acc_b = p->bias != NULL ? p->bias[ob] : 0;
+        qcc_dot2_s16(p->weights + (size_t)oc * (size_t)p->taps4, p->weights + (size_t)ob * (size_t)p->taps4, col, taps,
+                     &acc_a, &acc_b);
+        y[(size_t)oc * out_plane] = (int16_t)qcc_conv16_code(p, oc, acc_a);
+        y[(size_t)ob * out_plane] = (int16_t)qcc_conv16_code(p, ob, acc_b);
+    }
+}
+
 void qcc_conv_s16(const qcc_conv16_params *p, const int16_t *x, int16_t *y, int32_t *scratch)
 {
     int16_t *col = (int16_t *)(void *)scratch;
     const int32_t in_per_group = p->in_c / p->groups, out_per_group = p->out_c / p->groups;
-    const int32_t taps = in_per_group * p->kernel_h * p->kernel_w;
-    const size_t in_plane = (size_t)p->in_h * (size_t)p->in_w, out_plane = (size_t)p->out_h * (size_t)p->out_w;
-    int32_t n, g, oh, ow, ic, kh, kw, oc, k;
-    for (k = taps; k < p->taps4; ++k) {
-        col[k] = 0;
+    const int32_t k_h = p->kernel_h, k_w = p->kernel_w, in_h = p->in_h, in_w = p->in_w;
+    const int32_t taps = in_per_group * k_h * k_w;
+    const size_t in_plane = (size_t)in_h * (size_t)in_w, out_plane = (size_t)p->out_h * (size_t)p->out_w;
+    /* FULLY_CONNECTED (a 1x1 window over a 1x1 image): each row is its own column, read in place */
+    const int rows_in_place = in_plane == 1 && k_h == 1 && k_w == 1 && p->groups == 1;
+    int32_t n, g, oh, ow, ic, kh, kw, k;
+    if (!rows_in_place) {
+        for (k = taps; k < p->taps4; ++k) {
+            col[k] = 0; /* the gathered column's tail: whole groups of 4 for the dot product */
+        }
     }
     for (n = 0; n < p->batch; ++n) {
         const int16_t *image = x + (size_t)n * (size_t)p->in_c * in_plane;
         int16_t *out = y + (size_t)n * (size_t)p->out_c * out_plane;
+        if (rows_in_place) {
+            qcc_conv16_pixel(p, image, taps, 0, p->out_c, out, 1);
+            continue;
+        }
         for (g = 0; g < p->groups; ++g) {
             for (oh = 0; oh < p->out_h; ++oh) {
+                const int32_t top = oh * p->stride_h - p->pad_top;
+                const int rows_inside = top >= 0 && top + (k_h - 1) * p->dilation_h < in_h;
                 for (ow = 0; ow < p->out_w; ++ow) {
-                    const int32_t top = oh * p->stride_h - p->pad_top, left = ow * p->stride_w - p->pad_left;
+                    const int32_t left = ow * p->stride_w - p->pad_left;
+                    const int inside = rows_inside && left >= 0 && left + (k_w - 1) * p->dilation_w < in_w;
                     k = 0;
                     for (ic = 0; ic < in_per_group; ++ic) {
                         const int16_t *plane = image + (size_t)(g * in_per_group + ic) * in_plane;
-                        for (kh = 0; kh < p->kernel_h; ++kh) {
+                        for (kh = 0; kh < k_h; ++kh) {
                             const int32_t ih = top + kh * p->dilation_h;
-                            for (kw = 0; kw < p->kernel_w; ++kw) {
+                            if (inside) { /* the window's row lies in the image: no test per tap */
+                                const int16_t *row = plane + (size_t)ih * (size_t)in_w + left;
+                                for (kw = 0; kw < k_w; ++kw) {
+                                    col[k++] = row[kw * p->dilation_w];
+                                }
+                                continue;
+                            }
+                            for (kw = 0; kw < k_w; ++kw) {
                                 const int32_t iw = left + kw * p->dilation_w;
-                                const int inside = ih >= 0 && ih < p->in_h && iw >= 0 && iw < p->in_w;
-                                col[k++] = inside ? plane[(size_t)ih * (size_t)p->in_w + (size_t)iw] : 0;
+                                const int in = ih >= 0 && ih < in_h && iw >= 0 && iw < in_w;
+                                col[k++] = in ? plane[(size_t)ih * (size_t)in_w + (size_t)iw] : 0;
                             }
                         }
                     }
-                    for (oc = g * out_per_group; oc < (g + 1) * out_per_group; ++oc) {
-                        const int64_t acc = qcc_dot_s16(p->weights + (size_t)oc * (size_t)p->taps4, col, p->taps4,
-                                                         p->bias != NULL ? p->bias[oc] : 0);
-                        out[(size_t)oc * out_plane + (size_t)oh * (size_t)p->out_w + (size_t)ow] =
-                            (int16_t)qcc_conv16_code(p, oc, acc);
-                    }
+                    qcc_conv16_pixel(p, col, p->taps4, g * out_per_group, out_per_group,
+                                     out + (size_t)oh * (size_t)p->out_w + (size_t)ow, out_plane);
                 }
             }
         }
     }
 }
 
+/* The taps t in [0, count) of a window starting at `start` with step `step` that land in [0, size): [*lo, *hi). */
+static inline void qcc_window_inside(int32_t start, int32_t step, int32_t count, int32_t size, int32_t *lo, int32_t *hi)
+{
+    int32_t first = 0, end = 0;
+    if (start < size) {
+        end = step == 1 ? size - start : (size - 1 - start) / step + 1;
+        end = end < count ? end : count;
+        first = start >= 0 ? 0 : step == 1 ? -start : (-start + step - 1) / step;
+        first = first < end ? first : end;
+    }
+    *lo = first;
+    *hi = end;
+}
+
+/* One output channel's requantization with its constants loaded once (the kernels' runs of outputs) */
+typedef struct {
+    int32_t wide, mult, shift, lo, hi;
+    qcc_requant_channel narrow;
+} qcc_conv16_channel;
+
+static qcc_conv16_channel qcc_conv16_channel_of(const qcc_conv16_params *p, int32_t oc)
+{
+    qcc_conv16_channel ch;
+    ch.wide = p->wide;
+    ch.mult = p->wide ? p->wide_mult[oc] : 0;
+    ch.shift = p->wide ? p->wide_shift[oc] : 0;
+    ch.lo = p->lo;
+    ch.hi = p->hi;
+    if (!p->wide) {
+        ch.narrow = qcc_requant_channel_of(&p->requant, oc);
+    } else {
+        memset(&ch.narrow, 0, sizeof ch.narrow); /* unused: the wide path has no scheme parameters */
+    }
+    return ch;
+}
+
+static inline int16_t qcc_conv16_apply(const qcc_conv16_channel *ch, int64_t acc)
+{
+    if (ch->wide) {
+        return (int16_t)qcc_requantize_wide(acc, ch->mult, ch->shift, ch->lo, ch->hi);
+    }
+    return (int16_t)qcc_requantize_channel(&ch->narrow, qcc_wrap_u32_to_i32((uint32_t)(uint64_t)acc));
+}
+
+/* The sum over the part of a window inside the plane (its rows [kh_lo, kh_hi), columns [kw_lo, kw_hi)) */
+static int32_t qcc_depthwise_window(const qcc_conv16_params *p, const int16_t *plane, const int8_t *w, int32_t ih0,
+                                    int32_t iw0, int32_t kh_lo, int32_t kh_hi)
+{
+    int32_t kw_lo, kw_hi, kh, kw, sum = 0;
+    qcc_window_inside(iw0, p->dilation_w, p->kernel_w, p->in_w, &kw_lo, &kw_hi);
+    for (kh = kh_lo; kh < kh_hi; ++kh) {
+        const int16_t *row = plane + (size_t)(ih0 + kh * p->dilation_h) * (size_t)p->in_w + iw0;
+        const int8_t *taps = w + kh * p->kernel_w;
+        for (kw = kw_lo; kw < kw_hi; ++kw) {
+            sum += taps[kw] * row[kw * p->dilation_w];
+        }
+    }
+    return sum;
+}
 
 void qcc_depthwise_s16(const qcc_conv16_params *p, const int16_t *x, int16_t *y)
 {
-    const int32_t multiplier = p->out_c / p->in_c, in_h = p->in_h, in_w = p->in_w;
-    const int32_t k_h = p->kernel_h, k_w = p->kernel_w, d_h = p->dilation_h, d_w = p->dilation_w;
+    const int32_t multiplier = p->out_c / p->in_c, in_h = p->in_h, in_w = p->in_w, s_w = p->stride_w;
     const size_t in_plane = (size_t)in_h * (size_t)in_w, out_plane = (size_t)p->out_h * (size_t)p->out_w;
-    int32_t n, oc, oh, ow, kh, kw;
+    /* 3x3 without dilation, the common kernel: a window inside the plane is nine fixed reads */
+    const int three = p->kernel_h == 3 && p->kernel_w == 3 && p->dilation_h == 1 && p->dilation_w == 1;
+    int32_t n, oc, oh, ow;
     for (n = 0; n < p->batch; ++n) {
         for (oc = 0; oc < p->out_c; ++oc) {
             const int16_t *plane = x + ((size_t)n * (size_t)p->in_c + (size_t)(oc / multiplier)) * in_plane;
             const int8_t *w = p->weights + (size_t)oc * (size_t)p->taps4;
             const int64_t bias = p->bias != NULL ? p->bias[oc] : 0;
+            const qcc_conv16_channel ch = qcc_conv16_channel_of(p, oc);
             int16_t *out = y + ((size_t)n * (size_t)p->out_c + (size_t)oc) * out_plane;
             for (oh = 0; oh < p->out_h; ++oh) {
                 const int32_t ih0 = oh * p->stride_h - p->pad_top;
-                /* kernel rows inside the input: kh in [kh_lo, kh_hi) */
-                const int32_t kh_lo = ih0 >= 0 ? 0 : (-ih0 + d_h - 1) / d_h;
-                const int32_t kh_hi = in_h - ih0 <= 0 ? 0 : ((in_h - ih0 - 1) / d_h + 1 < k_h ? (in_h - ih0 - 1) / d_h + 1 : k_h);
-                for (ow = 0; ow < p->out_w; ++ow) {
-                    const int32_t iw0 = ow * p->stride_w - p->pad_left;
-                    const int32_t kw_lo = iw0 >= 0 ? 0 : (-iw0 + d_w - 1) / d_w;
-                    const int32_t kw_hi = in_w - iw0 <= 0 ? 0 : ((in_w - iw0 - 1) / d_w + 1 < k_w ? (in_w - iw0 - 1) / d_w + 1 : k_w);
-                    int32_t sum = 0;
-                    for (kh = kh_lo; kh < kh_hi; ++kh) {
-                        const int16_t *row = plane + (size_t)(ih0 + kh * d_h) * (size_t)in_w;
-                        const int8_t *taps = w + kh * k_w;
-                        for (kw = kw_lo; kw < kw_hi; ++kw) {
-                            sum += taps[kw] * row[iw0 + kw * d_w];
-                        }
+                int32_t kh_lo, kh_hi;
+                qcc_window_inside(ih0, p->dilation_h, p->kernel_h, in_h, &kh_lo, &kh_hi);
+                ow = 0;
+                if (three && kh_lo == 0 && kh_hi == 3) {
+                    /* the columns whose window is inside: iw0 = ow * s_w - pad_left in [0, in_w - 3] */
+                    const int32_t first = (p->pad_left + s_w - 1) / s_w;
+                    const int32_t last = in_w - 3 + p->pad_left >= 0 ? (in_w - 3 + p->pad_left) / s_w : -1;
+                    const int32_t stop = last + 1 < p->out_w ? last + 1 : p->out_w;
+                    const int32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3], w4 = w[4], w5 = w[5], w6 = w[6],
+                                  w7 = w[7], w8 = w[8];
+                    const int16_t *r0 = plane + (size_t)ih0 * (size_t)in_w, *r1 = r0 + in_w, *r2 = r1 + in_w;
+                    for (; ow < first && ow < p->out_w; ++ow) {
+                        const int32_t iw0 = ow * s_w - p->pad_left;
+                        *out++ = qcc_conv16_apply(&ch, bias + qcc_depthwise_window(p, plane, w, ih0, iw0, 0, 3));
                     }
-                    *out++ = (int16_t)qcc_conv16_code(p, oc, bias + sum);
+                    for (; ow < stop; ++ow) {
+                        const int32_t iw0 = ow * s_w - p->pad_left;
+                        const int32_t sum = w0 * r0[iw0] + w1 * r0[iw0 + 1] + w2 * r0[iw0 + 2] + w3 * r1[iw0]
+                                            + w4 * r1[iw0 + 1] + w5 * r1[iw0 + 2] + w6 * r2[iw0] + w7 * r2[iw0 + 1]
+                                            + w8 * r2[iw0 + 2];
+                        *out++ = qcc_conv16_apply(&ch, bias + sum);
+                    }
+                }
+                for (; ow < p->out_w; ++ow) {
+                    const int32_t iw0 = ow * s_w - p->pad_left;
+                    *out++ = qcc_conv16_apply(&ch, bias + qcc_depthwise_window(p, plane, w, ih0, iw0, kh_lo, kh_hi));
                 }
             }
         }

@@ -82,26 +82,28 @@ def test_conv_2d(case, tmp_path):
     assert node.attrs["wide"] == (bias_type != "int32")  # the int64 path unless the bias is int32
 
 
-DEPTHWISE_CASES = [  # (input HWC, multiplier, kernel, strides, padding, activation)
-    ((9, 9, 4), 1, (3, 3), (1, 1), "SAME", "RELU6"),
-    ((10, 8, 3), 1, (3, 3), (2, 2), "SAME", "RELU"),
-    ((6, 6, 1), 8, (3, 3), (2, 2), "SAME", "NONE"),
-    ((9, 7, 2), 3, (5, 5), (1, 1), "VALID", "NONE"),
+DEPTHWISE_CASES = [  # (input HWC, multiplier, kernel, strides, padding, activation, dilation)
+    ((9, 9, 4), 1, (3, 3), (1, 1), "SAME", "RELU6", 1),
+    ((10, 8, 3), 1, (3, 3), (2, 2), "SAME", "RELU", 1),
+    ((6, 6, 1), 8, (3, 3), (2, 2), "SAME", "NONE", 1),
+    ((9, 7, 2), 3, (5, 5), (1, 1), "VALID", "NONE", 1),
+    ((8, 9, 3), 1, (3, 3), (1, 2), "VALID", "NONE", 1),
+    ((9, 10, 2), 2, (3, 3), (1, 1), "SAME", "NONE", 2),
 ]
 
 
 @pytest.mark.parametrize("case", range(len(DEPTHWISE_CASES)))
 def test_depthwise_conv_2d(case, tmp_path):
-    (h, w, c), mult, kernel, strides, padding, act = DEPTHWISE_CASES[case]
+    (h, w, c), mult, kernel, strides, padding, act, dilation = DEPTHWISE_CASES[case]
     rng = np.random.default_rng(110 + case)
     b = TfliteBuilder()
     x = activation16(b, "x", (1, h, w, c), 0.0007, is_input=True)
     wt, bt = filter_and_bias16(b, "dw", (1, *kernel, c * mult), c * mult, 3, 0.0007, rng)
-    oh, ow = (out_size(s, k, st, 1, padding) for s, k, st in zip((h, w), kernel, strides))
+    oh, ow = (out_size(s, k, st, dilation, padding) for s, k, st in zip((h, w), kernel, strides))
     y = activation16(b, "y", (1, oh, ow, c * mult), 0.002)
     b.op("DEPTHWISE_CONV_2D", [x, wt, bt], [y], version=3, options=dict(
         padding=padding, stride_h=strides[0], stride_w=strides[1], depth_multiplier=mult,
-        fused_activation_function=act))
+        dilation_h_factor=dilation, dilation_w_factor=dilation, fused_activation_function=act))
     b.output(y)
     check_tflite_exact(b.build(), tmp_path)
 

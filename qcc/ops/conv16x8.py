@@ -178,8 +178,15 @@ class Conv16x8(Op):
         taps = int(np.prod(graph.tensor(node.inputs[1]).shape[1:]))
         return taps if self.is_depthwise(node, graph) else -(-taps // 4) * 4
 
+    def rows_in_place(self, node: Node, graph: Graph) -> bool:
+        """A FULLY_CONNECTED (1x1 window, 1x1 image, one group): qcc_conv_s16 reads each row as its column."""
+        (_, _, in_h, in_w), _ = self._geometry(node, graph)
+        return in_h * in_w == 1 and node.attrs["kernel"] == [1, 1] and node.attrs["groups"] == 1
+
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
-        return 0 if self.is_depthwise(node, graph) else 2 * self.taps4(node, graph)
+        if self.is_depthwise(node, graph) or self.rows_in_place(node, graph):
+            return 0
+        return 2 * self.taps4(node, graph)
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y, w = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0]), graph.tensor(node.inputs[1])
@@ -211,4 +218,5 @@ class Conv16x8(Op):
         params = c.struct("qcc_conv16_params", f"{prefix}_params", fields)
         if depthwise:
             return f"qcc_depthwise_s16({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
-        return f"qcc_conv_s16({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
+        scratch = "NULL" if self.rows_in_place(node, graph) else c.scratch(node)
+        return f"qcc_conv_s16({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {scratch});"
