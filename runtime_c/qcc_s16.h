@@ -34,8 +34,9 @@ typedef struct {
     qcc_requant_params requant; /* narrow */
 } qcc_conv16_params;
 
-/* scratch: taps4 int16 (the window of one output pixel), word-aligned; NULL for a FULLY_CONNECTED (1x1 image and
- * window, one group), whose rows are read in place. */
+/* scratch: taps4 int16 (the window of one output pixel), 2 * taps4 where taps4 < 512 and out_w > 1 (two pixels'
+ * windows, summed in int32), word-aligned; NULL for a FULLY_CONNECTED (1x1 image and window, one group), whose
+ * rows are read in place. */
 void qcc_conv_s16(const qcc_conv16_params *p, const int16_t *x, int16_t *y, int32_t *scratch);
 /* DEPTHWISE_CONV_2D (groups == in_c, out_c = in_c * multiplier) reading each window in place, its rows and
  * columns clipped to the input once per output: weights [out_c][kernel_h][kernel_w] in plain order (taps4 =

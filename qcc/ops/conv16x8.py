@@ -186,7 +186,10 @@ class Conv16x8(Op):
     def scratch_bytes(self, node: Node, graph: Graph) -> int:
         if self.is_depthwise(node, graph) or self.rows_in_place(node, graph):
             return 0
-        return 2 * self.taps4(node, graph)
+        # two pixels' columns where qcc_conv_s16 pairs them (windows below 512 taps, rows of 2 or more), else one
+        taps4 = self.taps4(node, graph)
+        _, (_, _, _, out_w) = self._geometry(node, graph)
+        return 2 * taps4 * (2 if taps4 < 512 and out_w > 1 else 1)
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y, w = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0]), graph.tensor(node.inputs[1])
