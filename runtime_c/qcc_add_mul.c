@@ -353,12 +353,16 @@ static void qcc_add_tflm16_row(const void *params, const int16_t *a, ptrdiff_t a
                                int16_t *out, int32_t n)
 {
     const qcc_add_tflm16_params *p = (const qcc_add_tflm16_params *)params;
+    /* the three scalings' constants, worked out once per row */
+    const qcc_tflm_scaler sa = qcc_tflm_scaler_of(p->a_mult, (int)-p->a_shift);
+    const qcc_tflm_scaler sb = qcc_tflm_scaler_of(p->b_mult, (int)-p->b_shift);
+    const qcc_tflm_scaler sc = qcc_tflm_scaler_of(p->c_mult, (int)-p->c_shift);
     int32_t i;
     for (i = 0; i < n; ++i, a += as, b += bs) {
         /* |code - Z| < 2^16, so (code - Z) * 2^15 fits in int32 */
-        const int32_t a_scaled = qcc_tflm_scale((*a - p->a_zero) * (INT32_C(1) << 15), p->a_mult, (int)-p->a_shift);
-        const int32_t b_scaled = qcc_tflm_scale((*b - p->b_zero) * (INT32_C(1) << 15), p->b_mult, (int)-p->b_shift);
-        const int32_t y = qcc_tflm_scale(a_scaled + p->b_sign * b_scaled, p->c_mult, (int)-p->c_shift) + p->c_zero;
+        const int32_t a_scaled = qcc_tflm_scaler_apply(&sa, (*a - p->a_zero) * (INT32_C(1) << 15));
+        const int32_t b_scaled = qcc_tflm_scaler_apply(&sb, (*b - p->b_zero) * (INT32_C(1) << 15));
+        const int32_t y = qcc_tflm_scaler_apply(&sc, a_scaled + p->b_sign * b_scaled) + p->c_zero;
         out[i] = (int16_t)(y < p->lo ? p->lo : y > p->hi ? p->hi : y);
     }
 }
