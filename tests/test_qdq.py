@@ -347,17 +347,28 @@ def test_qdq_matmul_and_transpose(tmp_path, dtype):
 
 def test_int16_activations_are_refused_where_ort_runs_them_in_float(tmp_path):
     """ORT's quantizer writes 16-bit activations (QInt16) in QDQ form; ORT 1.32 fuses no such group into an
-    integer kernel (its optimized graph keeps the float Conv), so qcc refuses the node by name, saying why."""
+    integer kernel: its optimized graph keeps Conv, MaxPool, Add, Mul and Sigmoid in float between
+    DequantizeLinear and QuantizeLinear, moves codes through Reshape, and turns MatMul into MatMulNBits (int
+    weights, float activations). No integer arithmetic to be exact to: qcc refuses the node by name, saying why."""
     from qcc.runtimes import ort as ort_reference
     rng = np.random.default_rng(0)
     model = make_model([helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-                        helper.make_node("Relu", ["c"], ["y"])],
-                       [("x", "float32", [1, 3, 8, 8])], [("y", "float32", [1, 4, 8, 8])],
+                        helper.make_node("Relu", ["c"], ["r"]),
+                        helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+                        helper.make_node("Add", ["p", "p"], ["a"]),
+                        helper.make_node("Mul", ["a", "p"], ["m"]),
+                        helper.make_node("Sigmoid", ["m"], ["s"]),
+                        helper.make_node("Reshape", ["s", "shape"], ["f"]),
+                        helper.make_node("MatMul", ["f", "wm"], ["y"])],
+                       [("x", "float32", [1, 3, 8, 8])], [("y", "float32", [1, 5])],
                        {"w": rng.normal(0, 0.3, (4, 3, 3, 3)).astype(np.float32),
-                        "b": rng.normal(0, 0.1, 4).astype(np.float32)})
+                        "b": rng.normal(0, 0.1, 4).astype(np.float32), "shape": np.array([1, 64], np.int64),
+                        "wm": rng.normal(0, 0.2, (64, 5)).astype(np.float32)})
     path = quantize(model, tmp_path / "int16.onnx", quant_format="QDQ", activation="int16")
-    optimized = ort_reference.optimized_model(str(path))
-    assert "Conv" in {n.op_type for n in optimized.graph.node}  # ORT runs it in float
+    ops = {n.op_type for n in ort_reference.optimized_model(str(path)).graph.node}
+    assert {"Conv", "MaxPool", "Add", "Mul", "Sigmoid"} <= ops  # ORT runs them in float
+    assert not ops & {"QLinearConv", "QLinearMatMul", "QLinearAdd", "QLinearMul", "QLinearSigmoid", "ConvInteger",
+                      "MatMulInteger", "QGemm"}  # and nothing as integers
     with pytest.raises(QccError) as error:
         compile_model(path, Options())
     assert "stays in float in ONNX Runtime" in str(error.value) and "\n" not in str(error.value)
