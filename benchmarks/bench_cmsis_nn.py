@@ -124,12 +124,32 @@ def _zero(graph: Graph, tensor: str) -> int:
     return graph.tensor(tensor).quant.scalar()[1]
 
 
+def _conv_call(layer: CmsisLayer, x_shape, y_shape, weights: np.ndarray, groups: int, common: dict, suffix: str) -> None:
+    """The call of CMSIS-NN's convolution (one group) or depthwise convolution wrapper for `suffix` (s8, s16):
+    its kind, function, dims and the filter in its layout, from NCHW shapes and (out_c, in_c / groups, k_h, k_w)
+    weights."""
+    (n, in_c, in_h, in_w), (_, out_c, out_h, out_w) = x_shape, y_shape
+    k_h, k_w = weights.shape[2:]
+    shapes = {"input_dims": dims(n, in_h, in_w, in_c), "bias_dims": dims(1, 1, 1, out_c),
+              "output_dims": dims(n, out_h, out_w, out_c)}
+    if groups == 1:
+        layer.kind = "conv 1x1" if (k_h, k_w) == (1, 1) else "conv 3x3" if (k_h, k_w) == (3, 3) else "other conv"
+        layer.function = f"arm_convolve_wrapper_{suffix}"
+        layer.params = {"conv_params": common, **shapes, "filter_dims": dims(out_c, k_h, k_w, in_c)}
+        layer.arrays["filter"] = ("int8_t", weights.transpose(0, 2, 3, 1))  # OHWI
+    else:
+        layer.kind, layer.function = "depthwise", f"arm_depthwise_conv_wrapper_{suffix}"
+        layer.params = {"dw_conv_params": {**common, "ch_mult": out_c // in_c}, **shapes,
+                        "filter_dims": dims(1, k_h, k_w, out_c)}
+        # (out_c, 1, k_h, k_w) -> (1, k_h, k_w, out_c)
+        layer.arrays["filter"] = ("int8_t", weights.transpose(1, 2, 3, 0))
+
+
 def _conv(layer: CmsisLayer, node: Node, graph: Graph) -> None:
     x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
-    n, in_c, in_h, in_w = x.shape
-    _, out_c, out_h, out_w = y.shape
+    in_c, out_c = x.shape[1], y.shape[1]
     a, requant = node.attrs, node.params["requant"]
-    groups, (k_h, k_w) = a["groups"], a["kernel"]
+    groups = a["groups"]
     weights = np.asarray(node.params["weights"])  # (out_c, in_c / groups, k_h, k_w)
     mult, shift = tflm_multipliers(requant.real_scale)
     bias = a["bias"] if a["bias"] is not None else np.zeros(out_c, np.int64)
@@ -142,20 +162,8 @@ def _conv(layer: CmsisLayer, node: Node, graph: Graph) -> None:
     layer.inputs, layer.output = [node.inputs[0]], node.outputs[0]
     layer.work = op_named(node.op).macs(node, graph)
     layer.arrays = {"bias": ("int32_t", bias), "mult": ("int32_t", mult), "shift": ("int32_t", shift)}
-    if groups == 1:
-        layer.kind = "conv 1x1" if (k_h, k_w) == (1, 1) else "conv 3x3" if (k_h, k_w) == (3, 3) else "other conv"
-        layer.function = "arm_convolve_wrapper_s8"
-        layer.params = {"conv_params": common, "input_dims": dims(n, in_h, in_w, in_c),
-                        "filter_dims": dims(out_c, k_h, k_w, in_c), "bias_dims": dims(1, 1, 1, out_c),
-                        "output_dims": dims(n, out_h, out_w, out_c)}
-        layer.arrays["filter"] = ("int8_t", weights.transpose(0, 2, 3, 1))  # OHWI
-    elif groups == in_c and out_c % in_c == 0:
-        layer.kind, layer.function = "depthwise", "arm_depthwise_conv_wrapper_s8"
-        layer.params = {"dw_conv_params": {**common, "ch_mult": out_c // in_c}, "input_dims": dims(n, in_h, in_w, in_c),
-                        "filter_dims": dims(1, k_h, k_w, out_c), "bias_dims": dims(1, 1, 1, out_c),
-                        "output_dims": dims(n, out_h, out_w, out_c)}
-        # (out_c, 1, k_h, k_w) -> (1, k_h, k_w, out_c)
-        layer.arrays["filter"] = ("int8_t", weights.transpose(1, 2, 3, 0))
+    if groups == 1 or (groups == in_c and out_c % in_c == 0):
+        _conv_call(layer, x.shape, y.shape, weights, groups, common, "s8")
     else:
         layer.kind, layer.function = UNMAPPED, None
         layer.note = f"grouped convolution ({groups} groups of {in_c // groups} channels): no CMSIS-NN s8 kernel"
@@ -319,7 +327,7 @@ def _conv16x8(layer: CmsisLayer, node: Node, graph: Graph) -> None:
     conv = op_named(node.op)
     (n, in_c, in_h, in_w), (_, out_c, out_h, out_w) = conv._geometry(node, graph)
     weights = np.asarray(graph.tensor(node.inputs[1]).data)  # (out_c, in_c / groups, k_h, k_w)
-    (k_h, k_w), groups = a["kernel"], a["groups"]
+    groups = a["groups"]
     real = float(x.quant.scalar()[0]) * np.broadcast_to(graph.tensor(node.inputs[1]).quant.scale.reshape(-1),
                                                         (out_c,)).astype(np.float64) / float(y.quant.scalar()[0])
     mult, shift = tflm_multipliers(real)
@@ -343,19 +351,8 @@ def _conv16x8(layer: CmsisLayer, node: Node, graph: Graph) -> None:
         layer.arrays = {"filter": ("int8_t", weights.reshape(out_c, in_c)), "bias": ("int64_t", bias)}
         if np.unique(mult).size > 1 or np.unique(shift).size > 1:
             layer.note = "per-tensor requantization (channel 0's multiplier) of per-channel weights"
-    elif groups == 1:
-        layer.kind = "conv 1x1" if (k_h, k_w) == (1, 1) else "conv 3x3" if (k_h, k_w) == (3, 3) else "other conv"
-        layer.function = "arm_convolve_wrapper_s16"
-        layer.params = {"conv_params": common, "input_dims": dims(n, in_h, in_w, in_c),
-                        "filter_dims": dims(out_c, k_h, k_w, in_c), "bias_dims": dims(1, 1, 1, out_c),
-                        "output_dims": dims(n, out_h, out_w, out_c)}
-        layer.arrays["filter"] = ("int8_t", weights.transpose(0, 2, 3, 1))  # OHWI
     else:
-        layer.kind, layer.function = "depthwise", "arm_depthwise_conv_wrapper_s16"
-        layer.params = {"dw_conv_params": {**common, "ch_mult": out_c // in_c}, "input_dims": dims(n, in_h, in_w, in_c),
-                        "filter_dims": dims(1, k_h, k_w, out_c), "bias_dims": dims(1, 1, 1, out_c),
-                        "output_dims": dims(n, out_h, out_w, out_c)}
-        layer.arrays["filter"] = ("int8_t", weights.transpose(1, 2, 3, 0))
+        _conv_call(layer, (n, in_c, in_h, in_w), (n, out_c, out_h, out_w), weights, groups, common, "s16")
 
 
 def _lstm(layer: CmsisLayer, node: Node, graph: Graph) -> None:

@@ -233,7 +233,7 @@ class TflmMean(QLinearGlobalAveragePool):
 
     def prepare(self, node: Node, graph: Graph) -> None:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
-        (s_x, z_x), (s_y, z_y) = x.quant.scalar(), y.quant.scalar()
+        (s_x, z_x), (s_y, _) = x.quant.scalar(), y.quant.scalar()
         count = node.attrs["count"]
         mult, shift = tflm_mean_multiplier(s_x, s_y, count)
         if shift > 30:

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 
 from qcc.errors import QccError
-from qcc.ir import CODE_RANGE, DTYPE_RANGE, MAX_TENSOR_ELEMENTS, QUANTIZED_DTYPES, Graph, Node, QuantParams, Tensor
+from qcc.ir import CODE_RANGE, MAX_TENSOR_ELEMENTS, QUANTIZED_DTYPES, Graph, Node, QuantParams, Tensor
 from qcc.numerics import SCHEMES, ort_float32
 from qcc.ops.base import const_input, node_label
 
