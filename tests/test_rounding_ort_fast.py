@@ -54,12 +54,11 @@ def last_ties(m: int, s: int, rng) -> list[int]:
     if m == 0:
         return []
     z = trailing_zeros(m)
-    odd_m = m >> z
     if z > s - 1:
         return []
     accs = []
     for u in rng.integers(-400, 400, 24).tolist() + [0, -1]:
-        acc = (2 * u + 1) << (s - 1 - z)  # acc * m = (2u + 1) * odd_m * 2^(s-1): odd times 2^(s-1)
+        acc = (2 * u + 1) << (s - 1 - z)  # acc * m = (2u + 1) * (m >> z) * 2^(s-1): odd times 2^(s-1)
         accs += [acc - 1, acc, acc + 1]
     return [a for a in accs if INT32_MIN <= a <= INT32_MAX]
 
