@@ -23,14 +23,14 @@ GATES = ("input", "forget", "cell", "output")  # TFLite's order of the weights, 
 
 def lstm_model(*, batch=1, steps=5, features=6, units=4, time_major=False, activation="TANH", cell_clip=0.0,
                x_zero=-3, h_zero=0, h_scale=0.008, seed=0, omit: tuple[int, ...] = (), extra: dict | None = None,
-               per_channel=False) -> bytes:
+               per_channel=False, x_dtype="int8") -> bytes:
     """An int8 LSTM as the converter writes it: per-tensor int8 weights of zero point 0, int32 biases, an int8
     hidden state and an int16 cell state (scale 2^-11) as variable tensors, the output with the hidden state's
     quantization. omit: input positions left out (-1); extra: positions given a tensor that should be absent."""
     rng = np.random.default_rng(seed)
     b = TfliteBuilder()
     x_shape = (steps, batch, features) if time_major else (batch, steps, features)
-    x = b.input("x", x_shape, "int8", scale=np.float32(0.02), zero_point=x_zero)
+    x = b.input("x", x_shape, x_dtype, scale=np.float32(0.02), zero_point=x_zero if x_dtype == "int8" else 0)
     inputs = [x]
     for k, (rows, cols) in enumerate([(units, features)] * 4 + [(units, units)] * 4):
         w = rng.integers(-127, 128, (rows, cols)).astype(np.int8)
@@ -94,6 +94,7 @@ def test_the_state_is_updated_in_place(tmp_path):
      "layer normalisation"),
     ("per-channel weights", dict(per_channel=True), "per axis"),
     ("relu cell gate", dict(activation="RELU"), "with TANH"),
+    ("16x8 (int16 input)", dict(x_dtype="int16"), "int16"),
 ])
 def test_a_variant_qcc_does_not_compile_is_refused_by_name(variant, kwargs, words, tmp_path):
     path = tmp_path / "lstm.tflite"
