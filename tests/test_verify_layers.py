@@ -100,3 +100,13 @@ def test_the_trace_build_and_the_cli(tmp_path, capsys):
     assert main(["verify", EXAMPLE, "-n", "1", "--layers"]) == 0
     printed = capsys.readouterr().out
     assert "layers, input set 0:" in printed and "alone = ORT" in printed and "no divergence" in printed
+
+
+def test_an_lstm_alone_starts_from_the_state_the_inference_started_with(tmp_path):
+    """TFLM updates an LSTM's variable tensors in place, so after the run they hold the state after it; the layer
+    run alone must read the state before it (the reference's), or it would differ from TFLM for no fault of its own."""
+    report = verify(str(REPO / "tests" / "data" / "tflite" / "mnist_lstm_int8.tflite"), Options(), count=2, layers=True)
+    assert report.ok and report.layers is not None
+    lstm = [r for r in report.layers.layers if r.op == "UNIDIRECTIONAL_SEQUENCE_LSTM" and r.ort is not None]
+    assert lstm and all(r.ort.all_exact and r.alone is not None and r.alone.all_exact for r in lstm), \
+        report.layers.table()

@@ -87,10 +87,14 @@ def compare_layers(truth: GroundTruth, graph: Graph, out_dir, manifest: dict, ca
     traced = run_runner_trace(out_dir, manifest, case)
     ort_values, changed = truth.intermediates(graph, case)
     ort_values = {n: v for n, v in ((n, _as_tensor(graph, n, v)) for n, v in ort_values.items()) if v is not None}
+    # a state's tensor in the runtime holds its value after the inference (TFLM's variable tensors are updated in
+    # place): a layer alone reads the value the inference started with, the same in both (the reference's)
+    started = {state.name: ref[state.name] for state in graph.states}
+    ort_values = {n: v for n, v in ort_values.items() if n not in started}
     report = LayerReport(case_index, ort_outputs_changed=changed, truth=truth.short, truth_name=truth.name)
     for i, node in enumerate(graph.nodes):
         data = [n for n in node.inputs if not graph.tensor(n).is_const]
-        known = {**dict(zip(graph.inputs, case)), **ort_values}
+        known = {**dict(zip(graph.inputs, case)), **ort_values, **started}
         alone = None
         if all(n in known for n in data):
             args = [known[n] if n in known else graph.tensor(n).data for n in node.inputs]
