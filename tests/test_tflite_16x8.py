@@ -155,7 +155,7 @@ def test_mixed_int8_and_int16_parts(op, tmp_path):
 
 @pytest.mark.parametrize("after_conv", [False, True])
 def test_slices_splits_and_concatenations_move_int16_codes(after_conv, tmp_path):
-    """STRIDED_SLICE (negative stride, a shrunk axis), SPLIT and CONCATENATION on int16, on the model's own
+    """STRIDED_SLICE (negative stride, a shrunk axis), SPLIT, CONCATENATION and PAD on int16, on the model's own
     channels-last layout or, after a convolution, channels first: two bytes per code."""
     rng = np.random.default_rng(3)
     b = TfliteBuilder()
@@ -177,7 +177,9 @@ def test_slices_splits_and_concatenations_move_int16_codes(after_conv, tmp_path)
     b.op("CONCATENATION", [sliced, x], [joined], version=3, options=dict(axis=1))
     parts = [activation16(b, f"part{i}", (1, 9, 8, 2), scale) for i in range(2)]
     b.op("SPLIT", [ints("axis", [3]), joined], parts, version=3, options=dict(num_splits=2))
-    b.output(row, *parts)
+    padded = activation16(b, "padded", (1, 10, 11, 2), scale)
+    b.op("PAD", [parts[1], ints("paddings", [[0, 0], [1, 0], [2, 1], [0, 0]])], [padded], version=2)
+    b.output(row, parts[0], padded)
     check_tflite_exact(b.build(), tmp_path)
 
 

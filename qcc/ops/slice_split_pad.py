@@ -481,21 +481,25 @@ class Pad(Op):
         out = model.output_tensor(0)
         y_quant = model.quant(out)
         value = int(y_quant.zero_point)
+        x_dtype = model.input_tensor(0, "input").dtype
         if model.has_input(2):
             fill = model.input_tensor(2, "constant value")
             data = model.constant(2, "constant value")
-            model.require(fill.dtype == "int8" and data.size == 1, f"the constant value must be one int8 code, got "
-                          f"{fill.dtype} of shape {list(data.shape)}")
+            model.require(fill.dtype == x_dtype and data.size == 1, f"the constant value must be one {x_dtype} code, "
+                          f"got {fill.dtype} of shape {list(data.shape)}")
             fill_quant = model.quant(fill)
             model.require(np.float32(fill_quant.scale) == np.float32(y_quant.scale)
                           and int(fill_quant.zero_point) == int(y_quant.zero_point),
                           "the constant value's scale or zero point differs from the output's; TFLM requires them equal")
             value = int(data.reshape(-1)[0])
         layout = own_layout(model, 0)
-        x = model.activation(0, layout)
+        x = model.activation(0, layout, dtypes=("int8", "int16"))
+        # the C fills the padding byte by byte: an int16 code whose two bytes differ is refused
+        model.require(x.dtype == "int8" or value in (0, -1), f"pads int16 codes with {value}; qcc fills int16 "
+                      "padding with 0 (the zero point 16x8 models have) or -1")
         before, after = in_layout(pads[0::2], layout), in_layout(pads[1::2], layout)
         shape = tuple(d + b + a for d, b, a in zip(x.shape, before, after))
-        y = model.output(0, shape, layout)
+        y = model.output(0, shape, layout, dtypes=(x.dtype,))
         model.add_node(self.name, [x.name], [y], {"mode": "constant", "value": value, "crop": [0] * rank,
                                                   "extent": list(x.shape), "before": before, "after": after})
 
@@ -583,9 +587,10 @@ class Pad(Op):
             copy = StridedCopy(a["extent"], in_strides, out_strides, sum(p * s for p, s in zip(a["crop"], in_strides)),
                                sum(p * s for p, s in zip(a["before"], out_strides)))
             calls = []
-            if any(a["before"]) or any(a["after"]):
-                calls.append(f"memset({target}, {a['value'] & 0xFF}, {y.size});")
-            calls.append(emit_copy(c, node, f"{prefix}_params", copy, source, target))
+            if any(a["before"]) or any(a["after"]):  # (an int16 fill is 0 or -1: its two bytes are equal)
+                calls.append(f"memset({target}, {a['value'] & 0xFF}, {y.nbytes});")
+            calls.append(emit_copy(c, node, f"{prefix}_params", copy.in_bytes(np.dtype(x.dtype).itemsize), source,
+                                   target))
             return "\n    ".join(calls)
         sources = [crop + pad_source_index(np.arange(n) - before, extent, a["mode"])
                    for crop, n, before, extent in zip(a["crop"], y.shape, a["before"], a["extent"])]
