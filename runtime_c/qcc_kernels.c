@@ -113,10 +113,10 @@ static inline int32_t qcc_wrap_i32(uint32_t u)
 #undef QCC_NAME
 #endif
 
-/* int16 codes (TFLite's 16x8 models) take only the max pooling: their matrix kernels are qcc_s16.c's */
+/* int16 codes (TFLite's 16x8 models) take only the pools (MAX_POOL_2D, MEAN): their matrix kernels are qcc_s16.c's */
 #define QCC_ACT int16_t
 #define QCC_NAME(base) base##_s16
-#include "qcc_maxpool_impl.inc"
+#include "qcc_pool_impl.inc"
 #undef QCC_ACT
 #undef QCC_NAME
 

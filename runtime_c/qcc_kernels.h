@@ -138,6 +138,7 @@ void qcc_global_avgpool_u8(const qcc_global_avgpool_params *p, const uint8_t *x,
 void qcc_maxpool_s8(const qcc_maxpool_params *p, const int8_t *x, int8_t *y);
 void qcc_maxpool_u8(const qcc_maxpool_params *p, const uint8_t *x, uint8_t *y);
 void qcc_maxpool_s16(const qcc_maxpool_params *p, const int16_t *x, int16_t *y); /* TFLM's 16x8 models */
+void qcc_global_avgpool_s16(const qcc_global_avgpool_params *p, const int16_t *x, int16_t *y); /* and their MEAN */
 void qcc_transpose_8bit(const qcc_transpose_params *p, const uint8_t *x, uint8_t *y);
 
 #endif /* QCC_KERNELS_H */

@@ -267,3 +267,21 @@ def test_a_bias_beyond_tflms_64_bit_range_is_refused(tmp_path):
     b.output(y)
     message = refusal(b, tmp_path)
     assert "2^47" in message and "FULLY_CONNECTED" in message
+
+
+@pytest.mark.parametrize("keep_dims", [False, True])
+def test_mean_over_the_image_and_over_channels(keep_dims, tmp_path):
+    """MEAN on int16 over the spatial axes of a convolution's output (channels first inside) and over the channels
+    of the model's input (its own layout): TFLM's integer mean, 1/n folded into the multiplier."""
+    rng = np.random.default_rng(9)
+    b = TfliteBuilder()
+    x = activation16(b, "x", (1, 5, 6, 4), 0.0005, is_input=True)
+    wt, bt = filter_and_bias16(b, "conv", (6, 3, 3, 4), 6, 0, 0.0005, rng)
+    h = activation16(b, "h", (1, 5, 6, 6), 0.003)
+    b.op("CONV_2D", [x, wt, bt], [h], version=4, options=dict(padding="SAME", stride_h=1, stride_w=1))
+    m1 = activation16(b, "m1", (1, 1, 1, 6) if keep_dims else (1, 6), 0.0011)
+    b.op("MEAN", [h, b.const("axes", np.array([1, 2], np.int32))], [m1], version=3, options=dict(keep_dims=keep_dims))
+    m2 = activation16(b, "m2", (1, 5, 6, 1) if keep_dims else (1, 5, 6), 0.0004)
+    b.op("MEAN", [x, b.const("axes2", np.array([3], np.int32))], [m2], version=3, options=dict(keep_dims=keep_dims))
+    b.output(m1, m2)
+    check_tflite_exact(b.build(), tmp_path)

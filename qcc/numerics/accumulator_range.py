@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qcc.ir import DTYPE_RANGE
+from qcc.ir import CODE_RANGE
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 INT16_MIN, INT16_MAX = -(2**15), 2**15 - 1
@@ -46,7 +46,7 @@ class AccumulatorRange:
 def product_sum_range(weights: np.ndarray, weight_zero: np.ndarray, x_zero: int, x_dtype: str,
                       bias: np.ndarray | None) -> AccumulatorRange:
     """Range of bias[c] + sum_k (x_k - Z_x)(w[c,k] - Z_w[c]) over all inputs; weights (C, K)."""
-    qmin, qmax = DTYPE_RANGE[x_dtype]
+    qmin, qmax = CODE_RANGE[x_dtype]
     d = weights.astype(np.int64) - np.asarray(weight_zero, np.int64).reshape(-1, 1)
     ends = np.stack([(qmin - x_zero) * d, (qmax - x_zero) * d])
     b = np.zeros(weights.shape[0], np.int64) if bias is None else np.asarray(bias, np.int64)
@@ -57,7 +57,7 @@ def product_sum_range(weights: np.ndarray, weight_zero: np.ndarray, x_zero: int,
 
 def sum_range(count: int, x_zero: int, x_dtype: str) -> AccumulatorRange:
     """Range of sum_{i<count} (x_i - Z_x)."""
-    qmin, qmax = DTYPE_RANGE[x_dtype]
+    qmin, qmax = CODE_RANGE[x_dtype]
     return AccumulatorRange(np.array([count * (qmin - x_zero)]), np.array([count * (qmax - x_zero)]))
 
 
@@ -86,7 +86,7 @@ class PairSumRange:
 def u8s8_pair_sum_range(weights: np.ndarray, x_dtype: str) -> PairSumRange:
     """Pair sums of raw codes for weights (C, K) in ORT's K order, x free in its type's range (MLAS
     multiplies codes before any zero point is subtracted; an odd K is padded with a zero weight)."""
-    qmin, qmax = DTYPE_RANGE[x_dtype]
+    qmin, qmax = CODE_RANGE[x_dtype]
     w = weights.astype(np.int64)
     if w.shape[1] % 2:
         w = np.pad(w, ((0, 0), (0, 1)))

@@ -27,7 +27,7 @@ import numpy as np
 import dataclasses
 
 from qcc.ops.qdq_group import check_integer_types
-from qcc.ir import Graph, Node, Tensor
+from qcc.ir import KERNEL_SUFFIX, Graph, Node, Tensor
 from qcc.numerics import tflm
 from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, register, require
 from qcc.ops.explanation import Element, Explanation, RequantExplanation
@@ -113,8 +113,7 @@ class QLinearGlobalAveragePool(Op):
                   "channels_last": int(a["channels_last"]), "acc_const": node.params["acc_const"],
                   "requant": emit_requant(c, prefix, node.params["requant"])}
         params = c.struct("qcc_global_avgpool_params", f"{prefix}_params", fields)
-        suffix = "s8" if x.dtype == "int8" else "u8"
-        return f"qcc_global_avgpool_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
+        return f"qcc_global_avgpool_{KERNEL_SUFFIX[x.dtype]}({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
 
 
 def centered_maps(x: np.ndarray, channels_last: bool, z_x: int) -> np.ndarray:
@@ -183,7 +182,7 @@ class TflmMean(QLinearGlobalAveragePool):
     multiplier and the explanation differ."""
     name = "TflmMean"
     onnx_ops = qdq_float_ops = ()
-    tflite_ops = (TfliteOp("MEAN", 1, 3),)  # 2: int8, 3: int16 (refused by type); TFLM's kernel ignores it
+    tflite_ops = (TfliteOp("MEAN", 1, 3),)  # 2: int8, 3: int16 (the same kernel in TFLM, and in qcc)
     summary = "TFLM's integer MEAN over any axes: the sum requantized with 1/n folded into the multiplier"
 
     def import_tflite(self, operator, model) -> None:
@@ -202,12 +201,13 @@ class TflmMean(QLinearGlobalAveragePool):
         count = int(np.prod([shape[i] for i in reduced], dtype=np.int64))
         model.require(count < 2**31, f"the mean is over {count} elements; TFLM counts them in int")
         if rank == 4 and reduced == [1, 2] and model.layout_of(0) == "nchw":
-            x = model.activation(0, "nchw")  # channels first (N, C, H, W): each channel's map is contiguous
+            x = model.activation(0, "nchw", dtypes=("int8", "int16"))  # channels first: each map is contiguous
             batch, channels, channels_last = shape[0], shape[3], False
             # (N, C, 1, 1) channels first, or (N, C): the bytes of TFLite's (N, 1, 1, C) and (N, C)
-            y = model.output(0, (shape[0], shape[3], 1, 1) if keep else out_tflite, "nchw" if keep else "tflite")
+            y = model.output(0, (shape[0], shape[3], 1, 1) if keep else out_tflite, "nchw" if keep else "tflite",
+                             dtypes=(x.dtype,))
         else:
-            x = model.activation(0, "tflite")
+            x = model.activation(0, "tflite", dtypes=("int8", "int16"))
             # the reduced axes as one block (axes of size 1 go anywhere): (outer, count, inner)
             moved = [i for i in range(rank) if shape[i] > 1]
             block = [i for i in moved if i in reduced]
@@ -227,7 +227,7 @@ class TflmMean(QLinearGlobalAveragePool):
             else:  # nothing of size > 1 is reduced: a requantization of every element
                 outer, inner = int(np.prod(shape)), 1
             batch, channels, channels_last = outer, inner, True
-            y = model.output(0, out_tflite, "tflite")
+            y = model.output(0, out_tflite, "tflite", dtypes=(x.dtype,))
         model.add_node(self.name, [x.name], [y], {"batch": batch, "channels": channels, "count": count,
                                                   "channels_last": channels_last})
 
