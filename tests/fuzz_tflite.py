@@ -107,7 +107,50 @@ def _stream() -> TfliteBuilder:
     return b
 
 
-SEEDS = (_conv_chain, _mlp, _stream)
+def _sixteen() -> TfliteBuilder:
+    """16x8: int16 activations, per-channel int8 weights, int64 biases; CONV_2D, DEPTHWISE_CONV_2D, ADD, SOFTMAX."""
+    rng = np.random.default_rng(3)
+    b = TfliteBuilder()
+    x = b.input("x", (1, 5, 5, 2), "int16", scale=0.0005, zero_point=0)
+    w = b.const("w", rng.integers(-127, 128, (3, 3, 3, 2)).astype(np.int8), scale=[0.01] * 3, zero_point=[0] * 3,
+                quantized_dimension=0)
+    bias = b.const("b", rng.integers(-9000, 9000, 3).astype(np.int64), scale=[5e-6] * 3, zero_point=[0] * 3)
+    h = b.tensor("h", (1, 5, 5, 3), "int16", scale=0.002, zero_point=0)
+    b.op("CONV_2D", [x, w, bias], [h], version=4, options=dict(padding="SAME", stride_h=1, stride_w=1,
+                                                               fused_activation_function="RELU"))
+    dw = b.const("dw", rng.integers(-127, 128, (1, 3, 3, 3)).astype(np.int8), scale=[0.02] * 3, zero_point=[0] * 3,
+                 quantized_dimension=3)
+    db = b.const("db", rng.integers(-9000, 9000, 3).astype(np.int64), scale=[4e-5] * 3, zero_point=[0] * 3)
+    d = b.tensor("d", (1, 5, 5, 3), "int16", scale=0.003, zero_point=0)
+    b.op("DEPTHWISE_CONV_2D", [h, dw, db], [d], version=3, options=dict(padding="SAME", stride_h=1, stride_w=1,
+                                                                        depth_multiplier=1))
+    s = b.tensor("s", (1, 5, 5, 3), "int16", scale=0.004, zero_point=0)
+    b.op("ADD", [h, d], [s], version=3)
+    y = b.tensor("y", (1, 5, 5, 3), "int16", scale=1 / 32768, zero_point=0)
+    b.op("SOFTMAX", [s], [y], version=3, options=dict(beta=1.0))
+    b.output(y)
+    return b
+
+
+def _lstm() -> TfliteBuilder:
+    """An int8 UNIDIRECTIONAL_SEQUENCE_LSTM (24 inputs, variable hidden and cell states) as the converter writes it."""
+    rng = np.random.default_rng(4)
+    b = TfliteBuilder()
+    x = b.input("x", (1, 3, 4), "int8", scale=0.02, zero_point=-3)
+    inputs = [x] + [b.const(f"w{k}", rng.integers(-127, 128, (2, 4 if k < 4 else 2)).astype(np.int8), scale=0.01,
+                            zero_point=0) for k in range(8)]
+    inputs += [-1, -1, -1] + [b.const(f"b{k}", rng.integers(-900, 900, 2).astype(np.int32), scale=1e-4, zero_point=0)
+                              for k in range(4)] + [-1, -1]
+    inputs.append(b.tensor("h", (1, 2), "int8", scale=0.008, zero_point=0, is_variable=True))
+    inputs.append(b.tensor("c", (1, 2), "int16", scale=2.0**-11, zero_point=0, is_variable=True))
+    inputs += [-1, -1, -1, -1]
+    y = b.tensor("y", (1, 3, 2), "int8", scale=0.008, zero_point=0)
+    b.op("UNIDIRECTIONAL_SEQUENCE_LSTM", inputs, [y], options=dict(fused_activation_function="TANH", cell_clip=5.0))
+    b.output(y)
+    return b
+
+
+SEEDS = (_conv_chain, _mlp, _stream, _sixteen, _lstm)
 _ACTIVATION_TABLES = {"Conv2DOptions", "DepthwiseConv2DOptions", "AddOptions", "FullyConnectedOptions", "Pool2DOptions"}
 
 
