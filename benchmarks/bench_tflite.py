@@ -5,8 +5,9 @@ outputs counted: qcc's arena plus the caller's input and output buffers by defau
 alone with --io-in-arena, where the inputs and outputs are arena buffers as in TFLM; a streaming
 model's state between frames on top, as TFLM keeps its variables in its arena); Cortex-M4 instructions per inference of qcc's C from the .tflite (the `tflm`
 scheme), of qcc's C from the same model converted by tf2onnx (qcc's ONNX path, in its `ort` and `tflm`
-schemes), and of CMSIS-NN's s8 kernels called layer by layer with the .tflite's own parameters
-(benchmarks/bench_cmsis_nn.py's harness). Prints a markdown table.
+schemes), and of CMSIS-NN's kernels (s8, s16, the LSTM) called layer by layer with the .tflite's own parameters
+(benchmarks/bench_cmsis_nn.py's harness), compared on the layers CMSIS-NN has a kernel for (its run counts
+nothing for the others). Prints a markdown table.
 
     PYTHONPATH=. python benchmarks/bench_tflite.py MODEL.tflite ... [--onnx-dir DIR] [--cmsis-nn PATH]
         [--output docs/tflite_numbers.md]
@@ -40,11 +41,16 @@ from qcc.toolchain.targets import target_named  # noqa: E402
 TARGET = "cortex-m4"
 
 
-def instructions(model: str, rounding: str | None = None) -> int | None:
+def instructions(model: str, rounding: str | None = None, per_layer: bool = False):
+    """Cortex-M4 instructions per inference (None where qcc refuses the model); with per_layer, (that, the list of
+    each node's count)."""
     try:
-        return bench(model, Options(rounding=rounding, target=TARGET), object_sizes=False)["instructions"]["per_inference"]
+        counts = bench(model, Options(rounding=rounding, target=TARGET), object_sizes=False)["instructions"]
     except QccError:
-        return None
+        return (None, []) if per_layer else None
+    if per_layer:
+        return counts["per_inference"], [layer["instructions"] for layer in counts["layers"]]
+    return counts["per_inference"]
 
 
 def measure(model: Path, onnx_dir: Path | None, cmsis: Path | None, library: Path | None, work: Path) -> dict:
@@ -65,15 +71,20 @@ def measure(model: Path, onnx_dir: Path | None, cmsis: Path | None, library: Pat
     row["qcc_ram_in_arena"] = compile_model(model, Options(io_in_arena=True)).plan.arena_bytes + state
     arena = tflm.arena(model.read_bytes())
     row["tflm_head"], row["tflm_total"] = arena.head, arena.total
-    row["qcc_m4"] = instructions(str(model))
+    row["qcc_m4"], qcc_layers = instructions(str(model), per_layer=True)
     onnx = onnx_dir / f"{model.stem}.onnx" if onnx_dir else None
     if onnx is not None and onnx.is_file():
         row["onnx_m4_ort"] = instructions(str(onnx), "ort")
         row["onnx_m4_tflm"] = instructions(str(onnx), "tflm")
     if cmsis is not None:
         try:
-            _, counts = count_cmsis(str(model), "tflm", cmsis, library, work)
+            layers, counts = count_cmsis(str(model), "tflm", cmsis, library, work)
             row["cmsis_m4"] = counts["per_inference"]
+            # side by side on the layers CMSIS-NN has a kernel for (the others cost it nothing in its count)
+            called = [i for i, layer in enumerate(layers) if layer.function is not None]
+            row["cmsis_layers_m4"] = sum(counts["per_layer"][i] for i in called)
+            row["qcc_layers_m4"] = sum(qcc_layers[i] for i in called) if len(qcc_layers) == len(layers) else None
+            row["cmsis_layers"] = f"{len(called)} of {len(layers)}"
         except (QccError, KeyError, ValueError) as error:
             row["cmsis_note"] = str(error)[:120]
     row["seconds"] = time.perf_counter() - start
@@ -91,12 +102,12 @@ def ratio(a, b) -> str:
 def table(rows: list[dict]) -> str:
     lines = ["| model | qcc | qcc RAM: arena + I/O buffers | qcc RAM, --io-in-arena | TFLM arena: tensors / total | "
              "qcc / TFLM total (I/O buffers, in arena) | "
-             "M4 instr. qcc (.tflite) | via tf2onnx, qcc ort | via tf2onnx, qcc tflm | qcc / ONNX path | CMSIS-NN | "
-             "qcc / CMSIS-NN |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "M4 instr. qcc (.tflite) | via tf2onnx, qcc ort | via tf2onnx, qcc tflm | qcc / ONNX path | "
+             "layers with a CMSIS-NN kernel | CMSIS-NN on them | qcc on them | qcc / CMSIS-NN |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         if r["verdict"].startswith("refused"):
-            lines.append(f"| {r['model']} | {r['verdict']} |" + " - |" * 10)
+            lines.append(f"| {r['model']} | {r['verdict']} |" + " - |" * 12)
             continue
         onnx_best = min([v for v in (r.get("onnx_m4_ort"), r.get("onnx_m4_tflm")) if v] or [0])
         lines.append(
@@ -104,7 +115,8 @@ def table(rows: list[dict]) -> str:
             f"{r['tflm_head']:,} / {r['tflm_total']:,} | {ratio(r['qcc_ram'], r['tflm_total'])}, "
             f"**{ratio(r['qcc_ram_in_arena'], r['tflm_total'])}** | "
             f"{number(r['qcc_m4'])} | {number(r.get('onnx_m4_ort'))} | {number(r.get('onnx_m4_tflm'))} | "
-            f"{ratio(r['qcc_m4'], onnx_best)} | {number(r.get('cmsis_m4'))} | {ratio(r['qcc_m4'], r.get('cmsis_m4'))} |")
+            f"{ratio(r['qcc_m4'], onnx_best)} | {r.get('cmsis_layers', '-')} | {number(r.get('cmsis_layers_m4'))} | "
+            f"{number(r.get('qcc_layers_m4'))} | {ratio(r.get('qcc_layers_m4'), r.get('cmsis_layers_m4'))} |")
     return "\n".join(lines)
 
 
