@@ -54,6 +54,26 @@ static void qcc_lstm_matrix(const int8_t *w, const int16_t *x, int32_t rows, int
     const qcc_lstm_scale scale = qcc_lstm_scale_of(m0, e);
     int32_t u = 0, k;
 #if QCC_DSP
+    for (; u + 3 < rows; u += 4, w += 4 * k4) { /* four rows per pass: each pair of x loaded once for them */
+        int32_t a = acc_const[u], b = acc_const[u + 1], c = acc_const[u + 2], d = acc_const[u + 3];
+        for (k = 0; k < k4; k += 4) {
+            const int32_t x01 = (int32_t)qcc_load_u32(x + k), x23 = (int32_t)qcc_load_u32(x + k + 2);
+            const uint32_t pa = qcc_load_u32(w + k), pb = qcc_load_u32(w + k4 + k);
+            const uint32_t pc = qcc_load_u32(w + 2 * k4 + k), pd = qcc_load_u32(w + 3 * k4 + k);
+            a = __smlad(x01, __sxtb16(pa), a);
+            b = __smlad(x01, __sxtb16(pb), b);
+            c = __smlad(x01, __sxtb16(pc), c);
+            d = __smlad(x01, __sxtb16(pd), d);
+            a = __smlad(x23, qcc_sxtb16_ror8(pa), a);
+            b = __smlad(x23, qcc_sxtb16_ror8(pb), b);
+            c = __smlad(x23, qcc_sxtb16_ror8(pc), c);
+            d = __smlad(x23, qcc_sxtb16_ror8(pd), d);
+        }
+        out[u] = (int16_t)qcc_lstm_clamp(qcc_lstm_mbqm(&scale, a), INT16_MIN, INT16_MAX);
+        out[u + 1] = (int16_t)qcc_lstm_clamp(qcc_lstm_mbqm(&scale, b), INT16_MIN, INT16_MAX);
+        out[u + 2] = (int16_t)qcc_lstm_clamp(qcc_lstm_mbqm(&scale, c), INT16_MIN, INT16_MAX);
+        out[u + 3] = (int16_t)qcc_lstm_clamp(qcc_lstm_mbqm(&scale, d), INT16_MIN, INT16_MAX);
+    }
     for (; u + 1 < rows; u += 2, w += 2 * k4) { /* two rows per pass: each pair of x loaded once */
         const int8_t *w1 = w + k4;
         int32_t a = acc_const[u], b = acc_const[u + 1];
