@@ -74,20 +74,6 @@ static void qcc_lstm_matrix(const int8_t *w, const int16_t *x, int32_t rows, int
         out[u + 2] = (int16_t)qcc_lstm_clamp(qcc_lstm_mbqm(&scale, c), INT16_MIN, INT16_MAX);
         out[u + 3] = (int16_t)qcc_lstm_clamp(qcc_lstm_mbqm(&scale, d), INT16_MIN, INT16_MAX);
     }
-    for (; u + 1 < rows; u += 2, w += 2 * k4) { /* two rows per pass: each pair of x loaded once */
-        const int8_t *w1 = w + k4;
-        int32_t a = acc_const[u], b = acc_const[u + 1];
-        for (k = 0; k < k4; k += 4) {
-            const int32_t x01 = (int32_t)qcc_load_u32(x + k), x23 = (int32_t)qcc_load_u32(x + k + 2);
-            const uint32_t pa = qcc_load_u32(w + k), pb = qcc_load_u32(w1 + k);
-            a = __smlad(x01, __sxtb16(pa), a);
-            b = __smlad(x01, __sxtb16(pb), b);
-            a = __smlad(x23, qcc_sxtb16_ror8(pa), a);
-            b = __smlad(x23, qcc_sxtb16_ror8(pb), b);
-        }
-        out[u] = (int16_t)qcc_lstm_clamp(qcc_lstm_mbqm(&scale, a), INT16_MIN, INT16_MAX);
-        out[u + 1] = (int16_t)qcc_lstm_clamp(qcc_lstm_mbqm(&scale, b), INT16_MIN, INT16_MAX);
-    }
 #endif
     for (; u < rows; ++u, w += k4) {
 #if QCC_DSP
