@@ -4,6 +4,7 @@
 #include "qcc_requant.h"
 
 #include "qcc_dsp.h" /* QCC_DSP, and on DSP cores qcc_sxtb16_ror8 and qcc_load_u32 */
+#include "qcc_window.h"
 
 #if QCC_DSP
 /* qcc_conv_gemm's 2 x 2 block over `groups` groups of 4 taps: channels a and b (their filters

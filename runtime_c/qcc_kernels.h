@@ -118,6 +118,10 @@ void qcc_conv_gemm_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y, in
  * int16, word-aligned. */
 void qcc_conv_depthwise_3x3_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y, int32_t *scratch);
 void qcc_conv_depthwise_3x3_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y, int32_t *scratch);
+/* Depthwise, any kernel (1-D ones too), stride, dilation, multiplier and padding (the compiler picks it where the
+ * 3x3 kernel does not apply): each window clipped to the input once. scratch: out_w int32 words. */
+void qcc_conv_depthwise_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y, int32_t *scratch);
+void qcc_conv_depthwise_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y, int32_t *scratch);
 /* y = A times the weights. Weights [cols][kp], kp = depth rounded up to 8, zeros after depth, each
  * group of 4 stored in the order 0, 2, 1, 3 (qcc/ops/conv.py sxtb16_tap_order). scratch: kp int16 (one row
  * of A), word-aligned. */

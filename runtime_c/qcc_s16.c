@@ -4,6 +4,7 @@
 #include <stddef.h>
 
 #include "qcc_dsp.h"
+#include "qcc_window.h"
 #include "qcc_requant.h"
 #include "qcc_requant_single.h" /* qcc_wrap_u32_to_i32 */
 #include "qcc_requant_tflm.h"   /* qcc_tflm_scale */
@@ -232,20 +233,6 @@ void qcc_conv_s16(const qcc_conv16_params *p, const int16_t *x, int16_t *y, int3
             }
         }
     }
-}
-
-/* The taps t in [0, count) of a window starting at `start` with step `step` that land in [0, size): [*lo, *hi). */
-static inline void qcc_window_inside(int32_t start, int32_t step, int32_t count, int32_t size, int32_t *lo, int32_t *hi)
-{
-    int32_t first = 0, end = 0;
-    if (start < size) {
-        end = step == 1 ? size - start : (size - 1 - start) / step + 1;
-        end = end < count ? end : count;
-        first = start >= 0 ? 0 : step == 1 ? -start : (-start + step - 1) / step;
-        first = first < end ? first : end;
-    }
-    *lo = first;
-    *hi = end;
 }
 
 /* The sum over the part of a window inside the plane (its rows [kh_lo, kh_hi), columns [kw_lo, kw_hi)) */

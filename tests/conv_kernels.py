@@ -25,7 +25,7 @@ needs_arm_tools = pytest.mark.skipif(not (shutil.which("arm-none-eabi-gcc") and 
 def kernel_calls(folder: Path) -> list[str]:
     """The conv and fully connected kernels model.c calls, in order."""
     source = "".join(p.read_text() for p in folder.glob("*.c") if not p.name.startswith("test_"))
-    return re.findall(r"\b(qcc_(?:conv(?:_gemm|_depthwise_3x3)?|fully_connected)_[su]8)\(", source)
+    return re.findall(r"\b(qcc_(?:conv(?:_gemm|_depthwise_3x3|_depthwise)?|fully_connected)_[su]8)\(", source)
 
 
 def compiled_kernel_calls(tmp_path: Path, model: onnx.ModelProto) -> list[str]:

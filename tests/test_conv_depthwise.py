@@ -82,9 +82,13 @@ def layers_model(x_dtype: str, seed: int = 0, extra=()) -> onnx.ModelProto:
     return make_model([p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts], inits)
 
 
-# grouped convolutions the depthwise kernel does not take: the generic kernel runs them
+# depthwise layers the 3x3 kernel does not take: qcc_conv_depthwise runs them (dilation, a multiplier, other
+# kernels, stride 3, and the 1-D kernels down one column of audio models, inside and across the padding)
 GENERIC = [(3, (7, 7), {"dilations": [2, 2], "pads": [2, 2, 2, 2]}), (3, (5, 5), {"multiplier": 2, "pads": [1, 1, 1, 1]}),
-           (4, (6, 6), {"kernel": (5, 5), "pads": [2, 2, 2, 2]}), (2, (9, 9), {"strides": [3, 3]})]
+           (4, (6, 6), {"kernel": (5, 5), "pads": [2, 2, 2, 2]}), (2, (9, 9), {"strides": [3, 3]}),
+           (5, (12, 1), {"kernel": (5, 1)}), (3, (10, 1), {"kernel": (3, 1), "dilations": [2, 1], "pads": [2, 0, 1, 0]}),
+           (4, (9, 1), {"kernel": (4, 1), "strides": [2, 1], "pads": [3, 0, 3, 0]}),
+           (2, (6, 3), {"kernel": (3, 1), "pads": [1, 0, 1, 0], "multiplier": 3})]
 
 
 
@@ -94,7 +98,7 @@ def test_the_compiler_chooses_the_depthwise_kernel_for_exactly_the_depthwise_3x3
     suffix = "s8" if x_dtype == "int8" else "u8"
     depthwise = len(layers_model(x_dtype).graph.node)
     assert compiled_kernel_calls(tmp_path, layers_model(x_dtype, extra=GENERIC)) == (
-        [f"qcc_conv_depthwise_3x3_{suffix}"] * depthwise + [f"qcc_conv_{suffix}"] * len(GENERIC))
+        [f"qcc_conv_depthwise_3x3_{suffix}"] * depthwise + [f"qcc_conv_depthwise_{suffix}"] * len(GENERIC))
 
 
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
@@ -108,6 +112,17 @@ def test_depthwise_layers_equal_ort_and_the_reference_on_the_host_in_every_schem
 def test_depthwise_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, scheme):
     check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=1), scheme,
                                     f"qcc_conv_depthwise_3x3_{'s8' if x_dtype == 'int8' else 'u8'}")
+
+
+@needs_arm_tools
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_the_other_depthwise_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype):
+    rng = np.random.default_rng(2)
+    parts = [layer(rng, i, x_dtype, channels, hw, w_dtype="int8" if i % 2 else "uint8" if x_dtype == "uint8" else "int8",
+                   per_channel=i % 2 == 0, **attrs) for i, (channels, hw, attrs) in enumerate(GENERIC)]
+    model = make_model([p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts],
+                       {k: v for part in parts for k, v in part[3].items()})
+    check_exact_on_cortex_m0_and_m4(tmp_path, model, "tflm", f"qcc_conv_depthwise_{'s8' if x_dtype == 'int8' else 'u8'}")
 
 
 def test_the_kernel_builds_warning_free_with_clang_too(tmp_path):

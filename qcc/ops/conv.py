@@ -287,6 +287,13 @@ class QLinearConv(Op):
                 and all(s in (1, 2) for s in a["strides"]))
 
     @staticmethod
+    def is_depthwise(node: Node, graph: Graph) -> bool:
+        """One input channel per group, any kernel, stride, dilation and multiplier: qcc_conv_depthwise runs
+        it where qcc_conv_depthwise_3x3 does not (the same access order as qcc_conv's, and no more scratch)."""
+        in_c = graph.tensor(node.inputs[0]).shape[1]
+        return node.attrs["groups"] == in_c > 1 and not QLinearConv.is_depthwise_3x3(node, graph)
+
+    @staticmethod
     def runs_as_gemm(node: Node, graph: Graph) -> bool:
         """One group (and not a depthwise 3x3 layer): qcc_conv_gemm runs it, any kernel, stride,
         dilation and padding."""
@@ -372,6 +379,8 @@ class QLinearConv(Op):
             return f"qcc_conv_gemm_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
         if self.is_depthwise_3x3(node, graph):
             return f"qcc_conv_depthwise_3x3_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
+        if self.is_depthwise(node, graph):
+            return f"qcc_conv_depthwise_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
         return f"qcc_conv_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
 
 
