@@ -77,7 +77,12 @@ static inline int32_t qcc_tflm_scale(int32_t x, int32_t m0, int n)
 }
 
 /* TFLM's MultiplyByQuantizedMultiplier with qcc's saturation of acc * 2^e (e > 0), clamped to [lo, hi].
- * Out of line: the kernels' channels take the path below, where M < 1/4. */
+ * Out of line: the kernels' channels take the path below, where M < 1/4. Cold (GNU C): the kernels that can call
+ * it keep their loops' registers for the common path (GCC stopped inlining it once qcc_kernels.c grew, and the
+ * call then cost the depthwise 3x3 kernel 1.6%). */
+#if defined(__GNUC__)
+__attribute__((cold))
+#endif
 static int32_t qcc_tflm_general(int32_t acc, int32_t m0, int e, int32_t lo, int32_t hi)
 {
     int32_t x = acc, y;
