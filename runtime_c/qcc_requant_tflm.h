@@ -80,7 +80,7 @@ static inline int32_t qcc_tflm_scale(int32_t x, int32_t m0, int n)
  * Out of line: the kernels' channels take the path below, where M < 1/4. Cold (GNU C): the kernels that can call
  * it keep their loops' registers for the common path (GCC stopped inlining it once qcc_kernels.c grew, and the
  * call then cost the depthwise 3x3 kernel 1.6%). */
-#if defined(__GNUC__)
+#if defined(__GNUC__) && defined(__OPTIMIZE__) /* (optimizing builds: where it matters, as QCC_ALWAYS_INLINE) */
 __attribute__((cold))
 #endif
 static int32_t qcc_tflm_general(int32_t acc, int32_t m0, int e, int32_t lo, int32_t hi)
