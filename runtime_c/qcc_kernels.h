@@ -29,8 +29,9 @@ typedef struct {
     int32_t hi;
     int32_t acc_f32_exact; /* 1: range analysis proved |acc| <= 2^24 (the ort scheme skips rounding f32(acc)) */
     const uint32_t *exact_mult; /* ort: each channel's m when M cannot give it back, else NULL */
-    int32_t fast_shift;         /* ort: j, 1..14 */
-    uint32_t fast_bias;         /* ort: 2^30 + 2^(j-1) */
+    int32_t fast_shift;         /* ort: j, 1..14; tflm, single: k = -e - 1 > 0 where every channel has the
+                                 * one exponent e <= -2 (M < 1/4), else 0 */
+    uint32_t fast_bias;         /* ort: 2^30 + 2^(j-1); tflm, single: 2^(k-1), the rounding's high word */
     uint32_t fast_window;       /* ort: 2^(15+j) + 1 */
     int32_t fast_lo;            /* ort: lo + 2^(30-j) */
     int32_t fast_hi;            /* ort: hi + 2^(30-j) */

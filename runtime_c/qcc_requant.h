@@ -166,11 +166,57 @@ static inline int32_t qcc_requantize_channel_case(const qcc_requant_channel *ch,
 }
 #endif
 
+/* A layer's requantization case, worked out once per kernel call so that its output loop can be
+ * specialised: QCC_LAYER_ONE_SHIFT where the compiler found every channel on the fast path with one
+ * exponent (tflm, single: fast_shift = k > 0, fast_bias = 2^(k-1)), nothing then being worked out per
+ * output (a fully connected layer has one output per channel); QCC_LAYER_ONE_SHIFT_SIGNED the same
+ * where tflm's rounding constant must follow acc's sign (lo < 0, see qcc_tflm_is_common);
+ * QCC_LAYER_PER_CHANNEL otherwise. */
+#define QCC_LAYER_PER_CHANNEL 0
+#define QCC_LAYER_ONE_SHIFT 1
+#define QCC_LAYER_ONE_SHIFT_SIGNED 2
+
+static inline int qcc_requant_layer_case(const qcc_requant_params *rq)
+{
+#if defined(QCC_ROUNDING_TFLM)
+    return rq->fast_shift <= 0 ? QCC_LAYER_PER_CHANNEL : rq->lo >= 0 ? QCC_LAYER_ONE_SHIFT : QCC_LAYER_ONE_SHIFT_SIGNED;
+#elif defined(QCC_ROUNDING_SINGLE)
+    return rq->fast_shift > 0 ? QCC_LAYER_ONE_SHIFT : QCC_LAYER_PER_CHANNEL;
+#else
+    (void)rq;
+    return QCC_LAYER_PER_CHANNEL;
+#endif
+}
+
+/* The requantized output code for accumulator acc of output channel c, in the layer's case `which`
+ * (qcc_requant_layer_case). */
+static inline int32_t qcc_requantize_case(const qcc_requant_params *rq, int32_t acc, int32_t c, int which)
+{
+#if defined(QCC_ROUNDING_TFLM) || defined(QCC_ROUNDING_SINGLE)
+    if (which != QCC_LAYER_PER_CHANNEL) {
+        const int32_t m0 = (int32_t)rq->mult[c * rq->per_channel];
+#if defined(QCC_ROUNDING_TFLM)
+        /* qcc_tflm_apply_signed's constant (2^(n-2), 2^30), or (2^(n-2) - 1, 3 * 2^30) where acc < 0 */
+        const uint32_t negative = which == QCC_LAYER_ONE_SHIFT_SIGNED ? (uint32_t)acc >> 31 : 0u;
+        const uint64_t rounding = ((uint64_t)(rq->fast_bias - negative) << 32) | (UINT32_C(0x40000000) | (negative << 31));
+#else
+        const uint64_t rounding = (uint64_t)rq->fast_bias << 32;
+#endif
+        return qcc_smlal_high_shift(acc, m0, rounding, rq->fast_shift, rq->lo, rq->hi, rq->zero);
+    }
+#else
+    (void)which;
+#endif
+    {
+        const qcc_requant_channel ch = qcc_requant_channel_of(rq, c);
+        return qcc_requantize_channel(&ch, acc);
+    }
+}
+
 /* The requantized output code for accumulator acc of output channel c. */
 static inline int32_t qcc_requantize(const qcc_requant_params *rq, int32_t acc, int32_t c)
 {
-    const qcc_requant_channel ch = qcc_requant_channel_of(rq, c);
-    return qcc_requantize_channel(&ch, acc);
+    return qcc_requantize_case(rq, acc, c, qcc_requant_layer_case(rq));
 }
 
 #endif /* QCC_REQUANT_H */

@@ -1,10 +1,11 @@
 """The fully connected kernel (qcc_fully_connected_*: each row of A expanded once to int16 in scratch, or
-in chunks of its depth where a whole row would grow the arena, then its dot products with each pair of columns, SMLAD on cores with the DSP extension, portable C
-elsewhere): the compiler lays its weights out for it (qcc_conv_gemm's layout, depth padded to 8), and
-it equals the reference (and ONNX Runtime) bit for bit on the host in every rounding scheme and on
-the Cortex-M0 (portable path) and M4 (DSP path) boards: depths 1, 3, 5, 17 and 130 (not multiples of
-4 or 8: the zero padding of the weights and of the row) and 8 and 16; odd column counts (the column
-pairs' remainder); rows 1 and 3 (a 2-D and a 3-D A), transA (A read with a depth stride), C per
+in chunks of its depth where a whole row would grow the arena, then its dot products with each pair of
+columns, SMLAD on cores with the DSP extension, portable C elsewhere): the compiler lays its weights out
+for it (qcc_conv_gemm's layout, depth padded to 8), and it equals the reference (and ONNX Runtime) bit
+for bit on the host in every rounding scheme and on the Cortex-M0 (portable path) and M4 (DSP path)
+boards: depths 1, 3, 5, 17 and 130 (not multiples of 4 or 8: the zero padding of the weights and of the
+row) and 8 and 16; odd column counts (the column pairs' remainder); outputs whose zero point is their
+least code (a folded Relu); rows 1 and 3 (a 2-D and a 3-D A), transA (A read with a depth stride), C per
 column and per row (acc_const_row_stride); int8 and uint8 activations, per-tensor and per-column
 weights, uint8 weights with nonzero zero points (the sum(a) correction) and accumulators that wrap
 int32."""
@@ -37,13 +38,17 @@ from qcc.pipeline import Options
 LAYERS = [(1, 1, 1, {}), (1, 3, 5, {}), (3, 5, 3, {}), (1, 17, 7, {"op": "QLinearMatMul"}),
           (3, 17, 1, {"op": "QLinearMatMul", "a_rank": 3}), (1, 130, 9, {}), (3, 130, 4, {"transB": 1}),
           (1, 8, 2, {"op": "QLinearMatMul"}), (3, 16, 6, {"c_rows": True}), (3, 5, 5, {"transA": 1}),
-          (3, 130, 3, {"transA": 1, "transB": 1, "c_rows": True}), (1, 17, 11, {"transA": 1})]
+          (3, 130, 3, {"transA": 1, "transB": 1, "c_rows": True}), (1, 17, 11, {"transA": 1}),
+          (1, 24, 9, {"y_zero_at_qmin": True}), (2, 40, 7, {"y_zero_at_qmin": True})]
 
 
 def layer(rng, i: int, x_dtype: str, rows: int, depth: int, cols: int, *, w_dtype: str, per_channel: bool,
-          wrap: bool = False, op: str = "QGemm", a_rank: int = 2, c_rows: bool = False, **attrs):
+          wrap: bool = False, op: str = "QGemm", a_rank: int = 2, c_rows: bool = False, y_zero_at_qmin: bool = False,
+          **attrs):
     """One QGemm or QLinearMatMul reading input a{i} and writing y{i}, with its initializers; returns
-    (node, input, output, inits)."""
+    (node, input, output, inits). y_zero_at_qmin: the output's zero point is its least code (a Relu
+    folded into the quantization, as converters write it), so the clamp's lower end is at the zero
+    point (the tflm scheme's common case, where the rounding constant need not follow acc's sign)."""
     trans_a, trans_b = attrs.get("transA", 0), attrs.get("transB", 0)
     qmin, qmax = (-128, 127) if w_dtype == "int8" else (0, 255)
     shape = cols if per_channel else ()
@@ -58,6 +63,8 @@ def layer(rng, i: int, x_dtype: str, rows: int, depth: int, cols: int, *, w_dtyp
     inits = {f"as{i}": scalar(0.05, np.float32), f"az{i}": scalar(x_zero, x_dtype), f"b{i}": b, f"bs{i}": w_scale,
              f"bz{i}": np.asarray(w_zero, w_dtype), f"ys{i}": scalar(y_scale, np.float32),
              f"yz{i}": scalar(int(rng.integers(-3, 3)) + (0 if x_dtype == "int8" else 128), x_dtype)}
+    if y_zero_at_qmin:
+        inits[f"yz{i}"] = scalar(-128 if x_dtype == "int8" else 0, x_dtype)
     a_shape = [depth, rows] if trans_a else [1, rows, depth] if a_rank == 3 else [rows, depth]
     y_shape = [1, rows, cols] if a_rank == 3 else [rows, cols]
     quant = [f"a{i}", f"as{i}", f"az{i}", f"b{i}", f"bs{i}", f"bz{i}"]

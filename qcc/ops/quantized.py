@@ -174,8 +174,17 @@ def requant_fields(rq: Requant) -> dict:
               "per_channel": 1 if rq.channels > 1 else 0, "zero": rq.zero, "lo": rq.lo, "hi": rq.hi,
               "acc_f32_exact": int(rq.acc_f32_exact)}
     if fast is None:
-        return fields | {"exact_mult": None, "fast_shift": 0, "fast_bias": 0, "fast_window": 0, "fast_lo": 0,
-                         "fast_hi": 0, "fast_zero": 0}
+        fields |= {"exact_mult": None, "fast_shift": 0, "fast_bias": 0, "fast_window": 0, "fast_lo": 0,
+                   "fast_hi": 0, "fast_zero": 0}
+        if np.all(rq.mult == rq.mult[0]) and np.all(rq.shift == rq.shift[0]):
+            # one (M0, e) for the layer (a per-tensor weight scale): stored once
+            fields |= {"mult": rq.mult[:1], "shift": rq.shift[:1], "per_channel": 0}
+        if rq.scheme in ("tflm", "single") and np.all(rq.shift == rq.shift[0]) and int(rq.shift[0]) <= -2:
+            # M < 1/4 with one exponent e: qcc_requantize's layer-wide fast path, k = -e - 1 and its
+            # rounding's high word 2^(k - 1) (as qcc_tflm_channel_of and qcc_single_channel_of work out per channel)
+            k = -int(rq.shift[0]) - 1
+            fields |= {"fast_shift": k, "fast_bias": 1 << (k - 1)}
+        return fields
     # ort: mult holds the fast path's M, and the significands (exact_mult) only where M cannot give them back
     lost = np.any((fast.mult == 0) & (rq.mult != 0))
     return fields | {"exact_mult": rq.mult if lost else None, **fast.fields(rq.lo, rq.hi, rq.zero)}
