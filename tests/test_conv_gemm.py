@@ -173,3 +173,13 @@ def test_the_kernels_build_at_every_optimization_level(tmp_path, optimization, f
 
 def test_the_kernel_builds_warning_free_with_clang_too(tmp_path):
     check_builds_with_clang(tmp_path, layers_model("uint8"))
+
+
+@pytest.mark.parametrize("depth, choices", [(28, [16, 8]), (64, [16, 8, 4]), (80, [16, 8, 4]), (128, [16, 8, 4]),
+                                            (144, [16, 8, 2]), (576, [16, 8, 2])])
+def test_the_least_chunk_holds_four_pixels_where_their_columns_take_at_most_1_kib(monkeypatch, depth, choices):
+    """The chunks the memory plan may choose from, largest first: the least is the most pixels whose int16
+    columns fit 512 bytes, and 4 rather than 2 where 4 fit 1,024 (K <= 128: there a chunk of 2 spends
+    about a quarter of its instructions on each channel pair's setup)."""
+    monkeypatch.setattr(QLinearConv, "gemm_depth", staticmethod(lambda node, graph: depth))
+    assert QLinearConv.gemm_pixel_choices(None, None) == choices
