@@ -90,6 +90,14 @@ static inline uint32_t qcc_sum_lanes_u32(__m128i v)
 #define QCC_ALWAYS_INLINE inline
 #endif
 
+/* Kept out of line where inlining it would change how the compiler allocates registers in its caller's
+ * hot loops (GNU C, optimizing: as QCC_ALWAYS_INLINE). */
+#if defined(__GNUC__) && defined(__OPTIMIZE__)
+#define QCC_NOINLINE __attribute__((noinline))
+#else
+#define QCC_NOINLINE
+#endif
+
 /* The int32 with the same bits as u: the modular result of the wrapping accumulator. */
 static inline int32_t qcc_wrap_i32(uint32_t u)
 {
