@@ -682,7 +682,7 @@ def count_cmsis(model: str, scheme: str, cmsis: Path, library: Path, work: Path,
     image = out_dir / f"{HARNESS}-{TARGET}.elf"
     make(out_dir, image.name, variables={"ARM_CFLAGS": f"{BENCH_ARM_CFLAGS} -DARM_MATH_DSP -I{cmsis / 'Include'}",
                                          "SRCS": str(library)})
-    per_layer, overhead, after_last, whole, _ = count_layers(image, target_named(TARGET), HARNESS, len(layers))
+    (per_layer, overhead, after_last, whole), _, _ = count_layers(image, target_named(TARGET), HARNESS, len(layers))
     return layers, {"per_layer": per_layer, "marker_overhead": overhead, "after_last_layer": after_last,
                     "per_inference": whole}
 

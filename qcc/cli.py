@@ -124,6 +124,11 @@ def _parser() -> argparse.ArgumentParser:
                        "QEMU), flash code and data, RAM and stack; on the host, time per inference beside ONNX Runtime")
     common(p)
     target(p, "measure on this target")
+    p.add_argument("--flash-wait-states", type=int, default=0, metavar="W",
+                   help="the Cortex-M4 cycle estimate: W wait states on each data read from flash, the constants "
+                        "(default 0: zero-wait-state memory; docs/cycle_model.md)")
+    p.add_argument("--clock-mhz", type=float, metavar="F",
+                   help="the Cortex-M4 cycle estimate: also give it in milliseconds at F MHz")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text; json: "
                    "docs/bench_json.md)")
     return parser
@@ -181,7 +186,8 @@ def _run(args) -> int:
         if args.command == "bench":
             from qcc.commands.bench import bench, render
 
-            print(render(bench(args.model, options), args.format), end="")
+            report = bench(args.model, options, flash_wait_states=args.flash_wait_states, clock_mhz=args.clock_mhz)
+            print(render(report, args.format), end="")
             return 0
         from qcc.commands.inspection import inspect
 

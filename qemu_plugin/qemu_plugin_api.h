@@ -9,6 +9,8 @@
  *
  * Version 2 of the API (QEMU 8.x) removed qemu_plugin_register_vcpu_insn_exec_inline:
  * moving to a newer QEMU means revisiting this file and insn_count.c together.
+ * The cycle model adds: the instruction's bytes and size, the block's address and execution
+ * callback, and the memory callback for flash wait states.
  */
 
 #ifndef QCC_QEMU_PLUGIN_API_H
@@ -84,6 +86,39 @@ struct qemu_plugin_insn *
 qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
 
 uint64_t qemu_plugin_insn_vaddr(const struct qemu_plugin_insn *insn);
+
+size_t qemu_plugin_insn_size(const struct qemu_plugin_insn *insn);
+
+/* The instruction's bytes, valid during the translation callback. */
+const void *qemu_plugin_insn_data(const struct qemu_plugin_insn *insn);
+
+uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
+
+void qemu_plugin_register_vcpu_tb_exec_cb(struct qemu_plugin_tb *tb,
+                                          qemu_plugin_vcpu_udata_cb_t cb,
+                                          enum qemu_plugin_cb_flags flags,
+                                          void *userdata);
+
+enum qemu_plugin_mem_rw {
+    QEMU_PLUGIN_MEM_R = 1,
+    QEMU_PLUGIN_MEM_W,
+    QEMU_PLUGIN_MEM_RW,
+};
+
+typedef uint32_t qemu_plugin_meminfo_t;
+
+bool qemu_plugin_mem_is_store(qemu_plugin_meminfo_t info);
+
+typedef void (*qemu_plugin_vcpu_mem_cb_t)(unsigned int vcpu_index,
+                                          qemu_plugin_meminfo_t info,
+                                          uint64_t vaddr,
+                                          void *userdata);
+
+void qemu_plugin_register_vcpu_mem_cb(struct qemu_plugin_insn *insn,
+                                      qemu_plugin_vcpu_mem_cb_t cb,
+                                      enum qemu_plugin_cb_flags flags,
+                                      enum qemu_plugin_mem_rw rw,
+                                      void *userdata);
 
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id,
                                     qemu_plugin_udata_cb_t cb, void *userdata);

@@ -1,6 +1,7 @@
 """`qcc bench`: the measurements hold the relations a correct instrument must give (per-layer
-instructions sum to the whole, runs repeat exactly, more MACs cost more), the JSON has exactly the
-keys docs/bench_json.md documents, and the bench hook leaves the default build unchanged."""
+instructions sum to the whole, runs repeat exactly, more MACs cost more; the Cortex-M4 cycle
+estimate splits the same way and grows with flash wait states), the JSON has exactly the keys
+docs/bench_json.md documents, and the bench hook leaves the default build unchanged."""
 
 import json
 import re
@@ -47,11 +48,13 @@ def bench_json(capsys, *args) -> dict:
 def m4_runs(model):
     # Module-scoped (two runs serve four tests), so through a subprocess: capsys is per test.
     runs = []
-    for _ in range(2):
+    # the second run estimates the cycles with flash wait states and gives milliseconds: its
+    # instructions must not change
+    for extra in ([], ["--flash-wait-states", "2", "--clock-mhz", "120"]):
         # --whole-tensors: every layer on its own, so each has its own count (streamed, a chain's count
         # is its last layer's: tests/test_streaming.py)
         result = subprocess.run([sys.executable, "-m", "qcc", "bench", model, "--target", "cortex-m4", "--format", "json",
-                                 "--whole-tensors"],
+                                 "--whole-tensors", *extra],
                                 capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent)
         assert result.returncode == 0, result.stderr
         runs.append(json.loads(result.stdout))
@@ -82,6 +85,34 @@ def test_cortex_m4_instructions_per_layer_sum_to_the_whole_and_repeat_exactly(m4
     check_instructions(first)
     assert first["instructions"] == second["instructions"]
     assert first["ram"]["stack_peak_bytes"] == second["ram"]["stack_peak_bytes"]
+
+
+def check_cycles(report: dict) -> None:
+    """The cycle estimate splits like the instructions, and no instruction takes less than a cycle."""
+    cycles, counts = report["cycles"], report["instructions"]
+    assert cycles["marker_overhead"] == 2 * (1 + cycles["refill_cycles"])  # two branches, each with its refill
+    assert sum(layer["cycles"] for layer in cycles["layers"]) + cycles["after_last_layer"] == cycles["per_inference"]
+    assert [layer["index"] for layer in cycles["layers"]] == [layer["index"] for layer in counts["layers"]]
+    for estimate, layer in zip(cycles["layers"], counts["layers"]):
+        assert estimate["cycles"] >= layer["instructions"]
+        if layer["instructions"]:
+            assert estimate["per_instruction"] == estimate["cycles"] / layer["instructions"]
+    assert cycles["per_inference"] >= counts["per_inference"]
+    assert cycles["per_mac"] == cycles["per_inference"] / report["macs"]
+
+
+def test_cortex_m4_cycles_are_estimated_per_layer_and_wait_states_add_to_them(m4_runs):
+    plain, waiting = m4_runs
+    check_cycles(plain)
+    check_cycles(waiting)
+    assert plain["cycles"]["flash_wait_states"] == 0 and "flash_end" not in plain["cycles"]
+    assert "clock_mhz" not in plain["cycles"]
+    # the weights are read from flash: every convolution waits
+    assert waiting["cycles"]["flash_wait_states"] == 2 and waiting["cycles"]["flash_end"] == 4 * 1024 * 1024
+    for before, after, layer in zip(plain["cycles"]["layers"], waiting["cycles"]["layers"], plain["instructions"]["layers"]):
+        if layer["op"] == "QLinearConv":
+            assert after["cycles"] > before["cycles"]
+    assert waiting["cycles"]["ms_per_inference"] == waiting["cycles"]["per_inference"] / 120e3
 
 
 def test_more_macs_of_the_same_kind_cost_more_instructions(m4_runs):
@@ -130,7 +161,8 @@ def test_the_json_has_exactly_the_documented_keys(m4_runs, capsys, model):
     tflite = bench_json(capsys, str(Path(__file__).parent / "data" / "tflite" / "hello_world_int8.tflite"), "--target",
                         "host")
     documented = documented_keys()
-    assert key_paths(m4_runs[0]) | key_paths(host) | key_paths(streamed) | key_paths(tflite) == documented
+    measured = key_paths(m4_runs[0]) | key_paths(m4_runs[1]) | key_paths(host) | key_paths(streamed)
+    assert measured | key_paths(tflite) == documented
     tflm_timing = tflite["host_time"]
     assert tflm_timing["c_ms"] > 0 and tflm_timing["tflm_ms"] > 0 and "ort_ms" not in tflm_timing
     assert "host_time" not in m4_runs[0] and "instructions" not in host
@@ -144,6 +176,7 @@ def test_the_json_has_exactly_the_documented_keys(m4_runs, capsys, model):
 def test_cortex_m0(capsys, model):
     report = bench_json(capsys, model, "--target", "cortex-m0")
     check_instructions(report)
+    assert "cycles" not in report  # the timing model is the Cortex-M4's
     assert 0 < report["ram"]["stack_peak_bytes"] < report["ram"]["stack_size_bytes"] == 2048
 
 
@@ -151,6 +184,7 @@ def test_the_text_output_names_each_layer(capsys, model):
     assert main(["bench", model, "--target", "cortex-m4"]) == 0
     text = capsys.readouterr().out
     assert re.search(r"instructions per inference: \d+, [\d.]+ per MAC", text)
+    assert re.search(r"estimated Cortex-M4 cycles per inference: \d+, [\d.]+ per MAC \(an estimate: ", text)
     assert text.count("QLinearConv") == 4 and "stack high-water" in text
 
 
@@ -182,6 +216,11 @@ def test_errors_are_one_line_with_status_2(capsys, model, tmp_path, monkeypatch)
                         capsys.readouterr().err)
     assert main(["bench", model, "--target", "cortex-m9"]) == 2
     assert re.fullmatch(r"qcc: error: --target 'cortex-m9': unknown target; .*\n", capsys.readouterr().err)
+    assert main(["bench", model, "--target", "cortex-m0", "--clock-mhz", "48"]) == 2
+    assert capsys.readouterr().err == ("qcc: error: --flash-wait-states and --clock-mhz shape the cycle estimate, which "
+                                       "models the Cortex-M4 only: use --target cortex-m4\n")
+    assert main(["bench", model, "--target", "cortex-m4", "--flash-wait-states", "16"]) == 2
+    assert capsys.readouterr().err == "qcc: error: --flash-wait-states 16: give 0 to 15 wait states\n"
     monkeypatch.setenv("PATH", str(tmp_path))  # no cross compiler, no QEMU
     assert main(["bench", model, "--target", "cortex-m4"]) == 2
     assert re.fullmatch(r"qcc: error: --target cortex-m4: arm-none-eabi-gcc not found; .*\n", capsys.readouterr().err)

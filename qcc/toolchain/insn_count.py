@@ -1,11 +1,13 @@
-"""Counting a firmware's executed instructions under QEMU (docs/insn_count.md).
+"""Counting a firmware's executed instructions under QEMU, and estimating its Cortex-M4 cycles
+(docs/insn_count.md, docs/cycle_model.md).
 
 `count_instructions` runs an ARM ELF in qemu-system-arm (through qcc.toolchain.qemu.run_elf, the project's
 one QEMU runner) with the insn_count TCG plugin (qemu_plugin/insn_count.c, built here with the
 host gcc and cached) and returns, in execution
 order, each time execution reached one of the marked addresses, with the number of guest
-instructions executed before it. The instructions between the entry of A and the entry of B are
-the difference of two consecutive records.
+instructions executed before it and the cycles a Cortex-M4 would have taken for them
+(qemu_plugin/cortex_m4_timing.h: an estimate; the count is exact). The instructions between the
+entry of A and the entry of B are the difference of two consecutive records.
 """
 
 from __future__ import annotations
@@ -26,16 +28,25 @@ from qcc.toolchain.targets import QEMU, TARGETS, Target
 
 # The plugin is written against QEMU 7.2's plugin API (version 1), which QEMU 8.2 dropped.
 QEMU_PACKAGE = "Debian 12's qemu-system-arm (QEMU 7.2)"
-PLUGIN_SOURCES = ("insn_count.c", "qemu_plugin_api.h")
+PLUGIN_SOURCES = ("insn_count.c", "cortex_m4_timing.h", "qemu_plugin_api.h")
 # C11 for the anonymous union in qemu_info_t; POSIX for the pthread mutex.
 PLUGIN_CFLAGS = ("-std=c11", "-D_POSIX_C_SOURCE=200809L", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra",
                  "-Werror", "-fvisibility=hidden")
 
 
 class Record(NamedTuple):
-    """Execution reached marks[mark] after `count` guest instructions had executed."""
+    """Execution reached marks[mark] after `count` guest instructions had executed, which a
+    Cortex-M4 would have taken an estimated `cycles` for."""
     mark: int
     count: int
+    cycles: int
+
+
+class FlashWaits(NamedTuple):
+    """Wait states on each data read from flash, the addresses below `end` (the code and the
+    constants): the cycle estimate's memory model beyond zero-wait-state memory."""
+    states: int
+    end: int
 
 
 def plugin_cache_dir() -> Path:
@@ -115,19 +126,19 @@ def mark_addresses(elf: Path, marks: Sequence[str | int]) -> list[int]:
 
 
 def count_instructions(elf: Path, marks: Sequence[str | int], machine: str = "mps2-an386",
-                       timeout: float = 120.0) -> list[Record]:
+                       timeout: float = 120.0, flash_waits: FlashWaits | None = None) -> list[Record]:
     """Run `elf` on QEMU's `machine` until it stops QEMU (semihosting SYS_EXIT) and return the
     records of the marks (symbol names or addresses), in execution order. Every mark must be
     reached at least once."""
     boards = [target for target in TARGETS.values() if target.machine == machine]
     if not boards:
         raise QccError(f"no qcc target runs on QEMU's {machine!r}")
-    records, _ = count_run(elf, boards[0], marks, timeout)
+    records, _ = count_run(elf, boards[0], marks, timeout, flash_waits)
     return records
 
 
-def count_run(elf: Path, target: Target, marks: Sequence[str | int],
-              timeout: float = 120.0) -> tuple[list[Record], QemuRun]:
+def count_run(elf: Path, target: Target, marks: Sequence[str | int], timeout: float = 120.0,
+              flash_waits: FlashWaits | None = None) -> tuple[list[Record], QemuRun]:
     """count_instructions on target's board, also returning the run (its console: an image may
     report more than the plugin can, such as its stack high-water mark)."""
     addresses = mark_addresses(elf, marks)
@@ -138,6 +149,8 @@ def count_run(elf: Path, target: Target, marks: Sequence[str | int],
         out = Path(work) / "records.txt"
         # QEMU splits -plugin's value at commas; a doubled comma is a literal one.
         options = [str(plugin), *(f"mark=0x{address:x}" for address in addresses), f"out={out}"]
+        if flash_waits is not None and flash_waits.states:
+            options += [f"flash_wait={flash_waits.states}", f"flash_end=0x{flash_waits.end:x}"]
         plugin_args = ["-plugin", ",".join(option.replace(",", ",,") for option in options)]
         try:
             run = run_elf(elf, target, plugin_args, timeout)
@@ -161,9 +174,9 @@ def _read_records(path: Path) -> list[Record]:
     records = []
     for line in path.read_text().splitlines():
         fields = line.split()
-        if len(fields) != 2 or not all(field.isdigit() for field in fields):
+        if len(fields) != 3 or not all(field.isdigit() for field in fields):
             raise QccError(f"the insn_count plugin's output is incomplete: {line}")
-        records.append(Record(int(fields[0]), int(fields[1])))
+        records.append(Record(int(fields[0]), int(fields[1]), int(fields[2])))
     return records
 
 
