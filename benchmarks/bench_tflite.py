@@ -14,7 +14,8 @@ nothing for the others). Prints a markdown table.
 
 --onnx-dir holds DIR/<model stem>.onnx, made with `python -m tf2onnx.convert --tflite MODEL.tflite
 --output DIR/<stem>.onnx --opset 13` (tf2onnx needs TensorFlow, which qcc never depends on). Counts
-are executed instructions under QEMU (qcc bench --target cortex-m4): each side counted the same way.
+are executed instructions under QEMU (qcc bench --target cortex-m4): each side counted the same way; beside
+qcc's, the cycles the Cortex-M4 timing model estimates for them (docs/cycle_model.md).
 """
 
 from __future__ import annotations
@@ -43,13 +44,14 @@ TARGET = "cortex-m4"
 
 def instructions(model: str, rounding: str | None = None, per_layer: bool = False):
     """Cortex-M4 instructions per inference (None where qcc refuses the model); with per_layer, (that, the list of
-    each node's count)."""
+    each node's count, the estimated cycles per inference)."""
     try:
-        counts = bench(model, Options(rounding=rounding, target=TARGET), object_sizes=False)["instructions"]
+        report = bench(model, Options(rounding=rounding, target=TARGET), object_sizes=False)
     except QccError:
-        return (None, []) if per_layer else None
+        return (None, [], None) if per_layer else None
+    counts = report["instructions"]
     if per_layer:
-        return counts["per_inference"], [layer["instructions"] for layer in counts["layers"]]
+        return counts["per_inference"], [layer["instructions"] for layer in counts["layers"]], report["cycles"]["per_inference"]
     return counts["per_inference"]
 
 
@@ -71,7 +73,7 @@ def measure(model: Path, onnx_dir: Path | None, cmsis: Path | None, library: Pat
     row["qcc_ram_in_arena"] = compile_model(model, Options(io_in_arena=True)).plan.arena_bytes + state
     arena = tflm.arena(model.read_bytes())
     row["tflm_head"], row["tflm_total"] = arena.head, arena.total
-    row["qcc_m4"], qcc_layers = instructions(str(model), per_layer=True)
+    row["qcc_m4"], qcc_layers, row["qcc_m4_cycles"] = instructions(str(model), per_layer=True)
     onnx = onnx_dir / f"{model.stem}.onnx" if onnx_dir else None
     if onnx is not None and onnx.is_file():
         row["onnx_m4_ort"] = instructions(str(onnx), "ort")
@@ -102,19 +104,20 @@ def ratio(a, b) -> str:
 def table(rows: list[dict]) -> str:
     lines = ["| model | qcc | qcc RAM: arena + I/O buffers | qcc RAM, --io-in-arena | TFLM arena: tensors / total | "
              "qcc / TFLM total (I/O buffers, in arena) | "
-             "M4 instr. qcc (.tflite) | via tf2onnx, qcc ort | via tf2onnx, qcc tflm | qcc / ONNX path | "
+             "M4 instr. qcc (.tflite) | est. M4 cycles qcc | via tf2onnx, qcc ort | via tf2onnx, qcc tflm | qcc / ONNX path | "
              "layers with a CMSIS-NN kernel | CMSIS-NN on them | qcc on them | qcc / CMSIS-NN |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         if r["verdict"].startswith("refused"):
-            lines.append(f"| {r['model']} | {r['verdict']} |" + " - |" * 12)
+            lines.append(f"| {r['model']} | {r['verdict']} |" + " - |" * 13)
             continue
         onnx_best = min([v for v in (r.get("onnx_m4_ort"), r.get("onnx_m4_tflm")) if v] or [0])
         lines.append(
             f"| {r['model']} | {r['verdict']} ({r['cases']} input sets) | {r['qcc_ram']:,} | {r['qcc_ram_in_arena']:,} | "
             f"{r['tflm_head']:,} / {r['tflm_total']:,} | {ratio(r['qcc_ram'], r['tflm_total'])}, "
             f"**{ratio(r['qcc_ram_in_arena'], r['tflm_total'])}** | "
-            f"{number(r['qcc_m4'])} | {number(r.get('onnx_m4_ort'))} | {number(r.get('onnx_m4_tflm'))} | "
+            f"{number(r['qcc_m4'])} | {number(r.get('qcc_m4_cycles'))} | {number(r.get('onnx_m4_ort'))} | "
+            f"{number(r.get('onnx_m4_tflm'))} | "
             f"{ratio(r['qcc_m4'], onnx_best)} | {r.get('cmsis_layers', '-')} | {number(r.get('cmsis_layers_m4'))} | "
             f"{number(r.get('qcc_layers_m4'))} | {ratio(r.get('qcc_layers_m4'), r.get('cmsis_layers_m4'))} |")
     return "\n".join(lines)
