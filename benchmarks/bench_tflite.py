@@ -51,7 +51,8 @@ def instructions(model: str, rounding: str | None = None, per_layer: bool = Fals
         return (None, [], None) if per_layer else None
     counts = report["instructions"]
     if per_layer:
-        return counts["per_inference"], [layer["instructions"] for layer in counts["layers"]], report["cycles"]["per_inference"]
+        per_layer_counts = [layer["instructions"] for layer in counts["layers"]]
+        return counts["per_inference"], per_layer_counts, report["cycles"]["per_inference"]
     return counts["per_inference"]
 
 
@@ -104,7 +105,8 @@ def ratio(a, b) -> str:
 def table(rows: list[dict]) -> str:
     lines = ["| model | qcc | qcc RAM: arena + I/O buffers | qcc RAM, --io-in-arena | TFLM arena: tensors / total | "
              "qcc / TFLM total (I/O buffers, in arena) | "
-             "M4 instr. qcc (.tflite) | est. M4 cycles qcc | via tf2onnx, qcc ort | via tf2onnx, qcc tflm | qcc / ONNX path | "
+             "M4 instr. qcc (.tflite) | est. M4 cycles qcc | via tf2onnx, qcc ort | via tf2onnx, qcc tflm | "
+             "qcc / ONNX path | "
              "layers with a CMSIS-NN kernel | CMSIS-NN on them | qcc on them | qcc / CMSIS-NN |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:

@@ -203,7 +203,8 @@ def _split(values: list[int], first_call: int) -> Split:
     overhead = values[1] - values[0]
     entry, ends, done = values[2], values[3:-1], values[-1]
     starts = [entry] + ends[:-1]
-    per_layer = [end - start - overhead + (first_call if k == 0 else 0) for k, (start, end) in enumerate(zip(starts, ends))]
+    per_layer = [end - start - overhead + (first_call if k == 0 else 0)
+                 for k, (start, end) in enumerate(zip(starts, ends))]
     after_last = done - ends[-1] - overhead
     whole = done - entry - (len(ends) + 1) * overhead + first_call
     return Split(per_layer, overhead, after_last, whole)
