@@ -23,6 +23,18 @@ static inline int32_t qcc_sxtb16_ror8(uint32_t x)
 #endif
 }
 
+/* UXTB16 of x rotated right by 8 bits: bytes 1 and 3 zero-extended to two int16 (as qcc_sxtb16_ror8). */
+static inline int32_t qcc_uxtb16_ror8(uint32_t x)
+{
+#if defined(__GNUC__) && !defined(__clang__)
+    int32_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+#else
+    return (int32_t)__uxtb16((x >> 8) | (x << 24));
+#endif
+}
+
 /* The 32 bits at p, of any alignment (one LDR: Cortex-M3 and up load unaligned words). */
 static inline uint32_t qcc_load_u32(const void *p)
 {

@@ -106,20 +106,30 @@ static inline int32_t qcc_wrap_i32(uint32_t u)
 
 /* One instance per activation type. A model's Makefile defines QCC_KERNELS_S8_ONLY or QCC_KERNELS_U8_ONLY
  * where all its kernels take one type, so that the other is not compiled at all. */
+/* QCC_XTB16 and QCC_XTB16_ROR8 widen bytes 0, 2 and 1, 3 of a word of activation codes to int16 pairs
+ * (SXTB16 for int8 codes, UXTB16 for uint8), as SMLAD takes them. */
 #if !defined(QCC_KERNELS_U8_ONLY)
 #define QCC_ACT int8_t
 #define QCC_NAME(base) base##_s8
+#define QCC_XTB16(x) __sxtb16(x)
+#define QCC_XTB16_ROR8(x) qcc_sxtb16_ror8(x)
 #include "qcc_kernels_impl.inc"
 #undef QCC_ACT
 #undef QCC_NAME
+#undef QCC_XTB16
+#undef QCC_XTB16_ROR8
 #endif
 
 #if !defined(QCC_KERNELS_S8_ONLY)
 #define QCC_ACT uint8_t
 #define QCC_NAME(base) base##_u8
+#define QCC_XTB16(x) (int32_t)__uxtb16(x)
+#define QCC_XTB16_ROR8(x) qcc_uxtb16_ror8(x)
 #include "qcc_kernels_impl.inc"
 #undef QCC_ACT
 #undef QCC_NAME
+#undef QCC_XTB16
+#undef QCC_XTB16_ROR8
 #endif
 
 /* int16 codes (TFLite's 16x8 models) take only the pools (MAX_POOL_2D, MEAN): their matrix kernels are qcc_s16.c's */

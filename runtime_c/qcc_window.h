@@ -19,4 +19,20 @@ static inline void qcc_window_inside(int32_t start, int32_t step, int32_t count,
     *hi = end;
 }
 
+/* The outputs [first, last) of a 1-D window (count taps, step apart, stride, pad before) over size inputs
+ * that lie wholly inside, of out outputs: the same for every channel of a layer. */
+typedef struct {
+    int32_t first, last;
+} qcc_inside_rows;
+
+static inline qcc_inside_rows qcc_window_inside_outputs(int32_t size, int32_t count, int32_t step, int32_t stride,
+                                                        int32_t pad, int32_t out)
+{
+    const int32_t reach = size - 1 - (count - 1) * step + pad;
+    qcc_inside_rows rows;
+    rows.first = (pad + stride - 1) / stride;
+    rows.last = reach < 0 ? 0 : (reach / stride + 1 < out ? reach / stride + 1 : out);
+    return rows;
+}
+
 #endif /* QCC_WINDOW_H */

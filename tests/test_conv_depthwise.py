@@ -83,12 +83,17 @@ def layers_model(x_dtype: str, seed: int = 0, extra=()) -> onnx.ModelProto:
 
 
 # depthwise layers the 3x3 kernel does not take: qcc_conv_depthwise runs them (dilation, a multiplier, other
-# kernels, stride 3, and the 1-D kernels down one column of audio models, inside and across the padding)
+# kernels, stride 3, and the 1-D kernels down one column of audio models, inside and across the padding;
+# windows of 4 taps or more in a row take the DSP dot product on the M4)
 GENERIC = [(3, (7, 7), {"dilations": [2, 2], "pads": [2, 2, 2, 2]}), (3, (5, 5), {"multiplier": 2, "pads": [1, 1, 1, 1]}),
            (4, (6, 6), {"kernel": (5, 5), "pads": [2, 2, 2, 2]}), (2, (9, 9), {"strides": [3, 3]}),
            (5, (12, 1), {"kernel": (5, 1)}), (3, (10, 1), {"kernel": (3, 1), "dilations": [2, 1], "pads": [2, 0, 1, 0]}),
            (4, (9, 1), {"kernel": (4, 1), "strides": [2, 1], "pads": [3, 0, 3, 0]}),
-           (2, (6, 3), {"kernel": (3, 1), "pads": [1, 0, 1, 0], "multiplier": 3})]
+           (2, (6, 3), {"kernel": (3, 1), "pads": [1, 0, 1, 0], "multiplier": 3}),
+           # odd positions take int8 weights with uint8 activations too: the DSP dot product of contiguous
+           # taps (4 at a time, then the rest), down a column and along each kernel row
+           (2, (5, 1), {"kernel": (2, 1)}), (3, (8, 8), {"kernel": (5, 5), "pads": [1, 1, 1, 1]}),
+           (2, (5, 1), {"kernel": (2, 1), "strides": [2, 1]}), (4, (16, 1), {"kernel": (7, 1), "pads": [2, 0, 2, 0]})]
 
 
 
