@@ -42,6 +42,9 @@ typedef struct {
 } qcc_requant_params;
 
 #define QCC_GEMM_MAX_PIXELS 16
+/* qcc_fully_connected reads A in place, with no scratch, for layers of at most this many columns whose A has
+ * its depth contiguous (qcc/ops/fully_connected.py NARROW_COLUMNS) */
+#define QCC_FC_NARROW 4
 
 typedef struct {
     int32_t batch, in_c, in_h, in_w;

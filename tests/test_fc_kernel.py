@@ -30,6 +30,7 @@ from onnx import helper
 from test_generated_c import c_array
 
 from qcc.commands.compile import compile_to_folder
+from qcc.ops.fully_connected import NARROW_COLUMNS
 from qcc.ops.quantized import sxtb16_tap_order
 from qcc.pipeline import Options
 
@@ -137,12 +138,23 @@ def test_the_kernel_builds_warning_free_with_clang_too(tmp_path):
 def test_long_rows_run_in_depth_chunks_where_a_whole_row_would_grow_the_arena(tmp_path):
     """The layers above take their inputs from the caller, so the arena is the largest least scratch: the
     depth-130 layers, whose whole int16 row (272 bytes) is more, run in chunks of 64 depths (3 chunks, the
-    last of 8) with their columns' accumulators in scratch; the short ones take their whole row. The tests
-    above hold both paths exact on the host, the Cortex-M0 and the M4."""
+    last of 8) with their columns' accumulators in scratch; the short ones take their whole row; the narrow
+    ones (at most 4 columns) read A in place and take no scratch. The tests above hold every path exact on
+    the host, the Cortex-M0 and the M4."""
     path = tmp_path / "model.onnx"
     onnx.save(layers_model("int8"), str(path))
     compile_to_folder(path, tmp_path / "out", Options())
     text = (tmp_path / "out" / "model.c").read_text()
-    chunks = {int(v) for v in re.findall(r"\.depth_chunk = (\d+),", text)}
-    assert 64 in chunks and 136 not in chunks  # depth 130 (kp 136): chunked
-    assert 8 in chunks and 24 in chunks  # depths 5 and 17: their whole padded row
+    layers = [tuple(int(v) for v in found) for found in re.findall(
+        r"\.depth = (\d+),\s+\.cols = (\d+),\s+\.a_row_stride = \d+,\s+\.a_depth_stride = (\d+),\s+"
+        r"\.depth_chunk = (\d+),", text)]
+    assert len(layers) == len(LAYERS) + 1
+    in_place = [cols <= NARROW_COLUMNS and stride == 1 for _, cols, stride, _ in layers]
+    narrow = [(depth, chunk) for (depth, _, _, chunk), flag in zip(layers, in_place) if flag]
+    wide = [(depth, chunk) for (depth, _, _, chunk), flag in zip(layers, in_place) if not flag]
+    # depth 130 (kp 136): chunked, unless the layer is narrow (at most 4 columns, A's depth contiguous: read in
+    # place with no scratch, qcc_fc_narrow)
+    assert {chunk for depth, chunk in wide if depth == 130} == {64}
+    assert {chunk for depth, chunk in narrow if depth == 130} == {136}
+    assert {chunk for depth, chunk in wide if depth in (5, 17)} == {8, 24}  # their whole padded row
+    assert text.count(", NULL);") == len(narrow) > 0  # the narrow layers' calls pass no scratch

@@ -33,6 +33,10 @@ from qcc.ops.quantized import (
 )
 
 
+# runtime_c/qcc_kernels.h QCC_FC_NARROW: layers of at most this many columns read each row of A in place
+NARROW_COLUMNS = 4
+
+
 class _ConstantRightMatMul(Op):
     """Shared by both ONNX forms once imported: node.attrs hold trans_a, alpha and the bias."""
     runtime_sources = ("qcc_kernels.c",)
@@ -139,9 +143,18 @@ class _ConstantRightMatMul(Op):
         depths per pass; the weights and the row of A are zero-padded to it)."""
         return -(-node.attrs["depth"] // 8) * 8
 
+    @staticmethod
+    def reads_in_place(node: Node) -> bool:
+        """qcc_fully_connected reads each row of A in place, no scratch: at most NARROW_COLUMNS columns and A's
+        depth contiguous (not transA)."""
+        return node.attrs["cols"] <= NARROW_COLUMNS and not node.attrs["trans_a"]
+
     def scratch_choices(self, node: Node, graph: Graph) -> list[int]:
-        """One row of A as int16 (fastest), or, where it takes fewer bytes, the depth in chunks of 256 or 64
-        (int16) after one int32 accumulator per column (qcc_fully_connected's qcc_fc_chunked)."""
+        """None for a narrow layer (reads_in_place); else one row of A as int16 (fastest), or, where it takes
+        fewer bytes, the depth in chunks of 256 or 64 (int16) after one int32 accumulator per column
+        (qcc_fully_connected's qcc_fc_chunked)."""
+        if self.reads_in_place(node):
+            return [0]
         choices = [2 * self.padded_depth(node)]
         for chunk in (256, 64):
             size = 2 * chunk + 4 * node.attrs["cols"]
@@ -154,9 +167,12 @@ class _ConstantRightMatMul(Op):
 
     @classmethod
     def depth_chunk(cls, node: Node, scratch: int) -> int:
-        """The depths expanded at once with `scratch` bytes (one of scratch_choices)."""
+        """The depths expanded at once with `scratch` bytes (one of scratch_choices); a narrow layer's row is
+        read whole, in place."""
         whole = cls.padded_depth(node)
-        return whole if scratch >= 2 * whole else (scratch - 4 * node.attrs["cols"]) // 2
+        if scratch >= 2 * whole or cls.reads_in_place(node):
+            return whole
+        return (scratch - 4 * node.attrs["cols"]) // 2
 
     @staticmethod
     def part_scratch_choices(depth: int) -> list[int]:
@@ -201,7 +217,8 @@ class _ConstantRightMatMul(Op):
                   "requant": emit_requant(c, prefix, p["requant"])}
         params = c.struct("qcc_fc_params", f"{prefix}_params", fields)
         suffix = "s8" if a.dtype == "int8" else "u8"
-        return f"qcc_fully_connected_{suffix}({params}, {c.tensor(a.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
+        scratch = c.scratch(node) if c.scratch_size(node) else "NULL"  # a narrow layer reads A in place
+        return f"qcc_fully_connected_{suffix}({params}, {c.tensor(a.name)}, {c.tensor(y.name)}, {scratch});"
 
 
 @register
