@@ -5,10 +5,10 @@ for it (qcc_conv_gemm's layout, depth padded to 8), and it equals the reference 
 for bit on the host in every rounding scheme and on the Cortex-M0 (portable path) and M4 (DSP path)
 boards: depths 1, 3, 5, 17 and 130 (not multiples of 4 or 8: the zero padding of the weights and of the
 row) and 8 and 16; odd column counts (the column pairs' remainder); outputs whose zero point is their
-least code (a folded Relu); rows 1 and 3 (a 2-D and a 3-D A), transA (A read with a depth stride), C per
-column and per row (acc_const_row_stride); int8 and uint8 activations, per-tensor and per-column
-weights, uint8 weights with nonzero zero points (the sum(a) correction) and accumulators that wrap
-int32."""
+least code (a folded Relu); narrow layers of at most 4 columns, which read A in place; rows 1 and 3 (a
+2-D and a 3-D A), transA (A read with a depth stride), C per column and per row (acc_const_row_stride);
+int8 and uint8 activations, per-tensor and per-column weights, uint8 weights with nonzero zero points
+(the sum(a) correction) and accumulators that wrap int32."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ LAYERS = [(1, 1, 1, {}), (1, 3, 5, {}), (3, 5, 3, {}), (1, 17, 7, {"op": "QLinea
           (3, 17, 1, {"op": "QLinearMatMul", "a_rank": 3}), (1, 130, 9, {}), (3, 130, 4, {"transB": 1}),
           (1, 8, 2, {"op": "QLinearMatMul"}), (3, 16, 6, {"c_rows": True}), (3, 5, 5, {"transA": 1}),
           (3, 130, 3, {"transA": 1, "transB": 1, "c_rows": True}), (1, 17, 11, {"transA": 1}),
-          (1, 24, 9, {"y_zero_at_qmin": True}), (2, 40, 7, {"y_zero_at_qmin": True})]
+          (1, 24, 9, {"y_zero_at_qmin": True}), (2, 40, 7, {"y_zero_at_qmin": True}),
+          # narrow layers (at most 4 columns, read in place): C per row, and (uint8) weight zero points
+          (2, 9, 3, {"c_rows": True}), (2, 21, 4, {})]
 
 
 def layer(rng, i: int, x_dtype: str, rows: int, depth: int, cols: int, *, w_dtype: str, per_channel: bool,
