@@ -65,14 +65,15 @@ static Record *records;
 static size_t n_records, records_capacity;
 static bool out_of_memory;
 
-/* A marked instruction's callback data: the mark's index and the instruction's cycles, in one word. */
-#define MARK_SITE(mark, insn_cycles) ((void *)(((uintptr_t)(mark) << 8) | (uintptr_t)(insn_cycles)))
+/* A marked instruction's callback data: the mark's index and the instruction's cycles (below 2^16: at
+ * most 1 + 256 + P, a VLDM of 256 words), in one word. */
+#define MARK_SITE(mark, insn_cycles) ((void *)(((uintptr_t)(mark) << 16) | (uintptr_t)(insn_cycles)))
 
 static void mark_reached(unsigned int vcpu_index, void *userdata)
 {
     (void)vcpu_index;
-    uint32_t mark = (uint32_t)((uintptr_t)userdata >> 8);
-    unsigned insn_cycles = (unsigned)((uintptr_t)userdata & 0xFF);
+    uint32_t mark = (uint32_t)((uintptr_t)userdata >> 16);
+    unsigned insn_cycles = (unsigned)((uintptr_t)userdata & 0xFFFF);
     pthread_mutex_lock(&records_lock);
     if (n_records == records_capacity && !out_of_memory) {
         size_t capacity = records_capacity ? 2 * records_capacity : 1024;

@@ -155,7 +155,7 @@ def test_long_rows_run_in_depth_chunks_where_a_whole_row_would_grow_the_arena(tm
     narrow = [(depth, chunk) for (depth, _, _, chunk), flag in zip(layers, in_place) if flag]
     wide = [(depth, chunk) for (depth, _, _, chunk), flag in zip(layers, in_place) if not flag]
     # depth 130 (kp 136): chunked, unless the layer is narrow (at most 4 columns, A's depth contiguous: read in
-    # place with no scratch, qcc_fc_narrow)
+    # place with no scratch: qcc_fc_rows with in_place)
     assert {chunk for depth, chunk in wide if depth == 130} == {64}
     assert {chunk for depth, chunk in narrow if depth == 130} == {136}
     assert {chunk for depth, chunk in wide if depth in (5, 17)} == {8, 24}  # their whole padded row

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from typing import NamedTuple
 import subprocess
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
