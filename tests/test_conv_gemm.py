@@ -134,6 +134,14 @@ def test_one_group_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, s
                                     f"qcc_conv_gemm_{'s8' if x_dtype == 'int8' else 'u8'}")
 
 
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_chunks_of_two_pixels_equal_ort_and_the_reference_on_the_host_in_every_scheme(tmp_path, monkeypatch, x_dtype):
+    """The least chunk, 2 pixels, takes its own loop (qcc_gemm_pixel_pair): exact in every scheme too."""
+    monkeypatch.setattr(QLinearConv, "gemm_pixel_choices", staticmethod(lambda node, graph: [2]))
+    check_exact_with_wrapping(layers_model(x_dtype), tmp_path)
+    assert set(re.findall(r"\.gemm_pixels = (\d+)", (tmp_path / "out" / "model.c").read_text())) == {"2"}
+
+
 @needs_arm_tools
 @pytest.mark.parametrize("chunk", [2, 6, 16])
 def test_every_chunk_of_pixels_is_exact_on_the_cortex_m4(tmp_path, monkeypatch, chunk):

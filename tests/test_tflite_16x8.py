@@ -285,3 +285,20 @@ def test_mean_over_the_image_and_over_channels(keep_dims, tmp_path):
     b.op("MEAN", [x, b.const("axes2", np.array([3], np.int32))], [m2], version=3, options=dict(keep_dims=keep_dims))
     b.output(m1, m2)
     check_tflite_exact(b.build(), tmp_path)
+
+
+@pytest.mark.parametrize("hw", [(5, 6), (1, 1)])
+def test_an_average_pool_over_the_whole_map(hw, tmp_path):
+    """AVERAGE_POOL_2D on int16 whose window is the whole map (a classifier head's global pool: qcc_avgpool_tflm's
+    one-run sum per plane), after a convolution (channels first inside): TFLM's mean, halves away from zero."""
+    rng = np.random.default_rng(11)
+    b = TfliteBuilder()
+    x = activation16(b, "x", (1, *hw, 4), 0.0005, is_input=True)
+    wt, bt = filter_and_bias16(b, "conv", (6, 1, 1, 4), 6, 0, 0.0005, rng)
+    h = activation16(b, "h", (1, *hw, 6), 0.003)
+    b.op("CONV_2D", [x, wt, bt], [h], version=4, options=dict(padding="VALID", stride_h=1, stride_w=1))
+    y = activation16(b, "y", (1, 1, 1, 6), 0.003)
+    b.op("AVERAGE_POOL_2D", [h], [y], options=dict(padding="VALID", stride_h=1, stride_w=1, filter_height=hw[0],
+                                                   filter_width=hw[1], fused_activation_function="NONE"))
+    b.output(y)
+    check_tflite_exact(b.build(), tmp_path)
