@@ -1,36 +1,30 @@
-"""The qcc command line: compile, verify, inspect. User errors print one line and exit 2."""
+"""The qcc command line: argument parsing and printing over the Python API (qcc/api.py).
+User errors print one line and exit 2."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import re
 import sys
 import time
 import warnings
 
-from qcc.errors import QccError
+from qcc import __version__, api
+from qcc.errors import QccError, one_line
 from qcc.frontend.onnx.onnx_loader import parse_input_shapes
-from qcc.pipeline import ROUNDING_SCHEMES, Options, check_options, model_rounding
-from qcc.toolchain.targets import TARGETS, target_named
+from qcc.onnx_graph import ORT_VERSION
+from qcc.pipeline import ROUNDING_SCHEMES
+from qcc.tflite_graph import TFLM_VERSION
+from qcc.toolchain.targets import TARGETS
 
 
-def _options(args) -> Options:
-    name = getattr(args, "name", "model")
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise QccError(f"--name {name!r}: must be a C identifier (letters, digits, underscores)")
-    if name.startswith("qcc_"):
-        raise QccError(f"--name {name!r}: the qcc_ prefix belongs to the runtime files and symbols; choose another name")
-    target = target_named(getattr(args, "target", "host")).name
-    options = Options(name=name, float_io=getattr(args, "float_io", False),
-                      rounding=model_rounding(args.model, args.rounding),
-                      input_shapes=parse_input_shapes(args.input_shape),
-                      cut_inputs=_tensor_names(getattr(args, "cut_inputs", None)), cut_outputs=_tensor_names(args.outputs),
-                      target=target, weights_section=getattr(args, "weights_section", None),
-                      arena_section=getattr(args, "arena_section", None), fpu=getattr(args, "fpu", False),
-                      whole_tensors=getattr(args, "whole_tensors", False), io_in_arena=args.io_in_arena,
-                      state_pairs=_state_pairs(args.state))
-    check_options(options)  # before the tools and the model are looked at
+def _api_options(args) -> dict:
+    """The options every command shares, as the API's keyword arguments."""
+    options = {"rounding": args.rounding, "input_shape": parse_input_shapes(args.input_shape),
+               "inputs": _tensor_names(args.cut_inputs), "outputs": _tensor_names(args.outputs),
+               "whole_tensors": args.whole_tensors, "io_in_arena": args.io_in_arena, "state": _state_pairs(args.state)}
+    for flag in ("name", "target", "fpu", "float_io", "weights_section", "arena_section"):  # where the command has it
+        if hasattr(args, flag):
+            options[flag] = getattr(args, flag)
     return options
 
 
@@ -44,15 +38,29 @@ def _state_pairs(given: list[str] | None) -> list[tuple[str, str]]:
     return pairs
 
 
-def _tensor_names(text: str | None) -> list[str]:
+def _tensor_names(text: str | None) -> list[str] | None:
     names = [n for n in (text or "").split(",") if n]
     if text is not None and not names:
         raise QccError(f"{text!r}: give tensor names separated by commas")
-    return names
+    return names or None
+
+
+class _Version(argparse.Action):
+    """--version on one line (argparse's own action wraps it to the terminal's width)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"qcc {__version__} (exact to onnxruntime {ORT_VERSION} for .onnx models, tflite-micro {TFLM_VERSION} "
+              "for .tflite models)")
+        parser.exit()
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qcc", description="Compile quantized ONNX and TFLite models to integer-only C99.")
+    parser.add_argument("--version", action=_Version, help="print qcc's version and the runtime versions its C is "
+                        "exact to, and exit")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p):
@@ -129,90 +137,57 @@ def _parser() -> argparse.ArgumentParser:
                         "(default 0: zero-wait-state memory; docs/cycle_model.md)")
     p.add_argument("--clock-mhz", type=float, metavar="F",
                    help="the Cortex-M4 cycle estimate: also give it in milliseconds at F MHz")
+    p.add_argument("--report", nargs="?", const=".", metavar="DIR", help="also write DIR/bench.json (the json format) "
+                   "and beside it DIR/bench.html, a bar per layer (DIR default: the current folder)")
     p.add_argument("--format", choices=("text", "json"), default="text", help="output format (default: text; json: "
                    "docs/bench_json.md)")
     return parser
 
 
-def _tflm_arena():
-    """qcc.runtimes.tflm.arena where the tflite-micro wheel (the test extra) is installed, else None."""
-    try:
-        from qcc.runtimes import tflm
-    except ImportError:
-        return None
-    return tflm.arena
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    with warnings.catch_warnings():  # numpy's RuntimeWarnings on hostile values are not for the user
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("ignore")
-        return _run(args)
+        warnings.simplefilter("always", api.QccWarning)
+        try:
+            return _run(args)
+        except QccError as error:
+            print(f"qcc: error: {one_line(str(error))}", file=sys.stderr)
+            return 2
+        finally:
+            for warning in caught:
+                if issubclass(warning.category, api.QccWarning):
+                    print(f"qcc: warning: {warning.message}", file=sys.stderr)
 
 
 def _run(args) -> int:
-    try:
-        options = _options(args)
-        if args.command == "compile":
-            from qcc.commands.compile import compile_to_folder
-
-            start = time.perf_counter()
-            compiled, manifest = compile_to_folder(args.model, args.output, options, args.golden)
-            for warning in compiled.warnings:
-                print(f"qcc: warning: {_one_line(warning)}", file=sys.stderr)
-            if compiled.cut_summary:
-                print(f"qcc: {_one_line(compiled.cut_summary)}")
-            print(f"qcc: wrote {args.output}: {len(manifest['layers'])} layers, arena {manifest['arena_bytes']} bytes, "
-                  f"weights {manifest['weights_bytes']} bytes, {manifest['golden_cases']} golden case(s) "
-                  f"({time.perf_counter() - start:.2f} s)")
-            if args.report:
-                from qcc.backend.memory_report import memory_report, render_text
-
-                print(render_text(memory_report(compiled)))
-            return 0
-        if args.command == "verify":
-            from qcc.commands.verify import verify
-
-            report = verify(args.model, options, count=args.n, inputs_npz=args.inputs, layers=args.layers)
-            print(report.table())
-            return 0 if report.ok else 1
-        if args.command == "explain":
-            from qcc.commands.explain import explain, render
-
-            facts = explain(args.model, options, node=args.node, channel=args.channel, input_npz=args.input,
-                            position=args.position)
-            print(render(facts, args.format), end="")
-            return 0
-        if args.command == "bench":
-            from qcc.commands.bench import bench, render
-
-            report = bench(args.model, options, flash_wait_states=args.flash_wait_states, clock_mhz=args.clock_mhz)
-            print(render(report, args.format), end="")
-            return 0
-        from qcc.commands.inspection import inspect
-
-        print(inspect(args.model, options, tflm_arena=_tflm_arena()))
+    if args.command == "compile":
+        start = time.perf_counter()
+        manifest = api.compile(args.model, args.output, golden=args.golden, report=args.report, **_api_options(args))
+        if manifest["cut"] is not None:
+            print(f"qcc: {one_line(manifest['cut']['summary'])}")
+        print(f"qcc: wrote {args.output}: {len(manifest['layers'])} layers, arena {manifest['arena_bytes']} bytes, "
+              f"weights {manifest['weights_bytes']} bytes, {manifest['golden_cases']} golden case(s) "
+              f"({time.perf_counter() - start:.2f} s)")
+        if args.report:
+            print(manifest["memory_report"])
         return 0
-    except QccError as error:
-        print(f"qcc: error: {_one_line(str(error))}", file=sys.stderr)
-        return 2
-    except OSError as error:  # an unwritable -o, a full disk, a compiler that cannot be run
-        where = error.filename or getattr(args, "output", None) or args.model
-        print(f"qcc: error: {_one_line(str(where))}: {_one_line(str(error.strerror or error))}", file=sys.stderr)
-        return 2
-    except Exception as error:  # never a traceback: say what failed and that it is qcc's to fix
-        if os.environ.get("QCC_TRACEBACK"):  # for qcc's developers
-            raise
-        print(f"qcc: error: {_one_line(args.model)}: qcc failed on this model ({type(error).__name__}: "
-              f"{_one_line(str(error))[:300]}); if ONNX Runtime runs it, this is a qcc bug: please report it with the model",
-              file=sys.stderr)
-        return 2
-
-
-def _one_line(text: str) -> str:
-    """The message on one terminal line: control characters a model's names may hold (newlines,
-    carriage returns, escape sequences) are shown escaped."""
-    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+    if args.command == "verify":
+        result = api.verify(args.model, n=args.n, input_sets=args.inputs, layers=args.layers, **_api_options(args))
+        print(result["table"])
+        return 0 if result["ok"] else 1
+    if args.command == "explain":
+        facts = api.explain(args.model, node=args.node, channel=args.channel, position=args.position, input=args.input,
+                            **_api_options(args))
+        print(api.render_explain(facts, args.format), end="")
+        return 0
+    if args.command == "bench":
+        report = api.bench(args.model, flash_wait_states=args.flash_wait_states, clock_mhz=args.clock_mhz,
+                           report=args.report, **_api_options(args))
+        print(api.render_bench(report, args.format), end="")
+        return 0
+    print(api.inspect(args.model, **_api_options(args))["text"])
+    return 0
 
 
 if __name__ == "__main__":

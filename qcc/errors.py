@@ -1,4 +1,4 @@
-"""The one exception type the command line turns into a one-line message and exit code 2."""
+"""The one exception type the API raises and the command line turns into a one-line message and exit code 2."""
 
 import contextlib
 
@@ -28,3 +28,9 @@ def malformed(source: str, node_name: str, op_type: str):
         detail = " ".join(str(error).split())[:200]
         raise QccError(f"{source}: node '{node_name}' ({op_type}): its inputs or attributes are not what the ONNX spec "
                        f"says ({type(error).__name__}: {detail}); check this node") from None
+
+
+def one_line(text: str) -> str:
+    """The message on one terminal line: control characters a model's names may hold (newlines,
+    carriage returns, escape sequences) are shown escaped."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

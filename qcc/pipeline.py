@@ -40,6 +40,30 @@ class Options:
     io_in_arena: bool = False  # --io-in-arena: inputs and outputs live in the arena (model_invoke, as TFLM's Invoke)
     state_pairs: list[tuple[str, str]] = field(default_factory=list)  # --state INPUT=OUTPUT: kept inside the C
 
+    def record(self) -> dict:
+        """The options as model.json records them (`options`): every one, defaults included."""
+        return {"name": self.name, "rounding": self.rounding, "float_io": self.float_io,
+                "input_shapes": {k: list(v) for k, v in self.input_shapes.items()}, "inputs": list(self.cut_inputs),
+                "outputs": list(self.cut_outputs), "target": self.target, "fpu": self.fpu,
+                "weights_section": self.weights_section, "arena_section": self.arena_section,
+                "whole_tensors": self.whole_tensors, "io_in_arena": self.io_in_arena,
+                "state": [list(pair) for pair in self.state_pairs]}
+
+    def flags(self) -> list[str]:
+        """The command line's flags that give these options: --name and --rounding always, the others where
+        they differ from the default (the model's path and -o are not options)."""
+        flags = ["--name", self.name, "--rounding", str(self.rounding)]
+        flags += [f for name, dims in self.input_shapes.items() for f in ("--input-shape", f"{name}={','.join(map(str, dims))}")]
+        flags += ["--inputs", ",".join(self.cut_inputs)] if self.cut_inputs else []
+        flags += ["--outputs", ",".join(self.cut_outputs)] if self.cut_outputs else []
+        flags += ["--target", self.target] if self.target != "host" else []
+        flags += [flag for flag, on in (("--fpu", self.fpu), ("--float-io", self.float_io),
+                                        ("--whole-tensors", self.whole_tensors), ("--io-in-arena", self.io_in_arena)) if on]
+        flags += ["--weights-section", self.weights_section] if self.weights_section is not None else []
+        flags += ["--arena-section", self.arena_section] if self.arena_section is not None else []
+        flags += [f for a, b in self.state_pairs for f in ("--state", f"{a}={b}")]
+        return flags
+
 
 @dataclass
 class Compiled:

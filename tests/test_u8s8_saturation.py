@@ -164,7 +164,7 @@ def test_the_layers_flagged_are_those_the_weights_put_out_of_int16(saturation_mo
         assert any(flags.values()) == m["flagged"], (name, flags)
         if name in ("depthwise", "qdq_network_int8"):
             assert not flags, (name, flags)  # no uint8 x int8 GEMM there at all
-        report = inspect(str(m["path"]), Options())
+        report = inspect(str(m["path"]), Options())["text"]
         assert ("int16 pairs: ONNX Runtime's uint8 x int8 kernels" in report) == m["flagged"], name
         assert report.count("SATURATE") == sum(flags.values()), name
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -208,8 +209,20 @@ def kernel_types(steps: list[dict]) -> list[str]:
     return sorted({m for step in steps for m in re.findall(r"\bqcc_\w+_(s8|u8)\(", step["code"])})
 
 
-def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.ndarray]]) -> dict:
-    """Render everything into out_dir (which must exist and be empty); returns the manifest."""
+COMMAND_COMMENT_LIMIT = 4000  # the command atop NAME.c: whole, unless tensor names from the model make it huge
+
+
+def command_text(compiled: Compiled, golden: int | str | None) -> str:
+    """The command that makes this folder, for the comment atop NAME.c: the model's file name, not its path."""
+    flags = compiled.options.flags() + (["--golden", str(golden)] if golden is not None and golden != "python" else [])
+    return " ".join(shlex.quote(word) for word in ["qcc", "compile", Path(compiled.graph.source).name, *flags])
+
+
+def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.ndarray]],
+                 golden: int | str | None = None) -> dict:
+    """Render everything into out_dir (which must exist and be empty); returns the manifest. `golden`: how
+    the golden cases were asked for, for the record: a count, an .npz's file name, "python" (input sets
+    given through the API) or None (the default)."""
     graph, plan, options = compiled.graph, compiled.plan, compiled.options
     name = options.name
     if options.weights_section is not None and options.weights_section == options.arena_section:
@@ -232,7 +245,7 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
               "arena_symbol": emitter.arena_symbol, "arena_section": arena_section,
               "declarations": emitter.declarations, "steps": steps, "runtime_headers": headers, "fpu": options.fpu,
               "fpu_cflags": " ".join(FPU_CFLAGS), "io_in_arena": graph.io_in_arena,
-              "state": state_layout(graph, emitter)}
+              "state": state_layout(graph, emitter), "command": c_comment_text(command_text(compiled, golden), COMMAND_COMMENT_LIMIT)}
 
     # A model with state runs its input sets as consecutive frames, then again after NAME_reset().
     frames = list(golden_cases) * (2 if graph.states else 1)
@@ -268,7 +281,10 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
         return {k: entry[k] for k in ("name", "c_name", "dtype", "shape", "scale", "zero_point")}
 
     manifest = {
-        "name": name, "qcc_version": __version__, "source": Path(graph.source).name, "rounding": options.rounding,
+        "name": name, "qcc_version": __version__, "source": Path(graph.source).name,
+        # every option, defaults included, and the command line that gives them (without the paths)
+        "options": {**options.record(), "golden": golden}, "command": command_text(compiled, golden),
+        "rounding": options.rounding,
         "float_io": options.float_io, "inputs": [public(e) for e in inputs], "outputs": [public(e) for e in outputs],
         "arena_bytes": plan.arena_bytes, "weights_bytes": emitter.weights_bytes,
         # all the RAM the model needs, as TFLM counts its arena: the inputs and outputs too (in the arena with

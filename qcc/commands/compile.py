@@ -75,6 +75,14 @@ def golden_cases(compiled: Compiled, golden) -> list[list[np.ndarray]]:
     return cases or []
 
 
+def golden_record(golden) -> int | str | None:
+    """--golden as model.json records it: the count, the .npz's file name (not its path), "python" for input
+    sets given through the API, None for the default."""
+    if golden is None or isinstance(golden, list):
+        return None if golden is None else "python"
+    return int(golden) if golden.isdigit() else Path(golden).name
+
+
 def compile_to_folder(model, out, options: Options, golden=None) -> tuple[Compiled, dict]:
     out_dir = Path(out)
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file())):
@@ -87,7 +95,7 @@ def compile_to_folder(model, out, options: Options, golden=None) -> tuple[Compil
     os.umask(umask)
     staging.chmod(0o777 & ~umask)
     try:
-        manifest = write_output(compiled, staging, cases)
+        manifest = write_output(compiled, staging, cases, golden_record(golden))
         if out_dir.exists():
             shutil.rmtree(out_dir)
         staging.rename(out_dir)

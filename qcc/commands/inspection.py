@@ -83,9 +83,11 @@ def _tflm_arena_lines(compiled, tflm_arena) -> list[str]:
             "(qcc's constants, TFLM's persistent part among them, are in flash)"]
 
 
-def inspect(model: str, options: Options, tflm_arena=None) -> str:
-    """`tflm_arena`: qcc.runtimes.tflm.arena where the test extra is installed (the command line passes it)."""
+def inspect(model: str, options: Options, tflm_arena=None) -> dict:
+    """What qcc makes of the model, as data, with "text", the table `qcc inspect` prints.
+    `tflm_arena`: qcc.runtimes.tflm.arena where the test extra is installed (the API passes it)."""
     first_line, status = _model_status(model, options)
+    facts = {"model": str(model), "nodes": [{"node": n, "op": t, "status": s} for n, t, s in status]}
     lines = [first_line]
     try:
         compiled = compile_model(model, options)
@@ -93,36 +95,48 @@ def inspect(model: str, options: Options, tflm_arena=None) -> str:
         lines.append(f"{'node':<32} {'op':<26} status")
         lines += [f"{n:<32} {t:<26} {s}" for n, t, s in status]
         lines.append(f"cannot compile: {error}")
-        return "\n".join(lines)
+        return {**facts, "compiled": False, "error": str(error), "text": "\n".join(lines)}
     graph = compiled.graph
     _, _, layers = emit_layers(compiled, *io_entries(compiled))
     exactness = [ops.op_named(node.op).exactness for node in graph.nodes]  # each op's status against ORT
     width = max([10, *map(len, exactness)])
     lines.append(f"{'node':<28} {'op':<26} {'status':<{width}} {'input -> output shape':<30} {'MACs':>10} {'weight B':>9}  "
                  f"{'accumulator':<32} {'ORT int16 pairs':<18} quantization (x | w | y)")
-    total_macs = total_weights = 0
+    rows = []
     for node, layer, status in zip(graph.nodes, layers, exactness):
         data = [graph.tensor(t) for t in node.inputs if not graph.tensor(t).is_const]
         consts = [graph.tensor(t) for t in node.inputs if graph.tensor(t).is_const]
         out = graph.tensor(node.outputs[0])
-        shapes = ",".join("x".join(map(str, t.shape)) for t in data) + " -> " + "x".join(map(str, out.shape))
-        weight_bytes, macs = layer["weights_bytes"], layer["macs"]
-        total_macs += macs
-        total_weights += weight_bytes
-        quant = " | ".join(_quant_text(t) for t in (data[0] if data else None, consts[0] if consts else None, out))
-        lines.append(f"{node.name[:28]:<28} {layer['op']:<26} {status:<{width}} {shapes:<30} {macs:>10} {weight_bytes:>9}  "
-                     f"{range_analysis.describe(node):<32} {range_analysis.describe_u8s8_pairs(node):<18} {quant}")
+        rows.append({"node": node.name, "op": layer["op"], "status": status,
+                     "input_shapes": [list(t.shape) for t in data], "output_shape": list(out.shape),
+                     "macs": layer["macs"], "weights_bytes": layer["weights_bytes"],
+                     "accumulator": range_analysis.describe(node), "ort_int16_pairs": range_analysis.describe_u8s8_pairs(node),
+                     "quantization": " | ".join(_quant_text(t) for t in (data[0] if data else None,
+                                                                        consts[0] if consts else None, out))})
+    for row in rows:
+        shapes = ",".join("x".join(map(str, s)) for s in row["input_shapes"]) + " -> " + "x".join(map(str, row["output_shape"]))
+        lines.append(f"{row['node'][:28]:<28} {row['op']:<26} {row['status']:<{width}} {shapes:<30} {row['macs']:>10} "
+                     f"{row['weights_bytes']:>9}  {row['accumulator']:<32} {row['ort_int16_pairs']:<18} {row['quantization']}")
     plan = compiled.plan
+    total_macs, total_weights = sum(r["macs"] for r in rows), sum(r["weights_bytes"] for r in rows)
     lines.append(f"total: {total_macs} MACs, {total_weights} weight bytes, arena {plan.arena_bytes} bytes "
                  f"(liveness bound {plan.liveness_bytes}: the most bytes of tensors alive at one step)")
     lines += [f"warning: {w}" for w in compiled.warnings]
-    lines += _u8s8_pair_notes(graph)
+    notes = _u8s8_pair_notes(graph)
+    lines += notes
+    boundary = []
     for name in graph.inputs + graph.outputs:
         t = graph.tensor(name)
-        role = "input " if name in graph.inputs else "output"
-        lines.append(f"{role} '{graph.public_name(name)}': {t.dtype} {'x'.join(map(str, t.shape))} {_quant_text(t)}")
-    if graph.frontend == "tflite":
-        lines += _tflm_arena_lines(compiled, tflm_arena)
+        role = "input" if name in graph.inputs else "output"
+        boundary.append({"role": role, "name": graph.public_name(name), "dtype": t.dtype, "shape": list(t.shape),
+                         "quantization": _quant_text(t)})
+        lines.append(f"{role:<6} '{graph.public_name(name)}': {t.dtype} {'x'.join(map(str, t.shape))} {_quant_text(t)}")
+    tflm_lines = _tflm_arena_lines(compiled, tflm_arena) if graph.frontend == "tflite" else []
+    lines += tflm_lines
     # the memory report's table (as `qcc compile --report` prints it): its lines start with the step number
-    lines += ["", render_text(memory_report(compiled))]
-    return "\n".join(lines)
+    report = memory_report(compiled)
+    lines += ["", render_text(report)]
+    return {**facts, "compiled": True, "error": None, "layers": rows, "macs": total_macs, "weights_bytes": total_weights,
+            "arena_bytes": plan.arena_bytes, "liveness_bytes": plan.liveness_bytes, "ram_bytes": report.ram_bytes,
+            "warnings": list(compiled.warnings), "notes": notes, "io": boundary, "tflm_arena": tflm_lines,
+            "text": "\n".join(lines)}

@@ -49,12 +49,13 @@ def c_identifier(text: str) -> str:
     return ident
 
 
-def c_comment_text(text: str) -> str:
+def c_comment_text(text: str, limit: int | None = None) -> str:
     """A model's text made safe inside a /* */ comment: printable ASCII only, no comment
-    delimiters or trigraph starts, at most _MAX_TEXT characters."""
+    delimiters or trigraph starts, at most `limit` characters (default _MAX_TEXT)."""
+    limit = limit or _MAX_TEXT
     safe = "".join(ch if " " <= ch <= "~" else "?" for ch in text)
     safe = safe.replace("*/", "*_/").replace("/*", "/_*").replace("??", "?_?").replace("\\", "/")
-    return safe if len(safe) <= _MAX_TEXT else safe[:_MAX_TEXT - 3] + "..."
+    return safe if len(safe) <= limit else safe[:limit - 3] + "..."
 
 
 def c_string_literal(text: str) -> str:
