@@ -254,8 +254,8 @@ def test_compile_report_prints_the_table_and_writes_the_page(small_path, tmp_pat
 # --- the page in a real browser ---------------------------------------------------------------
 
 
-def png_pixels(path: Path) -> set[tuple[int, int, int]]:
-    """The distinct RGB colours of an 8-bit, non-interlaced RGB or RGBA PNG (what Chromium writes)."""
+def png_rgb(path: Path) -> np.ndarray:
+    """The RGB pixels (height x width x 3) of an 8-bit, non-interlaced RGB or RGBA PNG (what Chromium writes)."""
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     chunks, pos = {}, 8
@@ -269,14 +269,28 @@ def png_pixels(path: Path) -> set[tuple[int, int, int]]:
     raw = zlib.decompress(b"".join(chunks[b"IDAT"]))
     stride = width * channels
     previous = np.zeros(stride, dtype=np.int64)
-    colours = set()
+    rows = []
     for y in range(height):
         line = raw[y * (stride + 1):(y + 1) * (stride + 1)]
         row = unfilter(line[0], np.frombuffer(line[1:], dtype=np.uint8).astype(np.int64), previous, channels)
-        pixels = row.reshape(width, channels)[:, :3]
-        colours.update(map(tuple, np.unique(pixels, axis=0).tolist()))
+        rows.append(row.reshape(width, channels)[:, :3])
         previous = row
-    return colours
+    return np.stack(rows).astype(np.uint8)
+
+
+def png_pixels(path: Path) -> set[tuple[int, int, int]]:
+    """The distinct RGB colours of an 8-bit, non-interlaced RGB or RGBA PNG."""
+    return set(map(tuple, np.unique(png_rgb(path).reshape(-1, 3), axis=0).tolist()))
+
+
+def chromium_screenshot(page: Path, shot: Path, profile: Path) -> None:
+    """Headless Chromium's screenshot of a page file (1400 x 900 pixels), its profile in a folder of the test's."""
+    assert shutil.which(CHROMIUM), f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
+                    "--window-size=1400,900", f"--screenshot={shot}", page.resolve().as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    assert shot.is_file() and shot.stat().st_size > 10_000
 
 
 def unfilter(kind: int, line: np.ndarray, up: np.ndarray, bpp: int) -> np.ndarray:
@@ -302,15 +316,10 @@ def unfilter(kind: int, line: np.ndarray, up: np.ndarray, bpp: int) -> np.ndarra
 
 def test_chromium_draws_the_report(network_path, tmp_path):
     """Not skipped without Chromium: CI installs it (.ci/run)."""
-    assert shutil.which(CHROMIUM), f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
     out = tmp_path / "out"
     assert main(["compile", str(network_path), "-o", str(out)]) == 0
     shot = tmp_path / "shot.png"
-    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-                    "--window-size=1400,900", f"--screenshot={shot}", (out / "report.html").resolve().as_uri()],
-                   check=True, capture_output=True, timeout=120)
-    assert shot.is_file() and shot.stat().st_size > 10_000
+    chromium_screenshot(out / "report.html", shot, tmp_path / "profile")
     colours = png_pixels(shot)
     assert len(colours) > 100, "the screenshot is (nearly) blank"
     # the largest tensors' rectangles are drawn in their own colours

@@ -67,15 +67,15 @@ def _bytes_text(n: int, unit: int) -> str:
     return f"{n // unit} KiB" if unit > 1 else f"{n} B"
 
 
-def _num(v: float) -> str:
+def svg_num(v: float) -> str:
     """Coordinates with at most two decimals, always written the same way."""
     return f"{v:.2f}".rstrip("0").rstrip(".")
 
 
 def svg_timeline(report: MemoryReport) -> str:
     t = Timeline(report)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{_num(t.width)}" height="{t.height}" '
-             f'viewBox="0 0 {_num(t.width)} {t.height}" font-family="sans-serif" font-size="{LABEL_FONT}">',
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{svg_num(t.width)}" height="{t.height}" '
+             f'viewBox="0 0 {svg_num(t.width)} {t.height}" font-family="sans-serif" font-size="{LABEL_FONT}">',
              _defs()]
     parts += _step_columns(report, t)
     parts += _axes(t)
@@ -99,7 +99,7 @@ def _step_columns(report: MemoryReport, t: Timeline) -> list[str]:
     for row in report.rows:
         fill = "#f4f4f4" if row.step % 2 else "#fbfbfb"
         title = escape(f"step {row.step}: {row.name} ({row.op}), {row.live_bytes} bytes in use")
-        parts.append(f'<rect class="step" x="{_num(t.x(row.step))}" y="{TOP}" width="{_num(t.step_width)}" '
+        parts.append(f'<rect class="step" x="{svg_num(t.x(row.step))}" y="{TOP}" width="{svg_num(t.step_width)}" '
                      f'height="{PLOT_HEIGHT}" fill="{fill}"><title>{title}</title></rect>')
     return parts
 
@@ -108,21 +108,21 @@ def _axes(t: Timeline) -> list[str]:
     right = t.x(t.steps)
     parts = []
     for byte in range(0, t.top_bytes + 1, t.tick):
-        y = _num(t.y(byte))
-        parts.append(f'<line x1="{LEFT}" y1="{y}" x2="{_num(right)}" y2="{y}" stroke="#e0e0e0"/>')
+        y = svg_num(t.y(byte))
+        parts.append(f'<line x1="{LEFT}" y1="{y}" x2="{svg_num(right)}" y2="{y}" stroke="#e0e0e0"/>')
         parts.append(f'<text x="{LEFT - 6}" y="{y}" text-anchor="end" dominant-baseline="middle">'
                      f'{_bytes_text(byte, t.unit)}</text>')
     every = next(k for k in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 10**9) if k * t.step_width >= 24)
     bottom = TOP + PLOT_HEIGHT
     for step in range(0, t.steps, every):
-        x = _num(t.x(step + 0.5))
+        x = svg_num(t.x(step + 0.5))
         parts.append(f'<line x1="{x}" y1="{bottom}" x2="{x}" y2="{bottom + 4}" stroke="#333"/>')
         parts.append(f'<text x="{x}" y="{bottom + 15}" text-anchor="middle">{step}</text>')
-    parts.append(f'<rect class="frame" x="{LEFT}" y="{TOP}" width="{_num(right - LEFT)}" height="{PLOT_HEIGHT}" '
+    parts.append(f'<rect class="frame" x="{LEFT}" y="{TOP}" width="{svg_num(right - LEFT)}" height="{PLOT_HEIGHT}" '
                  'fill="none" stroke="#333"/>')
-    parts.append(f'<text x="{_num((LEFT + right) / 2)}" y="{bottom + 48}" text-anchor="middle" font-size="12">'
+    parts.append(f'<text x="{svg_num((LEFT + right) / 2)}" y="{bottom + 48}" text-anchor="middle" font-size="12">'
                  'step (layer, in execution order)</text>')
-    parts.append(f'<text transform="translate(16 {_num(TOP + PLOT_HEIGHT / 2)}) rotate(-90)" text-anchor="middle" '
+    parts.append(f'<text transform="translate(16 {svg_num(TOP + PLOT_HEIGHT / 2)}) rotate(-90)" text-anchor="middle" '
                  'font-size="12">arena offset</text>')
     return parts
 
@@ -134,7 +134,8 @@ def _buffer_rect(b: ArenaBuffer, t: Timeline) -> str:
     names = ", ".join(b.members)
     steps = f"step {b.first}" if b.first == b.last else f"steps {b.first}-{b.last}"
     title = escape(f"{names}: {b.size} bytes at offset {b.offset}, {steps}")
-    rect = (f'<rect class="tensor" x="{_num(x)}" y="{_num(y_top)}" width="{_num(max(width, 1))}" height="{_num(height)}" '
+    rect = (f'<rect class="tensor" x="{svg_num(x)}" y="{svg_num(y_top)}" width="{svg_num(max(width, 1))}" '
+            f'height="{svg_num(height)}" '
             f'fill="{tensor_colour(b.root)}" stroke="#ffffff" stroke-width="0.5"><title>{title}</title></rect>')
     return rect + _label(b.root, x, y_top, width, height)
 
@@ -145,11 +146,11 @@ def _label(name: str, x: float, y: float, width: float, height: float) -> str:
     letter = LABEL_FONT * 0.6
     across, along = int((width - 4) / letter), int((height - 4) / letter)
     if height >= LABEL_FONT + 3 and across >= MIN_LABEL:
-        return (f'<text x="{_num(x + 2)}" y="{_num(y + LABEL_FONT + 1)}" fill="#111">'
+        return (f'<text x="{svg_num(x + 2)}" y="{svg_num(y + LABEL_FONT + 1)}" fill="#111">'
                 f'{escape(_cut(name, across))}</text>')
     if width >= LABEL_FONT + 3 and along >= MIN_LABEL:
         bottom_x, bottom_y = x + (width + LABEL_FONT) / 2 - 1, y + height - 2
-        return (f'<text transform="translate({_num(bottom_x)} {_num(bottom_y)}) rotate(-90)" fill="#111">'
+        return (f'<text transform="translate({svg_num(bottom_x)} {svg_num(bottom_y)}) rotate(-90)" fill="#111">'
                 f'{escape(_cut(name, along))}</text>')
     return ""
 
@@ -165,8 +166,9 @@ def _scratch_rect(s: Scratch, t: Timeline) -> str:
     y_top = t.y(s.offset + s.size)
     height = max(t.y(s.offset) - y_top, 1.0)
     title = escape(f"scratch of step {s.step}: {s.size} bytes at offset {s.offset}")
-    return (f'<rect class="scratch" x="{_num(t.x(s.step) + 1)}" y="{_num(y_top)}" width="{_num(t.step_width - 2)}" '
-            f'height="{_num(height)}" fill="url(#hatch)" stroke="#555" stroke-width="0.5"><title>{title}</title></rect>')
+    return (f'<rect class="scratch" x="{svg_num(t.x(s.step) + 1)}" y="{svg_num(y_top)}" '
+            f'width="{svg_num(t.step_width - 2)}" height="{svg_num(height)}" fill="url(#hatch)" stroke="#555" '
+            f'stroke-width="0.5"><title>{title}</title></rect>')
 
 
 def _bound_lines(report: MemoryReport, t: Timeline) -> list[str]:
@@ -183,10 +185,10 @@ def _bound_lines(report: MemoryReport, t: Timeline) -> list[str]:
         y = t.y(value)
         label_y = max(y, last_label_y + 13)
         last_label_y = label_y
-        parts.append(f'<line x1="{LEFT}" y1="{_num(y)}" x2="{_num(right + 6)}" y2="{_num(y)}" stroke="{colour}" '
-                     f'stroke-width="1.5" stroke-dasharray="{dash}"/>')
-        parts.append(f'<text x="{_num(right + 10)}" y="{_num(label_y)}" dominant-baseline="middle" fill="{colour}">'
-                     f'{label} {value} B</text>')
+        parts.append(f'<line x1="{LEFT}" y1="{svg_num(y)}" x2="{svg_num(right + 6)}" y2="{svg_num(y)}" '
+                     f'stroke="{colour}" stroke-width="1.5" stroke-dasharray="{dash}"/>')
+        parts.append(f'<text x="{svg_num(right + 10)}" y="{svg_num(label_y)}" dominant-baseline="middle" '
+                     f'fill="{colour}">{label} {value} B</text>')
     return parts
 
 
@@ -200,26 +202,30 @@ def _mode_marks(report: MemoryReport, t: Timeline) -> list[str]:
             letter = "S" if row.mode == "streamed" else "P"
             title = escape(f"step {row.step}: {row.mode}: {row.detail}")
             parts.append(f'<g class="mode"><title>{title}</title>'
-                         f'<circle cx="{_num(x)}" cy="{bottom + 25}" r="5" fill="#2c3e50"/>'
-                         f'<text x="{_num(x)}" y="{bottom + 28}" text-anchor="middle" fill="#fff" font-size="8">{letter}'
-                         '</text></g>')
+                         f'<circle cx="{svg_num(x)}" cy="{bottom + 25}" r="5" fill="#2c3e50"/>'
+                         f'<text x="{svg_num(x)}" y="{bottom + 28}" text-anchor="middle" fill="#fff" font-size="8">'
+                         f'{letter}</text></g>')
     return parts
 
 
-STYLE = """
+# The look every qcc page shares (report.html, bench.html: qcc/backend/bench_html.py).
+BASE_STYLE = """
 body { font-family: sans-serif; margin: 16px 24px; color: #111; }
 h1 { font-size: 20px; margin: 0 0 6px; }
 p.summary { margin: 4px 0 10px; font-size: 14px; }
 .legend { font-size: 13px; margin: 6px 0 10px; }
 .legend span { display: inline-block; margin-right: 18px; }
 .swatch { display: inline-block; width: 22px; height: 12px; vertical-align: middle; margin-right: 5px; border: 1px solid #555; }
-.line { display: inline-block; width: 24px; vertical-align: middle; margin-right: 5px; border-top: 2px dashed; }
-.timeline { overflow-x: auto; }
 table { border-collapse: collapse; font-size: 12px; margin-top: 14px; }
 th, td { border: 1px solid #ccc; padding: 2px 6px; text-align: left; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
-td.runs { white-space: normal; max-width: 480px; }
 tr:nth-child(even) td { background: #f7f7f7; }
+"""
+
+STYLE = BASE_STYLE + """\
+.line { display: inline-block; width: 24px; vertical-align: middle; margin-right: 5px; border-top: 2px dashed; }
+.timeline { overflow-x: auto; }
+td.runs { white-space: normal; max-width: 480px; }
 """
 
 HATCH_CSS = "background: repeating-linear-gradient(45deg, #6b6b6b 0 2px, #d4d4d4 2px 6px);"
@@ -252,18 +258,24 @@ def _table(report: MemoryReport) -> str:
     return f"<table>\n<tr>{head}</tr>\n" + "\n".join(rows) + "\n</table>"
 
 
-def render_html(report: MemoryReport) -> str:
-    title = f"qcc memory report: {report.model}"
+def html_page(title: str, style: str, body: list[str]) -> str:
+    """A self-contained page: the title (plain text, escaped here) as its <title> and heading, the
+    style inline, then the body's parts (HTML, each name in them already escaped), one a line."""
     page = "\n".join([
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8"/>', f"<title>{escape(title)}</title>",
-        f"<style>{STYLE}</style>", "</head>", "<body>",
+        f"<style>{style}</style>", "</head>", "<body>",
         f"<h1>{escape(title)}</h1>",
-        f'<p class="summary">{escape(report.summary())}. {len(report.rows)} steps, {len(report.buffers)} arena tensors, '
-        f"{len(report.scratch)} scratch buffers.</p>",
-        _legend(report),
-        f'<div class="timeline">{svg_timeline(report)}</div>',
-        _table(report),
+        *body,
         "</body>", "</html>", ""])
     # ASCII only (names outside it as character references): the file reads the same whatever the
     # locale that writes it or the browser's guess at its encoding
     return page.encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def render_html(report: MemoryReport) -> str:
+    return html_page(f"qcc memory report: {report.model}", STYLE, [
+        f'<p class="summary">{escape(report.summary())}. {len(report.rows)} steps, {len(report.buffers)} arena tensors, '
+        f"{len(report.scratch)} scratch buffers.</p>",
+        _legend(report),
+        f'<div class="timeline">{svg_timeline(report)}</div>',
+        _table(report)])
