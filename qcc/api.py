@@ -14,14 +14,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import re
 import warnings
-from inspect import signature as inspect_signature
 from collections.abc import Iterable, Mapping, Sequence
+from inspect import signature as inspect_signature
 from pathlib import Path
 
 from qcc.errors import QccError, one_line
-from qcc.pipeline import Options, check_options, model_rounding
+from qcc.pipeline import Options, check_options, model_rounding, name_refusal
 from qcc.toolchain.targets import target_named
 
 __all__ = ["compile", "verify", "inspect", "explain", "bench", "render_explain", "render_bench", "QccError", "QccWarning"]
@@ -143,10 +142,8 @@ def options_from(model, *, name: str = "model", rounding: str | None = None,
     if unknown:
         known = [p for p in inspect_signature(options_from).parameters if p not in ("model", "unknown")]
         raise QccError(f"{', '.join(sorted(unknown))}: no such option (the options: {', '.join(known)})")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-        raise QccError(f"--name {name!r}: must be a C identifier (letters, digits, underscores)")
-    if name.startswith("qcc_"):
-        raise QccError(f"--name {name!r}: the qcc_ prefix belongs to the runtime files and symbols; choose another name")
+    if name_refusal(name) is not None:  # before the model is read (check_options repeats it with the others)
+        raise QccError(name_refusal(name))
     shapes = {}
     for tensor, dims in (input_shape or {}).items():
         dims = list(dims) if isinstance(dims, Iterable) and not isinstance(dims, str) else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from qcc.frontend.tflite.importer import import_tflite
 from qcc.ir import Graph, MemoryPlan
 from qcc.numerics import SCHEMES
 from qcc.ops import op_named
+from qcc.ops.c_emitter import section_attribute
 from qcc.passes import (execution_order, fold_activations, fold_pads, io_boundary, memory_plan, range_analysis,
                          state_pairs)
 from qcc.tflite_graph import is_tflite, read_tflite
@@ -87,8 +89,49 @@ def model_rounding(path: str | Path, requested: str | None) -> str:
     return requested or "tflm"
 
 
+# --name values that would destroy or shadow something when NAME.c and NAME.h sit in the folder: the
+# makefiles make reads (it rebuilds Makefile from Makefile.c with its built-in rule, then fails and deletes
+# it), the C standard library's headers (the folder is on the include path of a CMake project: NAME.h
+# would replace <NAME.h> for the whole firmware), and the device names Windows reserves (such a file
+# cannot be created or copied there). Compared case-insensitively: macOS and Windows file systems are.
+MAKEFILE_NAMES = ("makefile", "gnumakefile")
+C_HEADER_NAMES = ("assert", "complex", "ctype", "errno", "fenv", "float", "inttypes", "iso646", "limits", "locale",
+                  "math", "setjmp", "signal", "stdalign", "stdarg", "stdatomic", "stdbool", "stddef", "stdint", "stdio",
+                  "stdlib", "stdnoreturn", "string", "tgmath", "threads", "time", "uchar", "wchar", "wctype",
+                  # POSIX and newlib headers a firmware includes
+                  "unistd", "strings", "alloca", "malloc", "memory", "fcntl", "sched", "pthread", "newlib", "reent")
+WINDOWS_DEVICE_NAMES = ("con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10)))
+
+
+def name_refusal(name) -> str | None:
+    """Why --name cannot be used, or None. NAME prefixes every symbol and macro and names NAME.c,
+    NAME.h and test_NAME.c."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        return f"--name {name!r}: must be a C identifier (letters, digits, underscores)"
+    if name.startswith("qcc_"):
+        return f"--name {name!r}: the qcc_ prefix belongs to the runtime files and symbols; choose another name"
+    if name.startswith("_"):
+        return (f"--name {name!r}: C reserves identifiers that start with an underscore for the compiler and its "
+                "library (every symbol would start with it); choose a name that starts with a letter")
+    lower = name.lower()
+    if lower in MAKEFILE_NAMES:
+        return (f"--name {name!r}: the folder's {name}.c would be the makefile's source: make rebuilds its makefile "
+                "from it and deletes the Makefile; choose another name")
+    if lower in C_HEADER_NAMES:
+        return (f"--name {name!r}: {name}.h would stand in for the C library's <{lower}.h> wherever the folder is on "
+                "the include path; choose another name")
+    if lower in WINDOWS_DEVICE_NAMES:
+        return f"--name {name!r}: Windows reserves {name.upper()} as a device name: no file {name}.c can exist there"
+    return None
+
+
 def check_options(options: Options) -> None:
     """Refuse option combinations that cannot work, before any file is read."""
+    refusal = name_refusal(options.name)
+    if refusal is not None:
+        raise QccError(refusal)
+    section_attribute("--weights-section", options.weights_section, writable=False)
+    section_attribute("--arena-section", options.arena_section, writable=True)
     if options.fpu:
         refusal = fpu_refusal(target_named(options.target), options.rounding)
         if refusal is not None:

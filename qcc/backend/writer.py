@@ -229,7 +229,7 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
         # const data and a writable variable in one section: the compiler stops with "section type conflict"
         raise QccError(f"--weights-section and --arena-section are both {options.weights_section!r}: "
                        "the constants are read-only and the arena is written; give two sections")
-    arena_section = section_attribute("--arena-section", options.arena_section)
+    arena_section = section_attribute("--arena-section", options.arena_section, writable=True)
     inputs, outputs = io_entries(compiled)
     emitter, steps, layers = emit_layers(compiled, inputs, outputs)
     if graph.io_in_arena:

@@ -102,15 +102,47 @@ def designated_initializer(fields: dict, depth: int = 0) -> str:
     return "{\n" + "\n".join(lines) + "\n" + "    " * depth + "}"
 
 
-def section_attribute(option: str, section: str | None) -> str:
-    """` __attribute__((section("NAME")))` for --weights-section / --arena-section NAME, or "" when
-    the option is not given. The name goes into a C string and a linker script: only a plain
-    section name is accepted, so nothing reaches the C unescaped."""
+# Section names the toolchains give a meaning of their own (the ELF gABI's special sections, GNU ld's and
+# the Arm toolchain's standard output sections, qcc's own linker script): constants or an arena placed
+# there become constructors run at start-up or exit, code, thread-local data, unwinding tables, or
+# nothing at all. Exact names, then prefixes (a prefix covers its numbered or suffixed forms).
+RESERVED_SECTIONS = frozenset((
+    ".bss", ".comment", ".data", ".data1", ".debug", ".dynamic", ".dynstr", ".dynsym", ".fini", ".fini_array",
+    ".got", ".hash", ".init", ".init_array", ".interp", ".line", ".note", ".plt", ".preinit_array", ".rodata",
+    ".rodata1", ".shstrtab", ".strtab", ".symtab", ".symtab_shndx", ".tbss", ".tdata", ".tdata1", ".text",
+    ".ctors", ".dtors", ".jcr", ".eh_frame", ".eh_frame_hdr", ".gcc_except_table", ".stack", ".heap", ".vectors",
+    ".isr_vector", ".stab", ".stabstr"))
+RESERVED_SECTION_PREFIXES = (".debug", ".zdebug", ".note.", ".rel.", ".rela.", ".gnu.", ".ARM.", ".init_array.",
+                             ".fini_array.", ".preinit_array.", ".ctors.", ".dtors.", ".tdata.", ".tbss.", ".got.",
+                             ".plt.", ".eh_frame", ".stab.", ".qcc_")
+# Input sections GNU ld's scripts (and qcc's) gather into an output section that cannot hold the role:
+# the constants need their initial values (not in a section that is never loaded), the arena is written
+# (not in a read-only or executable one).
+NOT_LOADED_PREFIXES = (".bss.", ".sbss", ".noinit", ".tbss")
+READ_ONLY_PREFIXES = (".text.", ".rodata.", ".srodata", ".init.", ".fini.")
+
+
+def section_attribute(option: str, section: str | None, writable: bool) -> str:
+    """` __attribute__((section("NAME")))` for --weights-section / --arena-section NAME (`writable`: the
+    arena's), or "" when the option is not given. The name goes into a C string and a linker script:
+    only a plain section name is accepted, so nothing reaches the C unescaped, and none the toolchain
+    reserves or that cannot hold constants (or the writable arena)."""
     if section is None:
         return ""
     if len(section) > _MAX_SECTION or not _SECTION_NAME.fullmatch(section):
         raise QccError(f"{option} {section[:_MAX_SECTION]!r}: not a section name (letters, digits, '_' and '.', "
                        f"not starting with a digit, at most {_MAX_SECTION} characters)")
+    own = ".model_arena" if writable else ".model_weights"
+    if section in RESERVED_SECTIONS or section.startswith(RESERVED_SECTION_PREFIXES):
+        raise QccError(f"{option} {section!r}: the toolchain reserves this section (an ELF special section or a "
+                       f"linker script's standard one); leave the option out for the compiler's default, or give "
+                       f"a name of your own, such as {own}")
+    if not writable and section.startswith(NOT_LOADED_PREFIXES):
+        raise QccError(f"{option} {section!r}: the linker gathers this section into one that is never loaded: the "
+                       f"constants would lose their values; give a name of your own, such as {own}")
+    if writable and section.startswith(READ_ONLY_PREFIXES):
+        raise QccError(f"{option} {section!r}: the linker gathers this section into read-only code or constants: "
+                       f"the arena could not be written; give a name of your own, such as {own}")
     return f' __attribute__((section("{section}")))'
 
 
@@ -131,7 +163,7 @@ class CEmitter:
         self._symbols: dict[str, str] = {}
         self._taken: set[str] = set(argument_names.values()) | {self.arena_symbol, self.state_symbol,
                                                                  self.first_call_symbol, self.started_symbol}
-        self._section = section_attribute("--weights-section", weights_section)
+        self._section = section_attribute("--weights-section", weights_section, writable=False)
         self.weights_bytes = 0
         self._arrays: dict[tuple, str] = {}  # (C type, size, bytes) -> the array's name
 
