@@ -78,6 +78,9 @@ def check_instructions(report: dict) -> None:
             assert layer["index"] in layers[layer["streamed_into"]]["streamed_chain"]
         elif layer["op"] == "QLinearConv" and "streamed_chain" not in layer:
             assert 1 < layer["per_mac"] < 100
+        if "streamed_chain" in layer:  # the chain's instructions over the chain's MACs
+            chain_macs = sum(layers[k]["macs"] for k in layer["streamed_chain"])
+            assert layer["per_mac"] == layer["instructions"] / chain_macs and 1 < layer["per_mac"] < 100
 
 
 def test_cortex_m4_instructions_per_layer_sum_to_the_whole_and_repeat_exactly(m4_runs):

@@ -161,7 +161,7 @@ def _share(value: int, whole: int) -> str:
 
 def _counted_macs(layer: dict, by_index: dict[int, dict]) -> int | None:
     """The MACs a layer's count covers: its own; a streamed chain's last layer's, the whole chain's
-    (it counts their instructions together, where the report's per_mac divides by its own MACs only);
+    (it counts their instructions together, as the report's per_mac does);
     none for a layer streamed into a later one."""
     if "streamed_into" in layer:
         return None

@@ -180,6 +180,8 @@ def _count(compiled, out_dir: Path, target: Target, manifest: dict, inputs: list
     for step, stream in compiled.plan.streams.items():
         chain = report["layers"][step - len(stream.nodes) + 1:step + 1]
         chain[-1]["streamed_chain"] = [layer["index"] for layer in chain]
+        chain_macs = sum(layer["macs"] for layer in chain)  # the MACs its count covers
+        chain[-1]["per_mac"] = chain[-1]["instructions"] / chain_macs if chain_macs else None
         for layer in chain[:-1]:
             layer["streamed_into"], layer["per_mac"] = step, None
     return report, cycles, int(stack[0][1])
