@@ -288,6 +288,9 @@ def test_chromium_draws_a_bar_per_layer(m4_report, tmp_path):
     layers = m4_report["instructions"]["layers"]
     cycles = [entry["cycles"] for entry in m4_report["cycles"]["layers"]]
     assert any("streamed_chain" in entry for entry in layers)  # the streamed layers' notes are on the page too
+    for entry in layers:  # a chain's count over the chain's MACs, in the JSON as on the page
+        if "streamed_chain" in entry:
+            assert entry["per_mac"] == entry["instructions"] / sum(layers[k]["macs"] for k in entry["streamed_chain"])
     json_path, html_path = write_bench_report(m4_report, tmp_path / "report")
     assert json.loads(json_path.read_text()) == m4_report and json_path.read_text() == render(m4_report, "json")
     page = html_path.read_text()
