@@ -100,6 +100,12 @@ C_HEADER_NAMES = ("assert", "complex", "ctype", "errno", "fenv", "float", "intty
                   "stdlib", "stdnoreturn", "string", "tgmath", "threads", "time", "uchar", "wchar", "wctype",
                   # POSIX and newlib headers a firmware includes
                   "unistd", "strings", "alloca", "malloc", "memory", "fcntl", "sched", "pthread", "newlib", "reent")
+# The folder's CMakeLists.txt makes a library target called NAME: CMake's own targets (those of its
+# generators and of include(CTest)'s dashboards) cannot be redefined.
+CMAKE_TARGET_NAMES = ("all", "all_build", "help", "install", "install_strip", "install_local", "preinstall", "clean",
+                      "edit_cache", "rebuild_cache", "zero_check", "test", "run_tests", "package", "package_source",
+                      "list_install_components")
+CTEST_DASHBOARD_PREFIXES = ("Experimental", "Nightly", "Continuous")
 WINDOWS_DEVICE_NAMES = ("con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10)))
 
 
@@ -120,6 +126,9 @@ def name_refusal(name) -> str | None:
     if lower in C_HEADER_NAMES:
         return (f"--name {name!r}: {name}.h would stand in for the C library's <{lower}.h> wherever the folder is on "
                 "the include path; choose another name")
+    if lower in CMAKE_TARGET_NAMES or name.startswith(CTEST_DASHBOARD_PREFIXES):
+        return (f"--name {name!r}: CMake has a target of this name, and the folder's CMakeLists.txt makes the library "
+                f"target {name}; choose another name")
     if lower in WINDOWS_DEVICE_NAMES:
         return f"--name {name!r}: Windows reserves {name.upper()} as a device name: no file {name}.c can exist there"
     return None

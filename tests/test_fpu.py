@@ -336,12 +336,14 @@ def test_fpu_changes_only_the_requantization(pair_of_folders):
     """Same files; the golden test, runner and runtime identical; model.c differs by its scale arrays
     (4 bytes a channel where the multiplier and shift take 5) and the qcc_requant_params fields that
     point at them, model.h by the constants' bytes; qcc_config.h names the scheme; the Makefile adds
-    -ffp-contract=off; the manifest adds "fpu": true."""
+    -ffp-contract=off (and so does CMakeLists.txt); the manifest adds "fpu": true."""
     integer, fpu = pair_of_folders
-    names = sorted(p.name for p in integer.iterdir())
-    assert names == sorted(p.name for p in fpu.iterdir())
+    names = sorted(str(p.relative_to(integer)) for p in integer.rglob("*") if p.is_file())
+    assert names == sorted(str(p.relative_to(fpu)) for p in fpu.rglob("*") if p.is_file())
     differ = [n for n in names if (integer / n).read_bytes() != (fpu / n).read_bytes()]
-    assert sorted(differ) == ["Makefile", "model.c", "model.h", "model.json", "qcc_config.h"]
+    assert sorted(differ) == ["CMakeLists.txt", "Makefile", "model.c", "model.h", "model.json", "qcc_config.h"]
+    assert "-ffp-contract=off" in (fpu / "CMakeLists.txt").read_text()
+    assert "-ffp-contract" not in (integer / "CMakeLists.txt").read_text()
     header_lines = [set((folder / "model.h").read_text().splitlines()) for folder in (integer, fpu)]
     assert [sorted(header_lines[0] - header_lines[1]), sorted(header_lines[1] - header_lines[0])] == [
         [line] for line in (f"#define MODEL_WEIGHTS_BYTES {json.loads((folder / 'model.json').read_text())['weights_bytes']}"
@@ -353,8 +355,11 @@ def test_fpu_changes_only_the_requantization(pair_of_folders):
     manifests = [json.loads((folder / "model.json").read_text()) for folder in (integer, fpu)]
     assert "fpu" not in manifests[0] and manifests[1].pop("fpu") is True
     assert manifests[1]["weights_bytes"] < manifests[0]["weights_bytes"]
+    # the options recorded differ in --fpu alone
+    assert manifests[0]["options"]["fpu"] is False and manifests[1]["options"]["fpu"] is True
+    assert sorted(manifests[1]["command"].split()) == sorted(manifests[0]["command"].split() + ["--fpu"])
     for manifest in manifests:
-        del manifest["weights_bytes"]
+        del manifest["weights_bytes"], manifest["options"]["fpu"], manifest["command"]
         for layer in manifest["layers"]:
             del layer["weights_bytes"]
     assert manifests[0] == manifests[1]

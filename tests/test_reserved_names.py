@@ -31,6 +31,8 @@ def refused(argv: list[str], out, capsys) -> str:
     ("stdio", "<stdio.h>"), ("String", "<string.h>"), ("stdint", "<stdint.h>"), ("math", "<math.h>"),
     ("unistd", "<unistd.h>"), ("CON", "device name"), ("lpt1", "device name"), ("Nul", "device name"),
     ("_model", "underscore"), ("__x", "underscore"), ("qcc_model", "qcc_ prefix"),
+    ("all", "CMake has a target"), ("test", "CMake has a target"), ("Install", "CMake has a target"),
+    ("ExperimentalBuild", "CMake has a target"), ("Nightly", "CMake has a target"),
 ])
 def test_names_the_folder_or_the_toolchain_use_are_refused(name, why, tmp_path, capsys):
     out = tmp_path / "out"

@@ -140,12 +140,13 @@ def test_host_folder_has_no_bare_metal_files(networks, tmp_path):
     model, _, _ = networks["uint8-residual"]
     compile_to_folder(model, tmp_path / "default", Options())
     compile_to_folder(model, tmp_path / "host", Options(target="host"))
-    files = sorted(p.name for p in (tmp_path / "host").iterdir())
-    assert files == sorted(p.name for p in (tmp_path / "default").iterdir())
+    files = sorted(str(p.relative_to(tmp_path / "host")) for p in (tmp_path / "host").rglob("*") if p.is_file())
+    assert files == sorted(str(p.relative_to(tmp_path / "default")) for p in (tmp_path / "default").rglob("*") if p.is_file())
     for name in files:
         assert (tmp_path / "host" / name).read_bytes() == (tmp_path / "default" / name).read_bytes()
-    assert not [f for f in files if f.endswith(".ld") or f.startswith(("qcc_startup", "qcc_syscalls", "qcc_semi"))]
+    assert not [f for f in files if f.endswith((".ld", ".cmake")) or f.startswith(("qcc_startup", "qcc_syscalls", "qcc_semi"))]
     assert "run-" not in (tmp_path / "host" / "Makefile").read_text()
+    assert "qcc_baremetal" not in (tmp_path / "host" / "CMakeLists.txt").read_text()
 
 
 # --- qcc verify --target -------------------------------------------------------------------------

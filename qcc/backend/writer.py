@@ -1,6 +1,7 @@
-"""Write the output folder: model C and header, runtime files, manifest, Makefile, golden test,
-host runner and the memory report (report.html), and for a Cortex-M target the bare-metal files
-and a linker script per board. The folder is a contract that tests, users and tools rely on (README)."""
+"""Write the output folder: model C and header, runtime files, manifest, Makefile, CMakeLists.txt (with
+zephyr/module.yml), golden test, host runner and the memory report (report.html), and for a Cortex-M
+target the bare-metal files, and a linker script and a CMake toolchain file per board. The folder is a
+contract that tests, users and tools rely on (README)."""
 
 from __future__ import annotations
 
@@ -218,6 +219,19 @@ def command_text(compiled: Compiled, golden: int | str | None) -> str:
     return " ".join(shlex.quote(word) for word in ["qcc", "compile", Path(compiled.graph.source).name, *flags])
 
 
+ZEPHYR_MODULE = "zephyr/module.yml"  # the folder as a Zephyr module (its CMakeLists.txt registers the libraries)
+
+
+def cmake_lists(env: jinja2.Environment, common: dict, target: Target, runtime: list[str], sources: list[str],
+                steps: list[dict], boards: list[Target], baremetal: list[str]) -> str:
+    """CMakeLists.txt: the model's library and the shared runtime (its sources, and every runtime file to
+    compare between folders), the golden test, and for the boards their bare-metal pieces."""
+    return env.get_template("CMakeLists.txt.j2").render(
+        common, runtime_sources=sources, runtime_files=runtime + baremetal, kernel_types=kernel_types(steps),
+        boards=boards, default_board="" if target.is_host else target.name,
+        baremetal_sources=[f for f in baremetal if f.endswith(".c")])
+
+
 def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.ndarray]],
                  golden: int | str | None = None) -> dict:
     """Render everything into out_dir (which must exist and be empty); returns the manifest. `golden`: how
@@ -267,10 +281,15 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
         f"test_{name}.c": env.get_template("test_model.c.j2").render(common, cases=cases, reset_before=reset_before),
         "qcc_runner.c": env.get_template("qcc_runner.c.j2").render(common),
         REPORT: render_html(memory_report(compiled)),
+        "CMakeLists.txt": cmake_lists(env, common, target_named(options.target), runtime, sources, steps, boards,
+                                      baremetal),
+        ZEPHYR_MODULE: env.get_template("zephyr_module.yml.j2").render(common),
     }
     for board in boards:
         files[f"qcc_{board.name}.ld"] = env.get_template("baremetal.ld.j2").render(target=board, version=__version__)
+        files[f"qcc_{board.name}.cmake"] = env.get_template("toolchain.cmake.j2").render(target=board, version=__version__)
     for filename, text in files.items():
+        (out_dir / filename).parent.mkdir(exist_ok=True)  # zephyr/
         (out_dir / filename).write_text(text)
     for filename in runtime:
         shutil.copyfile(asset_dir("runtime_c") / filename, out_dir / filename)
