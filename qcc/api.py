@@ -62,7 +62,9 @@ def verify(model: str | os.PathLike, *, n: int = 20, input_sets: str | os.PathLi
     3 extreme ones and those of the .npz `input_sets` (verify's --inputs; `inputs` cuts the model, as
     --cut-inputs does). Returns {"ok", "table" (what the command line
     prints), "cases", "ground_truth", "outputs": {output: {pair: {compared, exact, max_lsb}}},
-    "layers" (the per-layer comparison, or None)}; "ok" is false on any mismatch."""
+    "layers" (the per-layer comparison, or None), "ort_disagreement" (None, or where ONNX Runtime's
+    configurations disagree with each other while the C equals the reference, with the reproducer's
+    folder)}; "ok" is false on any mismatch."""
     from qcc.commands.verify import verify as run_verify
 
     with _one_error(model):
@@ -74,7 +76,9 @@ def verify(model: str | os.PathLike, *, n: int = 20, input_sets: str | os.PathLi
                 "ground_truth": result.ort_configuration, "rounding": result.rounding, "target": result.target,
                 "outputs": {output: {pair: dataclasses.asdict(a) for pair, a in pairs.items()}
                             for output, pairs in result.per_output.items()},
-                "layers": None if result.layers is None else dataclasses.asdict(result.layers)}
+                "layers": None if result.layers is None else dataclasses.asdict(result.layers),
+                # ONNX Runtime's configurations disagreeing with each other where the C equals the reference
+                "ort_disagreement": None if result.ort_disagreement is None else dataclasses.asdict(result.ort_disagreement)}
 
 
 def inspect(model: str | os.PathLike, **options) -> dict:

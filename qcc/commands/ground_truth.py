@@ -14,6 +14,7 @@ import onnx
 from onnx import helper
 
 from qcc import reference
+from qcc.errors import QccError
 from qcc.ir import Graph
 from qcc.pipeline import Compiled
 from qcc.runtimes import ort as ort_reference
@@ -36,6 +37,12 @@ class GroundTruth:
         """Its values of the compiled graph's tensors that exist in the model (shaped as in qcc), and
         whether reading them changed its final outputs."""
         raise NotImplementedError
+
+    def alternatives(self) -> list[GroundTruth]:
+        """The same runtime in its other configurations (ONNX Runtime's defaults, no layout optimizations, no
+        optimizations), for verify to tell a C mismatch from the runtime disagreeing with itself; those it can
+        build. None for TFLite Micro, which has one configuration."""
+        return []
 
     def run_frames(self, frames: list[list[np.ndarray]], reset_before: int | None) -> list[list[np.ndarray]]:
         """Consecutive inferences of a model that keeps state itself (TFLite resource variables)."""
@@ -69,15 +76,32 @@ class GroundTruth:
 class OnnxRuntimeTruth(GroundTruth):
     name, short, exact_scheme = "ONNX Runtime", "ORT", "ort"
 
-    def __init__(self, model, graph: Graph):
+    def __init__(self, model, graph: Graph, session: ort_reference.Session | None = None):
+        """The ground truth's session for the model, or the given one (an alternative configuration's)."""
         self.model, self.graph = model, graph
-        self.session = ort_reference.session(model)
+        self.session = ort_reference.session(model) if session is None else session
         self.configuration = self.session.configuration()
+        if self.session.alternative is not None:
+            self.short = self.session.alternative.name
+            self.name = f"ONNX Runtime ({self.session.alternative.name})"
 
     def run(self, case):
         return ort_reference.run_on_codes(self.session, self.graph, case)
 
+    def alternatives(self):
+        found = []
+        for alternative in ort_reference.ALTERNATIVES:
+            try:
+                session = ort_reference.alternative_session(self.model, alternative, self.session)
+            except QccError:  # ORT cannot build the model so: that configuration says nothing
+                continue
+            found.append(OnnxRuntimeTruth(self.model, self.graph, session))
+        return found
+
     def intermediates(self, graph, case):
+        """Every wanted tensor as an extra output of one session. Where that changes the final outputs (ORT fuses
+        the graph differently when a tensor inside a fused group must be kept), each tensor is read alone, and
+        those whose reading still changes them are left out; `changed` then says that some were left out."""
         model = copy.deepcopy(self.model) if isinstance(self.model, onnx.ModelProto) else onnx.load(str(self.model))
         produced = {name for node in model.graph.node for name in node.output}
         outputs = {o.name for o in model.graph.output}
@@ -87,16 +111,31 @@ class OnnxRuntimeTruth(GroundTruth):
                   if name in produced and name not in outputs and graph.tensor(name).dtype in _CODE_TYPES]
         feeds = ort_reference.feeds_for(graph, case)
         before = self.session.run(None, feeds)
-        model.graph.output.extend(helper.make_tensor_value_info(name, _CODE_TYPES[graph.tensor(name).dtype],
-                                                                list(graph.tensor(name).shape)) for name in wanted)
-        extended = ort_reference.session(model.SerializeToString())
-        names = [o.name for o in extended.get_outputs()]
-        results = dict(zip(names, extended.run(None, feeds)))
-        changed = any(not np.array_equal(a, results[o.name]) for a, o in zip(before, self.session.get_outputs()))
+        results = self._run_exposing(model, graph, wanted, feeds)
+        changed = self._changed(before, results)
         values = {name: results[name] for name in wanted}
+        if changed:  # read each tensor alone; keep those that leave the final outputs as they are
+            values = {}
+            for name in wanted:
+                alone = self._run_exposing(model, graph, [name], feeds)
+                if not self._changed(before, alone):
+                    values[name] = alone[name]
+            changed = len(values) < len(wanted)
+            results = dict(zip([o.name for o in self.session.get_outputs()], before))
         publics = [graph.public_name(name) for name in graph.outputs]  # the graph's own outputs, as codes
         values.update(zip(graph.outputs, ort_reference.outputs_as_codes(graph, publics, [results[p] for p in publics])))
         return values, changed
+
+    def _run_exposing(self, model: onnx.ModelProto, graph: Graph, names: list[str], feeds) -> dict[str, np.ndarray]:
+        """The model with the named tensors as extra outputs, run in this session's configuration."""
+        exposed = copy.deepcopy(model)
+        exposed.graph.output.extend(helper.make_tensor_value_info(name, _CODE_TYPES[graph.tensor(name).dtype],
+                                                                  list(graph.tensor(name).shape)) for name in names)
+        extended = self.session.same_configuration(exposed.SerializeToString())
+        return dict(zip([o.name for o in extended.get_outputs()], extended.run(None, feeds)))
+
+    def _changed(self, before: list[np.ndarray], results: dict[str, np.ndarray]) -> bool:
+        return any(not np.array_equal(a, results[o.name]) for a, o in zip(before, self.session.get_outputs()))
 
 
 class TflmTruth(GroundTruth):

@@ -12,6 +12,10 @@ that qcc (`qcc verify`) and its tests create comes from `session()`, with one co
 One fallback: with the option, ORT 1.32 has no kernel for int8 activations with weights moved to
 uint8, so it cannot build such sessions (NOT_IMPLEMENTED). Those are built without the option;
 int8 x int8 kernels sum exactly on every x86 CPU. The session says which configuration it has.
+
+`alternative_session()` builds the same model in ORT's other configurations (its defaults, no
+layout optimizations, no optimizations at all), which `qcc verify` runs when the C equals the
+reference but not the ground truth, to tell a C mismatch from ORT disagreeing with itself.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import functools
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +36,33 @@ from qcc.numerics.quantize_linear import dequantize_linear, quantize_linear
 
 QDQ_IS_INT8_ALLOWED = "session.qdqisint8allowed"
 X64_QUANT_PRECISION = "session.x64quantprecision"
+# The ground truth's session config entries besides session.x64quantprecision (which `session()` adds where
+# ORT can build the model with it)
+GROUND_TRUTH_ENTRIES = {QDQ_IS_INT8_ALLOWED: "1"}
+# ORT's graph optimization levels, by the names its SessionOptions take
+LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
+
+
+@dataclass(frozen=True)
+class Alternative:
+    """One of ORT's other configurations, which verify compares with the ground truth's when they part."""
+    name: str  # short, for tables: "ORT defaults"
+    description: str  # what it is, in a sentence's words
+    entries: tuple[tuple[str, str], ...]  # session config entries
+    level: str  # graph optimization level
+    x64_like_truth: bool = False  # with session.x64quantprecision=1 where the ground truth has it
+
+
+ALTERNATIVES = (
+    Alternative("ORT defaults", "ORT with its default settings (no session config entries: "
+                "session.qdqisint8allowed=0 on x86, which leaves int8 QDQ groups in float)", (), "ORT_ENABLE_ALL"),
+    Alternative("ORT extended", "ORT with session.qdqisint8allowed=1 and optimizations up to ORT_ENABLE_EXTENDED "
+                "(the QDQ fusions without the layout ones: no channels-last QLinearConv, no NCHWc)",
+                ((QDQ_IS_INT8_ALLOWED, "1"),), "ORT_ENABLE_EXTENDED", x64_like_truth=True),
+    Alternative("ORT opt. off", "ORT with every graph optimization off (ORT_DISABLE_ALL: the float ops between "
+                "DequantizeLinear and QuantizeLinear, as the ONNX spec defines the model)",
+                ((QDQ_IS_INT8_ALLOWED, "1"),), "ORT_DISABLE_ALL"),
+)
 
 
 def _onnxruntime():
@@ -49,11 +81,23 @@ def _source(model):
     return model  # serialized bytes
 
 
-def ort_session(model, x64_quant_precision: bool, optimized_model_path: str | None = None):
+def session_entries(x64_quant_precision: bool, entries: dict[str, str] | None = None) -> dict[str, str]:
+    """The session config entries of a session: the ground truth's (entries None) or the given ones, with
+    session.x64quantprecision=1 or not."""
+    chosen = dict(GROUND_TRUTH_ENTRIES if entries is None else entries)
+    if x64_quant_precision:
+        chosen[X64_QUANT_PRECISION] = "1"
+    return chosen
+
+
+def ort_session(model, x64_quant_precision: bool, optimized_model_path: str | None = None, *,
+                entries: dict[str, str] | None = None, level: str = "ORT_ENABLE_ALL"):
     """The one place an ORT InferenceSession is built. `session()` gives the ground truth; the tests
     and the probe below also build one without session.x64quantprecision, as users running ORT
-    with its defaults get, to show where that differs. optimized_model_path: where ORT saves the
-    graph it runs, after its graph optimizations."""
+    with its defaults get, to show where that differs, and `alternative_session()` ORT's other
+    configurations (entries: the session config entries instead of the ground truth's; level: the
+    graph optimization level). optimized_model_path: where ORT saves the graph it runs, after its
+    graph optimizations."""
     ort = _onnxruntime()
     options = ort.SessionOptions()
     if optimized_model_path:
@@ -61,19 +105,49 @@ def ort_session(model, x64_quant_precision: bool, optimized_model_path: str | No
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 4  # fatal only: ORT reports its errors as exceptions, which qcc words itself
-    options.add_session_config_entry(QDQ_IS_INT8_ALLOWED, "1")
-    if x64_quant_precision:
-        options.add_session_config_entry(X64_QUANT_PRECISION, "1")
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    for key, value in session_entries(x64_quant_precision, entries).items():
+        options.add_session_config_entry(key, value)
     return ort.InferenceSession(_source(model), options, providers=["CPUExecutionProvider"])
 
 
 class Session:
-    """An ORT InferenceSession in the ground-truth configuration, and which one that was."""
+    """An ORT InferenceSession in the ground-truth configuration (or, with `alternative`, in one of ORT's
+    other configurations), and which one that was."""
 
-    def __init__(self, inference_session, x64_quant_precision: bool, fallback_reason: str | None = None):
+    def __init__(self, inference_session, x64_quant_precision: bool, fallback_reason: str | None = None,
+                 alternative: Alternative | None = None):
         self.ort_session = inference_session
         self.x64_quant_precision = x64_quant_precision
         self.fallback_reason = fallback_reason  # ORT's error with the option, when built without it
+        self.alternative = alternative  # None: the ground truth
+
+    @property
+    def entries(self) -> dict[str, str]:
+        """Its session config entries."""
+        given = None if self.alternative is None else dict(self.alternative.entries)
+        return session_entries(self.x64_quant_precision, given)
+
+    @property
+    def level(self) -> str:
+        return "ORT_ENABLE_ALL" if self.alternative is None else self.alternative.level
+
+    def settings(self) -> dict:
+        """How to build this session again: what a reproducer records."""
+        return {"session_config_entries": self.entries, "graph_optimization_level": self.level,
+                "intra_op_num_threads": 1, "inter_op_num_threads": 1, "providers": ["CPUExecutionProvider"]}
+
+    def settings_text(self) -> str:
+        """Its configuration in a few words: 'session.qdqisint8allowed=1, ORT_ENABLE_ALL'."""
+        return ", ".join([f"{k}={v}" for k, v in self.entries.items()] + [self.level])
+
+    def same_configuration(self, model) -> Session:
+        """A session for another model (the same one with extra outputs) in this session's configuration."""
+        if self.alternative is None:
+            return session(model)
+        return Session(ort_session(model, self.x64_quant_precision, entries=dict(self.alternative.entries),
+                                   level=self.alternative.level), self.x64_quant_precision,
+                       alternative=self.alternative)
 
     def run(self, output_names, feeds):
         try:
@@ -89,7 +163,9 @@ class Session:
 
     def configuration(self) -> str:
         """One line: the ORT version and options, and what they mean on this CPU."""
-        entries = f"{QDQ_IS_INT8_ALLOWED}=1" + (f", {X64_QUANT_PRECISION}=1" if self.x64_quant_precision else "")
+        if self.alternative is not None:
+            return f"ONNX Runtime {_onnxruntime().__version__}: {self.alternative.description}"
+        entries = ", ".join(f"{k}={v}" for k, v in self.entries.items())
         head = f"ONNX Runtime {_onnxruntime().__version__}: CPU provider, 1 thread, default optimizations, {entries}"
         saturating = cpu_saturates_u8s8_pairs()
         cpu = ("this CPU's uint8 x int8 kernel adds product pairs in saturating int16 (x86 without VNNI)" if saturating
@@ -120,6 +196,21 @@ def session(model, optimized_model_path: str | None = None) -> Session:
         return Session(ort_session(model, False, optimized_model_path), False, reason)
     except Exception as error:
         raise QccError(f"ONNX Runtime cannot load the model: {_first_line(error)}") from None
+
+
+def alternative_session(model, alternative: Alternative, truth: Session) -> Session:
+    """The model in one of ORT's other configurations (ALTERNATIVES), with session.x64quantprecision=1 where
+    the alternative keeps the ground truth's choice (`truth`, the ground truth's session) and that has it, and
+    ORT can build the model so (the ground truth's fallback: without it where ORT cannot)."""
+    x64 = alternative.x64_like_truth and truth.x64_quant_precision
+    for option in (True, False) if x64 else (False,):
+        try:
+            built = ort_session(model, option, entries=dict(alternative.entries), level=alternative.level)
+        except Exception as error:
+            failure = error
+            continue
+        return Session(built, option, alternative=alternative)
+    raise QccError(f"ONNX Runtime cannot load the model as {alternative.name}: {_first_line(failure)}") from None
 
 
 def _first_line(error: Exception) -> str:
