@@ -109,3 +109,23 @@ def test_maxpool_auto_pad(tmp_path, auto_pad):
     out = -(-size // s) if auto_pad != "VALID" else (size - k) // s + 1
     model = maxpool_model("int8", (1, 3, size, size), (1, 3, out, out), kernel_shape=[k, k], strides=[s, s], auto_pad=auto_pad)
     check_exact(model, tmp_path, n_random=4)
+
+
+@pytest.mark.parametrize("dtype, kernel_h, stride, pads, ceil_mode, width", [
+    ("uint8", 3, 2, [1, 1, 1, 1], 1, 9),   # SqueezeNet's shape with padding: edges on either side
+    ("int8", 3, 2, [0, 0, 0, 0], 1, 12),   # ceil mode: the last window runs past the row
+    ("uint8", 3, 1, [0, 1, 0, 1], 0, 5),
+    ("int8", 2, 1, [1, 0, 0, 0], 0, 3),    # one inside output
+    ("int8", 1, 2, [0, 2, 0, 2], 1, 4),    # no inside output: every window is clipped
+    ("uint8", 3, 2, [0, 0, 0, 0], 0, 3),
+])
+def test_maxpool_three_wide_windows_on_column_maxima(tmp_path, dtype, kernel_h, stride, pads, ceil_mode, width):
+    """The 3-wide, dilation-1 windows of stride 1 and 2 share column maxima between neighbouring outputs
+    (qcc_pool_impl.inc); the outputs at the edges are clipped as before."""
+    height = 7
+    out = [pooled_size(height, kernel_h, stride, 1, pads[0], pads[2], ceil_mode),
+           pooled_size(width, 3, stride, 1, pads[1], pads[3], ceil_mode)]
+    shape = (1, 3, height, width)
+    model = maxpool_model(dtype, shape, (*shape[:2], *out), kernel_shape=[kernel_h, 3], strides=[stride, stride],
+                          pads=pads, ceil_mode=ceil_mode)
+    check_exact(model, tmp_path, n_random=3)
