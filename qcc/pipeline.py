@@ -187,7 +187,7 @@ def _import_tflite(path: str | Path, options: Options) -> Graph:
 
 def _import_onnx(path: str | Path, options: Options):
     """An ONNX file as the IR, with the cut model ORT must agree with where --inputs/--outputs cut it."""
-    loaded = load_model(path, options.input_shapes)
+    loaded = load_model(path, options.input_shapes, options.cut_inputs)
     refuse_dynamic_quantization(loaded, str(path))
     cut_model = cut_summary = None
     if options.cut_inputs or options.cut_outputs:

@@ -1,12 +1,17 @@
 """A seeded mutation fuzzer for `qcc compile`: small valid models, each mutated as an attacker or
 a careless exporter would (corrupted bytes, initializers whose dims disagree with their data, bad
 scales and zero points, wrong attribute types and values, missing or undefined inputs, tensors
-defined twice, hostile names, huge shapes, cycles, no outputs, unknown types and opsets).
+defined twice, hostile names, huge shapes, cycles, no outputs, unknown types and opsets), and
+compiled with options a user gives by accident (names and sections the toolchains use, --outputs
+naming a constant or an input, --inputs where shape inference knows no shape, conflicting
+--input-shape, odd --golden files, other boards and plans); besides the mutants, random small CNNs
+(convolutions, depthwise, pools, residual Adds, Concats) stress the memory planner.
 
 Every mutant must end in exit 0, or in exit 2 with exactly one line on stderr ("qcc: error: ...")
-and no output folder left; never a traceback, a timeout or a warning. A sample of the mutants
-that compile is built with -Werror and run under ASan and UBSan on extreme inputs, where the C
-must equal the reference interpreter with no sanitizer report.
+and no output folder left; never a traceback, a timeout, a warning, or the catch-all line of an
+internal error ("qcc failed on this model"). A sample of the mutants that compile is built with
+-Werror and run under ASan and UBSan on extreme inputs, where the C must equal the reference
+interpreter with no sanitizer report; for a random CNN also the build with every tensor whole.
 
     python tests/fuzz.py [--mutants 5000] [--seed 1] [--sanitize 200]   (the long run)
 tests/test_fuzz.py runs a short one in the suite.
@@ -246,7 +251,10 @@ def _alarm(signum, frame):
     raise _Timeout()
 
 
-def run_mutant(payload, workdir: Path, suffix: str = ".onnx") -> tuple[str, str]:
+INTERNAL_ERROR = "qcc failed on this model"  # the catch-all line (qcc/api.py): a bug, not a refusal
+
+
+def run_mutant(payload, workdir: Path, suffix: str = ".onnx", flags: list[str] | tuple = ()) -> tuple[str, str]:
     """('ok', path) or ('refused', line) when the promise holds, else (problem, detail)."""
     path = workdir / f"mutant{suffix}"
     path.write_bytes(payload if isinstance(payload, bytes) else payload.SerializeToString())
@@ -258,7 +266,8 @@ def run_mutant(payload, workdir: Path, suffix: str = ".onnx") -> tuple[str, str]
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), warnings.catch_warnings():
             warnings.simplefilter("always")
-            code = main(["compile", str(path), "-o", str(out), "--golden", "1"])
+            golden = [] if "--golden" in flags else ["--golden", "1"]
+            code = main(["compile", str(path), "-o", str(out), *golden, *flags])
     except _Timeout:
         return "timeout", f"over {MUTANT_SECONDS} s"
     except BaseException as error:  # what would be a traceback for a user
@@ -274,6 +283,8 @@ def run_mutant(payload, workdir: Path, suffix: str = ".onnx") -> tuple[str, str]
             return "not one line", "\n".join(err)[:1500]
         if out.exists() or leftovers:
             return "folder left", err[0]
+        if INTERNAL_ERROR in err[0]:
+            return "internal error", err[0]
         return "refused", err[0]
     if code != 0:
         return f"exit {code}", "\n".join(err)[:1500]
@@ -282,26 +293,147 @@ def run_mutant(payload, workdir: Path, suffix: str = ".onnx") -> tuple[str, str]
     return "ok", str(path)
 
 
-def sanitize(path: Path, workdir: Path) -> tuple[str, str]:
+def sanitize(path: Path, workdir: Path, whole_tensors_too: bool = False) -> tuple[str, str]:
     """Build a compiled mutant with -Werror, ASan and UBSan and run it on extreme and random
-    inputs: the golden test must pass with no sanitizer report."""
+    inputs: the golden test must pass with no sanitizer report (with `whole_tensors_too`, also the
+    build that keeps every tensor whole: both plans give the reference's outputs)."""
     from qcc.pipeline import compile_model
 
-    out = workdir / "sanitized"
-    shutil.rmtree(out, ignore_errors=True)
     compiled = compile_model(path, Options())
     cases = extreme_inputs(compiled.graph) + random_inputs(compiled.graph, 2, seed=0)
-    compile_to_folder(path, out, Options(), golden=cases)
-    build = subprocess.run(["make", "-s", "-C", str(out), "check"], capture_output=True, text=True, timeout=300,
-                           env={"PATH": "/usr/bin:/bin", "CC": "clang", "CFLAGS": SANITIZE_CFLAGS,
-                                "ASAN_OPTIONS": "detect_leaks=0"})
-    if build.returncode != 0:
-        return "sanitizer or build failure", (build.stdout + build.stderr)[-1500:]
+    for whole in (False, True) if whole_tensors_too else (False,):
+        out = workdir / "sanitized"
+        shutil.rmtree(out, ignore_errors=True)
+        compile_to_folder(path, out, Options(whole_tensors=whole), golden=cases)
+        build = subprocess.run(["make", "-s", "-C", str(out), "check"], capture_output=True, text=True, timeout=300,
+                               env={"PATH": "/usr/bin:/bin", "CC": "clang", "CFLAGS": SANITIZE_CFLAGS,
+                                    "ASAN_OPTIONS": "detect_leaks=0"})
+        if build.returncode != 0:
+            plan = " (every tensor whole)" if whole else ""
+            return "sanitizer or build failure", f"{plan}{(build.stdout + build.stderr)[-1500:]}"
     return "clean", ""
 
 
+NAMES = ["net", "Makefile", "GNUmakefile", "stdio", "CON", "_x", "qcc_x", "int", "main", "model_run", "test_model",
+         "a" * 300, "x-y", "", "9lives"]
+SECTIONS = [".model_weights", ".model_arena", ".init_array", ".preinit_array", ".fini_array", ".text", ".tdata",
+            ".tbss", ".eh_frame", ".bss", ".comment", ".symtab", ".rodata.w", ".bss.a", ".noinit", ".text.a", "x y",
+            ".s", "." + "s" * 70]
+BOARDS = ["host", "cortex-m0", "cortex-m4", "cortex-m55", "z80"]
+
+
+def _tensor_names(model: onnx.ModelProto) -> tuple[list[str], list[str], list[str]]:
+    """(graph inputs, node outputs, initializers) of a model."""
+    return ([i.name for i in model.graph.input], [o for n in model.graph.node for o in n.output],
+            [i.name for i in model.graph.initializer])
+
+
+def option_mutation(model: onnx.ModelProto, rng: np.random.Generator, workdir: Path) -> tuple[list[str], str]:
+    """Flags a user gives by accident, for `qcc compile` of `model`, and what they are."""
+    inputs, outputs, constants = _tensor_names(model)
+    kind = _pick(rng, ["name", "section", "outputs", "inputs", "input-shape", "state", "golden", "target", "plan"])
+    if kind == "name":
+        return ["--name", _pick(rng, NAMES)], kind
+    if kind == "section":
+        flags = ["--weights-section", _pick(rng, SECTIONS)] if rng.random() < 0.6 else []
+        return flags + (["--arena-section", _pick(rng, SECTIONS)] if not flags or rng.random() < 0.5 else []), kind
+    if kind == "outputs":  # a constant (a weight's DequantizeLinear output), an input, any tensor, nothing
+        pool = constants + inputs + outputs + ["no_such_tensor", ","]
+        return ["--outputs", ",".join(_pick(rng, pool) for _ in range(int(rng.integers(1, 3))))], kind
+    if kind == "inputs":  # a cut from an intermediate tensor: its shape may be unknown to shape inference
+        flags = ["--inputs", _pick(rng, outputs + inputs + constants)]
+        if rng.random() < 0.3:
+            flags += ["--input-shape", f"{flags[1]}={','.join(str(int(d)) for d in rng.integers(1, 9, int(rng.integers(1, 5))))}"]
+        return flags, kind
+    if kind == "input-shape":  # possibly conflicting with what the graph fixes
+        dims = ",".join(str(int(d)) for d in rng.integers(0, 40, int(rng.integers(0, 6))))
+        return ["--input-shape", f"{_pick(rng, inputs + ['nope'])}={dims}"], kind
+    if kind == "state":
+        return ["--state", f"{_pick(rng, inputs + outputs)}={_pick(rng, outputs + inputs)}"], kind
+    if kind == "golden":
+        return ["--golden", _golden_file(model, rng, workdir)], kind
+    if kind == "target":
+        return ["--target", _pick(rng, BOARDS)] + (["--fpu"] if rng.random() < 0.3 else []), kind
+    return [_pick(rng, ["--whole-tensors", "--io-in-arena", "--float-io"]), "--rounding",
+            _pick(rng, ["ort", "single", "tflm"])], kind
+
+
+def _golden_file(model: onnx.ModelProto, rng: np.random.Generator, workdir: Path) -> str:
+    """A --golden value: a count, a missing file, or an .npz of object, wrong-typed, misnamed or misshapen arrays."""
+    choice = _pick(rng, ["count", "missing", "objects", "float64", "misnamed", "short", "not npz"])
+    if choice == "count":
+        return _pick(rng, ["0", "1", "3", "100000000", "-1", "x"])
+    if choice == "missing":
+        return str(workdir / "missing.npz")
+    path = workdir / "golden.npz"
+    names = [i.name for i in model.graph.input] or ["x"]
+    if choice == "not npz":
+        path.write_bytes(b"PK\x03\x04 not a zip")
+        return str(path)
+    arrays = {}
+    for name in names:
+        if choice == "objects":
+            arrays[name] = np.array([None, "a", 1], dtype=object)
+        elif choice == "float64":
+            arrays[name] = rng.random((1, 7))
+        elif choice == "short":
+            arrays[name] = np.zeros(5, np.uint8)
+        else:
+            arrays[f"{name}_"] = np.zeros(4, np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    return str(path)
+
+
+def random_cnn(rng: np.random.Generator) -> onnx.ModelProto:
+    """A small QDQ CNN of random shape for the memory planner: convolutions (1x1, 3x3, strided, depthwise,
+    with or without Relu), pools, residual Adds, Concats and branches, uint8 or int8 activations, quantized
+    as ORT's quantizer writes them (a Relu's output zero point at the type's minimum, a pool's output
+    parameters its input's), so that ONNX Runtime runs them as integer kernels."""
+    dtype = np.uint8 if rng.random() < 0.5 else np.int8
+    zero, relu_zero = (128, 0) if dtype == np.uint8 else (0, -128)
+    g = QdqGraph(13, seed=int(rng.integers(1 << 30)))
+    channels, size = int(rng.integers(1, 6)), int(rng.integers(4, 13))
+    # (tensor, channels, size, scale, zero point)
+    alive = [(g.qdq(g.input("input", [1, channels, size, size]), 0.02, zero, dtype), channels, size, 0.02, zero)]
+    for _ in range(int(rng.integers(2, 9))):
+        t, c, s, x_scale, x_zero = alive[int(rng.integers(len(alive)))] if rng.random() < 0.3 else alive[-1]
+        op = _pick(rng, ["conv", "conv", "depthwise", "pool", "add", "concat"])
+        scale = float(rng.uniform(0.01, 0.08))
+        if op in ("conv", "depthwise"):
+            k = int(_pick(rng, [1, 3]))
+            stride = int(_pick(rng, [1, 1, 2])) if s >= 4 else 1
+            out_c = c if op == "depthwise" else int(rng.integers(1, 9))
+            group = c if op == "depthwise" else 1
+            w = g.weights((out_c, c // group, k, k), 0.02)
+            y = g.node("Conv", [t, w, g.int32_bias((out_c,), np.float32(x_scale * 0.02))], pads=[k // 2] * 4,
+                       strides=[stride, stride], group=group)
+            y_zero = zero
+            if rng.random() < 0.5:
+                y, y_zero = g.node("Relu", [y]), relu_zero
+            alive.append((g.qdq(y, scale, y_zero, dtype), out_c, (s + 2 * (k // 2) - k) // stride + 1, scale, y_zero))
+        elif op == "pool" and s >= 2:
+            kind = _pick(rng, ["MaxPool", "AveragePool"])
+            pooled = g.node(kind, [t], kernel_shape=[2, 2], strides=[2, 2])
+            alive.append((g.qdq(pooled, x_scale, x_zero, dtype), c, s // 2, x_scale, x_zero))
+        elif op == "add":
+            same = [a for a in alive if a[1:3] == (c, s) and a[0] != t]
+            if same:
+                alive.append((g.qdq(g.node("Add", [t, same[-1][0]]), scale, zero, dtype), c, s, scale, zero))
+        elif op == "concat":
+            same = [a for a in alive if a[2] == s]
+            other = same[int(rng.integers(len(same)))]
+            alive.append((g.qdq(g.node("Concat", [t, other[0]], axis=1), scale, zero, dtype), c + other[1], s, scale,
+                          zero))
+    g.output(alive[-1][0], "y")  # the last DequantizeLinear: float out, as exporters write it
+    return g.model()
+
+
 def onnx_mutant(i: int, rng: np.random.Generator, bases=None):
-    """The i-th ONNX mutant: a seed model, mutated once or (30%) twice."""
+    """The i-th ONNX mutant: a random small CNN (one in five, unmutated), or a seed model mutated once or (30%)
+    twice."""
+    if i % 5 == 4:
+        return random_cnn(rng), "random CNN"
     bases = bases or seeds()
     payload, kind = mutate(bases[i % len(bases)], rng)
     if rng.random() < 0.3 and not isinstance(payload, bytes):  # a second mutation on top
@@ -310,9 +442,13 @@ def onnx_mutant(i: int, rng: np.random.Generator, bases=None):
     return payload, kind
 
 
+OPTION_SHARE = 0.3  # of the ONNX mutants, compiled with accidental options (option_mutation)
+
+
 def fuzz(mutants: int, seed: int, sanitize_count: int, report=print, make_mutant=None, suffix: str = ".onnx") -> Counter:
     """Run `mutants` mutants (make_mutant(i, rng) -> (payload, kind); ONNX ones by default) through
-    `qcc compile`, and the first `sanitize_count` that compile under ASan and UBSan."""
+    `qcc compile`, some ONNX ones with accidental options, and the first `sanitize_count` that
+    compile (without options) under ASan and UBSan."""
     rng = np.random.default_rng(seed)
     if make_mutant is None:
         bases = seeds()
@@ -323,13 +459,17 @@ def fuzz(mutants: int, seed: int, sanitize_count: int, report=print, make_mutant
         workdir = Path(tmp)
         for i in range(mutants):
             payload, kind = make_mutant(i, rng)
-            outcome, detail = run_mutant(payload, workdir, suffix)
+            flags = []
+            if isinstance(payload, onnx.ModelProto) and rng.random() < OPTION_SHARE:
+                flags, option_kind = option_mutation(payload, rng, workdir)
+                kind = f"{kind} with --{option_kind}: {' '.join(flags)[:200]!r}"
+            outcome, detail = run_mutant(payload, workdir, suffix, flags)
             outcomes[outcome] += 1
             if outcome not in ("ok", "refused"):
                 report(f"mutant {i} ({kind}): {outcome}: {detail}")
-            elif outcome == "ok" and sanitized < sanitize_count:
+            elif outcome == "ok" and not flags and sanitized < sanitize_count:
                 sanitized += 1
-                result, detail = sanitize(Path(detail), workdir)
+                result, detail = sanitize(Path(detail), workdir, whole_tensors_too=kind == "random CNN")
                 outcomes[f"sanitized {result}"] += 1
                 if result != "clean":
                     report(f"mutant {i} ({kind}): {result}: {detail}")

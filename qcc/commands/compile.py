@@ -47,7 +47,7 @@ def golden_cases(compiled: Compiled, golden) -> list[list[np.ndarray]]:
     if not path.is_file():
         raise QccError(f"{golden}: no such file (--golden takes a count or an .npz file)")
     try:
-        data = np.load(path)
+        data = np.load(path, allow_pickle=False)
     except Exception:
         raise QccError(f"{golden}: not an .npz file") from None
     cases = None
@@ -57,7 +57,11 @@ def golden_cases(compiled: Compiled, golden) -> list[list[np.ndarray]]:
             raise QccError(f"{golden}: no array named '{public}' (the model's inputs are "
                            f"{[graph.public_name(n) for n in graph.inputs]})")
         tensor = graph.tensor(name)
-        array = data[public]
+        try:
+            array = data[public]
+        except ValueError:  # np.load never unpickles: an array of Python objects cannot be read
+            raise QccError(f"{golden}: '{public}' is an array of Python objects; give an array of "
+                           f"{tensor.dtype} values (np.savez of a numeric array)") from None
         if array.dtype != np.dtype(tensor.dtype):
             raise QccError(f"{golden}: '{public}' is {array.dtype}; the compiled model takes {tensor.dtype}")
         batch = array.reshape(-1, tensor.size) if array.size % tensor.size == 0 else None

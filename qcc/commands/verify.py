@@ -162,7 +162,10 @@ def verify(model: str, options: Options, count: int = 20, inputs_npz: str | None
         # With --inputs/--outputs ORT runs the cut model; with --outputs alone also the whole model,
         # the cut tensors as extra outputs: what the user's runtime computes for them.
         truth = ground_truth(model, compiled)
-        whole = _whole_model_session(model, graph) if compiled.cut_model is not None and not options.cut_inputs else None
+        # (not when the cut reads none of the model's inputs, its outputs all constants: the whole model would
+        # want inputs the C does not take)
+        whole = (_whole_model_session(model, graph) if compiled.cut_model is not None and not options.cut_inputs
+                 and graph.inputs else None)
         report = VerifyReport(cases=len(cases), rounding=options.rounding, ort_configuration=truth.configuration,
                               truth=truth.short, exact_scheme=truth.exact_scheme, target=options.target, fpu=options.fpu)
         t = truth.short

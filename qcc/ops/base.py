@@ -216,6 +216,12 @@ class Op:
         that is not elementwise here."""
         raise NotImplementedError
 
+    def island_refusal(self, node: onnx.NodeProto, shapes: list[tuple[int, ...] | None], channels: int | None) -> str | None:
+        """Why ORT's float kernel refuses `node` in an island (it fails when the model runs), or None. `shapes`
+        are the shapes of its constant inputs in order (None for the island's variable input and for absent
+        ones), `channels` the length of axis 1 of the island's input where it is known."""
+        return None
+
 
 class _Rules:
     """Rules of one kind (QOperator import, QDQ group, float island, TFLite import) -> the op modules."""

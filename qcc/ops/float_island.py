@@ -82,6 +82,17 @@ class FloatIsland(Lookup):
     def evaluate_float(self, node, inputs, opset):
         return _FLOAT_ONLY[node.op_type](node, inputs)
 
+    def island_refusal(self, node, shapes, channels):
+        if node.op_type != "BatchNormalization" or channels is None:
+            return None
+        # core/providers/cpu/nn/batch_norm_helper.h: "Invalid input scale: NumDimensions() != 1", and for B, mean
+        # and var; then "0th dimension != num_channels"
+        for name, shape in zip(("scale", "B", "mean", "var"), shapes[1:]):
+            if shape is not None and tuple(shape) != (channels,):
+                return (f"its {name} has shape {list(shape)}; ONNX Runtime's BatchNormalization takes a 1-D {name} of "
+                        f"{channels} values (one per channel) and refuses this model")
+        return None
+
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = quantized_input(graph, onnx_node, 0, "input")
         table = const_input(graph, onnx_node, 1, "table")

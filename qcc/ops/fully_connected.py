@@ -241,11 +241,29 @@ class QLinearMatMul(_ConstantRightMatMul):
         return [group.replacement("QLinearMatMul", [*a, *b, y[1], y[2]])]
 
     def import_node(self, onnx_node, graph):
+        a, b = (graph.tensors.get(name) for name in (list(onnx_node.input) + ["", "", "", ""])[0:4:3])
+        if a is not None and b is not None and b.is_const and b.data.ndim > 2:
+            require(False, graph, onnx_node, _batched_refusal(a.shape, b.data.shape))
         return self._import(onnx_node, graph, a_idx=0, b_idx=3, y_idx=6, bias_idx=None,
                             trans_a=False, trans_b=False, alpha=1.0)
 
     def _output_scales(self, s_a, s_b, s_y, alpha):
         return (s_a * s_b) / s_y  # ORT: f32(f32(s_a * s_b[n]) / s_y)
+
+
+def _batched_refusal(a_shape, b_shape) -> str:
+    """Why a product with a batched B is left whole: qcc.frontend.onnx.batched_matmul splits every one ORT runs.
+    ORT's MatMulComputeHelper refuses the others when the model runs ("operand cannot broadcast")."""
+    a_rows = [1, *a_shape] if len(a_shape) == 1 else list(a_shape)
+    if a_rows[-1] != b_shape[-2]:
+        return (f"A of shape {list(a_shape)} has depth {a_rows[-1]} but B of shape {list(b_shape)} has {b_shape[-2]} "
+                "rows; ONNX Runtime refuses this product")
+    try:
+        np.broadcast_shapes(tuple(a_rows[:-2]), tuple(b_shape[:-2]))
+    except ValueError:
+        return (f"the batch dimensions of A {list(a_shape)} and B {list(b_shape)} do not broadcast; ONNX Runtime "
+                "refuses this product (an --input-shape that disagrees with B's batch, or a wrong model)")
+    return f"B of shape {list(b_shape)} is batched but A's shape {list(a_shape)} is not static"
 
 
 @register

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qcc.ir import Graph, Node
+from qcc.ir import C_TYPES, Graph, Node
 from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, const_input, register, require
 from qcc.ops.explanation import MOVES_CODES, Explanation
 from qcc.ops.quantized import add_output, quantized_input
@@ -115,6 +115,12 @@ class Reshape(Op):
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+        if x.is_const:  # a graph output that is a constant (qcc.passes.io_boundary): its values, copied from flash
+            symbol = f"{c.symbol(node.name)}_values"
+            values = x.data.reshape(-1)
+            source = (c.const_float_array(symbol, values) if x.dtype == "float32" else
+                      c.const_array(symbol, C_TYPES[x.dtype], values.astype(x.dtype)))
+            return f"memcpy({c.tensor(y.name)}, {source}, {x.nbytes});"
         if c.same_storage(x.name, y.name):
             return f"/* {node.attrs['onnx_op']}: the output shares the input's bytes */"
         return f"memcpy({c.tensor(y.name)}, {c.tensor(x.name)}, {x.nbytes});"

@@ -23,6 +23,10 @@ def read_quant(
         zero = np.asarray(const_input(graph, onnx_node, zero_index, f"{what} zero point")).astype(np.int64)
     else:
         zero = np.zeros_like(scale, dtype=np.int64)
+    for name, value in (("scale", scale), ("zero point", zero)):
+        if value.ndim > 1:  # ORT's kernels and schemas: "must be a scalar or 1D tensor of size 1" (or 1-D per axis)
+            raise QccError(f"{node_label(graph, onnx_node)}: the {what} {name} has shape {list(value.shape)}; ONNX "
+                           "Runtime takes a scalar or a 1-D tensor and refuses this model")
     if scale.size != 1 and axis is None:
         raise QccError(f"{node_label(graph, onnx_node)}: the {what} scale must be a scalar (got shape {scale.shape})")
     if not np.all(np.isfinite(scale)) or np.any(scale <= 0):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from qcc.errors import QccError
 from qcc.ir import QUANTIZED_DTYPES, Graph, Node, Tensor
+from qcc.numerics.quantize_linear import dequantize_linear
 from qcc.ops.quantized import same_quant
 
 
@@ -38,9 +39,11 @@ def apply(graph: Graph, float_io: bool) -> None:
                 _refuse(graph, node, "its output is used inside the graph")
             if graph.consumers(result):
                 _refuse(graph, node, f"graph output '{result}' is also read inside the graph")
-            if not float_io:
+            codes = graph.tensor(node.inputs[0])
+            if codes.is_const:  # a constant's DequantizeLinear (a weight's) as an output: ORT returns its values
+                _constant_output(graph, node, codes, float_io)
+            elif not float_io:
                 quantized = node.inputs[0]  # (codes that are also an input or output get a copy below)
-                codes = graph.tensor(quantized)
                 if codes.quant is not None and not same_quant(codes.quant, node.attrs["quant"]):
                     # The DequantizeLinear reads the codes with other parameters than they were
                     # written with: the C output is a view of them with the DequantizeLinear's.
@@ -69,6 +72,25 @@ def apply(graph: Graph, float_io: bool) -> None:
                            "DequantizeLinear at the outputs)")
 
 
+def _constant_output(graph: Graph, node: Node, codes: Tensor, float_io: bool) -> None:
+    """A DequantizeLinear of constant codes at a graph output becomes a constant, copied to the output below:
+    the codes read with the node's scale and zero point, or with --float-io their float32 values, computed as
+    ORT's DequantizeLinear computes them."""
+    quant, result = node.attrs["quant"], node.outputs[0]
+    if float_io:
+        scale, zero = quant.scalar()
+        graph.tensors[result] = Tensor(result, "float32", codes.shape, dequantize_linear(codes.data, scale, zero))
+        constant = result
+    else:
+        k = 1
+        while f"{codes.name}__read_as_output_{k}" in graph.tensors:
+            k += 1
+        constant = f"{codes.name}__read_as_output_{k}"
+        graph.tensors[constant] = Tensor(constant, codes.dtype, codes.shape, codes.data, quant)
+        graph.outputs[graph.outputs.index(result)] = constant
+    graph.nodes.remove(node)
+
+
 def _copy_repeated_outputs(graph: Graph, output_names: list[str]) -> None:
     """A C output is its own caller buffer: a graph output that is a graph input (a model that only
     quantizes, or only an Identity), a constant, or an output named twice gets a copy of its own."""
@@ -92,6 +114,8 @@ def _is_boundary_float(graph: Graph, name: str) -> bool:
     if name in graph.inputs:
         return all(node.op == "QuantizeLinear" for node in graph.consumers(name))
     producer = graph.producer(name)
+    if producer is not None and producer.op == "Reshape" and graph.tensor(producer.inputs[0]).is_const:
+        return True  # a constant output's copy: what ORT returns for it (a weight's DequantizeLinear, with --float-io)
     return producer is not None and producer.op == "DequantizeLinear"
 
 

@@ -198,9 +198,10 @@ def tensor_buffers(graph: Graph, streams: list[Stream] = (), concat_slices: bool
                 or (not graph.io_in_arena and (t in graph.inputs or t in graph.outputs))}
 
     # Alias ops join their output to their input's buffer unless that would make one buffer
-    # two different caller arguments (or a constant and an argument): then they copy.
+    # two different caller arguments (or a constant and an argument): then they copy. A constant's
+    # bytes are in flash, so an alias op reading one (the copy of a constant output) always copies.
     for node in graph.nodes:
-        if op_named(node.op).aliases_input:
+        if op_named(node.op).aliases_input and not graph.tensor(node.inputs[0]).is_const:
             src, dst = find(node.inputs[0]), find(node.outputs[0])
             joined = external.get(src, set()) | external.get(dst, set())
             if len(joined) <= 1:

@@ -27,14 +27,24 @@ def split(model: onnx.ModelProto) -> onnx.ModelProto:
     for node in [n for n in graph.node if n.op_type == "QLinearMatMul" and n.domain in ("", "ai.onnx")]:
         b = index.constant(node.input[3])
         a_shape = index.shapes.get(node.input[0])
-        if b is None or b.ndim <= 2 or not a_shape or not all(d > 0 for d in a_shape):
-            continue
+        if b is None or b.ndim <= 2 or not a_shape or not all(d > 0 for d in a_shape) or not matches(a_shape, b.shape):
+            continue  # (a product ORT refuses stays whole: qcc.ops.fully_connected refuses it by name)
         _split_one(graph, node, list(a_shape), b)
         changed = True
     if changed:
         topological_sort(graph)
         return onnx.shape_inference.infer_shapes(model, strict_mode=False)
     return model
+
+
+def matches(a_shape, b_shape) -> bool:
+    """Whether ORT runs A times a batched B: A's depth is B's rows and the batch dimensions broadcast."""
+    a_rows = [1, *a_shape] if len(a_shape) == 1 else list(a_shape)
+    try:
+        np.broadcast_shapes(tuple(a_rows[:-2]), tuple(b_shape[:-2]))
+    except ValueError:
+        return False
+    return a_rows[-1] == b_shape[-2]
 
 
 def _split_one(graph: onnx.GraphProto, node: onnx.NodeProto, a_shape: list[int], b: np.ndarray) -> None:

@@ -145,6 +145,13 @@ def _island(index: GraphIndex, dq, chain, q, source):
         raise NotElementwise("its DequantizeLinear or QuantizeLinear is not per-tensor with constant parameters")
     shape = index.shapes.get(x_codes) or index.shapes.get(dq.output[0])
     channels = shape[1] if shape and len(shape) >= 2 else 1
+    for node in chain:  # operands of shapes ORT's kernel refuses when the model runs
+        shapes = [None if not name or (operand := _operand(index, name)) is None else np.shape(operand)
+                  for name in node.input]
+        why = ops.island_op_for(node.domain, node.op_type, index.opset).island_refusal(
+            node, shapes, channels if shape and len(shape) >= 2 else None)
+        if why is not None:
+            raise QccError(f"{source}: node '{node.name or node.output[0]}' ({node.op_type}): {why}")
     dequantized = {name for name in {n for node in chain for n in node.input} | {q.input[0]}
                    if (p := index.producer.get(name)) is not None and p.op_type == "DequantizeLinear"
                    and p.input[0] == x_codes}
@@ -163,8 +170,11 @@ def _island(index: GraphIndex, dq, chain, q, source):
             values[node.output[0]] = np.asarray(op.evaluate_float(node, inputs, index.opset), dtype=np.float32)
         return values[q.input[0]]
 
-    table = code_table(in_dtype, np.float32(in_scale), int(np.asarray(in_zero)), evaluate_chain,
-                       out_dtype, np.float32(out_scale), int(np.asarray(out_zero)))
+    def one(value):  # a scalar or a 1-D tensor of one value (per tensor, as ORT reads both)
+        return np.asarray(value).reshape(())
+
+    table = code_table(in_dtype, np.float32(one(in_scale)), int(one(in_zero)), evaluate_chain,
+                       out_dtype, np.float32(one(out_scale)), int(one(out_zero)))
     per_channel = table.shape[0] > 1 and not np.all(table == table[:1])
     table = table if per_channel else table[:1]
     name = f"{q.output[0]}_lookup_table"

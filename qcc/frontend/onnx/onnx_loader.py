@@ -11,9 +11,10 @@ from onnx import numpy_helper
 
 from qcc import ops
 from qcc.errors import FloatNodeError, QccError, malformed
+from qcc.frontend.onnx.subgraph import worked_out
 from qcc.frontend.onnx.validate import validate
 from qcc.ir import MAX_TENSOR_ELEMENTS, Graph, Tensor
-from qcc.onnx_graph import default_opset, opset_of
+from qcc.onnx_graph import GraphIndex, default_opset, opset_of
 
 _DTYPES = {
     onnx.TensorProto.FLOAT: "float32",
@@ -41,7 +42,11 @@ def parse_input_shapes(specs: list[str] | None) -> dict[str, list[int]]:
     return shapes
 
 
-def load_model(path: str | Path, input_shapes: dict[str, list[int]] | None = None) -> onnx.ModelProto:
+def load_model(path: str | Path, input_shapes: dict[str, list[int]] | None = None,
+               cut_inputs: list[str] | None = None) -> onnx.ModelProto:
+    """The model, validated, its inputs' shapes fixed (--input-shape) and ONNX shape inference run. An
+    --input-shape may also name a tensor the model computes, the input of a cut (--inputs): it gives that
+    tensor's shape where shape inference gives none (cut_inputs, when given, are the names allowed so)."""
     path = Path(path)
     if not path.is_file():
         raise QccError(f"{path}: no such file")
@@ -51,15 +56,96 @@ def load_model(path: str | Path, input_shapes: dict[str, list[int]] | None = Non
         raise QccError(f"{path}: not an ONNX model ({type(exc).__name__}); give a .onnx file") from None
     if not model.graph.node and not model.graph.input:
         raise QccError(f"{path}: not an ONNX model (no graph); give a .onnx file")
+    _check_text(model, path)
     validate(model, str(path))
-    _fix_input_shapes(model, path, input_shapes or {})
+    input_shapes = dict(input_shapes or {})
+    tensor_shapes = _computed_tensor_shapes(model, path, input_shapes, cut_inputs)
+    _fix_input_shapes(model, path, input_shapes)
+    model = _infer(model, path)
+    if tensor_shapes:
+        _give_tensor_shapes(model, path, tensor_shapes)
+        model = _infer(model, path)
+    return model
+
+
+def _check_text(message, path: Path) -> None:
+    """Every string field (names, op types, domains, attribute names) holds UTF-8 text: protobuf hands bytes that
+    are not UTF-8 (a corrupted file) back as bytes, which no name can be."""
+    for field, value in message.ListFields():
+        # (protobuf's newer descriptors say is_repeated, older ones label)
+        repeated = field.is_repeated if hasattr(field, "is_repeated") else field.label == field.LABEL_REPEATED
+        if field.type == field.TYPE_MESSAGE:
+            for item in (value if repeated else [value]):
+                _check_text(item, path)
+        elif field.type == field.TYPE_STRING:
+            for item in (value if repeated else [value]):
+                if not isinstance(item, str):
+                    raise QccError(f"{path}: not a valid ONNX model: a {field.containing_type.name} {field.name} holds "
+                                   f"bytes that are not UTF-8 text ({bytes(item)[:40]!r}); the file is corrupt")
+
+
+def _infer(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
     try:
         return onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception as exc:
         raise QccError(f"{path}: ONNX shape inference failed: {str(exc).splitlines()[0]}") from None
 
 
+def _computed_tensor_shapes(model: onnx.ModelProto, path: Path, input_shapes: dict[str, list[int]],
+                            cut_inputs: list[str] | None) -> dict[str, list[int]]:
+    """The --input-shape entries that name a tensor a node computes (a cut input), taken out of input_shapes;
+    a name that is neither a graph input nor such a tensor is refused."""
+    initializers = {init.name for init in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in initializers]
+    computed = {o for n in model.graph.node for o in n.output if o}
+    taken = {}
+    for name in list(input_shapes):
+        if name in names:
+            continue
+        if name in computed and (cut_inputs is None or name in cut_inputs):
+            taken[name] = input_shapes.pop(name)
+            continue
+        hint = ("; a tensor the model computes takes --input-shape only as a cut input (--inputs " + name + ")"
+                if name in computed else "")
+        raise QccError(f"{path}: --input-shape names '{name}', but the graph inputs are {names}{hint}")
+    return taken
+
+
+def _give_tensor_shapes(model: onnx.ModelProto, path: Path, shapes: dict[str, list[int]]) -> None:
+    """Each tensor's shape from --input-shape, checked against what shape inference knows of it, and what qcc
+    works out through the ops before it."""
+    infos = {vi.name: vi for vi in model.graph.value_info}
+    worked = worked_out(model, GraphIndex(model.graph), set(shapes))
+    for name, wanted in shapes.items():
+        if name in worked:
+            dims = [d.dim_value for d in worked[name].type.tensor_type.shape.dim]
+            if dims != list(wanted):
+                raise QccError(f"{path}: --input-shape {name}={','.join(map(str, wanted))}: '{name}' has the shape "
+                               f"{dims} (from the ops that compute it); give that shape, or leave it out")
+        vi = infos.get(name)
+        if vi is None:
+            vi = model.graph.value_info.add()
+            vi.name = name
+        tensor_type = vi.type.tensor_type
+        if tensor_type.HasField("shape"):
+            dims = tensor_type.shape.dim
+            if len(dims) != len(wanted):
+                raise QccError(f"{path}: --input-shape {name}={','.join(map(str, wanted))}: ONNX shape inference gives "
+                               f"'{name}' rank {len(dims)}")
+            for i, (dim, value) in enumerate(zip(dims, wanted)):
+                if dim.HasField("dim_value") and dim.dim_value > 0 and dim.dim_value != value:
+                    known = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+                    raise QccError(f"{path}: --input-shape {name}={','.join(map(str, wanted))}: ONNX shape inference "
+                                   f"gives '{name}' the shape {known}")
+        tensor_type.ClearField("shape")
+        for value in wanted:
+            tensor_type.shape.dim.add().dim_value = value
+
+
 def _fix_input_shapes(model: onnx.ModelProto, path: Path, input_shapes: dict[str, list[int]]) -> None:
+    """Each graph input's dynamic dimensions from --input-shape. A fixed dimension stays what the model says
+    (ONNX Runtime refuses an input of another shape), and every input must end with a static shape: an input
+    without one (its rank unknown) would otherwise compile as a scalar."""
     initializers = {init.name for init in model.graph.initializer}
     names = [i.name for i in model.graph.input if i.name not in initializers]
     for name in input_shapes:
@@ -68,11 +154,27 @@ def _fix_input_shapes(model: onnx.ModelProto, path: Path, input_shapes: dict[str
     for graph_input in model.graph.input:
         if graph_input.name in initializers:
             continue
-        dims = graph_input.type.tensor_type.shape.dim
+        tensor_type = graph_input.type.tensor_type
+        if not tensor_type.HasField("shape") and graph_input.name not in input_shapes:
+            raise QccError(f"{path}: input '{graph_input.name}' has no shape in the model (not even a rank); give it "
+                           f"with --input-shape {graph_input.name}=D0,D1,...")
+        dims = tensor_type.shape.dim
         if graph_input.name in input_shapes:
             wanted = input_shapes[graph_input.name]
+            if not tensor_type.HasField("shape"):
+                for _ in wanted:
+                    dims.add()
             if len(wanted) != len(dims):
                 raise QccError(f"{path}: input '{graph_input.name}' has rank {len(dims)}, --input-shape gives {len(wanted)} dims")
+            if int(np.prod(wanted, dtype=object)) > MAX_TENSOR_ELEMENTS:
+                raise QccError(f"{path}: input '{graph_input.name}' would have {int(np.prod(wanted, dtype=object))} "
+                               "elements; qcc's limit is 2^28 per tensor")
+            for i, (dim, value) in enumerate(zip(dims, wanted)):
+                if dim.HasField("dim_value") and dim.dim_value > 0 and dim.dim_value != value:
+                    raise QccError(
+                        f"{path}: --input-shape {graph_input.name}={','.join(map(str, wanted))}: dimension {i} of input "
+                        f"'{graph_input.name}' is {dim.dim_value} in the model, and ONNX Runtime takes no other; "
+                        "--input-shape gives the dynamic dimensions only")
             for dim, value in zip(dims, wanted):
                 dim.Clear()
                 dim.dim_value = value

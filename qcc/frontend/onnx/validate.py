@@ -4,7 +4,9 @@ that names the file and the node, tensor or attribute at fault.
 onnx.checker covers what ONNX itself defines for each node (attribute types of known ops, opset
 rules); qcc then checks what its passes rely on: every tensor defined exactly once and
 before it is read, at least one graph output and each one defined, initializers whose data
-matches their dims, element types qcc can read, and sizes that fit 32-bit offsets.
+matches their dims, element types qcc can read, and sizes that fit 32-bit offsets; and the
+QuantizeLinear and DequantizeLinear nodes every ONNX-level pass reads by their op type, in any domain
+(onnx.checker knows no com.microsoft schema), with the inputs and parameter shapes ORT's kernels take.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import onnx
 from onnx import numpy_helper
 
 from qcc.errors import QccError
+from qcc.onnx_graph import attribute
 
 # Elements of one tensor, and bytes of all initializers together: both must fit the 32-bit offsets
 # the runtime kernels and a microcontroller's address space use.
@@ -109,3 +112,60 @@ def validate(model: onnx.ModelProto, source: str) -> None:
     for output in graph.output:
         if output.name not in defined:
             raise QccError(f"{source}: graph output '{output.name}' is computed by no node")
+    check_quantize_nodes(model, source)
+
+
+_QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def _label(node: onnx.NodeProto) -> str:
+    domain = f"{node.domain}." if node.domain not in ("", "ai.onnx") else ""
+    return f"node '{node.name or (node.output[0] if node.output else '?')}' ({domain}{node.op_type})"
+
+
+def _check_qdq_node(node: onnx.NodeProto, initializers: dict, source: str) -> None:
+    """A QuantizeLinear or DequantizeLinear as ORT takes it (its schemas, ai.onnx's and com.microsoft's: x, a scale
+    and an optional zero point; and PrepareForQDQ in quantize_linear.cc, which checks the parameters when the node
+    runs): per tensor, a scale and a zero point that are scalars or 1-D of one value; per axis, 1-D ones as long as
+    x's axis. ORT refuses every other shape (a (1, 1) zero point, a 2-D scale), so qcc refuses it by name."""
+    label = _label(node)
+    if len(node.input) not in (2, 3) or not node.input[0] or not node.input[1]:
+        raise QccError(f"{source}: {label} has inputs {list(node.input)}; {node.op_type} takes x, a scale and an "
+                       "optional zero point (ONNX Runtime refuses the model)")
+    if attribute(node, "block_size", 0):  # blocked quantization (opset 21): the op's import refuses it
+        return
+    params = {"scale": initializers.get(node.input[1]),
+              "zero point": initializers.get(node.input[2]) if len(node.input) > 2 and node.input[2] else None}
+    for what, init in params.items():
+        if init is not None and len(init.dims) > 1:
+            raise QccError(f"{source}: {label}: its {what} '{init.name}' has shape {list(init.dims)}; ONNX Runtime "
+                           f"takes a scalar {what} (per tensor) or a 1-D one (per axis) and refuses this model")
+    scale, zero = params["scale"], params["zero point"]
+    if scale is None:
+        return
+    count = 1
+    for d in scale.dims:
+        count *= d
+    per_tensor = count == 1
+    if not per_tensor and (x := initializers.get(node.input[0])) is not None:  # weights: their rank is known here
+        axis, rank = attribute(node, "axis", 1), len(x.dims)
+        if not isinstance(axis, int) or not -rank <= axis < rank:
+            raise QccError(f"{source}: {label}: axis {axis} is outside its input '{x.name}' of shape {list(x.dims)} "
+                           f"(a per-axis scale of {count} values); ONNX Runtime refuses this model")
+        if x.dims[axis] != count:
+            raise QccError(f"{source}: {label}: its scale has {count} values but its input '{x.name}' has "
+                           f"{x.dims[axis]} along axis {axis}; ONNX Runtime refuses this model")
+    if zero is not None:
+        zero_count = 1
+        for d in zero.dims:
+            zero_count *= d
+        if zero_count != count:
+            raise QccError(f"{source}: {label}: its zero point '{zero.name}' has {zero_count} values for {count} "
+                           "scale(s); ONNX Runtime refuses this model")
+
+
+def check_quantize_nodes(model: onnx.ModelProto, source: str) -> None:
+    initializers = {init.name: init for init in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type in _QDQ_OPS:
+            _check_qdq_node(node, initializers, source)
