@@ -229,28 +229,26 @@ def test_folders_of_two_qcc_versions_are_refused_at_configure_time(folders, tmp_
     other = Path(shutil.copytree(folders.folder["vww"], tmp_path / "vww"))
     kernels = other / "qcc_kernels.h"
     kernels.write_text(kernels.read_text() + "/* another version */\n")
-    project = tmp_path / "parent"
-    project.mkdir()
-    (project / "CMakeLists.txt").write_text(
-        f'cmake_minimum_required(VERSION 3.13)\nproject(parent C)\nadd_subdirectory("{folders.folder["kws"]}" kws)\n'
-        f'add_subdirectory("{other}" vww)\n')
-    configured = configure(project, tmp_path / "build")
-    assert configured.returncode != 0
-    message = " ".join(configured.stderr.split())
+    message = refused_parent(tmp_path, (folders.folder["kws"], "kws"), (other, "vww"))
     assert f"{kernels} differs from {folders.folder['kws'] / 'qcc_kernels.h'}" in message
     assert "compile every model with the same qcc" in message
 
 
 
-def test_two_models_of_one_name_are_refused_at_configure_time(folders, tmp_path):
+def refused_parent(tmp_path: Path, *added: tuple[Path, str]) -> str:
+    """A parent project adding each (folder, binary folder): its configure fails; the message on one line."""
     project = tmp_path / "parent"
     project.mkdir()
-    (project / "CMakeLists.txt").write_text(
-        f'cmake_minimum_required(VERSION 3.13)\nproject(parent C)\nadd_subdirectory("{folders.folder["kws"]}" a)\n'
-        f'add_subdirectory("{folders.folder["kws"]}" b)\n')
+    lines = ["cmake_minimum_required(VERSION 3.13)", "project(parent C)"]
+    lines += [f'add_subdirectory("{folder}" {binary})' for folder, binary in added]
+    (project / "CMakeLists.txt").write_text("\n".join(lines) + "\n")
     configured = configure(project, tmp_path / "build")
     assert configured.returncode != 0
-    message = " ".join(configured.stderr.split())
+    return " ".join(configured.stderr.split())
+
+
+def test_two_models_of_one_name_are_refused_at_configure_time(folders, tmp_path):
+    message = refused_parent(tmp_path, (folders.folder["kws"], "a"), (folders.folder["kws"], "b"))
     assert "the project has a target named kws already" in message and "--name" in message
 
 # --- the Cortex-M4 -----------------------------------------------------------------------------

@@ -55,16 +55,7 @@ def cut(model: onnx.ModelProto, inputs: list[str], outputs: list[str], source: s
                     "cut at 8-bit codes or at the output of a DequantizeLinear")
             raise QccError(f"{source}: --outputs names '{name}', a float tensor that {producer.op_type} computes; the C "
                            f"returns codes: {hint}")
-    kept_ids, pending, seen = set(), list(outputs), set(inputs)
-    while pending:
-        name = pending.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        node = index.producer.get(name)
-        if node is not None and id(node) not in kept_ids:
-            kept_ids.add(id(node))
-            pending.extend(n for n in node.input if n)
+    kept_ids = _ancestors(index, set(outputs), stop=set(inputs))
     ordered = [n for n in graph.node if id(n) in kept_ids]
     read = {name for node in ordered for name in node.input} | set(outputs)
     graph_inputs = [i for i in graph.input if i.name in read and i.name not in index.initializers]
@@ -103,9 +94,9 @@ def _static(info: onnx.ValueInfoProto | None) -> bool:
         d.HasField("dim_value") and d.dim_value > 0 for d in tensor_type.shape.dim)
 
 
-def _ancestors(index: GraphIndex, names: set[str]) -> set[int]:
-    """The nodes (their ids) that the tensors `names` depend on."""
-    found, pending, seen = set(), list(names), set()
+def _ancestors(index: GraphIndex, names: set[str], stop: set[str] = frozenset()) -> set[int]:
+    """The nodes (their ids) that the tensors `names` depend on, going no further back than the tensors `stop`."""
+    found, pending, seen = set(), list(names), set(stop)
     while pending:
         name = pending.pop()
         if name in seen:
