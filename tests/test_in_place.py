@@ -280,3 +280,37 @@ def test_depthwise_in_place_is_exact_and_one_row_further_is_not(tmp_path):
     expected = [reference.run(graph, case)[0] for case in cases]
     got = [run_runner(out_dir, manifest, case)[0] for case in cases]
     assert not all(np.array_equal(e, g) for e, g in zip(expected, got))
+
+
+def _shared_concat_input_model():
+    """m = MaxPool(x); a = Concat(Conv(m), m); b = Concat(a, m); out = Conv(Concat(b, a)): `a` is read by two
+    concats, each requantizing it to its own scale. The plan makes `a` (and `b`) slices of the last concat's
+    output, so that concat rewrites them in place; `b` must copy `a` into its own slice. (Found by the fuzzer:
+    the copy was emitted as a rewrite in place of `a`, because `a` and `b` share the last concat's buffer.)"""
+    from qdq_builder import QdqGraph
+
+    g = QdqGraph(13, seed=7)
+    x = g.qdq(g.input("input", [1, 3, 10, 10]), 0.02, 128)
+    m = g.qdq(g.node("MaxPool", [x], kernel_shape=[2, 2], strides=[2, 2]), 0.02, 128)
+    conv = g.node("Conv", [m, g.weights((6, 3, 1, 1), 0.02), g.int32_bias((6,), np.float32(0.02 * 0.02))])
+    c = g.qdq(conv, 0.05, 128)
+    a = g.qdq(g.node("Concat", [c, m], axis=1), 0.06, 120)
+    b = g.qdq(g.node("Concat", [a, m], axis=1), 0.07, 110)
+    d = g.qdq(g.node("Concat", [b, a], axis=1), 0.08, 100)
+    out = g.node("Conv", [d, g.weights((4, 21, 1, 1), 0.02), g.int32_bias((4,), np.float32(0.08 * 0.02))])
+    g.output(g.qdq(out, 0.1, 128), "y")
+    return g.model()
+
+
+def test_an_input_of_two_concats_is_copied_into_the_slice_of_the_one_it_does_not_live_in(tmp_path):
+    compiled = check_exact(_shared_concat_input_model(), tmp_path, n_random=3)
+    plan, graph = compiled.plan, compiled.graph
+    concats = [(step, node) for step, node in enumerate(graph.nodes) if node.op == "QLinearConcat"]
+    (_, first), (_, second), (last_step, last) = concats
+    # the last concat's inputs were written into its slices: in place, requantized there
+    assert plan.steps[last_step].mode == "in place"
+    assert all(plan.root[t] == plan.root[last.outputs[0]] for t in last.inputs)
+    # the second reads the first's output, which lives in the last concat's buffer but not in its own slice
+    a = first.outputs[0]
+    assert a in second.inputs and plan.root[a] == plan.root[second.outputs[0]]
+    assert plan.storage[a].offset != plan.storage[second.outputs[0]].offset

@@ -44,6 +44,15 @@ def concat_shape(graph: Graph, onnx_node, shapes: list[tuple[int, ...]], axis: i
     return shape, axis
 
 
+def in_its_slice(plan, name: str, output: str, begin: int) -> bool:
+    """Whether tensor `name` lives in the bytes of `output` from `begin` on: its producer wrote it into this
+    concat's slice. Sharing the output's buffer is not enough: an input of this concat can also be a slice of
+    a later concat whose buffer this concat's output shares (x in both Concat(x, a) -> y and Concat(y, x))."""
+    mine, theirs = plan.storage[name], plan.storage[output]
+    return (plan.root[name] == plan.root[output] and mine.kind == theirs.kind == "arena"
+            and mine.offset == theirs.offset + begin)
+
+
 def emit_concat(c, graph: Graph, node: Node, tables: list[np.ndarray | None] | None = None) -> str:
     """One block copy per input into its slice of the output along the axis (through a byte table
     where one is given)."""
@@ -58,7 +67,7 @@ def emit_concat(c, graph: Graph, node: Node, tables: list[np.ndarray | None] | N
         x = graph.tensor(name)
         table = None if tables is None else tables[i]
         table_symbol = None
-        if c.plan.root[name] == c.plan.root[y.name]:  # its producer wrote it into its slice (memory_plan)
+        if in_its_slice(c.plan, name, y.name, begin * out_strides[axis] * np.dtype(y.dtype).itemsize):  # (memory_plan)
             if table is not None:  # requantized in place, element by element
                 key = table.tobytes()
                 if key not in emitted:
