@@ -43,10 +43,12 @@ def compile(model: str | os.PathLike, output: str | os.PathLike, *, name: str = 
 
     with _one_error(model, output):
         settings = options_from(model, name=name, **options)
-        if isinstance(golden, int) and not isinstance(golden, bool):
+        if isinstance(golden, int) and not isinstance(golden, bool) and golden >= 0:
             golden = str(golden)
         elif isinstance(golden, os.PathLike):
             golden = os.fspath(golden)
+        elif golden is not None and not isinstance(golden, (str, list)):
+            raise QccError(f"golden={golden!r}: give a count, an .npz file or a list of input sets")
         compiled, manifest = compile_to_folder(os.fspath(model), os.fspath(output), settings, golden)
         for message in compiled.warnings:
             warnings.warn(one_line(message), QccWarning, stacklevel=3)

@@ -105,7 +105,8 @@ def test_a_system_error_and_an_internal_error_are_qcc_errors_too(tmp_path, monke
 
 def test_python_options_are_checked_like_flags(tmp_path):
     for bad in ({"input_shape": {"x": [1, 0]}}, {"input_shape": {"x": "1,3"}}, {"state": [("a",)]},
-                {"outputs": []}, {"outputs": [""]}, {"name": "qcc_net"}):
+                {"outputs": []}, {"outputs": [""]}, {"name": "qcc_net"}, {"golden": True}, {"golden": -1},
+                {"golden": 2.5}):
         with pytest.raises(qcc.QccError):
             qcc.compile(EXAMPLE, tmp_path / "out", **bad)
         assert not (tmp_path / "out").exists()
