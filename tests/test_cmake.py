@@ -53,6 +53,16 @@ def build_and_test(build: Path, *target: str) -> tuple[subprocess.CompletedProce
     return built, tested
 
 
+def configured_built_tested(source: Path, build: Path, *options: str, env: dict | None = None) -> str:
+    """Configure, build and run CTest, each step passing; CTest's output."""
+    configured = configure(source, build, *options, env=env)
+    assert configured.returncode == 0, configured.stdout + configured.stderr
+    built, tested = build_and_test(build)
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+    return tested.stdout
+
+
 def compile_commands(build: Path) -> list[dict]:
     return json.loads((build / "compile_commands.json").read_text())
 
@@ -129,13 +139,9 @@ def test_each_board_toolchain_file_has_the_board_flags(folders):
 
 def test_a_folder_builds_alone_with_strict_flags_and_ctest_runs_its_golden_test(folders, tmp_path):
     build = tmp_path / "build"
-    configured = configure(folders.folder["kws"], build, f"-DCMAKE_C_FLAGS={STRICT}")
-    assert configured.returncode == 0, configured.stdout + configured.stderr
-    built, tested = build_and_test(build)
-    assert built.returncode == 0, built.stdout + built.stderr
-    assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert re.search(r"kws_golden \.+ +Passed", tested.stdout), tested.stdout
-    assert "OK: 2 case(s), every output value exact" in tested.stdout
+    ctest = configured_built_tested(folders.folder["kws"], build, f"-DCMAKE_C_FLAGS={STRICT}")
+    assert re.search(r"kws_golden \.+ +Passed", ctest), ctest
+    assert "OK: 2 case(s), every output value exact" in ctest
     # the enclosing flags reach every file, and kws's kernels take uint8 alone: one instance of qcc_kernels.c
     commands = compile_commands(build)
     assert len(commands) == 1 + len(runtime_sources(folders.folder["kws"])) + 1  # kws.c, runtime, test_kws.c
@@ -190,14 +196,10 @@ def test_two_models_share_one_runtime_compiled_once(folders, tmp_path):
     names = ["kws", "vww"]
     project = parent_project(tmp_path / "parent", folders, names, main_calling(folders, names))
     build = tmp_path / "build"
-    configured = configure(project, build, f"-DCMAKE_C_FLAGS={STRICT}")
-    assert configured.returncode == 0, configured.stdout + configured.stderr
-    built, tested = build_and_test(build)
-    assert built.returncode == 0, built.stdout + built.stderr
-    assert tested.returncode == 0, tested.stdout + tested.stderr
+    ctest = configured_built_tested(project, build, f"-DCMAKE_C_FLAGS={STRICT}")
     for test in ("kws_golden", "vww_golden", "app"):
-        assert re.search(rf"{test} \.+ +Passed", tested.stdout), tested.stdout
-    assert re.search(r"^\d+: kws -?\d+$", tested.stdout, re.M) and re.search(r"^\d+: vww -?\d+$", tested.stdout, re.M)
+        assert re.search(rf"{test} \.+ +Passed", ctest), ctest
+    assert re.search(r"^\d+: kws -?\d+$", ctest, re.M) and re.search(r"^\d+: vww -?\d+$", ctest, re.M)
 
     kws, vww = runtime_sources(folders.folder["kws"]), runtime_sources(folders.folder["vww"])
     assert kws - vww and vww - kws and kws & vww  # each folder has a runtime source the other lacks, and both qcc_kernels.c
@@ -257,15 +259,11 @@ def test_two_models_of_one_name_are_refused_at_configure_time(folders, tmp_path)
 def test_the_toolchain_file_cross_compiles_and_ctest_runs_the_golden_test_on_qemu(folders, tmp_path):
     tool("arm-none-eabi-gcc"), tool("qemu-system-arm")
     folder, build = folders.folder["vww"], tmp_path / "build"
-    configured = configure(folder, build, f"-DCMAKE_TOOLCHAIN_FILE={folder / 'qcc_cortex-m4.cmake'}",
-                           env={"CFLAGS": STRICT})
-    assert configured.returncode == 0, configured.stdout + configured.stderr
-    built, tested = build_and_test(build)
-    assert built.returncode == 0, built.stdout + built.stderr
-    assert tested.returncode == 0, tested.stdout + tested.stderr
-    assert re.search(r"vww_golden \.+ +Passed", tested.stdout), tested.stdout
-    assert "OK: 2 case(s), every output value exact" in tested.stdout
-    assert "-M\" \"mps2-an386\"" in tested.stdout  # the board's QEMU machine ran it
+    ctest = configured_built_tested(folder, build, f"-DCMAKE_TOOLCHAIN_FILE={folder / 'qcc_cortex-m4.cmake'}",
+                                    env={"CFLAGS": STRICT})
+    assert re.search(r"vww_golden \.+ +Passed", ctest), ctest
+    assert "OK: 2 case(s), every output value exact" in ctest
+    assert "-M\" \"mps2-an386\"" in ctest  # the board's QEMU machine ran it
     elf = build / "test_vww_cortex-m4.elf"
     assert elf.read_bytes()[:4] == b"\x7fELF" and elf.read_bytes()[18] == 40  # e_machine: EM_ARM
     for command in compile_commands(build):  # the toolchain's CPU flags and the environment's on every file

@@ -147,10 +147,7 @@ def _fix_input_shapes(model: onnx.ModelProto, path: Path, input_shapes: dict[str
     (ONNX Runtime refuses an input of another shape), and every input must end with a static shape: an input
     without one (its rank unknown) would otherwise compile as a scalar."""
     initializers = {init.name for init in model.graph.initializer}
-    names = [i.name for i in model.graph.input if i.name not in initializers]
-    for name in input_shapes:
-        if name not in names:
-            raise QccError(f"{path}: --input-shape names '{name}', but the graph inputs are {names}")
+    # (every name in input_shapes is a graph input: _computed_tensor_shapes refused the others)
     for graph_input in model.graph.input:
         if graph_input.name in initializers:
             continue
