@@ -62,6 +62,9 @@ typedef struct {
     int32_t groups;
     int32_t gemm_pixels;        /* qcc_conv_gemm: output pixels whose columns are built at once (even,
                                  * 2..QCC_GEMM_MAX_PIXELS); 0 for the other kernels */
+    int32_t plane_rows;         /* qcc_conv_depthwise_3x3: 0 for its ring of 3 padded rows in scratch; else
+                                 * (out_h - 1) * stride_h + 3, the padded rows of a whole input plane that
+                                 * scratch holds (small maps); 0 for the other kernels */
     int32_t input_zero;         /* Z_x: the code that padded taps read */
     const int8_t *weights;      /* [out_c][in_c / groups][kernel_h][kernel_w]; qcc_conv_gemm: its own layout */
     const int32_t *acc_const;   /* per out channel: bias - Z_x*sum(w - Z_w) */

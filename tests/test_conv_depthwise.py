@@ -4,11 +4,14 @@ it equals the reference (and ONNX Runtime) bit for bit on the host in every roun
 Cortex-M0 (portable path) and M4 (DSP path) boards: channels 1, 3, 8, 17; 1x1 and 2x2 inputs (every
 tap of a row in the padding), odd output widths (the 2-pixel blocks' remainder); pads 0, 1, asymmetric
 explicit pads and auto_pad SAME_UPPER/SAME_LOWER at stride 2, strides 2x1 and 1x2 (the ring of padded
-rows advancing by 1 or 2, the padding read as Z_x);
+rows advancing by 1 or 2, the padding read as Z_x), each layer holding its rows both ways (the whole
+padded plane, where the plan has its bytes, and the ring of 3 rows);
 int8 and uint8 activations, per-tensor and per-channel weights, nonzero weight zero points (uint8
 weights) and accumulators that wrap int32."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import onnx
@@ -24,6 +27,7 @@ from conv_kernels import (
 from helpers import make_model, scalar
 from onnx import helper
 
+from qcc.ops import conv
 from qcc.ops.conv import resolve_pads, window_output_size
 
 P1, S2 = {"pads": [1, 1, 1, 1]}, {"strides": [2, 2]}
@@ -64,14 +68,36 @@ def layer(rng, i: int, x_dtype: str, channels: int, hw, *, w_dtype: str, per_cha
     return node, (f"x{i}", x_dtype, [1, channels, *hw]), (f"y{i}", x_dtype, [1, out_c, *out_hw]), inits
 
 
-def layers_model(x_dtype: str, seed: int = 0, extra=()) -> onnx.ModelProto:
+# a layer 128 pixels wide: its ring of 3 rows takes more scratch than any other layer's whole plane, so the
+# plan has those bytes free at every other step
+WIDE = (2, (1, 128), P1)
+
+
+@pytest.fixture(params=["plane", "ring"])
+def holding(request, monkeypatch):
+    """How every depthwise 3x3 layer holds its input rows: its whole padded plane (WIDE makes the room) or
+    the ring of 3 rows (the plane's bytes capped at 0)."""
+    if request.param == "ring":
+        monkeypatch.setattr(conv, "DEPTHWISE_PLANE_BYTES", 0)
+    return request.param
+
+
+def plane_rows(folder) -> list[int]:
+    """qcc_conv_params.plane_rows of every layer the C runs."""
+    return [int(n) for n in re.findall(r"\.plane_rows = (\d+)", (folder / "model.c").read_text())]
+
+
+def layers_model(x_dtype: str, seed: int = 0, extra=(), holding: str = "ring") -> onnx.ModelProto:
     """Every LAYERS shape side by side, weights int8 or uint8 (nonzero Z_w, uint8 activations only), per
-    tensor and per channel in turn; two more with wrapping accumulators; `extra`: (channels, hw, attrs)."""
+    tensor and per channel in turn; two more with wrapping accumulators; `extra`: (channels, hw, attrs);
+    WIDE first for `holding` "plane"."""
     rng = np.random.default_rng(seed)
     parts = []
+    if holding == "plane":
+        parts.append(layer(rng, 0, x_dtype, *WIDE[:2], w_dtype="int8", per_channel=True, **WIDE[2]))
     for i, (channels, hw, attrs) in enumerate(LAYERS):
         w_dtype = "int8" if x_dtype == "int8" or i % 2 == 0 else "uint8"
-        parts.append(layer(rng, i, x_dtype, channels, hw, w_dtype=w_dtype, per_channel=i % 3 != 1, **attrs))
+        parts.append(layer(rng, len(parts), x_dtype, channels, hw, w_dtype=w_dtype, per_channel=i % 3 != 1, **attrs))
     parts.append(layer(rng, len(parts), x_dtype, 17, (5, 7), w_dtype="int8", per_channel=True, wrap=True, pads=[1, 1, 1, 1]))
     if x_dtype == "uint8":
         parts.append(layer(rng, len(parts), x_dtype, 5, (6, 6), w_dtype="uint8", per_channel=False, wrap=True, **S2,
@@ -107,16 +133,28 @@ def test_the_compiler_chooses_the_depthwise_kernel_for_exactly_the_depthwise_3x3
 
 
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
-def test_depthwise_layers_equal_ort_and_the_reference_on_the_host_in_every_scheme(tmp_path, x_dtype):
-    check_exact_with_wrapping(layers_model(x_dtype, extra=GENERIC), tmp_path)
+def test_depthwise_layers_equal_ort_and_the_reference_on_the_host_in_every_scheme(tmp_path, x_dtype, holding):
+    check_exact_with_wrapping(layers_model(x_dtype, extra=GENERIC, holding=holding), tmp_path)
+    held = [rows for rows in plane_rows(tmp_path / "out") if rows]  # the generic kernel's are 0
+    assert len(held) == (len(layers_model(x_dtype, holding=holding).graph.node) if holding == "plane" else 0)
 
 
 @needs_arm_tools
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
 def test_depthwise_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, scheme):
-    check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=1), scheme,
+    check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=1, holding="plane"), scheme,
                                     f"qcc_conv_depthwise_3x3_{'s8' if x_dtype == 'int8' else 'u8'}")
+    assert all(plane_rows(tmp_path / "out"))
+
+
+@needs_arm_tools
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_depthwise_layers_holding_a_ring_of_rows_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, monkeypatch):
+    monkeypatch.setattr(conv, "DEPTHWISE_PLANE_BYTES", 0)
+    check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=1), "tflm",
+                                    f"qcc_conv_depthwise_3x3_{'s8' if x_dtype == 'int8' else 'u8'}")
+    assert not any(plane_rows(tmp_path / "out"))
 
 
 @needs_arm_tools
