@@ -119,7 +119,11 @@ GENERIC = [(3, (7, 7), {"dilations": [2, 2], "pads": [2, 2, 2, 2]}), (3, (5, 5),
            # odd positions take int8 weights with uint8 activations too: the DSP dot product of contiguous
            # taps (4 at a time, then the rest), down a column and along each kernel row
            (2, (5, 1), {"kernel": (2, 1)}), (3, (8, 8), {"kernel": (5, 5), "pads": [1, 1, 1, 1]}),
-           (2, (5, 1), {"kernel": (2, 1), "strides": [2, 1]}), (4, (16, 1), {"kernel": (7, 1), "pads": [2, 0, 2, 0]})]
+           (2, (5, 1), {"kernel": (2, 1), "strides": [2, 1]}), (4, (16, 1), {"kernel": (7, 1), "pads": [2, 0, 2, 0]}),
+           # every window inside, no dilation, int8 weights (odd positions take them with uint8 activations): one
+           # dot product per output (qcc_depthwise_columns_inside), one output per channel as a streaming model's
+           # last depthwise layer has it, and a multiplier with stride 2
+           (2, (7, 1), {"kernel": (7, 1)}), (3, (20, 1), {"kernel": (9, 1), "strides": [2, 1], "multiplier": 2})]
 
 
 
