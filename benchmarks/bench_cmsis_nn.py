@@ -65,10 +65,10 @@ QUANTIZATION = {"activation": "int8", "quant_format": "QDQ"}  # as benchmarks/be
 CMSIS_CFLAGS = ("-O2", "-ffunction-sections", "-fdata-sections", "-DARM_MATH_DSP")
 HARNESS = "cmsis_nn_run"  # the harness's C file and its run function, which the counter marks
 
-# Layer kinds, in the order of the report; per MAC for the first six, per element for the rest.
-KINDS = ("conv 1x1", "conv 3x3", "other conv", "depthwise", "fully connected", "lstm", "average pool", "max pool",
-         "add", "softmax", "concat")
-PER_MAC = KINDS[:6]
+# Layer kinds, in the order of the report; per MAC for the first seven, per element for the rest.
+KINDS = ("conv 1x1", "conv 3x3", "other conv", "grouped conv", "depthwise", "fully connected", "lstm", "average pool",
+         "max pool", "add", "softmax", "concat")
+PER_MAC = KINDS[:7]
 FREE = "free"  # qcc's Reshape (Flatten): no code in qcc, no call in CMSIS-NN
 UNMAPPED = "no CMSIS-NN kernel"
 
@@ -132,11 +132,12 @@ def _conv_call(layer: CmsisLayer, x_shape, y_shape, weights: np.ndarray, groups:
     k_h, k_w = weights.shape[2:]
     shapes = {"input_dims": dims(n, in_h, in_w, in_c), "bias_dims": dims(1, 1, 1, out_c),
               "output_dims": dims(n, out_h, out_w, out_c)}
-    if groups == 1:
-        layer.kind = "conv 1x1" if (k_h, k_w) == (1, 1) else "conv 3x3" if (k_h, k_w) == (3, 3) else "other conv"
+    if groups < in_c:  # arm_convolve_s8 takes groups where the filter has fewer channels than the input
+        layer.kind = ("grouped conv" if groups > 1 else "conv 1x1" if (k_h, k_w) == (1, 1)
+                      else "conv 3x3" if (k_h, k_w) == (3, 3) else "other conv")
         layer.function = f"arm_convolve_wrapper_{suffix}"
-        layer.params = {"conv_params": common, **shapes, "filter_dims": dims(out_c, k_h, k_w, in_c)}
-        layer.arrays["filter"] = ("int8_t", weights.transpose(0, 2, 3, 1))  # OHWI
+        layer.params = {"conv_params": common, **shapes, "filter_dims": dims(out_c, k_h, k_w, in_c // groups)}
+        layer.arrays["filter"] = ("int8_t", weights.transpose(0, 2, 3, 1))  # OHWI, I the group's channels
     else:
         layer.kind, layer.function = "depthwise", f"arm_depthwise_conv_wrapper_{suffix}"
         layer.params = {"dw_conv_params": {**common, "ch_mult": out_c // in_c}, **shapes,
@@ -162,11 +163,7 @@ def _conv(layer: CmsisLayer, node: Node, graph: Graph) -> None:
     layer.inputs, layer.output = [node.inputs[0]], node.outputs[0]
     layer.work = op_named(node.op).macs(node, graph)
     layer.arrays = {"bias": ("int32_t", bias), "mult": ("int32_t", mult), "shift": ("int32_t", shift)}
-    if groups == 1 or (groups == in_c and out_c % in_c == 0):
-        _conv_call(layer, x.shape, y.shape, weights, groups, common, "s8")
-    else:
-        layer.kind, layer.function = UNMAPPED, None
-        layer.note = f"grouped convolution ({groups} groups of {in_c // groups} channels): no CMSIS-NN s8 kernel"
+    _conv_call(layer, x.shape, y.shape, weights, groups, common, "s8")
 
 
 def _fully_connected(layer: CmsisLayer, node: Node, graph: Graph) -> None:
@@ -424,9 +421,9 @@ def scratch_bound(layer: CmsisLayer) -> int:
     """An upper bound of the context buffer CMSIS-NN's get_buffer_size gives for the layer on a core
     with the DSP extension (the harness checks the real size before the run)."""
     p = layer.params
-    if layer.function == "arm_convolve_wrapper_s8":
+    if layer.function == "arm_convolve_wrapper_s8":  # (arm_convolve_s8's columns span the input's channels)
         f = p["filter_dims"]
-        return 4 * (-(-f["h"] * f["w"] * f["c"] // 4) * 4)
+        return 4 * (-(-f["h"] * f["w"] * p["input_dims"]["c"] // 4) * 4)
     if layer.function == "arm_depthwise_conv_wrapper_s8":
         return 2 * p["input_dims"]["c"] * p["filter_dims"]["h"] * p["filter_dims"]["w"]
     if layer.function == "arm_avgpool_s8":
@@ -810,7 +807,8 @@ def host_table(rows: list[dict], schemes: list[str]) -> str:
 
 MAPPING_TEXT = """\
 How qcc's layers map to CMSIS-NN calls (map_layers): QLinearConv with one group ->
-arm_convolve_wrapper_s8 (1x1, 3x3 and other kernels; OHWI weights); QLinearConv with groups ==
+arm_convolve_wrapper_s8 (1x1, 3x3 and other kernels; OHWI weights), and with groups of several channels
+(arm_convolve_s8's groups: the filter's channels fewer than the input's); QLinearConv with groups ==
 input channels -> arm_depthwise_conv_wrapper_s8 ((1, kh, kw, C) weights); QGemm -> arm_fully_connected_s8
 (per tensor: channel 0's multiplier, as the reference figures' FC); QLinearAveragePool and
 QLinearGlobalAveragePool -> arm_avgpool_s8 (the global pool as one window over the map); MaxPool ->
@@ -822,7 +820,7 @@ shifts: TFLM's QuantizeMultiplier of s_x * s_w / s_y in double; offsets from qcc
 activation bounds from the output clamp (folded Relu/Clip). qcc's Reshape (Flatten) is a view: no
 call in CMSIS-NN, no instruction in qcc. Not compared (no CMSIS-NN s8 kernel; left out of both
 totals, qcc's instructions in them listed): table lookups (LeakyRelu, Sigmoid), Resize, float
-islands (the autoencoder's BatchNormalization), grouped convolutions."""
+islands (the autoencoder's BatchNormalization)."""
 
 
 def report(rows: list[dict], schemes: list[str], cmsis: Path, per_layer: bool, elapsed: float, jobs: int,

@@ -66,18 +66,22 @@ class Window2d:
         cols = last_window_covering(self.in_w, self.out_w, self.kernel[1], self.stride[1], self.pads[1], self.dilation[1])
         return rows, cols
 
-    def pixel_major(self) -> AccessOrder:
+    def pixel_major(self, groups: int = 1) -> AccessOrder:
         """One step per output pixel, all channels of its window read, then all its output channels
         written (qcc_conv_gemm: a chunk of pixels builds its columns before any write, which only
-        moves reads earlier)."""
+        moves reads earlier); with groups, a call per group, one after the other, each reading only its
+        group's input channels and writing its group's output channels."""
         rows, cols = self._last_rows_cols()
         pixel = rows[:, None] * self.out_w + cols[None, :]
         pixel = np.where((rows[:, None] < 0) | (cols[None, :] < 0), -1, pixel)
+        pixels = self.batch * self.out_h * self.out_w  # the steps of one group's call
         n = np.arange(self.batch, dtype=np.int64)[:, None, None, None] * (self.out_h * self.out_w)
-        reads = np.where(pixel[None, None] < 0, -1, pixel[None, None] + n)
+        in_group = (np.arange(self.in_c, dtype=np.int64) // (self.in_c // groups))[None, :, None, None] * pixels
+        reads = np.where(pixel[None, None] < 0, -1, pixel[None, None] + n + in_group)
         reads = np.broadcast_to(reads, (self.batch, self.in_c, self.in_h, self.in_w))
-        writes = np.arange(self.batch * self.out_h * self.out_w, dtype=np.int64).reshape(self.batch, 1, self.out_h, self.out_w)
-        writes = np.broadcast_to(writes, (self.batch, self.out_c, self.out_h, self.out_w))
+        writes = np.arange(pixels, dtype=np.int64).reshape(self.batch, 1, self.out_h, self.out_w)
+        out_group = (np.arange(self.out_c, dtype=np.int64) // (self.out_c // groups))[None, :, None, None] * pixels
+        writes = np.broadcast_to(writes + out_group, (self.batch, self.out_c, self.out_h, self.out_w))
         return AccessOrder({0: reads.reshape(-1)}, writes.reshape(-1))
 
     def plane_pixel_major(self) -> AccessOrder:

@@ -8,7 +8,9 @@ scheme and on the Cortex-M0 (portable path) and M4 (DSP path) boards: kernels 1x
 auto_pad; 1, 3 (the stem), 5 and 17 input channels (tap counts not divisible by 4: the zero padding
 of the weights' depth); odd output channel counts (the channel pairs' remainder) and odd pixel counts
 (the pixel pairs' remainder); int8 and uint8 activations, per-tensor and per-channel weights,
-nonzero weight zero points (the sum(x) correction) and accumulators that wrap int32."""
+nonzero weight zero points (the sum(x) correction) and accumulators that wrap int32. Grouped convolutions
+with several input channels per group run as one call per group, each on its group's channels (odd and
+single output channels per group, strides, padding, per-tensor and per-channel, uint8 weights)."""
 
 from __future__ import annotations
 
@@ -74,7 +76,8 @@ def layer(rng, i: int, x_dtype: str, in_c: int, out_c: int, hw, kernel, *, w_dty
 
 def layers_model(x_dtype: str, seed: int = 0, extra=()) -> onnx.ModelProto:
     """Every LAYERS shape side by side (one input and output each), weights int8 or uint8 (nonzero Z_w),
-    per tensor and per channel in turn; two more with wrapping accumulators; `extra`: (in_c, out_c, hw, kernel, attrs)."""
+    per tensor and per channel in turn; two more with wrapping accumulators; `extra`: (in_c, out_c, hw, kernel, attrs),
+    per channel and per tensor in turn."""
     rng = np.random.default_rng(seed)
     parts = []
     for i, (in_c, out_c, hw, kernel, attrs) in enumerate(LAYERS):
@@ -83,14 +86,18 @@ def layers_model(x_dtype: str, seed: int = 0, extra=()) -> onnx.ModelProto:
     parts.append(layer(rng, len(parts), x_dtype, 17, 3, (3, 5), (3, 3), w_dtype="int8", per_channel=True, wrap=True, **P1))
     if x_dtype == "uint8":
         parts.append(layer(rng, len(parts), x_dtype, 5, 5, (3, 3), (1, 1), w_dtype="uint8", per_channel=False, wrap=True))
-    for in_c, out_c, hw, kernel, attrs in extra:
-        parts.append(layer(rng, len(parts), x_dtype, in_c, out_c, hw, kernel, w_dtype="int8", per_channel=True, **attrs))
+    for j, (in_c, out_c, hw, kernel, attrs) in enumerate(extra):  # odd ones per tensor, uint8 weights with uint8
+        w_dtype = "uint8" if x_dtype == "uint8" and j % 2 else "int8"
+        parts.append(layer(rng, len(parts), x_dtype, in_c, out_c, hw, kernel, w_dtype=w_dtype, per_channel=j % 2 == 0,
+                           **attrs))
     inits = {k: v for part in parts for k, v in part[3].items()}
     return make_model([p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts], inits)
 
 
-# grouped convolutions that are not depthwise 3x3: the generic kernel runs them
-GENERIC = [(4, 6, (3, 3), (1, 1), {"group": 2}), (6, 3, (5, 4), (3, 3), {"group": 3, **P1})]
+# grouped convolutions with several input channels per group: a qcc_conv_gemm call per group (3 and 1 output
+# channels per group: the channel pairs' remainder in every group)
+GROUPED = [(4, 6, (3, 3), (1, 1), {"group": 2}), (6, 3, (5, 4), (3, 3), {"group": 3, **P1}),
+           (8, 8, (7, 6), (3, 3), {"group": 4, **P1, **S2}), (12, 8, (5, 5), (1, 3), {"group": 2, "pads": [0, 1, 0, 1]})]
 
 
 def test_the_weights_are_stored_in_groups_of_four_in_the_order_0_2_1_3_zero_padded_channel_pairs_interleaved():
@@ -100,16 +107,16 @@ def test_the_weights_are_stored_in_groups_of_four_in_the_order_0_2_1_3_zero_padd
 
 
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
-def test_the_compiler_chooses_the_gemm_kernel_for_every_one_group_layer(tmp_path, x_dtype):
+def test_the_compiler_chooses_the_gemm_kernel_for_every_one_group_layer_and_each_group_of_the_others(tmp_path, x_dtype):
     suffix = "s8" if x_dtype == "int8" else "u8"
     one_group = len(layers_model(x_dtype).graph.node)
-    assert compiled_kernel_calls(tmp_path, layers_model(x_dtype, extra=GENERIC)) == (
-        [f"qcc_conv_gemm_{suffix}"] * one_group + [f"qcc_conv_{suffix}"] * len(GENERIC))
+    calls = one_group + sum(attrs["group"] for *_, attrs in GROUPED)
+    assert compiled_kernel_calls(tmp_path, layers_model(x_dtype, extra=GROUPED)) == [f"qcc_conv_gemm_{suffix}"] * calls
 
 
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
-def test_one_group_layers_equal_ort_and_the_reference_on_the_host_in_every_scheme(tmp_path, x_dtype):
-    check_exact_with_wrapping(layers_model(x_dtype, extra=GENERIC), tmp_path)
+def test_gemm_layers_equal_ort_and_the_reference_on_the_host_in_every_scheme(tmp_path, x_dtype):
+    check_exact_with_wrapping(layers_model(x_dtype, extra=GROUPED), tmp_path)
 
 
 def test_a_layer_whose_products_alone_overflow_int32(tmp_path):
@@ -129,8 +136,8 @@ def test_a_layer_whose_products_alone_overflow_int32(tmp_path):
 @needs_arm_tools
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
-def test_one_group_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, scheme):
-    check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=1), scheme,
+def test_gemm_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, scheme):
+    check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=1, extra=GROUPED), scheme,
                                     f"qcc_conv_gemm_{'s8' if x_dtype == 'int8' else 'u8'}")
 
 

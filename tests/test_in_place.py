@@ -11,7 +11,9 @@
 """
 
 import numpy as np
+import onnx
 import pytest
+from conv_kernels import kernel_calls
 from onnx import helper
 
 from helpers import check_exact, make_model
@@ -52,10 +54,13 @@ def _inside_taps(w: Window2d, oh: int, ow: int):
                 yield ih, iw
 
 
-def gemm_loops(w: Window2d):
-    """qcc_conv_gemm with a chunk of one pixel: the column of (oh, ow) from every inside tap, then its channels."""
-    return _replay(w, (([(n, slice(None), ih, iw) for ih, iw in _inside_taps(w, oh, ow)], (n, slice(None), oh, ow))
-                       for n in range(w.batch) for oh in range(w.out_h) for ow in range(w.out_w)))
+def gemm_loops(w: Window2d, groups: int = 1):
+    """qcc_conv_gemm with a chunk of one pixel: the column of (oh, ow) from every inside tap, then its channels;
+    a grouped layer calls it once per group, on the group's input and output channels."""
+    ins, outs = w.in_c // groups, w.out_c // groups
+    return _replay(w, (([(n, slice(g * ins, (g + 1) * ins), ih, iw) for ih, iw in _inside_taps(w, oh, ow)],
+                        (n, slice(g * outs, (g + 1) * outs), oh, ow))
+                       for g in range(groups) for n in range(w.batch) for oh in range(w.out_h) for ow in range(w.out_w)))
 
 
 def depthwise_loops(w: Window2d):
@@ -69,6 +74,19 @@ def depthwise_loops(w: Window2d):
                     loaded = [(n, c, r) for r in range(next_row, ih0 + 3) if 0 <= r < w.in_h]
                     next_row = max(next_row, ih0 + 3)
                     yield loaded, (n, c, oh)
+    return _replay(w, steps())
+
+
+def depthwise_plane_loops(w: Window2d):
+    """qcc_conv_depthwise_3x3 holding a whole plane: each channel's rows that the outputs read, copied before
+    its first output row."""
+    def steps():
+        for n in range(w.batch):
+            for c in range(w.out_c):
+                last = (w.out_h - 1) * w.stride[0] - w.pads[0] + 2  # the last input row a window reaches
+                yield [(n, c, r) for r in range(0, min(last + 1, w.in_h))], (n, c, 0)
+                for oh in range(1, w.out_h):
+                    yield [], (n, c, oh)
     return _replay(w, steps())
 
 
@@ -108,11 +126,13 @@ GEOMETRIES = [  # batch, in_c, out_c, (h, w), kernel, stride, pad, dilation
 ]
 
 
+@pytest.mark.parametrize("groups", [1, 2, 3])
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_pixel_major_order_is_qcc_conv_gemms(geometry):
-    w = _window(*geometry)
-    reads, writes = gemm_loops(w)
-    order = w.pixel_major()
+def test_pixel_major_order_is_qcc_conv_gemms(geometry, groups):
+    batch, in_c, out_c, *rest = geometry
+    w = _window(batch, in_c * groups, out_c * groups, *rest)
+    reads, writes = gemm_loops(w, groups)
+    order = w.pixel_major(groups)
     assert np.array_equal(order.reads[0], reads) and np.array_equal(order.writes, writes)
 
 
@@ -123,6 +143,17 @@ def test_depthwise_ring_order_is_the_depthwise_kernels(geometry):
     reads, writes = depthwise_loops(w)
     order = w.depthwise_ring()
     assert np.array_equal(order.reads[0], reads) and np.array_equal(order.writes, writes)
+
+
+@pytest.mark.parametrize("geometry", [g for g in GEOMETRIES if g[4] == 3 and g[7] == 1])
+def test_the_depthwise_ring_order_covers_the_whole_plane_mode(geometry):
+    """The plan trusts the ring's order for both ways of holding rows: a whole plane reads each row no later."""
+    batch, channels, _, hw, kernel, stride, pad, dilation = geometry
+    w = _window(batch, channels, channels, hw, kernel, stride, pad, dilation)
+    reads, writes = depthwise_plane_loops(w)
+    order = w.depthwise_ring()
+    assert np.array_equal(order.writes, writes)
+    assert np.array_equal(order.reads[0] >= 0, reads >= 0) and np.all(order.reads[0] >= reads)
 
 
 @pytest.mark.parametrize("groups", [1, 2])
@@ -280,6 +311,27 @@ def test_depthwise_in_place_is_exact_and_one_row_further_is_not(tmp_path):
     expected = [reference.run(graph, case)[0] for case in cases]
     got = [run_runner(out_dir, manifest, case)[0] for case in cases]
     assert not all(np.array_equal(e, g) for e, g in zip(expected, got))
+
+
+def test_a_grouped_convolution_runs_in_place_group_by_group_and_is_exact(tmp_path):
+    """The depthwise model with its middle layer made a 2-group convolution (4 channels per group): a call per
+    group, each writing its output channels over input bytes that only its own group had still to read."""
+    model = _depthwise_chain_model()
+    grouped = next(n for n in model.graph.node if n.op_type == "Conv" and any(a.name == "group" for a in n.attribute))
+    next(a for a in grouped.attribute if a.name == "group").i = 2
+    w1 = next(t for t in model.graph.initializer if t.name == "w1")
+    w1.CopyFrom(helper.make_tensor("w1", onnx.TensorProto.FLOAT, [8, 4, 3, 3],
+                                   np.random.default_rng(4).normal(0, 0.3, (8, 4, 3, 3)).astype(np.float32).ravel()))
+    path = quantize(model, tmp_path / "grouped.onnx", quant_format="QDQ", activation="int8")
+    check_exact(path, tmp_path / "exact")  # the in-place plan, C against ORT
+    compiled = compile_model(path, Options())
+    step = next(i for i, n in enumerate(compiled.graph.nodes) if n.op == "QLinearConv" and n.attrs["groups"] == 2)
+    node = compiled.graph.nodes[step]
+    assert compiled.plan.steps[step].mode == "in place"
+    x, y = node.inputs[0], node.outputs[0]
+    # the output starts within the input's first group: group 1 still reads bytes past it
+    assert 0 <= compiled.plan.storage[x].offset - compiled.plan.storage[y].offset < compiled.graph.tensor(x).nbytes // 2
+    assert kernel_calls(tmp_path / "exact" / "out").count("qcc_conv_gemm_s8") >= 2
 
 
 def _shared_concat_input_model():

@@ -243,7 +243,9 @@ def _stage(graph: Graph, node: Node, main: str) -> Stage | None:
     if node.inputs[0] != main:
         return None
     conv = op_named(node.op) if node.op == "QLinearConv" else None
-    if conv is not None and not (conv.runs_as_gemm(node, graph) or conv.is_depthwise_3x3(node, graph)):
+    # (a grouped convolution runs a call per group, each writing before the next reads: not a row's one call)
+    if conv is not None and not ((conv.runs_as_gemm(node, graph) and node.attrs["groups"] == 1)
+                                 or conv.is_depthwise_3x3(node, graph)):
         return None
     a = node.attrs
     return Stage(node, main, None, a["kernel"][0], a["strides"][0], a["pads_begin"][0], a["dilations"][0],
