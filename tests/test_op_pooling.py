@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import helper
 
+from conv_kernels import check_exact_on_cortex_m0_and_m4, needs_arm_tools
 from helpers import check_exact, make_model, scalar, straddling_accumulators
 from qcc.ir import DTYPE_RANGE
 
@@ -65,6 +66,26 @@ def test_global_average_pool_scale_formula(tmp_path):
     assert x.sum() == acc
     model = gap_model("uint8", (1, 1, 7, 7), s_x, 0, s_y, 0)
     check_exact(model, tmp_path, n_random=0, extra_cases=[[x.astype(np.uint8).reshape(1, 1, 7, 7)]])
+
+
+@needs_arm_tools
+@pytest.mark.parametrize("dtype", ["int8", "uint8"])
+def test_global_average_pools_are_exact_on_the_cortex_m0_and_m4(tmp_path, dtype):
+    """Channels-first planes of 1, 3, 4, 9, 49 and 50 codes and a channels-last input: on the M4 each plane's
+    sum takes four codes per word (SMLAD with (1, 1)), then the rest one by one."""
+    rng = np.random.default_rng(9)
+    nodes, inputs, outputs, inits = [], [], [], {}
+    for i, (hw, channels_last) in enumerate([((1, 1), False), ((1, 3), False), ((2, 2), False), ((3, 3), False),
+                                             ((7, 7), False), ((5, 10), False), ((3, 3), True)]):
+        qmin, qmax = DTYPE_RANGE[dtype]
+        shape = (1, *hw, 5) if channels_last else (1, 5, *hw)
+        inits |= {f"xs{i}": scalar(0.02, np.float32), f"xz{i}": scalar(int(rng.integers(qmin, qmax + 1)), dtype),
+                  f"ys{i}": scalar(0.02 * rng.uniform(0.3, 3), np.float32), f"yz{i}": scalar(int(rng.integers(qmin, qmax + 1)), dtype)}
+        nodes.append(helper.make_node("QLinearGlobalAveragePool", [f"x{i}", f"xs{i}", f"xz{i}", f"ys{i}", f"yz{i}"], [f"y{i}"],
+                                      name=f"gap{i}", domain="com.microsoft", channels_last=int(channels_last)))
+        inputs.append((f"x{i}", dtype, list(shape)))
+        outputs.append((f"y{i}", dtype, [1, 1, 1, 5] if channels_last else [1, 5, 1, 1]))
+    check_exact_on_cortex_m0_and_m4(tmp_path, make_model(nodes, inputs, outputs, inits), "ort", None)
 
 
 def maxpool_model(dtype, shape, out_shape, **attrs):
