@@ -85,4 +85,35 @@ def test_tf2onnx_network_runs_as_integers_and_qcc_equals_ort(tmp_path, network, 
     compiled = check_exact(model, tmp_path, n_random=6)
     ops = [n.op for n in compiled.graph.nodes]
     assert "QGemm" in ops and "QLinearSoftmax" in ops and all(o not in ("QuantizeLinear", "DequantizeLinear") for o in ops)
+    assert "Transpose" not in ops  # the first convolution reads the NHWC input in place
     assert all(compiled.graph.tensor(n).dtype == "int8" for n in compiled.graph.inputs + compiled.graph.outputs)
+
+
+def test_the_input_transpose_becomes_a_view_where_every_reader_takes_channels_last_bytes(tmp_path):
+    """tf2onnx's Transpose of the NHWC input image, read by a convolution (its im2col takes the channels-last
+    bytes) and by a Concat (its copy takes their strides): no Transpose, no copy of the image in the arena."""
+    g = TfliteStyle(13, seed=13)
+    x = g.dequantize(g.input("input", [1, 9, 7, 3], np.int8), 1 / 128, -1, np.int8)
+    x = g.qdq(g.node("Transpose", [x], perm=[0, 3, 1, 2]), 1 / 128, -1, np.int8)
+    y = g.conv(x, 3, 5, k=3, stride=2, pad=[1, 1], x_quant=(1 / 128, -1))
+    y = g.qdq(g.node("Resize", [y, "", g.const(np.array([1, 1, 2, 2], np.float32))], mode="nearest"), ACT, -128, np.int8)
+    both = g.qdq(g.node("Concat", [x, g.qdq(g.node("Slice", [y, g.const(np.array([0, 0], np.int64)),
+                                                             g.const(np.array([9, 7], np.int64)),
+                                                             g.const(np.array([2, 3], np.int64))]), ACT, -128, np.int8)],
+                        axis=1), ACT, -3, np.int8)
+    g.output(g.conv(both, 8, 4, k=1), "output")
+    model = g.model()
+    compiled = check_exact(model, tmp_path, n_random=6)
+    ops = [n.op for n in compiled.graph.nodes]
+    assert "Transpose" not in ops and ops.count("ChannelsFirstView") == 1
+    assert "qcc_transpose_8bit" not in (tmp_path / "out" / "model.c").read_text()
+
+
+def test_an_input_transpose_read_by_a_depthwise_convolution_stays_a_copy(tmp_path):
+    """The depthwise kernels read channel planes: the image is transposed first, as written."""
+    g = TfliteStyle(13, seed=14)
+    x = g.dequantize(g.input("input", [1, 8, 8, 3], np.int8), 1 / 128, -1, np.int8)
+    x = g.qdq(g.node("Transpose", [x], perm=[0, 3, 1, 2]), 1 / 128, -1, np.int8)
+    g.output(g.conv(x, 3, 3, k=3, group=3, pad=[1, 1], x_quant=(1 / 128, -1)), "output")
+    compiled = check_exact(g.model(), tmp_path, n_random=3)
+    assert [n.op for n in compiled.graph.nodes].count("Transpose") == 1
