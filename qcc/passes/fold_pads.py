@@ -23,6 +23,9 @@ def apply(graph: Graph) -> None:
         a = pad.attrs
         conv.attrs["pads_begin"] = [p + a["before"][axis] for p, axis in zip(conv.attrs["pads_begin"], _SPATIAL)]
         conv.attrs["pads_end"] = [p + a["after"][axis] for p, axis in zip(conv.attrs["pads_end"], _SPATIAL)]
+        source = graph.tensor(pad.inputs[0])
+        if source.quant is None:  # see _folds: the codes mean what the padded ones do
+            source.quant = graph.tensor(pad.outputs[0]).quant
         conv.inputs[0] = pad.inputs[0]
         graph.nodes.remove(pad)
         del graph.tensors[pad.outputs[0]]
@@ -37,6 +40,8 @@ def _folds(graph: Graph, pad, conv) -> bool:
         return False  # batch or channels padded: not a convolution's padding
     if graph.consumers(padded.name) != [conv] or padded.name in graph.outputs or source.is_const:
         return False
-    same_codes = (source.quant is not None and padded.quant is not None
-                  and source.quant.scalar() == padded.quant.scalar())
+    # A Pad moves codes. Where the input's parameters are unknown (a QOperator graph's int8 input, as tf2onnx
+    # writes it, and a Transpose of it: their scale lives in their readers' inputs), its codes mean what the
+    # padded ones do.
+    same_codes = padded.quant is not None and (source.quant is None or source.quant.scalar() == padded.quant.scalar())
     return same_codes and a["value"] == padded.quant.scalar()[1]
