@@ -139,12 +139,12 @@ def options_from(model, *, name: str = "model", rounding: str | None = None,
                  outputs: Iterable[str] | None = None, target: str = "host", fpu: bool = False, float_io: bool = False,
                  weights_section: str | None = None, arena_section: str | None = None, whole_tensors: bool = False,
                  io_in_arena: bool = False, state: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
-                 **unknown) -> Options:
+                 wide_weights: bool = False, **unknown) -> Options:
     """The command line's options as keyword arguments, checked as the command line checks them:
     name (--name), rounding (--rounding: ort, single, tflm, ...), input_shape ({input: dims},
     --input-shape), inputs and outputs (tensor names where to cut the model, --inputs/--outputs),
     target (--target), fpu, float_io, weights_section, arena_section, whole_tensors, io_in_arena,
-    and state ({input: output} or (input, output) pairs, --state)."""
+    state ({input: output} or (input, output) pairs, --state) and wide_weights (--wide-weights)."""
     if unknown:
         known = [p for p in inspect_signature(options_from).parameters if p not in ("model", "unknown")]
         raise QccError(f"{', '.join(sorted(unknown))}: no such option (the options: {', '.join(known)})")
@@ -164,7 +164,7 @@ def options_from(model, *, name: str = "model", rounding: str | None = None,
                        input_shapes=shapes, cut_inputs=_names("--inputs", inputs), cut_outputs=_names("--outputs", outputs),
                        target=target_named(target).name, weights_section=weights_section, arena_section=arena_section,
                        fpu=bool(fpu), whole_tensors=bool(whole_tensors), io_in_arena=bool(io_in_arena),
-                       state_pairs=[(a, b) for a, b in pairs])
+                       state_pairs=[(a, b) for a, b in pairs], wide_weights=bool(wide_weights))
     check_options(settings)  # before the tools and the model are looked at
     return settings
 

@@ -41,6 +41,7 @@ class Options:
     whole_tensors: bool = False  # --whole-tensors: no in-place or streamed execution (the plan of whole tensors)
     io_in_arena: bool = False  # --io-in-arena: inputs and outputs live in the arena (model_invoke, as TFLM's Invoke)
     state_pairs: list[tuple[str, str]] = field(default_factory=list)  # --state INPUT=OUTPUT: kept inside the C
+    wide_weights: bool = False  # --wide-weights: fully connected weights as int16 pairs in flash (faster, twice the bytes)
 
     def record(self) -> dict:
         """The options as model.json records them (`options`): every one, defaults included."""
@@ -49,7 +50,7 @@ class Options:
                 "outputs": list(self.cut_outputs), "target": self.target, "fpu": self.fpu,
                 "weights_section": self.weights_section, "arena_section": self.arena_section,
                 "whole_tensors": self.whole_tensors, "io_in_arena": self.io_in_arena,
-                "state": [list(pair) for pair in self.state_pairs]}
+                "state": [list(pair) for pair in self.state_pairs], "wide_weights": self.wide_weights}
 
     def flags(self) -> list[str]:
         """The command line's flags that give these options: --name and --rounding always, the others where
@@ -60,7 +61,8 @@ class Options:
         flags += ["--outputs", ",".join(self.cut_outputs)] if self.cut_outputs else []
         flags += ["--target", self.target] if self.target != "host" else []
         flags += [flag for flag, on in (("--fpu", self.fpu), ("--float-io", self.float_io),
-                                        ("--whole-tensors", self.whole_tensors), ("--io-in-arena", self.io_in_arena)) if on]
+                                        ("--whole-tensors", self.whole_tensors), ("--io-in-arena", self.io_in_arena),
+                                        ("--wide-weights", self.wide_weights)) if on]
         flags += ["--weights-section", self.weights_section] if self.weights_section is not None else []
         flags += ["--arena-section", self.arena_section] if self.arena_section is not None else []
         flags += [f for a, b in self.state_pairs for f in ("--state", f"{a}={b}")]
@@ -158,6 +160,7 @@ def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
     graph.rounding = options.rounding
     graph.fpu = options.fpu
     graph.io_in_arena = options.io_in_arena
+    graph.wide_weights = options.wide_weights
     io_boundary.apply(graph, options.float_io)
     state_pairs.apply(graph, options.state_pairs)  # --state: input/output pairs kept inside the C between calls
     fold_activations.apply(graph)

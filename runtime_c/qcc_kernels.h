@@ -78,7 +78,11 @@ typedef struct {
     int32_t depth_chunk;                  /* depths of a row expanded into scratch at once, a multiple of 8:
                                            * kp (the whole row, fastest) or fewer, with one int32
                                            * accumulator per column kept in scratch between chunks */
-    const int8_t *weights;                /* [cols][kp], laid out for qcc_fully_connected */
+    const int8_t *weights;                /* [cols][kp], laid out for qcc_fully_connected; with weights_wide,
+                                           * words, each the int16 pair (w[k], w[k + 1]) (w[k] low) that SMLAD
+                                           * takes as it is, a pair of columns' words interleaved (a zero column
+                                           * after an odd last one): [cols / 2][kp / 2][2] (--wide-weights) */
+    int32_t weights_wide;                 /* 1: the weights as int16 pairs (rows of A whole, expanded in scratch) */
     const int32_t *acc_const;             /* per column: bias - Z_a*sum(w) + depth*Z_a*Z_w */
     int32_t acc_const_row_stride;         /* 0: one row for all rows; cols: one row per row */
     const int32_t *weight_zero;           /* per column Z_w, or NULL when all are 0 */

@@ -36,23 +36,25 @@ def compiled_kernel_calls(tmp_path: Path, model: onnx.ModelProto) -> list[str]:
     return kernel_calls(tmp_path / "out")
 
 
-def check_exact_with_wrapping(model: onnx.ModelProto, tmp_path: Path) -> None:
+def check_exact_with_wrapping(model: onnx.ModelProto, tmp_path: Path, wide_weights: bool = False) -> None:
     """C == reference == ORT on the host in every scheme (helpers.check_exact), and some layer's
     accumulators do reach past int32 (the models' wrapping layers)."""
-    compiled = check_exact(model, tmp_path, n_random=3)
+    compiled = check_exact(model, tmp_path, n_random=3, wide_weights=wide_weights)
     ranges = [n.params["acc_range"] for n in compiled.graph.nodes if "acc_range" in n.params]
     assert any(not r.int32_safe for r in ranges)
 
 
 def check_exact_on_cortex_m0_and_m4(tmp_path: Path, model: onnx.ModelProto, scheme: str, kernel: str | None,
-                                    boards=("cortex-m0", "cortex-m4"), extra_cflags: str = "") -> None:
+                                    boards=("cortex-m0", "cortex-m4"), extra_cflags: str = "",
+                                    wide_weights: bool = False) -> None:
     """The golden test (seeded random and extreme inputs) passes on the boards, and every conv or
     fully connected layer of the model runs `kernel` (None: a model of other layers)."""
     path = tmp_path / "model.onnx"
     onnx.save(model, str(path))
     graph = compile_model(path).graph
     cases = random_inputs(graph, 2, seed=1) + extreme_inputs(graph)
-    compile_to_folder(path, tmp_path / "out", Options(target="cortex-m0", rounding=scheme), golden=cases)
+    compile_to_folder(path, tmp_path / "out", Options(target="cortex-m0", rounding=scheme, wide_weights=wide_weights),
+                      golden=cases)
     assert set(kernel_calls(tmp_path / "out")) == ({kernel} if kernel else set())
     for board in boards:
         result = make(tmp_path / "out", f"run-{board}", f"{ARM_CFLAGS} {extra_cflags}".rstrip())

@@ -44,16 +44,17 @@ OTHER_SCHEMES = ("tflm", "single")
 
 
 def check_exact(model: onnx.ModelProto | Path, tmp_path: Path, *, n_random: int = 4, seed: int = 0,
-                float_io: bool = False, extra_cases=None, io_in_arena: bool = False) -> Compiled:
+                float_io: bool = False, extra_cases=None, io_in_arena: bool = False,
+                wide_weights: bool = False) -> Compiled:
     """Compile, prove C == reference with the golden test, and reference == ORT on the same inputs.
     Where the model requantizes, also prove C == reference in the other rounding schemes. io_in_arena:
-    the build with the inputs and outputs in the arena (--io-in-arena)."""
+    the build with the inputs and outputs in the arena (--io-in-arena); wide_weights: --wide-weights."""
     if isinstance(model, onnx.ModelProto):
         path = tmp_path / "model.onnx"
         onnx.save(model, str(path))
     else:
         path = Path(model)
-    options = Options(float_io=float_io, io_in_arena=io_in_arena)
+    options = Options(float_io=float_io, io_in_arena=io_in_arena, wide_weights=wide_weights)
     from qcc.pipeline import compile_model
 
     graph = compile_model(path, options).graph
@@ -74,7 +75,8 @@ def check_exact(model: onnx.ModelProto | Path, tmp_path: Path, *, n_random: int 
     if any("requant" in node.params for node in compiled.graph.nodes):
         for scheme in OTHER_SCHEMES:
             out = tmp_path / f"out_{scheme}"
-            compile_to_folder(path, out, Options(float_io=float_io, rounding=scheme, io_in_arena=io_in_arena), golden=cases)
+            compile_to_folder(path, out, Options(float_io=float_io, rounding=scheme, io_in_arena=io_in_arena,
+                                                 wide_weights=wide_weights), golden=cases)
             make(out, "check", cflags=STRICT_CFLAGS)  # C == reference in that scheme, on every value
     return compiled
 

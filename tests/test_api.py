@@ -143,7 +143,7 @@ def test_version_everywhere(tmp_path, capsys):
     assert manifest["options"] == {"name": "kws", "rounding": "ort", "float_io": False, "input_shapes": {},
                                    "inputs": [], "outputs": ["logits"], "target": "cortex-m4", "fpu": False,
                                    "weights_section": None, "arena_section": ".my_arena", "whole_tensors": False,
-                                   "io_in_arena": False, "state": [], "golden": 1}
+                                   "io_in_arena": False, "state": [], "wide_weights": False, "golden": 1}
     assert manifest["command"] == ("qcc compile cnn96_uint8.onnx --name kws --rounding ort --outputs logits "
                                    "--target cortex-m4 --arena-section .my_arena --golden 1")
     head = (tmp_path / "out" / "kws.c").read_text().splitlines()[:2]

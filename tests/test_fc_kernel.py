@@ -8,7 +8,9 @@ row) and 8 and 16; odd column counts (the column pairs' remainder); outputs whos
 least code (a folded Relu); narrow layers of at most 4 columns, which read A in place; rows 1 and 3 (a
 2-D and a 3-D A), transA (A read with a depth stride), C per column and per row (acc_const_row_stride);
 int8 and uint8 activations, per-tensor and per-column weights, uint8 weights with nonzero zero points
-(the sum(a) correction) and accumulators that wrap int32."""
+(the sum(a) correction) and accumulators that wrap int32. With --wide-weights, the layers that expand
+whole rows keep their weights as int16 pairs, two columns' words interleaved (the M4's LDRD loop in inline
+assembly, and its C twin), exact the same ways."""
 
 from __future__ import annotations
 
@@ -160,3 +162,46 @@ def test_long_rows_run_in_depth_chunks_where_a_whole_row_would_grow_the_arena(tm
     assert {chunk for depth, chunk in narrow if depth == 130} == {136}
     assert {chunk for depth, chunk in wide if depth in (5, 17)} == {8, 24}  # their whole padded row
     assert text.count(", NULL);") == len(narrow) > 0  # the narrow layers' calls pass no scratch
+
+
+def wide_flags(folder) -> list[int]:
+    """qcc_fc_params.weights_wide of every layer the C runs."""
+    return [int(v) for v in re.findall(r"\.weights_wide = (\d)", (folder / "model.c").read_text())]
+
+
+def test_wide_weights_are_int16_pairs_two_columns_interleaved_with_a_zero_column_after_an_odd_last_one(tmp_path):
+    """Depth 5 (kp 8), 5 columns: words (w[k] low, w[k + 1] high), for columns 0 and 1 a0 b0 a1 b1 ..., then
+    2 and 3, then column 4 with a zero column."""
+    rng = np.random.default_rng(4)
+    node, a, y, inits = layer(rng, 0, "int8", 1, 5, 5, w_dtype="int8", per_channel=False, op="QLinearMatMul")
+    path = tmp_path / "model.onnx"
+    onnx.save(make_model([node], [a], [y], inits), str(path))
+    compile_to_folder(path, tmp_path / "out", Options(wide_weights=True))
+    assert wide_flags(tmp_path / "out") == [1]
+    _, stored = c_array((tmp_path / "out" / "model.c").read_text(), r"\w+_weights")
+    columns = np.zeros((6, 8), np.int64)
+    columns[:5, :5] = inits["b0"].T  # (cols, depth)
+    expected = []
+    for first in (0, 2, 4):
+        for k in range(0, 8, 2):
+            for col in (first, first + 1):
+                expected.append((columns[col, k] & 0xFFFF) | ((columns[col, k + 1] & 0xFFFF) << 16))
+    assert [int(v) for v in stored] == expected
+
+
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_wide_weight_layers_equal_ort_and_the_reference_on_the_host_in_every_scheme(tmp_path, x_dtype):
+    check_exact_with_wrapping(layers_model(x_dtype), tmp_path, wide_weights=True)
+    flags = wide_flags(tmp_path / "out")
+    assert 0 < sum(flags) < len(flags)  # the narrow and the chunked layers keep int8 weights
+
+
+@needs_arm_tools
+@pytest.mark.parametrize("asm", ["inline assembly", "C twin"])
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_wide_weight_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, asm):
+    check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=1), "tflm",
+                                    f"qcc_fully_connected_{'s8' if x_dtype == 'int8' else 'u8'}", wide_weights=True,
+                                    extra_cflags="" if asm == "inline assembly" else "-DQCC_NO_INLINE_ASM",
+                                    boards=("cortex-m0", "cortex-m4") if asm == "inline assembly" else ("cortex-m4",))
+    assert sum(wide_flags(tmp_path / "out")) > 0

@@ -204,15 +204,26 @@ class _ConstantRightMatMul(Op):
         a, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         prefix = c.symbol(node.name)
         p, at = node.params, node.attrs
-        weights = c.const_array(f"{prefix}_weights", "int8_t", sxtb16_tap_order(p["weights"], self.padded_depth(node)))
+        kp, depth_chunk = self.padded_depth(node), self.depth_chunk(node, c.scratch_size(node))
+        # --wide-weights: the int16 pairs SMLAD takes, where qcc_fully_connected expands whole rows of A
+        wide = graph.wide_weights and not self.reads_in_place(node) and depth_chunk == kp
+        if wide:
+            padded = np.zeros((-(-at["cols"] // 2) * 2, kp), np.int64)  # a zero column after an odd last one
+            padded[:at["cols"], :at["depth"]] = p["weights"].reshape(at["cols"], -1)
+            words = (padded[:, 0::2] & 0xFFFF) | ((padded[:, 1::2] & 0xFFFF) << 16)  # (cols, kp / 2)
+            interleaved = words.reshape(-1, 2, kp // 2).transpose(0, 2, 1)  # each pair of columns' words a, b, a, b
+            weights = c.const_array(f"{prefix}_weights", "uint32_t", interleaved.reshape(-1).astype(np.uint32))
+            weights = f"(const int8_t *)(const void *){weights}"
+        else:
+            weights = c.const_array(f"{prefix}_weights", "int8_t", sxtb16_tap_order(p["weights"], kp))
         acc_const = c.const_array(f"{prefix}_acc_const", "int32_t", p["acc_const"])
         const_row_stride = at["cols"] if p["acc_const"].ndim == 2 else 0
         w_zero = "NULL" if p["weight_zero"] is None else c.const_array(f"{prefix}_weight_zero", "int32_t", p["weight_zero"])
         # A is read as a[m * row_stride + k * depth_stride]: transA only swaps the strides.
         row_stride, depth_stride = (1, at["rows"]) if at["trans_a"] else (at["depth"], 1)
         fields = {"rows": at["rows"], "depth": at["depth"], "cols": at["cols"], "a_row_stride": row_stride,
-                  "a_depth_stride": depth_stride, "depth_chunk": self.depth_chunk(node, c.scratch_size(node)),
-                  "weights": weights, "acc_const": acc_const,
+                  "a_depth_stride": depth_stride, "depth_chunk": depth_chunk,
+                  "weights": weights, "weights_wide": int(wide), "acc_const": acc_const,
                   "acc_const_row_stride": const_row_stride, "weight_zero": w_zero,
                   "requant": emit_requant(c, prefix, p["requant"])}
         params = c.struct("qcc_fc_params", f"{prefix}_params", fields)
