@@ -95,7 +95,7 @@ class Window2d:
         return AccessOrder({0: reads.reshape(-1)}, writes)
 
     def plane_row_major(self, groups: int) -> AccessOrder:
-        """One step per output row of one output channel (qcc_conv): the row reads its window's rows of
+        """One step per output row of one output channel (qcc_conv_depthwise): the row reads its window's rows of
         every input channel of its group, then writes."""
         rows, _ = self._last_rows_cols()
         steps_per_plane = self.out_h

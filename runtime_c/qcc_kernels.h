@@ -113,9 +113,6 @@ typedef struct {
     int32_t in_strides[QCC_MAX_RANK]; /* input stride of each output axis, in elements */
 } qcc_transpose_params;
 
-/* scratch: out_w + 2 * kernel_w int32 words of working memory (the compiler plans them in the arena). */
-void qcc_conv_s8(const qcc_conv_params *p, const int8_t *x, int8_t *y, int32_t *scratch);
-void qcc_conv_u8(const qcc_conv_params *p, const uint8_t *x, uint8_t *y, int32_t *scratch);
 /* One group, any kernel, stride, dilation and padding, as a matrix product over im2col columns
  * (the compiler picks it). Its weights are laid out for it (qcc/ops/conv.py gemm_weight_layout):
  * per pair of output channels (a zero filter after an odd last one), their k4 taps each (k4 =

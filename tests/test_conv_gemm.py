@@ -198,3 +198,15 @@ def test_the_least_chunk_holds_four_pixels_where_their_columns_take_at_most_1_ki
     about a quarter of its instructions on each channel pair's setup)."""
     monkeypatch.setattr(QLinearConv, "gemm_depth", staticmethod(lambda node, graph: depth))
     assert QLinearConv.gemm_pixel_choices(None, None) == choices
+
+
+def test_a_grouped_convolution_over_a_batch_takes_a_call_per_group_and_image(tmp_path):
+    """3 images, 2 groups of 3 input and 2 output channels: 6 calls, each at its image's and group's channels."""
+    rng = np.random.default_rng(8)
+    w = rng.integers(0, 256, (4, 3, 3, 3)).astype(np.uint8)
+    model = qlinearconv_model(x_dtype="uint8", x_shape=(3, 6, 5, 4), w=w, w_scale=np.exp(rng.uniform(-6, -3, 4)),
+                              w_zero=rng.integers(100, 156, 4), x_scale=np.float32(0.05), x_zero=120,
+                              y_scale=np.float32(0.3), y_zero=128, y_shape=(3, 4, 5, 4), bias=rng.integers(-900, 900, 4),
+                              kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=2)
+    check_exact(model, tmp_path, n_random=4)
+    assert kernel_calls(tmp_path / "out") == ["qcc_conv_gemm_u8"] * 6

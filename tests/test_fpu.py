@@ -46,13 +46,13 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 def every_requant_cnn(seed=0):
     """Every kernel that requantizes through qcc_requant.h: Conv as im2col GEMM (3x3 and 1x1),
-    depthwise 3x3 (strides 1 and 2), a grouped Conv (the generic kernel), Add, MaxPool, a windowed
+    depthwise 3x3 (strides 1 and 2), a grouped Conv (a GEMM per group), Add, MaxPool, a windowed
     AveragePool (ORT's float path), an AveragePool over the whole map and a GlobalAveragePool (the
     integer global path) and two Gemm layers."""
     net = NetBuilder("every_requant", [1, 3, 12, 12], seed)
     x = net.conv("input", 8, 3)                                     # qcc_conv_gemm
     d = net.conv(x, 8, 3, group=8)                                  # qcc_conv_depthwise_3x3, stride 1
-    g = net.conv(x, 8, 3, group=2, act=None)                        # qcc_conv (grouped)
+    g = net.conv(x, 8, 3, group=2, act=None)                        # qcc_conv_gemm per group
     x = net.add(d, g, act="relu")                                   # QLinearAdd
     s = net.conv(x, 8, 3, stride=2, group=8, act="relu6")           # depthwise 3x3, stride 2, Clip folded
     m = net.maxpool(x, 2, 2, ceil_mode=0)                           # MaxPool
@@ -109,7 +109,7 @@ def fpu_folders(models, tmp_path_factory) -> dict[str, tuple[Path, int]]:
 def test_the_models_cover_every_requantizing_kernel(models, fpu_folders):
     source = (fpu_folders["uint8-every"][0] / "model.c").read_text() + (fpu_folders["int8-every"][0] / "model.c").read_text()
     called = set(re.findall(r"\b(qcc_\w+_[su]8)\(", source))
-    for kernel in ("qcc_conv_gemm", "qcc_conv_depthwise_3x3", "qcc_conv", "qcc_fully_connected", "qcc_global_avgpool",
+    for kernel in ("qcc_conv_gemm", "qcc_conv_depthwise_3x3", "qcc_fully_connected", "qcc_global_avgpool",
                    "qcc_avgpool", "qcc_maxpool"):
         assert {f"{kernel}_u8", f"{kernel}_s8"} <= called, kernel
     assert "qcc_qlinear_add" in source

@@ -91,7 +91,8 @@ def depthwise_plane_loops(w: Window2d):
 
 
 def direct_conv_loops(w: Window2d, groups: int):
-    """qcc_conv: per output channel and row, every tap of the group's input channels over the row."""
+    """qcc_conv_depthwise: per output channel and row, every tap of its group's input channels (one, for a
+    depthwise layer) over the row."""
     in_per_group, out_per_group = w.in_c // groups, w.out_c // groups
 
     def row_reads(n, oc, oh):
@@ -156,13 +157,13 @@ def test_the_depthwise_ring_order_covers_the_whole_plane_mode(geometry):
     assert np.array_equal(order.reads[0] >= 0, reads >= 0) and np.all(order.reads[0] >= reads)
 
 
-@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("multiplier", [1, 2])
 @pytest.mark.parametrize("geometry", GEOMETRIES)
-def test_plane_row_order_covers_qcc_convs_reads(geometry, groups):
-    batch, in_c, out_c, *rest = geometry
-    w = _window(batch, in_c * groups, out_c * groups, *rest)
-    reads, writes = direct_conv_loops(w, groups)
-    order = w.plane_row_major(groups)
+def test_plane_row_order_covers_the_depthwise_kernels_reads(geometry, multiplier):
+    batch, channels, _, *rest = geometry
+    w = _window(batch, channels, channels * multiplier, *rest)
+    reads, writes = direct_conv_loops(w, channels)
+    order = w.plane_row_major(channels)
     assert np.array_equal(order.writes, writes)
     # whole rows are taken as read (a column that no output reads is harmless to keep): never earlier
     assert np.all(order.reads[0] >= reads) and np.array_equal(order.reads[0] >= 0, order.reads[0] >= reads.clip(0))

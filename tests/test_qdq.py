@@ -178,7 +178,8 @@ def test_conv_bias_with_a_wrong_scale_is_refused(tmp_path):
 
 def test_byte_movers_at_the_float_boundary_run_on_codes(tmp_path):
     """float NHWC input -> Transpose -> Q ... DQ -> Reshape -> float output: as ORT does, the
-    Transpose and the Reshape run on the codes, and the C takes and returns codes."""
+    Transpose and the Reshape run on the codes, and the C takes and returns codes; the convolution then reads
+    the channels-last codes in place (the Transpose a view, no copy)."""
     model = qdq_conv_model()
     graph = model.graph
     q_in = next(n for n in graph.node if n.name == "q_in")
@@ -191,7 +192,7 @@ def test_byte_movers_at_the_float_boundary_run_on_codes(tmp_path):
     graph.input[0].CopyFrom(helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 8, 8, 3]))
     graph.output[0].CopyFrom(helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 256]))
     compiled = check_exact(model, tmp_path, n_random=3)
-    assert [n.op for n in compiled.graph.nodes] == ["Transpose", "QLinearConv", "Reshape"]
+    assert [n.op for n in compiled.graph.nodes] == ["ChannelsFirstView", "QLinearConv", "Reshape"]
     assert compiled.graph.tensor(compiled.graph.inputs[0]).dtype == "uint8"
 
 

@@ -297,13 +297,12 @@ class QLinearConv(Op):
     @staticmethod
     def runs_as_gemm(node: Node, graph: Graph) -> bool:
         """qcc_conv_gemm runs it, any kernel, stride, dilation and padding: one group (and not a depthwise
-        3x3 layer), or a grouped convolution with more than one input channel per group, one image read
-        channels first, a call per group (ResNeXt's and ShuffleNet's layers: 4-8x faster than qcc_conv)."""
+        3x3 layer), or a grouped convolution with more than one input channel per group, read channels first,
+        a call per group and image (ResNeXt's and ShuffleNet's layers). The depthwise kernels run the others."""
         groups = node.attrs["groups"]
         if groups == 1:
             return not QLinearConv.is_depthwise_3x3(node, graph)
-        batch, in_c = graph.tensor(node.inputs[0]).shape[:2]
-        return groups < in_c and batch == 1 and not reads_channels_last(graph, node.inputs[0])
+        return groups < graph.tensor(node.inputs[0]).shape[1] and not reads_channels_last(graph, node.inputs[0])
 
     @staticmethod
     def gemm_depth(node: Node, graph: Graph) -> int:
@@ -417,36 +416,39 @@ class QLinearConv(Op):
             return f"qcc_conv_gemm_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
         if self.is_depthwise_3x3(node, graph):
             return f"qcc_conv_depthwise_3x3_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
-        if self.is_depthwise(node, graph):
-            return f"qcc_conv_depthwise_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
-        return f"qcc_conv_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
+        assert self.is_depthwise(node, graph), node.name  # one input channel per group; runs_as_gemm takes the rest
+        return f"qcc_conv_depthwise_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
 
     @staticmethod
     def _emit_groups(fields: dict, group_weights: int, prefix: str, suffix: str, x: str, y: str, scratch: str,
                      c) -> str:
-        """A grouped convolution as one qcc_conv_gemm call per group: each group is a convolution of its
-        own input channels into its own output channels, its parameters pointers into the layer's arrays."""
-        groups, in_c, out_c = fields["groups"], fields["in_c"], fields["out_c"]
+        """A grouped convolution as one qcc_conv_gemm call per group and image, groups outermost (the order
+        AccessOrder.pixel_major models): each group is a convolution of its own input channels into its own
+        output channels, its parameters pointers into the layer's arrays."""
+        groups, in_c, out_c, batch = fields["groups"], fields["in_c"], fields["out_c"], fields["batch"]
         in_per_group, out_per_group = in_c // groups, out_c // groups
         requant = fields["requant"]
         per_channel = ("mult", "shift", "exact_mult", "scale") if requant["per_channel"] else ()
 
         def offset(array: str, by: int) -> str:
-            return array if array == "NULL" else f"{array} + {by}"
+            return array if array == "NULL" or not by else f"{array} + {by}"
 
         calls = []
         for g in range(groups):
             first = g * out_per_group  # the group's first output channel
             part = fields | {
-                "in_c": in_per_group, "out_c": out_per_group, "groups": 1,
+                "batch": 1, "in_c": in_per_group, "out_c": out_per_group, "groups": 1,
                 "weights": offset(fields["weights"], g * group_weights), "acc_const": offset(fields["acc_const"], first),
                 "weight_zero": offset(fields["weight_zero"], first),
                 "requant": requant | {k: offset(requant[k], first) for k in per_channel if k in requant},
             }
             params = c.struct("qcc_conv_params", f"{prefix}_group{g}_params", part)
-            x_group, y_group = g * in_per_group * fields["in_plane"], first * fields["out_plane"]
-            calls.append(f"qcc_conv_gemm_{suffix}({params}, {x}{f' + {x_group}' if g else ''}, "
-                         f"{y}{f' + {y_group}' if g else ''}, {scratch}); /* group {g} of {groups} */")
+            for n in range(batch):
+                x_at = n * in_c * fields["in_plane"] + g * in_per_group * fields["in_plane"]
+                y_at = n * out_c * fields["out_plane"] + first * fields["out_plane"]
+                image = f", image {n}" if batch > 1 else ""
+                calls.append(f"qcc_conv_gemm_{suffix}({params}, {offset(x, x_at)}, {offset(y, y_at)}, {scratch}); "
+                             f"/* group {g} of {groups}{image} */")
         return "\n    ".join(calls)
 
 
