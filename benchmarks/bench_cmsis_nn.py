@@ -132,7 +132,7 @@ def _conv_call(layer: CmsisLayer, x_shape, y_shape, weights: np.ndarray, groups:
     k_h, k_w = weights.shape[2:]
     shapes = {"input_dims": dims(n, in_h, in_w, in_c), "bias_dims": dims(1, 1, 1, out_c),
               "output_dims": dims(n, out_h, out_w, out_c)}
-    if groups < in_c:  # arm_convolve_s8 takes groups where the filter has fewer channels than the input
+    if groups == 1 or groups < in_c:  # arm_convolve_s8 takes groups: the filter has fewer channels than the input
         layer.kind = ("grouped conv" if groups > 1 else "conv 1x1" if (k_h, k_w) == (1, 1)
                       else "conv 3x3" if (k_h, k_w) == (3, 3) else "other conv")
         layer.function = f"arm_convolve_wrapper_{suffix}"

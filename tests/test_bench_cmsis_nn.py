@@ -218,3 +218,21 @@ def test_report_ratios_leave_out_what_cmsis_nn_does_not_run():
     kinds = bench_cmsis_nn.kind_table([row], ["ort"])
     # per MAC: CMSIS-NN 6,000 / 4,000; qcc 9,000 / 4,000; ratio 1.50, per layer 2.00 and 1.25
     assert "| conv 3x3 | 2 | 4,000 MACs | 1.50 | 2.25 | 1.50 (1.25-2.00) |" in kinds
+
+
+def test_one_input_channel_and_grouped_convolutions_take_arm_convolve(tmp_path):
+    """A convolution of one input channel (a keyword spotter's first layer) is a convolution, not a depthwise
+    one; a grouped one takes arm_convolve_s8's groups: its filter has the group's channels."""
+    net = NetBuilder("grouped", [1, 1, 10, 8])
+    x = net.conv("input", 8, kernel=(4, 3))
+    x = net.conv(x, 8, 3, group=2)
+    x = net.conv(x, 8, 3, group=8)
+    graph = compile_model(quantize(net.build([x]), tmp_path / "g.onnx", activation="int8", quant_format="QDQ"),
+                          Options()).graph
+    layers = bench_cmsis_nn.map_layers(graph)
+    assert [(layer.kind, layer.function) for layer in layers] == [
+        ("other conv", "arm_convolve_wrapper_s8"), ("grouped conv", "arm_convolve_wrapper_s8"),
+        ("depthwise", "arm_depthwise_conv_wrapper_s8")]
+    assert layers[0].params["filter_dims"]["c"] == 1 and layers[1].params["filter_dims"]["c"] == 4
+    _, filt = layers[1].arrays["filter"]
+    assert filt.shape == (8, 3, 3, 4)
