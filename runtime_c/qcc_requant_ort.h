@@ -52,10 +52,19 @@ static inline int32_t qcc_requantize_ort(int32_t acc, uint32_t mult, int shift, 
 {
     /* 0u - (uint32_t)acc is |acc| for every int32, INT32_MIN included, without overflow. */
     const uint32_t magnitude = acc < 0 ? 0u - (uint32_t)acc : (uint32_t)acc;
-    const uint64_t a = acc_f32_exact ? magnitude : qcc_round_to_f32_significand(magnitude);
-    const uint64_t p = qcc_round_to_f32_significand(a * mult);
-    const uint64_t r = qcc_shift_right_rne_u64(p, shift); /* < 2^41: fits int64 */
-    const int64_t v = acc < 0 ? -(int64_t)r : (int64_t)r;
+    const uint64_t exact = (uint64_t)magnitude * mult; /* < 2^55 */
+    uint64_t a, p, r;
+    int64_t v;
+    /* A value below 1/2 rounds to 0 whatever the two float32 roundings do: each scales it by at most
+     * 1 + 2^-24, so p < exact * (1 + 2^-22) <= exact + (exact >> 22) + 1. Channels whose scale is far below
+     * their accumulators' (ones the fast path cannot take) answer here in a few instructions. */
+    if (exact + (exact >> 22) + 1u < (UINT64_C(1) << (shift - 1))) {
+        return 0 < lo ? lo : 0 > hi ? hi : 0;
+    }
+    a = acc_f32_exact ? magnitude : qcc_round_to_f32_significand(magnitude);
+    p = qcc_round_to_f32_significand(a * mult);
+    r = qcc_shift_right_rne_u64(p, shift); /* < 2^41: fits int64 */
+    v = acc < 0 ? -(int64_t)r : (int64_t)r;
     return v < lo ? lo : v > hi ? hi : (int32_t)v;
 }
 

@@ -27,7 +27,8 @@ def draw_scales(rng, count):
 
 
 def draw_accumulators(rng, scale, count):
-    """Uniform int32, values near 2**24..2**31, exact .5 ties of acc*scale, and the ends of int32."""
+    """Uniform int32, values near 2**24..2**31, exact .5 ties of acc*scale, those around +-1/2 (where the C's
+    early answer of 0 ends), and the ends of int32."""
     ties = []
     mult, shift = ort_float32.fixed_point_from_float32(scale)
     if mult and shift < 40:
@@ -38,7 +39,9 @@ def draw_accumulators(rng, scale, count):
     return np.concatenate([
         rng.integers(-2**31, 2**31, count), rng.integers(-2**25, 2**25, count), rng.integers(-4096, 4096, count),
         np.round(rng.uniform(-300, 300, count) / np.float64(scale)).clip(-2**31, 2**31 - 1),
-        ties, [-2**31, -2**31 + 1, 2**31 - 1, 2**24, 2**24 + 1, -(2**24 + 3), 0, 1, -1],
+        ties, np.round(np.float64(0.5) / np.float64(scale)).clip(0, 2**31 - 9) + np.arange(-8, 9),
+        -np.round(np.float64(0.5) / np.float64(scale)).clip(0, 2**31 - 9) + np.arange(-8, 9),
+        [-2**31, -2**31 + 1, 2**31 - 1, 2**24, 2**24 + 1, -(2**24 + 3), 0, 1, -1],
     ]).astype(np.int64)
 
 

@@ -168,6 +168,11 @@ def test_fast_path_parameters():
     # a clamp window wider than an 8-bit output's: nothing fast
     assert not np.any(ort_float32.fast_path([2**23], [30], -256, 255, True).mult)
     assert not np.any(ort_float32.fast_path([2**23], [30], *WIDE, True).mult)
+    # |acc| <= 2^24 proven per channel: a channel whose bound passes it (a large bias) and whose outputs need
+    # not clamp takes the exact path alone; the others stay fast
+    fast = ort_float32.fast_path([2**23, 2**23], [40, 40], 0, 255, [True, False])
+    assert fast.mult[0] != 0 and fast.mult[1] == 0
+    assert np.array_equal(fast.mult, [ort_float32.fast_path([2**23], [40], 0, 255, e).mult[0] for e in (True, False)])
 
 
 def test_python_fast_path_on_crafted_cases():
@@ -332,3 +337,22 @@ def test_c_fast_path_on_random_draws(compiler):
           f"({int(answered.sum())} of {int(eligible.sum())} in channels that have one)")
     # two fifths of the draws sit next to a half on purpose; the exact path takes some of those
     assert got.size > 4_000_000 and answered.sum() > 0.95 * eligible.sum() and eligible.mean() > 0.6
+
+
+def test_a_channel_with_a_large_bias_leaves_the_others_on_the_fast_path(tmp_path):
+    """A 1x1 convolution whose channel 0 has a bias near 2^28 (|acc| may pass 2^24, so f32(acc) may round):
+    that channel alone takes the exact path (the others scale by under 2^-16: fast only where |acc| <= 2^24 is
+    proven for them); C == reference == ORT on every value."""
+    from helpers import check_exact
+    from test_op_conv import qlinearconv_model
+
+    rng = np.random.default_rng(6)
+    w = rng.integers(-127, 128, (4, 8, 1, 1)).astype(np.int8)
+    w_scale = np.array([1e-9, 2e-3, 3e-3, 1e-3], np.float32)
+    model = qlinearconv_model(x_dtype="int8", x_shape=(1, 8, 3, 3), w=w, w_scale=w_scale, w_zero=np.zeros(4, np.int64),
+                              x_scale=np.float32(0.05), x_zero=-3, y_scale=np.float32(8.0), y_zero=0, y_shape=(1, 4, 3, 3),
+                              bias=[2**28 + 12345, 900, -700, 50], kernel_shape=[1, 1])
+    compiled = check_exact(model, tmp_path, n_random=6)
+    (node,) = compiled.graph.nodes
+    fast = node.params["requant"].fast.mult
+    assert fast[0] == 0 and np.all(fast[1:] != 0)

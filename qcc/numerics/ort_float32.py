@@ -209,20 +209,22 @@ class FastPath:
                 "fast_lo": lo + offset, "fast_hi": hi + offset, "fast_zero": zero - offset}
 
 
-def fast_path(mult, shift, lo: int, hi: int, acc_f32_exact: bool) -> FastPath:
+def fast_path(mult, shift, lo: int, hi: int, acc_f32_exact) -> FastPath:
     """The fast path's parameters for a layer's channels (mult, shift) and clamp [lo, hi]: the j
-    that sends the fewest outputs to the exact path, and each channel's M at that j."""
+    that sends the fewest outputs to the exact path, and each channel's M at that j. acc_f32_exact:
+    |acc| <= 2**24 is proven, for the layer (a bool) or per channel (one bool each)."""
     mult = [int(m) for m in np.asarray(mult).reshape(-1)]
     shift = [int(s) for s in np.asarray(shift).reshape(-1)]
+    exact = [bool(e) for e in np.broadcast_to(np.asarray(acc_f32_exact, bool).reshape(-1), (len(mult),))]
     if not (-FAST_CLAMP <= lo <= FAST_CLAMP and -FAST_CLAMP <= hi <= FAST_CLAMP):
         return FastPath(FAST_SHIFTS[0], np.zeros(len(mult), np.int32))
 
     def cost(j: int) -> float:  # expected exact-path outputs per output of each channel, summed
         rate = 2 * fast_window(j) / 2**32
-        return sum(rate if _fast_channel_ok(m, s, j, acc_f32_exact) else 1.0 for m, s in zip(mult, shift))
+        return sum(rate if _fast_channel_ok(m, s, j, e) else 1.0 for m, s, e in zip(mult, shift, exact))
 
     j = min(FAST_SHIFTS, key=lambda j: (cost(j), j))
-    fast = [m << (32 + j - s) if _fast_channel_ok(m, s, j, acc_f32_exact) else 0 for m, s in zip(mult, shift)]
+    fast = [m << (32 + j - s) if _fast_channel_ok(m, s, j, e) else 0 for m, s, e in zip(mult, shift, exact)]
     return FastPath(j, np.array(fast, np.int32))
 
 

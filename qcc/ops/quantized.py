@@ -11,6 +11,7 @@ import onnx
 from qcc.errors import QccError
 from qcc.ir import CODE_RANGE, MAX_TENSOR_ELEMENTS, QUANTIZED_DTYPES, Graph, Node, QuantParams, Tensor
 from qcc.numerics import SCHEMES, ort_float32
+from qcc.numerics.accumulator_range import F32_EXACT_LIMIT
 from qcc.ops.base import const_input, node_label
 
 
@@ -156,8 +157,20 @@ def prepare_requant(node: Node, graph: Graph, scales: np.ndarray, real_scales: n
         acc_f32_exact=bool(node.params.get("acc_range") is not None and node.params["acc_range"].f32_exact),
     )
     if rq.scheme == "ort":
-        rq.fast = ort_float32.fast_path(rq.mult, rq.shift, rq.lo, rq.hi, rq.acc_f32_exact)
+        rq.fast = ort_float32.fast_path(rq.mult, rq.shift, rq.lo, rq.hi, _f32_exact_channels(node, rq))
     return rq
+
+
+def _f32_exact_channels(node: Node, rq: Requant) -> list[bool]:
+    """Per requantization channel: range analysis proved |acc| <= 2**24 for it (f32(acc) == acc). A layer whose
+    bound passes 2**24 through some channels (a large bias, a wide filter) keeps the others on the fast path."""
+    acc_range = node.params.get("acc_range")
+    if acc_range is None:
+        return [False] * rq.channels
+    per_channel = np.maximum(np.abs(acc_range.low), np.abs(acc_range.high)).reshape(-1) <= F32_EXACT_LIMIT
+    if rq.channels == 1 or per_channel.size != rq.channels:  # one requantization for every channel
+        return [bool(per_channel.all())] * rq.channels
+    return [bool(v) for v in per_channel]
 
 
 def requantize(acc: np.ndarray, rq: Requant, channel_axis: int, out_dtype: str) -> np.ndarray:
