@@ -27,6 +27,7 @@ from qcc.ops.quantized import (
     as_int8_weights,
     bind_quant,
     emit_requant,
+    fold_constant_channels,
     prepare_requant,
     quantized_input,
     read_quant,
@@ -377,7 +378,7 @@ class QLinearConv(Op):
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         prefix = c.symbol(node.name)
-        p = node.params
+        p = fold_constant_channels(node.params)
         gemm = self.runs_as_gemm(node, graph)
         channels_last = reads_channels_last(graph, node.inputs[0])
         # A channels-last input's columns are (kh, kw, ic): each kernel row's taps are one run of its bytes.

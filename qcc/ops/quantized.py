@@ -3,7 +3,7 @@ constant, and the per-channel requantization parameters with their clamp."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import onnx
@@ -11,7 +11,7 @@ import onnx
 from qcc.errors import QccError
 from qcc.ir import CODE_RANGE, MAX_TENSOR_ELEMENTS, QUANTIZED_DTYPES, Graph, Node, QuantParams, Tensor
 from qcc.numerics import SCHEMES, ort_float32
-from qcc.numerics.accumulator_range import F32_EXACT_LIMIT
+from qcc.numerics.accumulator_range import F32_EXACT_LIMIT, INT32_MAX, INT32_MIN
 from qcc.ops.base import const_input, node_label
 
 
@@ -159,6 +159,50 @@ def prepare_requant(node: Node, graph: Graph, scales: np.ndarray, real_scales: n
     if rq.scheme == "ort":
         rq.fast = ort_float32.fast_path(rq.mult, rq.shift, rq.lo, rq.hi, _f32_exact_channels(node, rq))
     return rq
+
+
+def fold_constant_channels(params: dict) -> dict:
+    """The C's parameters of a layer (weights, acc_const, weight_zero, requant), with each channel that the
+    `ort` fast path cannot take but whose output is one code over its whole accumulator range computed as that
+    code: weights 0, acc_const the code times 2^(s - 23) and scale 2^(23 - s), s a fast channel's shift. ORT's
+    requantization is monotonic in acc, so equal codes at both ends of the range analysis's bound prove the
+    code. Such channels are near-dead filters beside a bias of about
+    2^30 (TFLite quantizes the bias with the filter's tiny scale): |acc| passes 2^24, so ORT's f32(acc) rounds
+    and every output took the exact path (up to 234 of a layer's 256 channels in MLPerf VWW). The reference
+    interpreter keeps the model's own arithmetic; the golden tests hold the two equal."""
+    rq, acc_range = params["requant"], params.get("acc_range")
+    if rq.scheme != "ort" or rq.fast is None or acc_range is None or rq.channels == 1:
+        return params
+    low, high = acc_range.low.reshape(-1), acc_range.high.reshape(-1)
+    if low.size != rq.channels:
+        return params
+    constant = {}
+    for c in np.flatnonzero(rq.fast.mult == 0):
+        if low[c] >= INT32_MIN and high[c] <= INT32_MAX:  # (past int32 the C's sum wraps: not monotonic)
+            ends = ort_float32.requantize(np.array([low[c], high[c]]), int(rq.mult[c]), int(rq.shift[c]), rq.lo, rq.hi)
+            if ends[0] == ends[1]:
+                constant[int(c)] = int(ends[0])
+    if not constant:
+        return params
+    weights, acc_const = params["weights"].copy(), params["acc_const"].copy()
+    w_zero = None if params["weight_zero"] is None else params["weight_zero"].copy()
+    mult, shift, scale, real = rq.mult.copy(), rq.shift.copy(), rq.scale.copy(), rq.real_scale.copy()
+    # The scale 2^(23 - s), s the median shift of the channels already fast (31: 2^-8 where none is): on the
+    # layer's fast path like them, and code * 2^(s - 23) requantizes to the code exactly.
+    fast_shifts = np.sort(rq.shift[rq.fast.mult != 0])
+    s_fold = int(fast_shifts[fast_shifts.size // 2]) if fast_shifts.size else 31
+    exact = list(np.maximum(np.abs(low), np.abs(high)) <= F32_EXACT_LIMIT)
+    for c, code in constant.items():
+        acc = code << (s_fold - 23) if code >= 0 else -((-code) << (s_fold - 23))
+        if abs(acc) > F32_EXACT_LIMIT:
+            continue
+        weights[c], acc_const[c], mult[c], shift[c], exact[c] = 0, acc, 1 << 23, s_fold, True
+        scale[c] = real[c] = 2.0 ** (23 - s_fold)
+        if w_zero is not None:
+            w_zero[c] = 0
+    folded = replace(rq, mult=mult, shift=shift, scale=scale, real_scale=real)
+    folded.fast = ort_float32.fast_path(mult, shift, rq.lo, rq.hi, exact)
+    return params | {"weights": weights, "acc_const": acc_const, "weight_zero": w_zero, "requant": folded}
 
 
 def _f32_exact_channels(node: Node, rq: Requant) -> list[bool]:
