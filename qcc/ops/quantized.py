@@ -157,7 +157,7 @@ def prepare_requant(node: Node, graph: Graph, scales: np.ndarray, real_scales: n
         acc_f32_exact=bool(node.params.get("acc_range") is not None and node.params["acc_range"].f32_exact),
     )
     if rq.scheme == "ort":
-        rq.fast = ort_float32.fast_path(rq.mult, rq.shift, rq.lo, rq.hi, _f32_exact_channels(node, rq))
+        rq.fast = ort_float32.fast_path(rq.mult, rq.shift, rq.lo, rq.hi, _f32_exact_channels(node.params.get("acc_range"), rq.channels))
     return rq
 
 
@@ -191,7 +191,7 @@ def fold_constant_channels(params: dict) -> dict:
     # layer's fast path like them, and code * 2^(s - 23) requantizes to the code exactly.
     fast_shifts = np.sort(rq.shift[rq.fast.mult != 0])
     s_fold = int(fast_shifts[fast_shifts.size // 2]) if fast_shifts.size else 31
-    exact = list(np.maximum(np.abs(low), np.abs(high)) <= F32_EXACT_LIMIT)
+    exact = _f32_exact_channels(acc_range, rq.channels)
     for c, code in constant.items():
         acc = code << (s_fold - 23) if code >= 0 else -((-code) << (s_fold - 23))
         if abs(acc) > F32_EXACT_LIMIT:
@@ -205,15 +205,14 @@ def fold_constant_channels(params: dict) -> dict:
     return params | {"weights": weights, "acc_const": acc_const, "weight_zero": w_zero, "requant": folded}
 
 
-def _f32_exact_channels(node: Node, rq: Requant) -> list[bool]:
+def _f32_exact_channels(acc_range, channels: int) -> list[bool]:
     """Per requantization channel: range analysis proved |acc| <= 2**24 for it (f32(acc) == acc). A layer whose
     bound passes 2**24 through some channels (a large bias, a wide filter) keeps the others on the fast path."""
-    acc_range = node.params.get("acc_range")
     if acc_range is None:
-        return [False] * rq.channels
+        return [False] * channels
     per_channel = np.maximum(np.abs(acc_range.low), np.abs(acc_range.high)).reshape(-1) <= F32_EXACT_LIMIT
-    if rq.channels == 1 or per_channel.size != rq.channels:  # one requantization for every channel
-        return [bool(per_channel.all())] * rq.channels
+    if channels == 1 or per_channel.size != channels:  # one requantization for every channel
+        return [bool(per_channel.all())] * channels
     return [bool(v) for v in per_channel]
 
 
