@@ -18,8 +18,8 @@ from qcc.ir import Graph, MemoryPlan
 from qcc.numerics import SCHEMES
 from qcc.ops import op_named
 from qcc.ops.c_emitter import section_attribute
-from qcc.passes import (execution_order, fold_activations, fold_pads, input_layout, io_boundary, memory_plan,
-                         range_analysis, state_pairs)
+from qcc.passes import (execution_order, flatten_layout, fold_activations, fold_pads, input_layout, io_boundary,
+                         memory_plan, range_analysis, state_pairs)
 from qcc.tflite_graph import is_tflite, read_tflite
 from qcc.toolchain.targets import fpu_refusal, target_named
 
@@ -166,6 +166,7 @@ def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
     fold_activations.apply(graph)
     fold_pads.apply(graph)  # a Pad of the zero point before a convolution is the convolution's own padding
     input_layout.apply(graph)  # a channels-last input image read in place by its convolutions, not transposed
+    flatten_layout.apply(graph)  # an image flattened channels last into a fully connected layer: its weights permuted
     warnings = range_analysis.analyze(graph)
     for node in graph.nodes:
         with malformed(str(path), node.name, node.attrs.get("onnx_op", node.op)):

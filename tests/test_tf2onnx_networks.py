@@ -117,3 +117,61 @@ def test_an_input_transpose_read_by_a_depthwise_convolution_stays_a_copy(tmp_pat
     g.output(g.conv(x, 3, 3, k=3, group=3, pad=[1, 1], x_quant=(1 / 128, -1)), "output")
     compiled = check_exact(g.model(), tmp_path, n_random=3)
     assert [n.op for n in compiled.graph.nodes].count("Transpose") == 1
+
+
+def micro_speech(opset: int, second_reader: bool = False):
+    """TFLM's micro_speech as tf2onnx writes it: the NHWC input transposed to NCHW, a strided convolution,
+    then TensorFlow's Flatten as Transpose back to NHWC and Reshape to (1, H * W * C), a fully connected
+    layer and Softmax. second_reader: the NHWC image is also an output of its own (its bytes then exist)."""
+    g = TfliteStyle(opset, seed=15)
+    x = g.dequantize(g.input("input", [1, 13, 10, 1], np.int8), 1 / 128, -1, np.int8)
+    x = g.qdq(g.node("Transpose", [x], perm=[0, 3, 1, 2]), 1 / 128, -1, np.int8)
+    x = g.conv(x, 1, 6, k=3, stride=2, pad=[1, 1], x_quant=(1 / 128, -1))  # (1, 6, 7, 5)
+    nhwc = g.qdq(g.node("Transpose", [x], perm=[0, 2, 3, 1]), ACT, -128, np.int8)
+    flat = g.qdq(g.node("Reshape", [nhwc, g.const(np.array([-1, 210], np.int64))]), ACT, -128, np.int8)
+    logits = g.fully_connected(flat, 210, 4)
+    g.output(g.quantize(g.node("Softmax", [logits], axis=-1), 1 / 256, -128, np.int8), "labels")
+    if second_reader:
+        g.output(g.quantize(g.node("Relu", [nhwc]), ACT, -128, np.int8), "features")
+    return g.model()
+
+
+@pytest.mark.parametrize("opset", [13, 17])
+def test_a_flatten_to_channels_last_becomes_the_fully_connected_layers_weight_order(tmp_path, opset):
+    """The Transpose back to NHWC before the Flatten is never run: the fully connected layer reads the
+    convolution's channels-first output, its weight rows permuted at compile time, and the two run
+    streamed, the image never whole. Exact to ORT, in every scheme."""
+    compiled = check_exact(micro_speech(opset), tmp_path, n_random=6)
+    ops = [n.op for n in compiled.graph.nodes]
+    assert "Transpose" not in ops and "QGemm" in ops
+    conv = next(n for n in compiled.graph.nodes if n.op == "QLinearConv")
+    assert compiled.plan.storage[conv.outputs[0]].kind == "stream"  # rows of it in a band, never whole
+
+
+def test_a_flatten_whose_channels_last_image_has_another_reader_keeps_its_transpose(tmp_path):
+    compiled = check_exact(micro_speech(13, second_reader=True), tmp_path, n_random=3)
+    assert [n.op for n in compiled.graph.nodes].count("Transpose") == 1
+
+
+@pytest.mark.parametrize("quant_format", ["QOperator", "QDQ"])
+def test_a_flatten_to_channels_last_into_a_gemm_with_transposed_weights(tmp_path, quant_format):
+    """The same through ONNX Runtime's quantizer on a float Gemm (transB = 1: the weights' rows are the
+    outputs, their columns permuted), uint8 activations: QGemm in QOperator form, a QDQ group in QDQ form."""
+    from helpers import make_model
+    from models import quantize
+    from onnx import helper
+
+    rng = np.random.default_rng(16)
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 3, 1]),
+             helper.make_node("Flatten", ["t"], ["f"], axis=1),
+             helper.make_node("Gemm", ["f", "g", "gb"], ["y"], transB=1)]
+    model = make_model(nodes, [("x", "float32", [1, 2, 9, 8])], [("y", "float32", [1, 5])], {
+        "w": rng.normal(0, 0.3, (4, 2, 3, 3)).astype(np.float32), "b": rng.normal(0, 0.1, 4).astype(np.float32),
+        "g": rng.normal(0, 0.1, (5, 80)).astype(np.float32), "gb": rng.normal(0, 0.1, 5).astype(np.float32)})
+    path = quantize(model, tmp_path / "gemm.onnx", quant_format=quant_format)
+    compiled = check_exact(path, tmp_path, n_random=6)
+    ops = [n.op for n in compiled.graph.nodes]
+    assert "Transpose" not in ops and "QGemm" in ops
+    assert next(n for n in compiled.graph.nodes if n.op == "QGemm").attrs["trans_b"]
