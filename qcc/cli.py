@@ -173,6 +173,12 @@ def _run(args) -> int:
         print(f"qcc: wrote {args.output}: {len(manifest['layers'])} layers, arena {manifest['arena_bytes']} bytes, "
               f"weights {manifest['weights_bytes']} bytes, {manifest['golden_cases']} golden case(s) "
               f"({time.perf_counter() - start:.2f} s)")
+        regions = manifest.get("flash", {}).get("regions", [])
+        if len(regions) > 1:  # the first read-only region could not hold every constant
+            print(f"qcc: {manifest['flash']['target']} constants: " + ", ".join(
+                f"{r['model_bytes'] + r['test_bytes']} bytes in {r['name']}" + ("" if r["arrays"] == "the rest" else
+                                                                                f" ({len(r['arrays'])} arrays)")
+                for r in regions) + " (model.json \"flash\")")
         if args.report:
             print(manifest["memory_report"])
         return 0

@@ -6,6 +6,7 @@ __aeabi_lmul) and the Cortex-M4 (SMULL/UMULL); a board too small for a model is 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ from qcc.ops.c_emitter import format_values
 from qcc.pipeline import Options, compile_model
 from qcc.sample_inputs import extreme_inputs, random_inputs
 from qcc.toolchain import qemu
-from qcc.toolchain.targets import CORTEX_M, TARGETS
+from qcc.toolchain.targets import CODE_FLASH_BYTES, CORTEX_M, TARGETS
 
 ARM_CFLAGS = "ARM_CFLAGS=-std=c99 -O2 -Wall -Wextra -Wpedantic -Werror"
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -194,6 +195,42 @@ def test_a_model_too_big_for_the_board_is_refused(tmp_path):
     makefile = (tmp_path / "m4" / "Makefile").read_text()
     assert "run-cortex-m4:" in makefile and "run-cortex-m0" not in makefile
     assert not (tmp_path / "m4" / "qcc_cortex-m0.ld").exists()
+
+
+def big_fully_connected(seed=0):
+    """932 KB of int8 weights: more than the Cortex-M55 board's 512 KiB ITCM."""
+    net = NetBuilder("big_fully_connected", [1, 640], seed)
+    x = net.dense(net.dense("input", 512), 512)
+    return net.build([net.dense(x, 640, act=None)])
+
+
+def test_constants_beyond_the_first_flash_region_go_to_the_next(tmp_path):
+    """The Cortex-M55 board runs code from its 512 KiB ITCM; the model's largest arrays move to the 8 MiB QSPI
+    flash until the rest fits, the linker script places them by name, model.json says which region holds
+    what, and the golden test is exact with the weights read from there. --weights-section keeps every
+    constant in the user's section (qcc does not place them): then the model does not fit, and says so."""
+    model = quantize(big_fully_connected(), tmp_path / "big.onnx", quant_format="QDQ", activation="int8")
+    result = qcc("compile", str(model), "-o", str(tmp_path / "out"), "--target", "cortex-m55")
+    assert result.returncode == 0, result.stderr
+    flash = json.loads((tmp_path / "out" / "model.json").read_text())["flash"]
+    itcm, qspi = flash["regions"]
+    m55 = TARGETS["cortex-m55"]
+    assert (itcm["name"], qspi["name"], qspi["origin"]) == ("sse300-itcm", "QSPI", "0x28000000")
+    assert itcm["model_bytes"] + itcm["test_bytes"] <= m55.flash.length - CODE_FLASH_BYTES < itcm["model_bytes"] + qspi["model_bytes"]
+    assert qspi["arrays"] == ["model_gemm2_weights", "model_gemm8_weights"]  # the largest: 640 x 512 each
+    run = make(tmp_path / "out", "run-cortex-m55", ARM_CFLAGS)
+    assert run.returncode == 0 and "every output value exact" in run.stdout + run.stderr, run.stdout + run.stderr
+    symbols = {line.split()[2]: int(line.split()[0], 16) for line in subprocess.run(
+        ["arm-none-eabi-nm", str(tmp_path / "out" / "test_model-cortex-m55.elf")], capture_output=True, text=True,
+        check=True).stdout.splitlines() if len(line.split()) == 3}
+    region = m55.more_flash[0]
+    assert all(region.origin <= symbols[name] < region.end for name in qspi["arrays"])
+    assert symbols["model_gemm5_weights"] < m55.flash.end
+    refused = qcc("compile", str(model), "-o", str(tmp_path / "pinned"), "--target", "cortex-m55",
+                  "--weights-section", ".model_weights")
+    assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1
+    assert "--target cortex-m55: the model needs" in refused.stderr and "8388608 in QSPI" in refused.stderr
+    assert not (tmp_path / "pinned").exists()
 
 
 def test_unknown_target_and_missing_tools(networks, tmp_path):

@@ -27,7 +27,7 @@ from qcc.onnx_graph import ORT_VERSION
 from qcc.ops import op_named
 from qcc.pipeline import Compiled
 from qcc.tflite_graph import TFLM_VERSION
-from qcc.toolchain.targets import CORTEX_M, FPU_CFLAGS, TARGETS, Target, target_named
+from qcc.toolchain.targets import CORTEX_M, FPU_CFLAGS, TARGETS, FlashPlan, Target, target_named
 
 MANIFEST = "model.json"
 REPORT = "report.html"  # the memory report with the arena's timeline (qcc/backend/report_html.py)
@@ -180,22 +180,72 @@ def ram_data_bytes(compiled: Compiled) -> int:
     return compiled.plan.arena_bytes + state + sum(buffers)
 
 
-def check_fits(target: Target, compiled: Compiled, constant_bytes: int) -> None:
-    """Refuse a Cortex-M target whose board cannot hold the model, its buffers and its const data."""
-    refusal = target.refusal(ram_data_bytes(compiled), constant_bytes)
+def model_arrays(compiled: Compiled, array_bytes: dict[str, int]) -> tuple[dict[str, int], int]:
+    """The model's constant arrays a board may place (C name -> bytes), and the bytes pinned to the first
+    region: with --weights-section every constant is in the user's section, which qcc's linker script
+    leaves where the linker puts it."""
+    if compiled.options.weights_section is not None:
+        return {}, sum(array_bytes.values())
+    return dict(array_bytes), 0
+
+
+def check_fits(target: Target, compiled: Compiled, array_bytes: dict[str, int], test_bytes: int) -> FlashPlan | None:
+    """Refuse a Cortex-M target whose board cannot hold the model, its buffers, its constants and the test
+    data; returns where the constants go (None on the host)."""
+    arrays, pinned = model_arrays(compiled, array_bytes)
+    refusal = target.refusal(ram_data_bytes(compiled), arrays, test_bytes, pinned)
     if refusal is not None:
         raise QccError(refusal)
+    return None if target.is_host else target.plan_flash(arrays, test_bytes, pinned)
 
 
-def boards_for(compiled: Compiled, constant_bytes: int) -> list[Target]:
-    """The boards the folder gets bare-metal rules for: none for the host, else every Cortex-M board
-    the model fits on (with --fpu, every one with an FPU); the chosen target must be one of them."""
+def boards_for(compiled: Compiled, array_bytes: dict[str, int], test_bytes: int) -> dict[str, FlashPlan]:
+    """The boards the folder gets bare-metal rules for, each with where its constants go: none for the
+    host, else every Cortex-M board the model fits on (with --fpu, every one with an FPU); the chosen
+    target must be one of them."""
     target = target_named(compiled.options.target)
     if target.is_host:
-        return []
-    check_fits(target, compiled, constant_bytes)
-    return [TARGETS[n] for n in CORTEX_M if TARGETS[n].refusal(ram_data_bytes(compiled), constant_bytes) is None
-            and (TARGETS[n].fpu or not compiled.options.fpu)]
+        return {}
+    check_fits(target, compiled, array_bytes, test_bytes)
+    arrays, pinned = model_arrays(compiled, array_bytes)
+    boards = {}
+    for name in CORTEX_M:
+        board = TARGETS[name]
+        if (board.fpu or not compiled.options.fpu) and board.refusal(ram_data_bytes(compiled), arrays, test_bytes,
+                                                                     pinned) is None:
+            boards[name] = board.plan_flash(arrays, test_bytes, pinned)
+    return boards
+
+
+def linker_script(board: Target, flash: FlashPlan) -> str:
+    return _environment().get_template("baremetal.ld.j2").render(target=board, flash=flash, version=__version__)
+
+
+def flash_record(board: Target, flash: FlashPlan) -> dict:
+    """model.json's account of which read-only region holds what, for the chosen target."""
+    regions = [board.flash, *board.more_flash]
+    return {"target": board.name, "regions": [
+        {"name": region.qemu_name, "origin": f"0x{region.origin:08x}", "bytes": region.length,
+         "model_bytes": flash.model_bytes[k], "test_bytes": flash.test_bytes if flash.test_region == k else 0,
+         "arrays": "the rest" if k == 0 else flash.moved[k - 1]}
+        for k, region in enumerate(regions) if k == 0 or flash.model_bytes[k] or flash.test_region == k]}
+
+
+def replan_test_data(compiled: Compiled, out_dir: Path, manifest: dict, test_bytes: int) -> None:
+    """A runner's test data in place of the golden cases: check it fits beside the model's constants, placed as
+    at compile time (model.json's "flash"), and write the board's linker script for it."""
+    target = target_named(compiled.options.target)
+    if target.is_host:
+        return
+    record = manifest["flash"]["regions"]
+    regions = [target.flash, *target.more_flash]
+    by_name = {r["name"]: r for r in record}
+    flash = FlashPlan([list(by_name.get(r.qemu_name, {}).get("arrays", [])) for r in regions[1:]],
+                      [by_name.get(r.qemu_name, {}).get("model_bytes", 0) for r in regions])
+    placed = flash.with_test_data(target, test_bytes)
+    if placed is None:
+        raise QccError(target.flash_refusal(sum(flash.model_bytes) + test_bytes))
+    (out_dir / f"qcc_{target.name}.ld").write_text(linker_script(target, placed))
 
 
 def _case_arrays(inputs: list[dict], outputs: list[dict], case_inputs: list[np.ndarray],
@@ -267,7 +317,8 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
     expected = reference.run_frames(graph, frames, reset_before)
     cases = [_case_arrays(inputs, outputs, frame, want) for frame, want in zip(frames, expected)]
     golden_bytes = sum(graph.tensor(t).nbytes for t in graph.inputs + graph.outputs) * len(cases)
-    boards = boards_for(compiled, emitter.weights_bytes + golden_bytes)
+    flash_plans = boards_for(compiled, emitter.array_bytes, golden_bytes)
+    boards = [TARGETS[n] for n in flash_plans]
     baremetal = sorted(p.name for p in (asset_dir("runtime_c") / BAREMETAL).iterdir()) if boards else []
 
     files = {
@@ -286,7 +337,7 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
         ZEPHYR_MODULE: env.get_template("zephyr_module.yml.j2").render(common),
     }
     for board in boards:
-        files[f"qcc_{board.name}.ld"] = env.get_template("baremetal.ld.j2").render(target=board, version=__version__)
+        files[f"qcc_{board.name}.ld"] = linker_script(board, flash_plans[board.name])
         files[f"qcc_{board.name}.cmake"] = env.get_template("toolchain.cmake.j2").render(target=board, version=__version__)
     for filename, text in files.items():
         (out_dir / filename).parent.mkdir(exist_ok=True)  # zephyr/
@@ -320,6 +371,8 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
     }
     if options.weights_section is not None or options.arena_section is not None:  # absent by default, as before
         manifest["sections"] = {"weights": options.weights_section, "arena": options.arena_section}
+    if boards:  # a Cortex-M target: which of its read-only regions holds what
+        manifest["flash"] = flash_record(TARGETS[options.target], flash_plans[options.target])
     if options.fpu:  # absent by default, as before: the C uses float instructions (the build must enable the FPU)
         manifest["fpu"] = True
     if graph.io_in_arena:  # absent by default, as before: model_invoke() on the arena's inputs and outputs
@@ -328,13 +381,12 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
     return manifest
 
 
-def write_target_runner(compiled: Compiled, out_dir: Path, cases: list[list[np.ndarray]], weights_bytes: int) -> str:
+def write_target_runner(compiled: Compiled, out_dir: Path, cases: list[list[np.ndarray]], manifest: dict) -> str:
     """qcc_target_runner.c in a folder written for a Cortex-M target (qcc verify --target): the
     input sets as const arrays, each output printed in hex on the console. Returns its name."""
-    target = target_named(compiled.options.target)
     inputs, outputs = io_entries(compiled)
     input_bytes = sum(compiled.graph.tensor(t).nbytes for t in compiled.graph.inputs) * len(cases)
-    check_fits(target, compiled, weights_bytes + input_bytes)
+    replan_test_data(compiled, out_dir, manifest, input_bytes)
     arrays = [_case_arrays(inputs, outputs, case_inputs, []) for case_inputs in cases]
     text = _environment().get_template("qcc_target_runner.c.j2").render(
         name=compiled.options.name, version=__version__, inputs=inputs, outputs=outputs, cases=arrays)
@@ -345,13 +397,12 @@ def write_target_runner(compiled: Compiled, out_dir: Path, cases: list[list[np.n
 BENCH_RUNNER = "qcc_bench_runner.c"
 
 
-def write_bench_runner(compiled: Compiled, out_dir: Path, inputs: list[np.ndarray], weights_bytes: int) -> str:
+def write_bench_runner(compiled: Compiled, out_dir: Path, inputs: list[np.ndarray], manifest: dict) -> str:
     """qcc_bench_runner.c in a folder written for a Cortex-M target (qcc bench): one input set as
     const arrays, one inference between instruction-counter marks, the stack's high-water mark on
     the console. Returns its name."""
-    target = target_named(compiled.options.target)
     entries, outputs = io_entries(compiled)
-    check_fits(target, compiled, weights_bytes + sum(compiled.graph.tensor(t).nbytes for t in compiled.graph.inputs))
+    replan_test_data(compiled, out_dir, manifest, sum(compiled.graph.tensor(t).nbytes for t in compiled.graph.inputs))
     text = _environment().get_template("qcc_bench_runner.c.j2").render(
         name=compiled.options.name, version=__version__, inputs=entries, outputs=outputs,
         cases=[_case_arrays(entries, outputs, inputs, [])], io_in_arena=compiled.graph.io_in_arena)

@@ -154,7 +154,7 @@ def _count(compiled, out_dir: Path, target: Target, manifest: dict, inputs: list
     """Run the bench image once under the instruction counter: per-layer and whole-model counts,
     less the marker overhead measured in the same run; the same split of the estimated cycles; and
     the stack high-water mark it prints."""
-    runner = write_bench_runner(compiled, out_dir, inputs, manifest["weights_bytes"])
+    runner = write_bench_runner(compiled, out_dir, inputs, manifest)
     image = out_dir / f"{Path(runner).stem}-{target.name}.elf"
     make(out_dir, image.name, variables={"ARM_CFLAGS": BENCH_ARM_CFLAGS})
     run_symbol = f"{manifest['name']}_{'invoke' if manifest.get('io_in_arena') else 'run'}"

@@ -367,7 +367,7 @@ def _run_c(compiled, out_dir: Path, manifest: dict, cases: list[list[np.ndarray]
     if target.is_host:
         make(out_dir, "runner")
         return [run_runner(out_dir, manifest, case) for case in cases]
-    runner = write_target_runner(compiled, out_dir, cases, manifest["weights_bytes"])
+    runner = write_target_runner(compiled, out_dir, cases, manifest)
     image = f"{Path(runner).stem}-{target.name}.elf"
     make(out_dir, image)
     return run_target_runner(out_dir / image, target, manifest, len(cases))

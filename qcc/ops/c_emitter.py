@@ -165,6 +165,7 @@ class CEmitter:
                                                                  self.first_call_symbol, self.started_symbol}
         self._section = section_attribute("--weights-section", weights_section, writable=False)
         self.weights_bytes = 0
+        self.array_bytes: dict[str, int] = {}  # each const array's bytes, by its C name (where a board places it)
         self._arrays: dict[tuple, str] = {}  # (C type, size, bytes) -> the array's name
 
     def symbol(self, node_name: str) -> str:
@@ -192,7 +193,8 @@ class CEmitter:
         if key in self._arrays:
             return self._arrays[key]
         self._arrays[key] = name
-        self.weights_bytes += values.size * np.dtype(ctype.replace("_t", "")).itemsize
+        self.array_bytes[name] = values.size * np.dtype(ctype.replace("_t", "")).itemsize
+        self.weights_bytes += self.array_bytes[name]
         self.declarations.append(
             f"static const {ctype} {name}[{values.size}]{self._section} = {{\n    {format_values(values)}\n}};")
         return name
@@ -201,6 +203,7 @@ class CEmitter:
         """A static const float array of float32 values, each written as the hexadecimal literal that
         denotes it exactly."""
         values = np.asarray(values, dtype=np.float32).reshape(-1)
+        self.array_bytes[name] = values.size * 4
         self.weights_bytes += values.size * 4
         literals = [c_float_literal(v) for v in values]
         lines = [", ".join(literals[i:i + _VALUES_PER_LINE // 2]) for i in range(0, len(literals), _VALUES_PER_LINE // 2)]
