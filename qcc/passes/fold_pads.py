@@ -6,16 +6,22 @@ convolution's own padding made explicit. Exporters write it that way (PyTorch's 
 TFLite, TFLite's explicit PAD before a VALID convolution): folded, the padded copy never exists in
 the arena, and the convolution can run in place or streamed like any other. The values are equal
 element for element, so the fold is exact in every scheme and against either runtime.
+
+A TFLite model pads in its own channels-last layout, before the layout change to the convolution's
+channels-first one (a Transpose, for a model's input image): a constant Pad read only by a Transpose
+first trades places with it (transposing the unpadded image, then padding the transposed axes), which
+equals it element for element, so that the Pad meets its convolution and folds into it.
 """
 
 from __future__ import annotations
 
-from qcc.ir import Graph
+from qcc.ir import Graph, Tensor
 
 _SPATIAL = (2, 3)  # the rows and columns of a channels-first image
 
 
 def apply(graph: Graph) -> None:
+    _pads_after_transposes(graph)
     for conv in [n for n in graph.nodes if n.op == "QLinearConv"]:
         pad = graph.producer(conv.inputs[0])
         if pad is None or pad.op != "Pad" or not _folds(graph, pad, conv):
@@ -45,3 +51,29 @@ def _folds(graph: Graph, pad, conv) -> bool:
     # padded ones do.
     same_codes = padded.quant is not None and (source.quant is None or source.quant.scalar() == padded.quant.scalar())
     return same_codes and a["value"] == padded.quant.scalar()[1]
+
+
+def _pads_after_transposes(graph: Graph) -> None:
+    """A Pad read only by a Transpose that a convolution alone reads trades places with it."""
+    for pad in [n for n in graph.nodes if n.op == "Pad"]:
+        readers = graph.consumers(pad.outputs[0])
+        if (pad.attrs.get("mode") != "constant" or any(pad.attrs.get("crop", [0])) or len(readers) != 1
+                or readers[0].op != "Transpose" or pad.outputs[0] in graph.outputs):
+            continue
+        transpose, perm = readers[0], readers[0].attrs["perm"]
+        convs = graph.consumers(transpose.outputs[0])
+        if [c.op for c in convs] != ["QLinearConv"] or transpose.outputs[0] in graph.outputs:
+            continue  # no convolution to fold into: the Pad stays where the model has it
+        source, padded = graph.tensor(pad.inputs[0]), graph.tensor(pad.outputs[0])
+        moved = f"{transpose.outputs[0]}__unpadded"
+        if moved in graph.tensors:
+            continue
+        graph.tensors[moved] = Tensor(moved, source.dtype, tuple(source.shape[p] for p in perm), None,
+                                      source.quant if source.quant is not None else padded.quant)
+        del graph.tensors[pad.outputs[0]]
+        transpose.inputs[0], transpose.outputs[0], pad_output = pad.inputs[0], moved, transpose.outputs[0]
+        pad.inputs[0], pad.outputs[0] = moved, pad_output
+        for key in ("before", "after", "extent"):
+            pad.attrs[key] = [pad.attrs[key][p] for p in perm]
+        graph.nodes.remove(transpose)
+        graph.nodes.insert(graph.nodes.index(pad), transpose)
