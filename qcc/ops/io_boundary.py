@@ -73,11 +73,17 @@ class QuantizeLinear(Op):
         return Node(self.name, onnx_node.name or y, [x.name], [y])
 
     def import_tflite(self, operator, model) -> None:
-        """QUANTIZE of a float32 model input to int8, as TFLM's AffineQuantize; from int8 to int8 (a
-        requantization), a Lookup table of TFLM's Requantize (the module's docstring)."""
+        """QUANTIZE of a float32 model input to int8, as TFLM's AffineQuantize; from int8 to int8, or from a
+        model's uint8 input to int8 (a requantization), a Lookup table of TFLM's Requantize (the module's docstring)."""
         source = model.input_tensor(0, "input")
         if source.dtype != "float32" and "int16" in (source.dtype, model.output_tensor(0).dtype):  # a 16x8 model's int8 <-> int16 boundary
             TflmRequantize.import_requantize(model)
+            return
+        if source.dtype == "uint8" and model.output_tensor(0).dtype == "int8":  # a model's uint8 input (the importer checks)
+            s_x, z_x = model.quant(source).scalar()
+            s_y, z_y = model.quant(model.output_tensor(0)).scalar()
+            add_lookup(model, table_or_refuse(model, tflm_activations.requantize_table, s_x, z_x, s_y, z_y, "uint8"),
+                       dtypes=("uint8",))
             return
         if source.dtype != "float32":
             require_int8(model, "requantizing QUANTIZE")

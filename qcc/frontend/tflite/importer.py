@@ -136,12 +136,15 @@ class TfliteImporter:
         if tensor.data is not None:
             raise QccError(f"{self.model.source}: the model's input '{self.names[index]}' is a constant")
         if tensor.dtype == "float32":
-            self._check_float_input(index)
+            self._check_read_by_quantize(index, tensor.dtype)
             quant = None
+        elif tensor.dtype == "uint8":
+            self._check_read_by_quantize(index, tensor.dtype)
+            quant = self._activation_quant(tensor)
         elif tensor.dtype not in MODEL_INPUT_DTYPES:
             raise QccError(f"{self.model.source}: the model's input '{self.names[index]}' is {tensor.dtype}; qcc compiles "
                            f"{'/'.join(MODEL_INPUT_DTYPES)} inputs of TFLite models (TFLM's integer kernels), and "
-                           "float32 inputs that a QUANTIZE reads")
+                           "float32 and uint8 inputs that a QUANTIZE reads")
         else:
             quant = self._activation_quant(tensor)
         name = self.names[index]
@@ -153,16 +156,17 @@ class TfliteImporter:
     def _readers(self, index: int) -> list[TfliteOperator]:
         return [o for o in self.model.operators if index in o.inputs]
 
-    def _check_float_input(self, index: int) -> None:
-        """A float32 model input is compiled where a QUANTIZE alone reads it: the C takes float32 as TFLM
-        does and quantizes it as TFLM's QUANTIZE; float computation anywhere else is not compiled."""
+    def _check_read_by_quantize(self, index: int, dtype: str) -> None:
+        """A float32 or uint8 model input is compiled where a QUANTIZE alone reads it (the converter's
+        inference_input_type): the C takes it as TFLM does and quantizes or requantizes it to int8 as TFLM's
+        QUANTIZE; float computation, or TFLM's uint8 kernels, anywhere else are not compiled."""
         readers = self._readers(index)
         codes = sorted({o.code for o in readers})
         if len(readers) != 1 or codes != ["QUANTIZE"] or index in self.model.outputs:
             read = (f"read by {len(readers)} operators ({', '.join(codes)})" if readers else "read by no operator")
-            raise QccError(f"{self.model.source}: the model's input '{self.names[index]}' is float32 and "
+            raise QccError(f"{self.model.source}: the model's input '{self.names[index]}' is {dtype} and "
                            f"{read}{' and a model output' if index in self.model.outputs else ''}; qcc compiles a "
-                           "float32 input that one QUANTIZE alone reads (TFLM's integer kernels after it)")
+                           f"{dtype} input that one QUANTIZE alone reads (TFLM's int8 kernels after it)")
 
     def _op_for(self, operator: TfliteOperator) -> ops.Op:
         op = ops.op_for_tflite(operator.code, operator.version)
@@ -265,7 +269,7 @@ class TfliteImporter:
 
     def float_input(self, position: int, what: str = "input") -> Tensor:
         """The IR tensor of a float32 model input that this operator alone reads (the importer admitted it:
-        `_check_float_input`); anything else is float computation inside the model, refused by name."""
+        `_check_read_by_quantize`); anything else is float computation inside the model, refused by name."""
         tensor = self.input_tensor(position, what)
         self.require(tensor.dtype == "float32", f"the {what} '{self.names[tensor.index]}' is {tensor.dtype}, not float32")
         self.require(tensor.index in self.model.inputs and (tensor.index, TFLITE) in self.ir,
