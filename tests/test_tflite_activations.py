@@ -164,6 +164,27 @@ def test_quantize_int8_to_int8(shape, tmp_path):
     check_all_codes(model, n, shape, tmp_path)
 
 
+def test_quantize_a_models_uint8_input_to_int8(tmp_path):
+    """The converter's uint8 input (inference_input_type): QUANTIZE to int8 is TFLM's Requantize, at one scale
+    with the zero point moved by 128 (its x ^ 0x80 fast path) and at other scales, on every uint8 code. A uint8
+    input read by any other operator is refused by name."""
+    pairs = [(F32(1 / 255), 128, F32(1 / 255), 0), (F32(0.02), 0, F32(0.05), -128), (F32(0.1), 255, F32(0.03), 7),
+             (F32(1.0), 100, F32(2.0**-26), 0), (F32(0.07), 128, F32(0.07), -1)]
+    b = TfliteBuilder()
+    outputs = []
+    for i, (s_x, z_x, s_y, z_y) in enumerate(pairs):
+        x = b.input(f"x{i}", SHAPE, "uint8", scale=s_x, zero_point=z_x)
+        y = b.tensor(f"y{i}", SHAPE, "int8", scale=s_y, zero_point=z_y)
+        b.op("QUANTIZE", [x], [y])
+        outputs.append(y)
+    b.output(*outputs)
+    every_uint8 = [[every_code(SHAPE, k).view(np.uint8) for _ in pairs] for k in range(2)]
+    compiled = check_tflite_exact(b.build(), tmp_path, n_random=2, extra_cases=every_uint8)
+    assert all(compiled.graph.tensor(t).dtype == "uint8" for t in compiled.graph.inputs)
+    refused(single("RELU", x_dtype="uint8", x=(F32(0.1), 128), y=(F32(0.1), 0)), tmp_path, "is uint8 and read by",
+            "RELU", "one QUANTIZE alone", tflm_refuses=False)
+
+
 # --- after a convolution: the input exists channels first inside qcc ------------------------------
 
 AFTER_CONV = {

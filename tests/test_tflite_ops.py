@@ -345,3 +345,19 @@ def test_a_pad_of_the_models_input_image_folds_into_the_convolution_that_reads_i
     else:
         assert ops.count("Pad") == 1 and conv.attrs["pads_begin"] == [0, 0]
         assert compiled.graph.producer(conv.inputs[0]).op == "Pad"
+
+
+def test_a_uint8_input_image_requantized_into_a_convolution(tmp_path):
+    """ST's and OpenMV's detectors take uint8 images: QUANTIZE (uint8 -> int8, TFLM's x ^ 0x80 at one scale) then
+    the first convolution on the int8 image. Exact on random and extreme images (all 0, all 255, alternating)."""
+    rng = np.random.default_rng(62)
+    b = TfliteBuilder()
+    image = b.input("image", (1, 9, 8, 3), "uint8", scale=np.float32(1 / 255), zero_point=128)
+    x = b.tensor("x", (1, 9, 8, 3), "int8", scale=np.float32(1 / 255), zero_point=0)
+    b.op("QUANTIZE", [image], [x])
+    wt, bt = filter_and_bias(b, "conv", (5, 3, 3, 3), 5, 0, 1 / 255, rng)
+    y = activation(b, "y", (1, 5, 4, 5), rng, scale=0.05)
+    b.op("CONV_2D", [x, wt, bt], [y], version=3, options=dict(padding="SAME", stride_h=2, stride_w=2))
+    b.output(y)
+    compiled = check_tflite_exact(b.build(), tmp_path)
+    assert compiled.graph.tensor(compiled.graph.inputs[0]).dtype == "uint8"
