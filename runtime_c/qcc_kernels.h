@@ -59,6 +59,9 @@ typedef struct {
     /* 1: the input is channels last (N, H, W, C), read in place: a model's input image, which
      * qcc_conv_gemm reads without a channels-first copy (the other kernels take 0 only) */
     int32_t in_channels_last;
+    /* NULL, or with in_channels_last the 256 codes (of the kernel's type) that the input's bytes stand for,
+     * indexed by byte: a model's uint8 image that the convolution requantizes as it loads each code */
+    const void *in_table;
     int32_t groups;
     int32_t gemm_pixels;        /* qcc_conv_gemm: output pixels whose columns are built at once (even,
                                  * 2..QCC_GEMM_MAX_PIXELS); 0 for the other kernels */

@@ -12,6 +12,9 @@ import pytest
 from helpers import check_tflite_exact
 from tflite_builder import TfliteBuilder
 
+from qcc.commands.verify import verify
+from qcc.pipeline import Options
+
 
 def activation(b: TfliteBuilder, name: str, shape, rng, *, is_input=False, scale=None, zero=None) -> int:
     scale = np.float32(scale if scale is not None else rng.uniform(0.01, 0.2))
@@ -174,7 +177,8 @@ def test_fully_connected_streams_the_image_before_it_a_row_at_a_time(tmp_path, i
                    stride_h=2, stride_w=2, depth_multiplier=8, fused_activation_function="RELU")
     y, _ = fully_connected_head(b, h, 5, rng, reshape=False, reads="image")  # as micro_speech: TFLM flattens h
     b.output(y)
-    compiled = check_tflite_exact(b.build(), tmp_path, io_in_arena=io_in_arena)
+    model = b.build()
+    compiled = check_tflite_exact(model, tmp_path, io_in_arena=io_in_arena)
     (stream,) = compiled.plan.streams.values()
     assert stream.ends_in_parts and [n.op for n in stream.nodes] == ["QLinearConv", "Reshape", "QGemm"]
     assert compiled.plan.storage[stream.intermediates[0]].kind == "stream"
@@ -347,7 +351,8 @@ def test_a_pad_of_the_models_input_image_folds_into_the_convolution_that_reads_i
         assert compiled.graph.producer(conv.inputs[0]).op == "Pad"
 
 
-def test_a_uint8_input_image_requantized_into_a_convolution(tmp_path):
+@pytest.mark.parametrize("io_in_arena", [False, True])
+def test_a_uint8_input_image_requantized_into_a_convolution(tmp_path, io_in_arena):
     """ST's and OpenMV's detectors take uint8 images: QUANTIZE (uint8 -> int8, TFLM's x ^ 0x80 at one scale) then
     the first convolution on the int8 image. Exact on random and extreme images (all 0, all 255, alternating)."""
     rng = np.random.default_rng(62)
@@ -359,5 +364,14 @@ def test_a_uint8_input_image_requantized_into_a_convolution(tmp_path):
     y = activation(b, "y", (1, 5, 4, 5), rng, scale=0.05)
     b.op("CONV_2D", [x, wt, bt], [y], version=3, options=dict(padding="SAME", stride_h=2, stride_w=2))
     b.output(y)
-    compiled = check_tflite_exact(b.build(), tmp_path)
+    model = b.build()
+    compiled = check_tflite_exact(model, tmp_path, io_in_arena=io_in_arena)
     assert compiled.graph.tensor(compiled.graph.inputs[0]).dtype == "uint8"
+    # the convolution applies QUANTIZE's table as it loads the uint8 image: neither an int8 copy nor a transpose
+    assert [n.op for n in compiled.graph.nodes] == ["LookupOnLoad", "ChannelsFirstView", "QLinearConv", "Transpose"]
+    assert "_in_table[256]" in (tmp_path / "out_tflm" / "model.c").read_text()
+    if not io_in_arena:  # --layers reads the view's bytes (the uint8 image) through the table
+        path = tmp_path / "u8.tflite"
+        path.write_bytes(model)
+        report = verify(str(path), Options(), count=2, layers=True)
+        assert report.ok and all(r.c.all_exact and r.c.compared > 0 for r in report.layers.layers)

@@ -244,7 +244,7 @@ class CEmitter:
             # The caller's argument this tensor lives in (itself, or what a Reshape-like op aliases).
             owner = (self.graph.inputs if storage.kind == "input" else self.graph.outputs)[storage.index]
             expr = self.argument_names[owner]
-            if as_dtype and as_dtype != self.graph.tensor(owner).dtype:
+            if (as_dtype or tensor.dtype) != self.graph.tensor(owner).dtype:  # an alias that reads the bytes as another type
                 qualifier = "const " if storage.kind == "input" else ""
                 expr = f"({qualifier}{ctype} *){expr}"
             return expr

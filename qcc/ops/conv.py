@@ -14,9 +14,10 @@ from fractions import Fraction
 import numpy as np
 
 from qcc.ops.qdq_group import bias_codes, check_integer_types, weight_input
-from qcc.ir import Graph, Node
+from qcc.ir import C_TYPES, Graph, Node
 from qcc.access_order import AccessOrder, Window2d
 from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, const_input, int_list_attribute, register, require
+from qcc.ops.lookup_table import load_table
 from qcc.ops.movement import reads_channels_last
 from qcc.ops.tflite_import import fused_clamp, padding
 from qcc.ops.conv16x8 import add_conv16x8
@@ -396,6 +397,8 @@ class QLinearConv(Op):
         else:
             stored = p["weights"]
         weights = c.const_array(f"{prefix}_weights", "int8_t", stored)
+        table = load_table(graph, node.inputs[0]) if channels_last else None
+        in_table = "NULL" if table is None else c.const_array(f"{prefix}_in_table", C_TYPES[x.dtype], table.view(x.dtype))
         acc_const = c.const_array(f"{prefix}_acc_const", "int32_t", p["acc_const"])
         w_zero = "NULL" if p["weight_zero"] is None else c.const_array(f"{prefix}_weight_zero", "int32_t", p["weight_zero"])
         a = node.attrs
@@ -408,7 +411,7 @@ class QLinearConv(Op):
             "stride_w": a["strides"][1], "dilation_h": a["dilations"][0], "dilation_w": a["dilations"][1],
             "pad_top": a["pads_begin"][0], "pad_left": a["pads_begin"][1],
             "in_plane": in_plane, "out_plane": out_plane,
-            "in_channels_last": int(channels_last), "groups": a["groups"],
+            "in_channels_last": int(channels_last), "in_table": in_table, "groups": a["groups"],
             "gemm_pixels": c.scratch_size(node) // (2 * self.gemm_depth(node, graph)) if gemm else 0,
             "plane_rows": self.depthwise_plane_rows(node, graph) if self.holds_whole_plane(node, graph, c) else 0,
             "input_zero": x.quant.scalar()[1], "weights": weights, "acc_const": acc_const, "weight_zero": w_zero,

@@ -278,6 +278,46 @@ class Lookup(Op):
 
 
 @register
+class LookupOnLoad(Lookup):
+    """A Lookup its reader applies as it loads each code, so the table's output is never stored: a model's
+    uint8 input image requantized to int8 (TFLite's QUANTIZE, the converter's inference_input_type) and read
+    by one-group convolutions through a ChannelsFirstView (qcc/passes/input_layout.py). qcc_conv_gemm's
+    im2col maps each byte of the input through the table (qcc_conv_params.in_table). The reference computes
+    the table's output as Lookup does; the C has no code and no bytes for it (it shares the input's storage)."""
+    name = "LookupOnLoad"
+    summary = "a table its convolution applies as it loads each input code: no code, no copy"
+    aliases_input = True
+    folds_clamp = False
+    runtime_sources = ()
+    runtime_header = None
+    onnx_ops = qdq_float_ops = island_float_ops = tflite_ops = ()  # made by a pass from a Lookup, never imported
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return Explanation("table", "a 256-entry table computed at compile time by emulating TFLM's Requantize on "
+                                    "each code, applied by the next convolution as it loads each input code; the "
+                                    "same in every scheme")
+
+    def access_order(self, node: Node, graph: Graph) -> AccessOrder | None:
+        return None
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        return "/* the input's codes mapped through a table by the next convolution as it loads them (in_table) */"
+
+    def stored_value(self, node: Node, graph: Graph, index: int, data: bytes) -> np.ndarray:
+        """The bytes are the input's: mapped through the table they are the output's value."""
+        y = graph.tensor(node.outputs[0])
+        return node.params["table"][0][np.frombuffer(data, dtype=np.uint8)].view(y.dtype).reshape(y.shape)
+
+
+def load_table(graph: Graph, view: str) -> np.ndarray | None:
+    """The table (256 output-code bytes) a convolution applies as it loads the channels-last bytes under `view`,
+    or None: where the view's source is a LookupOnLoad's output."""
+    producer = graph.producer(view)
+    source = graph.producer(producer.inputs[0]) if producer is not None else None
+    return source.params["table"][0] if source is not None and source.op == LookupOnLoad.name else None
+
+
+@register
 class TflmSigmoid16(Op):
     """TFLite's LOGISTIC and TANH on int16 (16x8 models): TFLM's interpolation in its 256-entry sigmoid table
     (qcc/numerics/tflm_int16.py), in C (runtime_c/qcc_s16.c) with the table in flash; zero points 0, the output's

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from qcc.ir import C_TYPES, Graph, Node
-from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, const_input, register, require
+from qcc.ops.base import OnnxOp, Op, TfliteOp, attribute, const_input, op_named, register, require
 from qcc.ops.explanation import MOVES_CODES, Explanation
 from qcc.ops.quantized import add_output, quantized_input
 from qcc.ops.tflite_import import NCHW, TFLITE, TO_NCHW, TO_TFLITE, moves_only_unit_axes, tflite_int32s
@@ -165,9 +165,14 @@ class ChannelsFirstView(Op):
         return "/* the input channels last, read in place by the next convolution (in_channels_last) */"
 
     def stored_value(self, node: Node, graph: Graph, index: int, data: bytes) -> np.ndarray:
-        """The bytes are the input's, channels last: seen channels first they are the output's value."""
-        source = graph.tensor(node.inputs[0])
-        return np.frombuffer(data, dtype=np.dtype(source.dtype)).reshape(source.shape).transpose(0, 3, 1, 2)
+        """The bytes are the input's, channels last: seen channels first they are the output's value. Where the
+        input is itself another tensor's bytes (a LookupOnLoad's table output), its op says what they hold."""
+        source, producer = graph.tensor(node.inputs[0]), graph.producer(node.inputs[0])
+        if producer is not None and op_named(producer.op).aliases_input:
+            held = op_named(producer.op).stored_value(producer, graph, 0, data)
+        else:
+            held = np.frombuffer(data, dtype=np.dtype(source.dtype)).reshape(source.shape)
+        return held.transpose(0, 3, 1, 2)
 
 
 @register

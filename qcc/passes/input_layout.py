@@ -8,12 +8,18 @@ kernel column, input channel) order, its weights reordered to match), and a conc
 with channels-last strides. The TFLite frontend does the same for a `.tflite` input image
 (ChannelsFirstView); here the Transpose becomes that view when every reader takes it. The values are
 the same elements, read from other addresses: exact in every scheme.
+
+A TFLite model whose uint8 input image is requantized to int8 (QUANTIZE, a Lookup table) before its
+convolutions: the convolutions apply the table as they load each input byte (LookupOnLoad,
+qcc_conv_params.in_table) and read the uint8 image in place, so neither the int8 copy nor its
+channels-first transpose exists. Each column holds the codes the table gives: exact as well.
 """
 
 from __future__ import annotations
 
 from qcc.ir import Graph, Node
 from qcc.ops import op_named
+from qcc.ops.lookup_table import LookupOnLoad
 from qcc.ops.movement import ChannelsFirstView
 
 TO_CHANNELS_FIRST = [0, 3, 1, 2]
@@ -22,13 +28,28 @@ TO_CHANNELS_FIRST = [0, 3, 1, 2]
 def apply(graph: Graph) -> None:
     for node in [n for n in graph.nodes if n.op == "Transpose" and n.attrs["perm"] == TO_CHANNELS_FIRST]:
         image = graph.tensor(node.inputs[0])
-        if (node.inputs[0] in graph.inputs and node.inputs[0] not in graph.outputs
-                and node.outputs[0] not in graph.outputs and image.dtype in ("int8", "uint8")
-                and graph.consumers(node.outputs[0])
-                and all(_reads_channels_last(reader, node.outputs[0], graph)
-                        for reader in graph.consumers(node.outputs[0]))):
+        readers = graph.consumers(node.outputs[0])
+        if (node.outputs[0] in graph.outputs or image.dtype not in ("int8", "uint8") or not readers
+                or not all(_reads_channels_last(reader, node.outputs[0], graph) for reader in readers)):
+            continue
+        if node.inputs[0] in graph.inputs and node.inputs[0] not in graph.outputs:
             node.op = ChannelsFirstView.name
             node.attrs = {"onnx_op": "Transpose, the input read channels last, in place"}
+        elif (table := _table_of_an_input(graph, node.inputs[0])) is not None and all(r.op == "QLinearConv" for r in readers):
+            table.op = LookupOnLoad.name
+            node.op = ChannelsFirstView.name
+            node.attrs = {"onnx_op": "Transpose, the input read channels last, in place"}
+
+
+def _table_of_an_input(graph: Graph, name: str) -> Node | None:
+    """The Lookup (one table) that maps a model input into `name`, read by nothing else: its convolutions can
+    apply it as they load the input (LookupOnLoad), a TFLite model's uint8 image requantized to int8."""
+    lookup = graph.producer(name)
+    if (lookup is None or lookup.op != "Lookup" or lookup.attrs.get("axis") is not None or "clamp" in lookup.attrs
+            or lookup.inputs[0] not in graph.inputs or lookup.inputs[0] in graph.outputs or name in graph.outputs
+            or len(graph.consumers(name)) != 1):
+        return None
+    return lookup
 
 
 def _reads_channels_last(reader: Node, view: str, graph: Graph) -> bool:
