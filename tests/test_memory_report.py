@@ -327,3 +327,20 @@ def test_chromium_draws_the_report(network_path, tmp_path):
     largest = sorted(report.buffers, key=lambda b: -b.size * (b.last - b.first + 1))[:8]
     drawn = [b.root for b in largest if tuple(int(tensor_colour(b.root)[i:i + 2], 16) for i in (1, 3, 5)) in colours]
     assert len(drawn) >= 6, f"of the largest tensors' colours only {drawn} are on the screenshot"
+
+
+def test_an_arena_above_the_most_bytes_in_use_names_the_step_and_the_buffers(tmp_path):
+    """MobileNetV2 with its input in the arena: the first convolution runs in place over the input and the streamed
+    chain after it over its output, three buffers at fixed offsets from each other (a block wider than any step
+    needs). The summary gives the ratio, the step with the most bytes in use, and the buffer above that level;
+    without the gap (the caller's buffers) it says nothing of one."""
+    path = quantize(NETWORKS["mobilenet_v2"](), tmp_path / "mv2.onnx", quant_format="QDQ", activation="int8")
+    report = memory_report(compile_model(path, Options(io_in_arena=True)))
+    top = report.most_in_use
+    assert report.arena_bytes > 1.02 * top.live_bytes
+    summary = report.summary()
+    assert (f"the arena is {report.arena_bytes / top.live_bytes:.2f} x the most bytes in use at one step "
+            f"({top.live_bytes} at step {top.step} '{top.name}')") in summary
+    above = [b for b in report.buffers if b.offset + b.size > top.live_bytes]
+    assert above and all(f"'{b.root}' (steps {b.first}-{b.last}, @{b.offset}+{b.size})" in summary for b in above)
+    assert "most bytes in use" not in memory_report(compile_model(path, Options())).summary()

@@ -16,6 +16,8 @@ from qcc.ir import Graph, MemoryPlan
 from qcc.pipeline import Compiled
 
 OUT_OF_PLACE = "out of place"
+# issue 23's bound: an arena within 2% of the most bytes in use at one step needs no explanation
+GAP_TOLERANCE = 1.02
 
 
 @dataclass
@@ -75,7 +77,27 @@ class MemoryReport:
         if self.state_bytes:
             io += f" and the state kept between inferences ({self.state_bytes} bytes)"
         return (f"memory: liveness bound {bound} bytes in the model's order, {self.liveness_bytes} bytes in qcc's order; "
-                f"arena {self.arena_bytes} bytes{ratio}; RAM {self.ram_bytes} bytes, {io}")
+                f"arena {self.arena_bytes} bytes{ratio}; RAM {self.ram_bytes} bytes, {io}{self.gap()}")
+
+    @property
+    def most_in_use(self) -> LayerRow | None:
+        """The step with the most arena bytes in use (the first such), or None for a graph without steps."""
+        return max(self.rows, key=lambda row: row.live_bytes, default=None)
+
+    def gap(self) -> str:
+        """Where the arena is more than GAP_TOLERANCE above the most bytes in use at one step: that step, and
+        the buffers and scratch above that level, which the placement found no lower place for (a buffer that
+        runs in place keeps a fixed offset from the one it overwrites, so such pairs move as one block)."""
+        top = self.most_in_use
+        if top is None or self.arena_bytes <= GAP_TOLERANCE * top.live_bytes:
+            return ""
+        level = top.live_bytes
+        above = [f"'{_printable(b.root)}' (steps {b.first}-{b.last}, @{b.offset}+{b.size})"
+                 for b in self.buffers if b.offset + b.size > level]
+        above += [f"step {s.step}'s scratch (@{s.offset}+{s.size})" for s in self.scratch if s.offset + s.size > level]
+        return (f"; the arena is {self.arena_bytes / level:.2f} x the most bytes in use at one step ({level} at step "
+                f"{top.step} '{_printable(top.name)}'): above that level, {', '.join(above)}, where in-place pairs "
+                "fixed relative to each other leave no lower place")
 
 
 def memory_report(compiled: Compiled) -> MemoryReport:

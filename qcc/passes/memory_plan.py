@@ -2,8 +2,10 @@
 
 Tensors that only reinterpret another's bytes (Reshape and friends) join its buffer. Each
 buffer lives from the step that writes it to the last step that reads it; buffers whose
-lifetimes overlap get disjoint bytes, placed greedily (largest first, lowest offset that fits),
-so tensors never alive together share memory. Constants live in flash, and state that persists
+lifetimes overlap get disjoint bytes, placed greedily (largest first, lowest offset that fits, as
+TFLM's planner), so tensors never alive together share memory. Where that leaves the arena above
+the most bytes in use at one step, the buffers it left on top are placed first, in rounds kept
+while the arena shrinks (_improved). Constants live in flash, and state that persists
 between inferences (graph.states) in a buffer of its own. Graph inputs and outputs are
 the caller's buffers, or with --io-in-arena (graph.io_in_arena) arena buffers like the others, an
 input alive from the start to its last reader and an output from its writer to the end: the arena is
@@ -495,18 +497,24 @@ def _clusters(tensors: TensorBuffers, links: list[_Link]) -> tuple[list[list[_Pi
     return list(unique.values()), accepted
 
 
-def _place(graph: Graph, tensors: TensorBuffers, links: list[_Link], scratch_sizes: dict[int, int]) -> MemoryPlan:
-    """The plan with these in-place links and scratch sizes (node index -> bytes; absent: none)."""
-    clusters, accepted = _clusters(tensors, links)
-    # A kernel's scratch lives during its own step only.
-    clusters += [[_Piece(step, 0, size, step, step)] for step, size in scratch_sizes.items() if size]
+# Rounds of the placement's improvement (_arrange): each places first the clusters that reach above the most
+# bytes in use at one step, while that makes the arena smaller.
+MAX_REORDERS = 8
 
+
+def _arrange(clusters: list[list[_Piece]], first: list) -> list[_Piece]:
+    """Greedy by size, as TFLM's planner: each cluster (a rigid piece, see _clusters) at the lowest offset
+    where none of its pieces shares bytes with a piece alive at the same time, the largest first; the
+    clusters holding a key in `first` before all others, in that order."""
     def extent(cluster):
         return max(p.rel + p.size for p in cluster)
 
+    def rank(cluster):
+        keys = [first.index(p.key) for p in cluster if p.key in first]
+        return (min(keys) if keys else len(first), -extent(cluster), min(p.start for p in cluster), str(cluster[0].key))
+
     placed: list[_Piece] = []  # at their arena offsets
-    base_of: dict[str | int, int] = {}
-    for cluster in sorted(clusters, key=lambda c: (-extent(c), min(p.start for p in c), str(c[0].key))):
+    for cluster in sorted(clusters, key=rank):
         base = 0
         moved = True
         while moved:
@@ -516,9 +524,51 @@ def _place(graph: Graph, tensors: TensorBuffers, links: list[_Link], scratch_siz
                     if piece.overlaps(other, base):
                         base = _align(other.rel + other.size - piece.rel)
                         moved = True
-        for piece in cluster:
-            placed.append(_Piece(piece.key, base + piece.rel, piece.size, piece.start, piece.end))
-            base_of[piece.key] = base + piece.rel
+        placed += [_Piece(piece.key, base + piece.rel, piece.size, piece.start, piece.end) for piece in cluster]
+    return placed
+
+
+def _most_in_use(placed: list[_Piece]) -> int:
+    """The most bytes in use at one step: pieces alive together may share bytes (an in-place step's input
+    and output), so each step counts the union of its pieces' ranges."""
+    steps = sorted({p.start for p in placed})
+    most = 0
+    for step in steps:  # a step where a piece starts is where the union can grow
+        ranges = sorted((p.rel, p.rel + p.size) for p in placed if p.start <= step <= p.end)
+        used, reached = 0, 0
+        for lo, hi in ranges:
+            if hi > reached:
+                used += hi - max(lo, reached)
+                reached = hi
+        most = max(most, used)
+    return most
+
+
+def _improved(clusters: list[list[_Piece]]) -> list[_Piece]:
+    """The greedy placement, then rounds that place first the clusters reaching above the most bytes in use at
+    one step (they were placed on top of others that could have gone above them), kept while the arena shrinks."""
+    first: list = []
+    placed = _arrange(clusters, first)
+    for _ in range(MAX_REORDERS):
+        arena, in_use = max((p.rel + p.size for p in placed), default=0), _most_in_use(placed)
+        if arena <= in_use:
+            break
+        above = [p.key for p in sorted(placed, key=lambda p: -(p.rel + p.size)) if p.rel + p.size > in_use]
+        trial_first = first + [key for key in above if key not in first]
+        trial = _arrange(clusters, trial_first)
+        if max(p.rel + p.size for p in trial) >= arena:
+            break
+        first, placed = trial_first, trial
+    return placed
+
+
+def _place(graph: Graph, tensors: TensorBuffers, links: list[_Link], scratch_sizes: dict[int, int]) -> MemoryPlan:
+    """The plan with these in-place links and scratch sizes (node index -> bytes; absent: none)."""
+    clusters, accepted = _clusters(tensors, links)
+    # A kernel's scratch lives during its own step only.
+    clusters += [[_Piece(step, 0, size, step, step)] for step, size in scratch_sizes.items() if size]
+    placed = _improved(clusters)
+    base_of: dict[str | int, int] = {p.key: p.rel for p in placed}
     arena_bytes = max((p.rel + p.size for p in placed), default=0)
     if arena_bytes >= 2**31:
         raise QccError(f"{graph.source}: the tensors alive at once need an arena of {arena_bytes} bytes; qcc's limit is "
