@@ -359,9 +359,11 @@ def test_quantize_dequantize_float_io(tmp_path):
     assert [compiled.graph.tensor(t).dtype for t in compiled.graph.inputs + compiled.graph.outputs] == ["float32"] * 12
 
 
-def test_float_io_around_mean_and_sub(tmp_path):
+@pytest.mark.parametrize("io_in_arena", [False, True])
+def test_float_io_around_mean_and_sub(tmp_path, io_in_arena):
     """A model as the converter writes it with float I/O: QUANTIZE first, integer ops, DEQUANTIZE last;
-    one output stays int8 beside the float one."""
+    one output stays int8 beside the float one. With the input in the arena (--io-in-arena), QUANTIZE writes its
+    codes over the floats it has read (code i over bytes i of floats i / 4 and before): in place, exact."""
     rng = np.random.default_rng(21)
     b = TfliteBuilder()
     x = b.input("x", (1, 6, 6, 3), "float32")
@@ -377,9 +379,15 @@ def test_float_io_around_mean_and_sub(tmp_path):
     b.outputs.remove(m)
     b.output(y, d)
     compiled = check_tflite_exact(b.build(), tmp_path, extra_cases=[[c.reshape(1, 6, 6, 3)]
-                                                                     for c in float_cases(np.float32(0.02), -128, 108)])
+                                                                     for c in float_cases(np.float32(0.02), -128, 108)],
+                                  io_in_arena=io_in_arena)
     assert [compiled.graph.tensor(t).dtype for t in compiled.graph.inputs + compiled.graph.outputs] == \
         ["float32", "float32", "int8"]
+    quantize = next(step for step, n in enumerate(compiled.graph.nodes) if n.op == "QuantizeLinear")
+    mode = compiled.plan.steps.get(quantize)
+    assert (mode is not None and mode.mode == "in place") == io_in_arena
+    if io_in_arena:
+        assert compiled.plan.storage[compiled.graph.nodes[quantize].outputs[0]] == compiled.plan.storage["x"]
 
 
 def _refused(tmp_path, b: TfliteBuilder, message: str) -> None:

@@ -37,6 +37,7 @@ from qcc.ops.tflite_import import add_lookup, require_int8, table_or_refuse
 from qcc.ops.explanation import Explanation
 from qcc.ops.quantized import add_output, quantized_input, read_quant
 from qcc.ops.c_emitter import c_float_literal
+from qcc.access_order import AccessOrder, elementwise
 from qcc.errors import QccError
 from qcc.numerics import tflm
 from qcc.numerics.quantize_linear import dequantize_linear, quantize_linear
@@ -113,6 +114,14 @@ class QuantizeLinear(Op):
                                            "no requantization step")
         return Explanation("boundary", "the float32 input boundary (with --float-io: float32 in C, exactly as ORT "
                                        "computes it); no requantization step")
+
+    def access_order(self, node: Node, graph: Graph) -> AccessOrder | None:
+        """qcc_quantize_f32_*: float i (its four bytes) read, then code i written; given per byte of the input,
+        so that the 8-bit codes may overwrite the floats (with --io-in-arena: a float input image)."""
+        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+        if x.dtype != "float32" or y.nbytes != y.size:
+            return None
+        return AccessOrder({0: np.repeat(elementwise(x.size), 4)}, elementwise(y.size))
 
     def emit(self, node: Node, graph: Graph, c) -> str:
         x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])

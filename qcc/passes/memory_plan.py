@@ -405,7 +405,8 @@ def _in_place_links(graph: Graph, tensors: TensorBuffers, offsets: dict) -> list
         target = _whole_arena_buffer(graph, tensors, node.outputs[0])
         if target is None or tensors.arena[target][1] != step:
             continue
-        sources = [(i, _whole_arena_buffer(graph, tensors, name)) for i, name in enumerate(node.inputs)]
+        # an input of wider elements may lie under the output where the kernel's order is given per byte of it
+        sources = [(i, _whole_arena_buffer(graph, tensors, name, wide=True)) for i, name in enumerate(node.inputs)]
         candidates = [(i, b) for i, b in sources if b is not None and b != target and tensors.arena[b][2] == step
                       and [s for _, s in sources].count(b) == 1]
         if not candidates:
@@ -414,6 +415,8 @@ def _in_place_links(graph: Graph, tensors: TensorBuffers, offsets: dict) -> list
             if (id(node), i) not in offsets:
                 order = op_named(node.op).access_order(node, graph)
                 reads = order.reads.get(i) if order is not None else None
+                if reads is not None and len(reads) != graph.tensor(node.inputs[i]).nbytes:
+                    reads = None  # an order per element of a wider input: not byte offsets
                 offsets[id(node), i] = None if reads is None else largest_safe_offset(reads, order.writes, ALIGNMENT)
             if offsets[id(node), i] is not None:
                 links.append(_Link(step, source, target, offsets[id(node), i]))
@@ -447,11 +450,11 @@ def _stream_link(graph: Graph, tensors: TensorBuffers, step: int, stream: Stream
     return min(links, key=extent, default=None)
 
 
-def _whole_arena_buffer(graph: Graph, tensors: TensorBuffers, name: str) -> str | None:
-    """The buffer of an 8-bit arena tensor that fills it from byte 0, else None."""
+def _whole_arena_buffer(graph: Graph, tensors: TensorBuffers, name: str, wide: bool = False) -> str | None:
+    """The buffer of an 8-bit (or with `wide`, any) arena tensor that fills it from byte 0, else None."""
     buffer = tensors.resolved[name]
     t = graph.tensor(name)
-    if (tensors.storage[name].kind != "arena" or buffer not in tensors.arena or t.nbytes != t.size
+    if (tensors.storage[name].kind != "arena" or buffer not in tensors.arena or (t.nbytes != t.size and not wide)
             or tensors.offsets[name] != 0 or tensors.arena[buffer][0] != t.nbytes):
         return None
     return buffer
