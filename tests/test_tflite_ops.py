@@ -318,34 +318,37 @@ def test_an_explicit_pad_before_a_convolution(op, value, tmp_path):
     assert conv.attrs["pads_begin"] == ([1, 1] if value == "zero point" else [0, 0])
 
 
+@pytest.mark.parametrize("channels", [3, 1])
 @pytest.mark.parametrize("value", ["zero point", "other code"])
-def test_a_pad_of_the_models_input_image_folds_into_the_convolution_that_reads_it_in_place(value, tmp_path):
-    """PAD on the model's channels-last input image before a VALID convolution (Yolo-Fastest's first layer):
-    the Pad trades places with the layout change after it, then folds into the convolution, which reads the
-    input in place: neither a padded copy nor a channels-first one exists. Filled with another code (PADV2),
-    the Pad runs, on the transposed image. Exact both ways."""
+def test_a_pad_of_the_models_input_image_folds_into_the_convolution_that_reads_it_in_place(value, channels, tmp_path):
+    """PAD on the model's channels-last input image before a VALID convolution (Yolo-Fastest's first layer; a
+    YOLOv5's on a one-channel image): the Pad trades places with the layout change after it (a Transpose, or for
+    one channel a Reshape of the same bytes), then folds into the convolution, which reads the input in place:
+    neither a padded copy nor a channels-first one exists. Filled with another code (PADV2), the Pad runs, on the
+    channels-first image. Exact both ways."""
     rng = np.random.default_rng(61)
     b = TfliteBuilder()
-    image = activation(b, "image", (1, 9, 8, 3), rng, is_input=True)
+    image = activation(b, "image", (1, 9, 8, channels), rng, is_input=True)
     q = b.tensors[image]["quantization"]
     zero = int(q["zero_point"][0])
-    padded = b.tensor("padded", (1, 11, 11, 3), "int8", scale=q["scale"][0], zero_point=zero)
+    padded = b.tensor("padded", (1, 11, 11, channels), "int8", scale=q["scale"][0], zero_point=zero)
     paddings = b.const("paddings", np.array([[0, 0], [1, 1], [1, 2], [0, 0]], np.int32))
     if value == "zero point":
         b.op("PAD", [image, paddings], [padded], version=2)
     else:
         fill = b.const("fill", np.array([zero + 5], np.int8), scale=q["scale"][0], zero_point=zero)
         b.op("PADV2", [image, paddings, fill], [padded], version=2)
-    wt, bt = filter_and_bias(b, "conv", (5, 3, 3, 3), 5, 0, scale_of(b, image), rng)
+    wt, bt = filter_and_bias(b, "conv", (5, 3, 3, channels), 5, 0, scale_of(b, image), rng)
     y = activation(b, "y", (1, 5, 5, 5), rng, scale=0.4)
     b.op("CONV_2D", [padded, wt, bt], [y], version=3, options=dict(padding="VALID", stride_h=2, stride_w=2))
     b.output(y)
     compiled = check_tflite_exact(b.build(), tmp_path)
     ops = [n.op for n in compiled.graph.nodes]
     conv = next(n for n in compiled.graph.nodes if n.op == "QLinearConv")
+    view = "ChannelsFirstView" if channels > 1 else "Reshape"
     if value == "zero point":
-        assert "Pad" not in ops and ops.count("ChannelsFirstView") == 1 and conv.attrs["pads_begin"] == [1, 1]
-        assert compiled.graph.producer(conv.inputs[0]).op == "ChannelsFirstView"
+        assert "Pad" not in ops and ops.count(view) == 1 and conv.attrs["pads_begin"] == [1, 1]
+        assert compiled.graph.producer(conv.inputs[0]).op == view
     else:
         assert ops.count("Pad") == 1 and conv.attrs["pads_begin"] == [0, 0]
         assert compiled.graph.producer(conv.inputs[0]).op == "Pad"

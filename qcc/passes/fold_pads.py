@@ -8,7 +8,8 @@ the arena, and the convolution can run in place or streamed like any other. The 
 element for element, so the fold is exact in every scheme and against either runtime.
 
 A TFLite model pads in its own channels-last layout, before the layout change to the convolution's
-channels-first one (a Transpose, for a model's input image): a constant Pad read only by a Transpose
+channels-first one (a Transpose for a model's input image, a Reshape for a single-channel one): a
+constant Pad read only by such a layout change
 first trades places with it (transposing the unpadded image, then padding the transposed axes), which
 equals it element for element, so that the Pad meets its convolution and folds into it.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 from qcc.ir import Graph, Tensor
 
 _SPATIAL = (2, 3)  # the rows and columns of a channels-first image
+_TO_CHANNELS_FIRST = (0, 3, 1, 2)
 
 
 def apply(graph: Graph) -> None:
@@ -58,9 +60,11 @@ def _pads_after_transposes(graph: Graph) -> None:
     for pad in [n for n in graph.nodes if n.op == "Pad"]:
         readers = graph.consumers(pad.outputs[0])
         if (pad.attrs.get("mode") != "constant" or any(pad.attrs.get("crop", [0])) or len(readers) != 1
-                or readers[0].op != "Transpose" or pad.outputs[0] in graph.outputs):
+                or readers[0].op not in ("Transpose", "Reshape") or pad.outputs[0] in graph.outputs):
             continue
-        transpose, perm = readers[0], readers[0].attrs["perm"]
+        transpose, perm = readers[0], _permutation(graph, readers[0])
+        if perm is None:
+            continue
         convs = graph.consumers(transpose.outputs[0])
         if [c.op for c in convs] != ["QLinearConv"] or transpose.outputs[0] in graph.outputs:
             continue  # no convolution to fold into: the Pad stays where the model has it
@@ -77,3 +81,14 @@ def _pads_after_transposes(graph: Graph) -> None:
             pad.attrs[key] = [pad.attrs[key][p] for p in perm]
         graph.nodes.remove(transpose)
         graph.nodes.insert(graph.nodes.index(pad), transpose)
+
+
+def _permutation(graph: Graph, node) -> list[int] | None:
+    """The axes a layout change takes: a Transpose's perm, or for a Reshape that moves only axes of size 1 (a
+    single-channel image's channels-last to channels-first change, the same bytes) that permutation."""
+    if node.op == "Transpose":
+        return node.attrs["perm"]
+    before, after = graph.tensor(node.inputs[0]).shape, graph.tensor(node.outputs[0]).shape
+    if len(before) == 4 and tuple(before[p] for p in _TO_CHANNELS_FIRST) == tuple(after) and before[3] == 1:
+        return list(_TO_CHANNELS_FIRST)
+    return None
