@@ -185,6 +185,24 @@ def test_quantize_a_models_uint8_input_to_int8(tmp_path):
             "RELU", "one QUANTIZE alone", tflm_refuses=False)
 
 
+def test_quantize_int8_to_a_models_uint8_output(tmp_path):
+    """The converter's uint8 output (inference_output_type): QUANTIZE from int8 is TFLM's Requantize clamped to
+    [0, 255], at one scale with the zero point moved by 128 (its x ^ 0x80 fast path) and at other scales, on
+    every int8 code."""
+    pairs = [(F32(1 / 256), -128, F32(1 / 256), 0), (F32(0.05), 0, F32(0.05), 128), (F32(0.02), 20, F32(0.5), 100),
+             (F32(0.1), -3, F32(0.03), 255), (F32(1.0), 0, F32(2.0**-26), 7)]
+    b = TfliteBuilder()
+    outputs = []
+    for i, (s_x, z_x, s_y, z_y) in enumerate(pairs):
+        x = b.input(f"x{i}", SHAPE, "int8", scale=s_x, zero_point=z_x)
+        y = b.tensor(f"y{i}", SHAPE, "uint8", scale=s_y, zero_point=z_y)
+        b.op("QUANTIZE", [x], [y], version=2)
+        outputs.append(y)
+    b.output(*outputs)
+    compiled = check_all_codes(b.build(), len(pairs), SHAPE, tmp_path, cases=2)
+    assert all(compiled.graph.tensor(t).dtype == "uint8" for t in compiled.graph.outputs)
+
+
 # --- after a convolution: the input exists channels first inside qcc ------------------------------
 
 AFTER_CONV = {
@@ -284,8 +302,14 @@ def test_refusals(tmp_path):
             tflm_refuses=True)
     refused(single("TANH", y_dtype="int16", y=(F32(2.0**-15), 0), version=3), tmp_path, "TANH", "int8 -> int16",
             tflm_refuses=True)
-    refused(single("QUANTIZE", y_dtype="uint8", y=(F32(2.0**-8), 0), version=2), tmp_path, "QUANTIZE",
-            "int8 -> uint8", tflm_refuses=False)
+    b = TfliteBuilder()  # a uint8 QUANTIZE output that another operator reads: TFLM's uint8 kernels after it
+    x = b.input("x", ROW, "int8", scale=F32(0.1), zero_point=0)
+    u = b.tensor("u", ROW, "uint8", scale=F32(0.1), zero_point=128)
+    b.op("QUANTIZE", [x], [u], version=2)
+    y = b.tensor("y", ROW, "uint8", scale=F32(0.1), zero_point=128)
+    b.op("RELU", [u], [y])
+    b.output(u, y)
+    refused(b.build(), tmp_path, "QUANTIZE", "other operators read", "a model output alone", tflm_refuses=False)
     for op in ("RELU_N1_TO_1", "RELU_0_TO_1"):  # TFLM has no kernel for either
         refused(single(op, y=(F32(0.1), 0)), tmp_path, op, "does not support", tflm_refuses=True)
     # Undefined in TFLM's C++: a shift by a negative amount (s_x < 2^-28), a shift by 32 or more.

@@ -242,10 +242,12 @@ def relu6_table(s_x, z_x: int) -> np.ndarray:
     return _bytes([six if q > six else z_x if q < z_x else q for q in CODES])
 
 
-def requantize_table(s_x, z_x: int, s_y, z_y: int, x_dtype: str = "int8") -> np.ndarray:
-    """QUANTIZE from int8 or uint8 (a model's uint8 input) to int8 (reference/requantize.h, prepared in
-    micro/kernels/quantize_common.cc): M = QM(f64(s_x) / f64(s_y)); y = clamp(MBQM(x - z_x, M) + z_y). Its
-    fast path for uint8 -> int8 at one scale with z_x - z_y = 128, x ^ 0x80, is this formula's value there."""
+def requantize_table(s_x, z_x: int, s_y, z_y: int, x_dtype: str = "int8", y_dtype: str = "int8") -> np.ndarray:
+    """QUANTIZE between 8-bit types: int8 -> int8, a model's uint8 input to int8, int8 to a model's uint8 output
+    (reference/requantize.h, prepared in micro/kernels/quantize_common.cc): M = QM(f64(s_x) / f64(s_y));
+    y = clamp(MBQM(x - z_x, M) + z_y) to y's type. Its fast path between uint8 and int8 at one scale with the zero
+    points 128 apart, x ^ 0x80, is this formula's value there."""
     m0, e = checked_multiplier(float(np.float32(s_x)) / float(np.float32(s_y)), "s_x / s_y")
     codes = CODES if x_dtype == "int8" else range(256)  # the code whose byte is b
-    return _bytes([_clamp8(wrap_int32(mbqm(q - z_x, m0, e) + z_y)) for q in codes])
+    lo, hi = (INT8_MIN, INT8_MAX) if y_dtype == "int8" else (0, 255)
+    return _bytes([min(max(wrap_int32(mbqm(q - z_x, m0, e) + z_y), lo), hi) for q in codes])

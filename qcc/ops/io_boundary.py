@@ -60,7 +60,9 @@ class QuantizeLinear(Op):
     name = "QuantizeLinear"
     onnx_ops = (OnnxOp("", "QuantizeLinear", 10),)
     tflite_ops = (TfliteOp("QUANTIZE", 1, 2),)  # 1: to int8 or uint8, 2: to int16 (refused by type)
-    summary = "on a graph input: removed (the C takes codes), or float32 in C with --float-io"
+    summary = ("on a graph input: removed (the C takes codes), or float32 in C with --float-io; TFLite: a float32 "
+               "input quantized as TFLM does, and 8-bit requantization (int8 to int8, a uint8 input to int8, int8 to a "
+               "uint8 output) as a table of TFLM's Requantize")
 
     def import_node(self, onnx_node, graph: Graph) -> Node:
         x = graph.tensor(onnx_node.input[0])
@@ -85,6 +87,16 @@ class QuantizeLinear(Op):
             s_y, z_y = model.quant(model.output_tensor(0)).scalar()
             add_lookup(model, table_or_refuse(model, tflm_activations.requantize_table, s_x, z_x, s_y, z_y, "uint8"),
                        dtypes=("uint8",))
+            return
+        if source.dtype == "int8" and model.output_tensor(0).dtype == "uint8":  # the converter's inference_output_type
+            out = model.output_tensor(0)
+            model.require(out.index in model.model.outputs and not model.readers_of(out.index),
+                          "writes uint8 codes that other operators read; qcc compiles a uint8 QUANTIZE output that is "
+                          "a model output alone (TFLM's int8 kernels before it)")
+            s_x, z_x = model.quant(source).scalar()
+            s_y, z_y = model.quant(out).scalar()
+            add_lookup(model, table_or_refuse(model, tflm_activations.requantize_table, s_x, z_x, s_y, z_y, "int8",
+                                              "uint8"), out_dtypes=("uint8",))
             return
         if source.dtype != "float32":
             require_int8(model, "requantizing QUANTIZE")

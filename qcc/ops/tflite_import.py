@@ -99,7 +99,8 @@ def channel_axis(rank: int, layout: str) -> int:
     return 1 if layout == "nchw" and rank == 4 else rank - 1
 
 
-def add_lookup(model, tables: np.ndarray, per_channel: bool = False, dtypes: tuple[str, ...] = ("int8",)) -> None:
+def add_lookup(model, tables: np.ndarray, per_channel: bool = False, dtypes: tuple[str, ...] = ("int8",),
+               out_dtypes: tuple[str, ...] = ("int8",)) -> None:
     """The operator as qcc's Lookup (qcc/ops/lookup_table.py): output 0 = table[byte of input 0], elementwise,
     so the input is read in whichever layout it already exists in and the output written in the same.
     `tables`: uint8 (256,) or, with per_channel, (channels, 256), one per index of TFLite's last dimension."""
@@ -107,7 +108,7 @@ def add_lookup(model, tables: np.ndarray, per_channel: bool = False, dtypes: tup
                   "compiles it on a tensor computed at run time")
     layout = model.layout_of(0)
     x = model.activation(0, layout, dtypes=dtypes)
-    y = model.output(0, x.shape, layout)
+    y = model.output(0, x.shape, layout, dtypes=out_dtypes)
     axis = channel_axis(len(x.shape), layout) if per_channel else None
     node = model.add_node("Lookup", [x.name], [y], {"axis": axis})
     node.params["table"] = np.ascontiguousarray(tables, dtype=np.uint8).reshape(-1, 256)

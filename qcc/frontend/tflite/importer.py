@@ -153,14 +153,14 @@ class TfliteImporter:
         self.graph.public_names[name] = tensor.name or name
         self.ir[(index, TFLITE)] = name
 
-    def _readers(self, index: int) -> list[TfliteOperator]:
+    def readers_of(self, index: int) -> list[TfliteOperator]:
         return [o for o in self.model.operators if index in o.inputs]
 
     def _check_read_by_quantize(self, index: int, dtype: str) -> None:
         """A float32 or uint8 model input is compiled where a QUANTIZE alone reads it (the converter's
         inference_input_type): the C takes it as TFLM does and quantizes or requantizes it to int8 as TFLM's
         QUANTIZE; float computation, or TFLM's uint8 kernels, anywhere else are not compiled."""
-        readers = self._readers(index)
+        readers = self.readers_of(index)
         codes = sorted({o.code for o in readers})
         if len(readers) != 1 or codes != ["QUANTIZE"] or index in self.model.outputs:
             read = (f"read by {len(readers)} operators ({', '.join(codes)})" if readers else "read by no operator")
@@ -284,7 +284,7 @@ class TfliteImporter:
         tensor = self.output_tensor(position)
         label = self.names[tensor.index]
         self.require(tensor.dtype == "float32", f"output '{label}' is {tensor.dtype}, not float32")
-        readers = self._readers(tensor.index)
+        readers = self.readers_of(tensor.index)
         where = f"read by {', '.join(sorted({o.code for o in readers}))}" if readers else "not a model output"
         self.require(tensor.index in self.model.outputs and not readers,
                      f"its float32 output '{label}' is {where}: a float computation inside the model, which qcc does "
