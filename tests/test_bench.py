@@ -227,3 +227,23 @@ def test_errors_are_one_line_with_status_2(capsys, model, tmp_path, monkeypatch)
     monkeypatch.setenv("PATH", str(tmp_path))  # no cross compiler, no QEMU
     assert main(["bench", model, "--target", "cortex-m4"]) == 2
     assert re.fullmatch(r"qcc: error: --target cortex-m4: arm-none-eabi-gcc not found; .*\n", capsys.readouterr().err)
+
+
+def test_bench_ram_measures_a_model_and_a_refusal(tmp_path):
+    """benchmarks/bench_ram.py on TFLM's hello_world (exact, its TFLM arena measured) and on a file qcc refuses:
+    a row each, the ratios from the row's own numbers."""
+    from helpers import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import bench_ram
+
+    model = REPO / "tests" / "data" / "tflite" / "hello_world_int8.tflite"
+    row = bench_ram.measure(model, None)
+    assert row["verdict"].startswith("exact") and row["tflm"] > row["ram"] > 0
+    assert row["ram"] == row["arena"] + row["io"] and row["shared_arena"] >= row["in_use"] > 0
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(model.read_bytes()[:64])
+    refused = bench_ram.measure(broken, None)
+    assert refused["verdict"].startswith("refused")
+    text = bench_ram.table([row, refused])
+    assert f"{row['ram'] / row['tflm']:.2f}" in text and "| broken.tflite | refused" in text
