@@ -175,3 +175,19 @@ def test_a_flatten_to_channels_last_into_a_gemm_with_transposed_weights(tmp_path
     ops = [n.op for n in compiled.graph.nodes]
     assert "Transpose" not in ops and "QGemm" in ops
     assert next(n for n in compiled.graph.nodes if n.op == "QGemm").attrs["trans_b"]
+
+
+@pytest.mark.parametrize("io_in_arena", [False, True])
+def test_a_uint8_input_requantized_to_int8_is_requantized_as_the_convolution_loads_it(tmp_path, io_in_arena):
+    """tf2onnx's form of a TFLite model with a uint8 image (ST's and OpenMV's detectors): DequantizeLinear(uint8)
+    -> QuantizeLinear(int8) (a float island: one table), then the Transpose to NCHW and the first convolution. The
+    convolution applies the table as it loads each byte of the uint8 image, read in place channels last: no int8
+    copy, no transposed one. Exact to ORT; the scales differ, so the table is no mere x ^ 0x80."""
+    g = TfliteStyle(13, seed=17)
+    x = g.dequantize(g.input("image", [1, 10, 9, 3], np.uint8), 1 / 255, 0, np.uint8)
+    x = g.qdq(x, 1 / 128, -5, np.int8)
+    x = g.qdq(g.node("Transpose", [x], perm=[0, 3, 1, 2]), 1 / 128, -5, np.int8)
+    g.output(g.conv(x, 3, 6, k=3, stride=2, pad=[1, 1], x_quant=(1 / 128, -5)), "output")
+    compiled = check_exact(g.model(), tmp_path, n_random=6, io_in_arena=io_in_arena)
+    assert [n.op for n in compiled.graph.nodes][:3] == ["LookupOnLoad", "ChannelsFirstView", "QLinearConv"]
+    assert "_in_table[256]" in (tmp_path / "out" / "model.c").read_text()

@@ -280,8 +280,8 @@ class Lookup(Op):
 @register
 class LookupOnLoad(Lookup):
     """A Lookup its reader applies as it loads each code, so the table's output is never stored: a model's
-    uint8 input image requantized to int8 (TFLite's QUANTIZE, the converter's inference_input_type) and read
-    by one-group convolutions through a ChannelsFirstView (qcc/passes/input_layout.py). qcc_conv_gemm's
+    uint8 input image requantized to int8 (TFLite's QUANTIZE, the converter's inference_input_type; tf2onnx's
+    DequantizeLinear -> QuantizeLinear) and read by one-group convolutions through a ChannelsFirstView (qcc/passes/input_layout.py). qcc_conv_gemm's
     im2col maps each byte of the input through the table (qcc_conv_params.in_table). The reference computes
     the table's output as Lookup does; the C has no code and no bytes for it (it shares the input's storage)."""
     name = "LookupOnLoad"
@@ -293,9 +293,9 @@ class LookupOnLoad(Lookup):
     onnx_ops = qdq_float_ops = island_float_ops = tflite_ops = ()  # made by a pass from a Lookup, never imported
 
     def explain(self, node: Node, graph: Graph) -> Explanation:
-        return Explanation("table", "a 256-entry table computed at compile time by emulating TFLM's Requantize on "
-                                    "each code, applied by the next convolution as it loads each input code; the "
-                                    "same in every scheme")
+        return Explanation("table", "a 256-entry table computed at compile time as the runtime computes each code "
+                                    "(TFLM's Requantize, or ORT's float32 DequantizeLinear -> QuantizeLinear), applied "
+                                    "by the next convolution as it loads each input code; the same in every scheme")
 
     def access_order(self, node: Node, graph: Graph) -> AccessOrder | None:
         return None

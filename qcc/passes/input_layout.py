@@ -9,8 +9,8 @@ with channels-last strides. The TFLite frontend does the same for a `.tflite` in
 (ChannelsFirstView); here the Transpose becomes that view when every reader takes it. The values are
 the same elements, read from other addresses: exact in every scheme.
 
-A TFLite model whose uint8 input image is requantized to int8 (QUANTIZE, a Lookup table) before its
-convolutions: the convolutions apply the table as they load each input byte (LookupOnLoad,
+A model whose uint8 input image is requantized to int8 (TFLite's QUANTIZE, or tf2onnx's DequantizeLinear ->
+QuantizeLinear: a table either way) before its convolutions: the convolutions apply the table as they load each input byte (LookupOnLoad,
 qcc_conv_params.in_table) and read the uint8 image in place, so neither the int8 copy nor its
 channels-first transpose exists. Each column holds the codes the table gives: exact as well.
 """
@@ -23,6 +23,7 @@ from qcc.ops.lookup_table import LookupOnLoad
 from qcc.ops.movement import ChannelsFirstView
 
 TO_CHANNELS_FIRST = [0, 3, 1, 2]
+TABLES = ("Lookup", "FloatIsland")  # one 256-entry table from input bytes to output codes (params["table"])
 
 
 def apply(graph: Graph) -> None:
@@ -43,9 +44,10 @@ def apply(graph: Graph) -> None:
 
 def _table_of_an_input(graph: Graph, name: str) -> Node | None:
     """The Lookup (one table) that maps a model input into `name`, read by nothing else: its convolutions can
-    apply it as they load the input (LookupOnLoad), a TFLite model's uint8 image requantized to int8."""
+    apply it as they load the input (LookupOnLoad): a TFLite model's uint8 image requantized to int8, or the same
+    through tf2onnx (DequantizeLinear -> QuantizeLinear, a float island)."""
     lookup = graph.producer(name)
-    if (lookup is None or lookup.op != "Lookup" or lookup.attrs.get("axis") is not None or "clamp" in lookup.attrs
+    if (lookup is None or lookup.op not in TABLES or lookup.attrs.get("axis") is not None or "clamp" in lookup.attrs
             or lookup.inputs[0] not in graph.inputs or lookup.inputs[0] in graph.outputs or name in graph.outputs
             or len(graph.consumers(name)) != 1):
         return None
