@@ -6,7 +6,8 @@ the most bytes in use at one step of the --io-in-arena plan and the arena over i
 interpreter on the .tflite (for an .onnx, on --tflite-dir/<stem>.tflite). Prints a markdown table; seconds per
 model (no instruction counting: benchmarks/bench_tflite.py has those).
 
-    PYTHONPATH=. python benchmarks/bench_ram.py MODEL.tflite MODEL.onnx ... [--tflite-dir DIR] [--output FILE]
+    PYTHONPATH=. python benchmarks/bench_ram.py MODEL.tflite MODEL.onnx ... [--tflite-dir DIR]
+        [--input-shape NAME=DIMS] [--output FILE]
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+
+import onnx
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -23,22 +26,27 @@ from bench_tflite import number, ratio  # noqa: E402
 from qcc.backend.memory_report import memory_report  # noqa: E402
 from qcc.commands.verify import verify  # noqa: E402
 from qcc.errors import QccError  # noqa: E402
+from qcc.frontend.onnx.onnx_loader import parse_input_shapes  # noqa: E402
 from qcc.pipeline import Options, compile_model  # noqa: E402
 from qcc.runtimes import tflm  # noqa: E402
 
 CASES = 6  # input sets per model: qcc verify's seeded random ones and its extreme ones
 
 
-def measure(model: Path, tflite_dir: Path | None) -> dict:
+def measure(model: Path, tflite_dir: Path | None, input_shapes: dict | None = None) -> dict:
     row = {"model": model.name}
+    shapes = {}
+    if model.suffix == ".onnx" and input_shapes:  # those of its inputs it has
+        names = {i.name for i in onnx.load(str(model), load_external_data=False).graph.input}
+        shapes = {name: dims for name, dims in input_shapes.items() if name in names}
     try:
-        report = verify(str(model), Options(), count=CASES)
+        report = verify(str(model), Options(input_shapes=shapes), count=CASES)
     except QccError as error:
         row["verdict"] = f"refused: {str(error).split(': ', 1)[-1][:140]}"
         return row
     row["verdict"] = f"exact ({report.cases} input sets)" if report.ok else "DIFFERS"
-    caller = memory_report(compile_model(model, Options()))
-    shared = memory_report(compile_model(model, Options(io_in_arena=True)))
+    caller = memory_report(compile_model(model, Options(input_shapes=shapes)))
+    shared = memory_report(compile_model(model, Options(input_shapes=shapes, io_in_arena=True)))
     row.update(arena=caller.arena_bytes, io=caller.io_bytes, ram=caller.ram_bytes, ram_in_arena=shared.ram_bytes,
                in_use=shared.most_in_use.live_bytes, shared_arena=shared.arena_bytes)
     tflite = model if model.suffix == ".tflite" else (tflite_dir / f"{model.stem}.tflite" if tflite_dir else None)
@@ -67,10 +75,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help=".tflite or .onnx files")
     parser.add_argument("--tflite-dir", help="the .tflite each .onnx was converted from, named <stem>.tflite")
+    parser.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
+                        help="as qcc's option, for the .onnx models that have that input")
     parser.add_argument("--output", help="also write the table to this file")
     args = parser.parse_args()
     tflm.check_version()
-    rows = [measure(Path(m), Path(args.tflite_dir) if args.tflite_dir else None) for m in args.models]
+    shapes = parse_input_shapes(args.input_shape)
+    rows = [measure(Path(m), Path(args.tflite_dir) if args.tflite_dir else None, shapes) for m in args.models]
     text = table(rows)
     print(text)
     if args.output:
