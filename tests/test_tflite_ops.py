@@ -378,3 +378,29 @@ def test_a_uint8_input_image_requantized_into_a_convolution(tmp_path, io_in_aren
         path.write_bytes(model)
         report = verify(str(path), Options(), count=2, layers=True)
         assert report.ok and all(r.c.all_exact and r.c.compared > 0 for r in report.layers.layers)
+
+
+def test_a_streamed_chain_on_the_models_channels_last_input_writes_over_the_rows_it_has_read(tmp_path):
+    """With --io-in-arena, a chain streamed from the model's channels-last input image (read in place through a
+    ChannelsFirstView) may write its output over the input's rows it has read for the last time: its reads are
+    given per byte of the channels-last buffer (row h is bytes h * W * C ...). Exact, and over the input."""
+    rng = np.random.default_rng(63)
+    b = TfliteBuilder()
+    image = activation(b, "image", (1, 24, 24, 3), rng, is_input=True)
+    w1, b1 = filter_and_bias(b, "wide", (16, 3, 3, 3), 16, 0, scale_of(b, image), rng)
+    x = activation(b, "x", (1, 24, 24, 16), rng, scale=0.1)
+    b.op("CONV_2D", [image, w1, b1], [x], version=3, options=dict(padding="SAME", stride_h=1, stride_w=1))
+    w2, b2 = filter_and_bias(b, "down", (4, 3, 3, 16), 4, 0, scale_of(b, x), rng)
+    y = activation(b, "y", (1, 12, 12, 4), rng, scale=0.2)
+    b.op("CONV_2D", [x, w2, b2], [y], version=3, options=dict(padding="SAME", stride_h=2, stride_w=2))
+    b.output(y)
+    compiled = check_tflite_exact(b.build(), tmp_path, io_in_arena=True)
+    plan = compiled.plan
+    assert len(plan.streams) == 1
+    step = next(iter(plan.streams))
+    assert "output over 'image'" in plan.steps[step].detail
+    view = next(n for n in compiled.graph.nodes if n.op == "ChannelsFirstView")
+    assert plan.storage[view.outputs[0]] == plan.storage["image"]
+    # byte by byte of the channels-last buffer: each image row (W * C bytes) read at one call, rows in order
+    reads = plan.streams[step].access_order(compiled.graph).reads[view.outputs[0]].reshape(24, 24 * 3)
+    assert np.all(reads == reads[:, :1]) and np.all(np.diff(reads[:, 0]) >= 0) and reads[0, 0] >= 0

@@ -435,9 +435,7 @@ def _stream_link(graph: Graph, tensors: TensorBuffers, step: int, stream: Stream
         order = stream.access_order(graph)
         offsets[key] = {name: largest_safe_offset(reads, order.writes, ALIGNMENT) for name, reads in order.reads.items()}
     links = []
-    for name, delta in offsets[key].items():
-        if reads_channels_last(graph, name):  # the calls' reads are of rows channels first, not of these bytes
-            continue
+    for name, delta in offsets[key].items():  # (a channels-last view's reads are given per byte of its source)
         source = _whole_arena_buffer(graph, tensors, name)
         if source is None or source == target or tensors.arena[source][2] != step:
             continue

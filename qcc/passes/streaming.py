@@ -28,6 +28,7 @@ import numpy as np
 from qcc.access_order import AccessOrder
 from qcc.ir import Graph, Node
 from qcc.ops import op_named
+from qcc.ops.movement import reads_channels_last
 
 STREAMABLE_OPS = ("QLinearConv", "MaxPool", "QLinearAdd")
 FULLY_CONNECTED_OPS = ("QGemm", "QLinearMatMul")  # a chain's last layer only, reading the image by rows
@@ -146,7 +147,9 @@ class Stream:
                 _mark(reads, graph, stage.side, call.row, call.row, t)
             if call.stage == len(self.stages) - 1:
                 writes[:, call.row] = t
-        return AccessOrder({name: r.reshape(-1) for name, r in reads.items()}, writes.reshape(-1))
+        # A ChannelsFirstView's bytes are its source's, channels last: its element (c, h, w) is byte (h, w, c).
+        in_bytes = {name: r.transpose(1, 2, 0) if reads_channels_last(graph, name) else r for name, r in reads.items()}
+        return AccessOrder({name: r.reshape(-1) for name, r in in_bytes.items()}, writes.reshape(-1))
 
 
 def _row_times(shape) -> np.ndarray:
