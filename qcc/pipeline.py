@@ -18,8 +18,8 @@ from qcc.ir import Graph, MemoryPlan
 from qcc.numerics import SCHEMES
 from qcc.ops import op_named
 from qcc.ops.c_emitter import section_attribute
-from qcc.passes import (execution_order, flatten_layout, fold_activations, fold_pads, input_layout, io_boundary,
-                         memory_plan, range_analysis, state_pairs)
+from qcc.passes import (execution_order, flatten_layout, fold_activations, fold_pads, fuse_tables, input_layout,
+                         io_boundary, memory_plan, range_analysis, state_pairs)
 from qcc.tflite_graph import is_tflite, read_tflite
 from qcc.toolchain.targets import fpu_refusal, target_named
 
@@ -171,6 +171,7 @@ def compile_model(path: str | Path, options: Options | None = None) -> Compiled:
     for node in graph.nodes:
         with malformed(str(path), node.name, node.attrs.get("onnx_op", node.op)):
             op_named(node.op).prepare(node, graph)
+    fuse_tables.apply(graph)  # x * sigmoid(x) (SiLU) and the like: one table of x
     model_order_liveness = memory_plan.tensor_buffers(graph).liveness_bytes
     execution_order.apply(graph)  # branches in the order that keeps the fewest bytes alive at once
     # the state's assignments after every read of it (a stable sort: the rest keeps its order)
