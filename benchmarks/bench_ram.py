@@ -3,7 +3,7 @@ converted from one by tf2onnx), whether qcc compiles it exact (qcc verify on see
 or refuses it; qcc's arena, the inputs and outputs, the RAM with the caller's buffers and with --io-in-arena;
 the most bytes in use at one step of the --io-in-arena plan and the arena over it (issue 23: at most 1.02, or
 `--report` names the step and the buffers); and TFLM's total arena, measured with the pinned tflite-micro
-interpreter on the .tflite (for an .onnx, on --tflite-dir/<stem>.tflite). Prints a markdown table; seconds per
+interpreter on the .tflite (for an .onnx, on the first --tflite-dir/<stem>.tflite). Prints a markdown table; seconds per
 model (no instruction counting: benchmarks/bench_tflite.py has those).
 
     PYTHONPATH=. python benchmarks/bench_ram.py MODEL.tflite MODEL.onnx ... [--tflite-dir DIR]
@@ -33,7 +33,7 @@ from qcc.runtimes import tflm  # noqa: E402
 CASES = 6  # input sets per model: qcc verify's seeded random ones and its extreme ones
 
 
-def measure(model: Path, tflite_dir: Path | None, input_shapes: dict | None = None) -> dict:
+def measure(model: Path, tflite_dirs: list[Path], input_shapes: dict | None = None) -> dict:
     row = {"model": model.name}
     shapes = {}
     if model.suffix == ".onnx" and input_shapes:  # those of its inputs it has
@@ -49,8 +49,9 @@ def measure(model: Path, tflite_dir: Path | None, input_shapes: dict | None = No
     shared = memory_report(compile_model(model, Options(input_shapes=shapes, io_in_arena=True)))
     row.update(arena=caller.arena_bytes, io=caller.io_bytes, ram=caller.ram_bytes, ram_in_arena=shared.ram_bytes,
                in_use=shared.most_in_use.live_bytes, shared_arena=shared.arena_bytes)
-    tflite = model if model.suffix == ".tflite" else (tflite_dir / f"{model.stem}.tflite" if tflite_dir else None)
-    if tflite is not None and tflite.is_file():
+    sources = [model] if model.suffix == ".tflite" else [d / f"{model.stem}.tflite" for d in tflite_dirs]
+    tflite = next((path for path in sources if path.is_file()), None)
+    if tflite is not None:
         row["tflm"] = tflm.arena(tflite.read_bytes()).total
     print(f"{model.name}: {row}", file=sys.stderr)
     return row
@@ -74,14 +75,15 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help=".tflite or .onnx files")
-    parser.add_argument("--tflite-dir", help="the .tflite each .onnx was converted from, named <stem>.tflite")
+    parser.add_argument("--tflite-dir", action="append", default=[],
+                        help="where the .tflite each .onnx was converted from is, named <stem>.tflite (repeatable)")
     parser.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                         help="as qcc's option, for the .onnx models that have that input")
     parser.add_argument("--output", help="also write the table to this file")
     args = parser.parse_args()
     tflm.check_version()
     shapes = parse_input_shapes(args.input_shape)
-    rows = [measure(Path(m), Path(args.tflite_dir) if args.tflite_dir else None, shapes) for m in args.models]
+    rows = [measure(Path(m), [Path(d) for d in args.tflite_dir], shapes) for m in args.models]
     text = table(rows)
     print(text)
     if args.output:

@@ -238,12 +238,12 @@ def test_bench_ram_measures_a_model_and_a_refusal(tmp_path):
     import bench_ram
 
     model = REPO / "tests" / "data" / "tflite" / "hello_world_int8.tflite"
-    row = bench_ram.measure(model, None)
+    row = bench_ram.measure(model, [])
     assert row["verdict"].startswith("exact") and row["tflm"] > row["ram"] > 0
     assert row["ram"] == row["arena"] + row["io"] and row["shared_arena"] >= row["in_use"] > 0
     broken = tmp_path / "broken.tflite"
     broken.write_bytes(model.read_bytes()[:64])
-    refused = bench_ram.measure(broken, None)
+    refused = bench_ram.measure(broken, [])
     assert refused["verdict"].startswith("refused")
     text = bench_ram.table([row, refused])
     assert f"{row['ram'] / row['tflm']:.2f}" in text and "| broken.tflite | refused" in text
