@@ -17,8 +17,11 @@ when one of its writers is in S and not all of its readers are), so the orders a
 the downward-closed sets of nodes, from the empty set to all, and a step's peak is the bytes alive
 after S plus the buffers its node writes first. A best-first search (Dijkstra with the path's
 largest step peak as its cost) finds the least achievable peak; then a depth-first search takes the
-first order, by model index at every step, whose peak stays within it, so that ties resolve to the
-model's order: when the model's order is optimal it is kept exactly. Chains have one state per
+first order whose peak stays within it, trying at every step the ready node that leaves the fewest bytes
+alive first (then the model's order). The peak is often one early step (a network's first, largest
+maps), and streaming or in place may remove it later; among the orders that meet it, this one frees a
+branch point's input as soon as its readers allow (a C3 block's or a fire module's second branch before
+the first one's deeper layers), so the steps after the peak keep fewer bytes alive too. Chains have one state per
 node, so the work is bounded by the states visited, not by the node count: MAX_STATES (100k).
 
 Beyond that cap, a heuristic: greedily, at each step, the ready node whose execution leaves the
@@ -181,12 +184,15 @@ def _least_peak(problem: OrderProblem, states: dict[int, State], max_states: int
 
 
 def _first_order_within(problem: OrderProblem, bound: int, states: dict[int, State], max_states: int) -> list[int] | None:
-    """Depth first, ready nodes in model order: the first complete order whose every step peak is
-    within `bound`. Sets from which no such completion exists are remembered, so each is tried once."""
+    """Depth first, ready nodes by the bytes they leave alive (then in model order): the first complete order
+    whose every step peak is within `bound`. Sets from which no such completion exists are remembered, so each is tried once."""
     everything = (1 << problem.size) - 1
     dead: set[int] = set()
     order: list[int] = []
-    path = [(0, iter(list(_bits(states[0].ready))))]  # (set executed, its untried ready nodes)
+    def fewest_alive_first(done: int, state: State):
+        return iter(sorted(_bits(state.ready), key=lambda node: (problem.live_after(done, state.live, node), node)))
+
+    path = [(0, fewest_alive_first(0, states[0]))]  # (set executed, its untried ready nodes)
     while path:
         done, untried = path[-1]
         if done == everything:
@@ -198,7 +204,7 @@ def _first_order_within(problem: OrderProblem, bound: int, states: dict[int, Sta
                     return None
                 states.setdefault(after, state)
                 order.append(node)
-                path.append((after, iter(list(_bits(state.ready)))))
+                path.append((after, fewest_alive_first(after, state)))
                 break
         else:
             dead.add(done)
