@@ -134,3 +134,27 @@ void qcc_band_shift(uint8_t *band, int32_t planes, int32_t plane, int32_t drop, 
         memmove(band, band + drop, (size_t)keep);
     }
 }
+
+void qcc_resize_bilinear_s8(const qcc_resize_bilinear_params *p, const int8_t *x, int8_t *y)
+{
+    const int32_t inner = p->inner, in_row = p->in_w * inner;
+    int32_t o, h, w, c;
+    for (o = 0; o < p->outer; ++o) {
+        const int8_t *xo = x + (size_t)o * p->in_h * in_row;
+        for (h = 0; h < p->out_h; ++h) {
+            const int8_t *lower = xo + (size_t)p->row_lower[h] * in_row, *upper = xo + (size_t)p->row_upper[h] * in_row;
+            const int32_t fy = p->row_frac[h];
+            for (w = 0; w < p->out_w; ++w) {
+                const int32_t left = p->col_lower[w] * inner, right = p->col_upper[w] * inner, fx = p->col_frac[w];
+                const int32_t w_ll = (1024 - fy) * (1024 - fx), w_lu = fy * (1024 - fx);
+                const int32_t w_rl = (1024 - fy) * fx, w_ru = fy * fx;
+                for (c = 0; c < inner; ++c) {
+                    const int32_t v = lower[left + c] * w_ll + upper[left + c] * w_lu + lower[right + c] * w_rl +
+                                      upper[right + c] * w_ru;
+                    /* halves away from zero: C's division rounds toward zero */
+                    *y++ = (int8_t)((v + (v > 0 ? (1 << 19) : -(1 << 19))) / (1 << 20));
+                }
+            }
+        }
+    }
+}

@@ -48,6 +48,20 @@ typedef struct {
     int32_t last;
 } qcc_arg_extreme_params;
 
+/* TFLM's int8 RESIZE_BILINEAR (reference ResizeBilinearInteger): output (o, h, w, c) of element
+ * ((o * out_h + h) * out_w + w) * inner + c is the four input codes around it weighted by 1/1024 fractions,
+ * ((o * in_h + r) * in_w + q) * inner + c for r in {row_lower[h], row_upper[h]} and q in {col_lower[w],
+ * col_upper[w]}: sum x * (1024 - fy or fy) * (1024 - fx or fx), then divided by 2^20, halves away from zero
+ * (TFLM built without TFLITE_SINGLE_ROUNDING, as the pinned wheel is). Channels first: inner = 1,
+ * outer = N * C; channels last: inner = C, outer = N. Every |v| is below 2^30: int32 throughout. */
+typedef struct {
+    int32_t outer, inner, in_h, in_w, out_h, out_w;
+    const int16_t *row_lower, *row_upper, *row_frac; /* out_h each: the fraction of row_upper, in 1/1024 */
+    const int16_t *col_lower, *col_upper, *col_frac; /* out_w each */
+} qcc_resize_bilinear_params;
+
+void qcc_resize_bilinear_s8(const qcc_resize_bilinear_params *p, const int8_t *x, int8_t *y);
+
 void qcc_copy_8bit(const qcc_copy_params *p, const uint8_t *x, uint8_t *y);
 void qcc_gather_8bit(const qcc_gather_params *p, const uint8_t *x, uint8_t *y);
 /* Streamed execution: a band holds consecutive rows of every channel, each channel's rows `plane`

@@ -39,7 +39,9 @@ def every_struct_network(seed: int = 0):
                                  for k, v in (("starts", 1), ("ends", 7), ("axes", 3), ("steps", 2)))
     sliced = net._node("Slice", [joined, starts, ends, axes, steps], [1, 16, 8, 3])
     moved = net._node("Transpose", [averaged], [1, 6, 6, 8], perm=[0, 2, 3, 1])  # qcc_transpose_params
-    product = net._node("Mul", [averaged, averaged], net.shapes[averaged])       # qcc_qlinear_mul_params
+    # (of two tensors: a Mul or Add of one tensor with itself or a table of it becomes one table, fuse_tables.py)
+    peaks = net.maxpool(conv, k=3, stride=1, ceil_mode=0)
+    product = net._node("Mul", [averaged, peaks], net.shapes[averaged])          # qcc_qlinear_mul_params
     total = net.add(product, averaged)                                # qcc_qlinear_add_params, broadcast
     slope = net._const("slope", net.rng.uniform(-0.5, 0.5, (8, 1, 1)).astype(np.float32))
     # A per-channel PRelu on values of both signs: one table per channel (qcc_lookup_params)
@@ -172,7 +174,11 @@ def generated(fake_libc, tmp_path_factory) -> dict[str, str]:  # noqa: F811
     sixteen.op("QUANTIZE", [x], [h])
     t = sixteen.tensor("t", (1, 4), "int16", scale=np.float32(2**-15), zero_point=0)
     sixteen.op("TANH", [h], [t], version=3)
-    sixteen.output(t)
+    image = sixteen.input("image", (1, 3, 2, 4), "int8", scale=np.float32(0.1), zero_point=3)
+    wide = sixteen.tensor("wide", (1, 6, 4, 4), "int8", scale=np.float32(0.1), zero_point=3)
+    sixteen.op("RESIZE_BILINEAR", [image, sixteen.const("size", np.array([6, 4], np.int32))], [wide], version=3,
+               options=dict(half_pixel_centers=True))                 # qcc_resize_bilinear_params
+    sixteen.output(t, wide)
     (folder / "mixed.tflite").write_bytes(sixteen.build())
     for name, path in (("16x8", REPO / "tests" / "data" / "tflite" / "net_16x8_int16_io.tflite"),
                        ("mixed", folder / "mixed.tflite"),

@@ -1,5 +1,5 @@
 """TFLite's pooling and data-movement ops through the TFLite frontend: MAX_POOL_2D, CONCATENATION, PAD / PADV2,
-STRIDED_SLICE, SPLIT / SPLIT_V, TRANSPOSE, RESIZE_NEAREST_NEIGHBOR and ARG_MAX / ARG_MIN. For each op and a
+STRIDED_SLICE, SPLIT / SPLIT_V, TRANSPOSE, RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR and ARG_MAX / ARG_MIN. For each op and a
 spread of its options, the C equals the reference interpreter (its golden test, in the tflm and single schemes),
 which equals the pinned TFLite Micro on every output value of seeded random and extreme inputs
 (tests/helpers.py, check_tflite_exact). Models are written with the flatbuffers builder the way the converter
@@ -256,7 +256,7 @@ def test_split(case, tmp_path):
                options=dict(num_splits=len(parts)))
     compiled = check_tflite_exact(m.build(*outputs), tmp_path)
     if after_conv:
-        assert image_ops(compiled) == nodes
+        assert sorted(image_ops(compiled)) == sorted(nodes)  # the parts' layout changes in any order
 
 
 # --- TRANSPOSE -----------------------------------------------------------------------------------------------
@@ -307,6 +307,32 @@ def test_resize_nearest_neighbor(case, tmp_path):
     compiled = check_tflite_exact(m.build(y), tmp_path)
     if after_conv:
         assert image_ops(compiled) == ["Resize", "Transpose"]
+
+
+BILINEAR_CASES = [  # (input HWC, size, align_corners, half_pixel_centers, after a convolution)
+    ((3, 4, 2), (6, 8), False, False, False),  # 2x: fractions 0 and 1/2, where the two roundings differ
+    ((6, 6, 16), (12, 12), False, True, True),  # palm detection's upsampling, channels first inside qcc
+    ((5, 3, 3), (9, 7), True, False, True),
+    ((7, 9, 2), (4, 5), False, True, False),
+    ((4, 5, 3), (11, 2), False, True, True),
+    ((1, 1, 4), (3, 2), False, False, False),
+]
+
+
+@pytest.mark.parametrize("case", range(len(BILINEAR_CASES)))
+def test_resize_bilinear(case, tmp_path):
+    """TFLM's integer bilinear resize (ResizeBilinearInteger); the pinned wheel rounds halves away from zero (no
+    TFLITE_SINGLE_ROUNDING): floor(v + 1/2) instead differs from it on the negative halves of these cases."""
+    (h, w, c), size, align, half, after_conv = BILINEAR_CASES[case]
+    m = Model(750 + case)
+    x = m.source("x", (1, h, w, c), after_conv)
+    y = m.act("y", (1, *size, c), like=x)
+    m.b.op("RESIZE_BILINEAR", [x, m.const("size", size)], [y], version=3,
+           options=dict(align_corners=align, half_pixel_centers=half))
+    compiled = check_tflite_exact(m.build(y), tmp_path)
+    assert "TflmResizeBilinear" in ops_of(compiled)
+    if after_conv:
+        assert image_ops(compiled) == ["TflmResizeBilinear", "Transpose"]
 
 
 def test_resize_index_tables_are_tflm_s():

@@ -124,6 +124,24 @@ def tflm_nearest_indices(in_len: int, out_len: int, align_corners: bool, half_pi
     return index.astype(np.int64)
 
 
+def tflm_bilinear_taps(in_len: int, out_len: int, align_corners: bool, half_pixel_centers: bool):
+    """Per output index, TFLM's ResizeBilinearInteger (reference resize_bilinear.h): the scale in 1/1024,
+    scale = round(1024 * in / out) ((in - 1) / (out - 1) with align_corners), the scaled coordinate
+    v = i * scale (+ scale / 2 - 512 with half_pixel_centers), lower = max(v / 1024, 0), upper =
+    min((v + 1023) / 1024, in - 1) (C++ division, toward zero; v >= -512, so both are floors after the clamp),
+    and the upper tap's weight frac = v - 1024 * lower (negative at the first output with half_pixel_centers,
+    where lower = upper). Returns (lower, upper, frac) as int64 arrays."""
+    if align_corners and out_len > 1:
+        scale = ((1 << 10) * (in_len - 1) + (out_len - 1) // 2) // (out_len - 1)
+    else:
+        scale = ((1 << 10) * in_len + out_len // 2) // out_len
+    i = np.arange(out_len, dtype=np.int64)
+    v = i * scale + scale // 2 - (1 << 9) if half_pixel_centers else i * scale
+    lower = np.maximum(v // (1 << 10), 0)
+    upper = np.minimum((v + (1 << 10) - 1) // (1 << 10), in_len - 1)
+    return lower, upper, v - (1 << 10) * lower
+
+
 def _text(value, default: str) -> str:
     value = default if value is None else value
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
@@ -251,3 +269,72 @@ class Resize(Op):
         prefix = c.symbol(node.name)
         return emit_gather(c, node, f"{prefix}_params", x.shape, node.attrs["sources"],
                            byte_source(c, graph, x.name, f"{prefix}_x"), c.tensor(y.name, "uint8"))
+
+
+@register
+class TflmResizeBilinear(Op):
+    """TFLite's int8 RESIZE_BILINEAR as TFLM computes it (tflm_bilinear_taps, runtime_c qcc_resize_bilinear_s8): each
+    output code the four input codes around it weighted by products of 1/1024 fractions, in integers, divided by
+    2^20, halves away from zero: the pinned wheel is built without TFLITE_SINGLE_ROUNDING, whose floor(v + 1/2)
+    differs on negative halves (tests/test_tflite_movement.py fails with it). The codes are interpolated as they
+    are: TFLM does not requantize to the output's parameters."""
+    runtime_sources = RUNTIME_SOURCES
+    runtime_header = RUNTIME_HEADER
+    name = "TflmResizeBilinear"
+    summary = "TFLM's int8 bilinear resize: 10-bit fixed-point fractions, the codes interpolated in integers"
+    tflite_ops = (TfliteOp("RESIZE_BILINEAR", 1, 3),)  # 2: int8, 3: half_pixel_centers (4: int16, refused)
+
+    def import_tflite(self, operator, model) -> None:
+        """A 4-D int8 image resized to the constant int32 size (height, width), in the layout it already has."""
+        in_shape = model.input_tensor(0, "input").shape
+        model.require(len(in_shape) == 4, f"the input must be 4-D (N, H, W, C), got {list(in_shape)}")
+        size = tflite_int32s(model, 1, "size")
+        model.require(len(size) == 2 and min(size) > 0, f"the size must be 2 positive values (height, width), got {size}")
+        align, half = bool(model.options.get("align_corners")), bool(model.options.get("half_pixel_centers"))
+        model.require(not (align and half), "align_corners and half_pixel_centers are both set; TFLM requires at "
+                      "most one")
+        layout = own_layout(model, 0)
+        x = model.activation(0, layout)
+        y = model.output(0, tuple(in_layout([in_shape[0], *size, in_shape[3]], layout)), layout)
+        rows, cols = (tflm_bilinear_taps(n, m, align, half) for n, m in zip(in_shape[1:3], size))
+        model.add_node(self.name, [x.name], [y], {"align_corners": align, "half_pixel_centers": half,
+                                                  "rows": rows, "cols": cols, "channels_last": layout == "tflite"})
+
+    def _planes(self, node: Node, x: np.ndarray) -> np.ndarray:
+        """The input as (outer, H, W, inner): channels first (N * C planes, inner 1) or last (N, inner C)."""
+        if node.attrs["channels_last"]:
+            return x
+        n, c, h, w = x.shape
+        return x.reshape(n * c, h, w, 1)
+
+    def reference(self, node: Node, graph: Graph, inputs):
+        x = self._planes(node, np.asarray(inputs[0]).astype(np.int64))
+        (yl, yu, fy), (xl, xu, fx) = node.attrs["rows"], node.attrs["cols"]
+        fy, fx = fy[None, :, None, None], fx[None, None, :, None]
+        lower, upper = x[:, yl], x[:, yu]
+        v = ((lower[:, :, xl] * (1024 - fy) + upper[:, :, xl] * fy) * (1024 - fx)
+             + (lower[:, :, xu] * (1024 - fy) + upper[:, :, xu] * fy) * fx)
+        r = v + np.where(v > 0, 1 << 19, -(1 << 19))  # halves away from zero: (v +- 2^19) / 2^20 toward zero
+        codes = np.sign(r) * (np.abs(r) >> 20)
+        y = graph.tensor(node.outputs[0])
+        return [codes.astype(y.dtype).reshape(y.shape)]
+
+    def explain(self, node: Node, graph: Graph) -> Explanation:
+        return Explanation("tflm_integer", "TFLM's integer bilinear resize: four input codes weighted by 1/1024 "
+                                           "fractions, summed in integers and divided by 2^20, halves away from zero; "
+                                           "the same in every scheme")
+
+    def emit(self, node: Node, graph: Graph, c) -> str:
+        x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+        prefix = c.symbol(node.name)
+        if node.attrs["channels_last"]:
+            (outer, in_h, in_w, inner), (out_h, out_w) = x.shape, y.shape[1:3]
+        else:
+            (n, ch, in_h, in_w), (out_h, out_w) = x.shape, y.shape[2:4]
+            outer, inner = n * ch, 1
+        taps = {f"{axis}_{part}": c.const_array(f"{prefix}_{axis}_{part}", "int16_t", values)
+                for axis, values3 in (("row", node.attrs["rows"]), ("col", node.attrs["cols"]))
+                for part, values in zip(("lower", "upper", "frac"), values3)}
+        fields = {"outer": outer, "inner": inner, "in_h": in_h, "in_w": in_w, "out_h": out_h, "out_w": out_w, **taps}
+        params = c.struct("qcc_resize_bilinear_params", f"{prefix}_params", fields)
+        return f"qcc_resize_bilinear_s8({params}, {c.tensor(x.name)}, {c.tensor(y.name)});"
