@@ -192,7 +192,7 @@ def test_every_position_of_a_small_conv_traces_exactly(mixed):
     compiled = compile_model(mixed, Options(rounding="tflm"))
     graph = compiled.graph
     values = reference.run(graph, random_inputs(graph, 1, 0)[0], keep_all=True)
-    node = graph.nodes[0]
+    node = next(n for n in graph.nodes if n.name == "conv")
     for position in range(16):
         t = explain(mixed, Options(rounding="tflm"), node="conv", channel=2, position=position)["layers"][0]["trace"]
         index = tuple(t["output_index"])
