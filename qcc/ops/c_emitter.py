@@ -244,7 +244,8 @@ class CEmitter:
             # The caller's argument this tensor lives in (itself, or what a Reshape-like op aliases).
             owner = (self.graph.inputs if storage.kind == "input" else self.graph.outputs)[storage.index]
             expr = self.argument_names[owner]
-            if (as_dtype or tensor.dtype) != self.graph.tensor(owner).dtype:  # an alias that reads the bytes as another type
+            # (an alias may read the bytes as another type: a uint8 image as int8 codes through a table)
+            if (as_dtype or tensor.dtype) != self.graph.tensor(owner).dtype:
                 qualifier = "const " if storage.kind == "input" else ""
                 expr = f"({qualifier}{ctype} *){expr}"
             return expr

@@ -398,7 +398,8 @@ class QLinearConv(Op):
             stored = p["weights"]
         weights = c.const_array(f"{prefix}_weights", "int8_t", stored)
         table = load_table(graph, node.inputs[0]) if channels_last else None
-        in_table = "NULL" if table is None else c.const_array(f"{prefix}_in_table", C_TYPES[x.dtype], table.view(x.dtype))
+        in_table = ("NULL" if table is None
+                    else c.const_array(f"{prefix}_in_table", C_TYPES[x.dtype], table.view(x.dtype)))
         acc_const = c.const_array(f"{prefix}_acc_const", "int32_t", p["acc_const"])
         w_zero = "NULL" if p["weight_zero"] is None else c.const_array(f"{prefix}_weight_zero", "int32_t", p["weight_zero"])
         a = node.attrs

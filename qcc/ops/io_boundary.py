@@ -82,7 +82,8 @@ class QuantizeLinear(Op):
         if source.dtype != "float32" and "int16" in (source.dtype, model.output_tensor(0).dtype):  # a 16x8 model's int8 <-> int16 boundary
             TflmRequantize.import_requantize(model)
             return
-        if source.dtype == "uint8" and model.output_tensor(0).dtype == "int8":  # a model's uint8 input (the importer checks)
+        # a model's uint8 input (the importer checks that QUANTIZE alone reads it)
+        if source.dtype == "uint8" and model.output_tensor(0).dtype == "int8":
             s_x, z_x = model.quant(source).scalar()
             s_y, z_y = model.quant(model.output_tensor(0)).scalar()
             add_lookup(model, table_or_refuse(model, tflm_activations.requantize_table, s_x, z_x, s_y, z_y, "uint8"),

@@ -281,7 +281,8 @@ class Lookup(Op):
 class LookupOnLoad(Lookup):
     """A Lookup its reader applies as it loads each code, so the table's output is never stored: a model's
     uint8 input image requantized to int8 (TFLite's QUANTIZE, the converter's inference_input_type; tf2onnx's
-    DequantizeLinear -> QuantizeLinear) and read by one-group convolutions through a ChannelsFirstView (qcc/passes/input_layout.py). qcc_conv_gemm's
+    DequantizeLinear -> QuantizeLinear) and read by one-group convolutions through a ChannelsFirstView
+    (qcc/passes/input_layout.py). qcc_conv_gemm's
     im2col maps each byte of the input through the table (qcc_conv_params.in_table). The reference computes
     the table's output as Lookup does; the C has no code and no bytes for it (it shares the input's storage)."""
     name = "LookupOnLoad"

@@ -185,7 +185,8 @@ def _least_peak(problem: OrderProblem, states: dict[int, State], max_states: int
 
 def _first_order_within(problem: OrderProblem, bound: int, states: dict[int, State], max_states: int) -> list[int] | None:
     """Depth first, ready nodes by the bytes they leave alive (then in model order): the first complete order
-    whose every step peak is within `bound`. Sets from which no such completion exists are remembered, so each is tried once."""
+    whose every step peak is within `bound`. Sets from which no such completion exists are remembered, so each
+    is tried once."""
     everything = (1 << problem.size) - 1
     dead: set[int] = set()
     order: list[int] = []

@@ -45,9 +45,9 @@ def _flattened_into(graph: Graph, transpose: Node) -> tuple[list[Node], Node] | 
         reshapes.append(reader)
         tensor = reader.outputs[0]
     flat = graph.tensor(tensor)
-    if (not reshapes or reader.op not in FULLY_CONNECTED or reader.inputs[0] != tensor or reader.inputs.count(tensor) != 1
-            or tuple(flat.shape) != (n, c * h * w) or reader.attrs["trans_a"] or reader.attrs["rows"] != n
-            or not graph.tensor(reader.inputs[1]).is_const):
+    if (not reshapes or reader.op not in FULLY_CONNECTED or reader.inputs[0] != tensor
+            or reader.inputs.count(tensor) != 1 or tuple(flat.shape) != (n, c * h * w) or reader.attrs["trans_a"]
+            or reader.attrs["rows"] != n or not graph.tensor(reader.inputs[1]).is_const):
         return None
     return reshapes, reader
 

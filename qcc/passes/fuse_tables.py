@@ -34,8 +34,8 @@ def apply(graph: Graph) -> None:
             continue
         (source,) = sources
         x = graph.tensor(source)
-        if x.dtype not in ("int8", "uint8") or y.dtype not in ("int8", "uint8") or x.size == 0:
-            continue
+        if x.is_const or x.dtype not in ("int8", "uint8") or y.dtype not in ("int8", "uint8") or x.size == 0:
+            continue  # (a constant's products are folded where the model is read, not here)
         codes = np.arange(256, dtype=np.uint8).view(x.dtype)
         table = _outputs_for_codes(graph, node, operands, codes, x.shape).view(np.uint8)
         fused = Node(TABLE, node.name, [source], list(node.outputs),

@@ -10,9 +10,9 @@ with channels-last strides. The TFLite frontend does the same for a `.tflite` in
 the same elements, read from other addresses: exact in every scheme.
 
 A model whose uint8 input image is requantized to int8 (TFLite's QUANTIZE, or tf2onnx's DequantizeLinear ->
-QuantizeLinear: a table either way) before its convolutions: the convolutions apply the table as they load each input byte (LookupOnLoad,
-qcc_conv_params.in_table) and read the uint8 image in place, so neither the int8 copy nor its
-channels-first transpose exists. Each column holds the codes the table gives: exact as well.
+QuantizeLinear: a table either way) before its convolutions: the convolutions apply the table as they load
+each input byte (LookupOnLoad, qcc_conv_params.in_table) and read the uint8 image in place, so neither the
+int8 copy nor its channels-first transpose exists. Each column holds the codes the table gives: exact too.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def apply(graph: Graph) -> None:
         if node.inputs[0] in graph.inputs and node.inputs[0] not in graph.outputs:
             node.op = ChannelsFirstView.name
             node.attrs = {"onnx_op": "Transpose, the input read channels last, in place"}
-        elif (table := _table_of_an_input(graph, node.inputs[0])) is not None and all(r.op == "QLinearConv" for r in readers):
+        elif all(r.op == "QLinearConv" for r in readers) and (table := _table_of_an_input(graph, node.inputs[0])):
             table.op = LookupOnLoad.name
             node.op = ChannelsFirstView.name
             node.attrs = {"onnx_op": "Transpose, the input read channels last, in place"}
