@@ -335,6 +335,24 @@ def test_resize_bilinear(case, tmp_path):
         assert image_ops(compiled) == ["TflmResizeBilinear", "Transpose"]
 
 
+def test_resize_refuses_an_empty_image_and_both_options_by_name(tmp_path):
+    for op, shape, options, expected in [
+            ("RESIZE_BILINEAR", (1, 0, 4, 2), {}, "non-empty 4-D image"),
+            ("RESIZE_NEAREST_NEIGHBOR", (1, 3, 0, 2), {}, "non-empty 4-D image"),
+            ("RESIZE_BILINEAR", (1, 3, 4, 2), dict(align_corners=True, half_pixel_centers=True), "at most one")]:
+        m = Model(760)
+        x = m.act("x", shape, is_input=True)
+        y = m.act("y", (1, 6, 4, 2), like=x)
+        m.b.op(op, [x, m.const("size", (6, 4))], [y], version=3, options=options)
+        path = tmp_path / "resize.tflite"
+        path.write_bytes(m.build(y))
+        result = subprocess.run([sys.executable, "-m", "qcc", "compile", str(path), "-o", str(tmp_path / "out")],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+        assert op in result.stderr and expected in result.stderr and "qcc bug" not in result.stderr
+        assert not (tmp_path / "out").exists()
+
+
 def test_resize_index_tables_are_tflm_s():
     """The index tables, computed at compile time in float32, against TFLM's own on many sizes and every
     option pair (both options at once too, which TFLM computes though the converter never writes it)."""

@@ -166,7 +166,8 @@ class Resize(Op):
         """A 4-D image resized to the constant int32 size (height, width), in the layout it already has; the
         codes are copied (TFLM does not compare the output's quantization with the input's)."""
         in_shape = model.input_tensor(0, "input").shape
-        model.require(len(in_shape) == 4, f"the input must be 4-D (N, H, W, C), got {list(in_shape)}")
+        model.require(len(in_shape) == 4 and min(in_shape) > 0, f"the input must be a non-empty 4-D image (N, H, W, "
+                      f"C), got {list(in_shape)}")
         size = tflite_int32s(model, 1, "size")
         model.require(len(size) == 2 and min(size) > 0, f"the size must be 2 positive values (height, width), got {size}")
         align, half = bool(model.options.get("align_corners")), bool(model.options.get("half_pixel_centers"))
@@ -287,7 +288,8 @@ class TflmResizeBilinear(Op):
     def import_tflite(self, operator, model) -> None:
         """A 4-D int8 image resized to the constant int32 size (height, width), in the layout it already has."""
         in_shape = model.input_tensor(0, "input").shape
-        model.require(len(in_shape) == 4, f"the input must be 4-D (N, H, W, C), got {list(in_shape)}")
+        model.require(len(in_shape) == 4 and min(in_shape) > 0, f"the input must be a non-empty 4-D image (N, H, W, "
+                      f"C), got {list(in_shape)}")
         size = tflite_int32s(model, 1, "size")
         model.require(len(size) == 2 and min(size) > 0, f"the size must be 2 positive values (height, width), got {size}")
         align, half = bool(model.options.get("align_corners")), bool(model.options.get("half_pixel_centers"))
