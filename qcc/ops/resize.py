@@ -142,6 +142,22 @@ def tflm_bilinear_taps(in_len: int, out_len: int, align_corners: bool, half_pixe
     return lower, upper, v - (1 << 10) * lower
 
 
+def _tflite_resize(model):
+    """The operands TFLite's two resizes share: the 4-D image in the layout it already has, the constant int32 size
+    (height, width), the options, and the output in that layout. Returns (input shape as TFLite's, size,
+    align_corners, half_pixel_centers, layout, x, y)."""
+    in_shape = model.input_tensor(0, "input").shape
+    model.require(len(in_shape) == 4 and min(in_shape) > 0, f"the input must be a non-empty 4-D image (N, H, W, C), "
+                  f"got {list(in_shape)}")
+    size = tflite_int32s(model, 1, "size")
+    model.require(len(size) == 2 and min(size) > 0, f"the size must be 2 positive values (height, width), got {size}")
+    align, half = bool(model.options.get("align_corners")), bool(model.options.get("half_pixel_centers"))
+    layout = own_layout(model, 0)
+    x = model.activation(0, layout)
+    y = model.output(0, tuple(in_layout([in_shape[0], *size, in_shape[3]], layout)), layout)
+    return in_shape, size, align, half, layout, x, y
+
+
 def _text(value, default: str) -> str:
     value = default if value is None else value
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
@@ -165,17 +181,9 @@ class Resize(Op):
     def import_tflite(self, operator, model) -> None:
         """A 4-D image resized to the constant int32 size (height, width), in the layout it already has; the
         codes are copied (TFLM does not compare the output's quantization with the input's)."""
-        in_shape = model.input_tensor(0, "input").shape
-        model.require(len(in_shape) == 4 and min(in_shape) > 0, f"the input must be a non-empty 4-D image (N, H, W, "
-                      f"C), got {list(in_shape)}")
-        size = tflite_int32s(model, 1, "size")
-        model.require(len(size) == 2 and min(size) > 0, f"the size must be 2 positive values (height, width), got {size}")
-        align, half = bool(model.options.get("align_corners")), bool(model.options.get("half_pixel_centers"))
+        in_shape, size, align, half, layout, x, y = _tflite_resize(model)
         rows, cols = (tflm_nearest_indices(n, m, align, half) for n, m in zip(in_shape[1:3], size))
-        layout = own_layout(model, 0)
-        x = model.activation(0, layout)
         sources = in_layout([np.arange(in_shape[0]), rows, cols, np.arange(in_shape[3])], layout)
-        y = model.output(0, tuple(in_layout([in_shape[0], *size, in_shape[3]], layout)), layout)
         model.add_node(self.name, [x.name], [y], {"align_corners": align, "half_pixel_centers": half, "sources": sources})
 
     def from_qdq(self, group):
@@ -287,17 +295,9 @@ class TflmResizeBilinear(Op):
 
     def import_tflite(self, operator, model) -> None:
         """A 4-D int8 image resized to the constant int32 size (height, width), in the layout it already has."""
-        in_shape = model.input_tensor(0, "input").shape
-        model.require(len(in_shape) == 4 and min(in_shape) > 0, f"the input must be a non-empty 4-D image (N, H, W, "
-                      f"C), got {list(in_shape)}")
-        size = tflite_int32s(model, 1, "size")
-        model.require(len(size) == 2 and min(size) > 0, f"the size must be 2 positive values (height, width), got {size}")
-        align, half = bool(model.options.get("align_corners")), bool(model.options.get("half_pixel_centers"))
+        in_shape, size, align, half, layout, x, y = _tflite_resize(model)
         model.require(not (align and half), "align_corners and half_pixel_centers are both set; TFLM requires at "
                       "most one")
-        layout = own_layout(model, 0)
-        x = model.activation(0, layout)
-        y = model.output(0, tuple(in_layout([in_shape[0], *size, in_shape[3]], layout)), layout)
         rows, cols = (tflm_bilinear_taps(n, m, align, half) for n, m in zip(in_shape[1:3], size))
         model.add_node(self.name, [x.name], [y], {"align_corners": align, "half_pixel_centers": half,
                                                   "rows": rows, "cols": cols, "channels_last": layout == "tflite"})
