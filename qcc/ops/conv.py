@@ -333,9 +333,9 @@ class QLinearConv(Op):
     @staticmethod
     def depthwise_row_length(node: Node, graph: Graph) -> int:
         """qcc_conv_depthwise_3x3's padded row: the (out_w - 1) * stride + 3 columns the outputs read,
-        3 more that the last pixel pair's loads may read, rounded up to even."""
+        `stride` more that the last pixel's loads may read, rounded up to even (runtime_c's `stored`)."""
         out_w, stride = graph.tensor(node.outputs[0]).shape[3], node.attrs["strides"][1]
-        return ((out_w - 1) * stride + 3 + 4) // 2 * 2
+        return ((out_w - 1) * stride + 3 + stride + 1) // 2 * 2
 
     @staticmethod
     def depthwise_plane_rows(node: Node, graph: Graph) -> int:
