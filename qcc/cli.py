@@ -76,9 +76,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--io-in-arena", action="store_true", help="place the inputs and outputs in the arena, as TFLM "
                        "does: fill NAME_input_X(), call NAME_invoke(), read NAME_output_Y(); a layer may overwrite an "
                        "input it no longer needs, and the arena is then all the RAM the model uses")
-        p.add_argument("--wide-weights", action="store_true", help="store fully connected weights as int16 pairs, the "
-                       "operands of the DSP's SMLAD, in flash: about a third fewer instructions in those layers for "
-                       "twice their weight bytes (the report gives the flash)")
+        p.add_argument("--wide-weights", action="store_true", help="store fully connected and convolution (gemm) "
+                       "weights as int16 pairs, the operands of the DSP's SMLAD, in flash: a quarter to a third fewer "
+                       "instructions in those layers for twice their weight bytes (the report gives the flash)")
         p.add_argument("--state", action="append", metavar="INPUT=OUTPUT", help="a state the model passes through "
                        "this input and output (a streaming model's frames): kept inside the C between calls, reset by "
                        "NAME_reset(); repeat for each pair")

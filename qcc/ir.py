@@ -100,7 +100,7 @@ class Graph:
     opset: int = 13  # the model's default-domain opset: ops whose meaning changed across versions read it
     # --io-in-arena: the inputs and outputs are arena buffers (as in TFLM) instead of the caller's arguments
     io_in_arena: bool = False
-    wide_weights: bool = False  # --wide-weights: fully connected layers keep their weights as int16 pairs in flash
+    wide_weights: bool = False  # --wide-weights: fully connected and gemm convolution weights as int16 pairs in flash
     frontend: str = "onnx"  # the model's format: "onnx" (ONNX Runtime defines it) or "tflite" (TFLite Micro does)
     # TFLite models: the model's tensor each IR tensor holds, as (tensor index, layout): "tflite" (the model's
     # own order) or "nchw" (a 4-D tensor channels first), for comparing layers with TFLM.

@@ -41,7 +41,7 @@ class Options:
     whole_tensors: bool = False  # --whole-tensors: no in-place or streamed execution (the plan of whole tensors)
     io_in_arena: bool = False  # --io-in-arena: inputs and outputs live in the arena (model_invoke, as TFLM's Invoke)
     state_pairs: list[tuple[str, str]] = field(default_factory=list)  # --state INPUT=OUTPUT: kept inside the C
-    wide_weights: bool = False  # --wide-weights: fully connected weights as int16 pairs in flash (faster, twice the bytes)
+    wide_weights: bool = False  # --wide-weights: fully connected and gemm conv weights as int16 pairs (faster, twice the bytes)
 
     def record(self) -> dict:
         """The options as model.json records them (`options`): every one, defaults included."""

@@ -4,6 +4,10 @@
 #include "qcc_requant.h"
 
 #include "qcc_dsp.h" /* QCC_DSP, and on DSP cores qcc_sxtb16_ror8 and qcc_load_u32 */
+
+#ifndef QCC_CONV_WIDE /* qcc_config.h defines it for --wide-weights: else the int16-pair gemm is not compiled */
+#define QCC_CONV_WIDE 0
+#endif
 #include "qcc_window.h"
 
 #if QCC_DSP
@@ -63,6 +67,53 @@ static inline void qcc_gemm_2x2_dsp(const int8_t *w, const int16_t *xa, const in
     }
 #endif
 }
+
+#if QCC_CONV_WIDE
+/* qcc_gemm_2x2_dsp with the weights stored as int16 pairs (--wide-weights): each group of 4 taps is a's
+ * words (w0, w1), (w2, w3), then b's, so LDRD gives SMLAD its operands with no SXTB16. Written out: 15
+ * instructions per group, against 20 for the int8 weights. */
+static inline void qcc_gemm_2x2_wide_dsp(const int8_t *w, const int16_t *xa, const int16_t *xb, int32_t groups,
+                                         int32_t *aa, int32_t *ab, int32_t *ba, int32_t *bb)
+{
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(QCC_NO_INLINE_ASM) /* else the C below */
+    /* LDRD needs word-aligned addresses: the weights are a uint32_t array whose pairs start every 16 * groups
+     * bytes, and the columns are word-aligned (qcc_gemm_2x2_dsp) */
+    int32_t x0, x1, w01, w23;
+    __asm__("1:\n\t"
+            "ldrd    %[w01], %[w23], [%[w]], #8\n\t"
+            "ldrd    %[x0], %[x1], [%[xa]]\n\t"
+            "smlad   %[aa], %[x0], %[w01], %[aa]\n\t"
+            "smlad   %[aa], %[x1], %[w23], %[aa]\n\t"
+            "ldrd    %[x0], %[x1], [%[xb]], #8\n\t"
+            "smlad   %[ab], %[x0], %[w01], %[ab]\n\t"
+            "smlad   %[ab], %[x1], %[w23], %[ab]\n\t"
+            "ldrd    %[w01], %[w23], [%[w]], #8\n\t"
+            "smlad   %[bb], %[x0], %[w01], %[bb]\n\t"
+            "smlad   %[bb], %[x1], %[w23], %[bb]\n\t"
+            "ldrd    %[x0], %[x1], [%[xa]], #8\n\t"
+            "smlad   %[ba], %[x0], %[w01], %[ba]\n\t"
+            "smlad   %[ba], %[x1], %[w23], %[ba]\n\t"
+            "subs    %[n], %[n], #1\n\t"
+            "bne     1b"
+            : [w] "+r"(w), [xa] "+r"(xa), [xb] "+r"(xb), [n] "+r"(groups), [aa] "+r"(*aa), [ab] "+r"(*ab),
+              [ba] "+r"(*ba), [bb] "+r"(*bb), [x0] "=&r"(x0), [x1] "=&r"(x1), [w01] "=&r"(w01), [w23] "=&r"(w23)
+            :
+            : "cc", "memory");
+#else
+    int32_t g;
+    for (g = 0; g < groups; ++g, w += 16, xa += 4, xb += 4) {
+        const int32_t wa01 = (int32_t)qcc_load_u32(w), wa23 = (int32_t)qcc_load_u32(w + 4);
+        const int32_t wb01 = (int32_t)qcc_load_u32(w + 8), wb23 = (int32_t)qcc_load_u32(w + 12);
+        const int32_t xa01 = (int32_t)qcc_load_u32(xa), xa23 = (int32_t)qcc_load_u32(xa + 2);
+        const int32_t xb01 = (int32_t)qcc_load_u32(xb), xb23 = (int32_t)qcc_load_u32(xb + 2);
+        *aa = __smlad(xa23, wa23, __smlad(xa01, wa01, *aa));
+        *ab = __smlad(xb23, wa23, __smlad(xb01, wa01, *ab));
+        *ba = __smlad(xa23, wb23, __smlad(xa01, wb01, *ba));
+        *bb = __smlad(xb23, wb23, __smlad(xb01, wb01, *bb));
+    }
+#endif
+}
+#endif
 #endif
 
 /* x86-64 hosts (SSE2 is part of it) take PMADDWD paths: eight 16x16 products added in pairs. */

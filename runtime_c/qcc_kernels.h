@@ -70,6 +70,8 @@ typedef struct {
                                  * scratch holds (small maps); 0 for the other kernels */
     int32_t input_zero;         /* Z_x: the code that padded taps read */
     const int8_t *weights;      /* [out_c][in_c / groups][kernel_h][kernel_w]; qcc_conv_gemm: its own layout */
+    int32_t weights_wide;       /* qcc_conv_gemm with QCC_CONV_WIDE (--wide-weights): 1 where its weights are int16
+                                 * pairs, the operands SMLAD takes (qcc/ops/conv.py gemm_wide_layout); else 0 */
     const int32_t *acc_const;   /* per out channel: bias - Z_x*sum(w - Z_w) */
     const int32_t *weight_zero; /* per out channel Z_w, or NULL when all are 0 */
     qcc_requant_params requant;

@@ -10,7 +10,9 @@ of the weights' depth); odd output channel counts (the channel pairs' remainder)
 (the pixel pairs' remainder); int8 and uint8 activations, per-tensor and per-channel weights,
 nonzero weight zero points (the sum(x) correction) and accumulators that wrap int32. Grouped convolutions
 with several input channels per group run as one call per group, each on its group's channels (odd and
-single output channels per group, strides, padding, per-tensor and per-channel, uint8 weights)."""
+single output channels per group, strides, padding, per-tensor and per-channel, uint8 weights). With
+--wide-weights the weights are int16 pairs in flash (gemm_wide_layout) and every one of these layers is
+exact too: on the host (SSE2 and the portable loop), the M0, and the M4's assembly and its C twin."""
 
 from __future__ import annotations
 
@@ -29,14 +31,16 @@ from conv_kernels import (
     kernel_calls,
     needs_arm_tools,
 )
-from helpers import check_exact, make_model, scalar
+from helpers import STRICT_CFLAGS, check_exact, make_model, scalar
 from onnx import helper
 from test_conv_depthwise import output_hw
 from test_op_conv import qlinearconv_model
 
 from qcc.commands.compile import compile_to_folder
-from qcc.ops.conv import QLinearConv, gemm_weight_layout
-from qcc.pipeline import Options
+from qcc.ops.conv import QLinearConv, gemm_weight_layout, gemm_wide_layout
+from qcc.pipeline import Options, compile_model
+from qcc.sample_inputs import extreme_inputs, random_inputs
+from qcc.toolchain.build import make
 
 P1, S2 = {"pads": [1, 1, 1, 1]}, {"strides": [2, 2]}
 # (in_c, out_c, (h, w), kernel, attributes)
@@ -104,6 +108,56 @@ def test_the_weights_are_stored_in_groups_of_four_in_the_order_0_2_1_3_zero_padd
     w = np.arange(3 * 5, dtype=np.int8).reshape(3, 5, 1, 1)  # 5 taps: depth 8; 3 channels: a zero fourth
     assert gemm_weight_layout(w, 8).tolist() == [0, 2, 1, 3, 5, 7, 6, 8, 4, 0, 0, 0, 9, 0, 0, 0,
                                                  10, 12, 11, 13, 0, 0, 0, 0, 14, 0, 0, 0, 0, 0, 0, 0]
+
+
+def test_wide_weights_are_int16_pairs_in_tap_order_zero_padded_channel_pairs_interleaved_by_groups_of_four():
+    w = np.arange(-7, 3 * 5 - 7, dtype=np.int8).reshape(3, 5, 1, 1)  # 5 taps: depth 8; 3 channels: a zero fourth
+    pairs = [(-7, -6), (-5, -4), (-2, -1), (0, 1), (-3, 0), (0, 0), (2, 0), (0, 0),  # a's 4, b's 4, a's next 4, b's
+             (3, 4), (5, 6), (0, 0), (0, 0), (7, 0), (0, 0), (0, 0), (0, 0)]
+    assert gemm_wide_layout(w, 8).tolist() == [(lo & 0xFFFF) | (hi & 0xFFFF) << 16 for lo, hi in pairs]
+
+
+def wide_flags(folder) -> list[int]:
+    """qcc_conv_params.weights_wide of every convolution the C runs."""
+    return [int(v) for v in re.findall(r"\.weights_wide = (\d)", (folder / "model.c").read_text())]
+
+
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_wide_weight_layers_equal_ort_and_the_reference_on_the_host_in_every_scheme(tmp_path, x_dtype):
+    check_exact_with_wrapping(layers_model(x_dtype, extra=GROUPED), tmp_path, wide_weights=True)
+    calls = len(layers_model(x_dtype).graph.node) + sum(attrs["group"] for *_, attrs in GROUPED)
+    assert wide_flags(tmp_path / "out") == [1] * calls
+    assert "#define QCC_CONV_WIDE 1" in (tmp_path / "out" / "qcc_config.h").read_text()
+
+
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_the_portable_wide_weight_loop_is_exact_on_the_host(tmp_path, monkeypatch, x_dtype):
+    """-U__SSE2__ turns the host's PMADDWD path off: the plain C loop reads the int16 pairs, in chunks of 2
+    (qcc_gemm_pixel_pair) and of 6 (qcc_gemm_channel_pair)."""
+    for chunk in (2, 6):
+        monkeypatch.setattr(QLinearConv, "gemm_pixel_choices", staticmethod(lambda node, graph: [chunk]))
+        path, out = tmp_path / "model.onnx", tmp_path / f"out{chunk}"
+        onnx.save(layers_model(x_dtype, seed=5, extra=GROUPED), str(path))
+        graph = compile_model(path, Options(wide_weights=True)).graph
+        compile_to_folder(path, out, Options(wide_weights=True, rounding="tflm"),
+                          golden=random_inputs(graph, 2, seed=4) + extreme_inputs(graph))
+        assert set(wide_flags(out)) == {1}
+        make(out, "check", cflags=STRICT_CFLAGS + " -U__SSE2__")  # fails unless C == reference on every value
+
+
+@needs_arm_tools
+@pytest.mark.parametrize("chunk", [2, 6])
+@pytest.mark.parametrize("asm", ["", "-DQCC_NO_INLINE_ASM"])
+def test_wide_weight_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, monkeypatch, chunk, asm):
+    """The M4's LDRD loop (and its C twin) and the M0's portable loop, through the least chunk and a larger one,
+    int8 and uint8 layers with zero points and wrapping accumulators, the grouped ones too."""
+    monkeypatch.setattr(QLinearConv, "gemm_pixel_choices", staticmethod(lambda node, graph: [chunk]))
+    x_dtype = "uint8" if chunk == 2 else "int8"
+    check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=6, extra=GROUPED), "tflm",
+                                    f"qcc_conv_gemm_{'s8' if x_dtype == 'int8' else 'u8'}",
+                                    boards=("cortex-m0", "cortex-m4") if not asm else ("cortex-m4",),
+                                    extra_cflags=asm, wide_weights=True)
+    assert set(wide_flags(tmp_path / "out")) == {1}
 
 
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])

@@ -309,7 +309,7 @@ def write_output(compiled: Compiled, out_dir: Path, golden_cases: list[list[np.n
               "arena_symbol": emitter.arena_symbol, "arena_section": arena_section,
               "declarations": emitter.declarations, "steps": steps, "runtime_headers": headers, "fpu": options.fpu,
               "fpu_cflags": " ".join(FPU_CFLAGS), "io_in_arena": graph.io_in_arena,
-              "state": state_layout(graph, emitter), "command": c_comment_text(command_text(compiled, golden), COMMAND_COMMENT_LIMIT)}
+              "wide_weights": graph.wide_weights, "state": state_layout(graph, emitter), "command": c_comment_text(command_text(compiled, golden), COMMAND_COMMENT_LIMIT)}
 
     # A model with state runs its input sets as consecutive frames, then again after NAME_reset().
     frames = list(golden_cases) * (2 if graph.states else 1)

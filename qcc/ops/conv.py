@@ -391,12 +391,17 @@ class QLinearConv(Op):
         # A channels-last input's columns are (kh, kw, ic): each kernel row's taps are one run of its bytes.
         taps = p["weights"].transpose(0, 2, 3, 1) if channels_last else p["weights"]
         groups = node.attrs["groups"]
+        wide = gemm and graph.wide_weights  # --wide-weights: int16 pairs, SMLAD's operands, in flash
+        layout = gemm_wide_layout if wide else gemm_weight_layout
         if gemm:  # each group's filters laid out alone, one group after the other
-            stored = np.concatenate([gemm_weight_layout(np.ascontiguousarray(part), self.gemm_depth(node, graph))
+            stored = np.concatenate([layout(np.ascontiguousarray(part), self.gemm_depth(node, graph))
                                      for part in np.split(taps, groups)])
         else:
             stored = p["weights"]
-        weights = c.const_array(f"{prefix}_weights", "int8_t", stored)
+        if wide:  # a uint32_t array: word-aligned for the kernel's LDRD
+            weights = f"(const int8_t *)(const void *){c.const_array(f'{prefix}_weights', 'uint32_t', stored)}"
+        else:
+            weights = c.const_array(f"{prefix}_weights", "int8_t", stored)
         table = load_table(graph, node.inputs[0]) if channels_last else None
         in_table = ("NULL" if table is None
                     else c.const_array(f"{prefix}_in_table", C_TYPES[x.dtype], table.view(x.dtype)))
@@ -415,12 +420,13 @@ class QLinearConv(Op):
             "in_channels_last": int(channels_last), "in_table": in_table, "groups": a["groups"],
             "gemm_pixels": c.scratch_size(node) // (2 * self.gemm_depth(node, graph)) if gemm else 0,
             "plane_rows": self.depthwise_plane_rows(node, graph) if self.holds_whole_plane(node, graph, c) else 0,
-            "input_zero": x.quant.scalar()[1], "weights": weights, "acc_const": acc_const, "weight_zero": w_zero,
+            "input_zero": x.quant.scalar()[1], "weights": weights, "weights_wide": int(wide), "acc_const": acc_const,
+            "weight_zero": w_zero,
             "requant": emit_requant(c, prefix, p["requant"]),
         }
         suffix = "s8" if x.dtype == "int8" else "u8"
         if gemm and groups > 1:
-            return self._emit_groups(fields, stored.size // groups, prefix, suffix, c.tensor(x.name),
+            return self._emit_groups(fields, stored.nbytes // groups, prefix, suffix, c.tensor(x.name),
                                      c.tensor(y.name), c.scratch(node), c)
         params = c.struct("qcc_conv_params", f"{prefix}_params", fields)
         if gemm:  # chosen here, at compile time: the C has no dispatch
@@ -433,6 +439,7 @@ class QLinearConv(Op):
     @staticmethod
     def _emit_groups(fields: dict, group_weights: int, prefix: str, suffix: str, x: str, y: str, scratch: str,
                      c) -> str:
+        # group_weights: the bytes of one group's weights (the weights pointer is an int8_t one)
         """A grouped convolution as one qcc_conv_gemm call per group and image, groups outermost (the order
         AccessOrder.pixel_major models): each group is a convolution of its own input channels into its own
         output channels, its parameters pointers into the layer's arrays."""
@@ -461,6 +468,18 @@ class QLinearConv(Op):
                 calls.append(f"qcc_conv_gemm_{suffix}({params}, {offset(x, x_at)}, {offset(y, y_at)}, {scratch}); "
                              f"/* group {g} of {groups}{image} */")
         return "\n    ".join(calls)
+
+
+def gemm_wide_layout(weights: np.ndarray, depth: int) -> np.ndarray:
+    """qcc_conv_gemm's weights with --wide-weights: each filter's taps in order then zeros up to depth, as
+    int16 pairs (tap 2j low, 2j + 1 high: the operands SMLAD multiplies with the column's (x[2j], x[2j+1])),
+    the filters of each pair of output channels interleaved by groups of 4 taps (a's 2 words, b's 2, ...; a
+    zero filter after an odd last channel). Returns (ceil(out_c / 2) * depth,) uint32."""
+    out_c = weights.shape[0]
+    taps = np.zeros((out_c + out_c % 2, depth), np.int64)
+    taps[:out_c, :weights[0].size] = weights.reshape(out_c, -1)
+    words = (taps[:, 0::2] & 0xFFFF) | ((taps[:, 1::2] & 0xFFFF) << 16)  # (channels, depth / 2)
+    return words.reshape(-1, 2, depth // 4, 2).transpose(0, 2, 1, 3).reshape(-1).astype(np.uint32)
 
 
 def gemm_weight_layout(weights: np.ndarray, depth: int) -> np.ndarray:
