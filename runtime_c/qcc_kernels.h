@@ -68,6 +68,9 @@ typedef struct {
     int32_t plane_rows;         /* qcc_conv_depthwise_3x3: 0 for its ring of 3 padded rows in scratch; else
                                  * (out_h - 1) * stride_h + 3, the padded rows of a whole input plane that
                                  * scratch holds (small maps); 0 for the other kernels */
+    int32_t plane_transposed;   /* qcc_conv_depthwise_3x3 with plane_rows: 1 where the plane is held transposed
+                                 * (its rows the input's columns; plane_rows (out_w - 1) * stride_w + 3, and the
+                                 * compiler stores each filter transposed); else 0 */
     int32_t input_zero;         /* Z_x: the code that padded taps read */
     const int8_t *weights;      /* [out_c][in_c / groups][kernel_h][kernel_w]; qcc_conv_gemm: its own layout */
     int32_t weights_wide;       /* qcc_conv_gemm with QCC_CONV_WIDE (--wide-weights): 1 where its weights are int16

@@ -5,7 +5,8 @@ Cortex-M0 (portable path) and M4 (DSP path) boards: channels 1, 3, 8, 17; 1x1 an
 tap of a row in the padding), odd output widths (the 2-pixel blocks' remainder); pads 0, 1, asymmetric
 explicit pads and auto_pad SAME_UPPER/SAME_LOWER at stride 2, strides 2x1 and 1x2 (the ring of padded
 rows advancing by 1 or 2, the padding read as Z_x), each layer holding its rows both ways (the whole
-padded plane, where the plan has its bytes, and the ring of 3 rows);
+padded plane, where the plan has its bytes, transposed where the output is taller than wide, and the ring of
+3 rows);
 int8 and uint8 activations, per-tensor and per-channel weights, nonzero weight zero points (uint8
 weights) and accumulators that wrap int32."""
 
@@ -87,6 +88,18 @@ def plane_rows(folder) -> list[int]:
     return [int(n) for n in re.findall(r"\.plane_rows = (\d+)", (folder / "model.c").read_text())]
 
 
+def planes_transposed(folder) -> list[int]:
+    """qcc_conv_params.plane_transposed of every layer the C runs."""
+    return [int(n) for n in re.findall(r"\.plane_transposed = (\d)", (folder / "model.c").read_text())]
+
+
+def taller_than_wide(model: onnx.ModelProto) -> list[int]:
+    """1 for each depthwise 3x3 layer whose output is taller than wide (the compiler holds its plane
+    transposed), in the model's order."""
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.output}
+    return [int(shapes[n.output[0]][2] > shapes[n.output[0]][3]) for n in model.graph.node]
+
+
 def layers_model(x_dtype: str, seed: int = 0, extra=(), holding: str = "ring") -> onnx.ModelProto:
     """Every LAYERS shape side by side, weights int8 or uint8 (nonzero Z_w, uint8 activations only), per
     tensor and per channel in turn; two more with wrapping accumulators; `extra`: (channels, hw, attrs);
@@ -141,6 +154,11 @@ def test_depthwise_layers_equal_ort_and_the_reference_on_the_host_in_every_schem
     check_exact_with_wrapping(layers_model(x_dtype, extra=GENERIC, holding=holding), tmp_path)
     held = [rows for rows in plane_rows(tmp_path / "out") if rows]  # the generic kernel's are 0
     assert len(held) == (len(layers_model(x_dtype, holding=holding).graph.node) if holding == "plane" else 0)
+    # taller than wide (9x6 at strides 2 and 1x2, ...): those planes are held transposed; a ring never is
+    transposed = taller_than_wide(layers_model(x_dtype, holding=holding))
+    assert planes_transposed(tmp_path / "out")[:len(transposed)] == (transposed if holding == "plane" else
+                                                                     [0] * len(transposed))
+    assert sum(transposed) >= 3
 
 
 @needs_arm_tools
@@ -150,6 +168,7 @@ def test_depthwise_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, s
     check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=1, holding="plane"), scheme,
                                     f"qcc_conv_depthwise_3x3_{'s8' if x_dtype == 'int8' else 'u8'}")
     assert all(plane_rows(tmp_path / "out"))
+    assert planes_transposed(tmp_path / "out") == taller_than_wide(layers_model(x_dtype, seed=1, holding="plane"))
 
 
 @needs_arm_tools

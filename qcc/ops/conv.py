@@ -331,21 +331,35 @@ class QLinearConv(Op):
         return [n for n in (GEMM_MAX_PIXELS, 8) if n > least] + [least]
 
     @staticmethod
-    def depthwise_row_length(node: Node, graph: Graph) -> int:
+    def depthwise_plane_transposed(node: Node, graph: Graph) -> bool:
+        """qcc_conv_depthwise_3x3 holds a whole plane transposed where the output is taller than wide (an audio
+        model's 25 x 5 maps): each row of its work then runs down an output column, and the per-row setup
+        (about 90 Cortex-M4 instructions, as much as 3 output pixels) is paid out_w times rather than out_h.
+        Not inside a streamed chain, whose calls are one output row each."""
+        out_h, out_w = graph.tensor(node.outputs[0]).shape[2:]
+        return "planes" not in node.attrs and out_h > out_w
+
+    @staticmethod
+    def depthwise_row_length(node: Node, graph: Graph, transposed: bool = False) -> int:
         """qcc_conv_depthwise_3x3's padded row: the (out_w - 1) * stride + 3 columns the outputs read,
-        `stride` more that the last pixel's loads may read, rounded up to even (runtime_c's `stored`)."""
-        out_w, stride = graph.tensor(node.outputs[0]).shape[3], node.attrs["strides"][1]
+        `stride` more that the last pixel's loads may read, rounded up to even (runtime_c's `stored`);
+        transposed, the same down a column."""
+        axis = 2 if transposed else 3
+        out_w, stride = graph.tensor(node.outputs[0]).shape[axis], node.attrs["strides"][axis - 2]
         return ((out_w - 1) * stride + 3 + stride + 1) // 2 * 2
 
     @staticmethod
-    def depthwise_plane_rows(node: Node, graph: Graph) -> int:
-        """The padded input rows all of a depthwise 3x3 layer's outputs read: (out_h - 1) * stride + 3."""
-        return (graph.tensor(node.outputs[0]).shape[2] - 1) * node.attrs["strides"][0] + 3
+    def depthwise_plane_rows(node: Node, graph: Graph, transposed: bool = False) -> int:
+        """The padded input rows all of a depthwise 3x3 layer's outputs read: (out_h - 1) * stride + 3;
+        transposed, the padded columns."""
+        axis = 3 if transposed else 2
+        return (graph.tensor(node.outputs[0]).shape[axis] - 1) * node.attrs["strides"][axis - 2] + 3
 
     @classmethod
     def depthwise_plane_bytes(cls, node: Node, graph: Graph) -> int:
-        """The scratch of qcc_conv_depthwise_3x3's whole padded plane (int16)."""
-        return 2 * cls.depthwise_row_length(node, graph) * cls.depthwise_plane_rows(node, graph)
+        """The scratch of qcc_conv_depthwise_3x3's whole padded plane (int16), in the orientation it takes."""
+        transposed = cls.depthwise_plane_transposed(node, graph)
+        return 2 * cls.depthwise_row_length(node, graph, transposed) * cls.depthwise_plane_rows(node, graph, transposed)
 
     def access_order(self, node: Node, graph: Graph) -> AccessOrder | None:
         if reads_channels_last(graph, node.inputs[0]):
@@ -398,6 +412,10 @@ class QLinearConv(Op):
                                      for part in np.split(taps, groups)])
         else:
             stored = p["weights"]
+        plane = self.holds_whole_plane(node, graph, c)
+        transposed = plane and self.depthwise_plane_transposed(node, graph)
+        if transposed:  # the kernel runs down the columns: each filter's taps transposed to match
+            stored = stored.transpose(0, 1, 3, 2)
         if wide:  # a uint32_t array: word-aligned for the kernel's LDRD
             weights = f"(const int8_t *)(const void *){c.const_array(f'{prefix}_weights', 'uint32_t', stored)}"
         else:
@@ -419,7 +437,8 @@ class QLinearConv(Op):
             "in_plane": in_plane, "out_plane": out_plane,
             "in_channels_last": int(channels_last), "in_table": in_table, "groups": a["groups"],
             "gemm_pixels": c.scratch_size(node) // (2 * self.gemm_depth(node, graph)) if gemm else 0,
-            "plane_rows": self.depthwise_plane_rows(node, graph) if self.holds_whole_plane(node, graph, c) else 0,
+            "plane_rows": self.depthwise_plane_rows(node, graph, transposed) if plane else 0,
+            "plane_transposed": int(transposed),
             "input_zero": x.quant.scalar()[1], "weights": weights, "weights_wide": int(wide), "acc_const": acc_const,
             "weight_zero": w_zero,
             "requant": emit_requant(c, prefix, p["requant"]),
