@@ -132,13 +132,19 @@ def test_the_arena_with_inputs_and_outputs_is_never_larger_than_apart(tmp_path, 
 
 
 def test_inputs_and_outputs_after_the_arena_when_sharing_places_worse(tmp_path, monkeypatch):
-    """Where the plan sharing the arena with the inputs comes out larger (here forced: it keeps every tensor
+    """Where the plans sharing the arena with the inputs come out larger (here forced: they keep every tensor
     whole), qcc takes the caller's plan with the inputs and outputs after its arena; that C is exact too."""
-    real = memory_plan._plan_for
+    real, real_plan_with = memory_plan._plan_for, memory_plan._plan_with
 
     def worse_when_shared(graph, below_liveness):
         return real(graph, not graph.io_in_arena and below_liveness)
+
+    def whole_when_shared(graph, streams, in_place=True, trial=False, offsets=None):
+        if graph.io_in_arena:
+            return real_plan_with(graph, [], in_place=False)
+        return real_plan_with(graph, streams, in_place, trial, offsets)
     monkeypatch.setattr(memory_plan, "_plan_for", worse_when_shared)
+    monkeypatch.setattr(memory_plan, "_plan_with", whole_when_shared)
     path = quantize(NETWORKS["resnet8"](), tmp_path / "resnet8.onnx", quant_format="QDQ", activation="int8")
     caller = compile_model(path, Options())
     compiled = check_exact(path, tmp_path, io_in_arena=True, n_random=2)
@@ -149,3 +155,24 @@ def test_inputs_and_outputs_after_the_arena_when_sharing_places_worse(tmp_path, 
     assert plan.arena_bytes == end
     assert all(plan.storage[t].kind == "arena" and plan.storage[t].offset >= caller.plan.arena_bytes
                for t in graph.inputs + graph.outputs)
+
+
+def test_the_caller_s_chains_streamed_with_the_inputs_in_the_arena_where_the_shared_choice_stops(tmp_path, monkeypatch):
+    """With the inputs in the arena, the greedy choice of chains can stop early (FITI's YOLOv5s 192: each first
+    stretch alone saves less than STREAM_MIN_SAVING while another step is as high); here forced to stream nothing.
+    qcc also places the chains chosen for the caller's buffers with the inputs and outputs sharing the arena,
+    keeps that plan where it is the smallest, and its C is exact."""
+    real = memory_plan._choose_streams
+
+    def none_when_shared(graph, offsets):
+        return [] if graph.io_in_arena else real(graph, offsets)
+    monkeypatch.setattr(memory_plan, "_choose_streams", none_when_shared)
+    path = quantize(NETWORKS["resnet8"](), tmp_path / "resnet8.onnx", quant_format="QDQ", activation="int8")
+    caller = compile_model(path, Options())
+    assert caller.plan.streams, "the caller's plan streams some chain"
+    compiled = check_exact(path, tmp_path, io_in_arena=True, n_random=2)
+    graph, plan = compiled.graph, compiled.plan
+    assert [[n.name for n in s.nodes] for s in plan.streams.values()] == [
+        [n.name for n in s.nodes] for s in caller.plan.streams.values()]
+    assert all(plan.storage[t].kind == "arena" for t in graph.inputs + graph.outputs)
+    assert plan.arena_bytes < caller.plan.arena_bytes + _io_bytes(caller.graph)

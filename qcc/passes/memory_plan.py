@@ -55,8 +55,9 @@ STREAM_MIN_SAVING = 1 / 16
 
 def plan(graph: Graph, below_liveness: bool = True) -> MemoryPlan:
     """The plan; with below_liveness False, of whole tensors only (no layer in place or streamed). With
-    --io-in-arena, never more bytes than the plan for the caller's buffers with them after its arena: the
-    choices of chains to stream are greedy and can land elsewhere once the inputs share the arena."""
+    --io-in-arena, the smallest of three: the chains chosen with the inputs and outputs sharing the arena, the
+    chains chosen for the caller's buffers placed the same way, and the caller's plan with them after its arena
+    (the choices of chains to stream are greedy and can land elsewhere once the inputs share the arena)."""
     if not graph.io_in_arena:
         return _plan_for(graph, below_liveness)
     model_order = list(graph.nodes)
@@ -65,13 +66,20 @@ def plan(graph: Graph, below_liveness: bool = True) -> MemoryPlan:
     graph.nodes[:] = model_order
     graph.io_in_arena = False
     try:
-        apart = _io_after_arena(graph, _plan_for(graph, below_liveness))
+        caller = _plan_for(graph, below_liveness)
     finally:
         graph.io_in_arena = True
-    if apart.arena_bytes < shared.arena_bytes:
-        return apart
-    graph.nodes[:] = shared_order
-    return shared
+    apart, apart_order = _io_after_arena(graph, caller), list(graph.nodes)
+    # The chains chosen for the caller's buffers, placed with the inputs and outputs sharing the arena: with them
+    # in it, the greedy choice can stop at a first stretch that alone saves little because another step is as
+    # high (FITI's YOLOv5s 192: its first two convolutions and its first C3 block), where both together do.
+    plans = [(shared, shared_order)]
+    if caller.streams:
+        plans.append((_plan_with(graph, list(caller.streams.values()), offsets={}), apart_order))
+    plans.append((apart, apart_order))
+    best, order = min(plans, key=lambda p: p[0].arena_bytes)  # the first of equals: sharing where it ties
+    graph.nodes[:] = order
+    return best
 
 
 def _plan_for(graph: Graph, below_liveness: bool) -> MemoryPlan:
