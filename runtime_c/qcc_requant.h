@@ -17,6 +17,7 @@
 #define QCC_CHANNEL_APPLY qcc_tflm_apply
 #define QCC_CHANNEL_IS_COMMON qcc_tflm_is_common
 #define QCC_CHANNEL_APPLY_COMMON qcc_tflm_apply_common
+#define QCC_CHANNEL_APPLY_BYTE qcc_tflm_apply_byte
 #define QCC_CHANNEL_IS_FAST(ch) ((ch)->k > 0) /* M < 1/4, any clamp: qcc_tflm_apply_signed */
 #define QCC_CHANNEL_APPLY_FAST qcc_tflm_apply_signed
 #elif defined(QCC_ROUNDING_SINGLE)
@@ -26,6 +27,7 @@
 #define QCC_CHANNEL_APPLY qcc_single_apply
 #define QCC_CHANNEL_IS_COMMON qcc_single_is_common
 #define QCC_CHANNEL_APPLY_COMMON qcc_single_apply_common
+#define QCC_CHANNEL_APPLY_BYTE qcc_single_apply_byte
 #define QCC_CHANNEL_IS_FAST qcc_single_is_common /* single's common case has no condition on the clamp */
 #define QCC_CHANNEL_APPLY_FAST qcc_single_apply_common
 #else
@@ -117,15 +119,26 @@ static inline int32_t qcc_requantize_channel(const qcc_requant_channel *ch, int3
 #define QCC_CASE_ANY 0
 #define QCC_CASE_COMMON 1
 #define QCC_CASE_FAST 2
+#define QCC_CASE_BYTE 3 /* the common case with a clamp of 256 codes: an 8-bit output's whole range, or all of
+                         * it above its zero point (Relu, and Relu6 where 6 is at or above the top code) */
 
 static inline int qcc_requant_channel_is_common(const qcc_requant_channel *ch)
 {
     return QCC_CHANNEL_IS_COMMON(ch);
 }
 
+/* The common case with hi = lo + 255: qcc_smlal_high_shift_byte's one USAT for the clamp. */
+static inline int qcc_requant_channel_is_byte(const qcc_requant_channel *ch)
+{
+    return QCC_CHANNEL_IS_COMMON(ch) && ch->hi - ch->lo == 255;
+}
+
 /* The narrowest case both channels are in (a kernel's pair of output channels). */
 static inline int qcc_requant_pair_case(const qcc_requant_channel *a, const qcc_requant_channel *b)
 {
+    if (qcc_requant_channel_is_byte(a) && qcc_requant_channel_is_byte(b)) {
+        return QCC_CASE_BYTE;
+    }
     if (QCC_CHANNEL_IS_COMMON(a) && QCC_CHANNEL_IS_COMMON(b)) {
         return QCC_CASE_COMMON;
     }
@@ -134,7 +147,8 @@ static inline int qcc_requant_pair_case(const qcc_requant_channel *a, const qcc_
 
 static inline int32_t qcc_requantize_channel_case(const qcc_requant_channel *ch, int32_t acc, int which)
 {
-    return which == QCC_CASE_COMMON ? QCC_CHANNEL_APPLY_COMMON(ch, acc)
+    return which == QCC_CASE_BYTE   ? QCC_CHANNEL_APPLY_BYTE(ch, acc)
+         : which == QCC_CASE_COMMON ? QCC_CHANNEL_APPLY_COMMON(ch, acc)
          : which == QCC_CASE_FAST   ? QCC_CHANNEL_APPLY_FAST(ch, acc)
                                     : QCC_CHANNEL_APPLY(ch, acc);
 }
@@ -145,11 +159,18 @@ static inline int32_t qcc_requantize_channel_case(const qcc_requant_channel *ch,
 #define QCC_CASE_ANY 0
 #define QCC_CASE_COMMON 1
 #define QCC_CASE_FAST 2
+#define QCC_CASE_BYTE 3
 
 static inline int qcc_requant_channel_is_common(const qcc_requant_channel *ch)
 {
     (void)ch;
     return 1;
+}
+
+static inline int qcc_requant_channel_is_byte(const qcc_requant_channel *ch)
+{
+    (void)ch;
+    return 0; /* the ort schemes have their own fast path */
 }
 
 static inline int qcc_requant_pair_case(const qcc_requant_channel *a, const qcc_requant_channel *b)

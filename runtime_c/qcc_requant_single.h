@@ -36,6 +36,16 @@ static inline int32_t qcc_smlal_high_shift(int32_t acc, int32_t m0, uint64_t rou
     return (y < lo ? lo : y > hi ? hi : y) + zero;
 }
 
+/* qcc_smlal_high_shift where hi = lo + 255: clamp(y, lo, lo + 255) = lo + clamp(y - lo, 0, 255), which compilers
+ * for Arm make one USAT (|y| < 2^30: y - lo cannot overflow). */
+static inline int32_t qcc_smlal_high_shift_byte(int32_t acc, int32_t m0, uint64_t rounding, int k, int32_t lo,
+                                                int32_t zero)
+{
+    const uint64_t sum = (uint64_t)((int64_t)acc * (int64_t)m0) + rounding;
+    const int32_t t = qcc_floor_shift_i32(qcc_wrap_u32_to_i32((uint32_t)(sum >> 32)), k) - lo;
+    return (t < 0 ? 0 : t > 255 ? 255 : t) + (lo + zero);
+}
+
 /* One channel's requantization, its constants worked out once per channel (a kernel's run of
  * outputs). total_shift = 31 - e = 32 + k; where k > 0 (M < 1/4, the usual scales) the rounding half
  * 2^(total_shift - 1) = 2^(k - 1) * 2^32 lies in the high word of the 64-bit sum and the result is
@@ -69,6 +79,12 @@ static inline int32_t qcc_single_apply_common(const qcc_single_channel *ch, int3
 {
     /* the rounding half 2^(total_shift - 1) = 2^(k - 1) * 2^32 */
     return qcc_smlal_high_shift(acc, ch->m0, (uint64_t)(uint32_t)ch->round_hi << 32, ch->k, ch->lo, ch->hi, ch->zero);
+}
+
+/* qcc_single_apply_common where hi = lo + 255 (QCC_CASE_BYTE) */
+static inline int32_t qcc_single_apply_byte(const qcc_single_channel *ch, int32_t acc)
+{
+    return qcc_smlal_high_shift_byte(acc, ch->m0, (uint64_t)(uint32_t)ch->round_hi << 32, ch->k, ch->lo, ch->zero);
 }
 
 /* clamp(floor((acc * m0 + 2^(total_shift - 1)) / 2^total_shift), lo, hi) + zero. */
