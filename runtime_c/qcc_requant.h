@@ -18,6 +18,7 @@
 #define QCC_CHANNEL_IS_COMMON qcc_tflm_is_common
 #define QCC_CHANNEL_APPLY_COMMON qcc_tflm_apply_common
 #define QCC_CHANNEL_APPLY_BYTE qcc_tflm_apply_byte
+#define QCC_CHANNEL_APPLY_FAST_BYTE qcc_tflm_apply_signed_byte
 #define QCC_CHANNEL_IS_FAST(ch) ((ch)->k > 0) /* M < 1/4, any clamp: qcc_tflm_apply_signed */
 #define QCC_CHANNEL_APPLY_FAST qcc_tflm_apply_signed
 #elif defined(QCC_ROUNDING_SINGLE)
@@ -28,6 +29,7 @@
 #define QCC_CHANNEL_IS_COMMON qcc_single_is_common
 #define QCC_CHANNEL_APPLY_COMMON qcc_single_apply_common
 #define QCC_CHANNEL_APPLY_BYTE qcc_single_apply_byte
+#define QCC_CHANNEL_APPLY_FAST_BYTE qcc_single_apply_byte /* single's fast case is its common one */
 #define QCC_CHANNEL_IS_FAST qcc_single_is_common /* single's common case has no condition on the clamp */
 #define QCC_CHANNEL_APPLY_FAST qcc_single_apply_common
 #else
@@ -121,6 +123,7 @@ static inline int32_t qcc_requantize_channel(const qcc_requant_channel *ch, int3
 #define QCC_CASE_FAST 2
 #define QCC_CASE_BYTE 3 /* the common case with a clamp of 256 codes: an 8-bit output's whole range, or all of
                          * it above its zero point (Relu, and Relu6 where 6 is at or above the top code) */
+#define QCC_CASE_FAST_BYTE 4 /* the fast case with a clamp of 256 codes (an 8-bit output with no activation) */
 
 static inline int qcc_requant_channel_is_common(const qcc_requant_channel *ch)
 {
@@ -133,11 +136,19 @@ static inline int qcc_requant_channel_is_byte(const qcc_requant_channel *ch)
     return QCC_CHANNEL_IS_COMMON(ch) && ch->hi - ch->lo == 255;
 }
 
+static inline int qcc_requant_channel_is_fast_byte(const qcc_requant_channel *ch)
+{
+    return QCC_CHANNEL_IS_FAST(ch) && ch->hi - ch->lo == 255;
+}
+
 /* The narrowest case both channels are in (a kernel's pair of output channels). */
 static inline int qcc_requant_pair_case(const qcc_requant_channel *a, const qcc_requant_channel *b)
 {
     if (qcc_requant_channel_is_byte(a) && qcc_requant_channel_is_byte(b)) {
         return QCC_CASE_BYTE;
+    }
+    if (qcc_requant_channel_is_fast_byte(a) && qcc_requant_channel_is_fast_byte(b)) {
+        return QCC_CASE_FAST_BYTE;
     }
     if (QCC_CHANNEL_IS_COMMON(a) && QCC_CHANNEL_IS_COMMON(b)) {
         return QCC_CASE_COMMON;
@@ -147,7 +158,8 @@ static inline int qcc_requant_pair_case(const qcc_requant_channel *a, const qcc_
 
 static inline int32_t qcc_requantize_channel_case(const qcc_requant_channel *ch, int32_t acc, int which)
 {
-    return which == QCC_CASE_BYTE   ? QCC_CHANNEL_APPLY_BYTE(ch, acc)
+    return which == QCC_CASE_BYTE      ? QCC_CHANNEL_APPLY_BYTE(ch, acc)
+         : which == QCC_CASE_FAST_BYTE ? QCC_CHANNEL_APPLY_FAST_BYTE(ch, acc)
          : which == QCC_CASE_COMMON ? QCC_CHANNEL_APPLY_COMMON(ch, acc)
          : which == QCC_CASE_FAST   ? QCC_CHANNEL_APPLY_FAST(ch, acc)
                                     : QCC_CHANNEL_APPLY(ch, acc);
@@ -160,6 +172,7 @@ static inline int32_t qcc_requantize_channel_case(const qcc_requant_channel *ch,
 #define QCC_CASE_COMMON 1
 #define QCC_CASE_FAST 2
 #define QCC_CASE_BYTE 3
+#define QCC_CASE_FAST_BYTE 4
 
 static inline int qcc_requant_channel_is_common(const qcc_requant_channel *ch)
 {

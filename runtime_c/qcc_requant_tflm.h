@@ -143,6 +143,14 @@ static inline int32_t qcc_tflm_apply_common(const qcc_tflm_channel *ch, int32_t 
     return qcc_smlal_high_shift(acc, ch->m0, rounding, ch->k, ch->lo, ch->hi, ch->zero);
 }
 
+/* qcc_tflm_apply_signed where hi = lo + 255 (QCC_CASE_FAST_BYTE) */
+static inline int32_t qcc_tflm_apply_signed_byte(const qcc_tflm_channel *ch, int32_t acc)
+{
+    const uint32_t negative = (uint32_t)acc >> 31;
+    const uint64_t rounding = ((uint64_t)((uint32_t)ch->round_hi - negative) << 32) | (UINT32_C(0x40000000) | (negative << 31));
+    return qcc_smlal_high_shift_byte(acc, ch->m0, rounding, ch->k, ch->lo, ch->zero);
+}
+
 /* qcc_tflm_apply_common where hi = lo + 255 (QCC_CASE_BYTE) */
 static inline int32_t qcc_tflm_apply_byte(const qcc_tflm_channel *ch, int32_t acc)
 {
