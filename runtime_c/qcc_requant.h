@@ -186,6 +186,12 @@ static inline int qcc_requant_channel_is_byte(const qcc_requant_channel *ch)
     return 0; /* the ort schemes have their own fast path */
 }
 
+static inline int qcc_requant_channel_is_fast_byte(const qcc_requant_channel *ch)
+{
+    (void)ch;
+    return 0;
+}
+
 static inline int qcc_requant_pair_case(const qcc_requant_channel *a, const qcc_requant_channel *b)
 {
     (void)a;
