@@ -64,6 +64,7 @@ static inline int32_t qcc_requantize_channel(const qcc_requant_channel *ch, int3
 typedef struct {
     qcc_ort_fast fast;
     int32_t zero;                 /* the zero point minus 2^(30-j): added to the fast path's r' */
+    int32_t lo_zero;              /* fast.lo + zero: added to qcc_requantize_ort_fast_byte's code */
     const qcc_requant_params *rq; /* the exact path's parameters: channel i of rq */
     int32_t i;
 } qcc_requant_channel;
@@ -79,6 +80,7 @@ static inline qcc_requant_channel qcc_requant_channel_of(const qcc_requant_param
     ch.fast.lo = rq->fast_lo;
     ch.fast.hi = rq->fast_hi;
     ch.zero = rq->fast_zero;
+    ch.lo_zero = rq->fast_lo + rq->fast_zero;
     ch.rq = rq;
     ch.i = i;
     return ch;
@@ -167,7 +169,8 @@ static inline int32_t qcc_requantize_channel_case(const qcc_requant_channel *ch,
 #endif
 
 #if defined(QCC_ROUNDING_ORT_FPU) || defined(QCC_ROUNDING_ORT)
-/* ort and --fpu have one case per channel: their fast path's fallback depends on the value. */
+/* ort and --fpu have one case per channel: their fast path's fallback depends on the value; ort's byte case
+ * clamps its fast path's code with one USAT where the clamp spans 256 codes. */
 #define QCC_CASE_ANY 0
 #define QCC_CASE_COMMON 1
 #define QCC_CASE_FAST 2
@@ -182,25 +185,33 @@ static inline int qcc_requant_channel_is_common(const qcc_requant_channel *ch)
 
 static inline int qcc_requant_channel_is_byte(const qcc_requant_channel *ch)
 {
+#if defined(QCC_ROUNDING_ORT)
+    return ch->fast.hi - ch->fast.lo == 255;
+#else
     (void)ch;
-    return 0; /* the ort schemes have their own fast path */
+    return 0;
+#endif
 }
 
 static inline int qcc_requant_channel_is_fast_byte(const qcc_requant_channel *ch)
 {
-    (void)ch;
-    return 0;
+    return qcc_requant_channel_is_byte(ch);
 }
 
 static inline int qcc_requant_pair_case(const qcc_requant_channel *a, const qcc_requant_channel *b)
 {
-    (void)a;
-    (void)b;
-    return QCC_CASE_COMMON;
+    return qcc_requant_channel_is_byte(a) && qcc_requant_channel_is_byte(b) ? QCC_CASE_BYTE : QCC_CASE_COMMON;
 }
 
 static inline int32_t qcc_requantize_channel_case(const qcc_requant_channel *ch, int32_t acc, int which)
 {
+#if defined(QCC_ROUNDING_ORT)
+    if (which == QCC_CASE_BYTE || which == QCC_CASE_FAST_BYTE) {
+        int32_t y;
+        return qcc_requantize_ort_fast_byte(&ch->fast, acc, &y) ? y + ch->lo_zero
+                                                                : qcc_requantize_ort_exact(ch->rq, ch->i, acc);
+    }
+#endif
     (void)which;
     return qcc_requantize_channel(ch, acc);
 }

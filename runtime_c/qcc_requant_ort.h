@@ -104,4 +104,18 @@ static inline int qcc_requantize_ort_fast(const qcc_ort_fast *f, int32_t acc, in
     return 1;
 }
 
+/* qcc_requantize_ort_fast where hi = lo + 255 (an 8-bit output's clamp): r - lo clamped to [0, 255], one USAT
+ * on Arm; *y is that, to which the caller adds lo (r < 2^31 and lo > 0: r - lo cannot overflow). */
+static inline int qcc_requantize_ort_fast_byte(const qcc_ort_fast *f, int32_t acc, int32_t *y)
+{
+    const uint64_t sum = (uint64_t)((int64_t)acc * f->fast_mult) + (((uint64_t)f->bias_hi << 32) | f->window);
+    int32_t t;
+    if ((uint32_t)sum < 2u * f->window) {
+        return 0;
+    }
+    t = (int32_t)((uint32_t)(sum >> 32) >> f->shift) - f->lo;
+    *y = t < 0 ? 0 : t > 255 ? 255 : t;
+    return 1;
+}
+
 #endif /* QCC_REQUANT_ORT_H */
