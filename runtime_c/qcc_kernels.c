@@ -11,6 +11,35 @@
 #include "qcc_window.h"
 
 #if QCC_DSP
+/* The 2 x 2 blocks' loop around the instructions of one group of 4 taps: two groups per turn, an odd count
+ * entering at the second (LSRS leaves the odd one out in the carry); and the operands both blocks name. */
+#define QCC_GEMM_2X2_LOOP(GROUP)                                                                                  \
+    "lsrs    %[n], %[n], #1\n\t"                                                                                 \
+    "bcc     1f\n\t"                                                                                              \
+    "adds    %[n], %[n], #1\n\t"                                                                                 \
+    "b       2f\n\t"                                                                                              \
+    "1:\n\t" GROUP "2:\n\t" GROUP "subs    %[n], %[n], #1\n\t"                                                  \
+    "bne     1b"
+/* A group's products once (w01, w23) hold a channel's taps as int16 pairs: channel a with both columns (the second
+ * column's pointer moving on), then channel b with the second column still in (x0, x1) and the first (its pointer
+ * moving on). */
+#define QCC_GEMM_2X2_CHANNEL_A                                                                                    \
+    "ldrd    %[x0], %[x1], [%[xa]]\n\t"                                                                          \
+    "smlad   %[aa], %[x0], %[w01], %[aa]\n\t"                                                                    \
+    "smlad   %[aa], %[x1], %[w23], %[aa]\n\t"                                                                    \
+    "ldrd    %[x0], %[x1], [%[xb]], #8\n\t"                                                                      \
+    "smlad   %[ab], %[x0], %[w01], %[ab]\n\t"                                                                    \
+    "smlad   %[ab], %[x1], %[w23], %[ab]\n\t"
+#define QCC_GEMM_2X2_CHANNEL_B                                                                                    \
+    "smlad   %[bb], %[x0], %[w01], %[bb]\n\t"                                                                    \
+    "smlad   %[bb], %[x1], %[w23], %[bb]\n\t"                                                                    \
+    "ldrd    %[x0], %[x1], [%[xa]], #8\n\t"                                                                      \
+    "smlad   %[ba], %[x0], %[w01], %[ba]\n\t"                                                                    \
+    "smlad   %[ba], %[x1], %[w23], %[ba]\n\t"
+#define QCC_GEMM_2X2_OPERANDS                                                                                     \
+    [w] "+r"(w), [xa] "+r"(xa), [xb] "+r"(xb), [n] "+r"(groups), [aa] "+r"(*aa), [ab] "+r"(*ab), [ba] "+r"(*ba),   \
+        [bb] "+r"(*bb), [x0] "=&r"(x0), [x1] "=&r"(x1), [w01] "=&r"(w01), [w23] "=&r"(w23)
+
 /* qcc_conv_gemm's 2 x 2 block over `groups` groups of 4 taps: channels a and b (their filters
  * interleaved by groups of 4 at w), pixels a and b (their int16 columns at xa and xb, word-aligned). */
 static inline void qcc_gemm_2x2_dsp(const int8_t *w, const int16_t *xa, const int16_t *xb, int32_t groups, int32_t *aa,
@@ -18,42 +47,18 @@ static inline void qcc_gemm_2x2_dsp(const int8_t *w, const int16_t *xa, const in
 {
 #if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(QCC_NO_INLINE_ASM) /* else the C below */
     /* GCC spills this loop's accumulators (24 instructions per group); written out it takes 18 (and the
-     * loop's 2 per pair of groups) and 12 registers. Unoptimized builds (-O0) keep too many registers for themselves with the
-     * hard-float ABI, so they take the C. LDRD reads the columns: the arena plans scratch
+     * loop's 2 per pair of groups) and 12 registers. Unoptimized builds (-O0) keep too many registers for
+     * themselves with the hard-float ABI, so they take the C. LDRD reads the columns: the arena plans scratch
      * word-aligned and each column is k4 * 2 bytes, a multiple of 8. */
     int32_t x0, x1, w01, w23;
-    /* two groups per turn of the loop (an odd count enters at the second): 18 instructions a group and the
-     * loop's two per pair of groups */
-#define QCC_GEMM_2X2_GROUP                                 \
-    "ldr     %[w23], [%[w]], #4\n\t"                       \
-    "sxtb16  %[w01], %[w23]\n\t"                           \
-    "sxtb16  %[w23], %[w23], ror #8\n\t"                   \
-    "ldrd    %[x0], %[x1], [%[xa]]\n\t"                    \
-    "smlad   %[aa], %[x0], %[w01], %[aa]\n\t"              \
-    "smlad   %[aa], %[x1], %[w23], %[aa]\n\t"              \
-    "ldrd    %[x0], %[x1], [%[xb]], #8\n\t"                \
-    "smlad   %[ab], %[x0], %[w01], %[ab]\n\t"              \
-    "smlad   %[ab], %[x1], %[w23], %[ab]\n\t"              \
-    "ldr     %[w23], [%[w]], #4\n\t"                       \
-    "sxtb16  %[w01], %[w23]\n\t"                           \
-    "sxtb16  %[w23], %[w23], ror #8\n\t"                   \
-    "smlad   %[bb], %[x0], %[w01], %[bb]\n\t"              \
-    "smlad   %[bb], %[x1], %[w23], %[bb]\n\t"              \
-    "ldrd    %[x0], %[x1], [%[xa]], #8\n\t"                \
-    "smlad   %[ba], %[x0], %[w01], %[ba]\n\t"              \
-    "smlad   %[ba], %[x1], %[w23], %[ba]\n\t"
-    __asm__("lsrs    %[n], %[n], #1\n\t" /* pairs of groups; the odd one out in the carry */
-            "bcc     1f\n\t"
-            "adds    %[n], %[n], #1\n\t"
-            "b       2f\n\t"
-            "1:\n\t" QCC_GEMM_2X2_GROUP
-            "2:\n\t" QCC_GEMM_2X2_GROUP
-            "subs    %[n], %[n], #1\n\t"
-            "bne     1b"
-            : [w] "+r"(w), [xa] "+r"(xa), [xb] "+r"(xb), [n] "+r"(groups), [aa] "+r"(*aa), [ab] "+r"(*ab),
-              [ba] "+r"(*ba), [bb] "+r"(*bb), [x0] "=&r"(x0), [x1] "=&r"(x1), [w01] "=&r"(w01), [w23] "=&r"(w23)
-            :
-            : "cc", "memory");
+#define QCC_GEMM_2X2_GROUP                                                                                  \
+    "ldr     %[w23], [%[w]], #4\n\t" /* channel a's 4 taps, widened */                                          \
+    "sxtb16  %[w01], %[w23]\n\t"                                                                                 \
+    "sxtb16  %[w23], %[w23], ror #8\n\t" QCC_GEMM_2X2_CHANNEL_A                                                  \
+    "ldr     %[w23], [%[w]], #4\n\t" /* channel b's */                                                          \
+    "sxtb16  %[w01], %[w23]\n\t"                                                                                 \
+    "sxtb16  %[w23], %[w23], ror #8\n\t" QCC_GEMM_2X2_CHANNEL_B
+    __asm__(QCC_GEMM_2X2_LOOP(QCC_GEMM_2X2_GROUP) : QCC_GEMM_2X2_OPERANDS : : "cc", "memory");
 #undef QCC_GEMM_2X2_GROUP
 #else
     int32_t g;
@@ -87,32 +92,10 @@ static inline void qcc_gemm_2x2_wide_dsp(const int8_t *w, const int16_t *xa, con
     /* LDRD needs word-aligned addresses: the weights are a uint32_t array whose pairs start every 16 * groups
      * bytes, and the columns are word-aligned (qcc_gemm_2x2_dsp) */
     int32_t x0, x1, w01, w23;
-#define QCC_GEMM_2X2_WIDE_GROUP                            \
-    "ldrd    %[w01], %[w23], [%[w]], #8\n\t"               \
-    "ldrd    %[x0], %[x1], [%[xa]]\n\t"                    \
-    "smlad   %[aa], %[x0], %[w01], %[aa]\n\t"              \
-    "smlad   %[aa], %[x1], %[w23], %[aa]\n\t"              \
-    "ldrd    %[x0], %[x1], [%[xb]], #8\n\t"                \
-    "smlad   %[ab], %[x0], %[w01], %[ab]\n\t"              \
-    "smlad   %[ab], %[x1], %[w23], %[ab]\n\t"              \
-    "ldrd    %[w01], %[w23], [%[w]], #8\n\t"               \
-    "smlad   %[bb], %[x0], %[w01], %[bb]\n\t"              \
-    "smlad   %[bb], %[x1], %[w23], %[bb]\n\t"              \
-    "ldrd    %[x0], %[x1], [%[xa]], #8\n\t"                \
-    "smlad   %[ba], %[x0], %[w01], %[ba]\n\t"              \
-    "smlad   %[ba], %[x1], %[w23], %[ba]\n\t"
-    __asm__("lsrs    %[n], %[n], #1\n\t" /* two groups per turn, as qcc_gemm_2x2_dsp */
-            "bcc     1f\n\t"
-            "adds    %[n], %[n], #1\n\t"
-            "b       2f\n\t"
-            "1:\n\t" QCC_GEMM_2X2_WIDE_GROUP
-            "2:\n\t" QCC_GEMM_2X2_WIDE_GROUP
-            "subs    %[n], %[n], #1\n\t"
-            "bne     1b"
-            : [w] "+r"(w), [xa] "+r"(xa), [xb] "+r"(xb), [n] "+r"(groups), [aa] "+r"(*aa), [ab] "+r"(*ab),
-              [ba] "+r"(*ba), [bb] "+r"(*bb), [x0] "=&r"(x0), [x1] "=&r"(x1), [w01] "=&r"(w01), [w23] "=&r"(w23)
-            :
-            : "cc", "memory");
+#define QCC_GEMM_2X2_WIDE_GROUP                                                                             \
+    "ldrd    %[w01], %[w23], [%[w]], #8\n\t" QCC_GEMM_2X2_CHANNEL_A                                              \
+    "ldrd    %[w01], %[w23], [%[w]], #8\n\t" QCC_GEMM_2X2_CHANNEL_B
+    __asm__(QCC_GEMM_2X2_LOOP(QCC_GEMM_2X2_WIDE_GROUP) : QCC_GEMM_2X2_OPERANDS : : "cc", "memory");
 #undef QCC_GEMM_2X2_WIDE_GROUP
 #else
     int32_t g;
