@@ -152,17 +152,22 @@ def test_a_chain_keeps_the_model_order(tmp_path, monkeypatch):
     assert compiled.plan.liveness_bytes == compiled.plan.model_order_liveness_bytes
 
 
+def branches_graph(t3_bytes: int) -> Graph:
+    """in -> t0 (100 bytes) -> t1 (64), read by two branches, t1 -> t2 -> t3 and t1 -> t4, joined into the output."""
+    sizes = {"in": 8, "t0": 100, "t1": 64, "t2": 8, "t3": t3_bytes, "t4": 8, "t5": 4}
+    tensors = {name: Tensor(name, "int8", (size,)) for name, size in sizes.items()}
+    nodes = [Node("MaxPool", "n0", ["in"], ["t0"]), Node("MaxPool", "n1", ["t0"], ["t1"]),
+             Node("MaxPool", "n2", ["t1"], ["t2"]), Node("MaxPool", "n3", ["t2"], ["t3"]),
+             Node("MaxPool", "n4", ["t1"], ["t4"]), Node("MaxPool", "n5", ["t3", "t4"], ["t5"])]
+    return Graph("branches", "branches", tensors, nodes, ["in"], ["t5"])
+
+
 def test_among_orders_at_the_least_peak_a_branch_points_input_is_freed_first():
     """in -> t0 (100 bytes: the peak, with t1) -> t1 (64), read by two branches: t1 -> t2 -> t3 and t1 -> t4, joined
     into the output. Every order peaks at 164 (t0 and t1); the model's runs the first branch to its end while t1
     stays alive (80 bytes there), the one chosen runs the second branch's node as soon as the first has read t1,
     which frees t1 (16 bytes alive after)."""
-    sizes = {"in": 8, "t0": 100, "t1": 64, "t2": 8, "t3": 8, "t4": 8, "t5": 4}
-    tensors = {name: Tensor(name, "int8", (size,)) for name, size in sizes.items()}
-    nodes = [Node("MaxPool", "n0", ["in"], ["t0"]), Node("MaxPool", "n1", ["t0"], ["t1"]),
-             Node("MaxPool", "n2", ["t1"], ["t2"]), Node("MaxPool", "n3", ["t2"], ["t3"]),
-             Node("MaxPool", "n4", ["t1"], ["t4"]), Node("MaxPool", "n5", ["t3", "t4"], ["t5"])]
-    graph = Graph("branches", "branches", tensors, nodes, ["in"], ["t5"])
+    graph = branches_graph(t3_bytes=8)
     model_order = list(graph.nodes)
     choose_order(graph)
     assert [n.name for n in graph.nodes] == ["n0", "n1", "n2", "n4", "n3", "n5"]
@@ -174,12 +179,7 @@ def test_past_the_state_cap_a_tie_at_the_peak_goes_to_the_order_lower_after_it()
     and the model's both peak at 164 (n1), then 100 (n0); next the greedy one's highest step holds 80 bytes (t1,
     t2 and t4 as n4 runs) against the model's 88 (t1, t2 and t3 as n3 runs), so the greedy order is taken (it was
     the model's while only the peaks were compared: YOLOv5's C3 blocks, past the cap, kept the stem's output alive)."""
-    sizes = {"in": 8, "t0": 100, "t1": 64, "t2": 8, "t3": 16, "t4": 8, "t5": 4}
-    tensors = {name: Tensor(name, "int8", (size,)) for name, size in sizes.items()}
-    nodes = [Node("MaxPool", "n0", ["in"], ["t0"]), Node("MaxPool", "n1", ["t0"], ["t1"]),
-             Node("MaxPool", "n2", ["t1"], ["t2"]), Node("MaxPool", "n3", ["t2"], ["t3"]),
-             Node("MaxPool", "n4", ["t1"], ["t4"]), Node("MaxPool", "n5", ["t3", "t4"], ["t5"])]
-    graph = Graph("branches", "branches", tensors, nodes, ["in"], ["t5"])
+    graph = branches_graph(t3_bytes=16)
     problem = execution_order.OrderProblem.of(graph)
     assert problem.step_peaks([0, 1, 2, 3, 4, 5]) == [164, 100, 88, 88, 72, 24]
     assert problem.step_peaks([0, 1, 2, 4, 3, 5]) == [164, 100, 80, 72, 32, 24]
