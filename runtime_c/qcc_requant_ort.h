@@ -105,7 +105,8 @@ static inline int qcc_requantize_ort_fast(const qcc_ort_fast *f, int32_t acc, in
 }
 
 /* qcc_requantize_ort_fast where hi = lo + 255 (an 8-bit output's clamp): r - lo clamped to [0, 255], one USAT
- * on Arm; *y is that, to which the caller adds lo (r < 2^31 and lo > 0: r - lo cannot overflow). */
+ * on Arm; *y is that, to which the caller adds lo (r < 2^31 and lo > 0: r - lo cannot overflow). Written out
+ * rather than sharing the sum with qcc_requantize_ort_fast: both ways tried cost the M4 loops 0.4% and 4%. */
 static inline int qcc_requantize_ort_fast_byte(const qcc_ort_fast *f, int32_t acc, int32_t *y)
 {
     const uint64_t sum = (uint64_t)((int64_t)acc * f->fast_mult) + (((uint64_t)f->bias_hi << 32) | f->window);

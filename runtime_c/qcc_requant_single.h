@@ -24,15 +24,20 @@ static inline int32_t qcc_floor_shift_i32(int32_t x, int k)
     return x >= 0 ? (x >> k) : -(int32_t)((~(uint32_t)x) >> k) - 1;
 }
 
-/* clamp(floor((acc * m0 + rounding) / 2^(32 + k)), lo, hi) + zero for 0 < k <= 31 and
+/* floor((acc * m0 + rounding) / 2^(32 + k)) (qcc_smlal_high), clamped to [lo, hi], + zero, for 0 < k <= 31 and
  * |acc * m0 + rounding| < 2^62: the sum's high word floor(sum / 2^32) is an int32, and
  * floor(floor(sum / 2^32) / 2^k) = floor(sum / 2^(32 + k)). One SMLAL and one ASR: the common case
  * of `single` and of `tflm`, which differ in the rounding constant. */
+static inline int32_t qcc_smlal_high(int32_t acc, int32_t m0, uint64_t rounding, int k)
+{
+    const uint64_t sum = (uint64_t)((int64_t)acc * (int64_t)m0) + rounding;
+    return qcc_floor_shift_i32(qcc_wrap_u32_to_i32((uint32_t)(sum >> 32)), k);
+}
+
 static inline int32_t qcc_smlal_high_shift(int32_t acc, int32_t m0, uint64_t rounding, int k, int32_t lo, int32_t hi,
                                            int32_t zero)
 {
-    const uint64_t sum = (uint64_t)((int64_t)acc * (int64_t)m0) + rounding;
-    const int32_t y = qcc_floor_shift_i32(qcc_wrap_u32_to_i32((uint32_t)(sum >> 32)), k);
+    const int32_t y = qcc_smlal_high(acc, m0, rounding, k);
     return (y < lo ? lo : y > hi ? hi : y) + zero;
 }
 
@@ -41,8 +46,7 @@ static inline int32_t qcc_smlal_high_shift(int32_t acc, int32_t m0, uint64_t rou
 static inline int32_t qcc_smlal_high_shift_byte(int32_t acc, int32_t m0, uint64_t rounding, int k, int32_t lo,
                                                 int32_t zero)
 {
-    const uint64_t sum = (uint64_t)((int64_t)acc * (int64_t)m0) + rounding;
-    const int32_t t = qcc_floor_shift_i32(qcc_wrap_u32_to_i32((uint32_t)(sum >> 32)), k) - lo;
+    const int32_t t = qcc_smlal_high(acc, m0, rounding, k) - lo;
     return (t < 0 ? 0 : t > 255 ? 255 : t) + (lo + zero);
 }
 

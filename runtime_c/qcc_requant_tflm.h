@@ -120,12 +120,16 @@ static inline qcc_tflm_channel qcc_tflm_channel_of(uint32_t m0, int e, int32_t l
     return ch;
 }
 
-/* M < 1/4: qcc_tflm_scale's sum with the constant chosen by x's sign. */
-static inline int32_t qcc_tflm_apply_signed(const qcc_tflm_channel *ch, int32_t acc)
+/* M < 1/4: qcc_tflm_scale's sum constant, chosen by x's sign. */
+static inline uint64_t qcc_tflm_signed_rounding(const qcc_tflm_channel *ch, int32_t acc)
 {
     const uint32_t negative = (uint32_t)acc >> 31;
-    const uint64_t rounding = ((uint64_t)((uint32_t)ch->round_hi - negative) << 32) | (UINT32_C(0x40000000) | (negative << 31));
-    return qcc_smlal_high_shift(acc, ch->m0, rounding, ch->k, ch->lo, ch->hi, ch->zero);
+    return ((uint64_t)((uint32_t)ch->round_hi - negative) << 32) | (UINT32_C(0x40000000) | (negative << 31));
+}
+
+static inline int32_t qcc_tflm_apply_signed(const qcc_tflm_channel *ch, int32_t acc)
+{
+    return qcc_smlal_high_shift(acc, ch->m0, qcc_tflm_signed_rounding(ch, acc), ch->k, ch->lo, ch->hi, ch->zero);
 }
 
 /* The common case (qcc_tflm_is_common): M < 1/4 and a clamp whose lower end is at or above the zero
@@ -137,25 +141,25 @@ static inline int qcc_tflm_is_common(const qcc_tflm_channel *ch)
     return ch->k > 0 && ch->lo >= 0;
 }
 
+static inline uint64_t qcc_tflm_common_rounding(const qcc_tflm_channel *ch)
+{
+    return ((uint64_t)(uint32_t)ch->round_hi << 32) | UINT32_C(0x40000000);
+}
+
 static inline int32_t qcc_tflm_apply_common(const qcc_tflm_channel *ch, int32_t acc)
 {
-    const uint64_t rounding = ((uint64_t)(uint32_t)ch->round_hi << 32) | UINT32_C(0x40000000);
-    return qcc_smlal_high_shift(acc, ch->m0, rounding, ch->k, ch->lo, ch->hi, ch->zero);
+    return qcc_smlal_high_shift(acc, ch->m0, qcc_tflm_common_rounding(ch), ch->k, ch->lo, ch->hi, ch->zero);
 }
 
-/* qcc_tflm_apply_signed where hi = lo + 255 (QCC_CASE_FAST_BYTE) */
+/* The two where hi = lo + 255 (QCC_CASE_FAST_BYTE, QCC_CASE_BYTE): the clamp as one USAT. */
 static inline int32_t qcc_tflm_apply_signed_byte(const qcc_tflm_channel *ch, int32_t acc)
 {
-    const uint32_t negative = (uint32_t)acc >> 31;
-    const uint64_t rounding = ((uint64_t)((uint32_t)ch->round_hi - negative) << 32) | (UINT32_C(0x40000000) | (negative << 31));
-    return qcc_smlal_high_shift_byte(acc, ch->m0, rounding, ch->k, ch->lo, ch->zero);
+    return qcc_smlal_high_shift_byte(acc, ch->m0, qcc_tflm_signed_rounding(ch, acc), ch->k, ch->lo, ch->zero);
 }
 
-/* qcc_tflm_apply_common where hi = lo + 255 (QCC_CASE_BYTE) */
 static inline int32_t qcc_tflm_apply_byte(const qcc_tflm_channel *ch, int32_t acc)
 {
-    const uint64_t rounding = ((uint64_t)(uint32_t)ch->round_hi << 32) | UINT32_C(0x40000000);
-    return qcc_smlal_high_shift_byte(acc, ch->m0, rounding, ch->k, ch->lo, ch->zero);
+    return qcc_smlal_high_shift_byte(acc, ch->m0, qcc_tflm_common_rounding(ch), ch->k, ch->lo, ch->zero);
 }
 
 static inline int32_t qcc_tflm_apply(const qcc_tflm_channel *ch, int32_t acc)

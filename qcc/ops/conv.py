@@ -458,10 +458,10 @@ class QLinearConv(Op):
     @staticmethod
     def _emit_groups(fields: dict, group_weights: int, prefix: str, suffix: str, x: str, y: str, scratch: str,
                      c) -> str:
-        # group_weights: the bytes of one group's weights (the weights pointer is an int8_t one)
         """A grouped convolution as one qcc_conv_gemm call per group and image, groups outermost (the order
         AccessOrder.pixel_major models): each group is a convolution of its own input channels into its own
-        output channels, its parameters pointers into the layer's arrays."""
+        output channels, its parameters pointers into the layer's arrays (group_weights: the bytes of one
+        group's weights, an offset for the int8_t weights pointer whatever the array's type)."""
         groups, in_c, out_c, batch = fields["groups"], fields["in_c"], fields["out_c"], fields["batch"]
         in_per_group, out_per_group = in_c // groups, out_c // groups
         requant = fields["requant"]
