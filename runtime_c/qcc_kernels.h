@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "qcc_config.h" /* the rounding scheme: with --fpu, qcc_requant_params has a float scale */
+#include "qcc_gemm_2x4.h" /* the 2 x 4 block a convolution's parameters may name */
 
 /* y = clamp(requantize(acc, mult[c], shift[c]), lo, hi) + zero, channel c = index * per_channel.
  * lo and hi are the output clamp with the zero point already subtracted (Relu/Clip folded in).
@@ -73,6 +74,9 @@ typedef struct {
                                  * compiler stores each filter transposed); else 0 */
     int32_t input_zero;         /* Z_x: the code that padded taps read */
     const int8_t *weights;      /* [out_c][in_c / groups][kernel_h][kernel_w]; qcc_conv_gemm: its own layout */
+    /* qcc_conv_gemm on DSP cores: NULL, or the 2 x 4 block for this layer's depth (qcc_gemm_2x4.h), which chunks of
+     * 4 pixels or more take; int8 weights only */
+    void (*gemm_block_2x4)(const int8_t *w, const int16_t *cols, int32_t *acc);
     int32_t weights_wide;       /* qcc_conv_gemm with QCC_CONV_WIDE (--wide-weights): 1 where its weights are int16
                                  * pairs, the operands SMLAD takes (qcc/ops/conv.py gemm_wide_layout); else 0 */
     const int32_t *acc_const;   /* per out channel: bias - Z_x*sum(w - Z_w) */

@@ -216,6 +216,29 @@ def test_every_chunk_of_pixels_is_exact_on_the_cortex_m4(tmp_path, monkeypatch, 
     assert set(re.findall(r"\.gemm_pixels = (\d+)", (tmp_path / "out" / "model.c").read_text())) == {str(chunk)}
 
 
+# depths about the 2 x 4 block's limits (runtime_c/qcc_gemm_2x4.h): k4 252 (the farthest column 1,008 bytes on, an odd
+# count of groups), 256 (the pointer steps to pixel 2 and back), 508 (the deepest it takes, odd), 512 (the 2 x 2 block);
+# 49, 30 and 20 pixels leave 1, 2 and 0 after the chunks' fours
+DEEP = [(28, 5, (7, 7), (3, 3), P1), (256, 3, (5, 6), (1, 1), {}), (127, 4, (6, 5), (2, 2), {}),
+        (512, 2, (4, 5), (1, 1), {})]
+
+
+@needs_arm_tools
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_the_2x4_block_is_exact_on_the_cortex_m4_at_every_depth_it_takes_and_the_2x2_block_beyond(tmp_path, monkeypatch,
+                                                                                                  x_dtype):
+    """Chunks of 16 pixels take the 2 x 4 block, one function per depth in model.c, by fours (uint8: weights with
+    zero points); the remainders and the layers too deep for its offsets take the 2 x 2 block."""
+    monkeypatch.setattr(QLinearConv, "gemm_pixel_choices", staticmethod(lambda node, graph: [16]))
+    check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=4, extra=DEEP), "tflm",
+                                    f"qcc_conv_gemm_{'s8' if x_dtype == 'int8' else 'u8'}", boards=("cortex-m4",))
+    text = (tmp_path / "out" / "model.c").read_text()
+    blocks = re.findall(r"\.gemm_block_2x4 = QCC_GEMM_2X4\((\w+)\)", text)
+    assert {"model_gemm_2x4_k252", "model_gemm_2x4_k256", "model_gemm_2x4_k508"} <= set(blocks)
+    assert "model_gemm_2x4_k512" not in blocks
+    assert all(text.count(f"QCC_GEMM_2X4_DEFINE({name}, {name.split('_k')[-1]})") == 1 for name in blocks)
+
+
 @needs_arm_tools
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
 def test_the_c_twin_of_the_inline_assembly_loop_is_exact_on_the_cortex_m4(tmp_path, x_dtype):

@@ -167,6 +167,7 @@ class CEmitter:
         self.weights_bytes = 0
         self.array_bytes: dict[str, int] = {}  # each const array's bytes, by its C name (where a board places it)
         self._arrays: dict[tuple, str] = {}  # (C type, size, bytes) -> the array's name
+        self._definitions: dict[tuple, str] = {}  # (macro, what, arguments) -> the function's name
 
     def symbol(self, node_name: str) -> str:
         """A C identifier for a node, stable for the model and unique in model.c. It starts with
@@ -198,6 +199,20 @@ class CEmitter:
         self.declarations.append(
             f"static const {ctype} {name}[{values.size}]{self._section} = {{\n    {format_values(values)}\n}};")
         return name
+
+    def definition(self, macro: str, what: str, *arguments) -> str:
+        """A function that a runtime macro defines for the model (`macro(NAME, arguments...)`, for layers of one
+        shape, `what` naming it): written once, before the parameter structs that name it; returns its name, the
+        model's prefix and `what`, unique in model.c."""
+        key = (macro, what, *arguments)
+        if key not in self._definitions:
+            ident, k = f"{self.prefix}_{what}", 2
+            while ident in self._taken:
+                ident, k = f"{self.prefix}_{what}_{k}", k + 1
+            self._taken.add(ident)
+            self._definitions[key] = ident
+            self.declarations.append(f"{macro}({', '.join([ident, *map(str, arguments)])})")
+        return self._definitions[key]
 
     def const_float_array(self, name: str, values: np.ndarray) -> str:
         """A static const float array of float32 values, each written as the hexadecimal literal that
