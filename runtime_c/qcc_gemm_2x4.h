@@ -3,7 +3,7 @@
  *
  * The 2 x 2 block (qcc_kernels.c) takes 18 instructions per group of 4 taps for 16 products: it loads and widens
  * both channels' weights for only two pixels. This block takes channels a and b at four pixels: 29 instructions
- * for 32 products (31 where k4 > 255), and 14 registers (8 accumulators, the weights and a column as int16 pairs,
+ * for 32 products (25 with --wide-weights' int16 pairs, 2 more where k4 > 255), and 14 registers (8 accumulators, the weights and a column as int16 pairs,
  * two pointers), the loop's end on the stack. The four columns are k4 int16 apart, so they are read at fixed
  * offsets from one pointer (pixel 1's column: pixels 0, 2, 3 at -2 * k4, +2 * k4 and +4 * k4 bytes); LDRD's
  * offsets are constants of at most 1020, so the depth is part of the code: the compiler writes
@@ -12,8 +12,9 @@
  *
  * The function: void f(const int8_t *w, const int16_t *cols, int32_t *acc) adds to acc[0..3] channel a's
  * products at pixels 0..3 and to acc[4..7] channel b's, modulo 2^32 (SMLAD wraps as the 2 x 2 block's sums do),
- * with w the pair's weights in qcc_conv_gemm's layout (each group of 4 taps a's 4, then b's 4, each stored in the
- * order 0, 2, 1, 3) and cols pixel 0's column, word-aligned. Elsewhere (no DSP, no GNU assembly, -Os, or
+ * with w the pair's weights in qcc_conv_gemm's layout (each group of 4 taps a's 4, then b's 4: int8 stored in the
+ * order 0, 2, 1, 3, or with --wide-weights int16 in tap order, QCC_GEMM_2X4_WIDE_DEFINE's) and cols pixel 0's
+ * column, word-aligned. Elsewhere (no DSP, no GNU assembly, -Os, or
  * -DQCC_NO_INLINE_ASM) QCC_GEMM_2X4 is NULL and qcc_conv_gemm takes the 2 x 2 block throughout. */
 #ifndef QCC_GEMM_2X4_H
 #define QCC_GEMM_2X4_H
@@ -31,14 +32,20 @@
 #define QCC_GEMM_2X4_ASM 1
 
 
-/* One group of 4 taps, S the bytes of a column, the pointer at pixel 1's: channel a at pixels 0, 1, 2, 3, then
- * channel b back from pixel 3, whose column is still in (r12, lr), to pixel 1, whose load moves the pointer to the
- * next group. Where pixel 3's offset, 2 * S, is beyond LDRD's reach (S > 510), the pointer steps to pixel 2 and
- * back (two instructions more). */
-#define QCC_GEMM_2X4_GROUP(S)                                                                                      \
-    "ldr     r11, [r0], #4\n\t" /* channel a's 4 taps, widened */                                                   \
+/* A channel's 4 taps: int8 weights widened (qcc_conv_gemm's layout: stored in the order 0, 2, 1, 3, so SXTB16 gives
+ * (w0, w2) and (w1, w3), the pairs of the columns' order), or int16 pairs as they are (--wide-weights) */
+#define QCC_GEMM_2X4_INT8_WEIGHTS                                                                                  \
+    "ldr     r11, [r0], #4\n\t"                                                                                     \
     "sxtb16  r10, r11\n\t"                                                                                          \
-    "sxtb16  r11, r11, ror #8\n\t"                                                                                  \
+    "sxtb16  r11, r11, ror #8\n\t"
+#define QCC_GEMM_2X4_WIDE_WEIGHTS "ldrd    r10, r11, [r0], #8\n\t"
+
+/* One group of 4 taps, S the bytes of a column, the pointer at pixel 1's, WEIGHTS the instructions that load a
+ * channel's 4 taps as int16 pairs into (r10, r11): channel a at pixels 0, 1, 2, 3, then channel b back from pixel 3,
+ * whose column is still in (r12, lr), to pixel 1, whose load moves the pointer to the next group. Where pixel 3's
+ * offset, 2 * S, is beyond LDRD's reach (S > 510), the pointer steps to pixel 2 and back (two instructions more). */
+#define QCC_GEMM_2X4_GROUP(S, WEIGHTS)                                                                             \
+    WEIGHTS                                                                                                         \
     "ldrd    r12, lr, [r1, #-" S "]\n\t"                                                                           \
     "smlad   r2, r12, r10, r2\n\t"                                                                                  \
     "smlad   r2, lr, r11, r2\n\t"                                                                                   \
@@ -56,9 +63,7 @@
     ".endif\n\t"                                                                                                    \
     "smlad   r5, r12, r10, r5\n\t"                                                                                  \
     "smlad   r5, lr, r11, r5\n\t"                                                                                   \
-    "ldr     r11, [r0], #4\n\t" /* channel b's */                                                                  \
-    "sxtb16  r10, r11\n\t"                                                                                          \
-    "sxtb16  r11, r11, ror #8\n\t"                                                                                  \
+    WEIGHTS /* channel b's */                                                                                       \
     "smlad   r9, r12, r10, r9\n\t"                                                                                  \
     "smlad   r9, lr, r11, r9\n\t"                                                                                   \
     ".if 2*" S " <= 1020\n\t"                                                                                      \
@@ -77,21 +82,22 @@
     "smlad   r7, lr, r11, r7\n\t"
 
 /* A naked function: the body is all the code (AAPCS: w, cols, acc in r0, r1, r2; r4-r11 saved). Two groups a turn,
- * an odd count (known here) entering at the second; the loop ends when w reaches its end, kept on the stack. */
-#define QCC_GEMM_2X4_DEFINE(NAME, K4)                                                                              \
+ * an odd count (known here) entering at the second; the loop ends when w reaches its end (W bytes of weights per
+ * group of 4 taps of the pair), kept on the stack. */
+#define QCC_GEMM_2X4_FUNCTION(NAME, K4, WEIGHTS, W)                                                                \
     __attribute__((naked, noinline)) static void NAME(                                                             \
         const int8_t *w __attribute__((unused)), const int16_t *cols __attribute__((unused)),                       \
         int32_t *acc __attribute__((unused)))                                                                       \
     {                                                                                                               \
         __asm__("push    {r2, r4-r11, lr}\n\t"                                                                     \
                 "addw    r1, r1, #2*" #K4 "\n\t"                                                                   \
-                "addw    r12, r0, #2*" #K4 "\n\t"                                                                  \
+                "addw    r12, r0, #" #W "*" #K4 "/4\n\t"                                                           \
                 "push    {r12}\n\t"                                                                                \
                 "ldm     r2, {r2-r9}\n\t"                                                                          \
                 ".if (" #K4 " / 4) % 2\n\t"                                                                        \
                 "b       2f\n\t"                                                                                   \
                 ".endif\n"                                                                                         \
-                "1:\n\t" QCC_GEMM_2X4_GROUP("2*" #K4) "2:\n\t" QCC_GEMM_2X4_GROUP("2*" #K4)                        \
+                "1:\n\t" QCC_GEMM_2X4_GROUP("2*" #K4, WEIGHTS) "2:\n\t" QCC_GEMM_2X4_GROUP("2*" #K4, WEIGHTS)      \
                 "ldr     r12, [sp]\n\t"                                                                            \
                 "cmp     r0, r12\n\t"                                                                              \
                 "bne     1b\n\t"                                                                                   \
@@ -100,11 +106,14 @@
                 "stm     r12, {r2-r9}\n\t"                                                                         \
                 "pop     {r4-r11, pc}");                                                                           \
     }
+#define QCC_GEMM_2X4_DEFINE(NAME, K4) QCC_GEMM_2X4_FUNCTION(NAME, K4, QCC_GEMM_2X4_INT8_WEIGHTS, 8)
+#define QCC_GEMM_2X4_WIDE_DEFINE(NAME, K4) QCC_GEMM_2X4_FUNCTION(NAME, K4, QCC_GEMM_2X4_WIDE_WEIGHTS, 16)
 #define QCC_GEMM_2X4(NAME) NAME
 
 #else
 #define QCC_GEMM_2X4_ASM 0
 #define QCC_GEMM_2X4_DEFINE(NAME, K4)
+#define QCC_GEMM_2X4_WIDE_DEFINE(NAME, K4)
 #define QCC_GEMM_2X4(NAME) NULL
 #endif
 

@@ -75,7 +75,7 @@ typedef struct {
     int32_t input_zero;         /* Z_x: the code that padded taps read */
     const int8_t *weights;      /* [out_c][in_c / groups][kernel_h][kernel_w]; qcc_conv_gemm: its own layout */
     /* qcc_conv_gemm on DSP cores: NULL, or the 2 x 4 block for this layer's depth (qcc_gemm_2x4.h), which chunks of
-     * 4 pixels or more take; int8 weights only */
+     * 4 pixels or more take (for the layer's weights: int8, or int16 pairs with weights_wide) */
     void (*gemm_block_2x4)(const int8_t *w, const int16_t *cols, int32_t *acc);
     int32_t weights_wide;       /* qcc_conv_gemm with QCC_CONV_WIDE (--wide-weights): 1 where its weights are int16
                                  * pairs, the operands SMLAD takes (qcc/ops/conv.py gemm_wide_layout); else 0 */

@@ -224,19 +224,23 @@ DEEP = [(28, 5, (7, 7), (3, 3), P1), (256, 3, (5, 6), (1, 1), {}), (127, 4, (6, 
 
 
 @needs_arm_tools
+@pytest.mark.parametrize("wide", [False, True])
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
 def test_the_2x4_block_is_exact_on_the_cortex_m4_at_every_depth_it_takes_and_the_2x2_block_beyond(tmp_path, monkeypatch,
-                                                                                                  x_dtype):
-    """Chunks of 16 pixels take the 2 x 4 block, one function per depth in model.c, by fours (uint8: weights with
-    zero points); the remainders and the layers too deep for its offsets take the 2 x 2 block."""
+                                                                                                  x_dtype, wide):
+    """Chunks of 16 pixels take the 2 x 4 block, one function per depth (and kind of weights) in model.c, by fours
+    (uint8: weights with zero points); the remainders and the layers too deep for its offsets take the 2 x 2 block."""
     monkeypatch.setattr(QLinearConv, "gemm_pixel_choices", staticmethod(lambda node, graph: [16]))
     check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=4, extra=DEEP), "tflm",
-                                    f"qcc_conv_gemm_{'s8' if x_dtype == 'int8' else 'u8'}", boards=("cortex-m4",))
+                                    f"qcc_conv_gemm_{'s8' if x_dtype == 'int8' else 'u8'}", boards=("cortex-m4",),
+                                    wide_weights=wide)
     text = (tmp_path / "out" / "model.c").read_text()
+    kind, macro = ("wide_", "QCC_GEMM_2X4_WIDE_DEFINE") if wide else ("", "QCC_GEMM_2X4_DEFINE")
     blocks = re.findall(r"\.gemm_block_2x4 = QCC_GEMM_2X4\((\w+)\)", text)
-    assert {"model_gemm_2x4_k252", "model_gemm_2x4_k256", "model_gemm_2x4_k508"} <= set(blocks)
-    assert "model_gemm_2x4_k512" not in blocks
-    assert all(text.count(f"QCC_GEMM_2X4_DEFINE({name}, {name.split('_k')[-1]})") == 1 for name in blocks)
+    assert {f"model_gemm_2x4_{kind}k{k4}" for k4 in (252, 256, 508)} <= set(blocks)
+    assert all(name.startswith(f"model_gemm_2x4_{kind}k") for name in blocks)
+    assert f"model_gemm_2x4_{kind}k512" not in blocks
+    assert all(text.count(f"{macro}({name}, {name.split('_k')[-1]})") == 1 for name in blocks)
 
 
 @needs_arm_tools

@@ -441,7 +441,7 @@ class QLinearConv(Op):
             "plane_rows": self.depthwise_plane_rows(node, graph, transposed) if plane else 0,
             "plane_transposed": int(transposed),
             "input_zero": x.quant.scalar()[1], "weights": weights,
-            "gemm_block_2x4": self._gemm_block_2x4(node, graph, c) if gemm and not wide else "NULL",
+            "gemm_block_2x4": self._gemm_block_2x4(node, graph, c, wide) if gemm else "NULL",
             "weights_wide": int(wide), "acc_const": acc_const,
             "weight_zero": w_zero,
             "requant": emit_requant(c, prefix, p["requant"]),
@@ -458,12 +458,15 @@ class QLinearConv(Op):
         assert self.is_depthwise(node, graph), node.name  # one input channel per group; runs_as_gemm takes the rest
         return f"qcc_conv_depthwise_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
 
-    def _gemm_block_2x4(self, node: Node, graph: Graph, c) -> str:
-        """The 2 x 4 block for the layer's depth (runtime_c/qcc_gemm_2x4.h), defined once in model.c, where its chunks
-        hold 4 pixels or more and the depth fits the block's offsets; else NULL (the 2 x 2 block throughout)."""
+    def _gemm_block_2x4(self, node: Node, graph: Graph, c, wide: bool) -> str:
+        """The 2 x 4 block for the layer's depth and weights (runtime_c/qcc_gemm_2x4.h), defined once in model.c,
+        where its chunks hold 4 pixels or more and the depth fits the block's offsets; else NULL (the 2 x 2 block
+        throughout)."""
         k4 = self.gemm_depth(node, graph)
         if c.scratch_size(node) // (2 * k4) < 4 or k4 > GEMM_2X4_MAX_K4:
             return "NULL"
+        if wide:
+            return f"QCC_GEMM_2X4({c.definition('QCC_GEMM_2X4_WIDE_DEFINE', f'gemm_2x4_wide_k{k4}', k4)})"
         return f"QCC_GEMM_2X4({c.definition('QCC_GEMM_2X4_DEFINE', f'gemm_2x4_k{k4}', k4)})"
 
     @staticmethod
