@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "qcc_config.h" /* the rounding scheme: with --fpu, qcc_requant_params has a float scale */
-#include "qcc_gemm_2x4.h" /* the 2 x 4 block a convolution's parameters may name */
+#include "qcc_dsp_blocks.h" /* the assembly blocks that layers' parameters may name */
 
 /* y = clamp(requantize(acc, mult[c], shift[c]), lo, hi) + zero, channel c = index * per_channel.
  * lo and hi are the output clamp with the zero point already subtracted (Relu/Clip folded in).
@@ -74,7 +74,7 @@ typedef struct {
                                  * compiler stores each filter transposed); else 0 */
     int32_t input_zero;         /* Z_x: the code that padded taps read */
     const int8_t *weights;      /* [out_c][in_c / groups][kernel_h][kernel_w]; qcc_conv_gemm: its own layout */
-    /* qcc_conv_gemm on DSP cores: NULL, or the 2 x 4 block for this layer's depth (qcc_gemm_2x4.h), which chunks of
+    /* qcc_conv_gemm on DSP cores: NULL, or the 2 x 4 block for this layer's depth (qcc_dsp_blocks.h), which chunks of
      * 4 pixels or more take (for the layer's weights: int8, or int16 pairs with weights_wide) */
     void (*gemm_block_2x4)(const int8_t *w, const int16_t *cols, int32_t *acc);
     int32_t weights_wide;       /* qcc_conv_gemm with QCC_CONV_WIDE (--wide-weights): 1 where its weights are int16
@@ -95,6 +95,9 @@ typedef struct {
                                            * takes as it is, a pair of columns' words interleaved (a zero column
                                            * after an odd last one): [cols / 2][kp / 2][2] (--wide-weights) */
     int32_t weights_wide;                 /* 1: the weights as int16 pairs (rows of A whole, expanded in scratch) */
+    /* on DSP cores: NULL, or the block of 4 columns for this layer's kp (qcc_dsp_blocks.h), which rows expanded whole
+     * take, int8 weights */
+    void (*block_4col)(const int32_t *row, const int8_t *w, int32_t *acc);
     const int32_t *acc_const;             /* per column: bias - Z_a*sum(w) + depth*Z_a*Z_w */
     int32_t acc_const_row_stride;         /* 0: one row for all rows; cols: one row per row */
     const int32_t *weight_zero;           /* per column Z_w, or NULL when all are 0 */

@@ -216,7 +216,7 @@ def test_every_chunk_of_pixels_is_exact_on_the_cortex_m4(tmp_path, monkeypatch, 
     assert set(re.findall(r"\.gemm_pixels = (\d+)", (tmp_path / "out" / "model.c").read_text())) == {str(chunk)}
 
 
-# depths about the 2 x 4 block's limits (runtime_c/qcc_gemm_2x4.h): k4 252 (the farthest column 1,008 bytes on, an odd
+# depths about the 2 x 4 block's limits (runtime_c/qcc_dsp_blocks.h): k4 252 (the farthest column 1,008 bytes on, an odd
 # count of groups), 256 (the pointer steps to pixel 2 and back), 508 (the deepest it takes, odd), 512 (the 2 x 2 block);
 # 49, 30 and 20 pixels leave 1, 2 and 0 after the chunks' fours
 DEEP = [(28, 5, (7, 7), (3, 3), P1), (256, 3, (5, 6), (1, 1), {}), (127, 4, (6, 5), (2, 2), {}),
@@ -236,7 +236,7 @@ def test_the_2x4_block_is_exact_on_the_cortex_m4_at_every_depth_it_takes_and_the
                                     wide_weights=wide)
     text = (tmp_path / "out" / "model.c").read_text()
     kind, macro = ("wide_", "QCC_GEMM_2X4_WIDE_DEFINE") if wide else ("", "QCC_GEMM_2X4_DEFINE")
-    blocks = re.findall(r"\.gemm_block_2x4 = QCC_GEMM_2X4\((\w+)\)", text)
+    blocks = re.findall(r"\.gemm_block_2x4 = QCC_DSP_BLOCK\((\w+)\)", text)
     assert {f"model_gemm_2x4_{kind}k{k4}" for k4 in (252, 256, 508)} <= set(blocks)
     assert all(name.startswith(f"model_gemm_2x4_{kind}k") for name in blocks)
     assert f"model_gemm_2x4_{kind}k512" not in blocks

@@ -32,7 +32,7 @@ from onnx import helper
 from test_generated_c import c_array
 
 from qcc.commands.compile import compile_to_folder
-from qcc.ops.fully_connected import NARROW_COLUMNS
+from qcc.ops.fully_connected import NARROW_COLUMNS, QGemm
 from qcc.ops.quantized import sxtb16_tap_order
 from qcc.pipeline import Options
 
@@ -86,13 +86,13 @@ def layer(rng, i: int, x_dtype: str, rows: int, depth: int, cols: int, *, w_dtyp
     return node, (f"a{i}", x_dtype, a_shape), (f"y{i}", x_dtype, y_shape), inits
 
 
-def layers_model(x_dtype: str, seed: int = 0) -> onnx.ModelProto:
-    """Every LAYERS shape side by side (one input and output each), weights int8 or uint8 (nonzero Z_w,
-    with uint8 activations only: ORT takes int8 A with int8 B only), per tensor and per column in turn;
+def layers_model(x_dtype: str, seed: int = 0, extra=()) -> onnx.ModelProto:
+    """Every LAYERS shape (and `extra`'s) side by side (one input and output each), weights int8 or uint8 (nonzero
+    Z_w, with uint8 activations only: ORT takes int8 A with int8 B only), per tensor and per column in turn;
     two more with wrapping accumulators."""
     rng = np.random.default_rng(seed)
     parts = []
-    for i, (rows, depth, cols, attrs) in enumerate(LAYERS):
+    for i, (rows, depth, cols, attrs) in enumerate([*LAYERS, *extra]):
         w_dtype = "int8" if x_dtype == "int8" or i % 2 == 0 else "uint8"
         parts.append(layer(rng, i, x_dtype, rows, depth, cols, w_dtype=w_dtype, per_channel=i % 3 != 1, **attrs))
     parts.append(layer(rng, len(parts), x_dtype, 3, 130, 5, w_dtype="int8", per_channel=True, wrap=True))
@@ -137,6 +137,23 @@ def test_the_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, scheme)
 
 def test_the_kernel_builds_warning_free_with_clang_too(tmp_path):
     check_builds_with_clang(tmp_path, layers_model("uint8"))
+
+
+@needs_arm_tools
+@pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
+def test_the_block_of_4_columns_is_exact_on_the_cortex_m4_up_to_its_deepest_rows_and_the_pairs_beyond(tmp_path, monkeypatch,
+                                                                                                      x_dtype):
+    """Rows expanded whole take the block of 4 columns (runtime_c/qcc_dsp_blocks.h), one function per kp in model.c,
+    the remaining columns by pairs: LAYERS' (kp 8 to 136, 5 to 11 columns, C per row, transposed A, wrapping sums,
+    uint8 weights' zero points) and kp 1,360, the deepest its offsets reach, beside 1,368, which takes the pairs."""
+    monkeypatch.setattr(QGemm, "scratch_choices", lambda self, node, graph: [0] if self.reads_in_place(node)
+                        else [2 * self.padded_depth(node)])  # whole rows, for every layer
+    model = layers_model(x_dtype, seed=5, extra=[(1, 1360, 6, {}), (1, 1361, 6, {})])
+    check_exact_on_cortex_m0_and_m4(tmp_path, model, "tflm", f"qcc_fully_connected_{'s8' if x_dtype == 'int8' else 'u8'}",
+                                    boards=("cortex-m4",))
+    blocks = re.findall(r"\.block_4col = QCC_DSP_BLOCK\((\w+)\)", (tmp_path / "out" / "model.c").read_text())
+    assert {"model_fc_4col_k8", "model_fc_4col_k136", "model_fc_4col_k1360"} <= set(blocks)
+    assert "model_fc_4col_k1368" not in blocks
 
 
 def test_long_rows_run_in_depth_chunks_where_a_whole_row_would_grow_the_arena(tmp_path):

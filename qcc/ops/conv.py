@@ -39,7 +39,7 @@ from qcc.ops.quantized import (
 
 GEMM_MAX_PIXELS = 16  # runtime_c/qcc_kernels.h QCC_GEMM_MAX_PIXELS
 GEMM_CHUNK_BYTES = 512  # the columns of qcc_conv_gemm's least chunk, where more than 2 fit
-GEMM_2X4_MAX_K4 = 510  # runtime_c/qcc_gemm_2x4.h QCC_GEMM_2X4_MAX_K4: the deepest layer its block's offsets reach
+GEMM_2X4_MAX_K4 = 510  # runtime_c/qcc_dsp_blocks.h QCC_GEMM_2X4_MAX_K4: the deepest layer its block's offsets reach
 DEPTHWISE_PLANE_BYTES = 4096  # the most scratch qcc_conv_depthwise_3x3 takes for a whole padded plane
 
 
@@ -459,15 +459,15 @@ class QLinearConv(Op):
         return f"qcc_conv_depthwise_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
 
     def _gemm_block_2x4(self, node: Node, graph: Graph, c, wide: bool) -> str:
-        """The 2 x 4 block for the layer's depth and weights (runtime_c/qcc_gemm_2x4.h), defined once in model.c,
+        """The 2 x 4 block for the layer's depth and weights (runtime_c/qcc_dsp_blocks.h), defined once in model.c,
         where its chunks hold 4 pixels or more and the depth fits the block's offsets; else NULL (the 2 x 2 block
         throughout)."""
         k4 = self.gemm_depth(node, graph)
         if c.scratch_size(node) // (2 * k4) < 4 or k4 > GEMM_2X4_MAX_K4:
             return "NULL"
         if wide:
-            return f"QCC_GEMM_2X4({c.definition('QCC_GEMM_2X4_WIDE_DEFINE', f'gemm_2x4_wide_k{k4}', k4)})"
-        return f"QCC_GEMM_2X4({c.definition('QCC_GEMM_2X4_DEFINE', f'gemm_2x4_k{k4}', k4)})"
+            return f"QCC_DSP_BLOCK({c.definition('QCC_GEMM_2X4_WIDE_DEFINE', f'gemm_2x4_wide_k{k4}', k4)})"
+        return f"QCC_DSP_BLOCK({c.definition('QCC_GEMM_2X4_DEFINE', f'gemm_2x4_k{k4}', k4)})"
 
     @staticmethod
     def _emit_groups(fields: dict, group_weights: int, prefix: str, suffix: str, x: str, y: str, scratch: str,

@@ -35,6 +35,7 @@ from qcc.ops.quantized import (
 
 # runtime_c/qcc_kernels.h QCC_FC_NARROW: layers of at most this many columns read each row of A in place
 NARROW_COLUMNS = 4
+FC_4COL_MAX_KP = 1360  # runtime_c/qcc_dsp_blocks.h QCC_FC_4COL_MAX_KP: the deepest rows its block's offsets reach
 
 
 class _ConstantRightMatMul(Op):
@@ -200,6 +201,14 @@ class _ConstantRightMatMul(Op):
                   "requant": emit_requant(c, prefix, p["requant"])}
         return c.struct("qcc_fc_params", f"{prefix}_params", fields)
 
+    def _block_4col(self, node: Node, c, depth_chunk: int, wide: bool) -> str:
+        """The block of 4 columns for the layer's kp (runtime_c/qcc_dsp_blocks.h), defined once in model.c, where its
+        rows are expanded whole into int8 weights' pairs and it has 4 columns or more; else NULL."""
+        kp = self.padded_depth(node)
+        if wide or self.reads_in_place(node) or depth_chunk < kp or node.attrs["cols"] < 4 or kp > FC_4COL_MAX_KP:
+            return "NULL"
+        return f"QCC_DSP_BLOCK({c.definition('QCC_FC_4COL_DEFINE', f'fc_4col_k{kp}', kp)})"
+
     def emit(self, node: Node, graph: Graph, c) -> str:
         a, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
         prefix = c.symbol(node.name)
@@ -223,8 +232,8 @@ class _ConstantRightMatMul(Op):
         row_stride, depth_stride = (1, at["rows"]) if at["trans_a"] else (at["depth"], 1)
         fields = {"rows": at["rows"], "depth": at["depth"], "cols": at["cols"], "a_row_stride": row_stride,
                   "a_depth_stride": depth_stride, "depth_chunk": depth_chunk,
-                  "weights": weights, "weights_wide": int(wide), "acc_const": acc_const,
-                  "acc_const_row_stride": const_row_stride, "weight_zero": w_zero,
+                  "weights": weights, "weights_wide": int(wide), "block_4col": self._block_4col(node, c, depth_chunk, wide),
+                  "acc_const": acc_const, "acc_const_row_stride": const_row_stride, "weight_zero": w_zero,
                   "requant": emit_requant(c, prefix, p["requant"])}
         params = c.struct("qcc_fc_params", f"{prefix}_params", fields)
         suffix = "s8" if a.dtype == "int8" else "u8"
