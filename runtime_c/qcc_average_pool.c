@@ -2,6 +2,7 @@
  * Twin of qcc/numerics/ort_float32_sum.py: the two must stay bit-identical. */
 #include "qcc_average_pool.h"
 #include "qcc_requant_ort.h" /* qcc_bit_length_u64, qcc_shift_right_rne_u64, qcc_round_to_f32_significand */
+#include "qcc_dsp.h"         /* QCC_DSP: the int8 sums by SXTAB16 */
 
 #define QCC_AVGPOOL_SIG_BITS 24
 
@@ -153,11 +154,37 @@ void qcc_avgpool_u8(const qcc_avgpool_params *p, const uint8_t *x, uint8_t *y)
     qcc_avgpool_bytes(p, x, y);
 }
 
+#if QCC_DSP
+/* The sum of n int8 codes, 4 per word: SXTAB16 adds a word's bytes 0 and 2, then (rotated) 1 and 3, into two
+ * int16 lanes, which take 127 words (254 codes of |c| <= 128: below 2^15) before they are added out. */
+static int32_t qcc_sum_s8(const int8_t *x, int32_t n)
+{
+    int32_t sum = 0, j = 0;
+    while (n - j >= 8) {
+        const int32_t end = j + (n - j >= 4 * 126 ? 4 * 126 : (n - j) / 8 * 8);
+        uint32_t lanes = 0;
+        for (; j < end; j += 8) {
+            const uint32_t a = qcc_load_u32(x + j), b = qcc_load_u32(x + j + 4);
+            lanes = (uint32_t)__sxtab16((int32_t)lanes, (int32_t)a);
+            lanes = qcc_sxtab16_ror8(lanes, a);
+            lanes = (uint32_t)__sxtab16((int32_t)lanes, (int32_t)b);
+            lanes = qcc_sxtab16_ror8(lanes, b);
+        }
+        sum += (int32_t)((lanes & 0xFFFFu) ^ 0x8000u) - 0x8000 + (int32_t)((lanes >> 16) ^ 0x8000u) - 0x8000;
+    }
+    for (; j < n; ++j) {
+        sum += x[j];
+    }
+    return sum;
+}
+#define QCC_AVGPOOL_SUM qcc_sum_s8
+#endif
 #define QCC_ACT int8_t
 #define QCC_NAME(base) base##_s8
 #include "qcc_avgpool_tflm_impl.inc"
 #undef QCC_ACT
 #undef QCC_NAME
+#undef QCC_AVGPOOL_SUM
 
 #define QCC_ACT int16_t
 #define QCC_NAME(base) base##_s16

@@ -35,6 +35,19 @@ static inline int32_t qcc_uxtb16_ror8(uint32_t x)
 #endif
 }
 
+/* SXTAB16 of x rotated right by 8 bits: acc's two int16 lanes plus bytes 1 and 3 of x, sign-extended (each lane
+ * wraps modulo 2^16). One instruction, spelt out for GCC as qcc_sxtb16_ror8. */
+static inline uint32_t qcc_sxtab16_ror8(uint32_t acc, uint32_t x)
+{
+#if defined(__GNUC__) && !defined(__clang__)
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(acc), "r"(x));
+    return r;
+#else
+    return (uint32_t)__sxtab16((int32_t)acc, (int32_t)((x >> 8) | (x << 24)));
+#endif
+}
+
 /* The 32 bits at p, of any alignment (one LDR: Cortex-M3 and up load unaligned words). */
 static inline uint32_t qcc_load_u32(const void *p)
 {

@@ -9,11 +9,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conv_kernels import needs_arm_tools
 from helpers import check_tflite_exact
+from test_targets import ARM_CFLAGS, make
 from tflite_builder import TfliteBuilder
 
+from qcc.commands.compile import compile_to_folder
 from qcc.commands.verify import verify
 from qcc.pipeline import Options
+from qcc.sample_inputs import extreme_inputs, random_inputs
 
 
 def activation(b: TfliteBuilder, name: str, shape, rng, *, is_input=False, scale=None, zero=None) -> int:
@@ -205,6 +209,30 @@ def test_average_pool_2d(case, tmp_path):
                                                    fused_activation_function=act))
     b.output(y)
     check_tflite_exact(b.build(), tmp_path)
+
+
+@needs_arm_tools
+def test_global_average_pools_sum_int8_codes_by_words_on_the_cortex_m4(tmp_path):
+    """On DSP cores the int8 global pool sums 8 codes a turn in two int16 lanes (SXTAB16), added out every 126 words:
+    maps of 7 codes (none by words), 8, 125, 504 (one whole run), 505 and 1,000 (two runs and a remainder), exact on
+    the M4 as on the host (C == reference == TFLM), extreme inputs included (every code -128 or 127: a lane's widest
+    sums)."""
+    rng = np.random.default_rng(31)
+    b = TfliteBuilder()
+    for i, (h, w) in enumerate([(1, 7), (2, 4), (25, 5), (12, 42), (5, 101), (40, 25)]):
+        x = activation(b, f"x{i}", (1, h, w, 3), rng, is_input=True)
+        q = b.tensors[x]["quantization"]
+        y = b.tensor(f"y{i}", (1, 1, 1, 3), "int8", scale=q["scale"][0], zero_point=q["zero_point"][0])
+        b.op("AVERAGE_POOL_2D", [x], [y], options=dict(padding="VALID", stride_h=1, stride_w=1, filter_height=h,
+                                                       filter_width=w, fused_activation_function="NONE"))
+        b.output(y)
+    path = tmp_path / "model.tflite"
+    path.write_bytes(b.build())
+    graph = check_tflite_exact(path, tmp_path, schemes=("tflm",)).graph
+    compile_to_folder(path, tmp_path / "m4", Options(target="cortex-m4"),
+                      golden=random_inputs(graph, 4, 0) + extreme_inputs(graph))
+    result = make(tmp_path / "m4", "run-cortex-m4", ARM_CFLAGS)
+    assert "OK: 7 case(s), every output value exact" in result.stdout + result.stderr, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("beta, scale, depth, rows", [(1.0, 0.1, 10, 1), (1.0, 0.5, 12, 3), (0.5, 0.02, 200, 1),
