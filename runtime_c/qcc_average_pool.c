@@ -156,7 +156,7 @@ void qcc_avgpool_u8(const qcc_avgpool_params *p, const uint8_t *x, uint8_t *y)
 
 #if QCC_DSP
 /* The sum of n int8 codes, 4 per word: SXTAB16 adds a word's bytes 0 and 2, then (rotated) 1 and 3, into two
- * int16 lanes, which take 127 words (254 codes of |c| <= 128: below 2^15) before they are added out. */
+ * int16 lanes, added out every 126 words (252 codes a lane: |sum| <= 252 * 128 < 2^15, no lane wraps). */
 static int32_t qcc_sum_s8(const int8_t *x, int32_t n)
 {
     int32_t sum = 0, j = 0;

@@ -41,6 +41,12 @@
 #define QCC_DSP_BLOCKS 1
 #define QCC_DSP_BLOCK(NAME) NAME
 
+/* A naked function's head: its body is all the code (AAPCS: the three pointers in r0, r1, r2; r4-r11 saved) */
+#define QCC_DSP_BLOCK_HEAD(NAME, FIRST, SECOND)                                                                    \
+    __attribute__((naked, noinline)) static void NAME(FIRST __attribute__((unused)),                              \
+                                                      SECOND __attribute__((unused)),                             \
+                                                      int32_t *acc __attribute__((unused)))
+
 /* A channel's 4 taps: int8 weights widened (qcc_conv_gemm's layout: stored in the order 0, 2, 1, 3, so that SXTB16 gives
  * the int16 pairs (w0, w1) and (w2, w3)), or int16 pairs as they are (--wide-weights) */
 #define QCC_GEMM_2X4_INT8_WEIGHTS                                                                                  \
@@ -90,13 +96,10 @@
     "smlad   r7, r12, r10, r7\n\t"                                                                                  \
     "smlad   r7, lr, r11, r7\n\t"
 
-/* A naked function: the body is all the code (AAPCS: w, cols, acc in r0, r1, r2; r4-r11 saved). Two groups a turn,
- * an odd count (known here) entering at the second; the loop ends when w reaches its end (W bytes of weights per
- * group of 4 taps of the pair), kept on the stack. */
+/* The 2 x 4 block (w, cols, acc in r0, r1, r2). Two groups a turn, an odd count (known here) entering at the second;
+ * the loop ends when w reaches its end (W bytes of weights per group of 4 taps of the pair), kept on the stack. */
 #define QCC_GEMM_2X4_FUNCTION(NAME, K4, WEIGHTS, W)                                                                \
-    __attribute__((naked, noinline)) static void NAME(                                                             \
-        const int8_t *w __attribute__((unused)), const int16_t *cols __attribute__((unused)),                       \
-        int32_t *acc __attribute__((unused)))                                                                       \
+    QCC_DSP_BLOCK_HEAD(NAME, const int8_t *w, const int16_t *cols)                                                \
     {                                                                                                               \
         __asm__("push    {r2, r4-r11, lr}\n\t"                                                                     \
                 "addw    r1, r1, #2*" #K4 "\n\t"                                                                   \
@@ -126,12 +129,10 @@
     "smlad   " ACC ", " LO ", r11, " ACC "\n\t"                                                                     \
     "smlad   " ACC ", " HI ", r10, " ACC "\n\t"
 
-/* A naked function (row, w, acc in r0, r1, r2): 8 depths a turn, the row's 4 words in r6..r9, columns 1, 2, 3 at
+/* The block of 4 columns (row, w, acc in r0, r1, r2): 8 depths a turn, the row's 4 words in r6..r9, columns 1, 2, 3 at
  * KP, 2 * KP and 3 * KP bytes from column 0's weights, whose last load moves the pointer on; the row's end in r12. */
 #define QCC_FC_4COL_DEFINE(NAME, KP)                                                                               \
-    __attribute__((naked, noinline)) static void NAME(                                                             \
-        const int32_t *row __attribute__((unused)), const int8_t *w __attribute__((unused)),                        \
-        int32_t *acc __attribute__((unused)))                                                                       \
+    QCC_DSP_BLOCK_HEAD(NAME, const int32_t *row, const int8_t *w)                                                 \
     {                                                                                                               \
         __asm__("push    {r2, r4-r11, lr}\n\t"                                                                     \
                 "addw    r12, r0, #2*" #KP "\n\t"                                                                  \

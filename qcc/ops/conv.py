@@ -408,9 +408,9 @@ class QLinearConv(Op):
         groups = node.attrs["groups"]
         wide = gemm and graph.wide_weights  # --wide-weights: int16 pairs, SMLAD's operands, in flash
         layout = gemm_wide_layout if wide else gemm_weight_layout
+        k4 = self.gemm_depth(node, graph)  # a group's taps per output, rounded up to 4
         if gemm:  # each group's filters laid out alone, one group after the other
-            stored = np.concatenate([layout(np.ascontiguousarray(part), self.gemm_depth(node, graph))
-                                     for part in np.split(taps, groups)])
+            stored = np.concatenate([layout(np.ascontiguousarray(part), k4) for part in np.split(taps, groups)])
         else:
             stored = p["weights"]
         plane = self.holds_whole_plane(node, graph, c)
@@ -430,6 +430,7 @@ class QLinearConv(Op):
         (batch, in_c, in_h, in_w), (out_c, out_h, out_w) = x.shape, y.shape[1:]
         # channel strides: the tensors' planes, or the chain's for a view of a band of rows (backend/streams.py)
         in_plane, out_plane = a.get("planes", (in_h * in_w, out_h * out_w))
+        pixels = c.scratch_size(node) // (2 * k4) if gemm else 0  # the chunk: the pixels whose columns scratch holds
         fields = {
             "batch": batch, "in_c": in_c, "in_h": in_h, "in_w": in_w, "out_c": out_c, "out_h": out_h, "out_w": out_w,
             "kernel_h": a["kernel"][0], "kernel_w": a["kernel"][1], "stride_h": a["strides"][0],
@@ -437,11 +438,11 @@ class QLinearConv(Op):
             "pad_top": a["pads_begin"][0], "pad_left": a["pads_begin"][1],
             "in_plane": in_plane, "out_plane": out_plane,
             "in_channels_last": int(channels_last), "in_table": in_table, "groups": a["groups"],
-            "gemm_pixels": c.scratch_size(node) // (2 * self.gemm_depth(node, graph)) if gemm else 0,
+            "gemm_pixels": pixels,
             "plane_rows": self.depthwise_plane_rows(node, graph, transposed) if plane else 0,
             "plane_transposed": int(transposed),
             "input_zero": x.quant.scalar()[1], "weights": weights,
-            "gemm_block_2x4": self._gemm_block_2x4(node, graph, c, wide) if gemm else "NULL",
+            "gemm_block_2x4": self._gemm_block_2x4(c, k4, pixels, wide) if gemm else "NULL",
             "weights_wide": int(wide), "acc_const": acc_const,
             "weight_zero": w_zero,
             "requant": emit_requant(c, prefix, p["requant"]),
@@ -458,12 +459,12 @@ class QLinearConv(Op):
         assert self.is_depthwise(node, graph), node.name  # one input channel per group; runs_as_gemm takes the rest
         return f"qcc_conv_depthwise_{suffix}({params}, {c.tensor(x.name)}, {c.tensor(y.name)}, {c.scratch(node)});"
 
-    def _gemm_block_2x4(self, node: Node, graph: Graph, c, wide: bool) -> str:
-        """The 2 x 4 block for the layer's depth and weights (runtime_c/qcc_dsp_blocks.h), defined once in model.c,
+    @staticmethod
+    def _gemm_block_2x4(c, k4: int, pixels: int, wide: bool) -> str:
+        """The 2 x 4 block for the layer's depth k4 and weights (runtime_c/qcc_dsp_blocks.h), defined once in model.c,
         where its chunks hold 4 pixels or more and the depth fits the block's offsets; else NULL (the 2 x 2 block
         throughout)."""
-        k4 = self.gemm_depth(node, graph)
-        if c.scratch_size(node) // (2 * k4) < 4 or k4 > GEMM_2X4_MAX_K4:
+        if pixels < 4 or k4 > GEMM_2X4_MAX_K4:
             return "NULL"
         if wide:
             return f"QCC_DSP_BLOCK({c.definition('QCC_GEMM_2X4_WIDE_DEFINE', f'gemm_2x4_wide_k{k4}', k4)})"
