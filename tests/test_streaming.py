@@ -5,7 +5,8 @@ The schedule's invariants are checked on its own (every call finds the rows its 
 band never holds more than its rows, each row is made once and in order), and the C of streamed
 chains shaped as exporters write them (a stem convolution into a max pool, residual blocks with and
 without a projection, dilated and strided windows) is checked against ONNX Runtime and the reference
-interpreter, which computes every tensor whole.
+interpreter, which computes every tensor whole. A projection block's Add is streamed with the
+shortcut's convolution where that makes the arena smaller.
 """
 
 import numpy as np
@@ -113,6 +114,22 @@ def test_streamed_chains_are_exact(tmp_path, kind, activation):
     # only the dense head's chain ends in the fully connected layer, taking the image a row at a time
     assert any(s.ends_in_parts for s in plan.streams.values()) == (kind == "dense")
     check_exact(path, tmp_path / "exact")  # C == reference == ORT, and C == reference in the other schemes
+
+
+def test_a_projection_block_streams_its_add_with_the_shortcut_where_that_is_smaller(tmp_path, monkeypatch):
+    """The block's two convolutions write their output whole beside the block's input, and the projection's
+    chain streams the Add over it (streaming.add_twin): the Add's input band is gone. The same block planned
+    without the twin (the Add streamed after the convolutions, the projection's output whole) takes more."""
+    path = quantize(_stem_pool_block("projection"), tmp_path / "projection.onnx", quant_format="QDQ", activation="int8")
+    plan = compile_model(path, Options()).plan
+    chains = [[n.op for n in s.nodes] for s in plan.streams.values()]
+    assert chains == [["QLinearConv", "QLinearConv"], ["QLinearConv", "QLinearAdd"]]
+    add_chain = list(plan.streams.values())[1]
+    assert add_chain.stages[0].node.attrs["kernel"] == [1, 1] and add_chain.stages[1].side is not None
+    monkeypatch.setattr(streaming, "add_twin", lambda graph, chain: None)
+    alone = compile_model(path, Options()).plan
+    assert [[n.op for n in s.nodes] for s in alone.streams.values()] == [["QLinearConv", "QLinearConv", "QLinearAdd"]]
+    assert plan.arena_bytes < alone.arena_bytes
 
 
 def test_rows_of_padding_only_stream_exactly(tmp_path):

@@ -32,6 +32,8 @@ with the least scratch everywhere: speed only from bytes that are free anyway.
 
 from __future__ import annotations
 
+import copy
+
 from dataclasses import dataclass, replace
 
 from qcc.errors import QccError
@@ -110,39 +112,81 @@ def _choose_streams(graph: Graph, offsets: dict) -> list[Stream]:
     layer, the stretch of 2, 3, ... layers that makes the arena smallest (grown while a longer one
     helps, up to two layers past the best), then the same from the layer after it; a start that helps
     at no length moves on by one layer. A first stretch helps where it saves STREAM_MIN_SAVING of the
-    arena. Trials place only with the in-place links and skip the scratch growth (both done once, for
-    the plan kept); graph.nodes ends in the order the chosen chains need (each one's layers consecutive)."""
-    streams: list[Stream] = []
-    best = _plan_with(graph, streams, trial=True, offsets=offsets).arena_bytes
-    trials = 0
+    arena. A chain ending in an Add with a twin (streaming.add_twin) is also tried as the pair, the
+    smaller arena kept. Trials place only with the in-place links and skip the scratch growth (both done
+    once, for the plan kept); graph.nodes ends in the order the chosen chains need (each one's layers
+    consecutive)."""
+    state = _StreamChoice(graph, offsets)
+    for chain in streaming.candidates(graph):
+        twin = streaming.add_twin(graph, chain)
+        if twin is None:
+            state.choose_along(chain)
+            continue
+        alone = state.copy()
+        alone.choose_along(chain)
+        paired = state.copy()
+        paired.take_whole([streaming.schedule(part) for part in twin])  # neither helps without the other
+        state = paired if paired.best < alone.best else alone
+        graph.nodes[:] = state.order
+    return state.streams
 
-    def arena_with(stream: Stream) -> int:
-        nonlocal trials
-        trials += 1
-        model_order = list(graph.nodes)
+
+class _StreamChoice:
+    """The chains chosen so far, the arena they give, the node order they need, and the trials spent."""
+
+    def __init__(self, graph: Graph, offsets: dict):
+        self.graph, self.offsets = graph, offsets
+        self.streams: list[Stream] = []
+        self.trials = 0
+        self.best = _plan_with(graph, self.streams, trial=True, offsets=offsets).arena_bytes
+        self.order = list(graph.nodes)
+
+    def copy(self) -> "_StreamChoice":
+        other = copy.copy(self)
+        other.streams, other.order = list(self.streams), list(self.order)
+        return other
+
+    def arena_with(self, stream: Stream) -> int:
+        graph = self.graph
+        self.trials += 1
+        graph.nodes[:] = self.order
         streaming.make_consecutive(graph, stream)
-        arena = _plan_with(graph, streams + [stream], trial=True, offsets=offsets).arena_bytes
-        graph.nodes[:] = model_order
+        arena = _plan_with(graph, self.streams + [stream], trial=True, offsets=self.offsets).arena_bytes
+        graph.nodes[:] = self.order
         return arena
 
-    for chain in streaming.candidates(graph):
+    def take_whole(self, streams: list[Stream]) -> None:
+        """Stream these chains whole, together, where that makes the arena smaller."""
+        graph = self.graph
+        self.trials += 1
+        graph.nodes[:] = self.order
+        for stream in streams:
+            streaming.make_consecutive(graph, stream)
+        arena = _plan_with(graph, self.streams + streams, trial=True, offsets=self.offsets).arena_bytes
+        if arena < self.best:
+            self.best, self.order = arena, list(graph.nodes)
+            self.streams += streams
+        graph.nodes[:] = self.order
+
+    def choose_along(self, chain: Stream) -> None:
         start = 0
-        while start + 2 <= len(chain.stages) and trials < MAX_STREAM_TRIALS:
+        while start + 2 <= len(chain.stages) and self.trials < MAX_STREAM_TRIALS:
             chosen = None  # (end, stream)
             for end in range(start + 2, len(chain.stages) + 1):
-                if trials >= MAX_STREAM_TRIALS or (chosen is not None and end > chosen[0] + 2):
+                if self.trials >= MAX_STREAM_TRIALS or (chosen is not None and end > chosen[0] + 2):
                     break
                 stream = streaming.sub_chain(chain, start, end)
-                arena = arena_with(stream)
-                if arena <= best * (1 - STREAM_MIN_SAVING) or (chosen is not None and arena < best):
-                    best, chosen = arena, (end, stream)
+                arena = self.arena_with(stream)
+                if arena <= self.best * (1 - STREAM_MIN_SAVING) or (chosen is not None and arena < self.best):
+                    self.best, chosen = arena, (end, stream)
             if chosen is None:
                 start += 1
                 continue
-            streaming.make_consecutive(graph, chosen[1])
-            streams.append(chosen[1])
+            self.graph.nodes[:] = self.order
+            streaming.make_consecutive(self.graph, chosen[1])
+            self.order = list(self.graph.nodes)
+            self.streams.append(chosen[1])
             start = chosen[0]
-    return streams
 
 
 def _plan_with(graph: Graph, streams: list[Stream], in_place: bool = True, trial: bool = False,

@@ -190,6 +190,27 @@ def candidates(graph: Graph) -> list[Stream]:
     return streams
 
 
+def add_twin(graph: Graph, chain: Stream) -> tuple[Stream, Stream] | None:
+    """An Add's two inputs are alike: a chain ending in an Add whose second input is made by a layer that
+    could head a chain of its own (a projection shortcut beside a residual block's convolutions) can
+    instead stop before the Add, its output whole, and leave the Add to that layer's chain, which streams
+    the other input. Where the second input is the smaller tensor to hold whole beside the chain's input
+    (the projection reads the block's input, which stays whole until then), the block's peak loses the
+    band of the Add's input. The pair (the chain without its Add, the twin chain), or None."""
+    add = chain.stages[-1]
+    if add.side is None or len(chain.stages) < 3:
+        return None
+    readers = [n for n in graph.nodes if add.side in n.inputs]
+    maker = next((n for n in graph.nodes if add.side in n.outputs), None)
+    if maker is None or readers != [add.node] or add.side in graph.outputs:
+        return None
+    head = _stage(graph, maker, maker.inputs[0]) if maker.inputs else None
+    twin_add = _stage(graph, add.node, add.side)
+    if head is None or head.side is not None or twin_add is None or twin_add.side != chain.stages[-2].output:
+        return None
+    return Stream(chain.stages[:-1]), Stream([head, twin_add])
+
+
 def sub_chain(chain: Stream, start: int, end: int) -> Stream:
     """Layers start..end-1 of a chain, with their own schedule: the first reads its input whole."""
     return schedule(Stream(chain.stages[start:end]))
