@@ -39,6 +39,9 @@
 #define QCC_GEMM_2X2_OPERANDS                                                                                     \
     [w] "+r"(w), [xa] "+r"(xa), [xb] "+r"(xb), [n] "+r"(groups), [aa] "+r"(*aa), [ab] "+r"(*ab), [ba] "+r"(*ba),   \
         [bb] "+r"(*bb), [x0] "=&r"(x0), [x1] "=&r"(x1), [w01] "=&r"(w01), [w23] "=&r"(w23)
+#define QCC_GEMM_2X1_OPERANDS                                                                                     \
+    [w] "+r"(w), [x] "+r"(x), [n] "+r"(groups), [a] "+r"(*a), [b] "+r"(*b), [x0] "=&r"(x0), [x1] "=&r"(x1),         \
+        [w01] "=&r"(w01), [w23] "=&r"(w23)
 
 /* qcc_conv_gemm's 2 x 2 block over `groups` groups of 4 taps: channels a and b (their filters
  * interleaved by groups of 4 at w), pixels a and b (their int16 columns at xa and xb, word-aligned). */
@@ -81,6 +84,38 @@ static inline void qcc_gemm_2x2_dsp(const int8_t *w, const int16_t *xa, const in
 #endif
 }
 
+/* qcc_gemm_2x2_dsp for one pixel, its column at x: a chunk of 1 (where the arena is tight, a column of a deep
+ * layer is as many bytes as two of a shallower one) or an odd last pixel. The 2 x 2 block would read the same
+ * column twice and take 18 instructions per group for 8 products; this takes 11. */
+static inline void qcc_gemm_2x1_dsp(const int8_t *w, const int16_t *x, int32_t groups, int32_t *a, int32_t *b)
+{
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(QCC_NO_INLINE_ASM) /* else the C below */
+    int32_t x0, x1, w01, w23;
+#define QCC_GEMM_2X1_GROUP                                                                                  \
+    "ldrd    %[x0], %[x1], [%[x]], #8\n\t"                                                                       \
+    "ldr     %[w23], [%[w]], #4\n\t" /* channel a's 4 taps, widened */                                          \
+    "sxtb16  %[w01], %[w23]\n\t"                                                                                 \
+    "sxtb16  %[w23], %[w23], ror #8\n\t"                                                                         \
+    "smlad   %[a], %[x0], %[w01], %[a]\n\t"                                                                      \
+    "smlad   %[a], %[x1], %[w23], %[a]\n\t"                                                                      \
+    "ldr     %[w23], [%[w]], #4\n\t" /* channel b's */                                                          \
+    "sxtb16  %[w01], %[w23]\n\t"                                                                                 \
+    "sxtb16  %[w23], %[w23], ror #8\n\t"                                                                         \
+    "smlad   %[b], %[x0], %[w01], %[b]\n\t"                                                                      \
+    "smlad   %[b], %[x1], %[w23], %[b]\n\t"
+    __asm__(QCC_GEMM_2X2_LOOP(QCC_GEMM_2X1_GROUP) : QCC_GEMM_2X1_OPERANDS : : "cc", "memory");
+#undef QCC_GEMM_2X1_GROUP
+#else
+    int32_t g;
+    for (g = 0; g < groups; ++g, w += 8, x += 4) {
+        const uint32_t wa4 = qcc_load_u32(w), wb4 = qcc_load_u32(w + 4);
+        const int32_t x01 = (int32_t)qcc_load_u32(x), x23 = (int32_t)qcc_load_u32(x + 2);
+        *a = __smlad(x23, qcc_sxtb16_ror8(wa4), __smlad(x01, __sxtb16(wa4), *a));
+        *b = __smlad(x23, qcc_sxtb16_ror8(wb4), __smlad(x01, __sxtb16(wb4), *b));
+    }
+#endif
+}
+
 #if QCC_CONV_WIDE
 /* qcc_gemm_2x2_dsp with the weights stored as int16 pairs (--wide-weights): each group of 4 taps is a's
  * words (w0, w1), (w2, w3), then b's, so LDRD gives SMLAD its operands with no SXTB16. Written out: 13
@@ -108,6 +143,31 @@ static inline void qcc_gemm_2x2_wide_dsp(const int8_t *w, const int16_t *xa, con
         *ab = __smlad(xb23, wa23, __smlad(xb01, wa01, *ab));
         *ba = __smlad(xa23, wb23, __smlad(xa01, wb01, *ba));
         *bb = __smlad(xb23, wb23, __smlad(xb01, wb01, *bb));
+    }
+#endif
+}
+
+/* qcc_gemm_2x1_dsp with int16-pair weights: 7 instructions per group. */
+static inline void qcc_gemm_2x1_wide_dsp(const int8_t *w, const int16_t *x, int32_t groups, int32_t *a, int32_t *b)
+{
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(QCC_NO_INLINE_ASM) /* else the C below */
+    int32_t x0, x1, w01, w23;
+#define QCC_GEMM_2X1_WIDE_GROUP                                                                             \
+    "ldrd    %[x0], %[x1], [%[x]], #8\n\t"                                                                       \
+    "ldrd    %[w01], %[w23], [%[w]], #8\n\t"                                                                     \
+    "smlad   %[a], %[x0], %[w01], %[a]\n\t"                                                                      \
+    "smlad   %[a], %[x1], %[w23], %[a]\n\t"                                                                      \
+    "ldrd    %[w01], %[w23], [%[w]], #8\n\t"                                                                     \
+    "smlad   %[b], %[x0], %[w01], %[b]\n\t"                                                                      \
+    "smlad   %[b], %[x1], %[w23], %[b]\n\t"
+    __asm__(QCC_GEMM_2X2_LOOP(QCC_GEMM_2X1_WIDE_GROUP) : QCC_GEMM_2X1_OPERANDS : : "cc", "memory");
+#undef QCC_GEMM_2X1_WIDE_GROUP
+#else
+    int32_t g;
+    for (g = 0; g < groups; ++g, w += 16, x += 4) {
+        const int32_t x01 = (int32_t)qcc_load_u32(x), x23 = (int32_t)qcc_load_u32(x + 2);
+        *a = __smlad(x23, (int32_t)qcc_load_u32(w + 4), __smlad(x01, (int32_t)qcc_load_u32(w), *a));
+        *b = __smlad(x23, (int32_t)qcc_load_u32(w + 12), __smlad(x01, (int32_t)qcc_load_u32(w + 8), *b));
     }
 #endif
 }

@@ -146,13 +146,14 @@ def test_the_portable_wide_weight_loop_is_exact_on_the_host(tmp_path, monkeypatc
 
 
 @needs_arm_tools
-@pytest.mark.parametrize("chunk", [2, 6])
+@pytest.mark.parametrize("chunk", [1, 2, 6])
 @pytest.mark.parametrize("asm", ["", "-DQCC_NO_INLINE_ASM"])
 def test_wide_weight_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, monkeypatch, chunk, asm):
-    """The M4's LDRD loop (and its C twin) and the M0's portable loop, through the least chunk and a larger one,
-    int8 and uint8 layers with zero points and wrapping accumulators, the grouped ones too."""
+    """The M4's LDRD loops (and their C twins) and the M0's portable loop, through the least chunks (one pixel: the
+    2 x 1 loop) and a larger one, int8 and uint8 layers with zero points and wrapping accumulators, the grouped ones
+    too."""
     monkeypatch.setattr(QLinearConv, "gemm_pixel_choices", staticmethod(lambda node, graph: [chunk]))
-    x_dtype = "uint8" if chunk == 2 else "int8"
+    x_dtype = "uint8" if chunk <= 2 else "int8"
     check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=6, extra=GROUPED), "tflm",
                                     f"qcc_conv_gemm_{'s8' if x_dtype == 'int8' else 'u8'}",
                                     boards=("cortex-m0", "cortex-m4") if not asm else ("cortex-m4",),
@@ -195,19 +196,20 @@ def test_gemm_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, scheme
                                     f"qcc_conv_gemm_{'s8' if x_dtype == 'int8' else 'u8'}")
 
 
+@pytest.mark.parametrize("chunk", [1, 2])
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
-def test_chunks_of_two_pixels_equal_ort_and_the_reference_on_the_host_in_every_scheme(tmp_path, monkeypatch, x_dtype):
-    """The least chunk, 2 pixels, takes its own loop (qcc_gemm_pixel_pair): exact in every scheme too."""
-    monkeypatch.setattr(QLinearConv, "gemm_pixel_choices", staticmethod(lambda node, graph: [2]))
+def test_the_least_chunks_equal_ort_and_the_reference_on_the_host_in_every_scheme(tmp_path, monkeypatch, x_dtype, chunk):
+    """The least chunks, 1 and 2 pixels, take their own loop (qcc_gemm_pixel_pair): exact in every scheme too."""
+    monkeypatch.setattr(QLinearConv, "gemm_pixel_choices", staticmethod(lambda node, graph: [chunk]))
     check_exact_with_wrapping(layers_model(x_dtype), tmp_path)
-    assert set(re.findall(r"\.gemm_pixels = (\d+)", (tmp_path / "out" / "model.c").read_text())) == {"2"}
+    assert set(re.findall(r"\.gemm_pixels = (\d+)", (tmp_path / "out" / "model.c").read_text())) == {str(chunk)}
 
 
 @needs_arm_tools
-@pytest.mark.parametrize("chunk", [2, 6, 16])
+@pytest.mark.parametrize("chunk", [1, 2, 6, 16])
 def test_every_chunk_of_pixels_is_exact_on_the_cortex_m4(tmp_path, monkeypatch, chunk):
     """The memory plan gives each layer the largest chunk of pixels (gemm_pixels) that leaves the arena as
-    it is; here every layer takes one size in turn: the least (2), one that leaves an odd last pixel in
+    it is; here every layer takes one size in turn: one pixel (the 2 x 1 loop), 2, one that leaves an odd last pixel in
     most layers (6), and the largest (16), through the common-case and general requantization loops
     (tflm: Relu-like clamps and others) and the adjacent-pair columns of the 1x1 stride-1 layers."""
     monkeypatch.setattr(QLinearConv, "gemm_pixel_choices", staticmethod(lambda node, graph: [chunk]))
@@ -272,11 +274,13 @@ def test_the_kernel_builds_warning_free_with_clang_too(tmp_path):
 
 
 @pytest.mark.parametrize("depth, choices", [(28, [16, 8]), (64, [16, 8, 4]), (80, [16, 8, 4]), (128, [16, 8, 4]),
-                                            (144, [16, 8, 2]), (576, [16, 8, 2])])
+                                            (144, [16, 8, 2]), (508, [16, 8, 2]), (512, [16, 8, 2, 1]),
+                                            (720, [16, 8, 2, 1])])
 def test_the_least_chunk_holds_four_pixels_where_their_columns_take_at_most_1_kib(monkeypatch, depth, choices):
     """The chunks the memory plan may choose from, largest first: the least is the most pixels whose int16
     columns fit 512 bytes, and 4 rather than 2 where 4 fit 1,024 (K <= 128: there a chunk of 2 spends
-    about a quarter of its instructions on each channel pair's setup)."""
+    about a quarter of its instructions on each channel pair's setup); 1 after 2 where a column alone takes
+    1 KiB (K > 508)."""
     monkeypatch.setattr(QLinearConv, "gemm_depth", staticmethod(lambda node, graph: depth))
     assert QLinearConv.gemm_pixel_choices(None, None) == choices
 

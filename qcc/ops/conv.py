@@ -39,6 +39,9 @@ from qcc.ops.quantized import (
 
 GEMM_MAX_PIXELS = 16  # runtime_c/qcc_kernels.h QCC_GEMM_MAX_PIXELS
 GEMM_CHUNK_BYTES = 512  # the columns of qcc_conv_gemm's least chunk, where more than 2 fit
+# A chunk of one pixel, where the arena needs it, only for columns this long: it saves a column's bytes and
+# costs the layer about a fifth more instructions (qcc_gemm_2x1_dsp), not worth it for a few hundred bytes.
+GEMM_ONE_PIXEL_BYTES = 1024
 GEMM_2X4_MAX_K4 = 510  # runtime_c/qcc_dsp_blocks.h QCC_GEMM_2X4_MAX_K4: the deepest layer its block's offsets reach
 DEPTHWISE_PLANE_BYTES = 4096  # the most scratch qcc_conv_depthwise_3x3 takes for a whole padded plane
 
@@ -324,12 +327,15 @@ class QLinearConv(Op):
         need large chunks: the least is the largest even count up to 16 (QCC_GEMM_MAX_PIXELS) whose
         columns fit GEMM_CHUNK_BYTES; where only 2 do, 4 if theirs fit twice that (K <= 128: there a
         chunk of 2 spends about a quarter of its instructions on that setup, micro_speech's 10 x 8 filter
-        over one channel 5% of the model's), else 2; 16 and 8 above it where the plan finds the bytes free."""
+        over one channel 5% of the model's), else 2; 16 and 8 above it where the plan finds the bytes free,
+        and 1 below it where one column takes GEMM_ONE_PIXEL_BYTES or more (K > 508: ResNet-large's 3x3 over 80
+        channels, whose second column is what keeps its residual block above half of TFLM's arena)."""
         columns = 2 * QLinearConv.gemm_depth(node, graph)
         least = next((n for n in range(GEMM_MAX_PIXELS, 2, -2) if n * columns <= GEMM_CHUNK_BYTES), 2)
         if least == 2 and 4 * columns <= 2 * GEMM_CHUNK_BYTES:
             least = 4
-        return [n for n in (GEMM_MAX_PIXELS, 8) if n > least] + [least]
+        one = [1] if least == 2 and columns >= GEMM_ONE_PIXEL_BYTES else []
+        return [n for n in (GEMM_MAX_PIXELS, 8) if n > least] + [least] + one
 
     @staticmethod
     def depthwise_plane_transposed(node: Node, graph: Graph) -> bool:
