@@ -135,6 +135,15 @@ void qcc_band_shift(uint8_t *band, int32_t planes, int32_t plane, int32_t drop, 
     }
 }
 
+void qcc_band_row_copy(const uint8_t *from, int32_t from_plane, uint8_t *to, int32_t to_plane, int32_t planes,
+                       int32_t row)
+{
+    int32_t c;
+    for (c = 0; c < planes; ++c, from += from_plane, to += to_plane) {
+        memcpy(to, from, (size_t)row);
+    }
+}
+
 void qcc_resize_bilinear_s8(const qcc_resize_bilinear_params *p, const int8_t *x, int8_t *y)
 {
     const int32_t inner = p->inner, in_row = p->in_w * inner;

@@ -68,6 +68,11 @@ void qcc_gather_8bit(const qcc_gather_params *p, const uint8_t *x, uint8_t *y);
  * bytes after the previous one's. Drops the first `drop` bytes of each channel's rows and moves the
  * `keep` bytes after them to the channel's start, making room for the next rows. */
 void qcc_band_shift(uint8_t *band, int32_t planes, int32_t plane, int32_t drop, int32_t keep);
+/* Streamed execution with a lag: copies `row` bytes of each of `planes` channels from a band (its channels
+ * `from_plane` bytes apart) to a whole tensor (its channels `to_plane` bytes apart): a held-back output row to
+ * its place, once the input rows under it are read for the last time. */
+void qcc_band_row_copy(const uint8_t *from, int32_t from_plane, uint8_t *to, int32_t to_plane, int32_t planes,
+                       int32_t row);
 void qcc_arg_extreme_u8(const qcc_arg_extreme_params *p, const uint8_t *x, int64_t *y);
 void qcc_arg_extreme_s8(const qcc_arg_extreme_params *p, const int8_t *x, int64_t *y);
 /* int32 indices (TFLite's ARG_MAX / ARG_MIN) */

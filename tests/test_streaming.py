@@ -17,20 +17,26 @@ from helpers import check_exact, make_model
 from models import quantize
 from networks import NETWORKS, NetBuilder
 from qcc.passes import streaming
-from qcc.passes.streaming import Run, Shift
+from qcc.passes.streaming import Flush, Run, Shift
 from qcc.pipeline import Options, compile_model
 
 
 def check_schedule(stream) -> None:
-    """Replays the calls, tracking which rows each band holds."""
+    """Replays the calls, tracking which rows each band holds (with a lag, the output's held-back rows too)."""
     stages = stream.stages
-    held = [[] for _ in stages[:-1]]  # rows in each band, in order
+    banded = len(stages) - 1 + (1 if stream.lag else 0)
+    held = [[] for _ in range(banded)]  # rows in each band, in order
     made = [[] for _ in stages]
+    flushed = []
     for call in stream.calls:
         if isinstance(call, Shift):
             rows = held[call.band]
             assert call.drop + call.keep == len(rows)
             held[call.band] = rows[call.drop:]
+            continue
+        if isinstance(call, Flush):  # a held-back output row, copied to its place
+            assert held[-1][call.index] == call.row
+            flushed.append(call.row)
             continue
         stage = stages[call.stage]
         first, last = stage.window(call.row)
@@ -42,7 +48,7 @@ def check_schedule(stream) -> None:
             assert band == list(range(band[0], band[0] + len(band)))  # consecutive rows
             assert first >= band[0] and last <= band[-1]  # the whole window is there
             assert len(band) <= stream.band_rows[call.stage - 1]
-        if call.stage < len(stages) - 1:
+        if call.stage < banded:
             band = held[call.stage]
             if band and band[0] < call.out_first:  # dropped without a Shift: nothing after them to keep
                 assert band[-1] < call.out_first
@@ -53,6 +59,8 @@ def check_schedule(stream) -> None:
         assert not made[call.stage] or call.row > made[call.stage][-1]  # once each, in order
         made[call.stage].append(call.row)
     assert made[-1] == list(range(stages[-1].out_h))
+    # with a lag, every output row reaches its place once, in order, `lag` rows after it is made
+    assert flushed == (list(range(stages[-1].out_h)) if stream.lag else [])
 
 
 @pytest.mark.parametrize("network", ["squeezenet11", "resnet8", "mobilenet_v1", "mobilenet_v2"])
@@ -83,6 +91,9 @@ def _stem_pool_block(kind: str):
     elif kind == "projection":
         y = net.conv(net.conv(x, 16, 3, stride=2), 16, 3, act=None)
         x = net.add(y, net.conv(x, 16, 1, stride=2, act=None), act="relu")
+    elif kind == "blaze":  # BlazeFace's block: a 5x5 depthwise convolution, a 1x1 one, the Add of the block's input
+        y = net.conv(net.conv(x, 8, 5, group=8, act=None), 8, 1, act=None)
+        x = net.add(y, x, act="relu")
     elif kind == "depthwise":  # MobileNet's: expand, depthwise (stride 1, then 2), project
         x = net.conv(x, 24, 1)
         x = net.conv(x, 24, 3, group=24)
@@ -99,7 +110,7 @@ def _stem_pool_block(kind: str):
 
 
 @pytest.mark.parametrize("activation", ["int8", "uint8"])
-@pytest.mark.parametrize("kind", ["pool", "residual", "projection", "depthwise", "dilated", "dense"])
+@pytest.mark.parametrize("kind", ["pool", "residual", "projection", "blaze", "depthwise", "dilated", "dense"])
 def test_streamed_chains_are_exact(tmp_path, kind, activation):
     path = quantize(_stem_pool_block(kind), tmp_path / f"{kind}.onnx", quant_format="QDQ", activation=activation)
     compiled = compile_model(path, Options())
@@ -130,6 +141,24 @@ def test_a_projection_block_streams_its_add_with_the_shortcut_where_that_is_smal
     alone = compile_model(path, Options()).plan
     assert [[n.op for n in s.nodes] for s in alone.streams.values()] == [["QLinearConv", "QLinearConv", "QLinearAdd"]]
     assert plan.arena_bytes < alone.arena_bytes
+
+
+@pytest.mark.parametrize("activation", ["int8", "uint8"])
+def test_a_blaze_block_writes_its_output_over_its_input_two_rows_behind(tmp_path, activation):
+    """The 5x5 depthwise convolution reads its input two rows ahead of the row the block's Add writes: the chain
+    holds each output row back two rows (streaming.with_lag) and copies it over the input row it replaces once
+    no window reads that row again, so the block's output lies on its input. Exact: test_streamed_chains_are_exact."""
+    path = quantize(_stem_pool_block("blaze"), tmp_path / "blaze.onnx", quant_format="QDQ", activation=activation)
+    compiled = compile_model(path, Options())
+    plan, graph = compiled.plan, compiled.graph
+    (stream,) = plan.streams.values()
+    assert [n.op for n in stream.nodes] == ["QLinearConv", "QLinearConv", "QLinearAdd"] and stream.lag == 2
+    check_schedule(stream)
+    block_input = stream.stages[0].main
+    assert plan.storage[stream.output].offset == plan.storage[block_input].offset
+    _, channels, height, width = graph.tensor(block_input).shape
+    assert plan.scratch_bytes[max(plan.streams)] >= 3 * channels * width  # the three rows held back, in the chain's scratch
+    assert plan.arena_bytes < 2 * channels * height * width
 
 
 def test_rows_of_padding_only_stream_exactly(tmp_path):

@@ -18,7 +18,7 @@ from qcc.ops import op_named
 from qcc.ops.c_emitter import CEmitter, c_comment_text
 from qcc.ops.movement import reads_channels_last
 from qcc.passes.memory_plan import stream_scratch
-from qcc.passes.streaming import Run, Shift, Stream
+from qcc.passes.streaming import Flush, Run, Shift, Stream
 
 
 class _ViewEmitter(CEmitter):
@@ -65,10 +65,17 @@ def emit_stream(stream: Stream, graph: Graph, c: CEmitter, step: int) -> tuple[s
     first_calls: dict[str, str] = {}
     for call in stream.calls:
         if isinstance(call, Shift):
-            _, channels, _, width = graph.tensor(stream.intermediates[call.band]).shape
+            _, channels, _, width = graph.tensor(stream.banded[call.band]).shape
             plane = stream.band_rows[call.band] * width
             groups[-1].append((f"qcc_band_shift(&{c.arena_symbol}.bytes[{bands[call.band]}], {channels}, {plane}, "
                                f"{call.drop * width}, {call.keep * width});", ()))
+            continue
+        if isinstance(call, Flush):  # a held-back output row to its place
+            _, channels, height, width = graph.tensor(stream.output).shape
+            held = bands[len(stream.intermediates)] + call.index * width
+            groups[-1].append((f"qcc_band_row_copy(&{c.arena_symbol}.bytes[{held}], {stream.band_rows[-1] * width}, "
+                               f"{_pointer(c, stream.output, 'uint8')} + @@0@@, {height * width}, {channels}, {width});",
+                               (call.row * width,)))
             continue
         stage = stream.stages[call.stage]
         if stage.takes_parts:
@@ -161,8 +168,8 @@ def _planes(stream: Stream, graph: Graph, index: int) -> tuple[int, int]:
         _, _, height, width = graph.tensor(name).shape
         return (height if band is None else stream.band_rows[band]) * width
     stage = stream.stages[index]
-    last = index == len(stream.stages) - 1
-    return plane(stage.main, None if index == 0 else index - 1), plane(stage.output, None if last else index)
+    whole = index == len(stream.stages) - 1 and not stream.lag  # the chain's output, not its band
+    return plane(stage.main, None if index == 0 else index - 1), plane(stage.output, None if whole else index)
 
 
 def _emit_view(stream: Stream, graph: Graph, c: CEmitter, call: Run, symbol: str, scratch: str,
@@ -207,7 +214,10 @@ def _place_pointers(template: str, stream: Stream, graph: Graph, c: CEmitter, ca
         main = (stage.main, (call.in_first if stage.side is None else call.row) * row_bytes_in)
     else:
         main = (bands[call.stage - 1], (call.row - call.in_first) * row_bytes_in if stage.side is not None else 0)
-    out = (stage.output, call.row * row_bytes_out) if last else (bands[call.stage], (call.row - call.out_first) * row_bytes_out)
+    if last and not stream.lag:
+        out = (stage.output, call.row * row_bytes_out)
+    else:  # its band (a chain with a lag: the output's held-back rows)
+        out = (bands[call.stage], (call.row - call.out_first) * row_bytes_out)
     places = {stage.main: main, stage.output: out}
     if stage.side is not None:
         places[stage.side] = (stage.side, call.row * row_bytes_out)

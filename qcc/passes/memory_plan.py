@@ -117,7 +117,8 @@ def _choose_streams(graph: Graph, offsets: dict) -> list[Stream]:
     once, for the plan kept); graph.nodes ends in the order the chosen chains need (each one's layers
     consecutive)."""
     state = _StreamChoice(graph, offsets)
-    for chain in streaming.candidates(graph):
+    chains = streaming.candidates(graph)
+    for chain in chains:
         twin = streaming.add_twin(graph, chain)
         if twin is None:
             state.choose_along(chain)
@@ -128,6 +129,15 @@ def _choose_streams(graph: Graph, offsets: dict) -> list[Stream]:
         paired.take_whole([streaming.schedule(part) for part in twin])  # neither helps without the other
         state = paired if paired.best < alone.best else alone
         graph.nodes[:] = state.order
+    # A plateau: chains that each reach the arena's peak (a detector's repeated blocks), none of which lowers it
+    # alone. The rest streamed whole, together, where that saves STREAM_MIN_SAVING; then each one dropped again
+    # where the arena stays as it is without it.
+    chosen = {id(n) for stream in state.streams for n in stream.nodes}
+    rest = [streaming.schedule(streaming.Stream(chain.stages)) for chain in chains
+            if not any(id(n) in chosen for n in chain.nodes)]
+    if len(rest) > 1:
+        state.take_plateau(rest)
+    graph.nodes[:] = state.order
     return state.streams
 
 
@@ -157,16 +167,37 @@ class _StreamChoice:
 
     def take_whole(self, streams: list[Stream]) -> None:
         """Stream these chains whole, together, where that makes the arena smaller."""
+        arena, order = self._trial(self.streams + streams, streams)
+        if arena < self.best:
+            self.best, self.order = arena, order
+            self.streams += streams
+
+    def take_plateau(self, streams: list[Stream]) -> None:
+        """Stream these chains whole, together, where that saves STREAM_MIN_SAVING of the arena; then each
+        one that the arena does not need (it stays as small without it) runs layer by layer again."""
+        arena, _ = self._trial(self.streams + streams, streams)
+        if arena > self.best * (1 - STREAM_MIN_SAVING):
+            return
+        kept = list(streams)
+        for stream in streams:
+            fewer = [s for s in kept if s is not stream]
+            if self._trial(self.streams + fewer, fewer)[0] <= arena:
+                kept = fewer
+        self.best, self.order = self._trial(self.streams + kept, kept)
+        self.streams += kept
+
+    def _trial(self, streams: list[Stream], new: list[Stream]) -> tuple[int, list]:
+        """The arena with these chains streamed, and the node order they need (the order so far, `new` made
+        consecutive)."""
         graph = self.graph
         self.trials += 1
         graph.nodes[:] = self.order
-        for stream in streams:
+        for stream in new:
             streaming.make_consecutive(graph, stream)
-        arena = _plan_with(graph, self.streams + streams, trial=True, offsets=self.offsets).arena_bytes
-        if arena < self.best:
-            self.best, self.order = arena, list(graph.nodes)
-            self.streams += streams
+        order = list(graph.nodes)
+        arena = _plan_with(graph, streams, trial=True, offsets=self.offsets).arena_bytes
         graph.nodes[:] = self.order
+        return arena, order
 
     def choose_along(self, chain: Stream) -> None:
         start = 0
@@ -478,26 +509,53 @@ def _in_place_links(graph: Graph, tensors: TensorBuffers, offsets: dict) -> list
 
 def _stream_link(graph: Graph, tensors: TensorBuffers, step: int, stream: Stream, offsets: dict) -> _Link | None:
     """A streamed chain's output over its input or an Add's second input, where that dies with the
-    chain and the calls' order (Stream.access_order) allows it."""
+    chain and the calls' order (Stream.access_order) allows it. Where the order allows only a partial overlap
+    (a window still reads rows ahead of the row written), the output's rows may be held back a few rows
+    (streaming.with_lag, up to the windows' reach): the fewest that give the most overlap, the chain in
+    tensors.streams then replaced by the one with that lag."""
     target = _whole_arena_buffer(graph, tensors, stream.output)
     if target is None or tensors.arena[target][1] != step or stream.ends_in_parts:  # a few accumulators' worth
         return None
-    key = tuple(id(n) for n in stream.nodes)
-    if key not in offsets:  # per input the chain reads whole: its offset
-        order = stream.access_order(graph)
-        offsets[key] = {name: largest_safe_offset(reads, order.writes, ALIGNMENT) for name, reads in order.reads.items()}
-    links = []
-    for name, delta in offsets[key].items():  # (a channels-last view's reads are given per byte of its source)
+    sources = {}  # the whole inputs dying here: tensor -> buffer
+    for name in [stream.stages[0].main] + [s.side for s in stream.stages if s.side is not None]:
         source = _whole_arena_buffer(graph, tensors, name)
-        if source is None or source == target or tensors.arena[source][2] != step:
-            continue
-        if delta is not None:
-            links.append(_Link(step, source, target, delta))
+        if source is not None and source != target and tensors.arena[source][2] == step:
+            sources[name] = source
+    key = tuple(id(n) for n in stream.nodes)
 
     def extent(link: _Link) -> int:  # the bytes the two take together
         source, target = tensors.arena[link.source][0], tensors.arena[link.target][0]
         return max(source, link.delta + target) - min(0, link.delta)
+
+    def links_at(deltas: dict) -> list[_Link]:
+        return [_Link(step, source, target, deltas[name]) for name, source in sources.items() if deltas.get(name) is not None]
+    if key not in offsets:  # the chain's lag and, per input it reads whole, its offset: the fewest bytes together
+        least = max([tensors.arena[target][0]] + [tensors.arena[source][0] for source in sources.values()])
+        best, lag = None, 0
+        while True:
+            lagged = stream if lag == 0 else streaming.with_lag(stream, lag)
+            if lagged is None:
+                break
+            deltas = _safe_offsets(graph, lagged)
+            held_back = lagged.band_bytes(graph)[-1] if lag else 0  # the output rows held back
+            bytes_together = min((extent(link) + held_back for link in links_at(deltas)), default=None)
+            if bytes_together is not None and (best is None or bytes_together < best[0]):
+                best = bytes_together, lag, deltas
+            if (best is not None and best[0] <= least) or lag >= sum((s.kernel - 1) * s.dilation for s in stream.stages):
+                break  # the output wholly over an input, or the windows' reach
+            lag += 1
+        offsets[key] = (0, {}) if best is None else best[1:]
+    lag, deltas = offsets[key]
+    links = links_at(deltas)
+    if links and lag:
+        tensors.streams[step] = streaming.with_lag(stream, lag)
     return min(links, key=extent, default=None)
+
+
+def _safe_offsets(graph: Graph, stream: Stream) -> dict[str, int | None]:
+    """Per input the chain reads whole: the largest offset of the output from it that the calls' order allows."""
+    order = stream.access_order(graph)
+    return {name: largest_safe_offset(reads, order.writes, ALIGNMENT) for name, reads in order.reads.items()}
 
 
 def _whole_arena_buffer(graph: Graph, tensors: TensorBuffers, name: str, wide: bool = False) -> str | None:
@@ -641,6 +699,8 @@ def _place(graph: Graph, tensors: TensorBuffers, links: list[_Link], scratch_siz
             steps[graph.nodes.index(node)] = StepMemory("streamed", f"row by row in step {step}, its output in a band "
                                                                     "of rows, never whole")
         bands = ", ".join(f"{rows} rows of '{name}'" for name, rows in zip(stream.intermediates, stream.band_rows))
+        if stream.lag:
+            bands += f" and its output's last {stream.lag + 1} rows, each copied to its place {stream.lag} rows later"
         over = f"; {steps[step].detail}" if step in steps else ""
         steps[step] = StepMemory("streamed", f"runs {len(stream.nodes)} layers a row at a time, holding {bands}{over}")
     return MemoryPlan(storage, _align(arena_bytes), tensors.resolved, scratch, dict(scratch_sizes), tensors.liveness_bytes,

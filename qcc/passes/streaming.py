@@ -1,7 +1,7 @@
 """Streamed execution: a chain of layers computed a row at a time, its intermediate tensors never whole.
 
-A chain is consecutive layers (convolutions run as a matrix product, depthwise 3x3 convolutions,
-max pools, and elementwise Adds of a whole second input) where each layer's output feeds only the
+A chain is consecutive layers (convolutions run as a matrix product, depthwise convolutions but
+qcc_conv_depthwise's 1-D column path, max pools, and elementwise Adds of a whole second input) where each layer's output feeds only the
 next; the memory plan picks the stretches of chains worth streaming. A chain may end in a fully
 connected layer that reads its input image flattened (through a Reshape, which costs nothing): it
 takes the image a row at a time, each row a part of its depth added into its accumulators, and
@@ -15,7 +15,9 @@ streaming costs is a kernel call per row and the bytes each shift moves.
 The schedule is computed here, at compile time, and the C runs it as written (backend/streams.py):
 a kernel reads its input rows from the whole chain input or from the band below, and writes its row
 into its band or into the chain's output. The chain's output may then be placed over the chain's
-input or the Add's second input, where the memory plan proves it (AccessOrder over the calls).
+input or the Add's second input, where the memory plan proves it (AccessOrder over the calls);
+where a window reads rows ahead of the row written, the output's rows may be held back a few rows
+in a band of their own (Stream.lag) and copied to their place once no window reads the rows under them.
 The memory plan (passes/memory_plan.py) keeps a chain streamed only where the arena shrinks.
 """
 
@@ -79,17 +81,30 @@ class Run:
 
 @dataclass(frozen=True)
 class Shift:
-    """The band after stage `band` drops its first `drop` rows, keeping the `keep` rows after them."""
+    """The band after stage `band` drops its first `drop` rows, keeping the `keep` rows after them (band
+    len(stages) - 1: the held-back output rows of a chain with a lag)."""
     band: int
     drop: int
     keep: int
 
 
+@dataclass(frozen=True)
+class Flush:
+    """A chain with a lag: its output row `row`, held back at row `index` of its band since it was made,
+    copied to its place in the chain's output."""
+    row: int
+    index: int
+
+
 @dataclass
 class Stream:
     stages: list[Stage]
-    calls: list[Run | Shift] = field(default_factory=list)
-    band_rows: list[int] = field(default_factory=list)  # per intermediate tensor: the most rows held
+    calls: list[Run | Shift | Flush] = field(default_factory=list)
+    band_rows: list[int] = field(default_factory=list)  # per banded tensor: the most rows held
+    # Output rows held back in a band of lag + 1 rows, each copied to its place `lag` rows later: the
+    # output may then lie over an input whose rows the windows still read a few rows ahead (a BlazeBlock's
+    # 5x5 depthwise convolution, its output over its input).
+    lag: int = 0
 
     @property
     def nodes(self) -> list[Node]:
@@ -107,11 +122,16 @@ class Stream:
     def output(self) -> str:
         return self.stages[-1].output
 
+    @property
+    def banded(self) -> list[str]:
+        """The tensors held in bands of rows: the intermediate ones, and the output of a chain with a lag."""
+        return self.intermediates + ([self.output] if self.lag else [])
+
     def band_bytes(self, graph: Graph) -> list[int]:
         """Each band's bytes: its rows of every channel; then, for a chain ending in a fully connected
         layer, its accumulators (an int32 per column, alive from the first row to the last)."""
         sizes = []
-        for name, rows in zip(self.intermediates, self.band_rows):
+        for name, rows in zip(self.banded, self.band_rows):
             _, channels, _, width = graph.tensor(name).shape
             sizes.append(channels * rows * width)
         if self.ends_in_parts:
@@ -137,6 +157,8 @@ class Stream:
         reads: dict[str, np.ndarray] = {}
         writes = _row_times(graph.tensor(self.output).shape)
         for t, call in enumerate(self.calls):
+            if isinstance(call, Flush):
+                writes[:, call.row] = t
             if not isinstance(call, Run):
                 continue
             stage = self.stages[call.stage]
@@ -145,7 +167,7 @@ class Stream:
                 _mark(reads, graph, stage.main, first, last, t)
             if stage.side is not None:
                 _mark(reads, graph, stage.side, call.row, call.row, t)
-            if call.stage == len(self.stages) - 1:
+            if call.stage == len(self.stages) - 1 and not self.lag:
                 writes[:, call.row] = t
         # A ChannelsFirstView's bytes are its source's, channels last: its element (c, h, w) is byte (h, w, c).
         in_bytes = {name: r.transpose(1, 2, 0) if reads_channels_last(graph, name) else r for name, r in reads.items()}
@@ -211,6 +233,14 @@ def add_twin(graph: Graph, chain: Stream) -> tuple[Stream, Stream] | None:
     return Stream(chain.stages[:-1]), Stream([head, twin_add])
 
 
+def with_lag(stream: Stream, lag: int) -> Stream | None:
+    """The chain with its output rows held back `lag` rows (Stream.lag), or None where it cannot be: a chain
+    ending in a fully connected layer, or an output shorter than the lag."""
+    if stream.ends_in_parts or not 0 < lag < stream.stages[-1].out_h:
+        return None
+    return schedule(Stream(stream.stages, lag=lag))
+
+
 def sub_chain(chain: Stream, start: int, end: int) -> Stream:
     """Layers start..end-1 of a chain, with their own schedule: the first reads its input whole."""
     return schedule(Stream(chain.stages[start:end]))
@@ -269,11 +299,18 @@ def _stage(graph: Graph, node: Node, main: str) -> Stage | None:
     conv = op_named(node.op) if node.op == "QLinearConv" else None
     # (a grouped convolution runs a call per group, each writing before the next reads: not a row's one call)
     if conv is not None and not ((conv.runs_as_gemm(node, graph) and node.attrs["groups"] == 1)
-                                 or conv.is_depthwise_3x3(node, graph)):
+                                 or conv.is_depthwise_3x3(node, graph) or _depthwise_by_rows(node, graph)):
         return None
     a = node.attrs
     return Stage(node, main, None, a["kernel"][0], a["strides"][0], a["pads_begin"][0], a["dilations"][0],
                  x.shape[2], y.shape[2])
+
+
+def _depthwise_by_rows(node: Node, graph: Graph) -> bool:
+    """qcc_conv_depthwise, but for its path down one column (1-D audio layers), which walks whole columns."""
+    x, y = graph.tensor(node.inputs[0]), graph.tensor(node.outputs[0])
+    columns = x.shape[3] == 1 and node.attrs["kernel"][1] == 1 and y.shape[3] == 1
+    return op_named(node.op).is_depthwise(node, graph) and not columns
 
 
 def schedule(stream: Stream) -> Stream:
@@ -313,7 +350,28 @@ def schedule(stream: Stream) -> Stream:
     for row in range(stages[-1].out_h):
         make(len(stages) - 1, row)
     stream.calls, stream.band_rows = calls, band_rows
+    if stream.lag:
+        _hold_back(stream)
     return stream
+
+
+def _hold_back(stream: Stream) -> None:
+    """The last stage's rows written into a band of lag + 1 rows: after each row from `lag` on, the band's
+    first row is copied to its place and dropped; the last `lag` rows are copied after the last call."""
+    lag, last, ring = stream.lag, len(stream.stages) - 1, len(stream.stages) - 1
+    calls = []
+    for call in stream.calls:
+        if not (isinstance(call, Run) and call.stage == last):
+            calls.append(call)
+            continue
+        held = max(0, call.row - lag)
+        calls.append(Run(call.stage, call.row, call.in_first, call.in_rows, held))
+        if call.row >= lag:
+            calls += [Flush(held, 0), Shift(ring, 1, lag)]
+    out_h = stream.stages[-1].out_h
+    calls += [Flush(row, index) for index, row in enumerate(range(out_h - lag, out_h))]
+    stream.calls = calls
+    stream.band_rows = stream.band_rows + [lag + 1]
 
 
 def make_consecutive(graph: Graph, stream: Stream) -> None:
