@@ -39,6 +39,10 @@
 #define QCC_GEMM_2X2_OPERANDS                                                                                     \
     [w] "+r"(w), [xa] "+r"(xa), [xb] "+r"(xb), [n] "+r"(groups), [aa] "+r"(*aa), [ab] "+r"(*ab), [ba] "+r"(*ba),   \
         [bb] "+r"(*bb), [x0] "=&r"(x0), [x1] "=&r"(x1), [w01] "=&r"(w01), [w23] "=&r"(w23)
+/* The 2 x 1 blocks' products once (w01, w23) hold a channel's 4 taps as int16 pairs and (x0, x1) the column's. */
+#define QCC_GEMM_2X1_PRODUCTS(ACC)                                                                                \
+    "smlad   %[" ACC "], %[x0], %[w01], %[" ACC "]\n\t"                                                              \
+    "smlad   %[" ACC "], %[x1], %[w23], %[" ACC "]\n\t"
 #define QCC_GEMM_2X1_OPERANDS                                                                                     \
     [w] "+r"(w), [x] "+r"(x), [n] "+r"(groups), [a] "+r"(*a), [b] "+r"(*b), [x0] "=&r"(x0), [x1] "=&r"(x1),         \
         [w01] "=&r"(w01), [w23] "=&r"(w23)
@@ -96,13 +100,11 @@ static inline void qcc_gemm_2x1_dsp(const int8_t *w, const int16_t *x, int32_t g
     "ldr     %[w23], [%[w]], #4\n\t" /* channel a's 4 taps, widened */                                          \
     "sxtb16  %[w01], %[w23]\n\t"                                                                                 \
     "sxtb16  %[w23], %[w23], ror #8\n\t"                                                                         \
-    "smlad   %[a], %[x0], %[w01], %[a]\n\t"                                                                      \
-    "smlad   %[a], %[x1], %[w23], %[a]\n\t"                                                                      \
+    QCC_GEMM_2X1_PRODUCTS("a")                                                                                   \
     "ldr     %[w23], [%[w]], #4\n\t" /* channel b's */                                                          \
     "sxtb16  %[w01], %[w23]\n\t"                                                                                 \
     "sxtb16  %[w23], %[w23], ror #8\n\t"                                                                         \
-    "smlad   %[b], %[x0], %[w01], %[b]\n\t"                                                                      \
-    "smlad   %[b], %[x1], %[w23], %[b]\n\t"
+    QCC_GEMM_2X1_PRODUCTS("b")
     __asm__(QCC_GEMM_2X2_LOOP(QCC_GEMM_2X1_GROUP) : QCC_GEMM_2X1_OPERANDS : : "cc", "memory");
 #undef QCC_GEMM_2X1_GROUP
 #else
@@ -155,11 +157,9 @@ static inline void qcc_gemm_2x1_wide_dsp(const int8_t *w, const int16_t *x, int3
 #define QCC_GEMM_2X1_WIDE_GROUP                                                                             \
     "ldrd    %[x0], %[x1], [%[x]], #8\n\t"                                                                       \
     "ldrd    %[w01], %[w23], [%[w]], #8\n\t"                                                                     \
-    "smlad   %[a], %[x0], %[w01], %[a]\n\t"                                                                      \
-    "smlad   %[a], %[x1], %[w23], %[a]\n\t"                                                                      \
+    QCC_GEMM_2X1_PRODUCTS("a")                                                                                   \
     "ldrd    %[w01], %[w23], [%[w]], #8\n\t"                                                                     \
-    "smlad   %[b], %[x0], %[w01], %[b]\n\t"                                                                      \
-    "smlad   %[b], %[x1], %[w23], %[b]\n\t"
+    QCC_GEMM_2X1_PRODUCTS("b")
     __asm__(QCC_GEMM_2X2_LOOP(QCC_GEMM_2X1_WIDE_GROUP) : QCC_GEMM_2X1_OPERANDS : : "cc", "memory");
 #undef QCC_GEMM_2X1_WIDE_GROUP
 #else
