@@ -118,6 +118,37 @@ static inline void qcc_gemm_2x1_dsp(const int8_t *w, const int16_t *x, int32_t g
 #endif
 }
 
+/* Four channels at one pixel, its column at x: the channel pairs' weights at wa and wb (each pair's interleaved
+ * by groups of 4, as qcc_gemm_2x2_dsp takes them). The column's words are loaded once for four channels: 21
+ * instructions per group for 16 products, against the 2 x 1 block's 22. */
+static inline void qcc_gemm_4x1_dsp(const int8_t *wa, const int8_t *wb, const int16_t *x, int32_t groups, int32_t acc[4])
+{
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && !defined(QCC_NO_INLINE_ASM) /* else the C below */
+    int32_t x0, x1, w01, w23, a = acc[0], b = acc[1], c = acc[2], d = acc[3];
+#define QCC_GEMM_4X1_CHANNEL(W, ACC)                                                                          \
+    "ldr     %[w23], [%[" W "]], #4\n\t"                                                                           \
+    "sxtb16  %[w01], %[w23]\n\t"                                                                                 \
+    "sxtb16  %[w23], %[w23], ror #8\n\t" QCC_GEMM_2X1_PRODUCTS(ACC)
+#define QCC_GEMM_4X1_GROUP                                                                                  \
+    "ldrd    %[x0], %[x1], [%[x]], #8\n\t" QCC_GEMM_4X1_CHANNEL("wa", "a") QCC_GEMM_4X1_CHANNEL("wa", "b")           \
+        QCC_GEMM_4X1_CHANNEL("wb", "c") QCC_GEMM_4X1_CHANNEL("wb", "d")
+    __asm__(QCC_GEMM_2X2_LOOP(QCC_GEMM_4X1_GROUP)
+            : [wa] "+r"(wa), [wb] "+r"(wb), [x] "+r"(x), [n] "+r"(groups), [a] "+r"(a), [b] "+r"(b), [c] "+r"(c),
+              [d] "+r"(d), [x0] "=&r"(x0), [x1] "=&r"(x1), [w01] "=&r"(w01), [w23] "=&r"(w23)
+            :
+            : "cc", "memory");
+#undef QCC_GEMM_4X1_GROUP
+#undef QCC_GEMM_4X1_CHANNEL
+    acc[0] = a;
+    acc[1] = b;
+    acc[2] = c;
+    acc[3] = d;
+#else
+    qcc_gemm_2x1_dsp(wa, x, groups, &acc[0], &acc[1]);
+    qcc_gemm_2x1_dsp(wb, x, groups, &acc[2], &acc[3]);
+#endif
+}
+
 #if QCC_CONV_WIDE
 /* qcc_gemm_2x2_dsp with the weights stored as int16 pairs (--wide-weights): each group of 4 taps is a's
  * words (w0, w1), (w2, w3), then b's, so LDRD gives SMLAD its operands with no SXTB16. Written out: 13

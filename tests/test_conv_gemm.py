@@ -206,15 +206,16 @@ def test_the_least_chunks_equal_ort_and_the_reference_on_the_host_in_every_schem
 
 
 @needs_arm_tools
-@pytest.mark.parametrize("chunk", [1, 2, 6, 16])
-def test_every_chunk_of_pixels_is_exact_on_the_cortex_m4(tmp_path, monkeypatch, chunk):
+@pytest.mark.parametrize("chunk, x_dtype", [(1, "int8"), (1, "uint8"), (2, "int8"), (6, "int8"), (16, "int8")])
+def test_every_chunk_of_pixels_is_exact_on_the_cortex_m4(tmp_path, monkeypatch, chunk, x_dtype):
     """The memory plan gives each layer the largest chunk of pixels (gemm_pixels) that leaves the arena as
-    it is; here every layer takes one size in turn: one pixel (the 2 x 1 loop), 2, one that leaves an odd last pixel in
-    most layers (6), and the largest (16), through the common-case and general requantization loops
-    (tflm: Relu-like clamps and others) and the adjacent-pair columns of the 1x1 stride-1 layers."""
+    it is; here every layer takes one size in turn: one pixel (the 4 x 1 and 2 x 1 loops; uint8: weights with
+    zero points), 2, one that leaves an odd last pixel in most layers (6), and the largest (16), through the
+    common-case and general requantization loops (tflm: Relu-like clamps and others) and the adjacent-pair
+    columns of the 1x1 stride-1 layers."""
     monkeypatch.setattr(QLinearConv, "gemm_pixel_choices", staticmethod(lambda node, graph: [chunk]))
-    check_exact_on_cortex_m0_and_m4(tmp_path, layers_model("int8", seed=3), "tflm", "qcc_conv_gemm_s8",
-                                    boards=("cortex-m4",))
+    check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=3), "tflm",
+                                    f"qcc_conv_gemm_{'s8' if x_dtype == 'int8' else 'u8'}", boards=("cortex-m4",))
     assert set(re.findall(r"\.gemm_pixels = (\d+)", (tmp_path / "out" / "model.c").read_text())) == {str(chunk)}
 
 
@@ -246,9 +247,13 @@ def test_the_2x4_block_is_exact_on_the_cortex_m4_at_every_depth_it_takes_and_the
 
 
 @needs_arm_tools
+@pytest.mark.parametrize("chunk", [None, 1])
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
-def test_the_c_twin_of_the_inline_assembly_loop_is_exact_on_the_cortex_m4(tmp_path, x_dtype):
-    """-DQCC_NO_INLINE_ASM (and compilers without GNU inline assembly) take the ACLE-intrinsics loop."""
+def test_the_c_twin_of_the_inline_assembly_loop_is_exact_on_the_cortex_m4(tmp_path, monkeypatch, x_dtype, chunk):
+    """-DQCC_NO_INLINE_ASM (and compilers without GNU inline assembly) take the ACLE-intrinsics loops: the plan's
+    chunks, and one pixel (the 4 x 1 and 2 x 1 loops' twins)."""
+    if chunk is not None:
+        monkeypatch.setattr(QLinearConv, "gemm_pixel_choices", staticmethod(lambda node, graph: [chunk]))
     check_exact_on_cortex_m0_and_m4(tmp_path, layers_model(x_dtype, seed=2), "single",
                                     f"qcc_conv_gemm_{'s8' if x_dtype == 'int8' else 'u8'}", boards=("cortex-m4",),
                                     extra_cflags="-DQCC_NO_INLINE_ASM")
