@@ -113,7 +113,8 @@ def _choose_streams(graph: Graph, offsets: dict) -> list[Stream]:
     helps, up to two layers past the best), then the same from the layer after it; a start that helps
     at no length moves on by one layer. A first stretch helps where it saves STREAM_MIN_SAVING of the
     arena. A chain ending in an Add with a twin (streaming.add_twin) is also tried as the pair, the
-    smaller arena kept. Trials place only with the in-place links and skip the scratch growth (both done
+    smaller arena kept. Then the chains none of whose layers was chosen are tried together
+    (_StreamChoice.take_plateau): repeated blocks that each reach the peak lower it only together. Trials place only with the in-place links and skip the scratch growth (both done
     once, for the plan kept); graph.nodes ends in the order the chosen chains need (each one's layers
     consecutive)."""
     state = _StreamChoice(graph, offsets)
@@ -155,15 +156,6 @@ class _StreamChoice:
         other = copy.copy(self)
         other.streams, other.order = list(self.streams), list(self.order)
         return other
-
-    def arena_with(self, stream: Stream) -> int:
-        graph = self.graph
-        self.trials += 1
-        graph.nodes[:] = self.order
-        streaming.make_consecutive(graph, stream)
-        arena = _plan_with(graph, self.streams + [stream], trial=True, offsets=self.offsets).arena_bytes
-        graph.nodes[:] = self.order
-        return arena
 
     def take_whole(self, streams: list[Stream]) -> None:
         """Stream these chains whole, together, where that makes the arena smaller."""
@@ -207,7 +199,7 @@ class _StreamChoice:
                 if self.trials >= MAX_STREAM_TRIALS or (chosen is not None and end > chosen[0] + 2):
                     break
                 stream = streaming.sub_chain(chain, start, end)
-                arena = self.arena_with(stream)
+                arena, _ = self._trial(self.streams + [stream], [stream])
                 if arena <= self.best * (1 - STREAM_MIN_SAVING) or (chosen is not None and arena < self.best):
                     self.best, chosen = arena, (end, stream)
             if chosen is None:
