@@ -166,12 +166,13 @@ class _StreamChoice:
 
     def take_plateau(self, streams: list[Stream]) -> None:
         """Stream these chains whole, together, where that saves STREAM_MIN_SAVING of the arena; then each
-        one that the arena does not need (it stays as small without it) runs layer by layer again."""
+        one that the arena does not need (it stays as small without it) runs layer by layer again, the
+        first MAX_STREAM_TRIALS of them tried."""
         arena, _ = self._trial(self.streams + streams, streams)
         if arena > self.best * (1 - STREAM_MIN_SAVING):
             return
         kept = list(streams)
-        for stream in streams:
+        for stream in streams[:MAX_STREAM_TRIALS]:  # (bounded, so that a model of many blocks compiles quickly)
             fewer = [s for s in kept if s is not stream]
             if self._trial(self.streams + fewer, fewer)[0] <= arena:
                 kept = fewer
