@@ -114,8 +114,9 @@ def _choose_streams(graph: Graph, offsets: dict) -> list[Stream]:
     at no length moves on by one layer. A first stretch helps where it saves STREAM_MIN_SAVING of the
     arena. A chain ending in an Add with a twin (streaming.add_twin) is also tried as the pair, the
     smaller arena kept. Then the chains none of whose layers was chosen are tried together
-    (_StreamChoice.take_plateau): repeated blocks that each reach the peak lower it only together. Trials place only with the in-place links and skip the scratch growth (both done
-    once, for the plan kept); graph.nodes ends in the order the chosen chains need (each one's layers
+    (_StreamChoice.take_plateau): repeated blocks that each reach the peak lower it only together. Trials
+    place only with the in-place links and skip the scratch growth (both done once, for the plan kept);
+    graph.nodes ends in the order the chosen chains need (each one's layers
     consecutive)."""
     state = _StreamChoice(graph, offsets)
     chains = streaming.candidates(graph)
@@ -533,15 +534,15 @@ def _stream_link(graph: Graph, tensors: TensorBuffers, step: int, stream: Stream
             held_back = lagged.band_bytes(graph)[-1] if lag else 0  # the output rows held back
             bytes_together = min((extent(link) + held_back for link in links_at(deltas)), default=None)
             if bytes_together is not None and (best is None or bytes_together < best[0]):
-                best = bytes_together, lag, deltas
+                best = bytes_together, lagged if lag else None, deltas
             if (best is not None and best[0] <= least) or lag >= sum((s.kernel - 1) * s.dilation for s in stream.stages):
                 break  # the output wholly over an input, or the windows' reach
             lag += 1
-        offsets[key] = (0, {}) if best is None else best[1:]
-    lag, deltas = offsets[key]
+        offsets[key] = (None, {}) if best is None else best[1:]  # (the chain with its lag, scheduled once)
+    lagged, deltas = offsets[key]
     links = links_at(deltas)
-    if links and lag:
-        tensors.streams[step] = streaming.with_lag(stream, lag)
+    if links and lagged is not None:
+        tensors.streams[step] = lagged
     return min(links, key=extent, default=None)
 
 

@@ -358,7 +358,8 @@ def schedule(stream: Stream) -> Stream:
 def _hold_back(stream: Stream) -> None:
     """The last stage's rows written into a band of lag + 1 rows: after each row from `lag` on, the band's
     first row is copied to its place and dropped; the last `lag` rows are copied after the last call."""
-    lag, last, ring = stream.lag, len(stream.stages) - 1, len(stream.stages) - 1
+    lag, last = stream.lag, len(stream.stages) - 1
+    ring = last  # the band after the last stage: its held-back rows
     calls = []
     for call in stream.calls:
         if not (isinstance(call, Run) and call.stage == last):
