@@ -247,17 +247,24 @@ static inline int32_t qcc_wrap_i32(uint32_t u)
 /* One instance per activation type. A model's Makefile defines QCC_KERNELS_S8_ONLY or QCC_KERNELS_U8_ONLY
  * where all its kernels take one type, so that the other is not compiled at all. */
 /* QCC_XTB16 and QCC_XTB16_ROR8 widen bytes 0, 2 and 1, 3 of a word of activation codes to int16 pairs
- * (SXTB16 for int8 codes, UXTB16 for uint8), as SMLAD takes them. */
+ * (SXTB16 for int8 codes, UXTB16 for uint8), as SMLAD takes them; QCC_CODE_MIN and QCC_CODE_MAX are the type's
+ * codes, and QCC_SAT_CODE saturates an int32 to them (one SSAT or USAT, on DSP cores). */
 #if !defined(QCC_KERNELS_U8_ONLY)
 #define QCC_ACT int8_t
 #define QCC_NAME(base) base##_s8
 #define QCC_XTB16(x) __sxtb16(x)
 #define QCC_XTB16_ROR8(x) qcc_sxtb16_ror8(x)
+#define QCC_CODE_MIN (-128)
+#define QCC_CODE_MAX 127
+#define QCC_SAT_CODE(x) __ssat(x, 8)
 #include "qcc_kernels_impl.inc"
 #undef QCC_ACT
 #undef QCC_NAME
 #undef QCC_XTB16
 #undef QCC_XTB16_ROR8
+#undef QCC_CODE_MIN
+#undef QCC_CODE_MAX
+#undef QCC_SAT_CODE
 #endif
 
 #if !defined(QCC_KERNELS_S8_ONLY)
@@ -265,11 +272,17 @@ static inline int32_t qcc_wrap_i32(uint32_t u)
 #define QCC_NAME(base) base##_u8
 #define QCC_XTB16(x) (int32_t)__uxtb16(x)
 #define QCC_XTB16_ROR8(x) qcc_uxtb16_ror8(x)
+#define QCC_CODE_MIN 0
+#define QCC_CODE_MAX 255
+#define QCC_SAT_CODE(x) (int32_t)__usat(x, 8)
 #include "qcc_kernels_impl.inc"
 #undef QCC_ACT
 #undef QCC_NAME
 #undef QCC_XTB16
 #undef QCC_XTB16_ROR8
+#undef QCC_CODE_MIN
+#undef QCC_CODE_MAX
+#undef QCC_SAT_CODE
 #endif
 
 /* int16 codes (TFLite's 16x8 models) take only the pools (MAX_POOL_2D, MEAN): their matrix kernels are qcc_s16.c's */

@@ -81,6 +81,9 @@ typedef struct {
                                  * pairs, the operands SMLAD takes (qcc/ops/conv.py gemm_wide_layout); else 0 */
     const int32_t *acc_const;   /* per out channel: bias - Z_x*sum(w - Z_w) */
     const int32_t *weight_zero; /* per out channel Z_w, or NULL when all are 0 */
+    /* 1 where every channel that qcc_requant_doubled_of can give the doubled path has |acc| < 2^30 for every
+     * input (qcc/ops/quantized.py accumulators_double_exactly): a kernel may carry 2 * acc, exact in int32 */
+    int32_t acc_below_2_30;
     qcc_requant_params requant;
 } qcc_conv_params;
 

@@ -264,6 +264,98 @@ static inline int32_t qcc_requantize_case(const qcc_requant_params *rq, int32_t 
     }
 }
 
+/* A doubled accumulator's requantization: for kernels that carry acc2 = 2 * acc, which is exact where the
+ * compiler bounded |acc| below 2^30 (qcc_conv_params.acc_below_2_30), and costs nothing where the weights are
+ * int16 (doubled once per channel). Where M < 1/4 (k > 0 in the scheme's channel) and the clamp is the output
+ * type's whole range, the code is
+ *   floor(T / 2^(k+1)), T = floor((C * 2^32 + acc2 * m0 [+ 2^31]) / 2^32), C = 2^k + Z * 2^(k+1),
+ * saturated to the type: one SMMLA (`single`) or SMMLAR (`tflm`: the + 2^31), one ASR and one SSAT/USAT.
+ * Since floor(floor(a / 2^32) / 2^(k+1)) = floor(a / 2^(33+k)), T / 2^(k+1) is
+ * floor((acc * m0 + C * 2^31 [+ 2^30]) / 2^(32+k)): `single`'s (acc * m0 + 2^(31+k)) / 2^(32+k) + Z, and `tflm`'s
+ * (acc * m0 + 2^30 + 2^(30+n)) / 2^(31+n) + Z for n = k + 1 (qcc_tflm_scale's sum, x >= 0). QCC_DOUBLED_SIGNED:
+ * `tflm` with a clamp below the zero point (lo < 0), whose constant for acc < 0 is 2^31 less (qcc_tflm_apply_signed):
+ * T - 1 there. k <= 21 keeps C an int32 (|Z| <= 255) and the 64-bit sum below 2^63 (|acc2 * m0| < 2^62). */
+#define QCC_DOUBLED_NONE 0
+#define QCC_DOUBLED_COMMON 1
+#define QCC_DOUBLED_SIGNED 2
+#define QCC_DOUBLED_MAX_K 21
+
+typedef struct {
+    int32_t m0, round; /* m0 and C */
+    int shift;         /* k + 1 */
+} qcc_requant_doubled;
+
+/* The case of channel ch for a kernel whose output codes span [type_lo, type_hi]: QCC_DOUBLED_NONE where the
+ * doubled path does not apply (the kernel then takes qcc_requantize_channel_case with acc), with *d filled in
+ * otherwise. */
+static inline int qcc_requant_doubled_of(const qcc_requant_channel *ch, int32_t type_lo, int32_t type_hi,
+                                         qcc_requant_doubled *d)
+{
+#if defined(QCC_ROUNDING_TFLM) || defined(QCC_ROUNDING_SINGLE)
+    if (ch->k <= 0 || ch->k > QCC_DOUBLED_MAX_K || ch->lo + ch->zero != type_lo || ch->hi + ch->zero != type_hi) {
+        return QCC_DOUBLED_NONE;
+    }
+    d->m0 = ch->m0;
+    d->shift = ch->k + 1;
+    d->round = (int32_t)(UINT32_C(1) << ch->k) + ch->zero * (int32_t)(UINT32_C(2) << ch->k);
+#if defined(QCC_ROUNDING_TFLM)
+    return ch->lo >= 0 ? QCC_DOUBLED_COMMON : QCC_DOUBLED_SIGNED; /* as qcc_tflm_is_common */
+#else
+    return QCC_DOUBLED_COMMON;
+#endif
+#else /* ort, --fpu: no such path */
+    (void)ch;
+    (void)type_lo;
+    (void)type_hi;
+    (void)d;
+    return QCC_DOUBLED_NONE;
+#endif
+}
+
+#if defined(QCC_ROUNDING_TFLM) || defined(QCC_ROUNDING_SINGLE)
+/* floor((acc * 2^32 + a * b + round) / 2^32) for round 0 (SMMLA) or 2^31 (SMMLAR), |acc| < 2^30, |a * b| < 2^62 */
+static inline int32_t qcc_smmla_round(int32_t a, int32_t b, int32_t acc, int round)
+{
+#if defined(__GNUC__) && defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(QCC_NO_INLINE_ASM)
+    int32_t r;
+    if (round) {
+        __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    } else {
+        __asm__("smmla %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
+    }
+    return r;
+#else
+    const uint64_t sum = ((uint64_t)(uint32_t)acc << 32) + (uint64_t)((int64_t)a * (int64_t)b) +
+                         (round ? UINT64_C(0x80000000) : 0u);
+    return qcc_wrap_u32_to_i32((uint32_t)(sum >> 32));
+#endif
+}
+
+/* The doubled accumulator acc2's code before the type's saturation, in case `which` (QCC_DOUBLED_COMMON or
+ * QCC_DOUBLED_SIGNED, a constant where inlined). */
+static inline int32_t qcc_requantize_doubled(const qcc_requant_doubled *d, int32_t acc2, int which)
+{
+#if defined(QCC_ROUNDING_TFLM)
+    int32_t t = qcc_smmla_round(acc2, d->m0, d->round, 1);
+    if (which == QCC_DOUBLED_SIGNED) {
+        t -= (int32_t)((uint32_t)acc2 >> 31);
+    }
+#else
+    const int32_t t = qcc_smmla_round(acc2, d->m0, d->round, 0);
+    (void)which;
+#endif
+    return qcc_floor_shift_i32(t, d->shift);
+}
+#else
+/* ort and --fpu: qcc_requant_doubled_of never chooses the path, so no kernel reaches this */
+static inline int32_t qcc_requantize_doubled(const qcc_requant_doubled *d, int32_t acc2, int which)
+{
+    (void)d;
+    (void)which;
+    return acc2;
+}
+#endif
+
 /* The requantized output code for accumulator acc of output channel c. */
 static inline int32_t qcc_requantize(const qcc_requant_params *rq, int32_t acc, int32_t c)
 {

@@ -47,8 +47,11 @@ def output_hw(hw, kernel, attrs):
 
 
 def layer(rng, i: int, x_dtype: str, channels: int, hw, *, w_dtype: str, per_channel: bool, wrap: bool = False,
-          multiplier: int = 1, kernel=(3, 3), **attrs):
-    """One depthwise QLinearConv reading x{i} and writing y{i}; returns (node, inputs, outputs, inits)."""
+          multiplier: int = 1, kernel=(3, 3), zero_at_min: bool = False, big_bias: bool = False, **attrs):
+    """One depthwise QLinearConv reading x{i} and writing y{i}; returns (node, inputs, outputs, inits).
+    zero_at_min: the output's zero point is its type's least code, so that no code lies below it (as after a
+    Relu: `tflm`'s common case, one rounding constant for every accumulator). big_bias: biases of about +-2^30 at
+    the usual scales, so that accumulators may pass 2^30 (and the C may not double them)."""
     out_c = channels * multiplier
     qmin, qmax = (-128, 127) if w_dtype == "int8" else (0, 255)
     shape = out_c if per_channel else ()
@@ -58,10 +61,13 @@ def layer(rng, i: int, x_dtype: str, channels: int, hw, *, w_dtype: str, per_cha
     bias = rng.integers(-2**15, 2**15, out_c)
     if wrap:  # accumulators within a few products of INT32_MAX and INT32_MIN: many sums wrap
         bias = np.where(np.arange(out_c) % 2 == 0, 2**31 - 1 - 300, -2**31 + 300)
+    if big_bias:
+        bias = np.where(np.arange(out_c) % 2 == 0, 2**30 - 3000, -2**30 + 2000)
     inits = {f"xs{i}": scalar(0.05, np.float32), f"xz{i}": scalar(x_zero, x_dtype), f"w{i}": w,
              f"ws{i}": np.full(shape, 1e-3, np.float32) if wrap else np.exp(rng.uniform(-6, -2, shape)).astype(np.float32),
              f"wz{i}": np.asarray(w_zero, w_dtype), f"ys{i}": scalar(2000.0 if wrap else 0.2, np.float32),
              f"yz{i}": scalar(int(rng.integers(-3, 3)) + (0 if x_dtype == "int8" else 128), x_dtype),
+             **({f"yz{i}": scalar(-128 if x_dtype == "int8" else 0, x_dtype)} if zero_at_min else {}),
              f"b{i}": np.asarray(bias, np.int32)}
     node = helper.make_node("QLinearConv", [f"x{i}", f"xs{i}", f"xz{i}", f"w{i}", f"ws{i}", f"wz{i}", f"ys{i}", f"yz{i}", f"b{i}"],
                             [f"y{i}"], name=f"conv{i}", kernel_shape=list(kernel), group=channels, **attrs)
@@ -93,6 +99,11 @@ def planes_transposed(folder) -> list[int]:
     return [int(n) for n in re.findall(r"\.plane_transposed = (\d)", (folder / "model.c").read_text())]
 
 
+def doubled_accumulators(folder) -> list[int]:
+    """qcc_conv_params.acc_below_2_30 of every layer the C runs."""
+    return [int(n) for n in re.findall(r"\.acc_below_2_30 = (\d)", (folder / "model.c").read_text())]
+
+
 def taller_than_wide(model: onnx.ModelProto) -> list[int]:
     """1 for each depthwise 3x3 layer whose output is taller than wide (the compiler holds its plane
     transposed), in the model's order."""
@@ -102,7 +113,8 @@ def taller_than_wide(model: onnx.ModelProto) -> list[int]:
 
 def layers_model(x_dtype: str, seed: int = 0, extra=(), holding: str = "ring") -> onnx.ModelProto:
     """Every LAYERS shape side by side, weights int8 or uint8 (nonzero Z_w, uint8 activations only), per
-    tensor and per channel in turn; two more with wrapping accumulators; `extra`: (channels, hw, attrs);
+    tensor and per channel in turn; two more with wrapping accumulators (one for int8), two whose output zero
+    point is the least code, one with biases of about 2^30; `extra`: (channels, hw, attrs);
     WIDE first for `holding` "plane"."""
     rng = np.random.default_rng(seed)
     parts = []
@@ -115,6 +127,10 @@ def layers_model(x_dtype: str, seed: int = 0, extra=(), holding: str = "ring") -
     if x_dtype == "uint8":
         parts.append(layer(rng, len(parts), x_dtype, 5, (6, 6), w_dtype="uint8", per_channel=False, wrap=True, **S2,
                            auto_pad="SAME_UPPER"))
+    # the output's zero point at its least code, at strides 1 and 2
+    parts.append(layer(rng, len(parts), x_dtype, 5, (7, 9), w_dtype="int8", per_channel=True, zero_at_min=True, **P1))
+    parts.append(layer(rng, len(parts), x_dtype, 3, (9, 8), w_dtype="int8", per_channel=False, zero_at_min=True, **P1, **S2))
+    parts.append(layer(rng, len(parts), x_dtype, 4, (5, 6), w_dtype="int8", per_channel=True, big_bias=True, **P1))
     for channels, hw, attrs in extra:
         parts.append(layer(rng, len(parts), x_dtype, channels, hw, w_dtype="int8", per_channel=True, **attrs))
     inits = {k: v for part in parts for k, v in part[3].items()}
@@ -169,6 +185,10 @@ def test_depthwise_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, s
                                     f"qcc_conv_depthwise_3x3_{'s8' if x_dtype == 'int8' else 'u8'}")
     assert all(plane_rows(tmp_path / "out"))
     assert planes_transposed(tmp_path / "out") == taller_than_wide(layers_model(x_dtype, seed=1, holding="plane"))
+    # tflm and single carry doubled accumulators (qcc_requantize_doubled) except where they may pass 2^30 (the
+    # last layer's biases); the wrapping layers' tiny scales keep their channels off that path anyway
+    layers = len(layers_model(x_dtype).graph.node)
+    assert doubled_accumulators(tmp_path / "out") == ([1] * layers + [0] if scheme != "ort" else [0] * (layers + 1))
 
 
 @needs_arm_tools

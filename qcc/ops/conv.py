@@ -24,6 +24,7 @@ from qcc.ops.conv16x8 import add_conv16x8
 from qcc.ops.explanation import Element, RequantExplanation, per_channel
 from qcc.numerics.accumulator_range import product_sum_range
 from qcc.ops.quantized import (
+    accumulators_double_exactly,
     add_output,
     as_int8_weights,
     bind_quant,
@@ -451,6 +452,7 @@ class QLinearConv(Op):
             "gemm_block_2x4": self._gemm_block_2x4(c, k4, pixels, wide) if gemm else "NULL",
             "weights_wide": int(wide), "acc_const": acc_const,
             "weight_zero": w_zero,
+            "acc_below_2_30": int(accumulators_double_exactly(p, x.dtype)),
             "requant": emit_requant(c, prefix, p["requant"]),
         }
         suffix = "s8" if x.dtype == "int8" else "u8"

@@ -226,6 +226,27 @@ def requantize(acc: np.ndarray, rq: Requant, channel_axis: int, out_dtype: str) 
     return (y + rq.zero).astype(out_dtype)
 
 
+DOUBLED_MAX_K = 21  # runtime_c/qcc_requant.h QCC_DOUBLED_MAX_K
+
+
+def accumulators_double_exactly(params: dict, x_dtype: str) -> bool:
+    """qcc_conv_params.acc_below_2_30: every channel that qcc_requant_doubled_of may give the doubled path
+    (tflm, single: k = -e - 1 in 1..DOUBLED_MAX_K) has |acc| < 2^30 for every input, so that the C may carry
+    2 * acc in int32 exactly. The bound: |acc_const| + max|x| * sum|w - Z_w| over the channel's taps. The other
+    channels (TFLite's near-dead filters beside a bias of about 2^30 have M0 = 0, e = 0) do not count."""
+    rq = params["requant"]
+    if rq.scheme not in ("tflm", "single"):
+        return False
+    weights = params["weights"].reshape(params["weights"].shape[0], -1).astype(np.int64)
+    out_c = weights.shape[0]
+    w_zero = 0 if params["weight_zero"] is None else params["weight_zero"].astype(np.int64).reshape(-1, 1)
+    largest_x = max(abs(v) for v in CODE_RANGE[x_dtype])
+    bound = np.abs(params["acc_const"].astype(np.int64)) + largest_x * np.abs(weights - w_zero).sum(axis=1)
+    k = -1 - np.broadcast_to(rq.shift.astype(np.int64), (out_c,))
+    doubled = (k >= 1) & (k <= DOUBLED_MAX_K)
+    return bool(np.all(bound[doubled] < 2**30))
+
+
 def requant_fields(rq: Requant) -> dict:
     """The values of a qcc_requant_params (runtime_c/qcc_kernels.h) for `rq`: numpy arrays for the
     array fields (None for NULL), integers for the others."""
