@@ -244,6 +244,12 @@ static inline int32_t qcc_wrap_i32(uint32_t u)
     return u <= (uint32_t)INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
 }
 
+/* qcc_conv_depthwise_3x3's ring of 3 padded input rows: the next input row to copy in (rows above the input are
+ * padding), the ring row it goes to, and the ring row holding the next row of work's top input row. */
+struct qcc_ring_state {
+    int32_t next_row, next_slot, top_slot;
+};
+
 /* One instance per activation type. A model's Makefile defines QCC_KERNELS_S8_ONLY or QCC_KERNELS_U8_ONLY
  * where all its kernels take one type, so that the other is not compiled at all. */
 /* QCC_XTB16 and QCC_XTB16_ROR8 widen bytes 0, 2 and 1, 3 of a word of activation codes to int16 pairs
