@@ -244,6 +244,12 @@ static inline int32_t qcc_wrap_i32(uint32_t u)
     return u <= (uint32_t)INT32_MAX ? (int32_t)u : -(int32_t)(~u) - 1;
 }
 
+/* The output channel of qcc_conv_gemm's i-th computed channel (qcc_conv_params.computed_channel). */
+static inline int32_t qcc_computed_channel(const qcc_conv_params *p, int32_t i)
+{
+    return p->computed_channel != NULL ? (int32_t)p->computed_channel[i] : i;
+}
+
 /* qcc_conv_depthwise_3x3's ring of 3 padded input rows: the next input row to copy in (rows above the input are
  * padding), the ring row it goes to, and the ring row holding the next row of work's top input row. */
 struct qcc_ring_state {

@@ -84,6 +84,15 @@ typedef struct {
     /* 1 where every channel that qcc_requant_doubled_of can give the doubled path has |acc| < 2^30 for every
      * input (qcc/ops/quantized.py accumulators_double_exactly): a kernel may carry 2 * acc, exact in int32 */
     int32_t acc_below_2_30;
+    /* qcc_conv_gemm: output channels whose code is the same for every input (the compiler's proof: the
+     * requantization gives one code at both ends of the channel's accumulator range), written as that code and not
+     * computed: constant_c of them, constant_channel[i] written as constant_code[i]. The others are computed, the
+     * i-th being output channel computed_channel[i] (NULL where none is constant: channel i); weights, acc_const,
+     * weight_zero and requant hold only the computed channels. 0 and NULLs for the other kernels. */
+    int32_t constant_c;
+    const uint16_t *constant_channel;
+    const int16_t *constant_code;
+    const uint16_t *computed_channel;
     qcc_requant_params requant;
 } qcc_conv_params;
 

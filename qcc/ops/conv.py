@@ -28,12 +28,14 @@ from qcc.ops.quantized import (
     add_output,
     as_int8_weights,
     bind_quant,
+    constant_channels,
     emit_requant,
     fold_constant_channels,
     prepare_requant,
     quantized_input,
     read_quant,
     requantize,
+    select_channels,
     sxtb16_tap_order,
     wrap_int32,
 )
@@ -409,10 +411,17 @@ class QLinearConv(Op):
         prefix = c.symbol(node.name)
         p = node.params["emitted"]
         gemm = self.runs_as_gemm(node, graph)
+        groups = node.attrs["groups"]
+        # qcc_conv_gemm skips the channels whose output is one code for every input: it writes that code
+        constant = constant_channels(node.params) if gemm and groups == 1 else {}
+        if len(constant) == y.shape[1]:  # every channel constant: one is computed still (no empty arrays in the C)
+            del constant[0]
+        computed = np.array([ch for ch in range(y.shape[1]) if ch not in constant], np.int64)
+        if constant:
+            p = select_channels(p, computed)
         channels_last = reads_channels_last(graph, node.inputs[0])
         # A channels-last input's columns are (kh, kw, ic): each kernel row's taps are one run of its bytes.
         taps = p["weights"].transpose(0, 2, 3, 1) if channels_last else p["weights"]
-        groups = node.attrs["groups"]
         wide = gemm and graph.wide_weights  # --wide-weights: int16 pairs, SMLAD's operands, in flash
         layout = gemm_wide_layout if wide else gemm_weight_layout
         k4 = self.gemm_depth(node, graph)  # a group's taps per output, rounded up to 4
@@ -453,6 +462,13 @@ class QLinearConv(Op):
             "weights_wide": int(wide), "acc_const": acc_const,
             "weight_zero": w_zero,
             "acc_below_2_30": int(accumulators_double_exactly(p, x.dtype)),
+            "constant_c": len(constant),
+            "constant_channel": c.const_array(f"{prefix}_constant_channel", "uint16_t", np.array(list(constant), np.uint16))
+                                if constant else "NULL",
+            "constant_code": c.const_array(f"{prefix}_constant_code", "int16_t", np.array(list(constant.values()), np.int16))
+                             if constant else "NULL",
+            "computed_channel": c.const_array(f"{prefix}_computed_channel", "uint16_t", computed.astype(np.uint16))
+                                if constant else "NULL",
             "requant": emit_requant(c, prefix, p["requant"]),
         }
         suffix = "s8" if x.dtype == "int8" else "u8"
