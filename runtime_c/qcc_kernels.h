@@ -81,9 +81,13 @@ typedef struct {
                                  * pairs, the operands SMLAD takes (qcc/ops/conv.py gemm_wide_layout); else 0 */
     const int32_t *acc_const;   /* per out channel: bias - Z_x*sum(w - Z_w) */
     const int32_t *weight_zero; /* per out channel Z_w, or NULL when all are 0 */
-    /* 1 where every channel that qcc_requant_doubled_of can give the doubled path has |acc| < 2^30 for every
-     * input (qcc/ops/quantized.py accumulators_double_exactly): a kernel may carry 2 * acc, exact in int32 */
-    int32_t acc_below_2_30;
+    /* tflm and single on DSP cores: the doubled requantization (qcc_requantize_doubled), its constants worked out by
+     * the compiler (qcc/ops/quantized.py doubled_requant): doubled_case QCC_DOUBLED_COMMON or QCC_DOUBLED_SIGNED for
+     * the layer, and per channel (those computed) C and the shift k + 1, 0 where the channel keeps the general
+     * requantization; QCC_DOUBLED_NONE and NULLs where no channel takes it. */
+    int32_t doubled_case;
+    const int32_t *doubled_round;
+    const int8_t *doubled_shift;
     /* qcc_conv_gemm: output channels whose code is the same for every input (the compiler's proof: the
      * requantization gives one code at both ends of the channel's accumulator range), written as that code and not
      * computed: constant_c of them, constant_channel[i] written as constant_code[i]. The others are computed, the

@@ -265,9 +265,9 @@ static inline int32_t qcc_requantize_case(const qcc_requant_params *rq, int32_t 
 }
 
 /* A doubled accumulator's requantization: for kernels that carry acc2 = 2 * acc, which is exact where the
- * compiler bounded |acc| below 2^30 (qcc_conv_params.acc_below_2_30), and costs nothing where the weights are
- * int16 (doubled once per channel). Where M < 1/4 (k > 0 in the scheme's channel) and the clamp is the output
- * type's whole range, the code is
+ * compiler bounded |acc| below 2^30 (qcc/ops/quantized.py doubled_requant, which works out the constants below per
+ * channel), and costs nothing where the weights are int16 (doubled once per channel). Where M < 1/4 (k > 0 in the
+ * scheme's channel) and the clamp is the output type's whole range, the code is
  *   floor(T / 2^(k+1)), T = floor((C * 2^32 + acc2 * m0 [+ 2^31]) / 2^32), C = 2^k + Z * 2^(k+1),
  * saturated to the type: one SMMLA (`single`) or SMMLAR (`tflm`: the + 2^31), one ASR and one SSAT/USAT.
  * Since floor(floor(a / 2^32) / 2^(k+1)) = floor(a / 2^(33+k)), T / 2^(k+1) is
@@ -285,31 +285,14 @@ typedef struct {
     int shift;         /* k + 1 */
 } qcc_requant_doubled;
 
-/* The case of channel ch for a kernel whose output codes span [type_lo, type_hi]: QCC_DOUBLED_NONE where the
- * doubled path does not apply (the kernel then takes qcc_requantize_channel_case with acc), with *d filled in
- * otherwise. */
-static inline int qcc_requant_doubled_of(const qcc_requant_channel *ch, int32_t type_lo, int32_t type_hi,
-                                         qcc_requant_doubled *d)
+/* Channel c's constants (m0 from rq, C and the shift from the compiler's arrays): whether it takes the path. */
+static inline int qcc_requant_doubled_channel(const qcc_requant_params *rq, const int32_t *rounds, const int8_t *shifts,
+                                              int32_t c, qcc_requant_doubled *d)
 {
-#if defined(QCC_ROUNDING_TFLM) || defined(QCC_ROUNDING_SINGLE)
-    if (ch->k <= 0 || ch->k > QCC_DOUBLED_MAX_K || ch->lo + ch->zero != type_lo || ch->hi + ch->zero != type_hi) {
-        return QCC_DOUBLED_NONE;
-    }
-    d->m0 = ch->m0;
-    d->shift = ch->k + 1;
-    d->round = (int32_t)(UINT32_C(1) << ch->k) + ch->zero * (int32_t)(UINT32_C(2) << ch->k);
-#if defined(QCC_ROUNDING_TFLM)
-    return ch->lo >= 0 ? QCC_DOUBLED_COMMON : QCC_DOUBLED_SIGNED; /* as qcc_tflm_is_common */
-#else
-    return QCC_DOUBLED_COMMON;
-#endif
-#else /* ort, --fpu: no such path */
-    (void)ch;
-    (void)type_lo;
-    (void)type_hi;
-    (void)d;
-    return QCC_DOUBLED_NONE;
-#endif
+    d->m0 = (int32_t)rq->mult[c * rq->per_channel]; /* m0 < 2^31 */
+    d->round = rounds[c];
+    d->shift = shifts[c];
+    return d->shift != 0;
 }
 
 #if defined(QCC_ROUNDING_TFLM) || defined(QCC_ROUNDING_SINGLE)
@@ -347,7 +330,7 @@ static inline int32_t qcc_requantize_doubled(const qcc_requant_doubled *d, int32
     return qcc_floor_shift_i32(t, d->shift);
 }
 #else
-/* ort and --fpu: qcc_requant_doubled_of never chooses the path, so no kernel reaches this */
+/* ort and --fpu: the compiler never gives a layer the path, so no kernel reaches this */
 static inline int32_t qcc_requantize_doubled(const qcc_requant_doubled *d, int32_t acc2, int which)
 {
     (void)d;

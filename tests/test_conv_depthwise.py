@@ -99,9 +99,9 @@ def planes_transposed(folder) -> list[int]:
     return [int(n) for n in re.findall(r"\.plane_transposed = (\d)", (folder / "model.c").read_text())]
 
 
-def doubled_accumulators(folder) -> list[int]:
-    """qcc_conv_params.acc_below_2_30 of every layer the C runs."""
-    return [int(n) for n in re.findall(r"\.acc_below_2_30 = (\d)", (folder / "model.c").read_text())]
+def doubled_cases(folder) -> list[int]:
+    """qcc_conv_params.doubled_case of every layer the C runs."""
+    return [int(n) for n in re.findall(r"\.doubled_case = (\d)", (folder / "model.c").read_text())]
 
 
 def taller_than_wide(model: onnx.ModelProto) -> list[int]:
@@ -185,10 +185,13 @@ def test_depthwise_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, s
                                     f"qcc_conv_depthwise_3x3_{'s8' if x_dtype == 'int8' else 'u8'}")
     assert all(plane_rows(tmp_path / "out"))
     assert planes_transposed(tmp_path / "out") == taller_than_wide(layers_model(x_dtype, seed=1, holding="plane"))
-    # tflm and single carry doubled accumulators (qcc_requantize_doubled) except where they may pass 2^30 (the
-    # last layer's biases); the wrapping layers' tiny scales keep their channels off that path anyway
-    layers = len(layers_model(x_dtype).graph.node)
-    assert doubled_accumulators(tmp_path / "out") == ([1] * layers + [0] if scheme != "ort" else [0] * (layers + 1))
+    # tflm and single carry doubled accumulators (qcc_requantize_doubled: QCC_DOUBLED_SIGNED where the clamp reaches
+    # below the zero point, QCC_DOUBLED_COMMON for the two layers whose zero point is the least code) except where
+    # they may pass 2^30 (the last layer's biases) or the scale is tiny (the wrapping layers' channels)
+    wrapping = 1 if x_dtype == "int8" else 2
+    signed = 2 if scheme == "tflm" else 1
+    expected = [signed] * (1 + len(LAYERS)) + [0] * wrapping + [1, 1, 0] if scheme != "ort" else [0] * (4 + len(LAYERS) + wrapping)
+    assert doubled_cases(tmp_path / "out") == expected
 
 
 @needs_arm_tools

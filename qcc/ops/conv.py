@@ -24,11 +24,12 @@ from qcc.ops.conv16x8 import add_conv16x8
 from qcc.ops.explanation import Element, RequantExplanation, per_channel
 from qcc.numerics.accumulator_range import product_sum_range
 from qcc.ops.quantized import (
-    accumulators_double_exactly,
     add_output,
     as_int8_weights,
     bind_quant,
     constant_channels,
+    doubled_requant,
+    emit_doubled,
     emit_requant,
     fold_constant_channels,
     prepare_requant,
@@ -461,7 +462,7 @@ class QLinearConv(Op):
             "gemm_block_2x4": self._gemm_block_2x4(c, k4, pixels, wide) if gemm else "NULL",
             "weights_wide": int(wide), "acc_const": acc_const,
             "weight_zero": w_zero,
-            "acc_below_2_30": int(accumulators_double_exactly(p, x.dtype)),
+            **emit_doubled(c, prefix, doubled_requant(p, x.dtype, y.dtype)),
             "constant_c": len(constant),
             "constant_channel": c.const_array(f"{prefix}_constant_channel", "uint16_t", np.array(list(constant), np.uint16))
                                 if constant else "NULL",
@@ -516,6 +517,7 @@ class QLinearConv(Op):
                 "batch": 1, "in_c": in_per_group, "out_c": out_per_group, "groups": 1,
                 "weights": offset(fields["weights"], g * group_weights), "acc_const": offset(fields["acc_const"], first),
                 "weight_zero": offset(fields["weight_zero"], first),
+                "doubled_round": offset(fields["doubled_round"], first), "doubled_shift": offset(fields["doubled_shift"], first),
                 "requant": requant | {k: offset(requant[k], first) for k in per_channel if k in requant},
             }
             params = c.struct("qcc_conv_params", f"{prefix}_group{g}_params", part)

@@ -256,24 +256,50 @@ def select_channels(params: dict, keep: np.ndarray) -> dict:
 
 
 DOUBLED_MAX_K = 21  # runtime_c/qcc_requant.h QCC_DOUBLED_MAX_K
+DOUBLED_NONE, DOUBLED_COMMON, DOUBLED_SIGNED = 0, 1, 2  # runtime_c/qcc_requant.h QCC_DOUBLED_*
 
 
-def accumulators_double_exactly(params: dict, x_dtype: str) -> bool:
-    """qcc_conv_params.acc_below_2_30: every channel that qcc_requant_doubled_of may give the doubled path
-    (tflm, single: k = -e - 1 in 1..DOUBLED_MAX_K) has |acc| < 2^30 for every input, so that the C may carry
-    2 * acc in int32 exactly. The bound: |acc_const| + max|x| * sum|w - Z_w| over the channel's taps. The other
-    channels (TFLite's near-dead filters beside a bias of about 2^30 have M0 = 0, e = 0) do not count."""
+@dataclass
+class Doubled:
+    """The doubled requantization's constants (runtime_c/qcc_requant.h qcc_requantize_doubled, docs/arithmetic.md
+    section 10), per channel: C = 2^k + Z_y * 2^(k+1) and the shift k + 1, or shift 0 where the channel keeps the
+    general path; `case` DOUBLED_COMMON, or DOUBLED_SIGNED (`tflm` with a clamp below the zero point)."""
+
+    case: int
+    round: np.ndarray  # int32 per channel
+    shift: np.ndarray  # int8 per channel: 0 where the channel does not take the path
+
+
+def doubled_requant(params: dict, x_dtype: str, out_dtype: str) -> Doubled | None:
+    """The doubled path's constants for a layer's channels (tflm, single), or None where no channel takes it. A
+    channel takes it where M < 1/4 with k = -e - 1 in 1..DOUBLED_MAX_K, the clamp is the output type's whole range
+    (the saturation is then the clamp), and |acc| < 2^30 for every input, bounded as |acc_const| + max|x| *
+    sum|w - Z_w| over its taps, so that the C may carry 2 * acc in int32 exactly."""
     rq = params["requant"]
     if rq.scheme not in ("tflm", "single"):
-        return False
+        return None
     weights = params["weights"].reshape(params["weights"].shape[0], -1).astype(np.int64)
     out_c = weights.shape[0]
     w_zero = 0 if params["weight_zero"] is None else params["weight_zero"].astype(np.int64).reshape(-1, 1)
     largest_x = max(abs(v) for v in CODE_RANGE[x_dtype])
     bound = np.abs(params["acc_const"].astype(np.int64)) + largest_x * np.abs(weights - w_zero).sum(axis=1)
     k = -1 - np.broadcast_to(rq.shift.astype(np.int64), (out_c,))
-    doubled = (k >= 1) & (k <= DOUBLED_MAX_K)
-    return bool(np.all(bound[doubled] < 2**30))
+    qmin, qmax = CODE_RANGE[out_dtype]
+    takes = (k >= 1) & (k <= DOUBLED_MAX_K) & (bound < 2**30) & (rq.lo + rq.zero == qmin) & (rq.hi + rq.zero == qmax)
+    if not takes.any():
+        return None
+    k = np.where(takes, k, 0)
+    rounds = np.where(takes, (1 << k) + rq.zero * (2 << k), 0)
+    return Doubled(DOUBLED_SIGNED if rq.scheme == "tflm" and rq.lo < 0 else DOUBLED_COMMON,
+                   rounds.astype(np.int32), np.where(takes, k + 1, 0).astype(np.int8))
+
+
+def emit_doubled(c, prefix: str, doubled: Doubled | None) -> dict:
+    """The qcc_conv_params fields of the doubled path's constants (none: QCC_DOUBLED_NONE and NULLs)."""
+    if doubled is None:
+        return {"doubled_case": DOUBLED_NONE, "doubled_round": "NULL", "doubled_shift": "NULL"}
+    return {"doubled_case": doubled.case, "doubled_round": c.const_array(f"{prefix}_doubled_round", "int32_t", doubled.round),
+            "doubled_shift": c.const_array(f"{prefix}_doubled_shift", "int8_t", doubled.shift)}
 
 
 def requant_fields(rq: Requant) -> dict:
