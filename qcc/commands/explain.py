@@ -236,7 +236,7 @@ def _requant_layer(layer: RequantExplanation, values, channel: int | None, posit
         "ort_u8s8_int16_pairs": _u8s8_pairs(node),
         "channels": rows,
         "c": {"kernel_call": kernel_call, "accumulator": generic, "accumulator_channel": numbers,
-              "requantize": _c_requantize(rq, layer.rq_index(c)), "channel": c},
+              "requantize": _c_requantize(rq, layer.rq_index(c)), "shortcut": layer.c_shortcut(c), "channel": c},
         "trace": _trace(layer, values, c, position),
     }
 
@@ -409,6 +409,8 @@ def _layer_lines(layer: dict, markdown: bool) -> list[str]:
         lines += ["  ".join(v.ljust(wd) for v, wd in zip(c, widths)).rstrip() for c in cells]
     cc = layer["c"]
     code = [cc["kernel_call"], f"/* channel {cc['channel']}: */", cc["accumulator_channel"], cc["requantize"]]
+    if cc["shortcut"]:
+        code.append(f"/* {cc['shortcut']} */")
     if markdown:
         lines += ["C the backend emits:", "", "```c", *code, "```", ""]
     else:

@@ -27,6 +27,7 @@ from qcc.ops.quantized import (
     add_output,
     as_int8_weights,
     bind_quant,
+    DOUBLED_SIGNED,
     constant_channels,
     doubled_requant,
     emit_doubled,
@@ -591,6 +592,23 @@ class _ConvExplanation(RequantExplanation):
         numbers = (f"acc = {self.acc_const(c)} + sum(x[k] * (w[{c}][k] - {self.stored_zero[c]}), k < {self.taps})"
                    f"   /* padded taps read x = Z_x = {self.z_x} */")
         return generic, numbers
+
+    def c_shortcut(self, c):
+        groups = self.node.attrs["groups"]
+        gemm = self.op.runs_as_gemm(self.node, self.graph)
+        code = constant_channels(self.node.params).get(c) if gemm and groups == 1 else None
+        if code is not None:
+            return (f"channel {c} gives code {code} for every input (its accumulator's range requantizes to that one "
+                    "code): the kernel writes it and computes nothing for the channel")
+        doubled = doubled_requant(self.node.params["emitted"], self.x.dtype, self.y.dtype)
+        if doubled is None or not doubled.shift[c]:
+            return None
+        where = "where its pair's other channel takes it too" if gemm else "every output"
+        rounding = "SMMLAR" if self.rq.scheme == "tflm" else "SMMLA"
+        signed = " - (acc < 0)" if doubled.case == DOUBLED_SIGNED else ""
+        return (f"on DSP cores ({where}): y = {'ssat' if self.y.dtype == 'int8' else 'usat'}8(({rounding}(2 * acc, "
+                f"{int(self.rq.mult[self.rq_index(c)])}, {int(doubled.round[c])}){signed}) >> {int(doubled.shift[c])}), "
+                "the same code (docs/arithmetic.md section 10)")
 
     def positions(self):
         return int(np.prod(self.y.shape[2:]))

@@ -88,6 +88,10 @@ class RequantExplanation(Explanation):
         """What the C kernel computes per output element: in symbols, and with the channel's numbers."""
         raise NotImplementedError
 
+    def c_shortcut(self, channel: int) -> str | None:
+        """Where the C computes the channel's code another way than `requantize` says, with the same result: how."""
+        return None
+
     def positions(self) -> int:
         """Output elements per channel (in batch 0)."""
         raise NotImplementedError
