@@ -43,17 +43,52 @@ TARGET = "cortex-m4"
 
 
 def instructions(model: str, rounding: str | None = None, per_layer: bool = False):
-    """Cortex-M4 instructions per inference (None where qcc refuses the model); with per_layer, (that, the list of
-    each node's count, the estimated cycles per inference)."""
+    """Cortex-M4 instructions per inference (None where qcc refuses the model); with per_layer, (that, each node's
+    entry of the bench report's layers, the estimated cycles per inference)."""
     try:
         report = bench(model, Options(rounding=rounding, target=TARGET), object_sizes=False)
     except QccError:
         return (None, [], None) if per_layer else None
     counts = report["instructions"]
     if per_layer:
-        per_layer_counts = [layer["instructions"] for layer in counts["layers"]]
-        return counts["per_inference"], per_layer_counts, report["cycles"]["per_inference"]
+        return counts["per_inference"], counts["layers"], report["cycles"]["per_inference"]
     return counts["per_inference"]
+
+
+def layer_groups(qcc_layers: list[dict]) -> list[list[int]]:
+    """The nodes counted together: a streamed chain's layers run interleaved and are counted in its last one."""
+    groups, covered = [], set()
+    for layer in reversed(qcc_layers):
+        if layer["index"] in covered:
+            continue
+        group = layer.get("streamed_chain") or [layer["index"]]
+        covered.update(group)
+        groups.append(group)
+    return groups[::-1]
+
+
+def per_layer_rows(model: str, layers, counts: dict, qcc_layers: list[dict]) -> list[dict]:
+    """qcc beside CMSIS-NN per layer (a streamed chain as one), where CMSIS-NN has a kernel for every node of it."""
+    rows = []
+    for group in layer_groups(qcc_layers):
+        if any(layers[i].function is None for i in group):
+            continue
+        cmsis = sum(counts["per_layer"][i] for i in group)
+        qcc = sum(qcc_layers[i]["instructions"] for i in group)
+        rows.append({"model": model, "layers": group, "kinds": " + ".join(layers[i].kind for i in group),
+                     "functions": " + ".join(dict.fromkeys(layers[i].function for i in group)),
+                     "macs": sum(qcc_layers[i]["macs"] for i in group), "cmsis": cmsis, "qcc": qcc})
+    return rows
+
+
+def per_layer_table(rows: list[dict]) -> str:
+    lines = ["| model | layers | kinds | CMSIS-NN function | MACs | CMSIS-NN instr. | qcc instr. | qcc / CMSIS-NN |",
+             "| --- | --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        span = f"{r['layers'][0]}" if len(r["layers"]) == 1 else f"{r['layers'][0]}-{r['layers'][-1]} (streamed)"
+        lines.append(f"| {r['model']} | {span} | {r['kinds']} | {r['functions']} | {number(r['macs'])} | "
+                     f"{number(r['cmsis'])} | {number(r['qcc'])} | {ratio(r['qcc'], r['cmsis'])} |")
+    return "\n".join(lines)
 
 
 def measure(model: Path, onnx_dir: Path | None, cmsis: Path | None, library: Path | None, work: Path) -> dict:
@@ -86,8 +121,11 @@ def measure(model: Path, onnx_dir: Path | None, cmsis: Path | None, library: Pat
             # side by side on the layers CMSIS-NN has a kernel for (the others cost it nothing in its count)
             called = [i for i, layer in enumerate(layers) if layer.function is not None]
             row["cmsis_layers_m4"] = sum(counts["per_layer"][i] for i in called)
-            row["qcc_layers_m4"] = sum(qcc_layers[i] for i in called) if len(qcc_layers) == len(layers) else None
+            row["qcc_layers_m4"] = (sum(qcc_layers[i]["instructions"] for i in called) if len(qcc_layers) == len(layers)
+                                    else None)
             row["cmsis_layers"] = f"{len(called)} of {len(layers)}"
+            if len(qcc_layers) == len(layers):
+                row["per_layer"] = per_layer_rows(model.name, layers, counts, qcc_layers)
         except (QccError, KeyError, ValueError) as error:
             row["cmsis_note"] = str(error)[:120]
     row["seconds"] = time.perf_counter() - start
@@ -131,6 +169,8 @@ def main() -> None:
     parser.add_argument("--onnx-dir", help="tf2onnx conversions of the models, named <stem>.onnx")
     parser.add_argument("--cmsis-nn", metavar="PATH", help="an unpacked CMSIS-NN source tree")
     parser.add_argument("--output", help="also write the table to this file")
+    parser.add_argument("--per-layer", metavar="FILE",
+                        help="with --cmsis-nn: write qcc beside CMSIS-NN layer by layer to this file")
     args = parser.parse_args()
     tflm.check_version()
     with tempfile.TemporaryDirectory(prefix="qcc-bench-tflite-") as tmp:
@@ -144,11 +184,13 @@ def main() -> None:
             model_work = work / Path(model).stem
             model_work.mkdir()
             rows.append(measure(Path(model), Path(args.onnx_dir) if args.onnx_dir else None, cmsis, library, model_work))
-            print(f"{model}: {rows[-1]}", file=sys.stderr)
+            print(f"{model}: { {k: v for k, v in rows[-1].items() if k != 'per_layer'} }", file=sys.stderr)
     text = table(rows)
     print(text)
     if args.output:
         Path(args.output).write_text(text + "\n")
+    if args.per_layer:
+        Path(args.per_layer).write_text(per_layer_table([r for row in rows for r in row.get("per_layer", [])]) + "\n")
 
 
 if __name__ == "__main__":
