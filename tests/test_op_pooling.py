@@ -150,3 +150,22 @@ def test_maxpool_three_wide_windows_on_column_maxima(tmp_path, dtype, kernel_h, 
     model = maxpool_model(dtype, shape, (*shape[:2], *out), kernel_shape=[kernel_h, 3], strides=[stride, stride],
                           pads=pads, ceil_mode=ceil_mode)
     check_exact(model, tmp_path, n_random=3)
+
+
+@pytest.mark.parametrize("dtype, kernel_h, pads, ceil_mode, width", [
+    ("int8", 2, [0, 0, 0, 0], 0, 8),     # BlazeFace's shortcut pool: every window inside
+    ("uint8", 2, [0, 0, 0, 0], 1, 9),    # ceil mode: the last window runs past the row
+    ("int8", 2, [1, 1, 0, 0], 0, 7),     # padding on the left: the first output is clipped
+    ("uint8", 3, [1, 1, 1, 1], 0, 6),    # 3 rows: the pairs' general row count
+    ("int8", 1, [0, 1, 0, 1], 1, 5),
+])
+def test_maxpool_two_wide_windows_at_stride_two_on_column_pairs(tmp_path, dtype, kernel_h, pads, ceil_mode, width):
+    """2-wide, dilation-1 windows at stride 2 take the larger of their two column maxima (qcc_pool_impl.inc);
+    the outputs at the edges are clipped as before."""
+    height = 7
+    out = [pooled_size(height, kernel_h, 2, 1, pads[0], pads[2], ceil_mode),
+           pooled_size(width, 2, 2, 1, pads[1], pads[3], ceil_mode)]
+    shape = (1, 3, height, width)
+    model = maxpool_model(dtype, shape, (*shape[:2], *out), kernel_shape=[kernel_h, 2], strides=[2, 2],
+                          pads=pads, ceil_mode=ceil_mode)
+    check_exact(model, tmp_path, n_random=3)
