@@ -199,7 +199,7 @@ def test_depthwise_layers_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, s
 def test_depthwise_layers_are_exact_on_the_cortex_m4_built_for_size(tmp_path, scheme):
     """At -Os the kernel keeps one copy of its loops, the stride, the requantization's case and the way of holding
     the rows decided as it runs: every case of the model still exact (planes, transposed planes, and rings)."""
-    extra = ((8, (5, 9), P1), (2, (64, 48), P1))  # a ring (a plane past DEPTHWISE_PLANE_BYTES) beside the planes
+    extra = ((8, (5, 9), P1), (2, (80, 64), P1))  # a ring (a plane past DEPTHWISE_PLANE_BYTES) beside the planes
     check_exact_on_cortex_m0_and_m4(tmp_path, layers_model("int8", seed=3, extra=extra, holding="plane"), scheme,
                                     "qcc_conv_depthwise_3x3_s8", boards=("cortex-m4",), extra_cflags="-Os")
     assert 0 in plane_rows(tmp_path / "out") and 1 in planes_transposed(tmp_path / "out")

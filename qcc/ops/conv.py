@@ -353,8 +353,8 @@ class QLinearConv(Op):
 
     @staticmethod
     def depthwise_row_length(node: Node, graph: Graph, transposed: bool = False) -> int:
-        """qcc_conv_depthwise_3x3's padded row: the (out_w - 1) * stride + 3 columns the outputs read,
-        `stride` more that the last pixel's loads may read, rounded up to even (runtime_c's `stored`);
+        """qcc_conv_depthwise_3x3's padded row of codes (bytes): the (out_w - 1) * stride + 3 columns the outputs
+        read, `stride` more that the last pixel's word may read, rounded up to even (runtime_c's `stored`);
         transposed, the same down a column."""
         axis = 2 if transposed else 3
         out_w, stride = graph.tensor(node.outputs[0]).shape[axis], node.attrs["strides"][axis - 2]
@@ -369,9 +369,9 @@ class QLinearConv(Op):
 
     @classmethod
     def depthwise_plane_bytes(cls, node: Node, graph: Graph) -> int:
-        """The scratch of qcc_conv_depthwise_3x3's whole padded plane (int16), in the orientation it takes."""
+        """The scratch of qcc_conv_depthwise_3x3's whole padded plane of codes, in the orientation it takes."""
         transposed = cls.depthwise_plane_transposed(node, graph)
-        return 2 * cls.depthwise_row_length(node, graph, transposed) * cls.depthwise_plane_rows(node, graph, transposed)
+        return cls.depthwise_row_length(node, graph, transposed) * cls.depthwise_plane_rows(node, graph, transposed)
 
     def access_order(self, node: Node, graph: Graph) -> AccessOrder | None:
         if reads_channels_last(graph, node.inputs[0]):
@@ -397,7 +397,7 @@ class QLinearConv(Op):
         if self.runs_as_gemm(node, graph):
             return self.scratch_choices(node, graph)[-1]
         if self.is_depthwise_3x3(node, graph):
-            return 3 * 2 * self.depthwise_row_length(node, graph)  # a ring of 3 padded int16 input rows
+            return 3 * self.depthwise_row_length(node, graph)  # a ring of 3 padded rows of codes
         # int32 words: one accumulator per output column, and each kernel column's valid output range
         return 4 * (graph.tensor(node.outputs[0]).shape[3] + 2 * node.attrs["kernel"][1])
 
