@@ -250,6 +250,20 @@ static inline int32_t qcc_computed_channel(const qcc_conv_params *p, int32_t i)
     return p->computed_channel != NULL ? (int32_t)p->computed_channel[i] : i;
 }
 
+/* qcc_conv_gemm's channel pair (computed channels oc and oc + pair): the doubled requantization's case where both
+ * channels take it (symmetric weights), their constants in da and db, the compiler's (nothing worked out here); else
+ * QCC_DOUBLED_NONE. */
+static QCC_ALWAYS_INLINE int qcc_gemm_pair_doubled(const qcc_conv_params *p, int32_t oc, int pair,
+                                                  qcc_requant_doubled *da, qcc_requant_doubled *db)
+{
+    if (p->doubled_case == QCC_DOUBLED_NONE || p->weight_zero != NULL) {
+        return QCC_DOUBLED_NONE;
+    }
+    return qcc_requant_doubled_channel(&p->requant, p->doubled_round, p->doubled_shift, oc, da) &&
+                   qcc_requant_doubled_channel(&p->requant, p->doubled_round, p->doubled_shift, oc + pair, db)
+               ? p->doubled_case : QCC_DOUBLED_NONE;
+}
+
 /* qcc_conv_depthwise_3x3's ring of 3 padded input rows: the next input row to copy in (rows above the input are
  * padding), the ring row it goes to, and the ring row holding the next row of work's top input row. */
 struct qcc_ring_state {
