@@ -13,7 +13,7 @@ import re
 import numpy as np
 import onnx
 import pytest
-from conv_kernels import SCHEMES, check_exact_on_cortex_m0_and_m4, needs_arm_tools
+from conv_kernels import check_exact_on_cortex_m0_and_m4, needs_arm_tools
 from helpers import check_exact, make_model, scalar
 from onnx import helper
 from test_conv_depthwise import output_hw
@@ -78,7 +78,7 @@ def test_constant_channels_are_written_not_computed_and_exact_on_the_host_in_eve
 
 
 @needs_arm_tools
-@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("scheme", ["tflm", "ort"])  # (single differs from tflm in the rounding alone: the host test)
 @pytest.mark.parametrize("x_dtype", ["int8", "uint8"])
 def test_constant_channels_are_exact_on_the_cortex_m0_and_m4(tmp_path, x_dtype, scheme):
     check_exact_on_cortex_m0_and_m4(tmp_path, constant_model(x_dtype), scheme, f"qcc_conv_gemm_{'s8' if x_dtype == 'int8' else 'u8'}")
