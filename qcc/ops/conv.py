@@ -24,10 +24,10 @@ from qcc.ops.conv16x8 import add_conv16x8
 from qcc.ops.explanation import Element, RequantExplanation, per_channel
 from qcc.numerics.accumulator_range import product_sum_range
 from qcc.ops.quantized import (
+    DOUBLED_SIGNED,
     add_output,
     as_int8_weights,
     bind_quant,
-    DOUBLED_SIGNED,
     constant_channels,
     doubled_requant,
     emit_doubled,
@@ -463,7 +463,7 @@ class QLinearConv(Op):
             "gemm_block_2x4": self._gemm_block_2x4(c, k4, pixels, wide) if gemm else "NULL",
             "weights_wide": int(wide), "acc_const": acc_const,
             "weight_zero": w_zero,
-            **emit_doubled(c, prefix, doubled_requant(p, x.dtype, y.dtype)),
+            **emit_doubled(c, prefix, doubled_requant(p, y.dtype)),
             "constant_c": len(constant),
             "constant_channel": c.const_array(f"{prefix}_constant_channel", "uint16_t", np.array(list(constant), np.uint16))
                                 if constant else "NULL",
@@ -600,7 +600,7 @@ class _ConvExplanation(RequantExplanation):
         if code is not None:
             return (f"channel {c} gives code {code} for every input (its accumulator's range requantizes to that one "
                     "code): the kernel writes it and computes nothing for the channel")
-        doubled = doubled_requant(self.node.params["emitted"], self.x.dtype, self.y.dtype)
+        doubled = doubled_requant(self.node.params["emitted"], self.y.dtype)
         if doubled is None or not doubled.shift[c]:
             return None
         where = "where its pair's other channel takes it too" if gemm else "every output"

@@ -11,7 +11,7 @@ import onnx
 from qcc.errors import QccError
 from qcc.ir import CODE_RANGE, MAX_TENSOR_ELEMENTS, QUANTIZED_DTYPES, Graph, Node, QuantParams, Tensor
 from qcc.numerics import SCHEMES, ort_float32
-from qcc.numerics.accumulator_range import F32_EXACT_LIMIT, INT32_MAX, INT32_MIN
+from qcc.numerics.accumulator_range import F32_EXACT_LIMIT, INT32_MAX, INT32_MIN, AccumulatorRange
 from qcc.ops.base import const_input, node_label
 
 
@@ -173,15 +173,10 @@ def fold_constant_channels(params: dict) -> dict:
     rq, acc_range = params["requant"], params.get("acc_range")
     if rq.scheme != "ort" or rq.fast is None or acc_range is None or rq.channels == 1:
         return params
-    low, high = acc_range.low.reshape(-1), acc_range.high.reshape(-1)
-    if low.size != rq.channels:
+    if acc_range.low.size != rq.channels:
         return params
-    constant = {}
-    for c in np.flatnonzero(rq.fast.mult == 0):
-        if low[c] >= INT32_MIN and high[c] <= INT32_MAX:  # (past int32 the C's sum wraps: not monotonic)
-            ends = ort_float32.requantize(np.array([low[c], high[c]]), int(rq.mult[c]), int(rq.shift[c]), rq.lo, rq.hi)
-            if ends[0] == ends[1]:
-                constant[int(c)] = int(ends[0])
+    # the codes (the zero point taken off) of the channels with one code that the fast path cannot take
+    constant = {c: code - rq.zero for c, code in constant_channels(params).items() if rq.fast.mult[c] == 0}
     if not constant:
         return params
     weights, acc_const = params["weights"].copy(), params["acc_const"].copy()
@@ -244,15 +239,16 @@ def constant_channels(params: dict) -> dict[int, int]:
 
 
 def select_channels(params: dict, keep: np.ndarray) -> dict:
-    """The C's parameters of a layer (weights, acc_const, weight_zero, requant) for the output channels `keep`
-    alone, in that order."""
+    """The C's parameters of a layer (weights, acc_const, weight_zero, requant, and the range analysis's acc_range) for
+    the output channels `keep` alone, in that order."""
     rq = params["requant"]
     if rq.channels > 1:
         rq = replace(rq, scale=rq.scale[keep], real_scale=rq.real_scale[keep], mult=rq.mult[keep], shift=rq.shift[keep],
                      fast=None if rq.fast is None else replace(rq.fast, mult=rq.fast.mult[keep]))
-    w_zero = params["weight_zero"]
+    w_zero, acc_range = params["weight_zero"], params.get("acc_range")
     return params | {"weights": params["weights"][keep], "acc_const": params["acc_const"][keep],
-                     "weight_zero": None if w_zero is None else w_zero[keep], "requant": rq}
+                     "weight_zero": None if w_zero is None else w_zero[keep], "requant": rq,
+                     "acc_range": None if acc_range is None else AccumulatorRange(acc_range.low[keep], acc_range.high[keep])}
 
 
 DOUBLED_MAX_K = 21  # runtime_c/qcc_requant.h QCC_DOUBLED_MAX_K
@@ -270,22 +266,19 @@ class Doubled:
     shift: np.ndarray  # int8 per channel: 0 where the channel does not take the path
 
 
-def doubled_requant(params: dict, x_dtype: str, out_dtype: str) -> Doubled | None:
+def doubled_requant(params: dict, out_dtype: str) -> Doubled | None:
     """The doubled path's constants for a layer's channels (tflm, single), or None where no channel takes it. A
     channel takes it where M < 1/4 with k = -e - 1 in 1..DOUBLED_MAX_K, the clamp is the output type's whole range
-    (the saturation is then the clamp), and |acc| < 2^30 for every input, bounded as |acc_const| + max|x| *
-    sum|w - Z_w| over its taps, so that the C may carry 2 * acc in int32 exactly."""
-    rq = params["requant"]
-    if rq.scheme not in ("tflm", "single"):
+    (the saturation is then the clamp), and the range analysis's exact bound keeps |acc| below 2^30 for every
+    input, so that the C may carry 2 * acc in int32 exactly."""
+    rq, acc_range = params["requant"], params.get("acc_range")
+    out_c = params["weights"].shape[0]
+    if rq.scheme not in ("tflm", "single") or acc_range is None or acc_range.low.size != out_c:
         return None
-    weights = params["weights"].reshape(params["weights"].shape[0], -1).astype(np.int64)
-    out_c = weights.shape[0]
-    w_zero = 0 if params["weight_zero"] is None else params["weight_zero"].astype(np.int64).reshape(-1, 1)
-    largest_x = max(abs(v) for v in CODE_RANGE[x_dtype])
-    bound = np.abs(params["acc_const"].astype(np.int64)) + largest_x * np.abs(weights - w_zero).sum(axis=1)
+    within = (acc_range.low.reshape(-1) > -2**30) & (acc_range.high.reshape(-1) < 2**30)
     k = -1 - np.broadcast_to(rq.shift.astype(np.int64), (out_c,))
     qmin, qmax = CODE_RANGE[out_dtype]
-    takes = (k >= 1) & (k <= DOUBLED_MAX_K) & (bound < 2**30) & (rq.lo + rq.zero == qmin) & (rq.hi + rq.zero == qmax)
+    takes = (k >= 1) & (k <= DOUBLED_MAX_K) & within & (rq.lo + rq.zero == qmin) & (rq.hi + rq.zero == qmax)
     if not takes.any():
         return None
     k = np.where(takes, k, 0)
