@@ -72,6 +72,31 @@ def test_conv_2d(case, tmp_path):
     check_tflite_exact(b.build(), tmp_path)
 
 
+@pytest.mark.parametrize("act", ["RELU", "NONE"])
+def test_near_dead_filters_are_written_as_their_one_code_exact_to_tflm(act, tmp_path):
+    """TFLite quantizes a near-dead filter with a tiny weight scale and its bias with that scale too (about 2^30
+    codes): its output is one code whatever the input, which qcc writes instead of computing the channel
+    (qcc/ops/quantized.py constant_channels). C == reference == TFLM; three of the eight channels are such."""
+    rng = np.random.default_rng(11)
+    b = TfliteBuilder()
+    x = activation(b, "x", (1, 6, 7, 16), rng, is_input=True)
+    w = rng.integers(-127, 128, size=(8, 1, 1, 16)).astype(np.int8)
+    scales = rng.uniform(0.002, 0.02, size=8).astype(np.float32)
+    bias = rng.integers(-2000, 2000, size=8).astype(np.int64)
+    for c, sign in ((1, 1), (4, -1), (6, 1)):  # a tiny scale beside a bias of about 2^30 in real terms
+        scales[c] = np.float32(1e-9)
+        bias[c] = sign * (2**30 - 5000)
+    wt = b.const("conv_w", w, scale=scales, zero_point=np.zeros(8, np.int64), quantized_dimension=0)
+    bt = b.const("conv_b", bias.astype(np.int32), scale=(np.float32(scale_of(b, x)) * scales).astype(np.float32),
+                 zero_point=np.zeros(8, np.int64))
+    y = activation(b, "y", (1, 6, 7, 8), rng, scale=0.5, zero=-128 if act == "RELU" else None)
+    b.op("CONV_2D", [x, wt, bt], [y], version=3, options=dict(padding="VALID", stride_h=1, stride_w=1,
+                                                              fused_activation_function=act))
+    b.output(y)
+    check_tflite_exact(b.build(), tmp_path)
+    assert ".constant_c = 3," in (tmp_path / "out_tflm" / "model.c").read_text()
+
+
 DEPTHWISE_CASES = [  # (input HWC, multiplier, kernel, strides, padding, activation)
     ((9, 9, 4), 1, (3, 3), (1, 1), "SAME", "RELU6"),
     ((10, 8, 3), 1, (3, 3), (2, 2), "SAME", "RELU"),
