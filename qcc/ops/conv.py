@@ -414,8 +414,9 @@ class QLinearConv(Op):
         p = node.params["emitted"]
         gemm = self.runs_as_gemm(node, graph)
         groups = node.attrs["groups"]
-        # qcc_conv_gemm skips the channels whose output is one code for every input: it writes that code
-        constant = constant_channels(node.params) if gemm and groups == 1 else {}
+        # qcc_conv_gemm skips the channels whose output is one code for every input: it writes that code (channels
+        # named by uint16_t: a layer of more keeps them all)
+        constant = constant_channels(node.params) if gemm and groups == 1 and y.shape[1] <= 0xFFFF else {}
         if len(constant) == y.shape[1]:  # every channel constant: one is computed still (no empty arrays in the C)
             del constant[0]
         computed = np.array([ch for ch in range(y.shape[1]) if ch not in constant], np.int64)
